@@ -1,0 +1,31 @@
+"""WSGI entry point. Importing it builds the portal and runs the idempotent start-up.
+
+Gunicorn (preload_app = True) imports this once in the master before forking workers, so the
+schema, keys and first admin exist before any worker serves, and the scheduler runs only here.
+"""
+
+import sys
+
+from portal import create_app, scheduler
+from portal.bootstrap import initialize
+from portal.config import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    sys.exit(f"Configuration error: {exc}")
+
+initialize(app)
+scheduler.start_if_enabled(app)
+
+if __name__ == "__main__":
+    settings = app.config["PORTAL_SETTINGS"]
+    host, _, port = settings.bind.rpartition(":")
+    ssl_dir = settings.ssl_dir
+    app.run(
+        host=host.strip("[]"),
+        port=int(port),
+        ssl_context=(str(ssl_dir / "cert.pem"), str(ssl_dir / "key.pem")),
+        use_reloader=False,
+        threaded=True,
+    )

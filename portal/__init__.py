@@ -1,0 +1,119 @@
+"""VCF Credential Portal: the application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from logging.handlers import RotatingFileHandler
+
+from flask import Flask
+from sqlalchemy import event
+
+from .config import PROJECT_ROOT, Settings, load_settings
+from .crypto import DataCipher, load_or_create_key, write_secret_file
+
+__version__ = "0.1.0"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _secret_key(settings: Settings) -> str:
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "session.key"
+    write_secret_file(path, os.urandom(32).hex().encode() + b"\n")
+    return path.read_text(encoding="ascii").strip()
+
+
+def init_logging(app: Flask, settings: Settings) -> None:
+    """Log to logs/portal.log (rotating) and stderr, which systemd sends to the journal."""
+    logs_dir = settings.log_dir
+    root = logging.getLogger("portal")
+    root.setLevel(settings.log_level)
+    if any(getattr(h, "_portal", False) for h in root.handlers):
+        return
+    fmt = logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    try:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = RotatingFileHandler(
+            logs_dir / "portal.log", maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+        )
+    except OSError:
+        handler = logging.StreamHandler()
+    handler.setFormatter(fmt)
+    handler._portal = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+
+
+def init_database(app: Flask, settings: Settings) -> None:
+    """Configure SQLAlchemy; SQLite gets WAL, a busy timeout and foreign keys."""
+    from .extensions import db
+
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
+    options: dict = {"pool_pre_ping": True}
+    if settings.sqlite_path is not None:
+        options["connect_args"] = {"timeout": 10, "check_same_thread": False}
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
+    db.init_app(app)
+    if settings.sqlite_path is not None:
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+
+
+def create_app(test_config: dict | None = None, settings: Settings | None = None) -> Flask:
+    """Build the portal application."""
+    settings = settings or load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    app.config.update(
+        PORTAL_SETTINGS=settings,
+        SECRET_KEY=_secret_key(settings),
+        SESSION_COOKIE_NAME="portal_session",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=True,
+        MAX_CONTENT_LENGTH=8 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["portal_cipher"] = DataCipher(load_or_create_key(settings.data_dir / "data.key"))
+    init_logging(app, settings)
+    init_database(app, settings)
+    _init_extensions(app)
+    _init_blueprints(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from . import errors, security, sessions
+    from .extensions import csrf, login_manager
+
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    sessions.init_app(app)
+    security.init_app(app)
+    errors.init_app(app)
+
+
+def _init_blueprints(app: Flask) -> None:
+    from . import audit_views, auth, cli, dashboard, health, users
+
+    for module in (auth, dashboard, health, users, audit_views):
+        app.register_blueprint(module.bp)
+    cli.init_app(app)

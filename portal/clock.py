@@ -1,0 +1,19 @@
+"""The portal's notion of now (naive UTC); tests move it with `offset` instead of sleeping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+offset = timedelta(0)
+
+
+def now() -> datetime:
+    """Current UTC time as a naive datetime, plus the test offset."""
+    return datetime.now(UTC).replace(tzinfo=None) + offset
+
+
+def iso(value: datetime | None) -> str | None:
+    """Format a stored naive-UTC datetime as ISO 8601 with a Z suffix."""
+    if value is None:
+        return None
+    return value.replace(microsecond=0).isoformat() + "Z"

@@ -1,0 +1,152 @@
+"""Strictly parsed configuration from environment variables (each also as VAR_FILE)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A configuration variable has a value we refuse to start with."""
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    """Return VAR, or the contents of the file named by VAR_FILE; both set is an error."""
+    value = env.get(name)
+    file_name = env.get(f"{name}_FILE")
+    if value is not None and file_name is not None:
+        raise ConfigError(f"{name}: set either {name} or {name}_FILE, not both")
+    if file_name is not None:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {file_name}: {exc.strerror}") from None
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = _raw(env, name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip(), 10)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _raw(env, name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true/false, got {raw!r}")
+
+
+def _bind(env: Mapping[str, str]) -> str:
+    raw = (_raw(env, "PORTAL_BIND") or "0.0.0.0:5000").strip()  # noqa: S104 - served on the VM's network by design
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"PORTAL_BIND: expected HOST:PORT, got {raw!r}")
+    return raw
+
+
+def _networks(env: Mapping[str, str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    raw = _raw(env, "PORTAL_TRUSTED_PROXIES") or ""
+    networks = []
+    for part in raw.replace(" ", ",").split(","):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"PORTAL_TRUSTED_PROXIES: {part!r} is not an IP address or network"
+            ) from None
+    return tuple(networks)
+
+
+def _path(env: Mapping[str, str], name: str, default: str) -> Path:
+    """A directory setting; relative paths are taken from the project folder."""
+    path = Path((_raw(env, name) or default).strip())
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the portal reads from its environment."""
+
+    data_dir: Path
+    database_url: str
+    log_dir: Path = PROJECT_ROOT / "logs"
+    ssl_dir: Path = PROJECT_ROOT / "ssl"
+    bind: str = "0.0.0.0:5000"  # noqa: S104
+    workers: int = 2
+    admin_password: str | None = field(default=None, repr=False)
+    session_idle_minutes: int = 30
+    session_max_hours: int = 12
+    trusted_proxies: tuple = ()
+    log_level: str = "INFO"
+    scheduler_enabled: bool = True
+    secret_key: str | None = field(default=None, repr=False)
+    sync_min_interval_seconds: int = 300
+    backup_keep: int = 14
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file when the database is SQLite, else None."""
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix):
+            return Path(self.database_url[len(prefix) :])
+        return None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse the environment into Settings, raising ConfigError that names the variable."""
+    env = os.environ if env is None else env
+    data_dir = _path(env, "PORTAL_DATA_DIR", "instance")
+    log_dir = _path(env, "PORTAL_LOG_DIR", "logs")
+    ssl_dir = _path(env, "PORTAL_SSL_DIR", "ssl")
+    database_url = _raw(env, "DATABASE_URL") or f"sqlite:///{data_dir / 'vcf_credentials.db'}"
+    if not database_url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg2://")):
+        raise ConfigError("DATABASE_URL: only sqlite:/// and postgresql:// URLs are supported")
+    admin_password = _raw(env, "PORTAL_ADMIN_PASSWORD")
+    if admin_password is not None and not 12 <= len(admin_password) <= 128:
+        raise ConfigError("PORTAL_ADMIN_PASSWORD: must be 12 to 128 characters long")
+    log_level = (_raw(env, "PORTAL_LOG_LEVEL") or "INFO").strip().upper()
+    if log_level not in _LOG_LEVELS:
+        raise ConfigError(f"PORTAL_LOG_LEVEL: expected one of {', '.join(_LOG_LEVELS)}")
+    secret_key = _raw(env, "PORTAL_SECRET_KEY")
+    if secret_key is not None and len(secret_key) < 32:
+        raise ConfigError("PORTAL_SECRET_KEY: must be at least 32 characters long")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        log_dir=log_dir,
+        ssl_dir=ssl_dir,
+        bind=_bind(env),
+        workers=_int(env, "PORTAL_WORKERS", 2, 1, 64),
+        admin_password=admin_password,
+        session_idle_minutes=_int(env, "PORTAL_SESSION_IDLE_MINUTES", 30, 1, 1440),
+        session_max_hours=_int(env, "PORTAL_SESSION_MAX_HOURS", 12, 1, 720),
+        trusted_proxies=_networks(env),
+        log_level=log_level,
+        scheduler_enabled=_bool(env, "PORTAL_SCHEDULER", True),
+        secret_key=secret_key,
+        sync_min_interval_seconds=_int(env, "PORTAL_SYNC_MIN_INTERVAL_SECONDS", 300, 1, 86400),
+        backup_keep=_int(env, "PORTAL_BACKUP_KEEP", 14, 1, 1000),
+    )

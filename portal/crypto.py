@@ -1,0 +1,89 @@
+"""AES-GCM encryption of secrets at rest under a data key kept outside the database."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_VERSION = b"\x01"
+_KEY_ID_LEN = 8
+_NONCE_LEN = 12
+
+
+class DecryptionError(Exception):
+    """A ciphertext failed authentication: tampered, truncated or under another key."""
+
+
+def key_id(key: bytes) -> bytes:
+    """Short identifier of a key, stored in each ciphertext so a wrong key is named as such."""
+    return hashlib.sha256(b"vcf-portal-key-id" + key).digest()[:_KEY_ID_LEN]
+
+
+class DataCipher:
+    """Encrypts and decrypts secrets; `purpose` is bound as associated data."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("the data key must be 32 bytes")
+        self._aead = AESGCM(key)
+        self.key_id = key_id(key)
+
+    def encrypt(self, plaintext: str, purpose: str) -> bytes:
+        """Encrypt a text secret; returns version, key id, nonce and ciphertext."""
+        nonce = os.urandom(_NONCE_LEN)
+        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), purpose.encode())
+        return _VERSION + self.key_id + nonce + sealed
+
+    def decrypt(self, blob: bytes, purpose: str) -> str:
+        """Decrypt a blob made by encrypt(); raises DecryptionError on any mismatch."""
+        header = 1 + _KEY_ID_LEN + _NONCE_LEN
+        if not blob or len(blob) < header + 16 or blob[:1] != _VERSION:
+            raise DecryptionError("stored secret is malformed or truncated")
+        if blob[1 : 1 + _KEY_ID_LEN] != self.key_id:
+            raise DecryptionError("stored secret was encrypted under a different data key")
+        nonce = blob[1 + _KEY_ID_LEN : header]
+        try:
+            plain = self._aead.decrypt(nonce, bytes(blob[header:]), purpose.encode())
+        except InvalidTag:
+            raise DecryptionError("stored secret failed authentication (tampered?)") from None
+        return plain.decode("utf-8")
+
+
+def write_secret_file(path: Path, data: bytes) -> bool:
+    """Create a 0600 file with data unless it exists; returns True when it was created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return False
+    # Written aside and linked into place, so a process starting concurrently never reads a
+    # half-written key: link() fails when another process won the race.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """Return the 32-byte data key at path (hex), creating it with mode 0600 when absent."""
+    write_secret_file(path, secrets.token_hex(32).encode() + b"\n")
+    raw = path.read_text(encoding="ascii").strip()
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        raise DecryptionError(f"data key file {path} is not valid hex") from None
+    if len(key) != 32:
+        raise DecryptionError(f"data key file {path} does not hold a 32-byte key")
+    return key

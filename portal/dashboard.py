@@ -1,0 +1,15 @@
+"""The signed-in landing page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+from flask_login import login_required
+
+bp = Blueprint("dashboard", __name__)
+
+
+@bp.get("/")
+@login_required
+def index():
+    """Show the dashboard."""
+    return render_template("dashboard.html")

@@ -1,0 +1,51 @@
+"""Friendly error pages; JSON errors for every /api/ path."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger("portal.errors")
+
+_TITLES = {
+    400: "Bad request",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Upload too large",
+    429: "Too many requests",
+    500: "Something went wrong",
+}
+
+
+def _respond(code: int, message: str):
+    if request.path.startswith("/api/"):
+        return jsonify(error=message, details={}), code
+    title = _TITLES.get(code, "Error")
+    return render_template("error.html", code=code, title=title, message=message), code
+
+
+def _handle_http(exc: HTTPException):
+    if isinstance(exc, CSRFError):
+        return _respond(400, "The form expired or was sent from another site; reload and retry.")
+    return _respond(exc.code or 500, exc.description or _TITLES.get(exc.code or 500, "Error"))
+
+
+def _handle_unexpected(exc: Exception):
+    # The exception type only: messages from libraries can carry request data.
+    # Where it happened, but not the message: library messages can carry request data.
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error(
+        "unhandled %s on %s %s\n%s", type(exc).__name__, request.method, request.path, frames
+    )
+    return _respond(500, InternalServerError.description)
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers."""
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(Exception, _handle_unexpected)

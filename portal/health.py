@@ -1,0 +1,29 @@
+"""Health check for load balancers and monitoring (no sign-in)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import text
+
+from . import __version__
+from .extensions import db
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Report the database and data key state: 200 when all is well, 503 naming what fails."""
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+        checks["database"] = f"error: {type(exc).__name__}"
+        db.session.rollback()
+    checks["data_key"] = "ok" if "portal_cipher" in current_app.extensions else "missing"
+    healthy = all(value == "ok" for value in checks.values())
+    body = {"status": "ok" if healthy else "error", **checks, "version": __version__}
+    if not healthy:
+        body["failing"] = [name for name, value in checks.items() if value != "ok"]
+    return jsonify(body), 200 if healthy else 503

@@ -1,0 +1,245 @@
+"""Database models. Portable SQL only: the same models run on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from . import clock
+from .extensions import db
+
+ROLES = ("admin", "readonly")
+SOURCES = ("manager", "installer")
+
+
+def utcnow() -> datetime:
+    """Current UTC time, naive, as stored in the database."""
+    return clock.now()
+
+
+class User(UserMixin, db.Model):
+    """An operator account."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False, default="readonly")
+    must_change_password: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    totp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    preferences: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    @property
+    def is_active(self) -> bool:
+        """Disabled users cannot sign in."""
+        return not self.disabled
+
+    @property
+    def is_admin(self) -> bool:
+        """True for the admin role."""
+        return self.role == "admin"
+
+
+class UserSession(db.Model):
+    """A signed-in browser session, held on the server so that logout revokes it."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie token
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    authenticated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+
+    user: Mapped[User] = relationship()
+
+
+class LoginFailure(db.Model):
+    """One failed sign-in, kept to throttle by address across workers and restarts."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_ip_at", "ip", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), nullable=False)
+    ip: Mapped[str] = mapped_column(String(64), nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+
+class Environment(db.Model):
+    """A VCF environment: an SDDC Manager and/or a VCF Installer."""
+
+    __tablename__ = "environments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+    endpoints: Mapped[list[Endpoint]] = relationship(
+        back_populates="environment", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Endpoint(db.Model):
+    """One source of an environment (SDDC Manager or VCF Installer) and its sync settings."""
+
+    __tablename__ = "endpoints"
+    __table_args__ = (UniqueConstraint("environment_id", "source"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), nullable=False
+    )
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    port: Mapped[int] = mapped_column(Integer, nullable=False, default=443)
+    username: Mapped[str] = mapped_column(String(255), nullable=False)
+    password_enc: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    verify_tls: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    ca_pem: Mapped[str | None] = mapped_column(Text)
+    pinned_sha256: Mapped[str | None] = mapped_column(String(64))
+    sync_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    sync_interval_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=60)
+    sync_paused: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_sync_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    environment: Mapped[Environment] = relationship(back_populates="endpoints")
+
+
+class Credential(db.Model):
+    """A credential fetched from a source; the password is encrypted."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (
+        UniqueConstraint(
+            "environment_id",
+            "source",
+            "hostname",
+            "credential_type",
+            "username",
+            name="uq_credential_identity",
+        ),
+        Index("ix_credentials_env_host", "environment_id", "hostname"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), nullable=False
+    )
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    hostname: Mapped[str] = mapped_column(String(512), nullable=False)
+    username: Mapped[str] = mapped_column(String(512), nullable=False)
+    credential_type: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    account_type: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    resource_id: Mapped[str | None] = mapped_column(String(128))
+    resource_ip: Mapped[str | None] = mapped_column(String(64))
+    domain: Mapped[str] = mapped_column(String(512), nullable=False, default="")
+    remote_id: Mapped[str | None] = mapped_column(String(128))
+    password_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    present: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    absent_since: Mapped[datetime | None] = mapped_column(DateTime)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    last_changed_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    remote_modified_at: Mapped[str | None] = mapped_column(String(64))
+    expiry_date: Mapped[str | None] = mapped_column(String(64))
+    expiry_status: Mapped[str | None] = mapped_column(String(32))
+    auto_rotate_days: Mapped[int | None] = mapped_column(Integer)
+    auto_rotate_next: Mapped[str | None] = mapped_column(String(64))
+
+
+class PasswordHistory(db.Model):
+    """Every value a credential's password has had, newest last."""
+
+    __tablename__ = "password_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    credential_id: Mapped[int] = mapped_column(
+        ForeignKey("credentials.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    password_enc: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    changed_at: Mapped[datetime | None] = mapped_column(DateTime)  # when it was replaced
+    changed_by: Mapped[str] = mapped_column(String(16), nullable=False, default="SYNC")
+
+
+class SyncRun(db.Model):
+    """One sync of one environment source, from queued to its outcome."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index("ix_sync_runs_env_source_state", "environment_id", "source", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), nullable=False
+    )
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    phase: Mapped[str | None] = mapped_column(String(32))
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    count_new: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    count_changed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    count_unchanged: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    count_absent: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEvent(db.Model):
+    """An audit record: who did what to which target, from where, with what outcome."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    target: Mapped[str] = mapped_column(String(512), nullable=False, default="")
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="success")
+    details: Mapped[str | None] = mapped_column(Text)
+
+
+class PortalMeta(db.Model):
+    """Small key/value facts about this installation (key check value, install time)."""
+
+    __tablename__ = "portal_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)

@@ -1,0 +1,147 @@
+"""Server-side sessions: the cookie carries a random token whose hash names a database row.
+
+Logout, idle timeout and absolute lifetime all end the row, so replaying an old cookie gets the
+sign-in page. The row also remembers when the user last typed their password (re-auth).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from . import clock
+from .extensions import db, login_manager
+from .models import User, UserSession
+
+REAUTH_WINDOW = timedelta(minutes=15)
+_TOUCH_EVERY = timedelta(seconds=30)
+_OPEN_ENDPOINTS = {"auth.login", "auth.logout", "auth.change_password", "static", "health.healthz"}
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(user: User, ip: str) -> UserSession:
+    """Sign the user in with a brand-new session id (the pre-login one is discarded)."""
+    session.clear()
+    token = secrets.token_urlsafe(32)
+    row = UserSession(
+        id=_token_hash(token),
+        user_id=user.id,
+        ip=ip,
+        user_agent=(request.user_agent.string or "")[:255],
+    )
+    db.session.add(row)
+    session["sid"] = token
+    session.permanent = True
+    login_user(user)
+    g.portal_session = row
+    return row
+
+
+def end_session() -> None:
+    """Revoke the current session on the server and clear the cookie."""
+    row = current_session()
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = clock.now()
+    logout_user()
+    session.clear()
+
+
+def current_session() -> UserSession | None:
+    """The database row of this request's session, if any."""
+    if "portal_session" in g:
+        return g.portal_session
+    token = session.get("sid")
+    row = db.session.get(UserSession, _token_hash(token)) if isinstance(token, str) else None
+    g.portal_session = row
+    return row
+
+
+def revoke_user_sessions(user_id: int, keep: UserSession | None = None) -> None:
+    """End every session of a user (password reset, disable, delete), except `keep`."""
+    now = clock.now()
+    for row in db.session.scalars(
+        db.select(UserSession).where(
+            UserSession.user_id == user_id, UserSession.revoked_at.is_(None)
+        )
+    ):
+        if keep is None or row.id != keep.id:
+            row.revoked_at = now
+
+
+def _session_is_live(row: UserSession) -> bool:
+    settings = current_app.config["PORTAL_SETTINGS"]
+    now = clock.now()
+    if row.revoked_at is not None:
+        return False
+    if now - row.last_seen_at > timedelta(minutes=settings.session_idle_minutes):
+        return False
+    return now - row.created_at <= timedelta(hours=settings.session_max_hours)
+
+
+def recently_authenticated() -> bool:
+    """True when the password was typed in this session within the last 15 minutes."""
+    row = current_session()
+    return row is not None and clock.now() - row.authenticated_at <= REAUTH_WINDOW
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    row = current_session()
+    if row is None or str(row.user_id) != user_id or not _session_is_live(row):
+        return None
+    user = db.session.get(User, row.user_id)
+    if user is None or user.disabled:
+        return None
+    now = clock.now()
+    if now - row.last_seen_at > _TOUCH_EVERY:
+        row.last_seen_at = now
+        db.session.commit()
+    return user
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    if request.path.startswith("/api/"):
+        return jsonify(error="Sign-in required", details={}), 401
+    target = request.full_path if request.method == "GET" else request.path
+    return redirect(url_for("auth.login", next=target.rstrip("?")))
+
+
+def _same_origin_check() -> None:
+    """Refuse a state-changing request whose Origin is another site (belt to CSRF's braces)."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    origin = request.headers.get("Origin")
+    if origin and origin != "null":
+        parts = urlsplit(origin)
+        if parts.netloc != request.host or parts.scheme != request.scheme:
+            abort(403, description="Cross-site request refused")
+
+
+def _forced_password_change():
+    """Until the default or reset password is changed, only the change page is reachable."""
+    if not current_user.is_authenticated or not current_user.must_change_password:
+        return None
+    if request.endpoint in _OPEN_ENDPOINTS:
+        return None
+    if request.path.startswith("/api/"):
+        return jsonify(error="Change your password first", details={}), 403
+    return redirect(url_for("auth.change_password"))
+
+
+def init_app(app: Flask) -> None:
+    """Install the session checks that run before every request."""
+    login_manager.session_protection = None  # our own server-side sessions do this job
+    app.permanent_session_lifetime = timedelta(
+        hours=app.config["PORTAL_SETTINGS"].session_max_hours
+    )
+    app.before_request(_same_origin_check)
+    app.before_request(_forced_password_change)

@@ -1,0 +1,468 @@
+"""HTTP transport shared by both clients: TLS modes, retries, tokens and error mapping.
+
+Nothing here logs or raises a body, a token, a password or an Authorization header. Text
+taken from a server (error messages) is stripped of control characters, truncated and has
+any known secret masked before it reaches an exception or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import logging
+import socket
+import ssl
+import time
+import unicodedata
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+import urllib3
+
+from .models import EndpointSettings, VcfError
+from .tls import (
+    EndpointTlsAdapter,
+    build_ca_context,
+    fetch_certificate_sha256,
+    format_fingerprint,
+    normalize_fingerprint,
+)
+
+log = logging.getLogger("portal.vcf")
+
+TOKENS_PATH = "/v1/tokens"
+REFRESH_PATH = "/v1/tokens/access-token/refresh"
+# PowerVCF renews when less than two minutes are left; so do we.
+RENEW_MARGIN_S = 120.0
+# Used when the access token is not a decodable JWT: terraform-provider-vcf logs in again
+# every 20 minutes for the same reason.
+UNKNOWN_LIFETIME_S = 20 * 60.0
+MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_SERVER_TEXT = 300
+
+
+def clean_text(value: object, limit: int = MAX_SERVER_TEXT) -> str:
+    """Return server-provided text safe for a message: no control chars, at most ``limit``."""
+    text = value if isinstance(value, str) else repr(value)
+    # Cc covers CR/LF (log forging), Cf covers bidi overrides such as U+202E.
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def decode_jwt_claims(token: str) -> dict[str, Any] | None:
+    """Return the claims of a JWT without verifying it, or None if it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (ValueError, UnicodeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def token_lifetime(token: str, now: float | None = None) -> float:
+    """Seconds an access token stays valid, judged from its ``exp`` (and ``iat``) claims."""
+    claims = decode_jwt_claims(token) or {}
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if _is_number(exp) and _is_number(iat) and exp > iat:
+        # exp - iat is immune to clock skew between us and the appliance.
+        return float(exp - iat)
+    if _is_number(exp):
+        return float(exp) - (time.time() if now is None else now)
+    return UNKNOWN_LIFETIME_S
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
+            if isinstance(linked, BaseException):
+                stack.append(linked)
+        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
+
+
+class ApiTransport:
+    """Authenticated JSON requests against one endpoint; not safe to share between threads."""
+
+    def __init__(
+        self, source: str, settings: EndpointSettings, session: requests.Session | None
+    ) -> None:
+        self.source = source
+        self.settings = settings
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+        if self._owns_session:
+            # Only the per-endpoint TLS settings apply: no REQUESTS_CA_BUNDLE, no proxies
+            # or netrc credentials picked up from the service's environment.
+            self._session.trust_env = False
+        self._pin_hex: str | None = None
+        self._verify: bool = settings.verify_tls
+        if settings.pinned_sha256:
+            try:
+                self._pin_hex = normalize_fingerprint(settings.pinned_sha256)
+            except ValueError:
+                raise VcfError("tls", "the pinned certificate fingerprint is not valid") from None
+            self._session.mount("https://", EndpointTlsAdapter(pin_hex=self._pin_hex))
+            self._verify = False
+        elif settings.ca_pem:
+            context = build_ca_context(settings.ca_pem)
+            self._session.mount("https://", EndpointTlsAdapter(ssl_context=context))
+            self._verify = True
+        self._access_token: str | None = None
+        self._refresh_id: str | None = None
+        self._renew_at = 0.0
+        self.last_certificate_sha256: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Forget the tokens and close the connection pool."""
+        self._access_token = None
+        self._refresh_id = None
+        if self._owns_session:
+            self._session.close()
+
+    # -- public helpers ----------------------------------------------------------------
+
+    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """GET an authenticated path and return its decoded JSON body."""
+        self._ensure_token()
+        response = self._send("GET", path, params=params, auth=True, retry=True)
+        if response.status_code == 401:
+            # The token can be revoked or expire server-side before our estimate: one fresh
+            # login, then give up.
+            log.warning("%s %s: access token rejected, logging in again", self.source, path)
+            self._login()
+            response = self._send("GET", path, params=params, auth=True, retry=True)
+            if response.status_code == 401:
+                raise self._status_error(response, "GET", path, after_relogin=True)
+        if not 200 <= response.status_code < 300:
+            raise self._status_error(response, "GET", path)
+        return self._json(response, "GET", path)
+
+    # -- tokens ------------------------------------------------------------------------
+
+    def _ensure_token(self) -> None:
+        if self._access_token is None:
+            self._login()
+            return
+        if time.monotonic() < self._renew_at:
+            return
+        if self._refresh_id:
+            try:
+                self._refresh()
+                return
+            except VcfError as exc:
+                log.info("%s: token refresh failed (%s); logging in again", self.source, exc.kind)
+        self._login()
+
+    def _login(self) -> None:
+        self._access_token = None
+        body = {"username": self.settings.username, "password": self.settings.password}
+        response = self._send("POST", TOKENS_PATH, json_body=body, auth=False, retry=True)
+        if response.status_code in (400, 401, 403):
+            user = clean_text(self.settings.username, 120)
+            suffix = "" if response.status_code == 401 else f" (HTTP {response.status_code})"
+            raise VcfError("auth", f"bad credentials for user {user}{suffix}", status=401)
+        if not 200 <= response.status_code < 300:
+            raise self._status_error(response, "POST", TOKENS_PATH)
+        pair = self._json(response, "POST", TOKENS_PATH)
+        access = pair.get("accessToken") if isinstance(pair, dict) else None
+        if not isinstance(access, str) or not _looks_like_token(access):
+            raise VcfError("malformed", "the token response holds no access token")
+        refresh = pair.get("refreshToken")
+        refresh_id = refresh.get("id") if isinstance(refresh, dict) else refresh
+        self._refresh_id = refresh_id if isinstance(refresh_id, str) and refresh_id else None
+        self._set_access_token(access)
+        log.debug("%s: logged in", self.source)
+
+    def _refresh(self) -> None:
+        assert self._refresh_id is not None  # noqa: S101 - guarded by the caller
+        # The Go SDK sends the id JSON-quoted, PowerVCF sends it bare; real servers accept
+        # the quoted form, which is also what the spec's "type: string" body means.
+        response = self._send(
+            "PATCH",
+            REFRESH_PATH,
+            data=json.dumps(self._refresh_id).encode(),
+            auth=False,
+            retry=False,
+        )
+        if not 200 <= response.status_code < 300:
+            raise self._status_error(response, "PATCH", REFRESH_PATH)
+        text = self._body(response).decode("utf-8", "replace").strip()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text.strip('"')
+        if isinstance(value, dict):
+            value = value.get("accessToken")
+        if not isinstance(value, str) or not _looks_like_token(value):
+            raise VcfError("malformed", "the token refresh response holds no access token")
+        self._set_access_token(value)
+        log.debug("%s: access token refreshed", self.source)
+
+    def _set_access_token(self, token: str) -> None:
+        self._access_token = token
+        self._renew_at = time.monotonic() + token_lifetime(token) - RENEW_MARGIN_S
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        auth: bool,
+        retry: bool,
+    ) -> requests.Response:
+        settings = self.settings
+        headers = {"Accept": "application/json"}
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if auth and self._access_token:
+            headers["Authorization"] = f"Bearer {self._access_token}"
+        url = settings.base_url + path
+        attempts = 1 + (settings.retries if retry else 0)
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            started = time.monotonic()
+            try:
+                response = self._request(method, url, params, data, headers)
+            except requests.RequestException as exc:
+                error = self._transport_error(exc)
+                log.warning(
+                    "%s %s %s failed (%s) after %.0f ms",
+                    self.source,
+                    method,
+                    path,
+                    error.kind,
+                    (time.monotonic() - started) * 1000,
+                )
+                if error.kind == "connection" and not last:
+                    self._backoff(attempt)
+                    continue
+                raise error from None
+            log.debug(
+                "%s %s %s -> %d in %.0f ms",
+                self.source,
+                method,
+                path,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+            )
+            if response.status_code >= 500 and not last:
+                log.warning(
+                    "%s %s %s -> HTTP %d, retrying",
+                    self.source,
+                    method,
+                    path,
+                    response.status_code,
+                )
+                self._backoff(attempt)
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, str] | None,
+        data: bytes | None,
+        headers: dict[str, str],
+    ) -> requests.Response:
+        settings = self.settings
+        kwargs: dict[str, Any] = {
+            "params": params,
+            "data": data,
+            "headers": headers,
+            "timeout": (settings.connect_timeout, settings.read_timeout),
+            "verify": self._verify,
+            # A redirect would carry the bearer token elsewhere; no appliance redirects /v1.
+            "allow_redirects": False,
+            "stream": True,
+        }
+        with warnings.catch_warnings():
+            if not self._verify and not self._pin_hex:
+                # verify_tls=False is an explicit operator choice for this endpoint only.
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            response = self._session.request(method, url, **kwargs)
+            try:
+                response._content = self._read_limited(response)
+                response._content_consumed = True
+            finally:
+                response.close()
+        return response
+
+    @staticmethod
+    def _read_limited(response: requests.Response) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise VcfError("malformed", "response body exceeds 64 MiB")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _backoff(self, attempt: int) -> None:
+        delay = self.settings.retry_backoff * (2**attempt)
+        if delay > 0:
+            time.sleep(delay)
+
+    # -- error mapping -----------------------------------------------------------------
+
+    def _transport_error(self, exc: requests.RequestException) -> VcfError:
+        host, port = self.settings.host, self.settings.port
+        where = f"{host}:{port}"
+        chain = list(_exception_chain(exc))
+        if isinstance(exc, requests.exceptions.SSLError):
+            return self._tls_error(chain)
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return VcfError(
+                "timeout",
+                f"timed out connecting to {where} after {self.settings.connect_timeout:g} s",
+            )
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return VcfError(
+                "timeout", f"{where} did not answer within {self.settings.read_timeout:g} s"
+            )
+        if any(
+            isinstance(e, (socket.gaierror, urllib3.exceptions.NameResolutionError)) for e in chain
+        ):
+            return VcfError("dns", f"cannot resolve host {host}")
+        if any(isinstance(e, ConnectionRefusedError) for e in chain):
+            return VcfError("refused", f"connection refused by {where}")
+        if any(isinstance(e, (TimeoutError, socket.timeout)) for e in chain):
+            return VcfError("timeout", f"timed out talking to {where}")
+        if any(
+            isinstance(
+                e, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
+            )
+            for e in chain
+        ) or isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return VcfError("connection", f"connection reset by {where}")
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return VcfError("connection", f"connection to {where} failed")
+        return VcfError("connection", f"request to {where} failed ({type(exc).__name__})")
+
+    def _tls_error(self, chain: list[BaseException]) -> VcfError:
+        where = f"{self.settings.host}:{self.settings.port}"
+        seen = self._seen_fingerprint()
+        seen_text = f"; certificate SHA-256 fingerprint seen: {seen}" if seen else ""
+        if self._pin_hex:
+            pinned = format_fingerprint(self._pin_hex)
+            if seen is None or seen != pinned:
+                return VcfError(
+                    "tls",
+                    f"the certificate of {where} does not match the pinned fingerprint{seen_text}",
+                    certificate_sha256=seen,
+                )
+        reason = "certificate verification failed"
+        for item in chain:
+            if isinstance(item, ssl.SSLCertVerificationError) and item.verify_message:
+                reason = f"certificate verification failed: {clean_text(item.verify_message, 120)}"
+                break
+        return VcfError(
+            "tls", f"TLS error with {where}: {reason}{seen_text}", certificate_sha256=seen
+        )
+
+    def _seen_fingerprint(self) -> str | None:
+        try:
+            seen = fetch_certificate_sha256(
+                self.settings.host, self.settings.port, self.settings.connect_timeout
+            )
+        except VcfError:
+            return None
+        self.last_certificate_sha256 = seen
+        return seen
+
+    def _status_error(
+        self, response: requests.Response, method: str, path: str, after_relogin: bool = False
+    ) -> VcfError:
+        status = response.status_code
+        user = clean_text(self.settings.username, 120)
+        shown_path = clean_text(path, 160)
+        detail = self._server_detail(response)
+        if status == 401:
+            text = "the access token was rejected" if after_relogin else "not authenticated"
+            return VcfError("auth", f"{text} (HTTP 401) for user {user}", status=status)
+        if status == 403:
+            return VcfError(
+                "forbidden",
+                f"access denied for user {user}: the account needs the ADMIN role",
+                status=status,
+            )
+        if status == 404:
+            return VcfError(
+                "not_found", f"{method} {shown_path}: not found (HTTP 404){detail}", status=status
+            )
+        if status >= 500:
+            return VcfError(
+                "server", f"server error HTTP {status} on {method} {shown_path}{detail}",
+                status=status,
+            )
+        return VcfError("http", f"unexpected HTTP {status} on {method} {shown_path}{detail}",
+                        status=status)
+
+    def _server_detail(self, response: requests.Response) -> str:
+        try:
+            body = json.loads(response.content or b"null")
+        except ValueError:
+            return ""
+        if not isinstance(body, dict):
+            return ""
+        parts = []
+        message = body.get("message")
+        if isinstance(message, str) and message.strip():
+            parts.append(": " + self._mask(clean_text(message)))
+        reference = body.get("referenceToken")
+        if isinstance(reference, str) and reference.strip():
+            parts.append(f" (referenceToken {self._mask(clean_text(reference, 80))})")
+        return "".join(parts)
+
+    def _mask(self, text: str) -> str:
+        # A misbehaving server could echo what we sent it; never let that reach a message.
+        for secret in (self.settings.password, self._access_token, self._refresh_id):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
+    def _json(self, response: requests.Response, method: str, path: str) -> Any:
+        try:
+            return json.loads(self._body(response))
+        except (ValueError, UnicodeError):
+            raise VcfError(
+                "malformed", f"{method} {clean_text(path, 160)} returned invalid JSON"
+            ) from None
+
+    @staticmethod
+    def _body(response: requests.Response) -> bytes:
+        return response.content or b""
+
+
+def _looks_like_token(value: str) -> bool:
+    return bool(value) and len(value) < 65536 and not any(ch.isspace() for ch in value)

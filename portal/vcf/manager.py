@@ -1,0 +1,187 @@
+"""SDDC Manager client: every credential from ``GET /v1/credentials``, page by page.
+
+Tolerances, because the enumerations are documentation text rather than schema enums and
+change between releases:
+
+* unknown ``credentialType``/``accountType``/``resourceType``/expiry values are kept as-is;
+* a missing ``password`` gives ``password=None``;
+* the deprecated ``resource.domainName``/``resource.resourceIp`` may be absent
+  (``domainNames`` falls back to ``domainName`` when only the latter is present);
+* extra fields are ignored.
+
+What is *not* tolerated, because a partial list must never look complete: a page that is
+not ``{"elements": [...]}``, an element without ``username`` or ``resource.resourceName``,
+a credential id returned twice, or a final count that disagrees with ``totalElements``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from ._http import ApiTransport, clean_text
+from .models import EndpointSettings, FetchedCredential, VcfError
+
+CREDENTIALS_PATH = "/v1/credentials"
+PAGE_SIZE = 500
+# 2,000 pages of 500 is a million credentials: far beyond any real deployment, and a hard
+# stop for a server whose pageMetadata never ends.
+MAX_PAGES = 2000
+
+
+class SddcManagerClient:
+    """Reads credentials from one SDDC Manager; use as a context manager or call close()."""
+
+    source = "manager"
+
+    def __init__(self, settings: EndpointSettings, session: requests.Session | None = None):
+        self.settings = settings
+        self._api = ApiTransport(self.source, settings, session)
+
+    def __enter__(self) -> SddcManagerClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the HTTP session and forget the tokens."""
+        self._api.close()
+
+    def fetch_credentials(self) -> list[FetchedCredential]:
+        """Return every credential SDDC Manager holds, following all pages."""
+        results: list[FetchedCredential] = []
+        seen_ids: set[str] = set()
+        total_elements: int | None = None
+        previous_ids: list[str] | None = None
+        page = 0
+        while True:
+            body = self._api.get_json(
+                CREDENTIALS_PATH, {"pageSize": str(PAGE_SIZE), "pageNumber": str(page)}
+            )
+            elements, metadata = _page_parts(body, page)
+            page_ids = [e.get("id") for e in elements if isinstance(e.get("id"), str)]
+            if page > 0 and page_ids and page_ids == previous_ids:
+                raise VcfError(
+                    "malformed",
+                    f"page {page} of /v1/credentials repeats the previous page "
+                    "(the server ignores pageNumber)",
+                )
+            previous_ids = page_ids
+            for index, element in enumerate(elements):
+                credential = parse_credential(element, page, index)
+                if credential.remote_id is not None:
+                    if credential.remote_id in seen_ids:
+                        raise VcfError(
+                            "malformed",
+                            f"credential id {clean_text(credential.remote_id, 80)} was returned "
+                            "twice; the list changed while it was read, try again",
+                        )
+                    seen_ids.add(credential.remote_id)
+                results.append(credential)
+            total_pages = _metadata_int(metadata, "totalPages")
+            if _metadata_int(metadata, "totalElements") is not None:
+                total_elements = _metadata_int(metadata, "totalElements")
+            if not elements:
+                break
+            page += 1
+            if total_pages is not None:
+                if page >= total_pages:
+                    break
+            elif len(elements) != PAGE_SIZE:
+                # Without pageMetadata a short (or oversized, paging ignored) page is the end.
+                break
+            if page >= MAX_PAGES:
+                raise VcfError(
+                    "malformed", f"/v1/credentials did not end after {MAX_PAGES} pages"
+                )
+        if total_elements is not None and total_elements != len(results):
+            raise VcfError(
+                "malformed",
+                f"SDDC Manager reported {total_elements} credentials but returned "
+                f"{len(results)}; the list changed while it was read, try again",
+            )
+        return results
+
+    def probe(self) -> int | None:
+        """Log in and read one credential page of size 1; return the reported total."""
+        body = self._api.get_json(CREDENTIALS_PATH, {"pageSize": "1", "pageNumber": "0"})
+        elements, metadata = _page_parts(body, 0)
+        for index, element in enumerate(elements):
+            parse_credential(element, 0, index)
+        return _metadata_int(metadata, "totalElements")
+
+    @property
+    def certificate_sha256(self) -> str | None:
+        """The fingerprint seen during the last TLS failure, if any."""
+        return self._api.last_certificate_sha256
+
+
+def parse_credential(element: Any, page: int = 0, index: int = 0) -> FetchedCredential:
+    """Turn one ``Credential`` JSON object into a FetchedCredential (VcfError if unusable)."""
+    where = f"credential {index} on page {page}"
+    if not isinstance(element, dict):
+        raise VcfError("malformed", f"{where} is not a JSON object")
+    resource = element.get("resource")
+    if not isinstance(resource, dict):
+        raise VcfError("malformed", f"{where} has no resource")
+    hostname = resource.get("resourceName")
+    username = element.get("username")
+    if not isinstance(hostname, str) or not hostname:
+        raise VcfError("malformed", f"{where} has no resource.resourceName")
+    if not isinstance(username, str) or not username:
+        raise VcfError("malformed", f"{where} has no username")
+    password = element.get("password")
+    if password is not None and not isinstance(password, str):
+        raise VcfError("malformed", f"{where} has a password that is not a string")
+    domain_names = resource.get("domainNames")
+    names: tuple[str, ...] = ()
+    if isinstance(domain_names, list):
+        names = tuple(n for n in domain_names if isinstance(n, str) and n)
+    if not names and isinstance(resource.get("domainName"), str) and resource["domainName"]:
+        names = (resource["domainName"],)
+    expiry = element.get("expiry") if isinstance(element.get("expiry"), dict) else {}
+    policy = element.get("autoRotatePolicy")
+    policy = policy if isinstance(policy, dict) else {}
+    days = policy.get("frequencyInDays")
+    return FetchedCredential(
+        source="manager",
+        hostname=hostname,
+        username=username,
+        password=password,
+        credential_type=_text(element.get("credentialType")) or "",
+        account_type=_text(element.get("accountType")) or "",
+        resource_type=_text(resource.get("resourceType")) or "",
+        resource_id=_text(resource.get("resourceId")),
+        resource_ip=_text(resource.get("resourceIp")),
+        domain_names=names,
+        remote_id=_text(element.get("id")),
+        modified_at=_text(element.get("modificationTimestamp")),
+        expiry_date=_text(expiry.get("expiryDate")),
+        expiry_status=_text(expiry.get("status")),
+        auto_rotate_days=days if isinstance(days, int) and not isinstance(days, bool) else None,
+        auto_rotate_next=_text(policy.get("nextSchedule")),
+    )
+
+
+def _page_parts(body: Any, page: int) -> tuple[list[Any], dict[str, Any] | None]:
+    if not isinstance(body, dict) or not isinstance(body.get("elements"), list):
+        raise VcfError(
+            "malformed", f"page {page} of /v1/credentials is not a list of credentials"
+        )
+    metadata = body.get("pageMetadata")
+    return body["elements"], metadata if isinstance(metadata, dict) else None
+
+
+def _metadata_int(metadata: dict[str, Any] | None, key: str) -> int | None:
+    if metadata is None:
+        return None
+    value = metadata.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Lint and test the portal: ./run_tests.sh [pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+
+stamp=".venv/.requirements-dev.sha256"
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+  echo "$want" > "$stamp"
+fi
+
+echo "== ruff check"
+.venv/bin/ruff check .
+echo "== ruff format --check"
+.venv/bin/ruff format --check .
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,235 @@
+"""Sign-in, forced change, sessions, lockout, CSRF, cookies and headers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from conftest import PASSWORD, Portal, _client, make_app
+from sqlalchemy import select
+
+from portal import clock
+from portal.extensions import db
+from portal.models import AuditEvent, LoginFailure, User, UserSession
+
+
+def _audit(app, action):
+    with app.app_context():
+        return db.session.scalars(select(AuditEvent).where(AuditEvent.action == action)).all()
+
+
+def test_login_page_has_form_and_csrf_meta(anon):
+    html = anon.client.get("/login").get_data(as_text=True)
+    assert 'name="username"' in html and 'name="password"' in html
+    assert 'name="csrf_token"' in html
+    assert '<meta name="csrf-token" content="' in html
+
+
+def test_first_admin_must_change_default_password(tmp_path):
+    app = make_app(tmp_path)
+    portal = Portal(_client(app))
+    response = portal.login("admin", "admin")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/change-password")
+    for path in ("/", "/users/", "/audit/"):
+        blocked = portal.client.get(path)
+        assert blocked.status_code == 302 and blocked.headers["Location"].endswith(
+            "/change-password"
+        )
+    too_short = portal.post(
+        "/change-password",
+        {"current_password": "admin", "new_password": "short", "confirm_password": "short"},
+    )
+    assert too_short.status_code == 400
+    assert "at least 12" in too_short.get_data(as_text=True)
+    common = portal.post(
+        "/change-password",
+        {"current_password": "admin", "new_password": "password1234",
+         "confirm_password": "password1234"},
+    )
+    assert "too common" in common.get_data(as_text=True)
+    changed = portal.post(
+        "/change-password",
+        {"current_password": "admin", "new_password": PASSWORD, "confirm_password": PASSWORD},
+    )
+    assert changed.status_code == 302
+    assert portal.client.get("/").status_code == 200
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "admin"))
+        assert not user.must_change_password
+        assert user.password_hash.startswith("pbkdf2:")  # the test hasher; production is scrypt
+
+
+def test_admin_password_from_environment_needs_no_change(tmp_path):
+    app = make_app(tmp_path, PORTAL_ADMIN_PASSWORD="a long first password")
+    portal = Portal(_client(app))
+    assert portal.login("admin", "admin").status_code == 401
+    response = portal.login("admin", "a long first password")
+    assert response.headers["Location"].endswith("/")
+
+
+def test_session_id_changes_at_login_and_logout_revokes(app, anon):
+    client = anon.client
+    client.get("/login")
+    before = client.get_cookie("portal_session")
+    anon.login("alice")
+    after = client.get_cookie("portal_session")
+    assert before is None or before.value != after.value
+    assert client.get("/").status_code == 200
+    stolen = after.value
+    anon.post("/logout")
+    assert client.get("/").status_code == 302
+    replay = _client(app)
+    replay.set_cookie("portal_session", stolen, domain="localhost")
+    response = replay.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert _audit(app, "auth.logout")
+
+
+def test_idle_and_absolute_timeouts(app, admin):
+    assert admin.client.get("/").status_code == 200
+    clock.offset = timedelta(minutes=29)
+    assert admin.client.get("/").status_code == 200
+    clock.offset = timedelta(minutes=29 + 31)
+    assert admin.client.get("/").status_code == 302
+    other = Portal(_client(app))
+    clock.offset = timedelta(0)
+    other.login("alice")
+    for minutes in range(20, 12 * 60, 20):
+        clock.offset = timedelta(minutes=minutes)
+        assert other.client.get("/").status_code == 200
+    clock.offset = timedelta(hours=12, minutes=1)
+    assert other.client.get("/").status_code == 302
+
+
+def test_lockout_after_five_failures_holds_across_restart(tmp_path, app):
+    portal = Portal(_client(app))
+    for _ in range(4):
+        response = portal.login("alice", "wrong password!")
+        assert response.status_code == 401
+        assert "Invalid user name or password" in response.get_data(as_text=True)
+    fifth = portal.login("alice", "wrong password!")
+    assert "locked" in fifth.get_data(as_text=True)
+    correct = portal.login("alice")
+    assert correct.status_code == 403 and "locked" in correct.get_data(as_text=True)
+    # A new process on the same database (a restart, another worker) keeps the lock.
+    again = make_app(tmp_path)
+    assert Portal(_client(again)).login("alice").status_code == 403
+    clock.offset = timedelta(minutes=16)
+    assert Portal(_client(again)).login("alice").status_code == 302
+    assert _audit(app, "auth.lockout")
+
+
+def test_per_address_limit_ignores_untrusted_forwarded_for(app):
+    portal = Portal(_client(app))
+    for i in range(20):
+        portal.login(f"nobody{i}", "wrong password!",)
+    blocked = portal.client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": portal.csrf()},
+        headers={"X-Forwarded-For": "203.0.113.9"},
+    )
+    assert blocked.status_code == 429
+    with app.app_context():
+        ips = set(db.session.scalars(select(LoginFailure.ip)))
+    assert ips == {"127.0.0.1"}
+
+
+def test_forwarded_for_honoured_from_trusted_proxy(tmp_path):
+    app = make_app(tmp_path, PORTAL_TRUSTED_PROXIES="127.0.0.1")
+    portal = Portal(_client(app))
+    token = portal.csrf()
+    portal.client.post(
+        "/login",
+        data={"username": "x", "password": "y", "csrf_token": token},
+        headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9"},
+    )
+    with app.app_context():
+        assert db.session.scalar(select(LoginFailure.ip)) == "203.0.113.9"
+
+
+def test_failed_login_username_cannot_forge_log_lines(app, anon):
+    anon.login("evil\r\n2026-01-01 INFO forged", "x")
+    event = _audit(app, "auth.login")[-1]
+    assert "\n" not in event.actor and "\r" not in event.actor
+    assert "\\r\\n" in event.actor
+
+
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example", "/\\evil.example", "javascript:alert(1)"]
+)
+def test_next_redirect_stays_on_site(anon, target):
+    response = anon.login("alice", next=target)
+    assert response.headers["Location"] == "/"
+
+
+def test_next_redirect_to_local_path(anon):
+    response = anon.login("alice", next="/audit/?actor=bob")
+    assert response.headers["Location"] == "/audit/?actor=bob"
+
+
+def test_csrf_required_on_forms_and_json(app, admin):
+    response = admin.client.post("/logout")
+    assert response.status_code == 400
+    json_refused = admin.client.post("/users/", json={"username": "x"})
+    assert json_refused.status_code == 400
+    cross = admin.client.post(
+        "/logout", data={"csrf_token": admin.csrf_token_for_session()},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert cross.status_code == 403
+    assert admin.client.get("/").status_code == 200
+
+
+def test_cookie_flags(anon):
+    anon.login("alice")
+    header = [h for h in anon.client.get("/").headers.getlist("Set-Cookie")]
+    login_response = anon.login("alice")
+    cookies = login_response.headers.getlist("Set-Cookie") + header
+    session_cookie = next(c for c in cookies if c.startswith("portal_session="))
+    lowered = session_cookie.lower()
+    assert "secure" in lowered and "httponly" in lowered and "samesite=lax" in lowered
+    assert "path=/" in lowered and "domain=" not in lowered
+
+
+def test_security_headers_everywhere(anon, admin):
+    for client, path in ((anon.client, "/login"), (admin.client, "/"), (anon.client, "/healthz"),
+                         (anon.client, "/static/css/portal.css"), (anon.client, "/nope")):
+        response = client.get(path)
+        headers = response.headers
+        response.close()
+        csp = headers["Content-Security-Policy"]
+        assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        max_age = int(headers["Strict-Transport-Security"].split("max-age=")[1].split(";")[0])
+        assert max_age >= 15724800
+        assert headers["Referrer-Policy"]
+        assert "Server" not in headers
+    assert admin.client.get("/").headers["Cache-Control"] == "no-store"
+
+
+def test_trace_refused(anon):
+    assert anon.client.open("/", method="TRACE").status_code == 405
+
+
+def test_healthz(anon):
+    response = anon.client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json["status"] == "ok" and response.json["database"] == "ok"
+
+
+def test_healthz_reports_broken_database(app, anon, tmp_path):
+    with app.app_context():
+        db.engine.dispose()
+    db_file = tmp_path / "data" / "vcf_credentials.db"
+    db_file.unlink()
+    db_file.mkdir()  # a directory where the file was: SQLite cannot open it
+    response = anon.client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json["failing"] == ["database"]
+
+
+def test_user_sessions_recorded(app, admin):
+    with app.app_context():
+        rows = db.session.scalars(select(UserSession)).all()
+    assert any(r.revoked_at is None for r in rows)
