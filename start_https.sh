@@ -45,6 +45,9 @@ mkdir -p -m 0700 "$data_dir"
 
 .venv/bin/python -m portal.certs ensure "$ssl_dir/cert.pem" "$ssl_dir/key.pem"
 
+# Python's ssl module cannot list key-exchange groups; OpenSSL's configuration can.
+export OPENSSL_CONF="$ROOT/portal/openssl.cnf"
+
 bind=${PORTAL_BIND:-0.0.0.0:5000}
 port=${bind##*:}
 host=${bind%:*}

@@ -52,7 +52,7 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def generate_self_signed(cert_path: Path, key_path: Path, days: int = 825) -> x509.Certificate:
+def generate_self_signed(cert_path: Path, key_path: Path, days: int = 365) -> x509.Certificate:
     """Write a self-signed ECDSA P-256 certificate for this host; the key gets mode 0600."""
     hostname = socket.gethostname()
     fqdn = socket.getfqdn()
@@ -85,6 +85,7 @@ def generate_self_signed(cert_path: Path, key_path: Path, days: int = 825) -> x5
         .add_extension(
             x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_path.parent.mkdir(parents=True, exist_ok=True)

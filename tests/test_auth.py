@@ -44,8 +44,11 @@ def test_first_admin_must_change_default_password(tmp_path):
     assert "at least 12" in too_short.get_data(as_text=True)
     common = portal.post(
         "/change-password",
-        {"current_password": "admin", "new_password": "password1234",
-         "confirm_password": "password1234"},
+        {
+            "current_password": "admin",
+            "new_password": "password1234",
+            "confirm_password": "password1234",
+        },
     )
     assert "too common" in common.get_data(as_text=True)
     changed = portal.post(
@@ -123,7 +126,10 @@ def test_lockout_after_five_failures_holds_across_restart(tmp_path, app):
 def test_per_address_limit_ignores_untrusted_forwarded_for(app):
     portal = Portal(_client(app))
     for i in range(20):
-        portal.login(f"nobody{i}", "wrong password!",)
+        portal.login(
+            f"nobody{i}",
+            "wrong password!",
+        )
     blocked = portal.client.post(
         "/login",
         data={"username": "alice", "password": PASSWORD, "csrf_token": portal.csrf()},
@@ -174,7 +180,8 @@ def test_csrf_required_on_forms_and_json(app, admin):
     json_refused = admin.client.post("/users/", json={"username": "x"})
     assert json_refused.status_code == 400
     cross = admin.client.post(
-        "/logout", data={"csrf_token": admin.csrf_token_for_session()},
+        "/logout",
+        data={"csrf_token": admin.csrf_token_for_session()},
         headers={"Origin": "https://evil.example"},
     )
     assert cross.status_code == 403
@@ -193,8 +200,13 @@ def test_cookie_flags(anon):
 
 
 def test_security_headers_everywhere(anon, admin):
-    for client, path in ((anon.client, "/login"), (admin.client, "/"), (anon.client, "/healthz"),
-                         (anon.client, "/static/css/portal.css"), (anon.client, "/nope")):
+    for client, path in (
+        (anon.client, "/login"),
+        (admin.client, "/"),
+        (anon.client, "/healthz"),
+        (anon.client, "/static/css/portal.css"),
+        (anon.client, "/nope"),
+    ):
         response = client.get(path)
         headers = response.headers
         response.close()

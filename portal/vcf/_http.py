@@ -359,9 +359,7 @@ class ApiTransport:
         if any(isinstance(e, (TimeoutError, socket.timeout)) for e in chain):
             return VcfError("timeout", f"timed out talking to {where}")
         if any(
-            isinstance(
-                e, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
-            )
+            isinstance(e, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected))
             for e in chain
         ) or isinstance(exc, requests.exceptions.ChunkedEncodingError):
             return VcfError("connection", f"connection reset by {where}")
@@ -422,11 +420,13 @@ class ApiTransport:
             )
         if status >= 500:
             return VcfError(
-                "server", f"server error HTTP {status} on {method} {shown_path}{detail}",
+                "server",
+                f"server error HTTP {status} on {method} {shown_path}{detail}",
                 status=status,
             )
-        return VcfError("http", f"unexpected HTTP {status} on {method} {shown_path}{detail}",
-                        status=status)
+        return VcfError(
+            "http", f"unexpected HTTP {status} on {method} {shown_path}{detail}", status=status
+        )
 
     def _server_detail(self, response: requests.Response) -> str:
         try:

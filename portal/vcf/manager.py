@@ -93,9 +93,7 @@ class SddcManagerClient:
                 # Without pageMetadata a short (or oversized, paging ignored) page is the end.
                 break
             if page >= MAX_PAGES:
-                raise VcfError(
-                    "malformed", f"/v1/credentials did not end after {MAX_PAGES} pages"
-                )
+                raise VcfError("malformed", f"/v1/credentials did not end after {MAX_PAGES} pages")
         if total_elements is not None and total_elements != len(results):
             raise VcfError(
                 "malformed",
@@ -167,9 +165,7 @@ def parse_credential(element: Any, page: int = 0, index: int = 0) -> FetchedCred
 
 def _page_parts(body: Any, page: int) -> tuple[list[Any], dict[str, Any] | None]:
     if not isinstance(body, dict) or not isinstance(body.get("elements"), list):
-        raise VcfError(
-            "malformed", f"page {page} of /v1/credentials is not a list of credentials"
-        )
+        raise VcfError("malformed", f"page {page} of /v1/credentials is not a list of credentials")
     metadata = body.get("pageMetadata")
     return body["elements"], metadata if isinstance(metadata, dict) else None
 

@@ -1,0 +1,100 @@
+"""Command line: ``python -m portal.simulator --port 8443 --credentials 2000``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+
+from .inventory import QUIRKS
+from .server import DEFAULT_PASSWORD, Simulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the simulator command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m portal.simulator",
+        description="HTTPS simulator of SDDC Manager and the VCF Installer (one port, both APIs).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--credentials", type=int, default=2000, help="number of credentials")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated inventory")
+    parser.add_argument(
+        "--cert-dir", help="keep the CA/server certificate here (reused on the next start)"
+    )
+    parser.add_argument("--hostile", action="store_true", help="hostile strings in some fields")
+    parser.add_argument("--token-lifetime", type=int, default=3600, help="access token seconds")
+    parser.add_argument("--refresh-lifetime", type=float, default=86400.0)
+    parser.add_argument("--token-status", type=int, choices=(200, 201), default=200)
+    parser.add_argument("--installer-version", choices=("9.0", "9.1"), default="9.1")
+    parser.add_argument(
+        "--password",
+        default=DEFAULT_PASSWORD,
+        help="password of every simulator login account (default %(default)s)",
+    )
+    parser.add_argument(
+        "--quirk",
+        action="append",
+        default=[],
+        choices=sorted(QUIRKS),
+        help="bend responses to test client robustness (repeatable)",
+    )
+    parser.add_argument(
+        "--no-control",
+        dest="control",
+        action="store_false",
+        help="disable POST /_sim/control, GET /_sim/stats and GET /_sim/credentials",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the simulator and serve until interrupted."""
+    args = build_parser().parse_args(argv)
+    sim = Simulator(
+        credentials=args.credentials,
+        seed=args.seed,
+        hostile=args.hostile,
+        token_lifetime=args.token_lifetime,
+        refresh_lifetime=args.refresh_lifetime,
+        host=args.host,
+        port=args.port,
+        cert_dir=args.cert_dir,
+        password=args.password,
+        token_status=args.token_status,
+        installer_version=args.installer_version,
+        control=args.control,
+        quirks=args.quirk,
+    ).start()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"VCF simulator listening on {sim.url}")
+    print(f"  certificate SHA-256: {sim.certificate_sha256}")
+    if args.cert_dir:
+        print(f"  CA certificate: {args.cert_dir}/sim-ca.pem")
+    print(f"  SDDC Manager admin: {sim.admin_username}")
+    print(f"  SDDC Manager operator (403 on credentials): {sim.operator_username}")
+    print(f"  VCF Installer admin: {sim.installer_username}")
+    print("  password of these accounts: the --password value (see --help for the default)")
+    print(f"  credentials: {args.credentials}, installer spec {args.installer_version}")
+    if args.control:
+        print(f"  control: POST {sim.url}/_sim/control, GET {sim.url}/_sim/stats")
+    if args.host not in ("127.0.0.1", "::1", "localhost"):
+        print("  warning: not bound to loopback; the simulator serves fake passwords openly")
+    sys.stdout.flush()
+    try:
+        sim.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

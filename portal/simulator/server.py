@@ -1,0 +1,750 @@
+"""HTTPS simulator of SDDC Manager and the VCF Installer (CONTRACT.md section 6).
+
+One server answers both appliances' paths; tokens are shared. Error bodies always carry
+``errorCode`` and ``message`` (plus ``referenceToken`` on 5xx). The in-process API
+(:class:`Simulator`) and the HTTP control API (``POST /_sim/control``, ``GET /_sim/stats``,
+``GET /_sim/credentials``; only with ``control=True``) drive rotations, inventory changes,
+hostile data, quirks and injected failures.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import copy
+import datetime as dt
+import hashlib
+import hmac
+import json
+import math
+import secrets
+import socket
+import socketserver
+import ssl
+import struct
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .certs import CertificateSet, generate_certificates, leaf_der, load_certificates
+from .inventory import QUIRKS, Inventory
+
+FAILURE_MODES = ("500", "401", "403", "timeout", "reset", "malformed", "slow")
+UNAUTHORIZED_BODY = {
+    "errorCode": "Unauthorized",
+    "message": "Authorization Header is missing or not in correct format",
+}
+DEFAULT_PASSWORD = "VMware123!VMware123!"  # noqa: S105 - the simulator's documented default
+MAX_BODY = 1024 * 1024
+_FILTERS = ("resourceName", "resourceIp", "resourceType", "domainName", "accountType")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class _Failure:
+    def __init__(
+        self, mode: str, count: int, path_prefix: str, delay: float | None, message: str | None
+    ) -> None:
+        self.mode = mode
+        self.remaining = count
+        self.path_prefix = path_prefix
+        self.delay = delay
+        self.message = message
+
+
+class Simulator:
+    """SDDC Manager + VCF Installer over HTTPS on loopback, for tests and benchmarks."""
+
+    def __init__(
+        self,
+        credentials: int = 2000,
+        seed: int = 1,
+        hostile: bool = False,
+        token_lifetime: int = 3600,
+        refresh_lifetime: float = 86400.0,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cert_dir: str | Path | None = None,
+        password: str | None = None,
+        token_status: int = 200,
+        installer_version: str = "9.1",
+        control: bool = False,
+        timeout_delay: float = 5.0,
+        slow_delay: float = 0.3,
+        quirks: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        if token_status not in (200, 201):
+            raise ValueError("token_status must be 200 or 201")
+        if int(token_lifetime) < 1:
+            raise ValueError("token_lifetime must be at least 1 second")
+        self.host = host
+        self.port = port
+        self.token_lifetime = int(token_lifetime)
+        self.refresh_lifetime = float(refresh_lifetime)
+        self.token_status = token_status
+        self.control = control
+        self.timeout_delay = timeout_delay
+        self.slow_delay = slow_delay
+        password = password or DEFAULT_PASSWORD
+        self.admin_username = "administrator@vsphere.local"
+        self.admin_password = password
+        self.installer_username = "admin@local"
+        self.installer_password = password
+        self.operator_username = "operator@vsphere.local"
+        self.operator_password = password
+        self._users = {
+            self.admin_username: (self.admin_password, "ADMIN"),
+            self.installer_username: (self.installer_password, "ADMIN"),
+            self.operator_username: (self.operator_password, "OPERATOR"),
+        }
+        self._lock = threading.RLock()
+        self._inventory = Inventory(credentials, seed, hostile, installer_version)
+        self._quirks: frozenset[str] = frozenset()
+        self.set_quirks(*quirks)
+        self._hits: collections.Counter[str] = collections.Counter()
+        self._failures: list[_Failure] = []
+        self._refresh_tokens: dict[str, tuple[str, float]] = {}
+        self._jwt_key = secrets.token_bytes(32)
+        self._cert_dir = Path(cert_dir) if cert_dir else None
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self._certs: CertificateSet | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Simulator:
+        """Bind, start serving in a daemon thread and return self."""
+        if self._server is not None:
+            return self
+        certs = load_certificates(self._cert_dir) if self._cert_dir else None
+        if certs is None:
+            names = list(dict.fromkeys(["localhost", "127.0.0.1", "::1", self.host]))
+            certs = generate_certificates(names)
+        if self._cert_dir:
+            directory = self._cert_dir
+        else:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="vcf-sim-")
+            directory = Path(self._tempdir.name)
+        chain, key = certs.write(directory)
+        self._certs = certs
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(chain, key)
+        if self._tempdir is not None:
+            # The key is loaded; nothing needs the files any more.
+            self._tempdir.cleanup()
+            self._tempdir = None
+        self._server = _Server((self.host, self.port), _Handler, self, context)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"vcf-simulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def serve_forever(self) -> None:
+        """Block until interrupted (used by the command line)."""
+        self.start()
+        assert self._thread is not None  # noqa: S101
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.5)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- properties ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``https://127.0.0.1:8443``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def ca_pem(self) -> str:
+        """PEM of the CA that signed the server certificate."""
+        return self._require_certs().ca_pem
+
+    @property
+    def certificate_sha256(self) -> str:
+        """SHA-256 fingerprint of the server certificate, ``AB:CD:...`` form."""
+        digest = hashlib.sha256(leaf_der(self._require_certs().cert_pem)).hexdigest().upper()
+        return ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+
+    @property
+    def hits(self) -> collections.Counter[str]:
+        """A copy of the request counter, keyed ``"METHOD /path"`` (query excluded)."""
+        with self._lock:
+            return collections.Counter(self._hits)
+
+    @property
+    def sddc_id(self) -> str:
+        """Id of the primary installer deployment task."""
+        with self._lock:
+            return self._inventory.tasks[0]["id"]
+
+    def _require_certs(self) -> CertificateSet:
+        if self._certs is None:
+            raise RuntimeError("the simulator has not been started")
+        return self._certs
+
+    # -- controls ------------------------------------------------------------------------
+
+    def reset_hits(self) -> None:
+        """Zero the request counter."""
+        with self._lock:
+            self._hits.clear()
+
+    def rotate(self, fraction: float) -> int:
+        """Change ``fraction`` of the passwords (new modificationTimestamp); return the count."""
+        with self._lock:
+            return self._inventory.rotate(fraction, dt.datetime.now(dt.timezone.utc))
+
+    def remove(self, n: int) -> list[dict[str, Any]]:
+        """Remove ``n`` ESXi hosts' credentials; return the removed elements."""
+        with self._lock:
+            return self._inventory.remove(n)
+
+    def add(self, n: int) -> list[dict[str, Any]]:
+        """Add ``n`` ESXi hosts (two credentials each); return the new elements."""
+        with self._lock:
+            return self._inventory.add(n)
+
+    def set_hostile(self, enabled: bool) -> None:
+        """Switch hostile strings in some names, usernames and passwords on or off."""
+        with self._lock:
+            self._inventory.set_hostile(enabled)
+
+    def set_quirks(self, *names: str) -> None:
+        """Enable exactly these response quirks (see inventory.QUIRKS); none to disable."""
+        unknown = set(names) - QUIRKS
+        if unknown:
+            raise ValueError(f"unknown quirks: {sorted(unknown)}")
+        with self._lock:
+            self._quirks = frozenset(names)
+
+    def inject_failure(
+        self,
+        mode: str,
+        count: int = 1,
+        path_prefix: str = "/v1/",
+        delay: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Make the next ``count`` requests under ``path_prefix`` fail in ``mode``.
+
+        ``delay`` overrides timeout_delay/slow_delay; ``message`` replaces the error
+        message of the 500/401/403 modes (to test how clients handle hostile text).
+        """
+        if mode not in FAILURE_MODES:
+            raise ValueError(f"mode must be one of {FAILURE_MODES}")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        with self._lock:
+            self._failures.append(_Failure(mode, count, path_prefix, delay, message))
+
+    def clear_failures(self) -> None:
+        """Drop every pending injected failure."""
+        with self._lock:
+            self._failures.clear()
+
+    def add_installer_task(self, status: str = "COMPLETED_WITH_FAILURE", with_spec: bool = False):
+        """Add an installer deployment task, optionally without a spec; return its id."""
+        with self._lock:
+            return self._inventory.add_task(status, with_spec)
+
+    def credentials_snapshot(self) -> list[dict[str, Any]]:
+        """Deep copy of the current credential elements, passwords included, quirks not."""
+        with self._lock:
+            return copy.deepcopy(self._inventory.credentials)
+
+    def installer_spec(self, sddc_id: str | None = None) -> dict[str, Any]:
+        """Deep copy of a deployment spec (the primary one by default)."""
+        with self._lock:
+            return copy.deepcopy(self._inventory.specs[sddc_id or self.sddc_id])
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every refresh token and rotate the signing key (all tokens die)."""
+        with self._lock:
+            self._refresh_tokens.clear()
+            self._jwt_key = secrets.token_bytes(32)
+
+    # -- request-side helpers (called from handler threads) ------------------------------
+
+    def _count(self, method: str, path: str) -> None:
+        with self._lock:
+            self._hits[f"{method} {path}"] += 1
+
+    def _take_failure(self, path: str) -> _Failure | None:
+        with self._lock:
+            for failure in self._failures:
+                if failure.remaining > 0 and path.startswith(failure.path_prefix):
+                    failure.remaining -= 1
+                    if failure.remaining == 0:
+                        self._failures.remove(failure)
+                    return failure
+        return None
+
+    def _issue_access_token(self, username: str) -> str:
+        now = int(time.time())
+        header = {"alg": "HS256", "typ": "JWT"}
+        claims = {
+            "jti": str(uuid.uuid4()),
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.token_lifetime,
+            "sub": username,
+            "user": username,
+            "name": username,
+            "iss": "vcf-auth",
+            "aud": "sddc-services",
+            "scope": ["CREDENTIAL_READ", "CREDENTIAL_WRITE", "USER_READ", "OTHER_READ"],
+        }
+        signing_input = ".".join(
+            _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+        )
+        with self._lock:
+            key = self._jwt_key
+        signature = hmac.new(key, signing_input.encode("ascii"), hashlib.sha256).digest()
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def _login(self, username: str, password: str) -> dict[str, Any] | None:
+        expected = self._users.get(username)
+        if expected is None or not hmac.compare_digest(
+            expected[0].encode("utf-8"), password.encode("utf-8")
+        ):
+            return None
+        refresh_id = str(uuid.uuid4())
+        with self._lock:
+            self._refresh_tokens[refresh_id] = (
+                username,
+                time.monotonic() + self.refresh_lifetime,
+            )
+        return {
+            "accessToken": self._issue_access_token(username),
+            "refreshToken": {"id": refresh_id},
+        }
+
+    def _refresh(self, refresh_id: str) -> str | None:
+        with self._lock:
+            entry = self._refresh_tokens.get(refresh_id)
+            if entry is None:
+                return None
+            if entry[1] < time.monotonic():
+                del self._refresh_tokens[refresh_id]
+                return None
+        return self._issue_access_token(entry[0])
+
+    def _invalidate(self, refresh_id: str) -> None:
+        with self._lock:
+            self._refresh_tokens.pop(refresh_id, None)
+
+    def _bearer_role(self, header: str | None) -> str | None:
+        if not header or not header.startswith("Bearer "):
+            return None
+        parts = header[len("Bearer ") :].strip().split(".")
+        if len(parts) != 3:
+            return None
+        with self._lock:
+            key = self._jwt_key
+        expected = hmac.new(key, f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256)
+        try:
+            if not hmac.compare_digest(_b64url(expected.digest()), parts[2]):
+                return None
+            claims = json.loads(_b64url_decode(parts[1]))
+        except (ValueError, UnicodeError):
+            return None
+        if not isinstance(claims, dict) or claims.get("exp", 0) <= time.time():
+            return None
+        user = self._users.get(str(claims.get("sub")))
+        return user[1] if user else None
+
+    def _credentials_page(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        filters = {k: query[k][0] for k in _FILTERS if k in query}
+        try:
+            number = _non_negative(query.get("pageNumber", ["0"])[0])
+            size = _non_negative(query.get("pageSize", ["0"])[0])
+        except ValueError:
+            return 400, _error("INVALID_INPUT", "pageNumber and pageSize must be numbers >= 0")
+        with self._lock:
+            quirks = self._quirks
+            matched = [e for e in self._inventory.credentials if Inventory.matches(e, filters)]
+            if size == 0:
+                start, page = 0, matched
+            else:
+                if "ignore_page_number" in quirks:
+                    number = 0
+                start = number * size
+                page = matched[start : start + size]
+            page = Inventory.apply_quirks(page, quirks, offset=start)
+            body_elements = json.dumps(page, ensure_ascii=False, separators=(",", ":"))
+        total = len(matched)
+        metadata = {
+            "pageNumber": number,
+            "pageSize": len(page),
+            "totalElements": total,
+            "totalPages": (1 if total else 0) if size == 0 else math.ceil(total / size),
+        }
+        if "wrong_shape" in quirks:
+            return 200, _Raw(f'{{"content":{body_elements},"page":{number}}}')
+        if "no_page_metadata" in quirks:
+            return 200, _Raw(f'{{"elements":{body_elements}}}')
+        meta = json.dumps(metadata, separators=(",", ":"))
+        return 200, _Raw(f'{{"elements":{body_elements},"pageMetadata":{meta}}}')
+
+    def _credential(self, credential_id: str) -> tuple[int, Any]:
+        with self._lock:
+            element = self._inventory.by_id.get(credential_id)
+            if element is None:
+                return 404, _error("CREDENTIAL_NOT_FOUND", "Credential not found")
+            return 200, Inventory.apply_quirks([element], self._quirks)[0]
+
+    def _installer(self, path: str) -> tuple[int, Any]:
+        with self._lock:
+            tasks = self._inventory.tasks
+            specs = self._inventory.specs
+            if path == "/v1/sddcs":
+                elements = copy.deepcopy(tasks)
+                meta = {
+                    "pageNumber": 0,
+                    "pageSize": len(elements),
+                    "totalElements": len(elements),
+                    "totalPages": 1 if elements else 0,
+                }
+                return 200, {"elements": elements, "pageMetadata": meta}
+            if path == "/v1/sddcs/latest":
+                return 200, copy.deepcopy(tasks[-1])
+            rest = unquote(path[len("/v1/sddcs/") :])
+            want_spec = rest.endswith("/spec")
+            task_id = rest[: -len("/spec")] if want_spec else rest
+            task = next((t for t in tasks if t["id"] == task_id), None)
+            if task is None or "/" in task_id:
+                return 404, _error("SDDC_NOT_FOUND", "Installation task not found")
+            if not want_spec:
+                return 200, copy.deepcopy(task)
+            spec = specs.get(task_id)
+            if spec is None:
+                return 404, _error("SDDC_SPEC_NOT_FOUND", "Installation spec not found")
+            return 200, copy.deepcopy(spec)
+
+    def _control(self, payload: Any) -> tuple[int, Any]:
+        if not isinstance(payload, dict):
+            return 400, _error("INVALID_INPUT", "expected a JSON object")
+        action = payload.get("action")
+        try:
+            if action == "rotate":
+                return 200, {"rotated": self.rotate(float(payload.get("fraction", 0.1)))}
+            if action == "fail":
+                delay = payload.get("delay")
+                self.inject_failure(
+                    str(payload.get("mode")),
+                    int(payload.get("count", 1)),
+                    str(payload.get("path_prefix", "/v1/")),
+                    float(delay) if delay is not None else None,
+                    payload.get("message"),
+                )
+                return 200, {"ok": True}
+            if action == "clear":
+                self.clear_failures()
+                return 200, {"ok": True}
+            if action == "remove":
+                return 200, {"removed": len(self.remove(int(payload.get("count", 1))))}
+            if action == "add":
+                return 200, {"added": len(self.add(int(payload.get("count", 1))))}
+            if action == "hostile":
+                self.set_hostile(bool(payload.get("enabled", True)))
+                return 200, {"ok": True}
+            if action == "quirks":
+                self.set_quirks(*payload.get("names", []))
+                return 200, {"ok": True}
+            if action == "reset_hits":
+                self.reset_hits()
+                return 200, {"ok": True}
+        except (TypeError, ValueError) as exc:
+            return 400, _error("INVALID_INPUT", str(exc))
+        return 400, _error("INVALID_INPUT", "unknown action")
+
+    def _stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "hits": dict(self._hits),
+                "credentials": len(self._inventory.credentials),
+                "hostile": self._inventory.hostile,
+                "quirks": sorted(self._quirks),
+            }
+
+
+class _Raw(str):
+    """A response body that is already JSON text."""
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(text)
+    return int(text)
+
+
+def _error(code: str, message: str, reference: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {"errorCode": code, "message": message}
+    if reference:
+        body["referenceToken"] = secrets.token_hex(3).upper()
+    return body
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address, handler, sim: Simulator, context: ssl.SSLContext) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.sim = sim
+        self.ssl_context = context
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow without DNS.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = host, port
+
+    def finish_request(self, request, client_address) -> None:
+        # The handshake runs here, in the per-connection thread, so a slow or hostile
+        # client cannot stall the accept loop.
+        request.settimeout(10)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            request.close()
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        except (ssl.SSLError, OSError):
+            pass
+        finally:
+            tls.close()
+
+    def handle_error(self, request, client_address) -> None:
+        """Stay quiet: clients that vanish mid-request are part of the tests."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "VCF-Simulator"
+    sys_version = ""
+    timeout = 30
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Requests are counted in Simulator.hits instead of being logged."""
+
+    def do_GET(self) -> None:
+        """Dispatch GET."""
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        """Dispatch POST."""
+        self._dispatch("POST")
+
+    def do_PATCH(self) -> None:
+        """Dispatch PATCH."""
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        """Dispatch DELETE."""
+        self._dispatch("DELETE")
+
+    def do_PUT(self) -> None:
+        """Dispatch PUT."""
+        self._dispatch("PUT")
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        length = self.headers.get("Content-Length")
+        if not length or not length.isdigit():
+            return b""
+        size = int(length)
+        if size > MAX_BODY:
+            raise ValueError("body too large")
+        return self.rfile.read(size)
+
+    def _send(self, status: int, body: Any = None, content_type: str = "application/json") -> None:
+        if status == 204:
+            payload = b""
+        elif isinstance(body, bytes):
+            payload = body
+        elif isinstance(body, _Raw):
+            payload = str(body).encode("utf-8")
+        else:
+            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self.send_response(status)
+        if status != 204:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+
+    def _reset(self) -> None:
+        # SO_LINGER with a zero timeout turns close() into a TCP RST.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    # -- routing -------------------------------------------------------------------------
+
+    def _dispatch(self, method: str) -> None:
+        sim = self.server.sim
+        parts = urlsplit(self.path)
+        path = parts.path
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            self._send(413, _error("PAYLOAD_TOO_LARGE", "Request body too large"))
+            return
+        if path.startswith("/_sim/"):
+            self._control(method, path, body)
+            return
+        sim._count(method, path)
+        failure = sim._take_failure(path)
+        if failure is not None and self._apply_failure(failure):
+            return
+        status, response = self._route(method, path, parse_qs(parts.query), body)
+        self._send(status, response)
+
+    def _apply_failure(self, failure: _Failure) -> bool:
+        sim = self.server.sim
+        mode = failure.mode
+        if mode == "500":
+            message = failure.message or "Simulated server failure"
+            self._send(500, _error("INTERNAL_SERVER_ERROR", message, True))
+        elif mode == "401":
+            body = dict(UNAUTHORIZED_BODY)
+            if failure.message:
+                body["message"] = failure.message
+            self._send(401, body)
+        elif mode == "403":
+            self._send(403, _error("FORBIDDEN", failure.message or "Access denied (simulated)"))
+        elif mode == "malformed":
+            self._send(200, b'{"elements": [{"id": "trunc')
+        elif mode == "timeout":
+            time.sleep(failure.delay if failure.delay is not None else sim.timeout_delay)
+            self.close_connection = True
+        elif mode == "reset":
+            self._reset()
+        elif mode == "slow":
+            time.sleep(failure.delay if failure.delay is not None else sim.slow_delay)
+            return False
+        return True
+
+    def _route(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, Any]:
+        sim = self.server.sim
+        if path == "/v1/tokens":
+            if method != "POST":
+                return _not_allowed()
+            return self._create_token(body)
+        if path == "/v1/tokens/access-token/refresh":
+            if method != "PATCH":
+                return _not_allowed()
+            token = sim._refresh(_refresh_id(body))
+            if token is None:
+                return 404, _error("REFRESH_TOKEN_NOT_FOUND", "Refresh token not found or expired")
+            return 200, token
+        if path == "/v1/tokens/refresh-token":
+            if method != "DELETE":
+                return _not_allowed()
+            sim._invalidate(_refresh_id(body))
+            return 204, None
+        is_credentials = path == "/v1/credentials" or path.startswith("/v1/credentials/")
+        is_sddcs = path == "/v1/sddcs" or path.startswith("/v1/sddcs/")
+        if not (is_credentials or is_sddcs):
+            return 404, _error("NOT_FOUND", "No such API")
+        role = sim._bearer_role(self.headers.get("Authorization"))
+        if role is None:
+            return 401, UNAUTHORIZED_BODY
+        if method != "GET":
+            return _not_allowed()
+        if role != "ADMIN":
+            return 403, _error("FORBIDDEN", "The user needs the ADMIN role for this operation")
+        if path == "/v1/credentials":
+            return sim._credentials_page(query)
+        if is_credentials:
+            return sim._credential(unquote(path[len("/v1/credentials/") :]))
+        return sim._installer(path)
+
+    def _create_token(self, body: bytes) -> tuple[int, Any]:
+        sim = self.server.sim
+        try:
+            spec = json.loads(body)
+        except (ValueError, UnicodeError):
+            return 400, _error("INVALID_INPUT", "Request body is not valid JSON")
+        if (
+            not isinstance(spec, dict)
+            or not isinstance(spec.get("username"), str)
+            or not isinstance(spec.get("password"), str)
+        ):
+            return 400, _error("INVALID_INPUT", "username and password are required")
+        pair = sim._login(spec["username"], spec["password"])
+        if pair is None:
+            return 401, _error("AUTHENTICATION_FAILED", "Invalid username or password")
+        return sim.token_status, pair
+
+    def _control(self, method: str, path: str, body: bytes) -> None:
+        sim = self.server.sim
+        if not sim.control:
+            self._send(404, _error("NOT_FOUND", "No such API"))
+            return
+        if path == "/_sim/stats" and method == "GET":
+            self._send(200, sim._stats())
+        elif path == "/_sim/credentials" and method == "GET":
+            self._send(200, sim.credentials_snapshot())
+        elif path == "/_sim/control" and method == "POST":
+            try:
+                payload = json.loads(body)
+            except (ValueError, UnicodeError):
+                payload = None
+            self._send(*sim._control(payload))
+        else:
+            self._send(404, _error("NOT_FOUND", "No such control API"))
+
+
+def _not_allowed() -> tuple[int, Any]:
+    return 405, _error("METHOD_NOT_ALLOWED", "Method not allowed")
+
+
+def _refresh_id(body: bytes) -> str:
+    # PowerVCF sends the bare uuid, the Go SDK a JSON-quoted one: accept both.
+    return body.decode("utf-8", "replace").strip().strip('"').strip()

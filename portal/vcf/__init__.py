@@ -1,0 +1,74 @@
+"""REST clients for VMware Cloud Foundation: SDDC Manager credentials and VCF Installer specs.
+
+This package knows HTTP and JSON only; it never touches the portal's database or Flask.
+Clients are not thread-safe: use one per thread (the sync engine creates one per run).
+"""
+
+from __future__ import annotations
+
+from .installer import InstallerClient, credentials_from_spec
+from .manager import SddcManagerClient, parse_credential
+from .models import ConnectionTestResult, EndpointSettings, FetchedCredential, VcfError
+from .tls import fetch_certificate_sha256, format_fingerprint, normalize_fingerprint
+
+SOURCES = ("manager", "installer")
+
+__all__ = [
+    "SOURCES",
+    "ConnectionTestResult",
+    "EndpointSettings",
+    "FetchedCredential",
+    "InstallerClient",
+    "SddcManagerClient",
+    "VcfError",
+    "client_for",
+    "credentials_from_spec",
+    "fetch_certificate_sha256",
+    "format_fingerprint",
+    "normalize_fingerprint",
+    "parse_credential",
+    "test_connection",
+]
+
+
+def client_for(source: str, settings: EndpointSettings) -> SddcManagerClient | InstallerClient:
+    """Return the client for ``source`` ("manager" or "installer")."""
+    if source == "manager":
+        return SddcManagerClient(settings)
+    if source == "installer":
+        return InstallerClient(settings)
+    raise ValueError("source must be 'manager' or 'installer'")
+
+
+def test_connection(source: str, settings: EndpointSettings) -> ConnectionTestResult:
+    """Log in and read one page; report the outcome and the certificate fingerprint seen."""
+    try:
+        seen: str | None = fetch_certificate_sha256(
+            settings.host, settings.port, settings.connect_timeout
+        )
+    except VcfError:
+        seen = None
+    try:
+        with client_for(source, settings) as client:
+            count = client.probe()
+    except VcfError as exc:
+        return ConnectionTestResult(
+            ok=False,
+            message=str(exc),
+            certificate_sha256=exc.certificate_sha256 or seen,
+            credential_count=None,
+        )
+    where = f"{settings.host}:{settings.port}"
+    if source == "manager":
+        what = "credentials" if count is not None else "credentials (count not reported)"
+        shown = f"{count} " if count is not None else ""
+        message = f"connected to SDDC Manager {where}: {shown}{what}"
+    else:
+        message = f"connected to VCF Installer {where}: {count} passwords in the first spec"
+    return ConnectionTestResult(
+        ok=True, message=message, certificate_sha256=seen, credential_count=count
+    )
+
+
+# pytest would otherwise collect the imported test_connection function as a test.
+test_connection.__test__ = False  # type: ignore[attr-defined]

@@ -1,0 +1,67 @@
+"""Every route against every role: anonymous, read-only and admin."""
+
+from __future__ import annotations
+
+import pytest
+
+# Who may use each endpoint: "public" (no sign-in), "user" (any signed-in role), "admin".
+ACCESS = {
+    "auth.login": "public",
+    "auth.logout": "public",
+    "health.healthz": "public",
+    "auth.change_password": "user",
+    "dashboard.index": "user",
+    "users.list_users": "admin",
+    "users.create_user": "admin",
+    "users.set_role": "admin",
+    "users.reset_password": "admin",
+    "users.toggle_disabled": "admin",
+    "users.delete_user": "admin",
+    "audit.audit_log": "admin",
+}
+
+
+def _routes(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            args = {name: 999999 for name in rule.arguments}
+            path = rule.build(args)[1] if rule.arguments else rule.rule
+            yield rule.endpoint, method, path
+
+
+def test_every_route_is_classified(app):
+    endpoints = {endpoint for endpoint, _, _ in _routes(app)}
+    assert endpoints == set(ACCESS), "classify new routes in ACCESS"
+
+
+def _call(portal, method, path):
+    if method == "GET":
+        return portal.client.get(path)
+    if path.startswith("/api/"):
+        return portal.api(method, path, json={})
+    return portal.post(path) if method == "POST" else portal.api(method, path, json={})
+
+
+@pytest.mark.parametrize("role", ["anon", "readonly", "admin"])
+def test_route_matrix(request, app, role):
+    portal = request.getfixturevalue(role)
+    for endpoint, method, path in _routes(app):
+        need = ACCESS[endpoint]
+        response = _call(portal, method, path)
+        code = response.status_code
+        where = f"{role} {method} {path} -> {code}"
+        if need == "public":
+            assert code < 500, where
+        elif role == "anon":
+            if path.startswith("/api/"):
+                assert code == 401, where
+            else:
+                assert code == 302 and "/login" in response.headers["Location"], where
+        elif need == "admin" and role == "readonly":
+            assert code == 403, where
+        else:
+            assert code not in (401, 403) and code < 500, where
+        if endpoint == "auth.logout" and role != "anon":
+            portal.login("alice" if role == "admin" else "bob")

@@ -1,0 +1,214 @@
+"""Start-up for real: ./start_https.sh with Gunicorn, concurrent first starts, TLS scan."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from servers import ROOT, running_portal
+
+NEW_PASSWORD = "a brand new passphrase"  # noqa: S105
+
+TABLES = {
+    "users",
+    "user_sessions",
+    "login_failures",
+    "environments",
+    "endpoints",
+    "credentials",
+    "password_history",
+    "sync_runs",
+    "audit_events",
+    "portal_meta",
+    "alembic_version",
+}
+
+
+def _tables(db_path: Path) -> set[str]:
+    with sqlite3.connect(db_path) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def _users(db_path: Path) -> list[tuple]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute("SELECT id, username, role FROM users ORDER BY id").fetchall()
+
+
+def test_fresh_install_and_restart_with_gunicorn(tmp_path):
+    db_path = tmp_path / "data" / "vcf_credentials.db"
+    with running_portal(tmp_path, workers=2) as server:
+        assert db_path.exists()
+        assert TABLES <= _tables(db_path)
+        assert _users(db_path) == [(1, "admin", "admin")]
+        assert (tmp_path / "data" / "data.key").stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "ssl" / "key.pem").stat().st_mode & 0o777 == 0o600
+        output = server.output.read_text()
+        assert "sign in as 'admin'" in output and server.url.split("//")[1] in output
+        session = server.session()
+        page = session.get(server.url + "/login")
+        assert page.status_code == 200 and 'name="password"' in page.text
+        assert "Server" not in page.headers
+        login = server.login(session, "admin", "admin")
+        assert login.status_code == 302 and login.headers["Location"].endswith("/change-password")
+        assert session.get(server.url + "/", allow_redirects=False).status_code == 302
+        token = server.csrf(session, "/change-password")
+        changed = session.post(
+            server.url + "/change-password",
+            data={
+                "csrf_token": token,
+                "current_password": "admin",
+                "new_password": NEW_PASSWORD,
+                "confirm_password": NEW_PASSWORD,
+            },
+            allow_redirects=False,
+        )
+        assert changed.status_code == 302
+        dashboard = session.get(server.url + "/")
+        assert dashboard.status_code == 200 and "Dashboard" in dashboard.text
+        assert "Database initialization complete" in (tmp_path / "logs" / "portal.log").read_text()
+    with running_portal(tmp_path, workers=2) as server:
+        assert _users(db_path) == [(1, "admin", "admin")]
+        assert "sign in as 'admin'" not in server.output.read_text().split("VCF Credential")[-1]
+        session = server.session()
+        assert server.login(session, "admin", "admin").status_code == 401
+        assert server.login(session, "admin", NEW_PASSWORD).headers["Location"].endswith("/")
+
+
+def test_concurrent_first_start(tmp_path):
+    env_script = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); "
+        "os.environ.update(PORTAL_SCHEDULER='off'); import app"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PORTAL_DATA_DIR": str(tmp_path / "data"),
+        "PORTAL_LOG_DIR": str(tmp_path / "logs"),
+    }
+    procs = [
+        subprocess.Popen([sys.executable, "-c", env_script, str(ROOT)], env=env, cwd=tmp_path)
+        for _ in range(3)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    db_path = tmp_path / "data" / "vcf_credentials.db"
+    assert _users(db_path) == [(1, "admin", "admin")]
+    assert TABLES <= _tables(db_path)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert len(conn.execute("SELECT * FROM alembic_version").fetchall()) == 1
+
+
+def test_bad_configuration_names_the_variable(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import app",
+            str(ROOT),
+        ],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PORTAL_WORKERS": "many",
+            "PORTAL_DATA_DIR": str(tmp_path / "d"),
+            "PORTAL_LOG_DIR": str(tmp_path / "l"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "PORTAL_WORKERS" in result.stderr
+
+
+def _ca_signed_pair(ssl_dir: Path) -> Path:
+    """A private CA and a server certificate it signed, as an operator would install."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Root CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ssl_dir.mkdir(parents=True)
+    (ssl_dir / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (ssl_dir / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ca_path = ssl_dir.parent / "ca.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return ca_path
+
+
+def test_sslyze_mozilla_intermediate(tmp_path):
+    sslyze = Path(sys.executable).parent / "sslyze"
+    if not sslyze.exists():
+        pytest.fail("sslyze is missing from the test environment (requirements-dev.txt)")
+    ca_path = _ca_signed_pair(tmp_path / "ssl")
+    with running_portal(tmp_path, workers=1, ca=ca_path) as server:
+        result = subprocess.run(
+            [
+                str(sslyze),
+                "--mozilla_config=intermediate",
+                f"--certinfo_ca_file={ca_path}",
+                f"127.0.0.1:{server.port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "is compliant" in result.stdout.lower() or "OK - Compliant" in result.stdout

@@ -1,0 +1,119 @@
+"""User administration: create, role, reset, disable, delete, with the last-admin guards."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from conftest import PASSWORD, Portal, _client
+from sqlalchemy import select
+
+from portal import clock
+from portal.extensions import db
+from portal.models import AuditEvent, User
+
+NEW_PASSWORD = "temporary password 1"  # noqa: S105
+
+
+def _user(app, name):
+    with app.app_context():
+        return db.session.scalar(select(User).where(User.username == name))
+
+
+def test_create_user_must_change_password(app, admin):
+    response = admin.post(
+        "/users/", {"username": "carol", "role": "readonly", "password": NEW_PASSWORD}
+    )
+    assert response.status_code == 302
+    carol = _user(app, "carol")
+    assert carol.role == "readonly" and carol.must_change_password
+    portal = Portal(_client(app))
+    assert portal.login("carol", NEW_PASSWORD).headers["Location"].endswith("/change-password")
+
+
+def test_create_user_validation(app, admin):
+    bad = admin.post("/users/", {"username": "x y", "role": "root", "password": "short"})
+    assert bad.status_code == 400
+    text = bad.get_data(as_text=True)
+    assert "Unknown role" in text and "at least 12" in text
+    taken = admin.post("/users/", {"username": "bob", "role": "readonly", "password": NEW_PASSWORD})
+    assert "taken" in taken.get_data(as_text=True)
+
+
+def test_reset_password_revokes_sessions_and_forces_change(app, admin, readonly):
+    bob = _user(app, "bob")
+    assert readonly.client.get("/").status_code == 200
+    admin.post(f"/users/{bob.id}/reset-password", {"password": NEW_PASSWORD})
+    assert readonly.client.get("/").status_code == 302
+    assert _user(app, "bob").must_change_password
+
+
+def test_role_change_and_last_admin_guards(app, admin):
+    me = _user(app, "alice")
+    other_admin = _user(app, "admin")
+    assert admin.post(f"/users/{me.id}/role", {"role": "readonly"}).status_code == 409
+    assert admin.post(f"/users/{me.id}/delete").status_code == 409
+    assert admin.post(f"/users/{me.id}/disable", {"disabled": "1"}).status_code == 409
+    assert admin.post(f"/users/{other_admin.id}/role", {"role": "readonly"}).status_code == 302
+    # alice is now the last admin: still cannot demote or delete herself
+    assert admin.post(f"/users/{me.id}/role", {"role": "readonly"}).status_code == 409
+    assert _user(app, "alice").role == "admin"
+    bob = _user(app, "bob")
+    assert admin.post(f"/users/{bob.id}/role", {"role": "admin"}).status_code == 302
+    assert _user(app, "bob").role == "admin"
+
+
+def test_disable_and_delete(app, admin, readonly):
+    bob = _user(app, "bob")
+    admin.post(f"/users/{bob.id}/disable", {"disabled": "1"})
+    assert readonly.client.get("/").status_code == 302
+    assert Portal(_client(app)).login("bob").status_code == 401
+    admin.post(f"/users/{bob.id}/disable", {"disabled": "0"})
+    assert Portal(_client(app)).login("bob").status_code == 302
+    admin.post(f"/users/{bob.id}/delete")
+    assert _user(app, "bob") is None
+    with app.app_context():
+        actions = set(db.session.scalars(select(AuditEvent.action)))
+    assert {"user.disable", "user.enable", "user.delete"} <= actions
+
+
+def test_user_management_asks_for_password_after_15_minutes(app, admin):
+    clock.offset = timedelta(minutes=16)
+    refused = admin.post(
+        "/users/", {"username": "dave", "role": "readonly", "password": NEW_PASSWORD}
+    )
+    assert refused.status_code == 403
+    assert _user(app, "dave") is None
+    accepted = admin.post(
+        "/users/",
+        {
+            "username": "dave",
+            "role": "readonly",
+            "password": NEW_PASSWORD,
+            "confirm_password": PASSWORD,
+        },
+    )
+    assert accepted.status_code == 302
+    assert _user(app, "dave") is not None
+
+
+def test_cli_users(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "list"])
+    assert "alice\tadmin\tactive" in result.output
+    result = runner.invoke(
+        args=["users", "create", "erin", "--role", "admin"],
+        input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert _user(app, "erin").role == "admin"
+    result = runner.invoke(args=["users", "set-role", "erin", "readonly"])
+    assert result.exit_code == 0 and _user(app, "erin").role == "readonly"
+    result = runner.invoke(args=["users", "reset-password", "erin"], input="short\nshort\n")
+    assert result.exit_code != 0 and "at least 12" in result.output
+    result = runner.invoke(
+        args=["users", "reset-password", "erin"], input=f"{NEW_PASSWORD}x\n{NEW_PASSWORD}x\n"
+    )
+    assert result.exit_code == 0
+    assert _user(app, "erin").must_change_password
+    result = runner.invoke(args=["users", "set-role", "nobody", "admin"])
+    assert result.exit_code != 0 and "no user" in result.output
