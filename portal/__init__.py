@@ -112,8 +112,8 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _init_blueprints(app: Flask) -> None:
-    from . import audit_views, auth, cli, dashboard, health, users
+    from . import api, audit_views, auth, cli, dashboard, health, users
 
-    for module in (auth, dashboard, health, users, audit_views):
+    for module in (auth, dashboard, health, users, audit_views, api):
         app.register_blueprint(module.bp)
     cli.init_app(app)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+__all__ = ["UTC", "iso", "now", "offset", "timedelta"]
+
 offset = timedelta(0)
 
 

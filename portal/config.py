@@ -103,7 +103,7 @@ class Settings:
     log_level: str = "INFO"
     scheduler_enabled: bool = True
     secret_key: str | None = field(default=None, repr=False)
-    sync_min_interval_seconds: int = 300
+    test_interval_seconds: int = 0
     backup_keep: int = 14
 
     @property
@@ -147,6 +147,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         scheduler_enabled=_bool(env, "PORTAL_SCHEDULER", True),
         secret_key=secret_key,
-        sync_min_interval_seconds=_int(env, "PORTAL_SYNC_MIN_INTERVAL_SECONDS", 300, 1, 86400),
+        test_interval_seconds=_int(env, "PORTAL_TEST_INTERVAL_SECONDS", 0, 0, 86400),
         backup_keep=_int(env, "PORTAL_BACKUP_KEEP", 14, 1, 1000),
     )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -199,7 +200,19 @@ class SyncRun(db.Model):
     """One sync of one environment source, from queued to its outcome."""
 
     __tablename__ = "sync_runs"
-    __table_args__ = (Index("ix_sync_runs_env_source_state", "environment_id", "source", "state"),)
+    __table_args__ = (
+        Index("ix_sync_runs_env_source_state", "environment_id", "source", "state"),
+        # At most one queued or running sync per environment source, whichever worker asks:
+        # a partial unique index, which SQLite and PostgreSQL both enforce.
+        Index(
+            "uq_sync_runs_one_active",
+            "environment_id",
+            "source",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'running')"),
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     environment_id: Mapped[int] = mapped_column(

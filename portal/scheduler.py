@@ -1,18 +1,209 @@
-"""The one scheduler: runs in the process that imported app.py (the Gunicorn master)."""
+"""The one scheduler. It runs in the process that imported app.py: the Gunicorn master.
+
+Workers never run syncs: they queue them (see portal.sync). This process runs three kinds of
+jobs: one interval job per enabled environment source, a dispatcher that carries out queued
+runs (manual "sync now"), and a reconciler that follows environment changes made by workers.
+A file lock in the data directory keeps a second scheduler (another master, a stray
+`python app.py`) from starting against the same data.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
+from sqlalchemy import select
+
+from . import clock, sync
+from .extensions import db
+from .models import Endpoint
 
 log = logging.getLogger("portal.scheduler")
 
+DISPATCH_SECONDS = 2
+RECONCILE_SECONDS = 10
+_state: dict = {"scheduler": None, "lock_fd": None, "app": None}
+_run_lock = threading.Lock()
+
+
+def job_id(endpoint: Endpoint) -> str:
+    """The scheduler job id of an endpoint's periodic sync."""
+    return f"sync:{endpoint.environment_id}:{endpoint.source}"
+
+
+def interval_seconds(app: Flask, endpoint: Endpoint) -> int:
+    """The sync period; PORTAL_TEST_INTERVAL_SECONDS (tests only) replaces the minutes."""
+    override = app.config["PORTAL_SETTINGS"].test_interval_seconds
+    return override or endpoint.sync_interval_minutes * 60
+
+
+def _scheduled_sync(app: Flask, environment_id: int, source: str) -> None:
+    with app.app_context():
+        try:
+            run = sync.request_sync(environment_id, source, "schedule", "scheduler")
+            if run.state == "queued":
+                sync.execute_run(run.id)
+        finally:
+            db.session.remove()
+
+
+def _dispatch(app: Flask) -> None:
+    if not _run_lock.acquire(blocking=False):
+        return  # the previous dispatch is still working through the queue
+    try:
+        with app.app_context():
+            try:
+                sync.process_queue()
+            finally:
+                db.session.remove()
+    finally:
+        _run_lock.release()
+
+
+def reconcile(app: Flask, scheduler: BackgroundScheduler) -> None:
+    """Make the jobs match the enabled endpoints in the database; publish next run times."""
+    with app.app_context():
+        try:
+            endpoints = db.session.scalars(select(Endpoint)).all()
+            wanted = {}
+            for endpoint in endpoints:
+                if endpoint.sync_enabled:
+                    wanted[job_id(endpoint)] = endpoint
+            for job in scheduler.get_jobs():
+                if job.id.startswith("sync:") and job.id not in wanted:
+                    job.remove()
+            for jid, endpoint in wanted.items():
+                seconds = interval_seconds(app, endpoint)
+                job = scheduler.get_job(jid)
+                if job is None or int(job.trigger.interval.total_seconds()) != seconds:
+                    if job is not None:
+                        job.remove()
+                    job = scheduler.add_job(
+                        _scheduled_sync,
+                        IntervalTrigger(seconds=seconds),
+                        id=jid,
+                        args=(app, endpoint.environment_id, endpoint.source),
+                        max_instances=1,
+                        coalesce=True,
+                        misfire_grace_time=seconds,
+                    )
+                if endpoint.sync_paused and job.next_run_time is not None:
+                    job.pause()
+                elif not endpoint.sync_paused and job.next_run_time is None:
+                    job.resume()
+                job = scheduler.get_job(jid)
+                next_run = job.next_run_time if job else None
+                naive = next_run.astimezone(clock.UTC).replace(tzinfo=None) if next_run else None
+                if endpoint.next_run_at != naive:
+                    endpoint.next_run_at = naive
+            for endpoint in endpoints:
+                if not endpoint.sync_enabled and endpoint.next_run_at is not None:
+                    endpoint.next_run_at = None
+            db.session.commit()
+        finally:
+            db.session.remove()
+
+
+def _acquire_lock(data_dir: Path) -> int | None:
+    fd = os.open(data_dir / "scheduler.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def lock_holder(data_dir: Path) -> str | None:
+    """The pid written by the scheduler holding the lock, or None when nobody holds it."""
+    path = data_dir / "scheduler.lock"
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return path.read_text().strip() or "unknown"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def running() -> BackgroundScheduler | None:
+    """The scheduler of this process, if it runs one."""
+    return _state["scheduler"]
+
 
 def start_if_enabled(app: Flask) -> bool:
-    """Start the background scheduler unless disabled for this process."""
+    """Start the scheduler unless disabled, run from the `flask` CLI, or held elsewhere."""
     settings = app.config["PORTAL_SETTINGS"]
     if not settings.scheduler_enabled:
         log.info("scheduler disabled in this process (PORTAL_SCHEDULER=off)")
         return False
-    return False
+    if Path(sys.argv[0]).name == "flask":
+        return False  # a command-line task, not the service
+    fd = _acquire_lock(settings.data_dir)
+    if fd is None:
+        log.warning("another process holds the scheduler lock; not starting a second scheduler")
+        return False
+    with app.app_context():
+        interrupted = sync.fail_interrupted_runs()
+        if interrupted:
+            log.warning("%d sync runs were interrupted by the last stop", interrupted)
+        db.session.remove()
+    scheduler = BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(max_workers=4)}, timezone="UTC"
+    )
+    scheduler.add_job(
+        _dispatch,
+        "interval",
+        seconds=DISPATCH_SECONDS,
+        args=(app,),
+        id="dispatch",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        reconcile,
+        "interval",
+        seconds=RECONCILE_SECONDS,
+        args=(app, scheduler),
+        id="reconcile",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.start()
+    reconcile(app, scheduler)
+    _state.update(scheduler=scheduler, lock_fd=fd, app=app)
+    log.info("scheduler started with %d sync jobs", len(scheduler.get_jobs()) - 2)
+    return True
+
+
+def stop() -> None:
+    """Stop the scheduler and release its lock (tests and orderly shutdown)."""
+    scheduler = _state["scheduler"]
+    if scheduler is not None:
+        scheduler.shutdown(wait=True)
+    if _state["lock_fd"] is not None:
+        os.close(_state["lock_fd"])
+    _state.update(scheduler=None, lock_fd=None, app=None)
+
+
+def next_run_in(endpoint: Endpoint) -> timedelta | None:
+    """Time until the endpoint's next scheduled sync, as last published by the scheduler."""
+    if endpoint.next_run_at is None:
+        return None
+    return endpoint.next_run_at - clock.now()

@@ -18,6 +18,22 @@ ACCESS = {
     "users.toggle_disabled": "admin",
     "users.delete_user": "admin",
     "audit.audit_log": "admin",
+    "api.openapi": "user",
+    "api.list_environments": "user",
+    "api.create_environment": "admin",
+    "api.get_environment": "user",
+    "api.update_environment": "admin",
+    "api.delete_environment": "admin",
+    "api.test_connection": "admin",
+    "api.sync_environment": "admin",
+    "api.get_sync_run": "user",
+    "api.list_sync_runs": "user",
+    "api.list_credentials": "user",
+    "api.search_credentials": "user",
+    "api.reveal_password": "user",
+    "api.password_history": "user",
+    "api.reveal_history_password": "user",
+    "api.purge_credential": "admin",
 }
 
 

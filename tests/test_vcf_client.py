@@ -421,6 +421,12 @@ def test_verification_off_works_without_warnings(sim):
         assert len(client.fetch_credentials()) == CREDENTIALS
 
 
+def test_verification_off_ignores_the_ca_bundle(sim):
+    other = generate_certificates(["localhost"]).ca_pem
+    with SddcManagerClient(settings_for(sim, ca_pem=other, verify_tls=False)) as client:
+        assert len(client.fetch_credentials()) == CREDENTIALS
+
+
 def test_fetch_certificate_sha256(sim):
     assert fetch_certificate_sha256("127.0.0.1", sim.port) == sim.certificate_sha256
     with pytest.raises(VcfError) as info:

@@ -552,13 +552,14 @@ class Inventory:
                 "hostname": f"{SITE}-auto01.{DNS_SUFFIX}",
                 "adminUserPassword": self.password(),
                 "internalClusterCidr": "198.18.0.0/15",
-                "ipPool": [f"{mgmt_net}.{n}" for n in range(80, 86)],
+                # 9.0 allows 2 or 4 addresses (standard or high availability).
+                "ipPool": [f"{mgmt_net}.{n}" for n in range(80, 84)],
                 "nodePrefix": f"{SITE}-auto",
-                "size": "small",
             },
         }
         if self.installer_version == "9.1":
             spec["vcfAutomationSpec"]["platformFqdn"] = f"{SITE}-vsp01.{DNS_SUFFIX}"
+            spec["vcfAutomationSpec"]["size"] = "small"
             spec["vspClusterSpec"] = {
                 "platformFqdn": f"{SITE}-vsp01.{DNS_SUFFIX}",
                 "instanceFqdn": f"{SITE}-vsp01-instance.{DNS_SUFFIX}",

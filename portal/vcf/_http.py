@@ -115,6 +115,18 @@ class ApiTransport:
             self._session.trust_env = False
         self._pin_hex: str | None = None
         self._verify: bool = settings.verify_tls
+        try:
+            self._configure_tls()
+        except VcfError:
+            self.close()
+            raise
+        self._access_token: str | None = None
+        self._refresh_id: str | None = None
+        self._renew_at = 0.0
+        self.last_certificate_sha256: str | None = None
+
+    def _configure_tls(self) -> None:
+        settings = self.settings
         if settings.pinned_sha256:
             try:
                 self._pin_hex = normalize_fingerprint(settings.pinned_sha256)
@@ -122,14 +134,10 @@ class ApiTransport:
                 raise VcfError("tls", "the pinned certificate fingerprint is not valid") from None
             self._session.mount("https://", EndpointTlsAdapter(pin_hex=self._pin_hex))
             self._verify = False
-        elif settings.ca_pem:
+        elif settings.ca_pem and settings.verify_tls:
             context = build_ca_context(settings.ca_pem)
             self._session.mount("https://", EndpointTlsAdapter(ssl_context=context))
             self._verify = True
-        self._access_token: str | None = None
-        self._refresh_id: str | None = None
-        self._renew_at = 0.0
-        self.last_certificate_sha256: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -179,6 +187,7 @@ class ApiTransport:
         body = {"username": self.settings.username, "password": self.settings.password}
         response = self._send("POST", TOKENS_PATH, json_body=body, auth=False, retry=True)
         if response.status_code in (400, 401, 403):
+            log.warning("%s: login refused: HTTP %d", self.source, response.status_code)
             user = clean_text(self.settings.username, 120)
             suffix = "" if response.status_code == 401 else f" (HTTP {response.status_code})"
             raise VcfError("auth", f"bad credentials for user {user}{suffix}", status=401)
@@ -307,7 +316,9 @@ class ApiTransport:
         }
         with warnings.catch_warnings():
             if not self._verify and not self._pin_hex:
-                # verify_tls=False is an explicit operator choice for this endpoint only.
+                # verify_tls=False is an explicit operator choice for this endpoint only, so
+                # the warning is silenced here rather than process-wide. catch_warnings is
+                # not thread-safe; the worst a race can do is let one warning be printed.
                 warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
             response = self._session.request(method, url, **kwargs)
             try:
@@ -402,6 +413,7 @@ class ApiTransport:
         self, response: requests.Response, method: str, path: str, after_relogin: bool = False
     ) -> VcfError:
         status = response.status_code
+        log.warning("%s %s %s failed: HTTP %d", self.source, method, path, status)
         user = clean_text(self.settings.username, 120)
         shown_path = clean_text(path, 160)
         detail = self._server_detail(response)

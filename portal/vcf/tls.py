@@ -5,11 +5,12 @@ An endpoint is trusted in exactly one of these ways, strongest setting first:
 * ``pinned_sha256``: the connection succeeds exactly when the leaf certificate's SHA-256
   matches, whatever ``verify_tls`` says. Pinning is verification, so urllib3 reports the
   connection as verified and emits no ``InsecureRequestWarning``.
-* ``ca_pem``: the certificate must chain to one of these CAs (system CAs are *not* added)
-  and match the host name.
-* ``verify_tls=True``: the system CA bundle (certifi, through requests).
-* ``verify_tls=False``: no verification; the operator chose this, so the warning urllib3
-  would emit is silenced around each request only.
+* ``verify_tls=False``: no verification (``ca_pem`` is then ignored); the operator chose
+  this, so the warning urllib3 would emit is silenced around each request only.
+* ``ca_pem`` (with ``verify_tls=True``): the certificate must chain to one of these CAs
+  (system CAs are *not* added) and match the host name.
+* otherwise: the CA bundle requests ships (certifi). Environment variables such as
+  ``REQUESTS_CA_BUNDLE`` are ignored so that only the endpoint's own settings apply.
 """
 
 from __future__ import annotations

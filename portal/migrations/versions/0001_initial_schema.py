@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 01:47:27.955554
+Create Date: 2026-11-22 01:53:34.006740
 """
 
 from alembic import op
@@ -148,6 +148,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
         batch_op.create_index('ix_sync_runs_env_source_state', ['environment_id', 'source', 'state'], unique=False)
+        batch_op.create_index('uq_sync_runs_one_active', ['environment_id', 'source'], unique=True, sqlite_where=sa.text("state IN ('queued', 'running')"), postgresql_where=sa.text("state IN ('queued', 'running')"))
 
     op.create_table('user_sessions',
     sa.Column('id', sa.String(length=64), nullable=False),
@@ -191,6 +192,7 @@ def downgrade() -> None:
 
     op.drop_table('user_sessions')
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
+        batch_op.drop_index('uq_sync_runs_one_active', sqlite_where=sa.text("state IN ('queued', 'running')"), postgresql_where=sa.text("state IN ('queued', 'running')"))
         batch_op.drop_index('ix_sync_runs_env_source_state')
 
     op.drop_table('sync_runs')

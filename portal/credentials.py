@@ -1,0 +1,198 @@
+"""Stored credentials: filtered, sorted pages of metadata; revealing one password (audited)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+
+from .clock import iso
+from .environments import cipher
+from .extensions import db
+from .models import Credential, Environment, PasswordHistory
+from .sync import HISTORY_PURPOSE, PASSWORD_PURPOSE
+
+PAGE_SIZES = (50, 100, 500)
+MAX_PER_PAGE = 500
+FILTERS = {
+    "hostname": Credential.hostname,
+    "username": Credential.username,
+    "credential_type": Credential.credential_type,
+    "account_type": Credential.account_type,
+    "resource_type": Credential.resource_type,
+    "domain": Credential.domain,
+    "source": Credential.source,
+}
+SORTS = {
+    **FILTERS,
+    "status": Credential.present,
+    "last_changed_at": Credential.last_changed_at,
+    "first_seen_at": Credential.first_seen_at,
+    "expiry_date": Credential.expiry_date,
+}
+
+
+class QueryError(ValueError):
+    """A bad page, filter or sort parameter; `field` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _like(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def filtered_query(environment_id: int | None, args: Any) -> Select:
+    """SELECT of credentials matching the search box `q` and column filters in `args`."""
+    query = select(Credential)
+    if environment_id is not None:
+        query = query.where(Credential.environment_id == environment_id)
+    q = (args.get("q") or "").strip()
+    if q:
+        pattern = _like(q)
+        query = query.where(
+            or_(
+                *(
+                    column.ilike(pattern, escape="\\")
+                    for column in (
+                        Credential.hostname,
+                        Credential.username,
+                        Credential.resource_type,
+                        Credential.domain,
+                        Credential.resource_ip,
+                    )
+                )
+            )
+        )
+    for name, column in FILTERS.items():
+        value = (args.get(name) or "").strip()
+        if value:
+            if name in ("hostname", "username", "domain"):
+                query = query.where(column.ilike(_like(value), escape="\\"))
+            else:
+                query = query.where(column == value)
+    status = (args.get("status") or "").strip()
+    if status == "present":
+        query = query.where(Credential.present.is_(True))
+    elif status == "absent":
+        query = query.where(Credential.present.is_(False))
+    elif status:
+        raise QueryError("status", "status is present or absent")
+    return query
+
+
+def _sorted(query: Select, sort: str) -> Select:
+    descending = sort.startswith("-")
+    name = sort.lstrip("-") or "hostname"
+    column = SORTS.get(name)
+    if column is None:
+        raise QueryError("sort", f"cannot sort by {name!r}")
+    primary = column.desc() if descending else column.asc()
+    return query.order_by(primary, Credential.hostname, Credential.username, Credential.id)
+
+
+def _int_arg(args: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise QueryError(name, f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise QueryError(name, f"{name} must be between {low} and {high}")
+    return value
+
+
+def credential_dict(cred: Credential, environment_name: str | None = None) -> dict:
+    """The API shape of a credential's metadata; never the password."""
+    body = {
+        "id": cred.id,
+        "environment_id": cred.environment_id,
+        "hostname": cred.hostname,
+        "username": cred.username,
+        "credential_type": cred.credential_type,
+        "account_type": cred.account_type,
+        "resource_type": cred.resource_type,
+        "resource_ip": cred.resource_ip,
+        "domain": cred.domain,
+        "source": cred.source,
+        "status": "present" if cred.present else "absent",
+        "absent_since": iso(cred.absent_since),
+        "first_seen_at": iso(cred.first_seen_at),
+        "last_changed_at": iso(cred.last_changed_at),
+        "expiry_date": cred.expiry_date,
+        "expiry_status": cred.expiry_status,
+        "auto_rotate_days": cred.auto_rotate_days,
+    }
+    if environment_name is not None:
+        body["environment"] = environment_name
+    return body
+
+
+def credentials_page(environment_id: int | None, args: Any) -> dict:
+    """One page of credential metadata with the total, per the request arguments."""
+    page = _int_arg(args, "page", 1, 1, 10**6)
+    per_page = _int_arg(args, "per_page", 50, 1, MAX_PER_PAGE)
+    query = filtered_query(environment_id, args)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.scalars(
+        _sorted(query, args.get("sort") or "hostname").limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    names = None
+    if environment_id is None:
+        names = dict(db.session.execute(select(Environment.id, Environment.name)).all())
+    return {
+        "items": [credential_dict(r, names[r.environment_id] if names else None) for r in rows],
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+    }
+
+
+def all_matching(environment_id: int | None, args: Any) -> list[Credential]:
+    """Every credential of the filtered, sorted view (for exports)."""
+    return db.session.scalars(
+        _sorted(filtered_query(environment_id, args), args.get("sort") or "hostname")
+    ).all()
+
+
+def reveal(cred: Credential) -> str | None:
+    """Decrypt a credential's current password."""
+    if cred.password_enc is None:
+        return None
+    return cipher().decrypt(cred.password_enc, PASSWORD_PURPOSE)
+
+
+def history_items(cred: Credential) -> list[dict]:
+    """The password history of a credential, newest first, without passwords."""
+    entries = db.session.scalars(
+        select(PasswordHistory)
+        .where(PasswordHistory.credential_id == cred.id)
+        .order_by(PasswordHistory.id.desc())
+    ).all()
+    return [
+        {
+            "id": e.id,
+            "first_seen_at": iso(e.first_seen_at),
+            "changed_at": iso(e.changed_at),
+            "changed_by": e.changed_by,
+            "current": e.changed_at is None,
+        }
+        for e in entries
+    ]
+
+
+def reveal_history(entry: PasswordHistory) -> str:
+    """Decrypt one history value."""
+    return cipher().decrypt(entry.password_enc, HISTORY_PURPOSE)
+
+
+def audit_target(cred: Credential) -> str:
+    """How audit records name a credential: environment, host, user, type."""
+    env = db.session.get(Environment, cred.environment_id)
+    name = env.name if env else cred.environment_id
+    return f"{name} / {cred.hostname} / {cred.username} ({cred.credential_type})"

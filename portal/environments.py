@@ -1,0 +1,313 @@
+"""Environments and their endpoints: validation, storage (passwords encrypted), serialisation."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cryptography import x509
+from flask import current_app
+from sqlalchemy import func, select
+
+from . import clock
+from .clock import iso
+from .extensions import db
+from .models import SOURCES, Credential, Endpoint, Environment, SyncRun
+from .vcf import EndpointSettings, format_fingerprint, normalize_fingerprint
+
+HOST_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
+MIN_INTERVAL, MAX_INTERVAL = 5, 1440
+DEFAULT_INTERVAL = {"manager": 60, "installer": 60}
+DEFAULT_ENABLED = {"manager": True, "installer": False}
+PASSWORD_PURPOSE = "endpoint.password"  # noqa: S105 - an encryption label
+
+
+class ValidationError(Exception):
+    """Input the portal refuses; `errors` maps field paths to messages."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("invalid input")
+        self.errors = errors
+
+
+def cipher():
+    """The data cipher of the running app."""
+    return current_app.extensions["portal_cipher"]
+
+
+def _as_bool(value: Any, field: str, errors: dict, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "on", "off"):
+        return value.lower() in ("true", "1", "on")
+    errors[field] = "Expected true or false."
+    return default
+
+
+def _as_int(value: Any, field: str, errors: dict, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+        if isinstance(value, float) and value != number:
+            raise ValueError
+    except (TypeError, ValueError):
+        errors[field] = "Expected a whole number."
+        return default
+    if not low <= number <= high:
+        errors[field] = f"Must be between {low} and {high}."
+    return number
+
+
+def validate_ca_pem(text: str) -> str:
+    """Return the PEM bundle normalised; ValueError when it holds no certificate."""
+    try:
+        certs = x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        raise ValueError("Not a PEM certificate bundle.") from None
+    if not certs:
+        raise ValueError("Not a PEM certificate bundle.")
+    return text.strip() + "\n"
+
+
+def parse_endpoint(
+    data: Any, source: str, prefix: str, existing: Endpoint | None, errors: dict
+) -> dict | None:
+    """Validate one ENDPOINT object; returns clean values (password None = keep stored)."""
+    if not isinstance(data, dict):
+        errors[prefix] = "Expected an object."
+        return None
+    clean: dict[str, Any] = {}
+    host = data.get("host", existing.host if existing else None)
+    host = host.strip() if isinstance(host, str) else host
+    if not isinstance(host, str) or not (
+        HOST_RE.match(host) or (":" in host and IPV6_RE.match(host))
+    ):
+        errors[f"{prefix}.host"] = "Enter a host name or IP address."
+    clean["host"] = host
+    clean["port"] = _as_int(
+        data.get("port"), f"{prefix}.port", errors, existing.port if existing else 443, 1, 65535
+    )
+    username = data.get("username", existing.username if existing else None)
+    if not isinstance(username, str) or not username.strip() or len(username) > 255:
+        errors[f"{prefix}.username"] = "Enter the service account (at most 255 characters)."
+    clean["username"] = username.strip() if isinstance(username, str) else username
+    password = data.get("password")
+    if password is not None and not isinstance(password, str):
+        errors[f"{prefix}.password"] = "Expected text."
+    elif password:
+        if len(password) > 512:
+            errors[f"{prefix}.password"] = "At most 512 characters."
+        clean["password"] = password
+    elif existing is None:
+        errors[f"{prefix}.password"] = "Enter the service account's password."
+    clean["verify_tls"] = _as_bool(
+        data.get("verify_tls"),
+        f"{prefix}.verify_tls",
+        errors,
+        existing.verify_tls if existing else True,
+    )
+    ca_pem = data.get("ca_pem", existing.ca_pem if existing else None)
+    if ca_pem:
+        try:
+            ca_pem = validate_ca_pem(str(ca_pem))
+        except ValueError as exc:
+            errors[f"{prefix}.ca_pem"] = str(exc)
+    clean["ca_pem"] = ca_pem or None
+    pin = data.get("pinned_sha256", existing.pinned_sha256 if existing else None)
+    if pin:
+        try:
+            pin = normalize_fingerprint(str(pin))
+        except ValueError:
+            errors[f"{prefix}.pinned_sha256"] = "Expected a SHA-256 fingerprint (64 hex digits)."
+    clean["pinned_sha256"] = pin or None
+    clean["sync_enabled"] = _as_bool(
+        data.get("sync_enabled"),
+        f"{prefix}.sync_enabled",
+        errors,
+        existing.sync_enabled if existing else DEFAULT_ENABLED[source],
+    )
+    clean["sync_interval_minutes"] = _as_int(
+        data.get("sync_interval_minutes"),
+        f"{prefix}.sync_interval_minutes",
+        errors,
+        existing.sync_interval_minutes if existing else DEFAULT_INTERVAL[source],
+        MIN_INTERVAL,
+        MAX_INTERVAL,
+    )
+    return clean
+
+
+def _apply_endpoint(env: Environment, source: str, values: dict) -> Endpoint:
+    endpoint = next((e for e in env.endpoints if e.source == source), None)
+    if endpoint is None:
+        endpoint = Endpoint(source=source)
+        env.endpoints.append(endpoint)
+    password = values.pop("password", None)
+    for key, value in values.items():
+        setattr(endpoint, key, value)
+    if password:
+        endpoint.password_enc = cipher().encrypt(password, PASSWORD_PURPOSE)
+    return endpoint
+
+
+def save_environment(data: Any, env: Environment | None = None) -> tuple[Environment, list[str]]:
+    """Create or update an environment from API data; returns it and the changed fields."""
+    if not isinstance(data, dict):
+        raise ValidationError({"": "Expected a JSON object."})
+    errors: dict[str, str] = {}
+    name = data.get("name", env.name if env else None)
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 128:
+        errors["name"] = "Enter a name (at most 128 characters)."
+    else:
+        name = name.strip()
+        clash = db.session.scalar(select(Environment.id).where(Environment.name == name))
+        if clash is not None and (env is None or clash != env.id):
+            errors["name"] = "Another environment has this name."
+    description = data.get("description", env.description if env else "")
+    if not isinstance(description, str) or len(description) > 2000:
+        errors["description"] = "At most 2000 characters of text."
+    parsed: dict[str, dict | None] = {}
+    for source in SOURCES:
+        existing = next((e for e in env.endpoints if e.source == source), None) if env else None
+        if source not in data:
+            parsed[source] = "keep"  # type: ignore[assignment]
+            continue
+        if data[source] is None:
+            parsed[source] = None
+            continue
+        parsed[source] = parse_endpoint(data[source], source, source, existing, errors)
+
+    def configured(source: str) -> bool:
+        if parsed[source] == "keep":
+            return env is not None and any(e.source == source for e in env.endpoints)
+        return parsed[source] is not None
+
+    if not errors and not any(configured(s) for s in SOURCES):
+        errors["manager"] = "Configure an SDDC Manager, a VCF Installer, or both."
+    if errors:
+        raise ValidationError(errors)
+    changed: list[str] = []
+    if env is None:
+        env = Environment(name=name, description=description)
+        db.session.add(env)
+        changed = ["name", "description"]
+    else:
+        if env.name != name:
+            changed.append("name")
+        if env.description != description:
+            changed.append("description")
+        env.name, env.description = name, description
+    for source in SOURCES:
+        values = parsed[source]
+        if values == "keep":
+            continue
+        if values is None:
+            endpoint = next((e for e in env.endpoints if e.source == source), None)
+            if endpoint is not None:
+                env.endpoints.remove(endpoint)
+                changed.append(f"{source} removed")
+            continue
+        if "password" in values:
+            changed.append(f"{source}.password")
+        _apply_endpoint(env, source, dict(values))
+        changed.append(source)
+    env.updated_at = clock.now()
+    return env, changed
+
+
+def endpoint_settings(values: dict | Endpoint, password: str | None = None) -> EndpointSettings:
+    """Client settings for an endpoint row (password decrypted) or validated values."""
+    if isinstance(values, Endpoint):
+        password = cipher().decrypt(values.password_enc, PASSWORD_PURPOSE)
+        values = {
+            "host": values.host,
+            "port": values.port,
+            "username": values.username,
+            "verify_tls": values.verify_tls,
+            "ca_pem": values.ca_pem,
+            "pinned_sha256": values.pinned_sha256,
+        }
+    return EndpointSettings(
+        host=values["host"],
+        port=values["port"],
+        username=values["username"],
+        password=password or "",
+        verify_tls=values["verify_tls"],
+        ca_pem=values.get("ca_pem"),
+        pinned_sha256=values.get("pinned_sha256"),
+        connect_timeout=current_app.config.get("VCF_CONNECT_TIMEOUT", 10.0),
+        read_timeout=current_app.config.get("VCF_READ_TIMEOUT", 60.0),
+    )
+
+
+def _endpoint_dict(endpoint: Endpoint) -> dict:
+    return {
+        "host": endpoint.host,
+        "port": endpoint.port,
+        "username": endpoint.username,
+        "verify_tls": endpoint.verify_tls,
+        "ca_pem": endpoint.ca_pem,
+        "pinned_sha256": format_fingerprint(endpoint.pinned_sha256)
+        if endpoint.pinned_sha256
+        else None,
+        "sync_enabled": endpoint.sync_enabled,
+        "sync_interval_minutes": endpoint.sync_interval_minutes,
+        "sync_paused": endpoint.sync_paused,
+    }
+
+
+def counts_by_environment() -> dict[tuple[int, str], tuple[int, int]]:
+    """(environment id, source) -> (present count, absent count), in one query."""
+    rows = db.session.execute(
+        select(
+            Credential.environment_id, Credential.source, Credential.present, func.count()
+        ).group_by(Credential.environment_id, Credential.source, Credential.present)
+    )
+    result: dict[tuple[int, str], list[int]] = {}
+    for env_id, source, present, count in rows:
+        slot = result.setdefault((env_id, source), [0, 0])
+        slot[0 if present else 1] += count
+    return {key: (v[0], v[1]) for key, v in result.items()}
+
+
+def active_runs() -> dict[tuple[int, str], SyncRun]:
+    """Queued or running syncs, by (environment id, source)."""
+    runs = db.session.scalars(select(SyncRun).where(SyncRun.state.in_(("queued", "running"))))
+    return {(r.environment_id, r.source): r for r in runs}
+
+
+def environment_dict(env: Environment, counts: dict | None = None, active: dict | None = None):
+    """The API shape of an environment; never the service-account password."""
+    counts = counts_by_environment() if counts is None else counts
+    active = active_runs() if active is None else active
+    body: dict[str, Any] = {
+        "id": env.id,
+        "name": env.name,
+        "description": env.description,
+        "created_at": iso(env.created_at),
+        "updated_at": iso(env.updated_at),
+        "manager": None,
+        "installer": None,
+        "status": {},
+    }
+    for endpoint in env.endpoints:
+        body[endpoint.source] = _endpoint_dict(endpoint)
+        present, absent = counts.get((env.id, endpoint.source), (0, 0))
+        run = active.get((env.id, endpoint.source))
+        body["status"][endpoint.source] = {
+            "state": endpoint.last_status or "never",
+            "last_sync_at": iso(endpoint.last_sync_at),
+            "last_success_at": iso(endpoint.last_success_at),
+            "last_error": endpoint.last_error,
+            "next_run_at": iso(endpoint.next_run_at) if endpoint.sync_enabled else None,
+            "credential_count": present,
+            "absent_count": absent,
+            "active_run": {"id": run.id, "state": run.state, "phase": run.phase} if run else None,
+        }
+    return body

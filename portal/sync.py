@@ -1,0 +1,432 @@
+"""The sync engine: fetch everything from one environment source, then upsert in one transaction.
+
+A failed fetch changes nothing stored but the endpoint's status and error. Runs are rows in
+`sync_runs`; a partial unique index allows one queued-or-running run per source, so "sync now"
+pressed in several workers at once, or racing the schedule, gives one run. Runs are executed
+only by the scheduler's process, which claims each with a conditional UPDATE.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from . import audit, clock
+from .clock import iso
+from .environments import cipher, endpoint_settings
+from .extensions import db
+from .models import Credential, Endpoint, Environment, PasswordHistory, SyncRun
+from .vcf import FetchedCredential, VcfError, client_for
+
+log = logging.getLogger("portal.sync")
+
+PASSWORD_PURPOSE = "credential.password"  # noqa: S105 - an encryption label
+HISTORY_PURPOSE = "credential.history"
+_METADATA = (
+    "account_type",
+    "resource_type",
+    "resource_id",
+    "resource_ip",
+    "domain",
+    "remote_id",
+    "remote_modified_at",
+    "expiry_date",
+    "expiry_status",
+    "auto_rotate_days",
+    "auto_rotate_next",
+)
+
+
+@dataclass
+class Counts:
+    """What one sync did."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    absent: int = 0
+    duplicates: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def run_dict(run: SyncRun) -> dict:
+    """The API shape of a sync run."""
+    return {
+        "id": run.id,
+        "environment_id": run.environment_id,
+        "source": run.source,
+        "trigger": run.trigger,
+        "state": run.state,
+        "phase": run.phase,
+        "counts": {
+            "new": run.count_new,
+            "changed": run.count_changed,
+            "unchanged": run.count_unchanged,
+            "absent": run.count_absent,
+        },
+        "error": run.error,
+        "requested_by": run.requested_by,
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+    }
+
+
+def request_sync(environment_id: int, source: str, trigger: str, requested_by: str) -> SyncRun:
+    """Queue a sync, or return the one already queued or running for that source."""
+    run = SyncRun(
+        environment_id=environment_id,
+        source=source,
+        trigger=trigger,
+        requested_by=requested_by,
+        state="queued",
+        phase="queued",
+    )
+    db.session.add(run)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        existing = db.session.scalar(
+            select(SyncRun).where(
+                SyncRun.environment_id == environment_id,
+                SyncRun.source == source,
+                SyncRun.state.in_(("queued", "running")),
+            )
+        )
+        if existing is None:  # finished between our insert and this read: try once more
+            return request_sync(environment_id, source, trigger, requested_by)
+        return existing
+    return run
+
+
+def _claim(run_id: int) -> bool:
+    result = db.session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.state == "queued")
+        .values(state="running", phase="fetching", started_at=clock.now())
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def _set_phase(run_id: int, phase: str) -> None:
+    db.session.execute(update(SyncRun).where(SyncRun.id == run_id).values(phase=phase))
+    db.session.commit()
+
+
+def _key(hostname: str, credential_type: str, username: str) -> tuple[str, str, str]:
+    return (hostname, credential_type, username)
+
+
+def _values(item: FetchedCredential) -> dict:
+    return {
+        "account_type": item.account_type or "",
+        "resource_type": item.resource_type or "",
+        "resource_id": item.resource_id,
+        "resource_ip": item.resource_ip,
+        "domain": ", ".join(item.domain_names),
+        "remote_id": item.remote_id,
+        "remote_modified_at": item.modified_at,
+        "expiry_date": item.expiry_date,
+        "expiry_status": item.expiry_status,
+        "auto_rotate_days": item.auto_rotate_days,
+        "auto_rotate_next": item.auto_rotate_next,
+    }
+
+
+def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredential]) -> Counts:
+    """Upsert a complete fetch into the session (the caller commits): history, absences."""
+    now = clock.now()
+    data_cipher = cipher()
+    counts = Counts()
+    unique: dict[tuple[str, str, str], FetchedCredential] = {}
+    for item in fetched:
+        key = _key(item.hostname, item.credential_type or "", item.username)
+        if key in unique:
+            counts.duplicates += 1
+        unique[key] = item
+    existing = db.session.execute(
+        select(
+            Credential.id,
+            Credential.hostname,
+            Credential.credential_type,
+            Credential.username,
+            Credential.password_enc,
+            Credential.present,
+            *[getattr(Credential, name) for name in _METADATA],
+        ).where(Credential.environment_id == environment_id, Credential.source == source)
+    ).all()
+    by_key = {_key(r.hostname, r.credential_type, r.username): r for r in existing}
+    by_remote = {r.remote_id: r for r in existing if r.remote_id}
+    seen: set[int] = set()
+    new_rows: list[tuple[dict, str]] = []
+    updates: list[dict] = []
+    changed_history: list[tuple[int, str]] = []
+    for key, item in unique.items():
+        row = by_key.get(key) or (by_remote.get(item.remote_id) if item.remote_id else None)
+        if row is None or row.id in seen:
+            if item.password is None:
+                counts.notes.append("entries without a password were skipped")
+                continue
+            values = _values(item)
+            values.update(
+                environment_id=environment_id,
+                source=source,
+                hostname=item.hostname,
+                username=item.username,
+                credential_type=item.credential_type or "",
+                password_enc=data_cipher.encrypt(item.password, PASSWORD_PURPOSE),
+                present=True,
+                first_seen_at=now,
+                last_seen_at=now,
+                last_changed_at=now,
+            )
+            new_rows.append((values, item.password))
+            continue
+        seen.add(row.id)
+        change: dict = {}
+        values = _values(item)
+        for name in _METADATA:
+            if getattr(row, name) != values[name]:
+                change[name] = values[name]
+        if key != _key(row.hostname, row.credential_type, row.username):
+            change.update(
+                hostname=item.hostname,
+                credential_type=item.credential_type or "",
+                username=item.username,
+            )
+        if not row.present:
+            change.update(present=True, absent_since=None)
+        stored = (
+            data_cipher.decrypt(row.password_enc, PASSWORD_PURPOSE) if row.password_enc else None
+        )
+        if item.password is not None and item.password != stored:
+            change.update(
+                password_enc=data_cipher.encrypt(item.password, PASSWORD_PURPOSE),
+                last_changed_at=now,
+            )
+            changed_history.append((row.id, item.password))
+            counts.changed += 1
+        else:
+            counts.unchanged += 1
+        if change:
+            change["id"] = row.id
+            updates.append(change)
+    if new_rows:
+        inserted = (
+            db.session.execute(
+                insert(Credential).returning(Credential.id, sort_by_parameter_order=True),
+                [values for values, _ in new_rows],
+            )
+            .scalars()
+            .all()
+        )
+        counts.new = len(inserted)
+        db.session.execute(
+            insert(PasswordHistory),
+            [
+                {
+                    "credential_id": cred_id,
+                    "first_seen_at": now,
+                    "changed_by": "SYNC",
+                    "password_enc": data_cipher.encrypt(password, HISTORY_PURPOSE),
+                }
+                for cred_id, (_, password) in zip(inserted, new_rows, strict=True)
+            ],
+        )
+    _bulk_update(updates)
+    if changed_history:
+        ids = [cred_id for cred_id, _ in changed_history]
+        db.session.execute(
+            update(PasswordHistory)
+            .where(PasswordHistory.credential_id.in_(ids), PasswordHistory.changed_at.is_(None))
+            .values(changed_at=now)
+        )
+        db.session.execute(
+            insert(PasswordHistory),
+            [
+                {
+                    "credential_id": cred_id,
+                    "first_seen_at": now,
+                    "changed_by": "SYNC",
+                    "password_enc": data_cipher.encrypt(password, HISTORY_PURPOSE),
+                }
+                for cred_id, password in changed_history
+            ],
+        )
+    gone = [r.id for r in existing if r.present and r.id not in seen]
+    for start in range(0, len(gone), 500):
+        db.session.execute(
+            update(Credential)
+            .where(Credential.id.in_(gone[start : start + 500]))
+            .values(present=False, absent_since=now)
+        )
+    counts.absent = len(gone)
+    db.session.execute(
+        update(Credential)
+        .where(
+            Credential.environment_id == environment_id,
+            Credential.source == source,
+            Credential.present.is_(True),
+        )
+        .values(last_seen_at=now)
+    )
+    return counts
+
+
+def _bulk_update(updates: list[dict]) -> None:
+    # Executemany needs the same columns in every row: group rows by what changed.
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for change in updates:
+        groups.setdefault(tuple(sorted(change)), []).append(change)
+    for rows in groups.values():
+        db.session.execute(update(Credential), rows)
+
+
+def _finish(
+    run: SyncRun, endpoint: Endpoint | None, state: str, error: str | None, counts: Counts | None
+) -> None:
+    now = clock.now()
+    run.state, run.phase, run.finished_at, run.error = state, "done", now, error
+    if counts is not None:
+        run.count_new, run.count_changed = counts.new, counts.changed
+        run.count_unchanged, run.count_absent = counts.unchanged, counts.absent
+    if endpoint is not None:
+        endpoint.last_status = state
+        endpoint.last_error = error
+        endpoint.last_sync_at = now
+        if state in ("success", "partial"):
+            endpoint.last_success_at = now
+
+
+def execute_run(run_id: int, fetch=None) -> SyncRun | None:
+    """Claim a queued run and carry it out; returns the finished run (None if not claimed)."""
+    if not _claim(run_id):
+        return None
+    run = db.session.get(SyncRun, run_id)
+    endpoint = db.session.scalar(
+        select(Endpoint).where(
+            Endpoint.environment_id == run.environment_id, Endpoint.source == run.source
+        )
+    )
+    env = db.session.get(Environment, run.environment_id)
+    target = f"{env.name if env else run.environment_id} / {run.source}"
+    audit.record(
+        "sync.start",
+        target,
+        details={"trigger": run.trigger, "run": run.id},
+        actor=run.requested_by or "scheduler",
+    )
+    started = time.monotonic()
+    if endpoint is None:
+        _finish(run, None, "failed", "This source is no longer configured.", None)
+        db.session.commit()
+        return run
+    try:
+        settings = endpoint_settings(endpoint)
+        if fetch is None:
+            with client_for(run.source, settings) as client:
+                fetched = client.fetch_credentials()
+        else:
+            fetched = fetch(settings)
+    except VcfError as exc:
+        log.warning("sync %s failed: %s", target, audit.clean(exc))
+        db.session.rollback()
+        run, endpoint = db.session.get(SyncRun, run_id), db.session.get(Endpoint, endpoint.id)
+        _finish(run, endpoint, "failed", str(exc), None)
+        audit.record(
+            "sync.finish",
+            target,
+            outcome="failed",
+            commit=False,
+            details={"run": run.id, "error": str(exc)},
+            actor="scheduler",
+        )
+        db.session.commit()
+        return run
+    except Exception as exc:  # noqa: BLE001 - any bug must still end the run, not wedge it
+        log.exception("sync %s crashed: %s", target, type(exc).__name__)
+        db.session.rollback()
+        run, endpoint = db.session.get(SyncRun, run_id), db.session.get(Endpoint, endpoint.id)
+        _finish(
+            run, endpoint, "failed", f"Internal error ({type(exc).__name__}); see the log.", None
+        )
+        db.session.commit()
+        return run
+    _set_phase(run_id, "writing")
+    try:
+        counts = apply_fetch(run.environment_id, run.source, fetched)
+    except Exception as exc:
+        db.session.rollback()
+        log.exception("sync %s could not store: %s", target, type(exc).__name__)
+        run, endpoint = db.session.get(SyncRun, run_id), db.session.get(Endpoint, endpoint.id)
+        if endpoint is not None:
+            _finish(run, endpoint, "failed", "Storing the credentials failed; see the log.", None)
+        else:
+            _finish(run, None, "failed", "The environment was deleted during the sync.", None)
+        db.session.commit()
+        return run
+    notes = list(dict.fromkeys(counts.notes))
+    if counts.duplicates:
+        notes.append(f"{counts.duplicates} duplicate entries ignored")
+    state = "partial" if notes else "success"
+    _finish(run, endpoint, state, "; ".join(notes) or None, counts)
+    audit.record(
+        "sync.finish",
+        target,
+        outcome=state,
+        commit=False,
+        actor="scheduler",
+        details={
+            "run": run.id,
+            "new": counts.new,
+            "changed": counts.changed,
+            "unchanged": counts.unchanged,
+            "absent": counts.absent,
+        },
+    )
+    db.session.commit()
+    log.info(
+        "sync %s %s in %.2fs: new=%d changed=%d unchanged=%d absent=%d",
+        target,
+        state,
+        time.monotonic() - started,
+        counts.new,
+        counts.changed,
+        counts.unchanged,
+        counts.absent,
+    )
+    return run
+
+
+def process_queue(limit: int = 20) -> list[int]:
+    """Run queued syncs (oldest first); returns the ids this call carried out."""
+    done = []
+    queued = db.session.scalars(
+        select(SyncRun.id).where(SyncRun.state == "queued").order_by(SyncRun.id).limit(limit)
+    ).all()
+    for run_id in queued:
+        if execute_run(run_id) is not None:
+            done.append(run_id)
+    return done
+
+
+def fail_interrupted_runs() -> int:
+    """At scheduler start: runs left 'running' by a stopped process can never finish."""
+    result = db.session.execute(
+        update(SyncRun)
+        .where(SyncRun.state == "running")
+        .values(
+            state="failed",
+            phase="done",
+            finished_at=clock.now(),
+            error="Interrupted by a restart of the portal.",
+        )
+    )
+    db.session.commit()
+    return result.rowcount

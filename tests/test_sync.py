@@ -1,0 +1,365 @@
+"""The sync engine against the simulator over real HTTPS: history, absence, failures."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from portal import sync
+from portal.extensions import db
+from portal.models import AuditEvent, Credential, Endpoint, PasswordHistory, SyncRun
+from portal.simulator import Simulator
+from portal.vcf import FetchedCredential
+
+
+@pytest.fixture
+def sim():
+    with Simulator(credentials=300, seed=7, timeout_delay=3.0) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def fast_app(app):
+    app.config.update(VCF_CONNECT_TIMEOUT=2.0, VCF_READ_TIMEOUT=1.0)
+    return app
+
+
+def endpoint_body(sim, **extra):
+    return {
+        "host": sim.host,
+        "port": sim.port,
+        "username": sim.admin_username,
+        "password": sim.admin_password,
+        "ca_pem": sim.ca_pem,
+        **extra,
+    }
+
+
+def create_env(admin, sim, name="sfo", **extra):
+    response = admin.api(
+        "POST", "/api/v1/environments", json={"name": name, "manager": endpoint_body(sim, **extra)}
+    )
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def run_sync(app, admin, env_id, source="manager"):
+    response = admin.api("POST", f"/api/v1/environments/{env_id}/sync", json={"source": source})
+    assert response.status_code == 202
+    with app.app_context():
+        sync.process_queue()
+    return admin.client.get(f"/api/v1/sync-runs/{response.json['id']}").json
+
+
+def stored_state(app):
+    """Everything a sync could change, to prove a failed one changed nothing."""
+    with app.app_context():
+        creds = db.session.execute(
+            select(
+                Credential.id,
+                Credential.hostname,
+                Credential.username,
+                Credential.password_enc,
+                Credential.present,
+                Credential.last_changed_at,
+            )
+        ).all()
+        history = db.session.execute(
+            select(PasswordHistory.id, PasswordHistory.password_enc, PasswordHistory.changed_at)
+        ).all()
+    return sorted(map(tuple, creds)), sorted(map(tuple, history))
+
+
+def test_first_sync_and_reveal(app, admin, sim):
+    env = create_env(admin, sim)
+    run = run_sync(app, admin, env["id"])
+    assert run["state"] == "success", run
+    assert run["counts"] == {"new": 300, "changed": 0, "unchanged": 0, "absent": 0}
+    page = admin.client.get(f"/api/v1/environments/{env['id']}/credentials?per_page=500").json
+    assert page["total"] == 300 and len(page["items"]) == 300
+    assert all("password" not in item for item in page["items"])
+    upstream = {
+        (c["resource"]["resourceName"], c["username"], c["credentialType"]): c
+        for c in sim.credentials_snapshot()
+    }
+    item = page["items"][0]
+    revealed = admin.api("POST", f"/api/v1/credentials/{item['id']}/reveal").json["password"]
+    key = (item["hostname"], item["username"], item["credential_type"])
+    assert revealed == upstream[key]["password"]
+    with app.app_context():
+        event = db.session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "credential.reveal")
+        )
+        assert event.actor == "alice" and item["hostname"] in event.target
+        assert revealed not in (event.target + (event.details or ""))
+        endpoint = db.session.scalar(select(Endpoint))
+        assert endpoint.last_status == "success" and endpoint.last_error is None
+    status = admin.client.get(f"/api/v1/environments/{env['id']}").json["status"]["manager"]
+    assert status["state"] == "success" and status["credential_count"] == 300
+
+
+def test_paging_follows_total_pages(app, admin):
+    with Simulator(credentials=1234, seed=3) as big:
+        env = create_env(admin, big)
+        big.reset_hits()
+        run = run_sync(app, admin, env["id"])
+        assert run["counts"]["new"] == 1234
+        assert big.hits["GET /v1/credentials"] == 3
+
+
+def test_unchanged_rotation_history_and_absence(app, admin, sim):
+    env = create_env(admin, sim)
+    run_sync(app, admin, env["id"])
+    again = run_sync(app, admin, env["id"])
+    assert again["counts"] == {"new": 0, "changed": 0, "unchanged": 300, "absent": 0}
+    rotated = sim.rotate(0.2)
+    after = run_sync(app, admin, env["id"])
+    assert after["counts"]["changed"] == rotated == 60
+    assert after["counts"]["unchanged"] == 240
+    with app.app_context():
+        changed_id = db.session.scalar(
+            select(PasswordHistory.credential_id).where(PasswordHistory.changed_at.is_not(None))
+        )
+    history = admin.client.get(f"/api/v1/credentials/{changed_id}/history").json["items"]
+    assert len(history) == 2 and history[0]["current"] and not history[1]["current"]
+    assert history[1]["changed_at"] and history[1]["changed_by"] == "SYNC"
+    old = admin.api("POST", f"/api/v1/credentials/{changed_id}/history/{history[1]['id']}/reveal")
+    new = admin.api("POST", f"/api/v1/credentials/{changed_id}/reveal")
+    assert old.json["password"] != new.json["password"]
+    removed = sim.remove(5)
+    gone = run_sync(app, admin, env["id"])
+    removed_count = sum(1 for _ in removed)
+    assert gone["counts"]["absent"] >= 5 and gone["counts"]["absent"] == removed_count
+    absent = admin.client.get(f"/api/v1/environments/{env['id']}/credentials?status=absent").json
+    assert absent["total"] == removed_count
+    assert all(item["status"] == "absent" for item in absent["items"])
+    # absent credentials keep their history and password until an admin purges one
+    victim = absent["items"][0]["id"]
+    assert admin.api("POST", f"/api/v1/credentials/{victim}/reveal").json["password"]
+    assert admin.api("DELETE", f"/api/v1/credentials/{victim}").status_code == 204
+    with app.app_context():
+        assert db.session.get(Credential, victim) is None
+
+
+def test_returning_credential_is_present_again(app, admin, sim):
+    env = create_env(admin, sim)
+    item = FetchedCredential(
+        source="manager",
+        hostname="esx9.example",
+        username="root",
+        password="First-Password-1",
+        credential_type="SSH",
+        account_type="USER",
+        resource_type="ESXI",
+    )
+    with app.app_context():
+        assert sync.apply_fetch(env["id"], "manager", [item]).new == 1
+        db.session.commit()
+        assert sync.apply_fetch(env["id"], "manager", []).absent == 1
+        db.session.commit()
+        counts = sync.apply_fetch(env["id"], "manager", [item])
+        db.session.commit()
+        assert counts.unchanged == 1 and counts.absent == 0
+        cred = db.session.scalar(select(Credential))
+        assert cred.present and cred.absent_since is None
+        missing = FetchedCredential(**{**item.__dict__, "password": None})
+        assert sync.apply_fetch(env["id"], "manager", [missing]).unchanged == 1
+        db.session.commit()
+        assert db.session.scalar(select(func.count(PasswordHistory.id))) == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("500", "500"),
+        ("401", "401"),
+        ("403", "ADMIN role"),
+        ("timeout", "did not answer"),
+        ("reset", "reset"),
+        ("malformed", "invalid JSON"),
+    ],
+)
+def test_failure_changes_nothing(fast_app, admin, sim, mode, expected):
+    app = fast_app
+    env = create_env(admin, sim)
+    run_sync(app, admin, env["id"])
+    sim.rotate(0.5)
+    sim.remove(3)
+    before = stored_state(app)
+    sim.inject_failure(mode, count=10, path_prefix="/v1/credentials")
+    run = run_sync(app, admin, env["id"])
+    sim.clear_failures()
+    assert run["state"] == "failed"
+    assert expected.lower() in run["error"].lower(), run["error"]
+    assert stored_state(app) == before
+    status = admin.client.get(f"/api/v1/environments/{env['id']}").json["status"]["manager"]
+    assert status["state"] == "failed" and status["last_error"] == run["error"]
+    assert sim.admin_password not in run["error"]
+
+
+def test_tls_verification_failure_names_fingerprint(app, admin, sim):
+    env = create_env(admin, sim, ca_pem=None)
+    run = run_sync(app, admin, env["id"])
+    assert run["state"] == "failed"
+    assert sim.certificate_sha256 in run["error"]
+    pinned = admin.api(
+        "PATCH",
+        f"/api/v1/environments/{env['id']}",
+        json={"manager": {"pinned_sha256": sim.certificate_sha256}},
+    )
+    assert pinned.status_code == 200
+    assert run_sync(app, admin, env["id"])["state"] == "success"
+
+
+def test_one_active_run_per_source(app, admin, sim):
+    env = create_env(admin, sim)
+    with app.app_context():
+        db.session.execute(db.delete(SyncRun))
+        db.session.commit()
+    first = admin.api("POST", f"/api/v1/environments/{env['id']}/sync", json={}).json
+    second = admin.api("POST", f"/api/v1/environments/{env['id']}/sync", json={}).json
+    assert first["id"] == second["id"]
+    with app.app_context():
+        assert sync.process_queue() == [first["id"]]
+        assert sync.execute_run(first["id"]) is None  # already claimed and finished
+        assert db.session.scalar(select(func.count(SyncRun.id))) == 1
+
+
+def test_environment_api_password_write_only(app, admin, sim):
+    env = create_env(admin, sim)
+    assert "password" not in env["manager"]
+    body = admin.client.get(f"/api/v1/environments/{env['id']}").get_data(as_text=True)
+    assert sim.admin_password not in body
+    kept = admin.api(
+        "PATCH",
+        f"/api/v1/environments/{env['id']}",
+        json={"description": "lab", "manager": {"password": ""}},
+    )
+    assert kept.status_code == 200
+    assert run_sync(app, admin, env["id"])["state"] == "success"
+
+
+def test_environment_validation(admin, sim):
+    bad = admin.api(
+        "POST",
+        "/api/v1/environments",
+        json={
+            "name": "",
+            "manager": {
+                "host": "bad host/x",
+                "port": 70000,
+                "username": "",
+                "sync_interval_minutes": 2,
+                "pinned_sha256": "zz",
+                "ca_pem": "not a pem",
+            },
+        },
+    )
+    assert bad.status_code == 422
+    details = bad.json["details"]
+    for field in (
+        "name",
+        "manager.host",
+        "manager.port",
+        "manager.username",
+        "manager.password",
+        "manager.sync_interval_minutes",
+        "manager.pinned_sha256",
+        "manager.ca_pem",
+    ):
+        assert field in details, field
+    none = admin.api("POST", "/api/v1/environments", json={"name": "x"})
+    assert none.status_code == 422
+    create_env(admin, sim, name="dup")
+    dup = admin.api(
+        "POST", "/api/v1/environments", json={"name": "dup", "manager": endpoint_body(sim)}
+    )
+    assert dup.status_code == 422 and "name" in dup.json["details"]
+    not_json = admin.api(
+        "POST", "/api/v1/environments", data="x", headers={"Content-Type": "text/plain"}
+    )
+    assert not_json.status_code == 400 and not_json.is_json
+
+
+def test_test_connection(app, admin, sim):
+    ok = admin.api(
+        "POST",
+        "/api/v1/environments/test-connection",
+        json={"source": "manager", **endpoint_body(sim)},
+    )
+    assert ok.json["ok"] and ok.json["credential_count"] == 300
+    assert ok.json["certificate_sha256"] == sim.certificate_sha256
+    wrong = admin.api(
+        "POST",
+        "/api/v1/environments/test-connection",
+        json={"source": "manager", **endpoint_body(sim, password="wrong-pass")},
+    )
+    assert not wrong.json["ok"] and "credentials" in wrong.json["message"].lower()
+    untrusted = admin.api(
+        "POST",
+        "/api/v1/environments/test-connection",
+        json={"source": "manager", **endpoint_body(sim, ca_pem=None)},
+    )
+    assert not untrusted.json["ok"]
+    assert untrusted.json["certificate_sha256"] == sim.certificate_sha256
+    env = create_env(admin, sim)
+    stored = admin.api(
+        "POST",
+        "/api/v1/environments/test-connection",
+        json={"source": "manager", "environment_id": env["id"], **endpoint_body(sim, password="")},
+    )
+    assert stored.json["ok"]
+    elsewhere = admin.api(
+        "POST",
+        "/api/v1/environments/test-connection",
+        json={
+            "source": "manager",
+            "environment_id": env["id"],
+            **endpoint_body(sim, password="", host="localhost"),
+        },
+    )
+    assert elsewhere.status_code == 422
+
+
+def test_delete_environment_removes_everything(app, admin, sim):
+    env = create_env(admin, sim)
+    run_sync(app, admin, env["id"])
+    assert admin.api("DELETE", f"/api/v1/environments/{env['id']}").status_code == 204
+    with app.app_context():
+        for model in (Credential, PasswordHistory, SyncRun, Endpoint):
+            assert db.session.scalar(select(func.count()).select_from(model)) == 0
+        actions = set(db.session.scalars(select(AuditEvent.action)))
+    assert {"environment.create", "environment.delete", "sync.start", "sync.finish"} <= actions
+
+
+def test_readonly_reads_but_cannot_change(app, admin, readonly, sim):
+    env = create_env(admin, sim)
+    run_sync(app, admin, env["id"])
+    assert readonly.client.get("/api/v1/environments").status_code == 200
+    item = readonly.client.get(f"/api/v1/environments/{env['id']}/credentials").json["items"][0]
+    assert readonly.api("POST", f"/api/v1/credentials/{item['id']}/reveal").status_code == 200
+    for method, url in (
+        ("POST", f"/api/v1/environments/{env['id']}/sync"),
+        ("PATCH", f"/api/v1/environments/{env['id']}"),
+        ("DELETE", f"/api/v1/environments/{env['id']}"),
+        ("POST", "/api/v1/environments"),
+    ):
+        assert readonly.api(method, url, json={}).status_code == 403
+
+
+def test_secrets_never_in_database_file(tmp_path, app, admin, sim):
+    canary = "Canary-Service-Pass-4242"
+    with Simulator(credentials=200, seed=11, password=canary) as canary_sim:
+        env = create_env(admin, canary_sim)
+        run_sync(app, admin, env["id"])
+        canary_sim.rotate(0.5)
+        run_sync(app, admin, env["id"])
+        fetched = [c["password"] for c in canary_sim.credentials_snapshot()]
+    with app.app_context():
+        assert db.session.scalar(select(func.count(PasswordHistory.id))) == 300
+    data_dir = tmp_path / "data"
+    blobs = b"".join(p.read_bytes() for p in data_dir.glob("vcf_credentials.db*"))
+    assert len(blobs) > 0
+    for secret in [canary, *fetched]:
+        for encoding in ("utf-8", "utf-16-le"):
+            assert secret.encode(encoding) not in blobs, "a secret is stored in clear"
