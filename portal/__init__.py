@@ -112,8 +112,32 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _init_blueprints(app: Flask) -> None:
-    from . import api, audit_views, auth, cli, dashboard, health, users
+    from . import (
+        api,
+        audit_views,
+        auth,
+        cli,
+        dashboard,
+        definitions,
+        exports,
+        health,
+        me,
+        scheduler_views,
+        users,
+    )
 
-    for module in (auth, dashboard, health, users, audit_views, api):
+    modules = (
+        auth,
+        dashboard,
+        health,
+        users,
+        audit_views,
+        api,
+        definitions,
+        exports,
+        me,
+        scheduler_views,
+    )
+    for module in modules:
         app.register_blueprint(module.bp)
     cli.init_app(app)

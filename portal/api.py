@@ -214,6 +214,20 @@ def search_credentials():
     return jsonify(credentials.credentials_page(None, request.args))
 
 
+@bp.get("/environments/<int:env_id>/password-age")
+@login_required
+def password_age(env_id: int):
+    """Password age buckets, passwords older than `days` (90), and those expiring."""
+    _environment(env_id)
+    try:
+        days = int(request.args.get("days", 90))
+    except ValueError:
+        return _error(400, "days must be a whole number", {"days": "whole number"})
+    if not 1 <= days <= 3650:
+        return _error(400, "days must be between 1 and 3650", {"days": "1 to 3650"})
+    return jsonify(credentials.password_age(env_id, days))
+
+
 @bp.post("/credentials/<int:cred_id>/reveal")
 @login_required
 def reveal_password(cred_id: int):

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 
+from . import clock
 from .clock import iso
 from .environments import cipher
 from .extensions import db
@@ -196,3 +197,47 @@ def audit_target(cred: Credential) -> str:
     env = db.session.get(Environment, cred.environment_id)
     name = env.name if env else cred.environment_id
     return f"{name} / {cred.hostname} / {cred.username} ({cred.credential_type})"
+
+
+AGE_BUCKETS = ((0, 30), (31, 90), (91, 180), (181, 365), (366, None))
+EXPIRING_STATES = ("EXPIRING", "EXPIRED")
+
+
+def password_age(environment_id: int, threshold_days: int) -> dict:
+    """Age of current passwords in buckets, the stale ones, and those SDDC Manager flags."""
+    now = clock.now()
+    creds = db.session.scalars(
+        select(Credential)
+        .where(Credential.environment_id == environment_id, Credential.present.is_(True))
+        .order_by(Credential.last_changed_at, Credential.hostname)
+    ).all()
+    buckets = [
+        {
+            "label": f"{low}–{high} days" if high else f"over {low - 1} days",
+            "min_days": low,
+            "max_days": high,
+            "count": 0,
+        }
+        for low, high in AGE_BUCKETS
+    ]
+    stale, expiring = [], []
+    for cred in creds:
+        age = (now - cred.last_changed_at).days
+        for bucket in buckets:
+            if age >= bucket["min_days"] and (
+                bucket["max_days"] is None or age <= bucket["max_days"]
+            ):
+                bucket["count"] += 1
+                break
+        item = None
+        if age > threshold_days:
+            item = {**credential_dict(cred), "age_days": age}
+            stale.append(item)
+        if (cred.expiry_status or "").upper() in EXPIRING_STATES:
+            expiring.append(item or {**credential_dict(cred), "age_days": age})
+    return {
+        "threshold_days": threshold_days,
+        "buckets": buckets,
+        "stale": stale,
+        "expiring": expiring,
+    }

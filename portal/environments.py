@@ -76,7 +76,12 @@ def validate_ca_pem(text: str) -> str:
 
 
 def parse_endpoint(
-    data: Any, source: str, prefix: str, existing: Endpoint | None, errors: dict
+    data: Any,
+    source: str,
+    prefix: str,
+    existing: Endpoint | None,
+    errors: dict,
+    password_required: bool = True,
 ) -> dict | None:
     """Validate one ENDPOINT object; returns clean values (password None = keep stored)."""
     if not isinstance(data, dict):
@@ -104,7 +109,7 @@ def parse_endpoint(
         if len(password) > 512:
             errors[f"{prefix}.password"] = "At most 512 characters."
         clean["password"] = password
-    elif existing is None:
+    elif existing is None and password_required:
         errors[f"{prefix}.password"] = "Enter the service account's password."
     clean["verify_tls"] = _as_bool(
         data.get("verify_tls"),
@@ -151,12 +156,15 @@ def _apply_endpoint(env: Environment, source: str, values: dict) -> Endpoint:
     password = values.pop("password", None)
     for key, value in values.items():
         setattr(endpoint, key, value)
-    if password:
-        endpoint.password_enc = cipher().encrypt(password, PASSWORD_PURPOSE)
+    if password or endpoint.password_enc is None:
+        # An imported definition may come without a password: stored empty, sync says so.
+        endpoint.password_enc = cipher().encrypt(password or "", PASSWORD_PURPOSE)
     return endpoint
 
 
-def save_environment(data: Any, env: Environment | None = None) -> tuple[Environment, list[str]]:
+def save_environment(
+    data: Any, env: Environment | None = None, password_required: bool = True
+) -> tuple[Environment, list[str]]:
     """Create or update an environment from API data; returns it and the changed fields."""
     if not isinstance(data, dict):
         raise ValidationError({"": "Expected a JSON object."})
@@ -181,7 +189,9 @@ def save_environment(data: Any, env: Environment | None = None) -> tuple[Environ
         if data[source] is None:
             parsed[source] = None
             continue
-        parsed[source] = parse_endpoint(data[source], source, source, existing, errors)
+        parsed[source] = parse_endpoint(
+            data[source], source, source, existing, errors, password_required
+        )
 
     def configured(source: str) -> bool:
         if parsed[source] == "keep":

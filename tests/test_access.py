@@ -34,6 +34,18 @@ ACCESS = {
     "api.password_history": "user",
     "api.reveal_history_password": "user",
     "api.purge_credential": "admin",
+    "api.password_age": "user",
+    "audit.export_audit_csv": "admin",
+    "exports.export_environment": "user",
+    "exports.export_all": "user",
+    "me.who_am_i": "user",
+    "me.set_preferences": "user",
+    "scheduler.scheduler_state": "user",
+    "scheduler.pause_sync": "admin",
+    "scheduler.resume_sync": "admin",
+    "definitions.export_definitions": "admin",
+    "definitions.export_definitions_with_passwords": "admin",
+    "definitions.import_definitions": "admin",
 }
 
 

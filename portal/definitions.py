@@ -1,0 +1,137 @@
+"""Environment definitions as a JSON document, to move setups between portals."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, jsonify, request
+from flask_login import current_user
+from sqlalchemy import select
+
+from . import audit, clock
+from .access import admin_required
+from .environments import PASSWORD_PURPOSE, ValidationError, cipher, save_environment
+from .extensions import db
+from .models import Environment
+from .security import verify_password
+
+bp = Blueprint("definitions", __name__, url_prefix="/api/v1/environments/definitions")
+
+FORMAT = "vcf-credential-portal/environments"
+_FIELDS = (
+    "host",
+    "port",
+    "username",
+    "verify_tls",
+    "ca_pem",
+    "pinned_sha256",
+    "sync_enabled",
+    "sync_interval_minutes",
+)
+
+
+def export_document(include_passwords: bool) -> dict:
+    """Every environment's settings; service-account passwords only when asked."""
+    items = []
+    for env in db.session.scalars(select(Environment).order_by(Environment.name)):
+        item = {
+            "name": env.name,
+            "description": env.description,
+            "manager": None,
+            "installer": None,
+        }
+        for endpoint in env.endpoints:
+            block = {field: getattr(endpoint, field) for field in _FIELDS}
+            if include_passwords:
+                block["password"] = cipher().decrypt(endpoint.password_enc, PASSWORD_PURPOSE)
+            item[endpoint.source] = block
+        items.append(item)
+    return {
+        "format": FORMAT,
+        "version": 1,
+        "exported_at": clock.iso(clock.now()),
+        "includes_passwords": include_passwords,
+        "environments": items,
+    }
+
+
+def _download(document: dict) -> Response:
+    stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
+    response = jsonify(document)
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="vcf-environments_{stamp}.json"'
+    )
+    return response
+
+
+@bp.get("")
+@admin_required
+def export_definitions():
+    """Download environment definitions without passwords."""
+    audit.record("environment.export_definitions", "all", details={"passwords": "no"})
+    return _download(export_document(False))
+
+
+@bp.post("/export")
+@admin_required
+def export_definitions_with_passwords():
+    """Download definitions with passwords: explicitly chosen, password typed again."""
+    data = request.get_json(silent=True) or {}
+    if not isinstance(data, dict) or data.get("include_passwords") is not True:
+        abort(400, description="Set include_passwords to true, or use GET for none.")
+    typed = data.get("confirm_password")
+    if not isinstance(typed, str) or not verify_password(current_user.password_hash, typed):
+        audit.record(
+            "environment.export_definitions", "all", outcome="denied", details={"passwords": "yes"}
+        )
+        abort(403, description="Confirm your password to export service-account passwords.")
+    audit.record("environment.export_definitions", "all", details={"passwords": "yes"})
+    return _download(export_document(True))
+
+
+@bp.post("/import")
+@admin_required
+def import_definitions():
+    """Create or update environments (matched by name) from an exported document."""
+    document = request.get_json(silent=True)
+    if (
+        not isinstance(document, dict)
+        or document.get("format") != FORMAT
+        or not isinstance(document.get("environments"), list)
+    ):
+        abort(400, description="Not an environment definitions document from this portal.")
+    created = updated = 0
+    errors: dict[str, dict] = {}
+    without_password: list[str] = []
+    for index, item in enumerate(document["environments"]):
+        name = item.get("name") if isinstance(item, dict) else None
+        label = name if isinstance(name, str) and name else f"#{index + 1}"
+        existing = (
+            db.session.scalar(select(Environment).where(Environment.name == name))
+            if isinstance(name, str)
+            else None
+        )
+        try:
+            with db.session.begin_nested():
+                save_environment(item, existing, password_required=False)
+                db.session.flush()
+        except ValidationError as exc:
+            errors[label] = exc.errors
+            continue
+        if existing is None:
+            created += 1
+        else:
+            updated += 1
+        for source in ("manager", "installer"):
+            block = item.get(source)
+            if isinstance(block, dict) and not block.get("password") and existing is None:
+                without_password.append(f"{label} / {source}")
+    audit.record(
+        "environment.import",
+        "definitions",
+        commit=False,
+        outcome="success" if not errors else "partial",
+        details={"created": created, "updated": updated, "errors": len(errors)},
+    )
+    db.session.commit()
+    return jsonify(
+        created=created, updated=updated, errors=errors, without_password=without_password
+    )

@@ -1,0 +1,149 @@
+"""Exports of credentials with passwords (CSV, Excel): audited, formula-safe, re-authenticated."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import xlsxwriter
+from flask import Blueprint, Response, abort, request
+from flask_login import login_required
+
+from . import audit, clock
+from .access import confirm_recent_auth
+from .credentials import all_matching, reveal
+from .extensions import db
+from .models import Environment
+
+bp = Blueprint("exports", __name__)
+
+COLUMNS = (
+    ("Environment", None),
+    ("Host", "hostname"),
+    ("User", "username"),
+    ("Password", None),
+    ("Credential type", "credential_type"),
+    ("Account type", "account_type"),
+    ("Resource type", "resource_type"),
+    ("Resource IP", "resource_ip"),
+    ("Domain", "domain"),
+    ("Source", "source"),
+    ("Status", None),
+    ("Last changed (UTC)", None),
+    ("Expiry date", "expiry_date"),
+    ("Expiry status", "expiry_status"),
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def neutralise(value: object) -> str:
+    """Text for a spreadsheet cell: a leading quote stops =, +, -, @, tab or CR formulas."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _rows(environment_id: int | None, args) -> list[list[str]]:
+    names = {e.id: e.name for e in db.session.scalars(db.select(Environment))}
+    rows = []
+    for cred in all_matching(environment_id, args):
+        values = []
+        for _, attr in COLUMNS:
+            values.append(getattr(cred, attr) if attr else None)
+        values[0] = names.get(cred.environment_id, "")
+        values[3] = reveal(cred) or ""
+        values[10] = "present" if cred.present else "absent"
+        values[11] = cred.last_changed_at.strftime("%Y-%m-%d %H:%M:%S")
+        rows.append([neutralise(v) for v in values])
+    return rows
+
+
+def to_csv(rows: list[list[str]]) -> bytes:
+    """CSV bytes (UTF-8 with BOM so spreadsheet programs detect the encoding)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([title for title, _ in COLUMNS])
+    writer.writerows(rows)
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def to_xlsx(rows: list[list[str]]) -> bytes:
+    """An .xlsx workbook; every cell written as text, never as a formula."""
+    buffer = io.BytesIO()
+    workbook = xlsxwriter.Workbook(
+        buffer,
+        {
+            "constant_memory": True,
+            "strings_to_formulas": False,
+            "strings_to_numbers": False,
+            "strings_to_urls": False,
+            "in_memory": True,
+        },
+    )
+    sheet = workbook.add_worksheet("Credentials")
+    bold = workbook.add_format({"bold": True})
+    sheet.write_row(0, 0, [title for title, _ in COLUMNS], bold)
+    for index, row in enumerate(rows, start=1):
+        sheet.write_row(index, 0, row)
+    sheet.freeze_panes(1, 0)
+    sheet.set_column(0, 2, 28)
+    sheet.set_column(3, 3, 24)
+    workbook.close()
+    return buffer.getvalue()
+
+
+def _export(environment: Environment | None):
+    fmt = request.form.get("format", "csv")
+    scope = request.form.get("scope", "view")
+    if fmt not in ("csv", "xlsx") or scope not in ("view", "all"):
+        abort(400, description="format is csv or xlsx; scope is view or all")
+    if not confirm_recent_auth():
+        audit.record(
+            "credential.export",
+            environment.name if environment else "all",
+            outcome="denied",
+            details={"reason": "re-authentication needed"},
+        )
+        abort(403, description="Confirm your password to export passwords.")
+    args = request.form if scope == "view" else {}
+    rows = _rows(environment.id if environment else None, args)
+    stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
+    label = _NAME_UNSAFE.sub("_", environment.name).strip("_") if environment else "all"
+    filename = f"vcf-credentials_{label or 'environment'}_{stamp}.{fmt}"
+    body = to_csv(rows) if fmt == "csv" else to_xlsx(rows)
+    audit.record(
+        "credential.export",
+        environment.name if environment else "all environments",
+        details={"format": fmt, "scope": scope, "rows": len(rows)},
+    )
+    mimetype = (
+        "text/csv"
+        if fmt == "csv"
+        else ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    )
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@bp.post("/environments/<int:env_id>/export")
+@login_required
+def export_environment(env_id: int):
+    """Download one environment's credentials (filtered view or all) as CSV or Excel."""
+    env = db.session.get(Environment, env_id)
+    if env is None:
+        abort(404, description="No such environment.")
+    return _export(env)
+
+
+@bp.post("/export")
+@login_required
+def export_all():
+    """Download credentials of every environment as CSV or Excel."""
+    return _export(None)

@@ -1,0 +1,90 @@
+"""Scheduler state and control (JSON): jobs per environment source, pause, resume."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, jsonify, request
+from flask_login import login_required
+from sqlalchemy import func, select
+
+from . import audit, scheduler
+from .access import admin_required
+from .clock import iso
+from .environments import environment_dict
+from .extensions import db
+from .models import SOURCES, Endpoint, Environment, SyncRun
+from .sync import run_dict
+
+bp = Blueprint("scheduler", __name__, url_prefix="/api/v1")
+
+
+@bp.get("/scheduler")
+@login_required
+def scheduler_state():
+    """Every sync job: environment, source, interval, last run and outcome, next run."""
+    last_ids = select(func.max(SyncRun.id)).group_by(SyncRun.environment_id, SyncRun.source)
+    last_runs = {
+        (r.environment_id, r.source): r
+        for r in db.session.scalars(select(SyncRun).where(SyncRun.id.in_(last_ids)))
+    }
+    rows = db.session.execute(
+        select(Endpoint, Environment.name)
+        .join(Environment)
+        .order_by(Environment.name, Endpoint.source)
+    ).all()
+    jobs = []
+    for endpoint, name in rows:
+        last = last_runs.get((endpoint.environment_id, endpoint.source))
+        jobs.append(
+            {
+                "environment_id": endpoint.environment_id,
+                "environment": name,
+                "source": endpoint.source,
+                "enabled": endpoint.sync_enabled,
+                "paused": endpoint.sync_paused,
+                "interval_minutes": endpoint.sync_interval_minutes,
+                "next_run_at": iso(endpoint.next_run_at)
+                if endpoint.sync_enabled and not endpoint.sync_paused
+                else None,
+                "last_run": run_dict(last) if last else None,
+            }
+        )
+    # The scheduler lives in the Gunicorn master; a worker asks its lock file.
+    holder = scheduler.lock_holder(current_app.config["PORTAL_SETTINGS"].data_dir)
+    return jsonify(running=holder is not None, jobs=jobs)
+
+
+def _set_paused(env_id: int, paused: bool):
+    data = request.get_json(silent=True) or {}
+    source = data.get("source") if isinstance(data, dict) else None
+    if source not in SOURCES:
+        return jsonify(
+            error="Some fields are not valid.", details={"source": "manager or installer"}
+        ), 422
+    env = db.session.get(Environment, env_id)
+    if env is None:
+        abort(404, description="No such environment.")
+    endpoint = next((e for e in env.endpoints if e.source == source), None)
+    if endpoint is None:
+        abort(404, description=f"This environment has no {source} configured.")
+    endpoint.sync_paused = paused
+    if paused:
+        endpoint.next_run_at = None
+    audit.record(
+        "scheduler.pause" if paused else "scheduler.resume", f"{env.name} / {source}", commit=False
+    )
+    db.session.commit()
+    return jsonify(environment_dict(env))
+
+
+@bp.post("/environments/<int:env_id>/pause")
+@admin_required
+def pause_sync(env_id: int):
+    """Pause the scheduled sync of one source."""
+    return _set_paused(env_id, True)
+
+
+@bp.post("/environments/<int:env_id>/resume")
+@admin_required
+def resume_sync(env_id: int):
+    """Resume the scheduled sync of one source."""
+    return _set_paused(env_id, False)
