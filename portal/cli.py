@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
-from flask import Flask
-from flask.cli import AppGroup
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from . import audit, clock
+from . import __version__, audit, clock, maintenance
 from .extensions import db
 from .models import ROLES, User
 from .security import hash_password, password_problem
@@ -96,6 +99,86 @@ def set_role(username: str, role: str) -> None:
     click.echo(f"{username}: {old} -> {role}")
 
 
+@click.command("backup")
+@click.option(
+    "--to",
+    "to_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="directory for the backup (default: PORTAL_DATA_DIR/backups)",
+)
+@with_appcontext
+def backup_command(to_dir: Path | None) -> None:
+    """Online, consistent backup of the SQLite database (safe while the portal runs)."""
+    app = current_app._get_current_object()
+    show = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if show and total:
+            click.echo(f"\r  {done * 100 // total:3d}% of {total} pages", nl=False, err=True)
+
+    try:
+        path = maintenance.backup(app, to_dir, progress)
+    except maintenance.MaintenanceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if show:
+        click.echo("", err=True)
+    audit.record("settings.backup", str(path.name), actor="cli")
+    click.echo(f"backup written: {path}")
+    click.echo("the data key (data.key) is not in the backup: keep a copy of it separately")
+
+
+@click.command("restore")
+@click.argument("backup_file", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def restore_command(backup_file: Path) -> None:
+    """Replace the database with a backup (portal stopped); keeps the replaced database."""
+    app = current_app._get_current_object()
+    try:
+        kept = maintenance.restore(app, backup_file)
+    except maintenance.MaintenanceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"restored {backup_file}; the replaced database is kept as {kept}")
+
+
+@click.command("rotate-key")
+@with_appcontext
+def rotate_key_command() -> None:
+    """Re-encrypt every secret under a new data key (one transaction)."""
+    try:
+        count = maintenance.rotate_key(current_app._get_current_object())
+    except maintenance.MaintenanceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"re-encrypted {count} secrets under a new data key; the old key file is kept "
+        "as data.key.old-<time>: delete it once the new key is backed up"
+    )
+
+
+@click.command("check")
+@with_appcontext
+def check_command() -> None:
+    """Check database integrity, schema, data key, certificate and scheduler lock."""
+    results = maintenance.run_checks(current_app._get_current_object())
+    for result in results:
+        click.echo(f"[{'ok' if result.ok else 'FAIL'}] {result.name}: {result.detail}")
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@click.command("version")
+def version_command() -> None:
+    """Print the portal's version."""
+    click.echo(__version__)
+
+
 def init_app(app: Flask) -> None:
     """Register the command groups."""
     app.cli.add_command(users_cli)
+    for command in (
+        backup_command,
+        restore_command,
+        rotate_key_command,
+        check_command,
+        version_command,
+    ):
+        app.cli.add_command(command)

@@ -390,7 +390,11 @@ class Simulator:
             return 400, _error("INVALID_INPUT", "pageNumber and pageSize must be numbers >= 0")
         with self._lock:
             quirks = self._quirks
-            matched = [e for e in self._inventory.credentials if Inventory.matches(e, filters)]
+            everything = self._inventory.credentials
+            if filters:
+                matched = [e for e in everything if Inventory.matches(e, filters)]
+            else:
+                matched = everything
             if size == 0:
                 start, page = 0, matched
             else:

@@ -1,0 +1,280 @@
+"""Backups, restore, data-key rotation and the health check behind `flask --app app ...`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from flask import Flask
+from sqlalchemy import select, text, update
+
+from . import audit, scheduler
+from .bootstrap import current_revision, file_lock, head_revision
+from .crypto import DataCipher, DecryptionError, key_id, load_or_create_key, write_secret_file
+from .environments import PASSWORD_PURPOSE as ENDPOINT_PURPOSE
+from .extensions import db
+from .models import Credential, Endpoint, PasswordHistory, PortalMeta, User
+from .sync import HISTORY_PURPOSE, PASSWORD_PURPOSE
+
+BACKUP_PREFIX = "vcf_credentials-"
+# (model, column, encryption label): every secret the portal stores.
+ENCRYPTED = (
+    (Endpoint, "password_enc", ENDPOINT_PURPOSE),
+    (Credential, "password_enc", PASSWORD_PURPOSE),
+    (PasswordHistory, "password_enc", HISTORY_PURPOSE),
+    (User, "totp_secret_enc", "user.totp"),
+)
+
+
+class MaintenanceError(Exception):
+    """A maintenance task refused or failed; the message says why."""
+
+
+def _sqlite_path(app: Flask) -> Path:
+    path = app.config["PORTAL_SETTINGS"].sqlite_path
+    if path is None:
+        raise MaintenanceError("backup and restore cover SQLite; use pg_dump for PostgreSQL")
+    return path
+
+
+def backup(
+    app: Flask, to_dir: Path | None = None, progress: Callable[[int, int], None] | None = None
+) -> Path:
+    """Copy the live database with SQLite's online backup API; keep the newest N backups."""
+    settings = app.config["PORTAL_SETTINGS"]
+    source_path = _sqlite_path(app)
+    target_dir = to_dir or settings.data_dir / "backups"
+    target_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = target_dir / f"{BACKUP_PREFIX}{stamp}.db"
+    partial = target.with_suffix(".partial")
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True, timeout=30)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    dest = sqlite3.connect(partial)
+    try:
+
+        def _report(_status: int, remaining: int, total: int) -> None:
+            if progress is not None:
+                progress(total - remaining, total)
+
+        # Pages are copied in steps so writers are never blocked for long.
+        source.backup(dest, pages=256, progress=_report, sleep=0.005)
+        dest.execute("PRAGMA journal_mode=DELETE")
+        result = dest.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise MaintenanceError(f"the backup failed its integrity check: {result}")
+    finally:
+        dest.close()
+        source.close()
+    os.replace(partial, target)
+    prune_backups(target_dir, settings.backup_keep)
+    return target
+
+
+def prune_backups(directory: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` backups in directory; returns what was removed."""
+    backups = sorted(directory.glob(f"{BACKUP_PREFIX}*.db"))
+    removed = backups[:-keep] if keep and len(backups) > keep else []
+    for path in removed:
+        path.unlink()
+    return removed
+
+
+def verify_backup(path: Path) -> str:
+    """Check a backup file's integrity and schema; returns its schema revision."""
+    if not path.is_file():
+        raise MaintenanceError(f"{path} does not exist")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise MaintenanceError(f"{path} is not a portal database: {exc}") from None
+    if integrity != "ok":
+        raise MaintenanceError(f"{path} failed the integrity check: {integrity}")
+    if revision is None:
+        raise MaintenanceError(f"{path} has no schema version")
+    known = {head_revision()}
+    if revision[0] not in known:
+        raise MaintenanceError(
+            f"{path} is at schema {revision[0]}, this portal expects {head_revision()}"
+        )
+    return revision[0]
+
+
+def restore(app: Flask, backup_file: Path) -> Path:
+    """Replace the database with a verified backup (portal stopped); keeps the replaced one."""
+    settings = app.config["PORTAL_SETTINGS"]
+    target = _sqlite_path(app)
+    if scheduler.lock_holder(settings.data_dir) is not None:
+        raise MaintenanceError("the portal is running; stop it before restoring")
+    verify_backup(backup_file)
+    with file_lock(settings.data_dir / ".init.lock"):
+        with app.app_context():
+            db.engine.dispose()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        kept = target.with_name(f"{target.name}.replaced-{stamp}")
+        if target.exists():
+            # Fold the WAL into the main file first so the kept copy is complete.
+            conn = sqlite3.connect(target)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+            shutil.copy2(target, kept)
+            os.chmod(kept, 0o600)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        tmp = target.with_name(f".{target.name}.restoring")
+        shutil.copyfile(backup_file, tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    with app.app_context():
+        _check_key_matches(app)
+    return kept
+
+
+def _check_key_matches(app: Flask) -> None:
+    stored = db.session.get(PortalMeta, "data_key_id")
+    current = app.extensions["portal_cipher"].key_id.hex()
+    if stored is not None and stored.value != current:
+        raise MaintenanceError(
+            "the restored database was made under a different data key; "
+            "put its data.key back in place"
+        )
+
+
+def rotate_key(app: Flask) -> int:
+    """Re-encrypt every secret under a new data key in one transaction; returns the count.
+
+    The new key is written aside first; the old key file is replaced only after the
+    transaction commits, and kept as data.key.old-<time> until the operator removes it.
+    """
+    settings = app.config["PORTAL_SETTINGS"]
+    if scheduler.lock_holder(settings.data_dir) is not None:
+        # Running processes hold the old key in memory and would keep writing with it.
+        raise MaintenanceError("the portal is running; stop it before rotating the key")
+    key_path = settings.data_dir / "data.key"
+    old_cipher: DataCipher = app.extensions["portal_cipher"]
+    new_key = os.urandom(32)
+    new_cipher = DataCipher(new_key)
+    pending = settings.data_dir / "data.key.new"
+    pending.unlink(missing_ok=True)
+    write_secret_file(pending, new_key.hex().encode() + b"\n")
+    count = 0
+    with app.app_context(), file_lock(settings.data_dir / ".init.lock"):
+        try:
+            for model, column, purpose in ENCRYPTED:
+                attr = getattr(model, column)
+                rows = db.session.execute(select(model.id, attr).where(attr.is_not(None))).all()
+                for row_id, blob in rows:
+                    plain = old_cipher.decrypt(blob, purpose)
+                    db.session.execute(
+                        update(model)
+                        .where(model.id == row_id)
+                        .values({column: new_cipher.encrypt(plain, purpose)})
+                    )
+                    count += 1
+            meta = db.session.get(PortalMeta, "data_key_id")
+            meta.value = key_id(new_key).hex()
+            audit.record(
+                "settings.rotate_key",
+                "data key",
+                actor="cli",
+                commit=False,
+                details={"secrets": count},
+            )
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            pending.unlink(missing_ok=True)
+            raise
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        os.link(key_path, settings.data_dir / f"data.key.old-{stamp}")
+        os.replace(pending, key_path)
+    app.extensions["portal_cipher"] = new_cipher
+    return count
+
+
+@dataclass
+class CheckResult:
+    """One line of `flask check`."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def run_checks(app: Flask) -> list[CheckResult]:
+    """Database integrity, schema version, data key, certificate, scheduler lock."""
+    settings = app.config["PORTAL_SETTINGS"]
+    results: list[CheckResult] = []
+    with app.app_context():
+        try:
+            if settings.sqlite_path is not None:
+                verdict = db.session.execute(text("PRAGMA integrity_check")).scalar()
+                results.append(CheckResult("database integrity", verdict == "ok", str(verdict)))
+            with db.engine.connect() as conn:
+                revision = current_revision(conn)
+            head = head_revision()
+            results.append(
+                CheckResult("schema version", revision == head, f"{revision} (expected {head})")
+            )
+        except Exception as exc:  # noqa: BLE001 - a broken database is what we report
+            results.append(CheckResult("database", False, f"{type(exc).__name__}: {exc}"[:300]))
+        results.append(_check_key(app, settings.data_dir / "data.key"))
+    results.append(_check_certificate(settings.ssl_dir / "cert.pem"))
+    holder = scheduler.lock_holder(settings.data_dir)
+    results.append(
+        CheckResult(
+            "scheduler lock", True, f"held by pid {holder}" if holder else "free (portal stopped)"
+        )
+    )
+    return results
+
+
+def _check_key(app: Flask, path: Path) -> CheckResult:
+    if not path.exists():
+        return CheckResult("data key", False, f"{path} is missing")
+    mode = path.stat().st_mode & 0o777
+    try:
+        key = load_or_create_key(path)
+    except DecryptionError as exc:
+        return CheckResult("data key", False, str(exc))
+    try:
+        stored = db.session.get(PortalMeta, "data_key_id")
+    except Exception:  # noqa: BLE001 - reported by the database check
+        return CheckResult("data key", False, "cannot read the database to compare")
+    if stored is not None and stored.value != key_id(key).hex():
+        return CheckResult("data key", False, "does not match this database")
+    sample = db.session.execute(
+        select(Credential.password_enc).where(Credential.password_enc.is_not(None)).limit(1)
+    ).scalar()
+    if sample is not None:
+        try:
+            DataCipher(key).decrypt(sample, PASSWORD_PURPOSE)
+        except DecryptionError as exc:
+            return CheckResult("data key", False, str(exc))
+    if mode & 0o077:
+        return CheckResult("data key", False, f"mode {mode:o}; must be 600")
+    return CheckResult("data key", True, f"present, mode 600, matches ({key_id(key).hex()})")
+
+
+def _check_certificate(path: Path) -> CheckResult:
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return CheckResult("certificate", False, f"{path}: {exc}"[:200])
+    days = (cert.not_valid_after_utc - datetime.now(UTC)).days
+    if days < 0:
+        return CheckResult("certificate", False, f"expired {-days} days ago")
+    detail = f"valid for {days} more days"
+    return CheckResult("certificate", True, detail + (" (renew soon)" if days < 30 else ""))
