@@ -57,6 +57,9 @@ gunicorn.http.wsgi.Response.default_headers = _headers_without_server
 
 def post_fork(server, worker):
     """Each worker opens its own database connections; never the master's."""
+    from portal import scheduler
+
+    scheduler.forget_in_child()
     module = sys.modules.get("app")
     if module is not None:
         from portal.extensions import db

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -31,7 +31,9 @@ log = logging.getLogger("portal.scheduler")
 
 DISPATCH_SECONDS = 2
 RECONCILE_SECONDS = 10
-_state: dict = {"scheduler": None, "lock_fd": None, "app": None}
+START_DELAY_SECONDS = 5
+TAKEOVER_SECONDS = 15.0
+_state: dict = {"scheduler": None, "lock_fd": None, "app": None, "stop": None, "standby": None}
 _run_lock = threading.Lock()
 
 
@@ -69,6 +71,16 @@ def _dispatch(app: Flask) -> None:
         _run_lock.release()
 
 
+def _first_run(endpoint: Endpoint, seconds: int) -> datetime:
+    """When a new job first runs: a run missed while the portal was down runs once, soon
+    after start (coalesced); otherwise the schedule continues from the last sync."""
+    now = datetime.now(UTC)
+    if endpoint.last_sync_at is None:
+        return now + timedelta(seconds=seconds)
+    due = endpoint.last_sync_at.replace(tzinfo=UTC) + timedelta(seconds=seconds)
+    return max(due, now + timedelta(seconds=START_DELAY_SECONDS))
+
+
 def reconcile(app: Flask, scheduler: BackgroundScheduler) -> None:
     """Make the jobs match the enabled endpoints in the database; publish next run times."""
     with app.app_context():
@@ -95,6 +107,7 @@ def reconcile(app: Flask, scheduler: BackgroundScheduler) -> None:
                         max_instances=1,
                         coalesce=True,
                         misfire_grace_time=seconds,
+                        next_run_time=_first_run(endpoint, seconds),
                     )
                 if endpoint.sync_paused and job.next_run_time is not None:
                     job.pause()
@@ -102,7 +115,7 @@ def reconcile(app: Flask, scheduler: BackgroundScheduler) -> None:
                     job.resume()
                 job = scheduler.get_job(jid)
                 next_run = job.next_run_time if job else None
-                naive = next_run.astimezone(clock.UTC).replace(tzinfo=None) if next_run else None
+                naive = next_run.astimezone(UTC).replace(tzinfo=None) if next_run else None
                 if endpoint.next_run_at != naive:
                     endpoint.next_run_at = naive
             for endpoint in endpoints:
@@ -111,6 +124,18 @@ def reconcile(app: Flask, scheduler: BackgroundScheduler) -> None:
             db.session.commit()
         finally:
             db.session.remove()
+
+
+def _daily_backup(app: Flask) -> None:
+    from . import maintenance
+
+    if app.config["PORTAL_SETTINGS"].sqlite_path is None:
+        return
+    try:
+        path = maintenance.backup(app)
+        log.info("daily backup written: %s", path.name)
+    except Exception as exc:  # noqa: BLE001 - a failed backup must not stop the scheduler
+        log.error("daily backup failed: %s", type(exc).__name__)
 
 
 def _acquire_lock(data_dir: Path) -> int | None:
@@ -157,8 +182,31 @@ def start_if_enabled(app: Flask) -> bool:
         return False  # a command-line task, not the service
     fd = _acquire_lock(settings.data_dir)
     if fd is None:
-        log.warning("another process holds the scheduler lock; not starting a second scheduler")
+        log.warning("another process holds the scheduler lock; standing by to take over")
+        _stand_by(app)
         return False
+    _start(app, fd)
+    return True
+
+
+def _stand_by(app: Flask) -> None:
+    """Retry the lock in the background: if its holder dies, this process takes over."""
+    stop_event = threading.Event()
+
+    def wait_for_lock() -> None:
+        while not stop_event.wait(TAKEOVER_SECONDS):
+            fd = _acquire_lock(app.config["PORTAL_SETTINGS"].data_dir)
+            if fd is not None:
+                log.warning("the scheduler lock was free: this process takes over")
+                _start(app, fd)
+                return
+
+    thread = threading.Thread(target=wait_for_lock, name="scheduler-standby", daemon=True)
+    _state.update(stop=stop_event, standby=thread)
+    thread.start()
+
+
+def _start(app: Flask, fd: int) -> None:
     with app.app_context():
         interrupted = sync.fail_interrupted_runs()
         if interrupted:
@@ -167,14 +215,9 @@ def start_if_enabled(app: Flask) -> bool:
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=4)}, timezone="UTC"
     )
+    common = {"max_instances": 1, "coalesce": True}
     scheduler.add_job(
-        _dispatch,
-        "interval",
-        seconds=DISPATCH_SECONDS,
-        args=(app,),
-        id="dispatch",
-        max_instances=1,
-        coalesce=True,
+        _dispatch, "interval", seconds=DISPATCH_SECONDS, args=(app,), id="dispatch", **common
     )
     scheduler.add_job(
         reconcile,
@@ -182,24 +225,47 @@ def start_if_enabled(app: Flask) -> bool:
         seconds=RECONCILE_SECONDS,
         args=(app, scheduler),
         id="reconcile",
-        max_instances=1,
-        coalesce=True,
+        **common,
+    )
+    scheduler.add_job(
+        _daily_backup,
+        "cron",
+        hour=2,
+        minute=30,
+        args=(app,),
+        id="backup",
+        misfire_grace_time=3600,
+        **common,
     )
     scheduler.start()
-    reconcile(app, scheduler)
     _state.update(scheduler=scheduler, lock_fd=fd, app=app)
-    log.info("scheduler started with %d sync jobs", len(scheduler.get_jobs()) - 2)
-    return True
+    reconcile(app, scheduler)
+    log.info("scheduler started with %d sync jobs", len(scheduler.get_jobs()) - 3)
 
 
 def stop() -> None:
-    """Stop the scheduler and release its lock (tests and orderly shutdown)."""
+    """Stop the scheduler (or the stand-by) and release the lock."""
+    if _state["stop"] is not None:
+        _state["stop"].set()
+    if _state["standby"] is not None:
+        _state["standby"].join(timeout=5)
     scheduler = _state["scheduler"]
     if scheduler is not None:
         scheduler.shutdown(wait=True)
     if _state["lock_fd"] is not None:
         os.close(_state["lock_fd"])
-    _state.update(scheduler=None, lock_fd=None, app=None)
+    _state.update(scheduler=None, lock_fd=None, app=None, standby=None, stop=None)
+
+
+def forget_in_child() -> None:
+    """In a forked web worker: drop the copied scheduler and the copy of the lock's fd.
+
+    Threads do not survive fork, so the copied scheduler object is dead weight; and a worker
+    must not keep the lock alive after the master that owns the scheduler has died.
+    """
+    if _state["lock_fd"] is not None:
+        os.close(_state["lock_fd"])
+    _state.update(scheduler=None, lock_fd=None, standby=None, stop=None)
 
 
 def next_run_in(endpoint: Endpoint) -> timedelta | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 from servers import running_portal
 
@@ -105,3 +107,40 @@ def test_one_scheduler_with_four_workers(tmp_path):
         assert state["running"] is True
         job = next(j for j in state["jobs"] if j["environment"] == "scheduled")
         assert job["next_run_at"] is not None
+
+
+def test_standby_takes_over_when_the_lock_is_freed(app, monkeypatch):
+    from portal import scheduler
+
+    monkeypatch.setattr(scheduler, "TAKEOVER_SECONDS", 0.2)
+    monkeypatch.setattr(scheduler.sys, "argv", ["gunicorn"])
+    settings = app.config["PORTAL_SETTINGS"]
+    app.config["PORTAL_SETTINGS"] = settings.__class__(
+        **{**settings.__dict__, "scheduler_enabled": True}
+    )
+    held = scheduler._acquire_lock(settings.data_dir)
+    try:
+        assert scheduler.start_if_enabled(app) is False
+        assert scheduler.running() is None
+        assert scheduler.lock_holder(settings.data_dir) is not None
+        os.close(held)
+        held = None
+        assert _wait(lambda: scheduler.running() is not None, timeout=10)
+        assert {job.id for job in scheduler.running().get_jobs()} >= {"dispatch", "reconcile"}
+    finally:
+        if held is not None:
+            os.close(held)
+        scheduler.stop()
+
+
+def test_missed_run_is_due_once_at_start(app):
+    from portal import scheduler
+    from portal.models import Endpoint
+
+    endpoint = Endpoint(sync_interval_minutes=60)
+    endpoint.last_sync_at = (datetime.now(UTC) - timedelta(hours=5)).replace(tzinfo=None)
+    first = scheduler._first_run(endpoint, 3600)
+    assert first - datetime.now(UTC) < timedelta(seconds=10)
+    endpoint.last_sync_at = (datetime.now(UTC) - timedelta(minutes=10)).replace(tzinfo=None)
+    first = scheduler._first_run(endpoint, 3600)
+    assert timedelta(minutes=49) < first - datetime.now(UTC) < timedelta(minutes=51)

@@ -1,0 +1,69 @@
+"""HTML pages built on the JSON API: environment view and form, scheduler."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template
+from flask_login import login_required
+
+from .access import admin_required
+from .extensions import db
+from .models import SOURCES, Environment
+
+
+class _PagesBlueprint(Blueprint):
+    """A blueprint that may be registered twice (by the dashboard hook and the factory)."""
+
+    def register(self, app, options) -> None:  # type: ignore[override]
+        if app.blueprints.get(self.name) is self:
+            return
+        super().register(app, options)
+
+
+bp = _PagesBlueprint("pages", __name__)
+
+# How long a revealed password stays on screen (and in the clipboard), in seconds.
+REVEAL_SECONDS = 30
+PAGE_SIZES = (50, 100, 500)
+
+
+def _environment(env_id: int) -> Environment:
+    env = db.session.get(Environment, env_id)
+    if env is None:
+        abort(404, description="No such environment.")
+    return env
+
+
+@bp.get("/environments/new")
+@admin_required
+def new_environment():
+    """Show the form to add an environment."""
+    return render_template("envform.html", env=None, sources=SOURCES)
+
+
+@bp.get("/environments/<int:env_id>")
+@login_required
+def view_environment(env_id: int):
+    """Show one environment: source status, credentials table, password age."""
+    env = _environment(env_id)
+    configured = [s for s in SOURCES if any(e.source == s for e in env.endpoints)]
+    return render_template(
+        "environment.html",
+        env=env,
+        sources=configured,
+        page_sizes=PAGE_SIZES,
+        reveal_seconds=REVEAL_SECONDS,
+    )
+
+
+@bp.get("/environments/<int:env_id>/edit")
+@admin_required
+def edit_environment(env_id: int):
+    """Show the form to change or delete an environment."""
+    return render_template("envform.html", env=_environment(env_id), sources=SOURCES)
+
+
+@bp.get("/scheduler")
+@login_required
+def scheduler():
+    """Show every scheduled sync job with its last and next run."""
+    return render_template("scheduler.html")
