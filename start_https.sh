@@ -6,6 +6,12 @@ umask 027
 
 cd "$(dirname "$0")"
 ROOT=$(pwd)
+prepare_only=false
+case "${1:-}" in
+  --prepare) prepare_only=true ;;
+  "") ;;
+  *) echo "usage: $0 [--prepare]   (--prepare: install and create the certificate, do not serve)" >&2; exit 2 ;;
+esac
 PYTHON=${PYTHON:-python3}
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
@@ -41,9 +47,13 @@ case "$data_dir" in /*) ;; *) data_dir="$ROOT/$data_dir" ;; esac
 case "$log_dir" in /*) ;; *) log_dir="$ROOT/$log_dir" ;; esac
 case "$ssl_dir" in /*) ;; *) ssl_dir="$ROOT/$ssl_dir" ;; esac
 mkdir -p "$log_dir" "$ssl_dir"
-mkdir -p -m 0700 "$data_dir"
+mkdir -p "$data_dir"
+chmod 0700 "$data_dir"
 
 .venv/bin/python -m portal.certs ensure "$ssl_dir/cert.pem" "$ssl_dir/key.pem"
+if $prepare_only; then
+  exit 0
+fi
 
 # Python's ssl module cannot list key-exchange groups; OpenSSL's configuration can.
 export OPENSSL_CONF="$ROOT/portal/openssl.cnf"

@@ -1,0 +1,64 @@
+"""Configure a demo environment pointing at the bundled simulator (used by ./demo.sh)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEMO_NAME = "Demo lab (simulator)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Create the demo environment once; later runs leave it as the operator changed it."""
+    parser = argparse.ArgumentParser(prog="python -m portal.demo")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--ca", type=Path, required=True, help="the simulator's CA (PEM)")
+    parser.add_argument("--password", default=os.environ.get("SIM_PASSWORD"))
+    args = parser.parse_args(argv)
+    os.environ["PORTAL_SCHEDULER"] = "off"
+
+    from sqlalchemy import select
+
+    from . import create_app, sync
+    from .bootstrap import initialize
+    from .environments import save_environment
+    from .extensions import db
+    from .models import Environment
+    from .simulator.server import DEFAULT_PASSWORD
+
+    app = create_app()
+    initialize(app)
+    password = args.password or DEFAULT_PASSWORD
+    ca_pem = args.ca.read_text()
+    with app.app_context():
+        if db.session.scalar(select(Environment).where(Environment.name == DEMO_NAME)):
+            print(f"demo environment '{DEMO_NAME}' already configured")
+            return 0
+        endpoint = {
+            "host": args.host,
+            "port": args.port,
+            "password": password,
+            "ca_pem": ca_pem,
+            "sync_enabled": True,
+            "sync_interval_minutes": 15,
+        }
+        env, _ = save_environment(
+            {
+                "name": DEMO_NAME,
+                "description": "SDDC Manager and VCF Installer simulated by portal.simulator",
+                "manager": {**endpoint, "username": "administrator@vsphere.local"},
+                "installer": {**endpoint, "username": "admin@local"},
+            }
+        )
+        db.session.commit()
+        for source in ("manager", "installer"):
+            sync.request_sync(env.id, source, "schedule", "demo")
+        print(f"demo environment '{DEMO_NAME}' configured; its first sync is queued")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
