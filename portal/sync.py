@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, clock
@@ -218,27 +219,8 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
             change["id"] = row.id
             updates.append(change)
     if new_rows:
-        inserted = (
-            db.session.execute(
-                insert(Credential).returning(Credential.id, sort_by_parameter_order=True),
-                [values for values, _ in new_rows],
-            )
-            .scalars()
-            .all()
-        )
-        counts.new = len(inserted)
-        db.session.execute(
-            insert(PasswordHistory),
-            [
-                {
-                    "credential_id": cred_id,
-                    "first_seen_at": now,
-                    "changed_by": "SYNC",
-                    "password_enc": data_cipher.encrypt(password, HISTORY_PURPOSE),
-                }
-                for cred_id, (_, password) in zip(inserted, new_rows, strict=True)
-            ],
-        )
+        _insert_new(environment_id, source, now, new_rows)
+        counts.new = len(new_rows)
     _bulk_update(updates)
     if changed_history:
         ids = [cred_id for cred_id, _ in changed_history]
@@ -247,18 +229,7 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
             .where(PasswordHistory.credential_id.in_(ids), PasswordHistory.changed_at.is_(None))
             .values(changed_at=now)
         )
-        db.session.execute(
-            insert(PasswordHistory),
-            [
-                {
-                    "credential_id": cred_id,
-                    "first_seen_at": now,
-                    "changed_by": "SYNC",
-                    "password_enc": data_cipher.encrypt(password, HISTORY_PURPOSE),
-                }
-                for cred_id, password in changed_history
-            ],
-        )
+        _insert_history(now, changed_history)
     gone = [r.id for r in existing if r.present and r.id not in seen]
     for start in range(0, len(gone), 500):
         db.session.execute(
@@ -277,6 +248,70 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
         .values(last_seen_at=now)
     )
     return counts
+
+
+def _insert_new(environment_id: int, source: str, now, new_rows: list[tuple[dict, str]]) -> None:
+    # Core executemany, then one SELECT for the new ids: much faster than ORM inserts with
+    # RETURNING for thousands of rows.
+    _insert_many(Credential.__table__, [values for values, _ in new_rows])
+    ids = {
+        _key(r.hostname, r.credential_type, r.username): r.id
+        for r in db.session.execute(
+            select(
+                Credential.id, Credential.hostname, Credential.credential_type, Credential.username
+            ).where(
+                Credential.environment_id == environment_id,
+                Credential.source == source,
+                Credential.first_seen_at == now,
+            )
+        )
+    }
+    _insert_history(
+        now,
+        [
+            (ids[_key(v["hostname"], v["credential_type"], v["username"])], password)
+            for v, password in new_rows
+        ],
+    )
+
+
+def _sqlite_value(value):
+    # Stored as SQLAlchemy stores them on SQLite, without relying on sqlite3's deprecated
+    # default datetime adapter.
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def _insert_many(table, rows: list[dict]) -> None:
+    """Executemany INSERT; on SQLite straight through the driver (bulk syncs are hot)."""
+    connection = db.session.connection()
+    if connection.dialect.name != "sqlite":
+        connection.execute(table.insert(), rows)
+        return
+    columns = list(rows[0])
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - our own names
+        f"VALUES ({', '.join('?' * len(columns))})"
+    )
+    connection.exec_driver_sql(sql, [tuple(_sqlite_value(row[c]) for c in columns) for row in rows])
+
+
+def _insert_history(now, entries: list[tuple[int, str]]) -> None:
+    data_cipher = cipher()
+    _insert_many(
+        PasswordHistory.__table__,
+        [
+            {
+                "credential_id": cred_id,
+                "first_seen_at": now,
+                "changed_at": None,
+                "changed_by": "SYNC",
+                "password_enc": data_cipher.encrypt(password, HISTORY_PURPOSE),
+            }
+            for cred_id, password in entries
+        ],
+    )
 
 
 def _bulk_update(updates: list[dict]) -> None:
