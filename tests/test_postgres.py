@@ -1,0 +1,63 @@
+"""The same models, migrations and sync on PostgreSQL (127.0.0.1:5432 on these machines)."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from conftest import PASSWORD, Portal, _client, make_app
+from test_sync import create_env, run_sync
+
+from portal.extensions import db
+from portal.models import User
+from portal.security import hash_password
+from portal.simulator import Simulator
+
+psycopg2 = pytest.importorskip("psycopg2")
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url():
+    try:
+        conn = psycopg2.connect(ADMIN_URL, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+    conn.autocommit = True
+    name = f"portal_test_{secrets.token_hex(4)}"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.close()
+
+
+def test_portal_on_postgresql(tmp_path, pg_url):
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    make_app(tmp_path, DATABASE_URL=pg_url)  # a second start changes nothing
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(User.id))) == 1
+        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    admin = Portal(_client(app))
+    assert admin.login("alice").status_code == 302
+    with Simulator(credentials=150, seed=4) as sim:
+        env = create_env(admin, sim)
+        assert run_sync(app, admin, env["id"])["counts"]["new"] == 150
+        sim.rotate(0.2)
+        run = run_sync(app, admin, env["id"])
+        assert run["counts"]["changed"] == 30
+        first_run = admin.api("POST", f"/api/v1/environments/{env['id']}/sync", json={}).json
+        second = admin.api("POST", f"/api/v1/environments/{env['id']}/sync", json={}).json
+        assert first_run["id"] == second["id"]
+    page = admin.client.get(f"/api/v1/environments/{env['id']}/credentials?q=esx&sort=-username")
+    assert page.status_code == 200 and page.json["total"] > 0
+    assert admin.api("DELETE", f"/api/v1/environments/{env['id']}").status_code == 204
+    with app.app_context():
+        db.engine.dispose()
