@@ -154,11 +154,34 @@ def credentials_page(environment_id: int | None, args: Any) -> dict:
     }
 
 
-def all_matching(environment_id: int | None, args: Any) -> list[Credential]:
-    """Every credential of the filtered, sorted view (for exports)."""
-    return db.session.scalars(
-        _sorted(filtered_query(environment_id, args), args.get("sort") or "hostname")
-    ).all()
+EXPORT_COLUMNS = (
+    "environment_id",
+    "hostname",
+    "username",
+    "password_enc",
+    "credential_type",
+    "account_type",
+    "resource_type",
+    "resource_ip",
+    "domain",
+    "source",
+    "present",
+    "last_changed_at",
+    "expiry_date",
+    "expiry_status",
+)
+
+
+def all_matching(environment_id: int | None, args: Any) -> list:
+    """Rows (EXPORT_COLUMNS, as plain tuples) of the filtered, sorted view, for exports."""
+    query = _sorted(filtered_query(environment_id, args), args.get("sort") or "hostname")
+    query = query.with_only_columns(*(getattr(Credential, c) for c in EXPORT_COLUMNS))
+    return db.session.execute(query).all()
+
+
+def decrypt_password(blob: bytes | None) -> str | None:
+    """Decrypt a stored current-password blob."""
+    return cipher().decrypt(blob, PASSWORD_PURPOSE) if blob is not None else None
 
 
 def reveal(cred: Credential) -> str | None:

@@ -7,54 +7,81 @@ import io
 import re
 
 import xlsxwriter
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, current_app, request
 from flask_login import login_required
 
 from . import audit, clock
 from .access import confirm_recent_auth
-from .credentials import all_matching, reveal
+from .credentials import all_matching
 from .extensions import db
 from .models import Environment
+from .sync import PASSWORD_PURPOSE
 
 bp = Blueprint("exports", __name__)
 
 COLUMNS = (
-    ("Environment", None),
-    ("Host", "hostname"),
-    ("User", "username"),
-    ("Password", None),
-    ("Credential type", "credential_type"),
-    ("Account type", "account_type"),
-    ("Resource type", "resource_type"),
-    ("Resource IP", "resource_ip"),
-    ("Domain", "domain"),
-    ("Source", "source"),
-    ("Status", None),
-    ("Last changed (UTC)", None),
-    ("Expiry date", "expiry_date"),
-    ("Expiry status", "expiry_status"),
+    "Environment",
+    "Host",
+    "User",
+    "Password",
+    "Credential type",
+    "Account type",
+    "Resource type",
+    "Resource IP",
+    "Domain",
+    "Source",
+    "Status",
+    "Last changed (UTC)",
+    "Expiry date",
+    "Expiry status",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = frozenset("=+-@\t\r")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def neutralise(value: object) -> str:
     """Text for a spreadsheet cell: a leading quote stops =, +, -, @, tab or CR formulas."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return "'" + text if text[:1] in _FORMULA_START else text
 
 
 def _rows(environment_id: int | None, args) -> list[list[str]]:
     names = {e.id: e.name for e in db.session.scalars(db.select(Environment))}
+    data_cipher = current_app.extensions["portal_cipher"]
     rows = []
-    for cred in all_matching(environment_id, args):
-        values = []
-        for _, attr in COLUMNS:
-            values.append(getattr(cred, attr) if attr else None)
-        values[0] = names.get(cred.environment_id, "")
-        values[3] = reveal(cred) or ""
-        values[10] = "present" if cred.present else "absent"
-        values[11] = cred.last_changed_at.strftime("%Y-%m-%d %H:%M:%S")
+    for (
+        env_id,
+        host,
+        user,
+        blob,
+        ctype,
+        atype,
+        rtype,
+        ip,
+        domain,
+        source,
+        present,
+        changed,
+        expiry,
+        expiry_status,
+    ) in all_matching(environment_id, args):
+        password = data_cipher.decrypt(blob, PASSWORD_PURPOSE) if blob is not None else ""
+        values = (
+            names.get(env_id, ""),
+            host,
+            user,
+            password,
+            ctype,
+            atype,
+            rtype,
+            ip or "",
+            domain,
+            source,
+            "present" if present else "absent",
+            changed.strftime("%Y-%m-%d %H:%M:%S"),
+            expiry or "",
+            expiry_status or "",
+        )
         rows.append([neutralise(v) for v in values])
     return rows
 
@@ -63,7 +90,7 @@ def to_csv(rows: list[list[str]]) -> bytes:
     """CSV bytes (UTF-8 with BOM so spreadsheet programs detect the encoding)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([title for title, _ in COLUMNS])
+    writer.writerow(COLUMNS)
     writer.writerows(rows)
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
@@ -83,7 +110,7 @@ def to_xlsx(rows: list[list[str]]) -> bytes:
     )
     sheet = workbook.add_worksheet("Credentials")
     bold = workbook.add_format({"bold": True})
-    sheet.write_row(0, 0, [title for title, _ in COLUMNS], bold)
+    sheet.write_row(0, 0, COLUMNS, bold)
     for index, row in enumerate(rows, start=1):
         sheet.write_row(index, 0, row)
     sheet.freeze_panes(1, 0)
