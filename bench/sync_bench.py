@@ -38,8 +38,11 @@ def _control(port: int, ca: Path, payload: dict) -> dict:
 
     context = ssl.create_default_context(cafile=str(ca))
     request = urllib.request.Request(
-        f"https://127.0.0.1:{port}/_sim/control", data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
+        f"https://127.0.0.1:{port}/_sim/control",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(request, context=context, timeout=30) as response:
         return json.load(response)
 
@@ -52,16 +55,32 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="sync-bench-"))
     port = _free_port()
     sim = subprocess.Popen(
-        [sys.executable, "-m", "portal.simulator", "--port", str(port), "--credentials",
-         str(args.credentials), "--cert-dir", str(work / "sim")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "portal.simulator",
+            "--port",
+            str(port),
+            "--credentials",
+            str(args.credentials),
+            "--cert-dir",
+            str(work / "sim"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         for line in sim.stdout:
             if "listening" in line:
                 break
         ca = work / "sim" / "sim-ca.pem"
-        os.environ.update(PORTAL_DATA_DIR=str(work / "data"), PORTAL_LOG_DIR=str(work / "logs"),
-                          PORTAL_SCHEDULER="off")
+        os.environ.update(
+            PORTAL_DATA_DIR=str(work / "data"),
+            PORTAL_LOG_DIR=str(work / "logs"),
+            PORTAL_SCHEDULER="off",
+        )
         from portal import create_app, sync
         from portal.bootstrap import initialize
         from portal.environments import save_environment
@@ -72,9 +91,18 @@ def main() -> int:
         initialize(app)
         results = {}
         with app.app_context():
-            env, _ = save_environment({"name": "bench", "manager": {
-                "host": "127.0.0.1", "port": port, "username": "administrator@vsphere.local",
-                "password": DEFAULT_PASSWORD, "ca_pem": ca.read_text()}})
+            env, _ = save_environment(
+                {
+                    "name": "bench",
+                    "manager": {
+                        "host": "127.0.0.1",
+                        "port": port,
+                        "username": "administrator@vsphere.local",
+                        "password": DEFAULT_PASSWORD,
+                        "ca_pem": ca.read_text(),
+                    },
+                }
+            )
             db.session.commit()
             for label in BASELINE:
                 if label.startswith("re-sync after"):
@@ -84,16 +112,22 @@ def main() -> int:
                 finished = sync.execute_run(run.id)
                 elapsed = time.perf_counter() - started
                 assert finished.state == "success", finished.error
-                counts = (f"new={finished.count_new} changed={finished.count_changed} "
-                          f"unchanged={finished.count_unchanged} absent={finished.count_absent}")
+                counts = (
+                    f"new={finished.count_new} changed={finished.count_changed} "
+                    f"unchanged={finished.count_unchanged} absent={finished.count_absent}"
+                )
                 results[label] = (elapsed, counts)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"Sync of {args.credentials} credentials from the simulator over HTTPS "
-              f"(SQLite in {work / 'data'})")
+        print(
+            f"Sync of {args.credentials} credentials from the simulator over HTTPS "
+            f"(SQLite in {work / 'data'})"
+        )
         print(f"{'case':32} {'seconds':>8} {'baseline':>9} {'speed-up':>9}  counts")
         for label, (elapsed, counts) in results.items():
-            print(f"{label:32} {elapsed:8.3f} {BASELINE[label]:9.1f} "
-                  f"{BASELINE[label] / elapsed:8.1f}x  {counts}")
+            print(
+                f"{label:32} {elapsed:8.3f} {BASELINE[label]:9.1f} "
+                f"{BASELINE[label] / elapsed:8.1f}x  {counts}"
+            )
         print(f"peak resident memory of the syncing process: {peak_mb:.0f} MB (target 150 MB)")
     finally:
         sim.terminate()

@@ -38,15 +38,26 @@ def _populate(app, count: int) -> int:
     from portal.extensions import db
     from portal.vcf import FetchedCredential
 
-    kinds = [("ESXI", "root", "SSH", "USER"), ("ESXI", "svc-vcf", "SSH", "SERVICE"),
-             ("VCENTER", "root", "SSH", "USER"), ("NSXT_MANAGER", "admin", "API", "USER"),
-             ("NSXT_MANAGER", "audit", "AUDIT", "USER")]
+    kinds = [
+        ("ESXI", "root", "SSH", "USER"),
+        ("ESXI", "svc-vcf", "SSH", "SERVICE"),
+        ("VCENTER", "root", "SSH", "USER"),
+        ("NSXT_MANAGER", "admin", "API", "USER"),
+        ("NSXT_MANAGER", "audit", "AUDIT", "USER"),
+    ]
     with app.app_context():
         env_ids = []
         for index in range(50):
-            env, _ = save_environment({"name": f"site-{index:02d}", "manager": {
-                "host": f"sddc-{index:02d}.example.net", "username": "svc@vsphere.local",
-                "password": "not-used-here"}})
+            env, _ = save_environment(
+                {
+                    "name": f"site-{index:02d}",
+                    "manager": {
+                        "host": f"sddc-{index:02d}.example.net",
+                        "username": "svc@vsphere.local",
+                        "password": "not-used-here",
+                    },
+                }
+            )
             db.session.commit()
             env_ids.append(env.id)
         for index, env_id in enumerate(env_ids):
@@ -54,11 +65,20 @@ def _populate(app, count: int) -> int:
             items = []
             for n in range(size):
                 rtype, user, ctype, atype = kinds[n % len(kinds)]
-                items.append(FetchedCredential(
-                    source="manager", hostname=f"w{n // 500:02d}-host{n:05d}.sfo.example.net",
-                    username=user, password=f"Pw-{n:05d}-{index}-Zq9!x", credential_type=ctype,
-                    account_type=atype, resource_type=rtype, domain_names=(f"w{n // 500:02d}",),
-                    resource_ip=f"10.0.{n // 250}.{n % 250}", remote_id=f"id-{index}-{n}"))
+                items.append(
+                    FetchedCredential(
+                        source="manager",
+                        hostname=f"w{n // 500:02d}-host{n:05d}.sfo.example.net",
+                        username=user,
+                        password=f"Pw-{n:05d}-{index}-Zq9!x",
+                        credential_type=ctype,
+                        account_type=atype,
+                        resource_type=rtype,
+                        domain_names=(f"w{n // 500:02d}",),
+                        resource_ip=f"10.0.{n // 250}.{n % 250}",
+                        remote_id=f"id-{index}-{n}",
+                    )
+                )
             sync.apply_fetch(env_id, "manager", items)
             db.session.commit()
         return env_ids[0]
@@ -77,8 +97,12 @@ def _time(call, repeat: int) -> float:
 def main() -> int:
     """Populate a portal, time each case and print the table."""
     work = Path(tempfile.mkdtemp(prefix="ui-bench-"))
-    os.environ.update(PORTAL_DATA_DIR=str(work / "data"), PORTAL_LOG_DIR=str(work / "logs"),
-                      PORTAL_SCHEDULER="off", PORTAL_ADMIN_PASSWORD=PASSWORD)
+    os.environ.update(
+        PORTAL_DATA_DIR=str(work / "data"),
+        PORTAL_LOG_DIR=str(work / "logs"),
+        PORTAL_SCHEDULER="off",
+        PORTAL_ADMIN_PASSWORD=PASSWORD,
+    )
     from portal import create_app
     from portal.bootstrap import initialize
 
@@ -86,8 +110,9 @@ def main() -> int:
     initialize(app)
     env_id = _populate(app, 10000)
     client = app.test_client()
-    client.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "localhost",
-                                "HTTP_REFERER": "https://localhost/"})
+    client.environ_base.update(
+        {"wsgi.url_scheme": "https", "HTTP_HOST": "localhost", "HTTP_REFERER": "https://localhost/"}
+    )
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
     client.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": token})
@@ -110,10 +135,12 @@ def main() -> int:
         "dashboard, 50 environments": dashboard,
         "CSV export, 10,000 rows": lambda: client.post(
             f"/environments/{env_id}/export",
-            data={"format": "csv", "scope": "all", "csrf_token": token}),
+            data={"format": "csv", "scope": "all", "csrf_token": token},
+        ),
         "Excel export, 10,000 rows": lambda: client.post(
             f"/environments/{env_id}/export",
-            data={"format": "xlsx", "scope": "all", "csrf_token": token}),
+            data={"format": "xlsx", "scope": "all", "csrf_token": token},
+        ),
     }
     print("Server time with 10,000 credentials in one environment (median of runs, SQLite)")
     print(f"{'case':32} {'seconds':>8} {'target':>7} {'baseline':>9} {'speed-up':>9}")
@@ -124,8 +151,10 @@ def main() -> int:
         target, baseline = TARGETS[name]
         ratio = f"{baseline / elapsed:8.1f}x" if baseline else f"{'':>9}"
         verdict = "ok" if elapsed <= target else "SLOW"
-        print(f"{name:32} {elapsed:8.3f} {target:7.3f} "
-              f"{baseline if baseline else '':>9} {ratio}  {verdict}")
+        print(
+            f"{name:32} {elapsed:8.3f} {target:7.3f} "
+            f"{baseline if baseline else '':>9} {ratio}  {verdict}"
+        )
     return 0
 
 

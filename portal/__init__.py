@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 
 from flask import Flask
@@ -13,6 +14,7 @@ from .config import PROJECT_ROOT, Settings, load_settings
 from .crypto import DataCipher, load_or_create_key, write_secret_file
 
 __version__ = "0.1.0"
+STARTED_AT = datetime.now(UTC).replace(tzinfo=None)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -123,6 +125,7 @@ def _init_blueprints(app: Flask) -> None:
         health,
         me,
         scheduler_views,
+        settings,
         users,
     )
 
@@ -137,6 +140,7 @@ def _init_blueprints(app: Flask) -> None:
         exports,
         me,
         scheduler_views,
+        settings,
     )
     for module in modules:
         app.register_blueprint(module.bp)

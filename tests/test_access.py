@@ -11,6 +11,10 @@ ACCESS = {
     "health.healthz": "public",
     "auth.change_password": "user",
     "dashboard.index": "user",
+    "pages.new_environment": "admin",
+    "pages.view_environment": "user",
+    "pages.edit_environment": "admin",
+    "pages.scheduler": "user",
     "users.list_users": "admin",
     "users.create_user": "admin",
     "users.set_role": "admin",
@@ -46,6 +50,15 @@ ACCESS = {
     "definitions.export_definitions": "admin",
     "definitions.export_definitions_with_passwords": "admin",
     "definitions.import_definitions": "admin",
+    "settings.certificate": "admin",
+    "settings.upload_certificate": "admin",
+    "settings.generate_certificate": "admin",
+    "settings.certificate_request": "admin",
+    "settings.accept_certificate": "admin",
+    "settings.restart": "admin",
+    "settings.logs": "admin",
+    "settings.download_log": "admin",
+    "settings.about": "admin",
 }
 
 

@@ -1,0 +1,311 @@
+"""Administration (admin only): TLS certificate, graceful restart, logs, about."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+from collections import deque
+from pathlib import Path
+
+from cryptography import x509
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+
+from . import STARTED_AT, __version__, audit, certs, clock, scheduler
+from .access import admin_required, confirm_recent_auth
+
+bp = Blueprint("settings", __name__, url_prefix="/settings")
+
+MAX_UPLOAD = 256 * 1024
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", text)
+
+
+def _settings():
+    return current_app.config["PORTAL_SETTINGS"]
+
+
+def served_certificate() -> dict | None:
+    """Description of ssl/cert.pem, or None when it cannot be read."""
+    try:
+        cert = x509.load_pem_x509_certificate((_settings().ssl_dir / "cert.pem").read_bytes())
+    except (OSError, ValueError):
+        return None
+    return certs.describe(cert)
+
+
+def graceful_reload() -> str:
+    """SIGHUP the Gunicorn master: new workers load the new files; sessions and the scheduler
+    (in the master) carry on. Returns what happened, for the operator."""
+    pid_file = _settings().data_dir / "gunicorn.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        return "Not running under Gunicorn here: restart the portal to apply."
+    return "The portal is reloading its workers; the page may take a moment."
+
+
+def _file(name: str) -> bytes:
+    upload = request.files.get(name)
+    if upload is None or not upload.filename:
+        return b""
+    data = upload.read(MAX_UPLOAD + 1)
+    if len(data) > MAX_UPLOAD:
+        abort(413, description=f"{name} is larger than {MAX_UPLOAD // 1024} KiB")
+    return data
+
+
+def _reauth_or_refuse(action: str):
+    if confirm_recent_auth():
+        return None
+    audit.record(action, "certificate", outcome="denied")
+    flash("Confirm your password for this change.", "error")
+    return redirect(url_for("settings.certificate"))
+
+
+@bp.get("/certificate")
+@admin_required
+def certificate():
+    """Show the served certificate and the ways to replace it."""
+    pending = (_settings().ssl_dir / "pending-key.pem").exists()
+    return render_template(
+        "settings_certificate.html",
+        cert=served_certificate(),
+        pending=pending,
+        hostname=socket.getfqdn(),
+    )
+
+
+def _apply(cert_pem: bytes, key_pem: bytes, action: str, detail: str):
+    backup = certs.install_pair(_settings().ssl_dir, cert_pem, key_pem)
+    described = served_certificate() or {}
+    audit.record(
+        action,
+        "certificate",
+        details={
+            "sha256": described.get("sha256", ""),
+            "subject": described.get("subject", ""),
+            "backup": backup.name if backup else "",
+            "how": detail,
+        },
+    )
+    flash(f"Certificate installed. {graceful_reload()}", "info")
+    return redirect(url_for("settings.certificate"))
+
+
+@bp.post("/certificate/upload")
+@admin_required
+def upload_certificate():
+    """Install an uploaded certificate, key and optional chain after validating them."""
+    if (refusal := _reauth_or_refuse("settings.certificate_upload")) is not None:
+        return refusal
+    cert_pem, key_pem, chain_pem = _file("certificate"), _file("key"), _file("chain")
+    if not cert_pem or not key_pem:
+        flash("Choose a certificate file and its key.", "error")
+        return redirect(url_for("settings.certificate"))
+    try:
+        chain = certs.validate_pair(cert_pem, key_pem, chain_pem)
+    except certs.CertificateError as exc:
+        audit.record(
+            "settings.certificate_upload",
+            "certificate",
+            outcome="failure",
+            details={"reason": str(exc)},
+        )
+        flash(f"Not installed: {exc}.", "error")
+        return redirect(url_for("settings.certificate"))
+    full = b"".join(c.public_bytes(certs.serialization.Encoding.PEM) for c in chain)
+    return _apply(full, key_pem, "settings.certificate_upload", "uploaded")
+
+
+@bp.post("/certificate/self-signed")
+@admin_required
+def generate_certificate():
+    """Replace the certificate with a new self-signed one."""
+    if (refusal := _reauth_or_refuse("settings.certificate_generate")) is not None:
+        return refusal
+    tmp = _settings().ssl_dir / ".generate"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o700, parents=True)
+    try:
+        certs.generate_self_signed(tmp / "cert.pem", tmp / "key.pem")
+        cert_pem, key_pem = (tmp / "cert.pem").read_bytes(), (tmp / "key.pem").read_bytes()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _apply(cert_pem, key_pem, "settings.certificate_generate", "self-signed")
+
+
+@bp.post("/certificate/csr")
+@admin_required
+def certificate_request():
+    """Create a key and a certificate signing request for the operator's CA."""
+    if (refusal := _reauth_or_refuse("settings.certificate_csr")) is not None:
+        return refusal
+    common_name = (request.form.get("common_name") or "").strip()
+    names = [n.strip() for n in re.split(r"[,\s]+", request.form.get("names") or "") if n.strip()]
+    if (
+        not common_name
+        or len(common_name) > 64
+        or not all(re.match(r"^[A-Za-z0-9.*:-]{1,253}$", n) for n in names + [common_name])
+    ):
+        flash("Enter a common name and host names or addresses separated by commas.", "error")
+        return redirect(url_for("settings.certificate"))
+    csr = certs.make_csr(_settings().ssl_dir, common_name, names or [common_name])
+    audit.record("settings.certificate_csr", common_name)
+    return Response(
+        csr,
+        mimetype="application/pkcs10",
+        headers={"Content-Disposition": f'attachment; filename="{_safe_name(common_name)}.csr"'},
+    )
+
+
+@bp.post("/certificate/accept")
+@admin_required
+def accept_certificate():
+    """Install the certificate the CA signed for the pending key (with its chain)."""
+    if (refusal := _reauth_or_refuse("settings.certificate_accept")) is not None:
+        return refusal
+    pending = _settings().ssl_dir / "pending-key.pem"
+    if not pending.exists():
+        flash("There is no pending certificate request.", "error")
+        return redirect(url_for("settings.certificate"))
+    cert_pem, chain_pem = _file("certificate"), _file("chain")
+    key_pem = pending.read_bytes()
+    try:
+        chain = certs.validate_pair(cert_pem, key_pem, chain_pem)
+    except certs.CertificateError as exc:
+        flash(f"Not installed: {exc}.", "error")
+        return redirect(url_for("settings.certificate"))
+    full = b"".join(c.public_bytes(certs.serialization.Encoding.PEM) for c in chain)
+    response = _apply(full, key_pem, "settings.certificate_accept", "signed by the CA")
+    pending.unlink()
+    return response
+
+
+@bp.post("/restart")
+@admin_required
+def restart():
+    """Gracefully reload the web workers (confirmed in the form)."""
+    if request.form.get("confirm") != "yes":
+        flash("Tick the box to confirm the restart.", "error")
+        return redirect(url_for("settings.about"))
+    message = graceful_reload()
+    audit.record("settings.restart", "web workers")
+    flash(message, "info")
+    return redirect(url_for("settings.about"))
+
+
+def log_files() -> list[Path]:
+    """The regular files in the log directory (the only files the log view can show)."""
+    directory = _settings().log_dir
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_file() and _LOG_NAME.match(p.name))
+
+
+def _named_log(name: str | None) -> Path:
+    for path in log_files():
+        if path.name == name:
+            return path
+    abort(404, description="No such log file.")
+
+
+@bp.get("/logs")
+@admin_required
+def logs():
+    """The last lines of one log file, filtered by level and text."""
+    files = log_files()
+    name = request.args.get("file") or (files[0].name if files else None)
+    try:
+        count = min(max(int(request.args.get("lines", 200)), 10), 5000)
+    except ValueError:
+        count = 200
+    level = (request.args.get("level") or "").upper()
+    text = request.args.get("q") or ""
+    lines: list[str] = []
+    if name:
+        path = _named_log(name)
+        wanted = LEVELS[LEVELS.index(level) :] if level in LEVELS else None
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            tail: deque[str] = deque(maxlen=count)
+            for line in handle:
+                if wanted and not any(f" {lv} " in line or f"[{lv}]" in line for lv in wanted):
+                    continue
+                if text and text.lower() not in line.lower():
+                    continue
+                tail.append(line.rstrip("\n"))
+        lines = list(tail)
+    return render_template(
+        "settings_logs.html",
+        files=[p.name for p in files],
+        current=name,
+        lines=lines,
+        count=count,
+        level=level,
+        q=text,
+        levels=LEVELS,
+    )
+
+
+@bp.get("/logs/download")
+@admin_required
+def download_log():
+    """Download one whole log file."""
+    path = _named_log(request.args.get("file"))
+    audit.record("settings.log_download", path.name)
+    return send_file(path, mimetype="text/plain", as_attachment=True, download_name=path.name)
+
+
+def _size(path: Path | None) -> int:
+    if path is None:
+        return 0
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+
+
+@bp.get("/about")
+@admin_required
+def about():
+    """Version, database size, free space, scheduler state, uptime."""
+    settings = _settings()
+    usage = shutil.disk_usage(settings.data_dir)
+    holder = scheduler.lock_holder(settings.data_dir)
+    uptime = clock.now() - STARTED_AT
+    facts = {
+        "version": __version__,
+        "database": settings.database_url
+        if settings.sqlite_path is None
+        else str(settings.sqlite_path),
+        "database_size": _size(settings.sqlite_path),
+        "data_dir": str(settings.data_dir),
+        "free_space": usage.free,
+        "scheduler": f"running (pid {holder})" if holder else "not running",
+        "uptime": str(uptime).split(".")[0],
+        "started_at": clock.iso(STARTED_AT),
+    }
+    return render_template("settings_about.html", facts=facts)
+
+
+def certificate_warning() -> dict | None:
+    """For the admin banner: the served certificate when it expires within 30 days."""
+    cert = served_certificate()
+    if cert is not None and cert["days_left"] <= 30:
+        return cert
+    return None
