@@ -6,7 +6,13 @@ schema, keys and first admin exist before any worker serves, and the scheduler r
 
 import sys
 
-from portal import create_app, scheduler
+if "--version" in sys.argv[1:]:
+    from portal import __version__
+
+    print(f"VCF Credential Portal {__version__}")
+    sys.exit(0)
+
+from portal import create_app, scheduler  # noqa: E402 - after the cheap --version exit
 from portal.bootstrap import initialize
 from portal.config import ConfigError
 

@@ -52,6 +52,11 @@ def init_logging(app: Flask, settings: Settings) -> None:
     handler.setFormatter(fmt)
     handler._portal = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+    if os.environ.get("JOURNAL_STREAM"):
+        # Under systemd: the same lines reach the journal too.
+        journal = logging.StreamHandler()
+        journal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(journal)
 
 
 def init_database(app: Flask, settings: Settings) -> None:

@@ -212,3 +212,15 @@ def test_sslyze_mozilla_intermediate(tmp_path):
         )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "is compliant" in result.stdout.lower() or "OK - Compliant" in result.stdout
+
+
+def test_version_flag():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    from portal import __version__
+
+    assert result.returncode == 0 and result.stdout.strip().endswith(__version__)
