@@ -73,7 +73,8 @@ def test_fresh_install_and_restart_with_gunicorn(tmp_path):
         )
         assert changed.status_code == 302
         dashboard = session.get(server.url + "/")
-        assert dashboard.status_code == 200 and "Dashboard" in dashboard.text
+        assert dashboard.status_code == 200 and "Sign out" in dashboard.text
+        assert "Environments" in dashboard.text
         assert "Database initialization complete" in (tmp_path / "logs" / "portal.log").read_text()
     with running_portal(tmp_path, workers=2) as server:
         assert _users(db_path) == [(1, "admin", "admin")]
