@@ -13,8 +13,8 @@ from sqlalchemy import select
 from . import __version__, audit, clock, maintenance
 from .extensions import db
 from .models import ROLES, User
-from .security import hash_password, password_problem
-from .sessions import revoke_user_sessions
+from .security import password_problem
+from .users import add_user, set_temporary_password
 
 users_cli = AppGroup("users", help="Manage portal users (for a locked-out operator).")
 
@@ -51,17 +51,7 @@ def create_user(username: str, role: str) -> None:
     """Create a user; the password is asked for and must be changed at first sign-in."""
     if db.session.scalar(select(User.id).where(User.username == username)):
         raise click.ClickException(f"user {username!r} exists")
-    password = _new_password(username)
-    db.session.add(
-        User(
-            username=username,
-            role=role,
-            password_hash=hash_password(password),
-            must_change_password=True,
-        )
-    )
-    audit.record("user.create", username, details={"role": role}, actor="cli", commit=False)
-    db.session.commit()
+    add_user(username, role, _new_password(username), actor="cli")
     click.echo(f"created {username} ({role})")
 
 
@@ -70,14 +60,9 @@ def create_user(username: str, role: str) -> None:
 def reset_password(username: str) -> None:
     """Set a temporary password, unlock and re-enable the account, end its sessions."""
     user = _get(username)
-    user.password_hash = hash_password(_new_password(username))
-    user.must_change_password = True
-    user.failed_logins = 0
-    user.locked_until = None
+    password = _new_password(username)
     user.disabled = False
-    revoke_user_sessions(user.id)
-    audit.record("user.reset_password", username, actor="cli", commit=False)
-    db.session.commit()
+    set_temporary_password(user, password, actor="cli")
     click.echo(f"password reset for {username}; it must be changed at next sign-in")
 
 

@@ -20,6 +20,32 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 
 
+def add_user(username: str, role: str, password: str, actor: str | None = None) -> User:
+    """Create a user whose password must be changed at first sign-in (audited, committed)."""
+    user = User(
+        username=username,
+        role=role,
+        password_hash=hash_password(password),
+        must_change_password=True,
+    )
+    db.session.add(user)
+    audit.record("user.create", username, details={"role": role}, actor=actor, commit=False)
+    db.session.commit()
+    return user
+
+
+def set_temporary_password(user: User, password: str, actor: str | None = None) -> None:
+    """Reset a password: must be changed at next sign-in; unlocks; ends sessions; audited."""
+    user.password_hash = hash_password(password)
+    user.must_change_password = True
+    user.failed_logins = 0
+    user.locked_until = None
+    user.password_changed_at = clock.now()
+    revoke_user_sessions(user.id)
+    audit.record("user.reset_password", user.username, actor=actor, commit=False)
+    db.session.commit()
+
+
 def _active_admins() -> int:
     return (
         db.session.scalar(
@@ -68,16 +94,7 @@ def create_user():
         errors["password"] = problem
     if errors:
         return _render(errors, 400)
-    db.session.add(
-        User(
-            username=username,
-            role=role,
-            password_hash=hash_password(password),
-            must_change_password=True,
-        )
-    )
-    audit.record("user.create", username, details={"role": role}, commit=False)
-    db.session.commit()
+    add_user(username, role, password)
     flash(f"User {username} created; they must change the password at first sign-in.", "info")
     return redirect(url_for("users.list_users"))
 
@@ -126,14 +143,7 @@ def reset_password(user_id: int):
     password = request.form.get("password") or ""
     if problem := password_problem(password, user.username):
         return _render({f"password_{user.id}": problem}, 400)
-    user.password_hash = hash_password(password)
-    user.must_change_password = True
-    user.failed_logins = 0
-    user.locked_until = None
-    user.password_changed_at = clock.now()
-    revoke_user_sessions(user.id)
-    audit.record("user.reset_password", user.username, commit=False)
-    db.session.commit()
+    set_temporary_password(user, password)
     flash(f"Temporary password set for {user.username}.", "info")
     return redirect(url_for("users.list_users"))
 
