@@ -129,6 +129,7 @@ def _init_blueprints(app: Flask) -> None:
         exports,
         health,
         me,
+        pages,
         scheduler_views,
         settings,
         users,
@@ -144,6 +145,7 @@ def _init_blueprints(app: Flask) -> None:
         definitions,
         exports,
         me,
+        pages,
         scheduler_views,
         settings,
     )

@@ -9,17 +9,7 @@ from .access import admin_required
 from .extensions import db
 from .models import SOURCES, Environment
 
-
-class _PagesBlueprint(Blueprint):
-    """A blueprint that may be registered twice (by the dashboard hook and the factory)."""
-
-    def register(self, app, options) -> None:  # type: ignore[override]
-        if app.blueprints.get(self.name) is self:
-            return
-        super().register(app, options)
-
-
-bp = _PagesBlueprint("pages", __name__)
+bp = Blueprint("pages", __name__)
 
 # How long a revealed password stays on screen (and in the clipboard), in seconds.
 REVEAL_SECONDS = 30

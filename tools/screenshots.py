@@ -1,0 +1,192 @@
+"""Screenshots of the main pages, light and dark, for the documentation.
+
+Starts the portal (./start_https.sh) on a scratch data directory and the VCF simulator, signs
+in, adds two environments (one healthy, one failing), syncs, and writes
+docs/screenshots/<page>-<light|dark>.png at 1280x800.
+
+    .venv/bin/python tools/screenshots.py [--out DIR] [--phone]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from portal.simulator import Simulator  # noqa: E402
+from tests.servers import running_portal  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "Screenshot-admin-passphrase"  # noqa: S105 - throwaway local instance
+WRONG_PASSWORD = "expired-service-password"  # noqa: S105 - makes one environment fail
+VIEWPORT = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+def api(page, method: str, url: str, body=None):
+    """Call the portal API from the signed-in page (cookie and CSRF header included)."""
+    return page.evaluate(
+        "([m, u, b]) => Portal.api(m, u, b === null ? undefined : b)", [method, url, body]
+    )
+
+
+def endpoint(sim: Simulator, **extra) -> dict:
+    return {
+        "host": sim.host,
+        "port": sim.port,
+        "username": sim.admin_username,
+        "password": sim.admin_password,
+        "ca_pem": sim.ca_pem,
+        "sync_enabled": True,
+        "sync_interval_minutes": 60,
+        **extra,
+    }
+
+
+def wait_idle(page, env_ids: list[int], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        envs = api(page, "GET", "/api/v1/environments")["items"]
+        busy = [
+            e
+            for e in envs
+            if e["id"] in env_ids
+            and any(
+                (s or {}).get("active_run") or s.get("state") == "never"
+                for s in e["status"].values()
+            )
+        ]
+        if not busy:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("syncs did not finish")
+
+
+def prepare(page, url: str, sim: Simulator) -> dict:
+    """First sign-in, password change, environments, syncs and a few audited actions."""
+    page.goto(url + "/login")
+    page.fill("#username", "admin")
+    page.fill("#password", "admin")
+    page.click("main button[type=submit]")
+    page.fill("#current_password", "admin")
+    page.fill("#new_password", PASSWORD)
+    page.fill("#confirm_password", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(url + "/")
+    good = api(
+        page,
+        "POST",
+        "/api/v1/environments",
+        {
+            "name": "sfo-m01",
+            "description": "San Francisco management domain",
+            "manager": endpoint(sim),
+        },
+    )
+    bad = api(
+        page,
+        "POST",
+        "/api/v1/environments",
+        {
+            "name": "lax-w01",
+            "description": "Los Angeles workload domain",
+            "manager": endpoint(sim, password=WRONG_PASSWORD, sync_interval_minutes=30),
+        },
+    )
+    wait_idle(page, [good["id"], bad["id"]])
+    sim.rotate(0.2)
+    run = api(page, "POST", f"/api/v1/environments/{good['id']}/sync", {"source": "manager"})
+    while api(page, "GET", f"/api/v1/sync-runs/{run['id']}")["state"] in ("queued", "running"):
+        time.sleep(0.3)
+    page_data = api(page, "GET", f"/api/v1/environments/{good['id']}/credentials?per_page=3")
+    for item in page_data["items"]:
+        api(page, "POST", f"/api/v1/credentials/{item['id']}/reveal", {"purpose": "reveal"})
+    page.goto(url + "/users/")
+    page.fill("#new-username", "night-shift")
+    page.select_option("#new-role", "readonly")
+    page.fill("#new-password", "Night-shift-passphrase")
+    page.click("#add-user button[type=submit]")
+    return {"good": good["id"], "bad": bad["id"]}
+
+
+def shoot(context, url: str, ids: dict, out: Path, scheme: str, viewport: dict) -> None:
+    page = context.new_page()
+    page.set_viewport_size(viewport)
+    suffix = scheme if viewport == VIEWPORT else f"{scheme}-phone"
+    shots = [
+        ("dashboard", "/", "#environments .env-card"),
+        ("environment", f"/environments/{ids['good']}", "#credentials-body tr"),
+        ("environment-form", f"/environments/{ids['good']}/edit", "#envform"),
+        ("scheduler", "/scheduler", "#jobs-body tr"),
+        ("audit", "/audit/", "#audit-table"),
+        ("users", "/users/", "#users-table"),
+    ]
+    for name, path, ready in shots:
+        page.goto(url + path)
+        page.wait_for_selector(ready)
+        page.wait_for_load_state("networkidle")
+        if name == "environment-form":
+            page.wait_for_function("document.getElementById('name').value !== ''")
+        if name == "environment":
+            page.locator("#credentials-body tr [data-action=reveal]").first.click()
+            page.wait_for_selector(".secret")
+        page.screenshot(path=str(out / f"{name}-{suffix}.png"))
+    page.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--phone", action="store_true", help="also 390 px wide shots")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="portal-shots-") as scratch,
+        Simulator(credentials=400, seed=3) as sim,
+        running_portal(Path(scratch), workers=2) as server,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        admin = browser.new_context(ignore_https_errors=True, viewport=VIEWPORT)
+        page = admin.new_page()
+        ids = prepare(page, server.url, sim)
+        state = admin.storage_state()
+        for scheme in ("light", "dark"):
+            anonymous = browser.new_context(
+                ignore_https_errors=True, viewport=VIEWPORT, color_scheme=scheme
+            )
+            login = anonymous.new_page()
+            login.goto(server.url + "/login")
+            login.screenshot(path=str(args.out / f"sign-in-{scheme}.png"))
+            anonymous.close()
+            context = browser.new_context(
+                ignore_https_errors=True,
+                viewport=VIEWPORT,
+                color_scheme=scheme,
+                storage_state=state,
+            )
+            shoot(context, server.url, ids, args.out, scheme, VIEWPORT)
+            if args.phone:
+                shoot(context, server.url, ids, args.out, scheme, PHONE)
+            context.close()
+        browser.close()
+    print(f"screenshots written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
