@@ -303,9 +303,27 @@ def about():
     return render_template("settings_about.html", facts=facts)
 
 
+_expiry_cache: dict = {}
+
+
 def certificate_warning() -> dict | None:
     """For the admin banner: the served certificate when it expires within 30 days."""
-    cert = served_certificate()
-    if cert is not None and cert["days_left"] <= 30:
-        return cert
-    return None
+    path = _settings().ssl_dir / "cert.pem"
+    try:
+        stamp = (str(path), path.stat().st_mtime_ns, clock.now().date())
+    except OSError:
+        return None
+    if _expiry_cache.get("stamp") != stamp:  # parse once per file change and day
+        cert = served_certificate()
+        _expiry_cache.update(stamp=stamp, cert=cert)
+    cert = _expiry_cache["cert"]
+    return cert if cert is not None and cert["days_left"] <= 30 else None
+
+
+@bp.app_context_processor
+def _admin_banner() -> dict:
+    from flask_login import current_user
+
+    if current_user.is_authenticated and current_user.is_admin:
+        return {"certificate_warning": certificate_warning()}
+    return {"certificate_warning": None}

@@ -166,3 +166,10 @@ def test_logs_only_from_the_log_directory(app, admin, tmp_path):
 def test_about(app, admin):
     html = admin.client.get("/settings/about").get_data(as_text=True)
     assert "Version" in html and "free" in html and "Scheduler" in html
+
+
+def test_expiring_certificate_banner_for_admins_only(ssl_app, admin, readonly, tmp_path):
+    cert_pem, key_pem = _pem_pair(days=10)
+    certs.install_pair(tmp_path / "ssl", cert_pem, key_pem)
+    assert "TLS certificate expires in" in admin.client.get("/").get_data(as_text=True)
+    assert "TLS certificate expires in" not in readonly.client.get("/").get_data(as_text=True)

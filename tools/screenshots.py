@@ -135,6 +135,8 @@ def shoot(context, url: str, ids: dict, out: Path, scheme: str, viewport: dict) 
         ("scheduler", "/scheduler", "#jobs-body tr"),
         ("audit", "/audit/", "#audit-table"),
         ("users", "/users/", "#users-table"),
+        ("settings-certificate", "/settings/certificate", "dl.kv"),
+        ("settings-about", "/settings/about", "dl.kv"),
     ]
     for name, path, ready in shots:
         page.goto(url + path)
