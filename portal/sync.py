@@ -12,8 +12,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 
-from sqlalchemy import select, update
+from sqlalchemy import DateTime, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, clock
@@ -275,14 +276,6 @@ def _insert_new(environment_id: int, source: str, now, new_rows: list[tuple[dict
     )
 
 
-def _sqlite_value(value):
-    # Stored as SQLAlchemy stores them on SQLite, without relying on sqlite3's deprecated
-    # default datetime adapter.
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
-
-
 def _insert_many(table, rows: list[dict]) -> None:
     """Executemany INSERT; on SQLite straight through the driver (bulk syncs are hot)."""
     connection = db.session.connection()
@@ -294,7 +287,26 @@ def _insert_many(table, rows: list[dict]) -> None:
         f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - our own names
         f"VALUES ({', '.join('?' * len(columns))})"
     )
-    connection.exec_driver_sql(sql, [tuple(_sqlite_value(row[c]) for c in columns) for row in rows])
+    # Datetimes written as SQLAlchemy writes them on SQLite (not through sqlite3's deprecated
+    # default adapter); a sync stamps every row with the same few values, so convert each once.
+    texts: dict[datetime, str] = {}
+
+    def as_text(value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        if value not in texts:
+            texts[value] = value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return texts[value]
+
+    stamped = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, DateTime)]
+    values = itemgetter(*columns)
+    params = []
+    for row in rows:
+        record = list(values(row))
+        for index in stamped:
+            record[index] = as_text(record[index])
+        params.append(tuple(record))
+    connection.exec_driver_sql(sql, params)
 
 
 def _insert_history(now, entries: list[tuple[int, str]]) -> None:
