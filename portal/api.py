@@ -133,15 +133,16 @@ def test_connection():
             )
         )
     errors: dict[str, str] = {}
-    values = environments.parse_endpoint(data, source, source, stored, errors)
+    # Parsed as new settings: nothing is taken from the stored endpoint but its password,
+    # and that only when host, port, account and TLS trust are exactly the saved ones.
+    values = environments.parse_endpoint(
+        data, source, source, None, errors, password_required=False
+    )
     if errors:
         raise ValidationError(errors)
-    password = values.get("password")
+    password = values.get("password") or environments.stored_password_for(stored, values)
     if not password:
-        # The stored password goes only to the host and port it was saved for.
-        if stored is None or (stored.host, stored.port) != (values["host"], values["port"]):
-            raise ValidationError({f"{source}.password": "Enter the password to test this host."})
-        password = environments.cipher().decrypt(stored.password_enc, environments.PASSWORD_PURPOSE)
+        raise ValidationError({f"{source}.password": "Enter the password to test these settings."})
     result = vcf_test_connection(source, environments.endpoint_settings(values, password))
     audit.record(
         "environment.test_connection",

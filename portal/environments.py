@@ -145,7 +145,28 @@ def parse_endpoint(
         MIN_INTERVAL,
         MAX_INTERVAL,
     )
+    if existing is not None and "password" not in clean and _destination_changed(existing, clean):
+        # The stored password goes only where it was saved for: a new host, port, account or
+        # TLS trust needs the password typed again (or supplied in the imported definition).
+        errors[f"{prefix}.password"] = (
+            "Enter the password again: the host, port, account or TLS settings changed."
+        )
     return clean
+
+
+DESTINATION_FIELDS = ("host", "port", "username", "verify_tls", "ca_pem", "pinned_sha256")
+
+
+def _destination_changed(existing: Endpoint, values: dict) -> bool:
+    """Whether values would send the endpoint's credentials anywhere else than saved."""
+    return any(getattr(existing, name) != values.get(name) for name in DESTINATION_FIELDS)
+
+
+def stored_password_for(existing: Endpoint | None, values: dict) -> str | None:
+    """The stored password, only when values point exactly where it was saved for."""
+    if existing is None or _destination_changed(existing, values):
+        return None
+    return cipher().decrypt(existing.password_enc, PASSWORD_PURPOSE)
 
 
 def _apply_endpoint(env: Environment, source: str, values: dict) -> Endpoint:

@@ -202,10 +202,18 @@ def test_tls_verification_failure_names_fingerprint(app, admin, sim):
     run = run_sync(app, admin, env["id"])
     assert run["state"] == "failed"
     assert sim.certificate_sha256 in run["error"]
-    pinned = admin.api(
+    unchanged = stored_state(app)
+    no_password = admin.api(
         "PATCH",
         f"/api/v1/environments/{env['id']}",
         json={"manager": {"pinned_sha256": sim.certificate_sha256}},
+    )
+    assert no_password.status_code == 422 and "manager.password" in no_password.json["details"]
+    assert stored_state(app) == unchanged
+    pinned = admin.api(
+        "PATCH",
+        f"/api/v1/environments/{env['id']}",
+        json={"manager": {"pinned_sha256": sim.certificate_sha256, "password": sim.admin_password}},
     )
     assert pinned.status_code == 200
     assert run_sync(app, admin, env["id"])["state"] == "success"
@@ -279,6 +287,36 @@ def test_environment_validation(admin, sim):
         "POST", "/api/v1/environments", data="x", headers={"Content-Type": "text/plain"}
     )
     assert not_json.status_code == 400 and not_json.is_json
+
+
+def test_stored_password_never_follows_a_new_destination(app, admin, sim):
+    env = create_env(admin, sim)
+    for change in (
+        {"host": "attacker.example.net"},
+        {"port": 8443},
+        {"verify_tls": False},
+        {"username": "someone-else"},
+        {"ca_pem": None},
+    ):
+        moved = admin.api("PATCH", f"/api/v1/environments/{env['id']}", json={"manager": change})
+        assert moved.status_code == 422, change
+        assert "manager.password" in moved.json["details"]
+        probe = admin.api(
+            "POST",
+            "/api/v1/environments/test-connection",
+            json={
+                "source": "manager",
+                "environment_id": env["id"],
+                **{**endpoint_body(sim, password=""), **change},
+            },
+        )
+        assert probe.status_code == 422, change
+    document = admin.client.get("/api/v1/environments/definitions").json
+    document["environments"][0]["manager"]["host"] = "attacker.example.net"
+    result = admin.api("POST", "/api/v1/environments/definitions/import", json=document).json
+    assert result["updated"] == 0 and "sfo" in result["errors"]
+    with app.app_context():
+        assert db.session.scalar(select(Endpoint.host)) == sim.host
 
 
 def test_test_connection(app, admin, sim):

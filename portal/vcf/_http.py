@@ -18,6 +18,7 @@ import unicodedata
 import warnings
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import requests
 import urllib3
@@ -450,17 +451,29 @@ class ApiTransport:
         parts = []
         message = body.get("message")
         if isinstance(message, str) and message.strip():
-            parts.append(": " + self._mask(clean_text(message)))
+            parts.append(": " + clean_text(self._mask(message)))
         reference = body.get("referenceToken")
         if isinstance(reference, str) and reference.strip():
-            parts.append(f" (referenceToken {self._mask(clean_text(reference, 80))})")
+            parts.append(f" (referenceToken {clean_text(self._mask(reference), 80)})")
         return "".join(parts)
 
     def _mask(self, text: str) -> str:
         # A misbehaving server could echo what we sent it; never let that reach a message.
+        # Masked on the raw text, before cleaning and truncation could split or reshape a
+        # secret, and in the forms a server is likely to echo it in (JSON-escaped, URL-encoded).
         for secret in (self.settings.password, self._access_token, self._refresh_id):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
+            if not secret or len(secret) < 4:
+                continue
+            forms = {
+                secret,
+                json.dumps(secret)[1:-1],
+                quote(secret, safe=""),
+                quote_plus(secret),
+                " ".join(secret.split()),
+            }
+            for form in sorted(forms, key=len, reverse=True):
+                if len(form) >= 4:
+                    text = text.replace(form, "***")
         return text
 
     def _json(self, response: requests.Response, method: str, path: str) -> Any:
