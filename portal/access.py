@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 
 from . import clock
 from .security import verify_password
-from .sessions import current_session, recently_authenticated
+from .sessions import current_session, end_session, recently_authenticated
 
 
 def admin_required(view):
@@ -33,10 +33,25 @@ def confirm_recent_auth() -> bool:
     if recently_authenticated():
         return True
     data = request.get_json(silent=True) if request.is_json else None
-    typed = (data or {}).get("confirm_password") if data else request.form.get("confirm_password")
-    if isinstance(typed, str) and typed and verify_password(current_user.password_hash, typed):
+    if isinstance(data, dict):
+        typed = data.get("confirm_password")
+    else:
+        typed = request.form.get("confirm_password")
+    if not isinstance(typed, str) or not typed:
+        return False
+    return check_reauth_password(typed)
+
+
+def check_reauth_password(typed: str) -> bool:
+    """Verify a re-typed password; a wrong one counts toward the account's lockout (the fifth
+    locks it and ends the session)."""
+    from .auth import password_failure
+
+    if verify_password(current_user.password_hash, typed):
         row = current_session()
         if row is not None:
             row.authenticated_at = clock.now()
         return True
+    if password_failure(current_user._get_current_object(), "auth.reauth"):
+        end_session()
     return False

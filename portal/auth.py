@@ -14,7 +14,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from . import audit, clock
 from .extensions import db
@@ -38,12 +38,51 @@ def _dummy_hash() -> str:
     return _DUMMY_HASH_CACHE[method]
 
 
-def _address_blocked(ip: str) -> bool:
+def _claim_attempt(username: str, ip: str) -> tuple[LoginFailure, bool]:
+    """Record the attempt as a failure before the password is checked, so that parallel
+    guesses count at once; returns it and whether the address is over its limit."""
+    attempt = LoginFailure(username=username[:128], ip=ip)
+    db.session.add(attempt)
+    db.session.commit()
     since = clock.now() - ADDRESS_WINDOW
     count = db.session.scalar(
         select(func.count(LoginFailure.id)).where(LoginFailure.ip == ip, LoginFailure.at >= since)
     )
-    return (count or 0) >= MAX_ADDRESS_FAILURES
+    return attempt, (count or 0) > MAX_ADDRESS_FAILURES
+
+
+def _count_account_attempt(user: User) -> int:
+    """Add one to the account's attempts since its last success, atomically; the new count."""
+    count = db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+    ).scalar_one()
+    db.session.commit()
+    return count
+
+
+def lock_account(user: User, actor: str | None = None) -> None:
+    """Lock an account for 15 minutes and end its sessions (the caller commits)."""
+    user.locked_until = clock.now() + LOCKOUT
+    revoke_user_sessions(user.id)
+    audit.record(
+        "auth.lockout", user.username, outcome="failure", actor=actor or user.username, commit=False
+    )
+
+
+def password_failure(user: User, action: str) -> bool:
+    """Count a wrong password typed by a signed-in user (re-authentication, password change);
+    the fifth locks the account and ends its sessions. Returns True when it locked."""
+    count = _count_account_attempt(user)
+    db.session.refresh(user)
+    audit.record(action, user.username, outcome="failure", commit=False)
+    locked = count >= MAX_ACCOUNT_FAILURES
+    if locked:
+        lock_account(user)
+    db.session.commit()
+    return locked
 
 
 def _lock_message(user: User) -> str:
@@ -52,24 +91,6 @@ def _lock_message(user: User) -> str:
         f"This account is locked after {MAX_ACCOUNT_FAILURES} failed sign-ins. "
         f"Try again in {minutes} minute{'s' if minutes != 1 else ''}, or ask an administrator."
     )
-
-
-def _record_failure(username: str, ip: str, user: User | None) -> str:
-    """Count a failed sign-in; returns the message to show."""
-    db.session.add(LoginFailure(username=username[:128], ip=ip))
-    message = "Invalid user name or password."
-    if user is not None:
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_ACCOUNT_FAILURES:
-            user.locked_until = clock.now() + LOCKOUT
-            user.failed_logins = 0
-            audit.record(
-                "auth.lockout", user.username, outcome="failure", actor=user.username, commit=False
-            )
-            message = _lock_message(user)
-    audit.record("auth.login", username, outcome="failure", actor=username, commit=False)
-    db.session.commit()
-    return message
 
 
 def _next_target() -> str:
@@ -87,20 +108,54 @@ def login():
     username = (request.form.get("username") or "").strip()
     password = request.form.get("password") or ""
     ip = client_ip()
-    if _address_blocked(ip):
+    again = request.form.get("next", "")
+    attempt, address_over = _claim_attempt(username or "(empty)", ip)
+    if address_over:
         audit.record("auth.login", username, outcome="blocked", actor=username or "anonymous")
         flash("Too many failed sign-ins from your address. Try again in 15 minutes.", "error")
-        return render_template("login.html", next=request.form.get("next", "")), 429
+        return render_template("login.html", next=again), 429
     user = db.session.scalar(select(User).where(User.username == username)) if username else None
     if user is not None and user.locked_until and user.locked_until > clock.now():
         verify_password(_dummy_hash(), password)
         audit.record("auth.login", username, outcome="locked", actor=username)
         flash(_lock_message(user), "error")
-        return render_template("login.html", next=request.form.get("next", "")), 403
+        return render_template("login.html", next=again), 403
+    if user is not None and user.locked_until is not None:
+        # The lock has run out: a fresh count starts (conditional, so only one request resets).
+        db.session.execute(
+            update(User)
+            .where(User.id == user.id, User.locked_until <= clock.now())
+            .values(failed_logins=0, locked_until=None)
+        )
+        db.session.commit()
+    attempts = _count_account_attempt(user) if user is not None else 0
+    if attempts > MAX_ACCOUNT_FAILURES:
+        # Parallel guesses beyond the limit: refused unchecked, and the account locked.
+        db.session.refresh(user)
+        if not (user.locked_until and user.locked_until > clock.now()):
+            lock_account(user)
+        audit.record("auth.login", username, outcome="locked", actor=username, commit=False)
+        db.session.commit()
+        flash(_lock_message(user), "error")
+        return render_template("login.html", next=again), 403
     ok = verify_password(user.password_hash if user else _dummy_hash(), password)
     if not ok or user is None or user.disabled or not username:
-        flash(_record_failure(username or "(empty)", ip, user), "error")
-        return render_template("login.html", next=request.form.get("next", "")), 401
+        message = "Invalid user name or password."
+        if user is not None and attempts >= MAX_ACCOUNT_FAILURES:
+            db.session.refresh(user)
+            lock_account(user)
+            message = _lock_message(user)
+        audit.record(
+            "auth.login",
+            username or "(empty)",
+            outcome="failure",
+            actor=username or "(empty)",
+            commit=False,
+        )
+        db.session.commit()
+        flash(message, "error")
+        return render_template("login.html", next=again), 401
+    db.session.delete(attempt)  # a success does not count against the address
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = clock.now()
@@ -137,6 +192,14 @@ def change_password():
     errors: dict[str, str] = {}
     if not verify_password(current_user.password_hash, current):
         errors["current_password"] = "The current password is not correct."
+        if password_failure(current_user._get_current_object(), "user.password_change"):
+            end_session()
+            flash(
+                f"Signed out: {MAX_ACCOUNT_FAILURES} wrong passwords locked the account "
+                "for 15 minutes.",
+                "error",
+            )
+            return redirect(url_for("auth.login"))
     problem = password_problem(new, current_user.username)
     if problem:
         errors["new_password"] = problem

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, jsonify, request
-from flask_login import current_user
 from sqlalchemy import select
 
 from . import audit, clock
-from .access import admin_required
+from .access import admin_required, check_reauth_password
 from .environments import PASSWORD_PURPOSE, ValidationError, cipher, save_environment
 from .extensions import db
 from .models import Environment
-from .security import verify_password
 
 bp = Blueprint("definitions", __name__, url_prefix="/api/v1/environments/definitions")
 
@@ -78,7 +76,7 @@ def export_definitions_with_passwords():
     if not isinstance(data, dict) or data.get("include_passwords") is not True:
         abort(400, description="Set include_passwords to true, or use GET for none.")
     typed = data.get("confirm_password")
-    if not isinstance(typed, str) or not verify_password(current_user.password_hash, typed):
+    if not isinstance(typed, str) or not typed or not check_reauth_password(typed):
         audit.record(
             "environment.export_definitions", "all", outcome="denied", details={"passwords": "yes"}
         )

@@ -29,6 +29,10 @@ def _token_hash(token: str) -> str:
 
 def start_session(user: User, ip: str) -> UserSession:
     """Sign the user in with a brand-new session id (the pre-login one is discarded)."""
+    previous = current_session()
+    if previous is not None and previous.revoked_at is None:
+        previous.revoked_at = clock.now()  # signing in again ends the session it replaces
+    g.pop("portal_session", None)
     session.clear()
     token = secrets.token_urlsafe(32)
     row = UserSession(

@@ -245,3 +245,74 @@ def test_user_sessions_recorded(app, admin):
     with app.app_context():
         rows = db.session.scalars(select(UserSession)).all()
     assert any(r.revoked_at is None for r in rows)
+
+
+def test_parallel_guesses_are_bounded(app):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def guess(i):
+        portal = Portal(_client(app))
+        token = portal.csrf()
+        return portal.client.post(
+            "/login",
+            data={"username": "alice", "password": f"wrong guess {i}", "csrf_token": token},
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(guess, range(16)))
+    assert codes.count(401) <= 5, codes  # at most five passwords were actually tried
+    assert Portal(_client(app)).login("alice").status_code == 403  # and the account is locked
+
+
+def test_parallel_guesses_per_address_are_bounded(app):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def guess(i):
+        portal = Portal(_client(app))
+        token = portal.csrf()
+        return portal.client.post(
+            "/login", data={"username": f"user{i}", "password": "wrong", "csrf_token": token}
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(guess, range(40)))
+    assert codes.count(401) <= 20 and codes.count(429) >= 20, codes
+
+
+def test_wrong_reauth_passwords_lock_the_account(app, admin):
+    for _ in range(4):
+        refused = admin.api(
+            "POST",
+            "/api/v1/environments/definitions/export",
+            json={"include_passwords": True, "confirm_password": "nope"},
+        )
+        assert refused.status_code == 403
+    admin.api(
+        "POST",
+        "/api/v1/environments/definitions/export",
+        json={"include_passwords": True, "confirm_password": "nope"},
+    )
+    assert admin.client.get("/").status_code == 302  # signed out
+    assert Portal(_client(app)).login("alice").status_code == 403  # locked
+    assert _audit(app, "auth.lockout")
+
+
+def test_wrong_current_password_counts_too(app, admin):
+    for _ in range(5):
+        admin.post(
+            "/change-password",
+            {"current_password": "bad", "new_password": "x" * 14, "confirm_password": "x" * 14},
+        )
+    assert admin.client.get("/").status_code == 302
+    assert Portal(_client(app)).login("alice").status_code == 403
+
+
+def test_signing_in_again_ends_the_previous_session(app, admin):
+    with app.app_context():
+        before = db.session.scalars(
+            select(UserSession).where(UserSession.revoked_at.is_(None))
+        ).all()
+    admin.login("alice")
+    with app.app_context():
+        live = db.session.scalars(select(UserSession).where(UserSession.revoked_at.is_(None))).all()
+    assert len(live) == len(before)
