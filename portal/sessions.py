@@ -105,7 +105,9 @@ def _load_user(user_id: str) -> User | None:
     if user is None or user.disabled:
         return None
     now = clock.now()
-    if now - row.last_seen_at > _TOUCH_EVERY:
+    # Automatic refreshes from an open page are not activity: the idle timeout still applies.
+    background = request.headers.get("X-Portal-Background") == "1"
+    if not background and now - row.last_seen_at > _TOUCH_EVERY:
         row.last_seen_at = now
         db.session.commit()
     return user

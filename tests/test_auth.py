@@ -316,3 +316,12 @@ def test_signing_in_again_ends_the_previous_session(app, admin):
     with app.app_context():
         live = db.session.scalars(select(UserSession).where(UserSession.revoked_at.is_(None))).all()
     assert len(live) == len(before)
+
+
+def test_background_refreshes_do_not_keep_a_session_alive(admin):
+    background = {"X-Portal-Background": "1"}
+    for minutes in (10, 20, 29):
+        clock.offset = timedelta(minutes=minutes)
+        assert admin.client.get("/api/v1/environments", headers=background).status_code == 200
+    clock.offset = timedelta(minutes=31)
+    assert admin.client.get("/api/v1/environments", headers=background).status_code == 401

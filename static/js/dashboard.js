@@ -142,9 +142,9 @@
     if (me && me.preferences && me.preferences.dashboard_view === "list") view = "list";
   });
 
-  async function load() {
+  async function load(background) {
     try {
-      const data = await P.api("GET", "/api/v1/environments");
+      const data = await P.api("GET", "/api/v1/environments", undefined, { background: background === true });
       await preference;
       environments = data.items;
       summarise();
@@ -308,6 +308,6 @@
   // Keep statuses fresh during an outage, but never pull the page from under the keyboard.
   setInterval(function () {
     if (document.hidden || container.contains(document.activeElement)) return;
-    load();
+    load(true);
   }, 30000);
 })();

@@ -58,9 +58,10 @@
     } catch (e) { /* the status cards still show the outcome */ }
   }
 
-  async function loadStatus() {
+  async function loadStatus(background) {
     try {
-      renderStatus(await P.api("GET", "/api/v1/environments/" + encodeURIComponent(envId)));
+      renderStatus(await P.api("GET", "/api/v1/environments/" + encodeURIComponent(envId),
+        undefined, { background: background === true }));
     } catch (e) {
       P.toast("Could not load the environment status: " + e.message, "error");
     }
@@ -167,5 +168,5 @@
   loadStatus();
   loadLastRuns();
   if (window.location.hash === "#age") select(document.getElementById("tab-age"));
-  setInterval(function () { if (!document.hidden && watching.size === 0) loadStatus(); }, 30000);
+  setInterval(function () { if (!document.hidden && watching.size === 0) loadStatus(true); }, 30000);
 })();

@@ -12,12 +12,15 @@ window.Portal = (function () {
     window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname + window.location.search));
   }
 
-  async function api(method, url, body) {
+  // opts.background: an automatic refresh, not the operator's doing; the server does not
+  // count it as activity, so an unattended page still reaches the idle timeout.
+  async function api(method, url, body, opts) {
     const options = {
       method: method,
       credentials: "same-origin",
       headers: { "Accept": "application/json", "X-CSRFToken": csrfToken() },
     };
+    if (opts && opts.background) options.headers["X-Portal-Background"] = "1";
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
@@ -172,7 +175,7 @@ window.Portal = (function () {
       async function poll() {
         let run;
         try {
-          run = await api("GET", "/api/v1/sync-runs/" + encodeURIComponent(runId));
+          run = await api("GET", "/api/v1/sync-runs/" + encodeURIComponent(runId), undefined, { background: true });
         } catch (e) {
           setTimeout(poll, 3000);
           return;

@@ -65,8 +65,10 @@
     });
   }
 
-  async function load() {
-    try { render(await P.api("GET", "/api/v1/scheduler")); } catch (e) {
+  async function load(background) {
+    try {
+      render(await P.api("GET", "/api/v1/scheduler", undefined, { background: background === true }));
+    } catch (e) {
       stateLine.textContent = "Could not load the scheduler: " + e.message;
     }
   }
@@ -111,6 +113,6 @@
   document.getElementById("scheduler-refresh").addEventListener("click", load);
   load();
   setInterval(function () {
-    if (!document.hidden && !body.contains(document.activeElement)) load();
+    if (!document.hidden && !body.contains(document.activeElement)) load(true);
   }, 15000);
 })();
