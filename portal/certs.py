@@ -193,9 +193,10 @@ def validate_pair(
     except (ValueError, TypeError):
         raise CertificateError("the key is not an unencrypted PEM private key") from None
     leaf = certs[0]
+    _check_key_strength(leaf.public_key())
+    _check_key_strength(key.public_key())
     if leaf.public_key().public_numbers() != key.public_key().public_numbers():
         raise CertificateError("the key does not match the certificate")
-    _check_key_strength(leaf.public_key())
     now = dt.datetime.now(dt.UTC)
     for cert in certs:
         if cert.not_valid_after_utc <= now:

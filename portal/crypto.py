@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -79,6 +80,13 @@ def write_secret_file(path: Path, data: bytes) -> bool:
 def load_or_create_key(path: Path) -> bytes:
     """Return the 32-byte data key at path (hex), creating it with mode 0600 when absent."""
     write_secret_file(path, secrets.token_hex(32).encode() + b"\n")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        # The key must be readable by the service user only; put that right, loudly.
+        path.chmod(0o600)
+        logging.getLogger("portal.crypto").warning(
+            "data key file %s had mode %o; changed to 600", path, mode
+        )
     raw = path.read_text(encoding="ascii").strip()
     try:
         key = bytes.fromhex(raw)

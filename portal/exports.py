@@ -45,10 +45,15 @@ def neutralise(value: object) -> str:
     return "'" + text if text[:1] in _FORMULA_START else text
 
 
-def _rows(environment_id: int | None, args) -> list[list[str]]:
+PASSWORD_COLUMN = 3
+
+
+def _rows(environment_id: int | None, args) -> tuple[list[list[str]], list[str]]:
+    """Formula-neutralised cells of the view, and the exact passwords beside them."""
     names = {e.id: e.name for e in db.session.scalars(db.select(Environment))}
     data_cipher = current_app.extensions["portal_cipher"]
-    rows = []
+    rows: list[list[str]] = []
+    passwords: list[str] = []
     for (
         env_id,
         host,
@@ -83,7 +88,8 @@ def _rows(environment_id: int | None, args) -> list[list[str]]:
             expiry_status or "",
         )
         rows.append([neutralise(v) for v in values])
-    return rows
+        passwords.append(password)
+    return rows, passwords
 
 
 def to_csv(rows: list[list[str]]) -> bytes:
@@ -95,8 +101,12 @@ def to_csv(rows: list[list[str]]) -> bytes:
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
-def to_xlsx(rows: list[list[str]]) -> bytes:
-    """An .xlsx workbook; every cell written as text, never as a formula."""
+def to_xlsx(rows: list[list[str]], passwords: list[str] | None = None) -> bytes:
+    """An .xlsx workbook; every cell written as a text cell, never as a formula.
+
+    Passwords go in exactly as they are: a text cell cannot run, and an operator copying a
+    password must get it unchanged. Names from SDDC Manager keep their neutralising quote.
+    """
     buffer = io.BytesIO()
     workbook = xlsxwriter.Workbook(
         buffer,
@@ -112,7 +122,10 @@ def to_xlsx(rows: list[list[str]]) -> bytes:
     bold = workbook.add_format({"bold": True})
     sheet.write_row(0, 0, COLUMNS, bold)
     for index, row in enumerate(rows, start=1):
-        sheet.write_row(index, 0, row)
+        for column, value in enumerate(row):
+            sheet.write_string(index, column, value)
+        if passwords is not None:
+            sheet.write_string(index, PASSWORD_COLUMN, passwords[index - 1])
     sheet.freeze_panes(1, 0)
     sheet.set_column(0, 2, 28)
     sheet.set_column(3, 3, 24)
@@ -134,11 +147,11 @@ def _export(environment: Environment | None):
         )
         abort(403, description="Confirm your password to export passwords.")
     args = request.form if scope == "view" else {}
-    rows = _rows(environment.id if environment else None, args)
+    rows, passwords = _rows(environment.id if environment else None, args)
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     label = _NAME_UNSAFE.sub("_", environment.name).strip("_") if environment else "all"
     filename = f"vcf-credentials_{label or 'environment'}_{stamp}.{fmt}"
-    body = to_csv(rows) if fmt == "csv" else to_xlsx(rows)
+    body = to_csv(rows) if fmt == "csv" else to_xlsx(rows, passwords)
     audit.record(
         "credential.export",
         environment.name if environment else "all environments",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
-from . import __version__
 from .extensions import db
 
 bp = Blueprint("health", __name__)
@@ -23,7 +22,7 @@ def healthz():
         db.session.rollback()
     checks["data_key"] = "ok" if "portal_cipher" in current_app.extensions else "missing"
     healthy = all(value == "ok" for value in checks.values())
-    body = {"status": "ok" if healthy else "error", **checks, "version": __version__}
+    body = {"status": "ok" if healthy else "error", **checks}
     if not healthy:
         body["failing"] = [name for name, value in checks.items() if value != "ok"]
     return jsonify(body), 200 if healthy else 503

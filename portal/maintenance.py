@@ -116,9 +116,10 @@ def restore(app: Flask, backup_file: Path) -> Path:
     """Replace the database with a verified backup (portal stopped); keeps the replaced one."""
     settings = app.config["PORTAL_SETTINGS"]
     target = _sqlite_path(app)
-    if scheduler.lock_holder(settings.data_dir) is not None:
+    if scheduler.portal_running(settings.data_dir):
         raise MaintenanceError("the portal is running; stop it before restoring")
     verify_backup(backup_file)
+    _check_backup_key(app, backup_file)
     with file_lock(settings.data_dir / ".init.lock"):
         with app.app_context():
             db.engine.dispose()
@@ -142,6 +143,20 @@ def restore(app: Flask, backup_file: Path) -> Path:
     return kept
 
 
+def _check_backup_key(app: Flask, backup_file: Path) -> None:
+    """Refuse a backup made under another data key, before anything is replaced."""
+    conn = sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT value FROM portal_meta WHERE key = 'data_key_id'").fetchone()
+    finally:
+        conn.close()
+    current = app.extensions["portal_cipher"].key_id.hex()
+    if row is not None and row[0] != current:
+        raise MaintenanceError(
+            "this backup was made under a different data key; put that data.key in place first"
+        )
+
+
 def _check_key_matches(app: Flask) -> None:
     stored = db.session.get(PortalMeta, "data_key_id")
     current = app.extensions["portal_cipher"].key_id.hex()
@@ -159,7 +174,7 @@ def rotate_key(app: Flask) -> int:
     transaction commits, and kept as data.key.old-<time> until the operator removes it.
     """
     settings = app.config["PORTAL_SETTINGS"]
-    if scheduler.lock_holder(settings.data_dir) is not None:
+    if scheduler.portal_running(settings.data_dir):
         # Running processes hold the old key in memory and would keep writing with it.
         raise MaintenanceError("the portal is running; stop it before rotating the key")
     key_path = settings.data_dir / "data.key"

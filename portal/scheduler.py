@@ -33,7 +33,14 @@ DISPATCH_SECONDS = 2
 RECONCILE_SECONDS = 10
 START_DELAY_SECONDS = 5
 TAKEOVER_SECONDS = 15.0
-_state: dict = {"scheduler": None, "lock_fd": None, "app": None, "stop": None, "standby": None}
+_state: dict = {
+    "scheduler": None,
+    "lock_fd": None,
+    "app": None,
+    "stop": None,
+    "standby": None,
+    "service_fd": None,
+}
 _run_lock = threading.Lock()
 
 
@@ -172,14 +179,43 @@ def running() -> BackgroundScheduler | None:
     return _state["scheduler"]
 
 
+def hold_service_lock(data_dir: Path) -> None:
+    """Hold a shared lock on portal.lock for as long as this process (and its forked workers)
+    live, so maintenance commands can tell that the portal is running."""
+    if _state.get("service_fd") is None:
+        fd = os.open(data_dir / "portal.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        _state["service_fd"] = fd
+
+
+def portal_running(data_dir: Path) -> bool:
+    """True while any portal process (scheduler or not) runs against this data directory."""
+    if lock_holder(data_dir) is not None:
+        return True
+    path = data_dir / "portal.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def start_if_enabled(app: Flask) -> bool:
     """Start the scheduler unless disabled, run from the `flask` CLI, or held elsewhere."""
     settings = app.config["PORTAL_SETTINGS"]
+    if Path(sys.argv[0]).name == "flask":
+        return False  # a command-line task, not the service
+    hold_service_lock(settings.data_dir)
     if not settings.scheduler_enabled:
         log.info("scheduler disabled in this process (PORTAL_SCHEDULER=off)")
         return False
-    if Path(sys.argv[0]).name == "flask":
-        return False  # a command-line task, not the service
     fd = _acquire_lock(settings.data_dir)
     if fd is None:
         log.warning("another process holds the scheduler lock; standing by to take over")

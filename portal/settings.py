@@ -23,6 +23,7 @@ from flask import (
     send_file,
     url_for,
 )
+from sqlalchemy.engine import make_url
 
 from . import STARTED_AT, __version__, audit, certs, clock, scheduler
 from .access import admin_required, confirm_recent_auth
@@ -290,7 +291,7 @@ def about():
     uptime = clock.now() - STARTED_AT
     facts = {
         "version": __version__,
-        "database": settings.database_url
+        "database": make_url(settings.database_url).render_as_string(hide_password=True)
         if settings.sqlite_path is None
         else str(settings.sqlite_path),
         "database_size": _size(settings.sqlite_path),

@@ -300,7 +300,7 @@ def test_operator_journey(portal, sim, browser, tmp_path):
     export(page, tmp_path, "xlsx", save_as=xlsx_path)
     sheet = openpyxl.load_workbook(xlsx_path).active
     xlsx_rows = [[str(c or "") for c in r] for r in sheet.iter_rows(values_only=True)]
-    check_neutralised(xlsx_rows)
+    check_neutralised(xlsx_rows, exact_passwords=True)
 
     # The audit log shows the reveal, the copy and the export.
     page.goto(portal.url + "/audit/")
@@ -370,8 +370,15 @@ def export(page, tmp_path, fmt, save_as=None):
     return None
 
 
-def check_neutralised(rows):
-    cells = [cell for row in rows[1:] for cell in row]
+def check_neutralised(rows, exact_passwords=False):
+    # Excel cells are typed text, so passwords (column 4) stay exact there; names from SDDC
+    # Manager are neutralised in both formats.
+    cells = [
+        cell
+        for row in rows[1:]
+        for index, cell in enumerate(row)
+        if not (exact_passwords and index == 3)
+    ]
     assert len(rows) > 100
     assert "'" + FORMULA_HOST in cells
     assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells)

@@ -135,3 +135,25 @@ def test_cli_commands(tmp_path, app, synced):
         import os
 
         os.close(lock)
+
+
+def test_running_portal_without_scheduler_is_detected(tmp_path, app):
+    import fcntl
+    import os
+
+    fd = os.open(tmp_path / "data" / "portal.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # what every serving process holds
+    try:
+        with pytest.raises(maintenance.MaintenanceError, match="running"):
+            maintenance.rotate_key(app)
+    finally:
+        os.close(fd)
+    assert not scheduler.portal_running(tmp_path / "data")
+
+
+def test_restore_refuses_a_backup_under_another_key(tmp_path, app, synced):
+    path = maintenance.backup(app, tmp_path / "b")
+    maintenance.rotate_key(app)
+    with pytest.raises(maintenance.MaintenanceError, match="different data key"):
+        maintenance.restore(app, path)
+    assert maintenance.run_checks(app)[0].ok

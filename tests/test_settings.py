@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
@@ -31,7 +32,10 @@ def _pem_pair(key=None, days=30, issuer_key=None, issuer_name=None, name="portal
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=2))
         .not_valid_after(now + dt.timedelta(days=days))
-        .sign(issuer_key or key, hashes.SHA256())
+        .sign(
+            issuer_key or key,
+            None if isinstance(issuer_key or key, Ed25519PrivateKey) else hashes.SHA256(),
+        )
     )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -173,3 +177,11 @@ def test_expiring_certificate_banner_for_admins_only(ssl_app, admin, readonly, t
     certs.install_pair(tmp_path / "ssl", cert_pem, key_pem)
     assert "TLS certificate expires in" in admin.client.get("/").get_data(as_text=True)
     assert "TLS certificate expires in" not in readonly.client.get("/").get_data(as_text=True)
+
+
+def test_unsupported_key_type_is_refused_cleanly():
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    cert_pem, key_pem = _pem_pair(key=ed25519.Ed25519PrivateKey.generate())
+    with pytest.raises(certs.CertificateError, match="only RSA"):
+        certs.validate_pair(cert_pem, key_pem)

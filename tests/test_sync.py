@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -401,3 +403,27 @@ def test_secrets_never_in_database_file(tmp_path, app, admin, sim):
     for secret in [canary, *fetched]:
         for encoding in ("utf-8", "utf-16-le"):
             assert secret.encode(encoding) not in blobs, "a secret is stored in clear"
+
+
+@pytest.mark.parametrize("form", ["raw", "url", "json", "spaced", "cut"])
+def test_server_echo_of_the_password_is_masked(fast_app, admin, form):
+    from urllib.parse import quote
+
+    secret = 'Echo "Pass\\word" 42!'
+    with Simulator(credentials=20, seed=1, password=secret) as echo_sim:
+        env = create_env(admin, echo_sim)
+        shown = {
+            "raw": secret,
+            "url": quote(secret, safe=""),
+            "json": json.dumps(secret)[1:-1],
+            "spaced": secret.replace(" ", "  "),
+            "cut": secret,
+        }[form]
+        prefix = "x" * 290 if form == "cut" else "login failed for"
+        echo_sim.inject_failure(
+            "500", count=10, path_prefix="/v1/tokens", message=f"{prefix} {shown} end"
+        )
+        run = run_sync(fast_app, admin, env["id"])
+    assert run["state"] == "failed"
+    for leak in (secret, "Pass", "word", quote(secret, safe="")):
+        assert leak not in run["error"], run["error"]

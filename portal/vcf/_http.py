@@ -451,11 +451,17 @@ class ApiTransport:
         parts = []
         message = body.get("message")
         if isinstance(message, str) and message.strip():
-            parts.append(": " + clean_text(self._mask(message)))
+            parts.append(": " + self._safe(message))
         reference = body.get("referenceToken")
         if isinstance(reference, str) and reference.strip():
-            parts.append(f" (referenceToken {clean_text(self._mask(reference), 80)})")
+            parts.append(f" (referenceToken {self._safe(reference, 80)})")
         return "".join(parts)
+
+    def _safe(self, text: str, limit: int = MAX_SERVER_TEXT) -> str:
+        """Server text for a message: secrets masked before and after cleaning (which folds
+        whitespace and could rebuild one), and only then truncated."""
+        cleaned = clean_text(self._mask(text), limit=len(text) + 1)
+        return clean_text(self._mask(cleaned), limit)
 
     def _mask(self, text: str) -> str:
         # A misbehaving server could echo what we sent it; never let that reach a message.
