@@ -38,13 +38,6 @@ def _json_body() -> dict:
     return data
 
 
-def _environment(env_id: int) -> Environment:
-    env = db.session.get(Environment, env_id)
-    if env is None:
-        abort(404, description="No such environment.")
-    return env
-
-
 def _credential(cred_id: int) -> Credential:
     cred = db.session.get(Credential, cred_id)
     if cred is None:
@@ -86,14 +79,14 @@ def create_environment():
 @login_required
 def get_environment(env_id: int):
     """One environment (the service-account password is never returned)."""
-    return jsonify(environments.environment_dict(_environment(env_id)))
+    return jsonify(environments.environment_dict(environments.environment_or_404(env_id)))
 
 
 @bp.patch("/environments/<int:env_id>")
 @admin_required
 def update_environment(env_id: int):
     """Change an environment; an empty or missing password keeps the stored one."""
-    env = _environment(env_id)
+    env = environments.environment_or_404(env_id)
     env, changed = environments.save_environment(_json_body(), env)
     audit.record(
         "environment.update",
@@ -109,7 +102,7 @@ def update_environment(env_id: int):
 @admin_required
 def delete_environment(env_id: int):
     """Delete an environment with its credentials, history and runs."""
-    env = _environment(env_id)
+    env = environments.environment_or_404(env_id)
     name = env.name
     db.session.delete(env)
     audit.record("environment.delete", name, details={"id": env_id}, commit=False)
@@ -161,7 +154,7 @@ def test_connection():
 @admin_required
 def sync_environment(env_id: int):
     """Queue a sync of one source (or each configured source); 202 with the run."""
-    env = _environment(env_id)
+    env = environments.environment_or_404(env_id)
     data = request.get_json(silent=True) or {}
     source = data.get("source") if isinstance(data, dict) else None
     configured = [e.source for e in env.endpoints]
@@ -190,7 +183,7 @@ def get_sync_run(run_id: int):
 @login_required
 def list_sync_runs(env_id: int):
     """The latest sync runs of an environment, newest first."""
-    _environment(env_id)
+    environments.environment_or_404(env_id)
     runs = db.session.scalars(
         select(SyncRun)
         .where(SyncRun.environment_id == env_id)
@@ -204,7 +197,7 @@ def list_sync_runs(env_id: int):
 @login_required
 def list_credentials(env_id: int):
     """One page of credential metadata (no passwords), filtered and sorted."""
-    _environment(env_id)
+    environments.environment_or_404(env_id)
     return jsonify(credentials.credentials_page(env_id, request.args))
 
 
@@ -219,7 +212,7 @@ def search_credentials():
 @login_required
 def password_age(env_id: int):
     """Password age buckets, passwords older than `days` (90), and those expiring."""
-    _environment(env_id)
+    environments.environment_or_404(env_id)
     try:
         days = int(request.args.get("days", 90))
     except ValueError:

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from cryptography import x509
-from flask import current_app
+from flask import abort, current_app
 from sqlalchemy import func, select
 
 from . import clock
@@ -31,6 +31,14 @@ class ValidationError(Exception):
     def __init__(self, errors: dict[str, str]):
         super().__init__("invalid input")
         self.errors = errors
+
+
+def environment_or_404(env_id: int) -> Environment:
+    """The environment with this id, or a 404 for the view that asked."""
+    env = db.session.get(Environment, env_id)
+    if env is None:
+        abort(404, description="No such environment.")
+    return env
 
 
 def cipher():

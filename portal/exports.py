@@ -13,6 +13,7 @@ from flask_login import login_required
 from . import audit, clock
 from .access import confirm_recent_auth
 from .credentials import all_matching
+from .environments import environment_or_404
 from .extensions import db
 from .models import Environment
 from .sync import PASSWORD_PURPOSE
@@ -176,9 +177,7 @@ def _export(environment: Environment | None):
 @login_required
 def export_environment(env_id: int):
     """Download one environment's credentials (filtered view or all) as CSV or Excel."""
-    env = db.session.get(Environment, env_id)
-    if env is None:
-        abort(404, description="No such environment.")
+    env = environment_or_404(env_id)
     return _export(env)
 
 

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, render_template
 from flask_login import login_required
 
 from .access import admin_required
-from .extensions import db
-from .models import SOURCES, Environment
+from .environments import environment_or_404
+from .models import SOURCES
 
 bp = Blueprint("pages", __name__)
 
 # How long a revealed password stays on screen (and in the clipboard), in seconds.
 REVEAL_SECONDS = 30
 PAGE_SIZES = (50, 100, 500)
-
-
-def _environment(env_id: int) -> Environment:
-    env = db.session.get(Environment, env_id)
-    if env is None:
-        abort(404, description="No such environment.")
-    return env
 
 
 @bp.get("/environments/new")
@@ -34,7 +27,7 @@ def new_environment():
 @login_required
 def view_environment(env_id: int):
     """Show one environment: source status, credentials table, password age."""
-    env = _environment(env_id)
+    env = environment_or_404(env_id)
     configured = [s for s in SOURCES if any(e.source == s for e in env.endpoints)]
     return render_template(
         "environment.html",
@@ -49,7 +42,7 @@ def view_environment(env_id: int):
 @admin_required
 def edit_environment(env_id: int):
     """Show the form to change or delete an environment."""
-    return render_template("envform.html", env=_environment(env_id), sources=SOURCES)
+    return render_template("envform.html", env=environment_or_404(env_id), sources=SOURCES)
 
 
 @bp.get("/scheduler")

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from . import audit, scheduler
 from .access import admin_required
 from .clock import iso
-from .environments import environment_dict
+from .environments import environment_dict, environment_or_404
 from .extensions import db
 from .models import SOURCES, Endpoint, Environment, SyncRun
 from .sync import run_dict
@@ -60,9 +60,7 @@ def _set_paused(env_id: int, paused: bool):
         return jsonify(
             error="Some fields are not valid.", details={"source": "manager or installer"}
         ), 422
-    env = db.session.get(Environment, env_id)
-    if env is None:
-        abort(404, description="No such environment.")
+    env = environment_or_404(env_id)
     endpoint = next((e for e in env.endpoints if e.source == source), None)
     if endpoint is None:
         abort(404, description=f"This environment has no {source} configured.")
