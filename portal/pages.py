@@ -6,6 +6,7 @@ from flask import Blueprint, render_template
 from flask_login import login_required
 
 from .access import admin_required
+from .credentials import PAGE_SIZES
 from .environments import environment_or_404
 from .models import SOURCES
 
@@ -13,7 +14,6 @@ bp = Blueprint("pages", __name__)
 
 # How long a revealed password stays on screen (and in the clipboard), in seconds.
 REVEAL_SECONDS = 30
-PAGE_SIZES = (50, 100, 500)
 
 
 @bp.get("/environments/new")

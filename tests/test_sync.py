@@ -427,3 +427,13 @@ def test_server_echo_of_the_password_is_masked(fast_app, admin, form):
     assert run["state"] == "failed"
     for leak in (secret, "Pass", "word", quote(secret, safe="")):
         assert leak not in run["error"], run["error"]
+
+
+def test_saving_the_form_unchanged_keeps_the_stored_password(app, admin, sim):
+    env = create_env(admin, sim, pinned_sha256=sim.certificate_sha256)
+    shown = admin.client.get(f"/api/v1/environments/{env['id']}").json["manager"]
+    body = {**shown, "password": "", "sync_interval_minutes": 30}
+    saved = admin.api("PATCH", f"/api/v1/environments/{env['id']}", json={"manager": body})
+    assert saved.status_code == 200, saved.json
+    assert saved.json["manager"]["sync_interval_minutes"] == 30
+    assert run_sync(app, admin, env["id"])["state"] == "success"
