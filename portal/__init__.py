@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from logging.handlers import RotatingFileHandler
 
 from flask import Flask
 from sqlalchemy import event
 
+from .clock import UTC
 from .config import PROJECT_ROOT, Settings, load_settings
 from .crypto import DataCipher, load_or_create_key, write_secret_file
 

@@ -72,7 +72,7 @@ def generate_self_signed(cert_path: Path, key_path: Path, days: int = 365) -> x5
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "VCF Credential Portal"),
         ]
     )
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -144,7 +144,7 @@ def describe(cert: x509.Certificate) -> dict:
         key_type = f"RSA {key.key_size}"
     else:
         key_type = type(key).__name__
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     return {
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
@@ -197,7 +197,7 @@ def validate_pair(
     _check_key_strength(key.public_key())
     if leaf.public_key().public_numbers() != key.public_key().public_numbers():
         raise CertificateError("the key does not match the certificate")
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     for cert in certs:
         if cert.not_valid_after_utc <= now:
             raise CertificateError(f"{cert.subject.rfc4514_string()} has expired")
@@ -225,7 +225,7 @@ def install_pair(ssl_dir: Path, cert_pem: bytes, key_pem: bytes) -> Path | None:
     cert_path, key_path = ssl_dir / "cert.pem", ssl_dir / "key.pem"
     backup = None
     if cert_path.exists() and key_path.exists():
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         backup = ssl_dir / f"backup-{stamp}"
         backup.mkdir(mode=0o700)
         (backup / "cert.pem").write_bytes(cert_path.read_bytes())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
+
+UTC = timezone.utc  # datetime.UTC needs Python 3.11; the portal runs on 3.10 too
 
 __all__ = ["UTC", "iso", "now", "offset", "timedelta"]
 

@@ -7,7 +7,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -16,6 +16,7 @@ from sqlalchemy import select, text, update
 
 from . import audit, scheduler
 from .bootstrap import current_revision, file_lock, head_revision
+from .clock import UTC
 from .crypto import DataCipher, DecryptionError, key_id, load_or_create_key, write_secret_file
 from .environments import PASSWORD_PURPOSE as ENDPOINT_PURPOSE
 from .extensions import db

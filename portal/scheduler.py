@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -24,6 +24,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from . import clock, sync
+from .clock import UTC
 from .extensions import db
 from .models import Endpoint
 
