@@ -6,10 +6,11 @@ import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from servers import running_portal
 
+from portal.clock import UTC
 from portal.simulator import Simulator
 
 ADMIN_PASSWORD = "scheduler test admin"  # noqa: S105

@@ -22,7 +22,7 @@ from portal.models import AuditEvent
 
 def _pem_pair(key=None, days=30, issuer_key=None, issuer_name=None, name="portal.example"):
     key = key or ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (
         x509.CertificateBuilder()
@@ -117,7 +117,7 @@ def test_csr_then_accept_signed(ssl_app, admin, tmp_path):
     csr = x509.load_pem_x509_csr(response.data)
     assert csr.is_signature_valid
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Corp CA")])
     signed = (
         x509.CertificateBuilder()

@@ -131,7 +131,7 @@ def test_bad_configuration_names_the_variable(tmp_path):
 
 def _ca_signed_pair(ssl_dir: Path) -> Path:
     """A private CA and a server certificate it signed, as an operator would install."""
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Root CA")])
     ca = (
