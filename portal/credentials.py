@@ -179,11 +179,6 @@ def all_matching(environment_id: int | None, args: Any) -> list:
     return db.session.execute(query).all()
 
 
-def decrypt_password(blob: bytes | None) -> str | None:
-    """Decrypt a stored current-password blob."""
-    return cipher().decrypt(blob, PASSWORD_PURPOSE) if blob is not None else None
-
-
 def reveal(cred: Credential) -> str | None:
     """Decrypt a credential's current password."""
     if cred.password_enc is None:

@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import select
 
-from . import clock, sync
+from . import sync
 from .clock import UTC
 from .extensions import db
 from .models import Endpoint
@@ -303,10 +303,3 @@ def forget_in_child() -> None:
     if _state["lock_fd"] is not None:
         os.close(_state["lock_fd"])
     _state.update(scheduler=None, lock_fd=None, standby=None, stop=None)
-
-
-def next_run_in(endpoint: Endpoint) -> timedelta | None:
-    """Time until the endpoint's next scheduled sync, as last published by the scheduler."""
-    if endpoint.next_run_at is None:
-        return None
-    return endpoint.next_run_at - clock.now()
