@@ -7,6 +7,12 @@ def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _enum_body(name: str, values: list[str]) -> dict:
+    """A JSON request body with one optional string field taking one of `values`."""
+    schema = {"type": "object", "properties": {name: {"type": "string", "enum": values}}}
+    return {"content": {"application/json": {"schema": schema}}}
+
+
 def _json(schema: dict, description: str = "OK") -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -146,18 +152,7 @@ OPENAPI = {
             "parameters": [_ID],
             "post": {
                 "summary": "Queue a sync now (admin)",
-                "requestBody": {
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "source": {"type": "string", "enum": ["manager", "installer"]}
-                                },
-                            }
-                        }
-                    }
-                },
+                "requestBody": _enum_body("source", ["manager", "installer"]),
                 "responses": {"202": _json(_ref("SyncRun")), **_ERRORS},
             },
         },
@@ -207,18 +202,7 @@ OPENAPI = {
             "parameters": [_ID],
             "post": {
                 "summary": "Reveal a password (audited; purpose=copy audits a copy)",
-                "requestBody": {
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "purpose": {"type": "string", "enum": ["reveal", "copy"]}
-                                },
-                            }
-                        }
-                    }
-                },
+                "requestBody": _enum_body("purpose", ["reveal", "copy"]),
                 "responses": {"200": _json(_ref("Password")), **_ERRORS},
             },
         },
