@@ -112,6 +112,21 @@ def _apply(cert_pem: bytes, key_pem: bytes, action: str, detail: str):
     return redirect(url_for("settings.certificate"))
 
 
+def _install_checked(
+    cert_pem: bytes, key_pem: bytes, chain_pem: bytes, action: str, how: str
+) -> tuple[Response, bool]:
+    """Validate certificate, key and chain, then install them; a refusal is audited and
+    shown. Returns the response and whether the pair was installed."""
+    try:
+        chain = certs.validate_pair(cert_pem, key_pem, chain_pem)
+    except certs.CertificateError as exc:
+        audit.record(action, "certificate", outcome="failure", details={"reason": str(exc)})
+        flash(f"Not installed: {exc}.", "error")
+        return redirect(url_for("settings.certificate")), False
+    full = b"".join(c.public_bytes(certs.serialization.Encoding.PEM) for c in chain)
+    return _apply(full, key_pem, action, how), True
+
+
 @bp.post("/certificate/upload")
 @admin_required
 def upload_certificate():
@@ -122,19 +137,10 @@ def upload_certificate():
     if not cert_pem or not key_pem:
         flash("Choose a certificate file and its key.", "error")
         return redirect(url_for("settings.certificate"))
-    try:
-        chain = certs.validate_pair(cert_pem, key_pem, chain_pem)
-    except certs.CertificateError as exc:
-        audit.record(
-            "settings.certificate_upload",
-            "certificate",
-            outcome="failure",
-            details={"reason": str(exc)},
-        )
-        flash(f"Not installed: {exc}.", "error")
-        return redirect(url_for("settings.certificate"))
-    full = b"".join(c.public_bytes(certs.serialization.Encoding.PEM) for c in chain)
-    return _apply(full, key_pem, "settings.certificate_upload", "uploaded")
+    response, _ = _install_checked(
+        cert_pem, key_pem, chain_pem, "settings.certificate_upload", "uploaded"
+    )
+    return response
 
 
 @bp.post("/certificate/self-signed")
@@ -190,14 +196,11 @@ def accept_certificate():
         return redirect(url_for("settings.certificate"))
     cert_pem, chain_pem = _file("certificate"), _file("chain")
     key_pem = pending.read_bytes()
-    try:
-        chain = certs.validate_pair(cert_pem, key_pem, chain_pem)
-    except certs.CertificateError as exc:
-        flash(f"Not installed: {exc}.", "error")
-        return redirect(url_for("settings.certificate"))
-    full = b"".join(c.public_bytes(certs.serialization.Encoding.PEM) for c in chain)
-    response = _apply(full, key_pem, "settings.certificate_accept", "signed by the CA")
-    pending.unlink()
+    response, installed = _install_checked(
+        cert_pem, key_pem, chain_pem, "settings.certificate_accept", "signed by the CA"
+    )
+    if installed:
+        pending.unlink()
     return response
 
 
