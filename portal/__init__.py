@@ -120,36 +120,8 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _init_blueprints(app: Flask) -> None:
-    from . import (
-        api,
-        audit_views,
-        auth,
-        cli,
-        dashboard,
-        definitions,
-        exports,
-        health,
-        me,
-        pages,
-        scheduler_views,
-        settings,
-        users,
-    )
+    from . import api, cli, web
 
-    modules = (
-        auth,
-        dashboard,
-        health,
-        users,
-        audit_views,
-        api,
-        definitions,
-        exports,
-        me,
-        pages,
-        scheduler_views,
-        settings,
-    )
-    for module in modules:
-        app.register_blueprint(module.bp)
+    app.register_blueprint(api.bp)
+    web.init_app(app)
     cli.init_app(app)

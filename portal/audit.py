@@ -43,9 +43,8 @@ def record(
     outcome: str = "success",
     details: dict | None = None,
     actor: str | None = None,
-    commit: bool = True,
 ) -> AuditEvent:
-    """Add an audit event (committed unless commit=False) and mirror it to the audit log."""
+    """Add an audit event to the session (the caller commits) and mirror it to the log."""
     request_actor, ip = _request_actor_and_ip()
     event = AuditEvent(
         actor=clean(actor if actor is not None else request_actor, 128),
@@ -56,8 +55,6 @@ def record(
         details=json.dumps({k: clean(v) for k, v in (details or {}).items()}) if details else None,
     )
     db.session.add(event)
-    if commit:
-        db.session.commit()
     log.info(
         "audit action=%s actor=%s ip=%s target=%s outcome=%s",
         action,

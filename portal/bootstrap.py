@@ -88,7 +88,6 @@ def seed_first_admin(app: Flask) -> bool:
         "admin",
         details={"role": "admin", "by": "first start"},
         actor="system",
-        commit=False,
     )
     db.session.commit()
     return True

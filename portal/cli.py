@@ -10,11 +10,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from . import __version__, audit, clock, maintenance
+from . import __version__, audit, clock, maintenance, users
 from .extensions import db
 from .models import ROLES, User
 from .security import password_problem
-from .users import add_user, set_temporary_password
 
 users_cli = AppGroup("users", help="Manage portal users (for a locked-out operator).")
 
@@ -51,7 +50,8 @@ def create_user(username: str, role: str) -> None:
     """Create a user; the password is asked for and must be changed at first sign-in."""
     if db.session.scalar(select(User.id).where(User.username == username)):
         raise click.ClickException(f"user {username!r} exists")
-    add_user(username, role, _new_password(username), actor="cli")
+    users.add_user(username, role, _new_password(username), actor="cli")
+    db.session.commit()
     click.echo(f"created {username} ({role})")
 
 
@@ -62,7 +62,8 @@ def reset_password(username: str) -> None:
     user = _get(username)
     password = _new_password(username)
     user.disabled = False
-    set_temporary_password(user, password, actor="cli")
+    users.set_temporary_password(user, password, actor="cli")
+    db.session.commit()
     click.echo(f"password reset for {username}; it must be changed at next sign-in")
 
 
@@ -70,16 +71,12 @@ def reset_password(username: str) -> None:
 @click.argument("username")
 @click.argument("role", type=click.Choice(ROLES))
 def set_role(username: str, role: str) -> None:
-    """Change a user's role (the last admin cannot be demoted)."""
+    """Change a user's role (the last active admin cannot be demoted)."""
     user = _get(username)
-    if user.role == "admin" and role != "admin":
-        admins = db.session.scalars(select(User).where(User.role == "admin")).all()
-        if len([u for u in admins if not u.disabled]) <= 1:
-            raise click.ClickException("the last admin cannot be demoted")
-    old, user.role = user.role, role
-    audit.record(
-        "user.role", username, details={"from": old, "to": role}, actor="cli", commit=False
-    )
+    try:
+        old = users.change_role(user, role, actor="cli")
+    except users.UserRuleError as exc:
+        raise click.ClickException(str(exc)) from None
     db.session.commit()
     click.echo(f"{username}: {old} -> {role}")
 
@@ -108,6 +105,7 @@ def backup_command(to_dir: Path | None) -> None:
     if show:
         click.echo("", err=True)
     audit.record("settings.backup", str(path.name), actor="cli")
+    db.session.commit()
     click.echo(f"backup written: {path}")
     click.echo("the data key (data.key) is not in the backup: keep a copy of it separately")
 

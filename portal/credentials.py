@@ -10,6 +10,7 @@ from . import clock
 from .clock import iso
 from .environments import cipher
 from .extensions import db
+from .http import QueryError, int_arg
 from .models import Credential, Environment, PasswordHistory
 from .sync import HISTORY_PURPOSE, PASSWORD_PURPOSE
 
@@ -31,14 +32,6 @@ SORTS = {
     "first_seen_at": Credential.first_seen_at,
     "expiry_date": Credential.expiry_date,
 }
-
-
-class QueryError(ValueError):
-    """A bad page, filter or sort parameter; `field` names it."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
 
 def _like(value: str) -> str:
@@ -95,19 +88,6 @@ def _sorted(query: Select, sort: str) -> Select:
     return query.order_by(primary, Credential.hostname, Credential.username, Credential.id)
 
 
-def _int_arg(args: Any, name: str, default: int, low: int, high: int) -> int:
-    raw = args.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise QueryError(name, f"{name} must be a whole number") from None
-    if not low <= value <= high:
-        raise QueryError(name, f"{name} must be between {low} and {high}")
-    return value
-
-
 def credential_dict(cred: Credential, environment_name: str | None = None) -> dict:
     """The API shape of a credential's metadata; never the password."""
     body = {
@@ -136,8 +116,8 @@ def credential_dict(cred: Credential, environment_name: str | None = None) -> di
 
 def credentials_page(environment_id: int | None, args: Any) -> dict:
     """One page of credential metadata with the total, per the request arguments."""
-    page = _int_arg(args, "page", 1, 1, 10**6)
-    per_page = _int_arg(args, "per_page", 50, 1, MAX_PER_PAGE)
+    page = int_arg(args, "page", 1, 1, 10**6)
+    per_page = int_arg(args, "per_page", 50, 1, MAX_PER_PAGE)
     query = filtered_query(environment_id, args)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     rows = db.session.scalars(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import traceback
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .http import json_error
 
 log = logging.getLogger("portal.errors")
 
@@ -24,7 +26,7 @@ _TITLES = {
 
 def _respond(code: int, message: str):
     if request.path.startswith("/api/"):
-        return jsonify(error=message, details={}), code
+        return json_error(code, message)
     title = _TITLES.get(code, "Error")
     return render_template("error.html", code=code, title=title, message=message), code
 

@@ -1,4 +1,4 @@
-"""Exports of credentials with passwords (CSV, Excel): audited, formula-safe, re-authenticated."""
+"""Credential exports with passwords (CSV, Excel): rows, formula safety, file formats."""
 
 from __future__ import annotations
 
@@ -7,18 +7,13 @@ import io
 import re
 
 import xlsxwriter
-from flask import Blueprint, Response, abort, current_app, request
-from flask_login import login_required
+from flask import current_app
 
-from . import audit, clock
-from .access import confirm_recent_auth
+from . import clock
 from .credentials import all_matching
-from .environments import environment_or_404
 from .extensions import db
 from .models import Environment
 from .sync import PASSWORD_PURPOSE
-
-bp = Blueprint("exports", __name__)
 
 COLUMNS = (
     "Environment",
@@ -134,55 +129,17 @@ def to_xlsx(rows: list[list[str]], passwords: list[str] | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def _export(environment: Environment | None):
-    fmt = request.form.get("format", "csv")
-    scope = request.form.get("scope", "view")
-    if fmt not in ("csv", "xlsx") or scope not in ("view", "all"):
-        abort(400, description="format is csv or xlsx; scope is view or all")
-    if not confirm_recent_auth():
-        audit.record(
-            "credential.export",
-            environment.name if environment else "all",
-            outcome="denied",
-            details={"reason": "re-authentication needed"},
-        )
-        abort(403, description="Confirm your password to export passwords.")
-    args = request.form if scope == "view" else {}
+MIMETYPES = {
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def export_file(environment: Environment | None, fmt: str, args) -> tuple[bytes, str, int]:
+    """The export of one environment (or all) matching `args`: bytes, file name, row count."""
     rows, passwords = _rows(environment.id if environment else None, args)
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     label = _NAME_UNSAFE.sub("_", environment.name).strip("_") if environment else "all"
     filename = f"vcf-credentials_{label or 'environment'}_{stamp}.{fmt}"
     body = to_csv(rows) if fmt == "csv" else to_xlsx(rows, passwords)
-    audit.record(
-        "credential.export",
-        environment.name if environment else "all environments",
-        details={"format": fmt, "scope": scope, "rows": len(rows)},
-    )
-    mimetype = (
-        "text/csv"
-        if fmt == "csv"
-        else ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-    )
-    return Response(
-        body,
-        mimetype=mimetype,
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        },
-    )
-
-
-@bp.post("/environments/<int:env_id>/export")
-@login_required
-def export_environment(env_id: int):
-    """Download one environment's credentials (filtered view or all) as CSV or Excel."""
-    env = environment_or_404(env_id)
-    return _export(env)
-
-
-@bp.post("/export")
-@login_required
-def export_all():
-    """Download credentials of every environment as CSV or Excel."""
-    return _export(None)
+    return body, filename, len(rows)

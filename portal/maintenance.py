@@ -205,7 +205,6 @@ def rotate_key(app: Flask) -> int:
                 "settings.rotate_key",
                 "data key",
                 actor="cli",
-                commit=False,
                 details={"secrets": count},
             )
             db.session.commit()

@@ -11,11 +11,12 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from . import clock
 from .extensions import db, login_manager
+from .http import json_error
 from .models import User, UserSession
 
 REAUTH_WINDOW = timedelta(minutes=15)
@@ -116,7 +117,7 @@ def _load_user(user_id: str) -> User | None:
 @login_manager.unauthorized_handler
 def _unauthorized():
     if request.path.startswith("/api/"):
-        return jsonify(error="Sign-in required", details={}), 401
+        return json_error(401, "Sign-in required")
     target = request.full_path if request.method == "GET" else request.path
     return redirect(url_for("auth.login", next=target.rstrip("?")))
 
@@ -139,7 +140,7 @@ def _forced_password_change():
     if request.endpoint in _OPEN_ENDPOINTS:
         return None
     if request.path.startswith("/api/"):
-        return jsonify(error="Change your password first", details={}), 403
+        return json_error(403, "Change your password first")
     return redirect(url_for("auth.change_password"))
 
 

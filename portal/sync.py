@@ -390,7 +390,6 @@ def execute_run(run_id: int, fetch=None) -> SyncRun | None:
             "sync.finish",
             target,
             outcome="failed",
-            commit=False,
             details={"run": run.id, "error": str(exc)},
             actor="scheduler",
         )
@@ -427,7 +426,6 @@ def execute_run(run_id: int, fetch=None) -> SyncRun | None:
         "sync.finish",
         target,
         outcome=state,
-        commit=False,
         actor="scheduler",
         details={
             "run": run.id,

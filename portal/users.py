@@ -1,27 +1,38 @@
-"""User administration (admin only)."""
+"""Users: creation, temporary passwords, roles, disabling, deletion, and the rule that an
+active admin always remains. Callers commit."""
 
 from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 from sqlalchemy import func, select
 
 from . import audit, clock
-from .access import admin_required, confirm_recent_auth
 from .extensions import db
 from .models import ROLES, User
-from .security import hash_password, password_problem
+from .security import hash_password
 from .sessions import revoke_user_sessions
-
-bp = Blueprint("users", __name__, url_prefix="/users")
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 
 
+class UserRuleError(ValueError):
+    """A change that a user rule forbids; the message is for the operator."""
+
+
+def username_problem(username: str) -> str | None:
+    """Why a new user name cannot be used, or None."""
+    if not USERNAME_RE.match(username):
+        return "2 to 64 letters, digits, dot, dash, underscore or @."
+    if db.session.scalar(select(User.id).where(User.username == username)):
+        return "This user name is taken."
+    return None
+
+
 def add_user(username: str, role: str, password: str, actor: str | None = None) -> User:
-    """Create a user whose password must be changed at first sign-in (audited, committed)."""
+    """Create a user whose password must be changed at first sign-in (audited)."""
+    if role not in ROLES:
+        raise UserRuleError(f"Unknown role {role!r}.")
     user = User(
         username=username,
         role=role,
@@ -29,8 +40,7 @@ def add_user(username: str, role: str, password: str, actor: str | None = None) 
         must_change_password=True,
     )
     db.session.add(user)
-    audit.record("user.create", username, details={"role": role}, actor=actor, commit=False)
-    db.session.commit()
+    audit.record("user.create", username, details={"role": role}, actor=actor)
     return user
 
 
@@ -42,150 +52,62 @@ def set_temporary_password(user: User, password: str, actor: str | None = None) 
     user.locked_until = None
     user.password_changed_at = clock.now()
     revoke_user_sessions(user.id)
-    audit.record("user.reset_password", user.username, actor=actor, commit=False)
-    db.session.commit()
+    audit.record("user.reset_password", user.username, actor=actor)
 
 
-def _active_admins() -> int:
-    return (
-        db.session.scalar(
-            select(func.count(User.id)).where(User.role == "admin", User.disabled.is_(False))
+def _is_active_admin(role: str, disabled: bool) -> bool:
+    return role == "admin" and not disabled
+
+
+def ensure_active_admin_remains(
+    user: User, *, role: str | None = None, disabled: bool | None = None, deleting: bool = False
+) -> None:
+    """Refuse a change to `user` that would leave the portal without an active admin.
+
+    Only a change that takes an active admin out of that state can break the rule: demoting
+    or deleting a disabled admin changes nothing.
+    """
+    if not _is_active_admin(user.role, bool(user.disabled)):
+        return
+    after_role = user.role if role is None else role
+    after_disabled = bool(user.disabled) if disabled is None else disabled
+    if not deleting and _is_active_admin(after_role, after_disabled):
+        return
+    others = db.session.scalar(
+        select(func.count(User.id)).where(
+            User.role == "admin", User.disabled.is_(False), User.id != user.id
         )
-        or 0
     )
+    if not others:
+        verb = "deleted" if deleting else "disabled" if after_disabled else "demoted"
+        raise UserRuleError(f"The last active admin cannot be {verb}.")
 
 
-def _render(errors: dict | None = None, status: int = 200):
-    users = db.session.scalars(select(User).order_by(User.username)).all()
-    return render_template("users.html", users=users, roles=ROLES, errors=errors or {}), status
-
-
-@bp.get("/")
-@admin_required
-def list_users():
-    """List users with their role and state."""
-    return _render()
-
-
-def _require_reauth():
-    if not confirm_recent_auth():
-        flash("Confirm your own password to manage users.", "error")
-        return _render({"confirm_password": "Your password is required."}, 403)
-    return None
-
-
-@bp.post("/")
-@admin_required
-def create_user():
-    """Create a user with a temporary password to be changed at first sign-in."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
-    username = (request.form.get("username") or "").strip()
-    role = request.form.get("role") or "readonly"
-    password = request.form.get("password") or ""
-    errors = {}
-    if not USERNAME_RE.match(username):
-        errors["username"] = "2 to 64 letters, digits, dot, dash, underscore or @."
-    elif db.session.scalar(select(User.id).where(User.username == username)):
-        errors["username"] = "This user name is taken."
+def change_role(user: User, role: str, actor: str | None = None) -> str:
+    """Give `user` another role (audited); returns the previous one."""
     if role not in ROLES:
-        errors["role"] = "Unknown role."
-    if problem := password_problem(password, username):
-        errors["password"] = problem
-    if errors:
-        return _render(errors, 400)
-    add_user(username, role, password)
-    flash(f"User {username} created; they must change the password at first sign-in.", "info")
-    return redirect(url_for("users.list_users"))
+        raise UserRuleError(f"Unknown role {role!r}.")
+    ensure_active_admin_remains(user, role=role)
+    old, user.role = user.role, role
+    audit.record("user.role", user.username, details={"from": old, "to": role}, actor=actor)
+    return old
 
 
-def _target(user_id: int) -> User:
-    user = db.session.get(User, user_id)
-    if user is None:
-        abort(404, description="No such user.")
-    return user
-
-
-def _refuse(message: str):
-    flash(message, "error")
-    return _render(status=409)
-
-
-@bp.post("/<int:user_id>/role")
-@admin_required
-def set_role(user_id: int):
-    """Change a user's role; the last admin and oneself cannot be demoted."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
-    user = _target(user_id)
-    role = request.form.get("role")
-    if role not in ROLES:
-        return _render({"role": "Unknown role."}, 400)
-    if user.id == current_user.id and role != user.role:
-        return _refuse("You cannot change your own role.")
-    if user.role == "admin" and role != "admin" and _active_admins() <= 1:
-        return _refuse("The last admin cannot be demoted.")
-    old = user.role
-    user.role = role
-    audit.record("user.role", user.username, details={"from": old, "to": role}, commit=False)
-    db.session.commit()
-    flash(f"{user.username} is now {role}.", "info")
-    return redirect(url_for("users.list_users"))
-
-
-@bp.post("/<int:user_id>/reset-password")
-@admin_required
-def reset_password(user_id: int):
-    """Set a temporary password; the user must change it at next sign-in."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
-    user = _target(user_id)
-    password = request.form.get("password") or ""
-    if problem := password_problem(password, user.username):
-        return _render({f"password_{user.id}": problem}, 400)
-    set_temporary_password(user, password)
-    flash(f"Temporary password set for {user.username}.", "info")
-    return redirect(url_for("users.list_users"))
-
-
-@bp.post("/<int:user_id>/disable")
-@admin_required
-def toggle_disabled(user_id: int):
-    """Disable or re-enable a user; disabling ends their sessions."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
-    user = _target(user_id)
-    disable = request.form.get("disabled") == "1"
-    if disable and user.id == current_user.id:
-        return _refuse("You cannot disable yourself.")
-    if disable and user.role == "admin" and not user.disabled and _active_admins() <= 1:
-        return _refuse("The last admin cannot be disabled.")
-    user.disabled = disable
-    if disable:
+def set_disabled(user: User, disabled: bool, actor: str | None = None) -> None:
+    """Disable (ending the user's sessions) or re-enable (unlocking) a user; audited."""
+    ensure_active_admin_remains(user, disabled=disabled)
+    user.disabled = disabled
+    if disabled:
         revoke_user_sessions(user.id)
     else:
         user.failed_logins = 0
         user.locked_until = None
-    audit.record("user.disable" if disable else "user.enable", user.username, commit=False)
-    db.session.commit()
-    flash(f"{user.username} is {'disabled' if disable else 'enabled'}.", "info")
-    return redirect(url_for("users.list_users"))
+    audit.record("user.disable" if disabled else "user.enable", user.username, actor=actor)
 
 
-@bp.post("/<int:user_id>/delete")
-@admin_required
-def delete_user(user_id: int):
-    """Delete a user; nobody can delete themselves or the last admin."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
-    user = _target(user_id)
-    if user.id == current_user.id:
-        return _refuse("You cannot delete yourself.")
-    if user.role == "admin" and not user.disabled and _active_admins() <= 1:
-        return _refuse("The last admin cannot be deleted.")
+def delete_user(user: User, actor: str | None = None) -> None:
+    """Delete a user (audited); never the last active admin."""
+    ensure_active_admin_remains(user, deleting=True)
     name = user.username
     db.session.delete(user)
-    audit.record("user.delete", name, commit=False)
-    db.session.commit()
-    flash(f"User {name} deleted.", "info")
-    return redirect(url_for("users.list_users"))
+    audit.record("user.delete", name, actor=actor)

@@ -117,3 +117,38 @@ def test_cli_users(app):
     assert _user(app, "erin").must_change_password
     result = runner.invoke(args=["users", "set-role", "nobody", "admin"])
     assert result.exit_code != 0 and "no user" in result.output
+
+
+def test_disabled_admin_can_be_demoted_while_one_other_admin_is_active(app, admin):
+    other_admin = _user(app, "admin")
+    assert admin.post(f"/users/{other_admin.id}/disable", {"disabled": "1"}).status_code == 302
+    # alice is the only active admin; demoting the disabled admin leaves her so.
+    assert admin.post(f"/users/{other_admin.id}/role", {"role": "readonly"}).status_code == 302
+    assert _user(app, "admin").role == "readonly"
+
+
+def test_cli_applies_the_same_last_active_admin_rule(app):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["users", "set-role", "alice", "readonly"]).exit_code == 0
+    # admin is now the last active admin.
+    refused = runner.invoke(args=["users", "set-role", "admin", "readonly"])
+    assert refused.exit_code == 1
+    assert "last active admin cannot be demoted" in refused.output
+    assert _user(app, "admin").role == "admin"
+    with app.app_context():
+        db.session.get(User, _user(app, "alice").id).role = "admin"
+        db.session.get(User, _user(app, "admin").id).disabled = True
+        db.session.commit()
+    # A disabled admin is not an active one: demoting it changes nothing.
+    assert runner.invoke(args=["users", "set-role", "admin", "readonly"]).exit_code == 0
+    assert _user(app, "admin").role == "readonly"
+
+
+def test_services_do_not_commit(app):
+    from portal import users
+
+    with app.app_context():
+        users.add_user("carol", "readonly", NEW_PASSWORD, actor="test")
+        db.session.rollback()
+        assert db.session.scalar(select(User).where(User.username == "carol")) is None
+        assert not db.session.scalars(select(AuditEvent).where(AuditEvent.target == "carol")).all()

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import abort, current_app, jsonify, request
 from flask_login import login_required
 from sqlalchemy import func, select
 
-from . import audit, scheduler
-from .access import admin_required
-from .clock import iso
-from .environments import environment_dict, environment_or_404
-from .extensions import db
-from .models import SOURCES, Endpoint, Environment, SyncRun
-from .sync import run_dict
-
-bp = Blueprint("scheduler", __name__, url_prefix="/api/v1")
+from .. import audit, scheduler
+from ..access import admin_required
+from ..clock import iso
+from ..environments import environment_dict, environment_or_404
+from ..extensions import db
+from ..http import json_error
+from ..models import SOURCES, Endpoint, Environment, SyncRun
+from ..sync import run_dict
+from .base import bp
 
 
 @bp.get("/scheduler")
@@ -57,9 +57,7 @@ def _set_paused(env_id: int, paused: bool):
     data = request.get_json(silent=True) or {}
     source = data.get("source") if isinstance(data, dict) else None
     if source not in SOURCES:
-        return jsonify(
-            error="Some fields are not valid.", details={"source": "manager or installer"}
-        ), 422
+        return json_error(422, "Some fields are not valid.", {"source": "manager or installer"})
     env = environment_or_404(env_id)
     endpoint = next((e for e in env.endpoints if e.source == source), None)
     if endpoint is None:
@@ -67,9 +65,7 @@ def _set_paused(env_id: int, paused: bool):
     endpoint.sync_paused = paused
     if paused:
         endpoint.next_run_at = None
-    audit.record(
-        "scheduler.pause" if paused else "scheduler.resume", f"{env.name} / {source}", commit=False
-    )
+    audit.record("scheduler.pause" if paused else "scheduler.resume", f"{env.name} / {source}")
     db.session.commit()
     return jsonify(environment_dict(env))
 

@@ -1,96 +1,27 @@
-"""Sign-in, sign-out and password change, with throttling that holds across workers."""
+"""Sign-in, sign-out and password change pages."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from flask import (
-    Blueprint,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
-from . import audit, clock
-from .extensions import db
-from .models import LoginFailure, User
-from .security import client_ip, hash_password, is_safe_next, password_problem, verify_password
-from .sessions import current_session, end_session, revoke_user_sessions, start_session
+from .. import audit, clock
+from ..extensions import db
+from ..models import User
+from ..security import client_ip, hash_password, is_safe_next, password_problem, verify_password
+from ..sessions import current_session, end_session, revoke_user_sessions, start_session
+from ..signin import (
+    MAX_ACCOUNT_FAILURES,
+    claim_attempt,
+    count_account_attempt,
+    dummy_hash,
+    lock_account,
+    lock_message,
+    password_failure,
+)
 
 bp = Blueprint("auth", __name__)
-
-MAX_ACCOUNT_FAILURES = 5
-LOCKOUT = timedelta(minutes=15)
-MAX_ADDRESS_FAILURES = 20
-ADDRESS_WINDOW = timedelta(minutes=15)
-_DUMMY_HASH_CACHE: dict[str, str] = {}
-
-
-def _dummy_hash() -> str:
-    method = current_app.config.get("PASSWORD_HASH_METHOD", "scrypt")
-    if method not in _DUMMY_HASH_CACHE:
-        _DUMMY_HASH_CACHE[method] = hash_password("not-a-real-password-for-timing")
-    return _DUMMY_HASH_CACHE[method]
-
-
-def _claim_attempt(username: str, ip: str) -> tuple[LoginFailure, bool]:
-    """Record the attempt as a failure before the password is checked, so that parallel
-    guesses count at once; returns it and whether the address is over its limit."""
-    attempt = LoginFailure(username=username[:128], ip=ip)
-    db.session.add(attempt)
-    db.session.commit()
-    since = clock.now() - ADDRESS_WINDOW
-    count = db.session.scalar(
-        select(func.count(LoginFailure.id)).where(LoginFailure.ip == ip, LoginFailure.at >= since)
-    )
-    return attempt, (count or 0) > MAX_ADDRESS_FAILURES
-
-
-def _count_account_attempt(user: User) -> int:
-    """Add one to the account's attempts since its last success, atomically; the new count."""
-    count = db.session.execute(
-        update(User)
-        .where(User.id == user.id)
-        .values(failed_logins=User.failed_logins + 1)
-        .returning(User.failed_logins)
-    ).scalar_one()
-    db.session.commit()
-    return count
-
-
-def lock_account(user: User, actor: str | None = None) -> None:
-    """Lock an account for 15 minutes and end its sessions (the caller commits)."""
-    user.locked_until = clock.now() + LOCKOUT
-    revoke_user_sessions(user.id)
-    audit.record(
-        "auth.lockout", user.username, outcome="failure", actor=actor or user.username, commit=False
-    )
-
-
-def password_failure(user: User, action: str) -> bool:
-    """Count a wrong password typed by a signed-in user (re-authentication, password change);
-    the fifth locks the account and ends its sessions. Returns True when it locked."""
-    count = _count_account_attempt(user)
-    db.session.refresh(user)
-    audit.record(action, user.username, outcome="failure", commit=False)
-    locked = count >= MAX_ACCOUNT_FAILURES
-    if locked:
-        lock_account(user)
-    db.session.commit()
-    return locked
-
-
-def _lock_message(user: User) -> str:
-    minutes = max(1, int((user.locked_until - clock.now()).total_seconds() // 60) + 1)
-    return (
-        f"This account is locked after {MAX_ACCOUNT_FAILURES} failed sign-ins. "
-        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}, or ask an administrator."
-    )
 
 
 def _next_target() -> str:
@@ -109,16 +40,18 @@ def login():
     password = request.form.get("password") or ""
     ip = client_ip()
     again = request.form.get("next", "")
-    attempt, address_over = _claim_attempt(username or "(empty)", ip)
+    attempt, address_over = claim_attempt(username or "(empty)", ip)
     if address_over:
         audit.record("auth.login", username, outcome="blocked", actor=username or "anonymous")
+        db.session.commit()
         flash("Too many failed sign-ins from your address. Try again in 15 minutes.", "error")
         return render_template("login.html", next=again), 429
     user = db.session.scalar(select(User).where(User.username == username)) if username else None
     if user is not None and user.locked_until and user.locked_until > clock.now():
-        verify_password(_dummy_hash(), password)
+        verify_password(dummy_hash(), password)
         audit.record("auth.login", username, outcome="locked", actor=username)
-        flash(_lock_message(user), "error")
+        db.session.commit()
+        flash(lock_message(user), "error")
         return render_template("login.html", next=again), 403
     if user is not None and user.locked_until is not None:
         # The lock has run out: a fresh count starts (conditional, so only one request resets).
@@ -128,29 +61,28 @@ def login():
             .values(failed_logins=0, locked_until=None)
         )
         db.session.commit()
-    attempts = _count_account_attempt(user) if user is not None else 0
+    attempts = count_account_attempt(user) if user is not None else 0
     if attempts > MAX_ACCOUNT_FAILURES:
         # Parallel guesses beyond the limit: refused unchecked, and the account locked.
         db.session.refresh(user)
         if not (user.locked_until and user.locked_until > clock.now()):
             lock_account(user)
-        audit.record("auth.login", username, outcome="locked", actor=username, commit=False)
+        audit.record("auth.login", username, outcome="locked", actor=username)
         db.session.commit()
-        flash(_lock_message(user), "error")
+        flash(lock_message(user), "error")
         return render_template("login.html", next=again), 403
-    ok = verify_password(user.password_hash if user else _dummy_hash(), password)
+    ok = verify_password(user.password_hash if user else dummy_hash(), password)
     if not ok or user is None or user.disabled or not username:
         message = "Invalid user name or password."
         if user is not None and attempts >= MAX_ACCOUNT_FAILURES:
             db.session.refresh(user)
             lock_account(user)
-            message = _lock_message(user)
+            message = lock_message(user)
         audit.record(
             "auth.login",
             username or "(empty)",
             outcome="failure",
             actor=username or "(empty)",
-            commit=False,
         )
         db.session.commit()
         flash(message, "error")
@@ -160,7 +92,7 @@ def login():
     user.locked_until = None
     user.last_login_at = clock.now()
     start_session(user, ip)
-    audit.record("auth.login", user.username, commit=False)
+    audit.record("auth.login", user.username)
     db.session.commit()
     if user.must_change_password:
         return redirect(url_for("auth.change_password"))
@@ -174,6 +106,7 @@ def logout():
         name = current_user.username
         end_session()
         audit.record("auth.logout", name, actor=name)
+        db.session.commit()
     else:
         end_session()
     flash("You are signed out.", "info")
@@ -209,6 +142,7 @@ def change_password():
         errors["new_password"] = "Choose a password different from the current one."
     if errors:
         audit.record("user.password_change", current_user.username, outcome="failure")
+        db.session.commit()
         return render_template("change_password.html", errors=errors), 400
     user = current_user._get_current_object()
     user.password_hash = hash_password(new)
@@ -218,7 +152,7 @@ def change_password():
     revoke_user_sessions(user.id, keep=row)
     if row is not None:
         row.authenticated_at = clock.now()
-    audit.record("user.password_change", user.username, commit=False)
+    audit.record("user.password_change", user.username)
     db.session.commit()
     flash("Your password has been changed.", "info")
     return redirect(url_for("dashboard.index"))

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, jsonify, request
+from flask import Response, abort, jsonify, request
 from sqlalchemy import select
 
-from . import audit, clock
-from .access import admin_required, check_reauth_password
-from .environments import PASSWORD_PURPOSE, ValidationError, cipher, save_environment
-from .extensions import db
-from .models import Environment
-
-bp = Blueprint("definitions", __name__, url_prefix="/api/v1/environments/definitions")
+from .. import audit, clock
+from ..access import admin_required, check_reauth_password
+from ..environments import PASSWORD_PURPOSE, ValidationError, cipher, save_environment
+from ..extensions import db
+from ..models import Environment
+from .base import bp
 
 FORMAT = "vcf-credential-portal/environments"
 _FIELDS = (
@@ -60,15 +59,16 @@ def _download(document: dict) -> Response:
     return response
 
 
-@bp.get("")
+@bp.get("/environments/definitions")
 @admin_required
 def export_definitions():
     """Download environment definitions without passwords."""
     audit.record("environment.export_definitions", "all", details={"passwords": "no"})
+    db.session.commit()
     return _download(export_document(False))
 
 
-@bp.post("/export")
+@bp.post("/environments/definitions/export")
 @admin_required
 def export_definitions_with_passwords():
     """Download definitions with passwords: explicitly chosen, password typed again."""
@@ -80,12 +80,14 @@ def export_definitions_with_passwords():
         audit.record(
             "environment.export_definitions", "all", outcome="denied", details={"passwords": "yes"}
         )
+        db.session.commit()
         abort(403, description="Confirm your password to export service-account passwords.")
     audit.record("environment.export_definitions", "all", details={"passwords": "yes"})
+    db.session.commit()
     return _download(export_document(True))
 
 
-@bp.post("/import")
+@bp.post("/environments/definitions/import")
 @admin_required
 def import_definitions():
     """Create or update environments (matched by name) from an exported document."""
@@ -125,7 +127,6 @@ def import_definitions():
     audit.record(
         "environment.import",
         "definitions",
-        commit=False,
         outcome="success" if not errors else "partial",
         details={"created": created, "updated": updated, "errors": len(errors)},
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, abort, jsonify, request
+from flask import jsonify
 from flask_login import current_user, login_required
 
-from .extensions import db
-from .sessions import recently_authenticated
-
-bp = Blueprint("me", __name__, url_prefix="/api/v1/me")
+from ..extensions import db
+from ..http import json_error, json_object_body
+from ..sessions import recently_authenticated
+from .base import bp
 
 PREFERENCES = {"dashboard_view": ("cards", "list")}
 
@@ -21,7 +21,7 @@ def preferences(user) -> dict:
     return {key: stored.get(key, allowed[0]) for key, allowed in PREFERENCES.items()}
 
 
-@bp.get("")
+@bp.get("/me")
 @login_required
 def who_am_i():
     """User name, role, whether the password was typed recently, preferences."""
@@ -33,13 +33,11 @@ def who_am_i():
     )
 
 
-@bp.patch("/preferences")
+@bp.patch("/me/preferences")
 @login_required
 def set_preferences():
     """Change preferences (dashboard_view: cards or list)."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        abort(400, description="Expected a JSON object body.")
+    data = json_object_body()
     current = preferences(current_user)
     errors = {}
     for key, value in data.items():
@@ -48,7 +46,7 @@ def set_preferences():
         else:
             current[key] = value
     if errors:
-        return jsonify(error="Some fields are not valid.", details=errors), 422
+        return json_error(422, "Some fields are not valid.", errors)
     current_user.preferences = json.dumps(current)
     db.session.commit()
     return jsonify(preferences=current)

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from flask import Blueprint, Response, abort, render_template, request
 from sqlalchemy import Select, select
 
-from . import audit, clock
-from .access import admin_required
-from .exports import neutralise
-from .extensions import db
-from .models import AuditEvent
+from .. import audit, clock
+from ..access import admin_required
+from ..exports import neutralise
+from ..extensions import db
+from ..models import AuditEvent
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
@@ -77,6 +77,7 @@ def export_audit_csv():
             ]
         )
     audit.record("audit.export", "audit log")
+    db.session.commit()
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     return Response(
         ("\ufeff" + buffer.getvalue()).encode(),

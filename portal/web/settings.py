@@ -23,10 +23,12 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_login import current_user
 from sqlalchemy.engine import make_url
 
-from . import STARTED_AT, __version__, audit, certs, clock, scheduler
-from .access import admin_required, confirm_recent_auth
+from .. import STARTED_AT, __version__, audit, certs, clock, scheduler
+from ..access import admin_required, confirm_recent_auth
+from ..extensions import db
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -78,6 +80,7 @@ def _reauth_or_refuse(action: str):
     if confirm_recent_auth():
         return None
     audit.record(action, "certificate", outcome="denied")
+    db.session.commit()
     flash("Confirm your password for this change.", "error")
     return redirect(url_for("settings.certificate"))
 
@@ -108,6 +111,7 @@ def _apply(cert_pem: bytes, key_pem: bytes, action: str, detail: str):
             "how": detail,
         },
     )
+    db.session.commit()
     flash(f"Certificate installed. {graceful_reload()}", "info")
     return redirect(url_for("settings.certificate"))
 
@@ -121,6 +125,7 @@ def _install_checked(
         chain = certs.validate_pair(cert_pem, key_pem, chain_pem)
     except certs.CertificateError as exc:
         audit.record(action, "certificate", outcome="failure", details={"reason": str(exc)})
+        db.session.commit()
         flash(f"Not installed: {exc}.", "error")
         return redirect(url_for("settings.certificate")), False
     full = b"".join(c.public_bytes(certs.serialization.Encoding.PEM) for c in chain)
@@ -177,6 +182,7 @@ def certificate_request():
         return redirect(url_for("settings.certificate"))
     csr = certs.make_csr(_settings().ssl_dir, common_name, names or [common_name])
     audit.record("settings.certificate_csr", common_name)
+    db.session.commit()
     return Response(
         csr,
         mimetype="application/pkcs10",
@@ -213,6 +219,7 @@ def restart():
         return redirect(url_for("settings.about"))
     message = graceful_reload()
     audit.record("settings.restart", "web workers")
+    db.session.commit()
     flash(message, "info")
     return redirect(url_for("settings.about"))
 
@@ -275,6 +282,7 @@ def download_log():
     """Download one whole log file."""
     path = _named_log(request.args.get("file"))
     audit.record("settings.log_download", path.name)
+    db.session.commit()
     return send_file(path, mimetype="text/plain", as_attachment=True, download_name=path.name)
 
 
@@ -326,8 +334,6 @@ def certificate_warning() -> dict | None:
 
 @bp.app_context_processor
 def _admin_banner() -> dict:
-    from flask_login import current_user
-
     if current_user.is_authenticated and current_user.is_admin:
         return {"certificate_warning": certificate_warning()}
     return {"certificate_warning": None}

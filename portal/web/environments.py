@@ -1,29 +1,30 @@
-"""HTML pages built on the JSON API: environment view and form, scheduler."""
+"""Environment pages: the view with its credentials table, the form, the export."""
 
 from __future__ import annotations
 
 from flask import Blueprint, render_template
 from flask_login import login_required
 
-from .access import admin_required
-from .credentials import PAGE_SIZES
-from .environments import environment_or_404
-from .models import SOURCES
+from ..access import admin_required
+from ..credentials import PAGE_SIZES
+from ..environments import environment_or_404
+from ..models import SOURCES
+from .export import send_export
 
-bp = Blueprint("pages", __name__)
+bp = Blueprint("environments", __name__, url_prefix="/environments")
 
 # How long a revealed password stays on screen (and in the clipboard), in seconds.
 REVEAL_SECONDS = 30
 
 
-@bp.get("/environments/new")
+@bp.get("/new")
 @admin_required
 def new_environment():
     """Show the form to add an environment."""
     return render_template("envform.html", env=None, sources=SOURCES)
 
 
-@bp.get("/environments/<int:env_id>")
+@bp.get("/<int:env_id>")
 @login_required
 def view_environment(env_id: int):
     """Show one environment: source status, credentials table, password age."""
@@ -38,15 +39,15 @@ def view_environment(env_id: int):
     )
 
 
-@bp.get("/environments/<int:env_id>/edit")
+@bp.get("/<int:env_id>/edit")
 @admin_required
 def edit_environment(env_id: int):
     """Show the form to change or delete an environment."""
     return render_template("envform.html", env=environment_or_404(env_id), sources=SOURCES)
 
 
-@bp.get("/scheduler")
+@bp.post("/<int:env_id>/export")
 @login_required
-def scheduler():
-    """Show every scheduled sync job with its last and next run."""
-    return render_template("scheduler.html")
+def export_environment(env_id: int):
+    """Download one environment's credentials (filtered view or all) as CSV or Excel."""
+    return send_export(environment_or_404(env_id))

@@ -1,0 +1,22 @@
+"""The JSON API under /api/v1: one blueprint, one module per resource.
+
+Session cookie plus the CSRF token in an `X-CSRFToken` header. The description of every
+operation is served at /api/v1/openapi.json.
+"""
+
+from __future__ import annotations
+
+# Importing the resource modules registers their routes on the blueprint.
+from . import credentials, definitions, environments, me, openapi, scheduler, sync_runs
+from .base import bp
+
+__all__ = [
+    "bp",
+    "credentials",
+    "definitions",
+    "environments",
+    "me",
+    "openapi",
+    "scheduler",
+    "sync_runs",
+]

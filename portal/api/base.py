@@ -1,0 +1,20 @@
+"""The /api/v1 blueprint and the error handlers every API module shares."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from ..environments import ValidationError
+from ..http import QueryError, json_error
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.errorhandler(ValidationError)
+def _validation_failed(exc: ValidationError):
+    return json_error(422, "Some fields are not valid.", exc.errors)
+
+
+@bp.errorhandler(QueryError)
+def _bad_query(exc: QueryError):
+    return json_error(400, str(exc), {exc.field: str(exc)})

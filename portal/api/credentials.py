@@ -1,0 +1,100 @@
+"""Credentials: pages of metadata, password age, reveal, history, purge."""
+
+from __future__ import annotations
+
+from flask import abort, jsonify, request
+from flask_login import login_required
+
+from .. import audit, credentials, environments
+from ..access import admin_required
+from ..extensions import db
+from ..http import int_arg, json_error
+from ..models import Credential, PasswordHistory
+from .base import bp
+
+
+def _credential(cred_id: int) -> Credential:
+    cred = db.session.get(Credential, cred_id)
+    if cred is None:
+        abort(404, description="No such credential.")
+    return cred
+
+
+@bp.get("/environments/<int:env_id>/credentials")
+@login_required
+def list_credentials(env_id: int):
+    """One page of credential metadata (no passwords), filtered and sorted."""
+    environments.environment_or_404(env_id)
+    return jsonify(credentials.credentials_page(env_id, request.args))
+
+
+@bp.get("/credentials")
+@login_required
+def search_credentials():
+    """Search credentials across every environment."""
+    return jsonify(credentials.credentials_page(None, request.args))
+
+
+@bp.get("/environments/<int:env_id>/password-age")
+@login_required
+def password_age(env_id: int):
+    """Password age buckets, passwords older than `days` (90), and those expiring."""
+    environments.environment_or_404(env_id)
+    days = int_arg(request.args, "days", 90, 1, 3650)
+    return jsonify(credentials.password_age(env_id, days))
+
+
+@bp.post("/credentials/<int:cred_id>/reveal")
+@login_required
+def reveal_password(cred_id: int):
+    """Return one password and audit it (as a reveal, or as a copy)."""
+    cred = _credential(cred_id)
+    data = request.get_json(silent=True)
+    purpose = data.get("purpose") if isinstance(data, dict) else None
+    action = "credential.copy" if purpose == "copy" else "credential.reveal"
+    password = credentials.reveal(cred)
+    audit.record(
+        action,
+        credentials.audit_target(cred),
+        outcome="success" if password is not None else "empty",
+    )
+    db.session.commit()
+    return jsonify(password=password)
+
+
+@bp.get("/credentials/<int:cred_id>/history")
+@login_required
+def password_history(cred_id: int):
+    """The password history of a credential, without passwords."""
+    cred = _credential(cred_id)
+    return jsonify(items=credentials.history_items(cred))
+
+
+@bp.post("/credentials/<int:cred_id>/history/<int:entry_id>/reveal")
+@login_required
+def reveal_history_password(cred_id: int, entry_id: int):
+    """Return one former password and audit it."""
+    cred = _credential(cred_id)
+    entry = db.session.get(PasswordHistory, entry_id)
+    if entry is None or entry.credential_id != cred.id:
+        abort(404, description="No such history entry.")
+    password = credentials.reveal_history(entry)
+    audit.record(
+        "credential.history_reveal", credentials.audit_target(cred), details={"entry": entry.id}
+    )
+    db.session.commit()
+    return jsonify(password=password)
+
+
+@bp.delete("/credentials/<int:cred_id>")
+@admin_required
+def purge_credential(cred_id: int):
+    """Purge a credential that is absent upstream, with its history (admin)."""
+    cred = _credential(cred_id)
+    if cred.present:
+        return json_error(409, "Only credentials absent upstream can be purged.")
+    target = credentials.audit_target(cred)
+    db.session.delete(cred)
+    audit.record("credential.purge", target)
+    db.session.commit()
+    return "", 204

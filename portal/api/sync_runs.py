@@ -1,0 +1,57 @@
+"""Sync runs: queue a sync, follow its progress, list an environment's runs."""
+
+from __future__ import annotations
+
+from flask import abort, jsonify, request
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from .. import environments, sync
+from ..access import admin_required
+from ..extensions import db
+from ..http import json_error
+from ..models import SOURCES, SyncRun
+from .base import bp
+
+
+@bp.post("/environments/<int:env_id>/sync")
+@admin_required
+def sync_environment(env_id: int):
+    """Queue a sync of one source (or each configured source); 202 with the run."""
+    env = environments.environment_or_404(env_id)
+    data = request.get_json(silent=True) or {}
+    source = data.get("source") if isinstance(data, dict) else None
+    configured = [e.source for e in env.endpoints]
+    if source is not None and source not in SOURCES:
+        return json_error(422, "Some fields are not valid.", {"source": "manager or installer"})
+    if source is not None and source not in configured:
+        return json_error(409, f"This environment has no {source} configured.")
+    sources = [source] if source else configured
+    runs = [sync.request_sync(env.id, s, "manual", current_user.username) for s in sources]
+    body = sync.run_dict(runs[0])
+    body["runs"] = [sync.run_dict(r) for r in runs]
+    return jsonify(body), 202
+
+
+@bp.get("/sync-runs/<int:run_id>")
+@login_required
+def get_sync_run(run_id: int):
+    """Progress and result of one sync run."""
+    run = db.session.get(SyncRun, run_id)
+    if run is None:
+        abort(404, description="No such sync run.")
+    return jsonify(sync.run_dict(run))
+
+
+@bp.get("/environments/<int:env_id>/sync-runs")
+@login_required
+def list_sync_runs(env_id: int):
+    """The latest sync runs of an environment, newest first."""
+    environments.environment_or_404(env_id)
+    runs = db.session.scalars(
+        select(SyncRun)
+        .where(SyncRun.environment_id == env_id)
+        .order_by(SyncRun.id.desc())
+        .limit(50)
+    ).all()
+    return jsonify(items=[sync.run_dict(r) for r in runs])

@@ -1,0 +1,52 @@
+"""Password exports (CSV, Excel) as form posts: re-authenticated and audited."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, request
+from flask_login import login_required
+
+from .. import audit, exports
+from ..access import confirm_recent_auth
+from ..extensions import db
+from ..models import Environment
+
+bp = Blueprint("export", __name__)
+
+
+def send_export(environment: Environment | None) -> Response:
+    """Answer an export form post for one environment (or all of them)."""
+    fmt = request.form.get("format", "csv")
+    scope = request.form.get("scope", "view")
+    if fmt not in exports.MIMETYPES or scope not in ("view", "all"):
+        abort(400, description="format is csv or xlsx; scope is view or all")
+    target = environment.name if environment else "all environments"
+    if not confirm_recent_auth():
+        audit.record(
+            "credential.export",
+            environment.name if environment else "all",
+            outcome="denied",
+            details={"reason": "re-authentication needed"},
+        )
+        db.session.commit()
+        abort(403, description="Confirm your password to export passwords.")
+    args = request.form if scope == "view" else {}
+    body, filename, count = exports.export_file(environment, fmt, args)
+    audit.record(
+        "credential.export", target, details={"format": fmt, "scope": scope, "rows": count}
+    )
+    db.session.commit()
+    return Response(
+        body,
+        mimetype=exports.MIMETYPES[fmt],
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@bp.post("/export")
+@login_required
+def export_all():
+    """Download credentials of every environment as CSV or Excel."""
+    return send_export(None)

@@ -1,0 +1,143 @@
+"""User administration pages (admin only)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from .. import users
+from ..access import admin_required, confirm_recent_auth
+from ..extensions import db
+from ..models import ROLES, User
+from ..security import password_problem
+from ..users import UserRuleError
+
+bp = Blueprint("users", __name__, url_prefix="/users")
+
+
+def _render(errors: dict | None = None, status: int = 200):
+    rows = db.session.scalars(select(User).order_by(User.username)).all()
+    return render_template("users.html", users=rows, roles=ROLES, errors=errors or {}), status
+
+
+def _require_reauth():
+    if not confirm_recent_auth():
+        flash("Confirm your own password to manage users.", "error")
+        return _render({"confirm_password": "Your password is required."}, 403)
+    return None
+
+
+def _target(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404, description="No such user.")
+    return user
+
+
+def _refuse(message: str):
+    db.session.rollback()
+    flash(message, "error")
+    return _render(status=409)
+
+
+def _done(message: str):
+    db.session.commit()
+    flash(message, "info")
+    return redirect(url_for("users.list_users"))
+
+
+@bp.get("/")
+@admin_required
+def list_users():
+    """List users with their role and state."""
+    return _render()
+
+
+@bp.post("/")
+@admin_required
+def create_user():
+    """Create a user with a temporary password to be changed at first sign-in."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    username = (request.form.get("username") or "").strip()
+    role = request.form.get("role") or "readonly"
+    password = request.form.get("password") or ""
+    errors = {}
+    if problem := users.username_problem(username):
+        errors["username"] = problem
+    if role not in ROLES:
+        errors["role"] = "Unknown role."
+    if problem := password_problem(password, username):
+        errors["password"] = problem
+    if errors:
+        return _render(errors, 400)
+    users.add_user(username, role, password)
+    return _done(f"User {username} created; they must change the password at first sign-in.")
+
+
+@bp.post("/<int:user_id>/role")
+@admin_required
+def set_role(user_id: int):
+    """Change a user's role; the last active admin and oneself cannot be demoted."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    user = _target(user_id)
+    role = request.form.get("role")
+    if role not in ROLES:
+        return _render({"role": "Unknown role."}, 400)
+    if user.id == current_user.id and role != user.role:
+        return _refuse("You cannot change your own role.")
+    try:
+        users.change_role(user, role)
+    except UserRuleError as exc:
+        return _refuse(str(exc))
+    return _done(f"{user.username} is now {role}.")
+
+
+@bp.post("/<int:user_id>/reset-password")
+@admin_required
+def reset_password(user_id: int):
+    """Set a temporary password; the user must change it at next sign-in."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    user = _target(user_id)
+    password = request.form.get("password") or ""
+    if problem := password_problem(password, user.username):
+        return _render({f"password_{user.id}": problem}, 400)
+    users.set_temporary_password(user, password)
+    return _done(f"Temporary password set for {user.username}.")
+
+
+@bp.post("/<int:user_id>/disable")
+@admin_required
+def toggle_disabled(user_id: int):
+    """Disable or re-enable a user; disabling ends their sessions."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    user = _target(user_id)
+    disable = request.form.get("disabled") == "1"
+    if disable and user.id == current_user.id:
+        return _refuse("You cannot disable yourself.")
+    try:
+        users.set_disabled(user, disable)
+    except UserRuleError as exc:
+        return _refuse(str(exc))
+    return _done(f"{user.username} is {'disabled' if disable else 'enabled'}.")
+
+
+@bp.post("/<int:user_id>/delete")
+@admin_required
+def delete_user(user_id: int):
+    """Delete a user; nobody can delete themselves or the last active admin."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    user = _target(user_id)
+    if user.id == current_user.id:
+        return _refuse("You cannot delete yourself.")
+    name = user.username
+    try:
+        users.delete_user(user)
+    except UserRuleError as exc:
+        return _refuse(str(exc))
+    return _done(f"User {name} deleted.")
