@@ -31,7 +31,8 @@ access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L
 loglevel = "info"
 pidfile = str(_settings.data_dir / "gunicorn.pid")
 proc_name = "vcf-credential-portal"
-forwarded_allow_ips = ",".join(str(net) for net in _settings.trusted_proxies) or "127.0.0.1"
+# Only the proxies named in PORTAL_TRUSTED_PROXIES may set X-Forwarded-Proto; by default none.
+forwarded_allow_ips = _settings.forwarded_allow_ips
 limit_request_line = 8190
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from datetime import datetime
-from logging.handlers import RotatingFileHandler
 
 from flask import Flask
+from markupsafe import Markup
 from sqlalchemy import event
 
+from . import logs
 from .clock import UTC
 from .config import PROJECT_ROOT, Settings, load_settings
 from .crypto import DataCipher, load_or_create_key, write_secret_file
+from .text import visible
 
 __version__ = "0.1.0"
 STARTED_AT = datetime.now(UTC).replace(tzinfo=None)
@@ -33,31 +34,6 @@ def _secret_key(settings: Settings) -> str:
     path = settings.data_dir / "session.key"
     write_secret_file(path, os.urandom(32).hex().encode() + b"\n")
     return path.read_text(encoding="ascii").strip()
-
-
-def init_logging(app: Flask, settings: Settings) -> None:
-    """Log to logs/portal.log (rotating) and stderr, which systemd sends to the journal."""
-    logs_dir = settings.log_dir
-    root = logging.getLogger("portal")
-    root.setLevel(settings.log_level)
-    if any(getattr(h, "_portal", False) for h in root.handlers):
-        return
-    fmt = logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-    try:
-        logs_dir.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = RotatingFileHandler(
-            logs_dir / "portal.log", maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
-        )
-    except OSError:
-        handler = logging.StreamHandler()
-    handler.setFormatter(fmt)
-    handler._portal = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    if os.environ.get("JOURNAL_STREAM"):
-        # Under systemd: the same lines reach the journal too.
-        journal = logging.StreamHandler()
-        journal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(journal)
 
 
 def init_database(app: Flask, settings: Settings) -> None:
@@ -101,11 +77,24 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     if test_config:
         app.config.update(test_config)
     app.extensions["portal_cipher"] = DataCipher(load_or_create_key(settings.data_dir / "data.key"))
-    init_logging(app, settings)
+    logs.init_logging(settings)
     init_database(app, settings)
     _init_extensions(app)
+    _init_templates(app)
     _init_blueprints(app)
     return app
+
+
+def _show_hidden_characters(value):
+    # Every {{ value }} in a page: direction overrides and NUL from SDDC Manager made visible.
+    # Markup is the portal's own HTML (tojson, macros), left as it is.
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible(value)
+    return value
+
+
+def _init_templates(app: Flask) -> None:
+    app.jinja_env.finalize = _show_hidden_characters
 
 
 def _init_extensions(app: Flask) -> None:

@@ -10,6 +10,8 @@ from flask_login import current_user
 
 from .extensions import db
 from .models import AuditEvent
+from .security import client_ip
+from .text import escape_controls
 
 log = logging.getLogger("portal.audit")
 
@@ -18,21 +20,12 @@ _MAX_FIELD = 500
 
 def clean(value: object, limit: int = _MAX_FIELD) -> str:
     """Make untrusted text safe for logs and records: control characters escaped, truncated."""
-    text = str(value)
-    escaped = "".join(
-        ch
-        if ch.isprintable() and ch not in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-        else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
-    )
-    return escaped[:limit]
+    return escape_controls(value)[:limit]
 
 
 def _request_actor_and_ip() -> tuple[str, str | None]:
     if not has_request_context():
         return "system", None
-    from .security import client_ip
-
     actor = current_user.username if current_user.is_authenticated else "anonymous"
     return actor, client_ip()
 

@@ -62,6 +62,9 @@ def _bind(env: Mapping[str, str]) -> str:
     return raw
 
 
+MAX_PROXY_NETWORK = 256
+
+
 def _networks(env: Mapping[str, str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     raw = _raw(env, "PORTAL_TRUSTED_PROXIES") or ""
     networks = []
@@ -74,6 +77,12 @@ def _networks(env: Mapping[str, str]) -> tuple[ipaddress.IPv4Network | ipaddress
             raise ConfigError(
                 f"PORTAL_TRUSTED_PROXIES: {part!r} is not an IP address or network"
             ) from None
+        if networks[-1].num_addresses > MAX_PROXY_NETWORK:
+            # Gunicorn matches X-Forwarded-Proto senders by exact address, one by one.
+            raise ConfigError(
+                f"PORTAL_TRUSTED_PROXIES: {part!r} is too large; list the proxies' addresses "
+                f"or networks of at most {MAX_PROXY_NETWORK} addresses"
+            )
     return tuple(networks)
 
 
@@ -105,6 +114,12 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     test_interval_seconds: int = 0
     backup_keep: int = 14
+
+    @property
+    def forwarded_allow_ips(self) -> str:
+        """Gunicorn's forwarded_allow_ips: every trusted proxy address, or none at all."""
+        addresses = (str(address) for network in self.trusted_proxies for address in network)
+        return ",".join(dict.fromkeys(addresses))
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -38,10 +38,15 @@ def _handle_http(exc: HTTPException):
 
 
 def _handle_unexpected(exc: Exception):
-    # The exception type only: messages from libraries can carry request data.
     # Where it happened, but not the message: library messages can carry request data.
     frames = "".join(traceback.format_tb(exc.__traceback__))
-    log.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method, request.path, frames)
+    log.error(
+        "unhandled %s on %s %s",
+        type(exc).__name__,
+        request.method,
+        request.path,
+        extra={"trace": frames},
+    )
     return _respond(500, InternalServerError.description)
 
 

@@ -14,6 +14,7 @@ from .credentials import all_matching
 from .extensions import db
 from .models import Environment
 from .sync import PASSWORD_PURPOSE
+from .text import visible
 
 COLUMNS = (
     "Environment",
@@ -83,7 +84,13 @@ def _rows(environment_id: int | None, args) -> tuple[list[list[str]], list[str]]
             expiry or "",
             expiry_status or "",
         )
-        rows.append([neutralise(v) for v in values])
+        # Names from SDDC Manager are shown with hidden characters escaped; a password never.
+        rows.append(
+            [
+                neutralise(v if column == PASSWORD_COLUMN else visible(v))
+                for column, v in enumerate(values)
+            ]
+        )
         passwords.append(password)
     return rows, passwords
 

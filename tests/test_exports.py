@@ -17,6 +17,7 @@ from portal.exports import neutralise
 from portal.extensions import db
 from portal.models import AuditEvent, Credential
 from portal.simulator import Simulator
+from portal.text import visible
 
 
 @pytest.fixture
@@ -43,8 +44,9 @@ def test_csv_export_matches_upstream_and_is_audited(app, admin, synced):
     header, body = rows[0], rows[1:]
     assert header[:4] == ["Environment", "Host", "User", "Password"]
     assert len(body) == 120
+    # Names are exported with hidden characters made visible; passwords exactly.
     upstream = {
-        (c["resource"]["resourceName"], c["username"]): c["password"]
+        (visible(c["resource"]["resourceName"]), visible(c["username"])): c["password"]
         for c in sim.credentials_snapshot()
     }
     for row in body:
@@ -56,6 +58,9 @@ def test_csv_export_matches_upstream_and_is_audited(app, admin, synced):
     for row in body:
         for cell in row:
             assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    hosts = {row[1] for row in body}
+    assert "\\u202eexe.cod.rainpole.io" in hosts
+    assert not any("\u202e" in cell for row in body for cell in row[:3] + row[4:])
     with app.app_context():
         event = db.session.scalar(
             select(AuditEvent).where(AuditEvent.action == "credential.export")

@@ -207,3 +207,12 @@ def test_scripts_never_use_inner_html():
         text = script.read_text()
         for banned in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert banned not in text, f"{banned} in {script.name}"
+
+
+def test_direction_overrides_and_nul_are_shown_escaped(admin):
+    name = "\u202eexe.lab\x00x"
+    response = admin.api("POST", "/api/v1/environments", json={"name": name, "manager": endpoint()})
+    assert response.status_code == 201, response.json
+    html = admin.client.get(f"/environments/{response.json['id']}").get_data(as_text=True)
+    assert "\\u202eexe.lab\\x00x" in html
+    assert "\u202e" not in html and "\x00" not in html

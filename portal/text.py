@@ -1,0 +1,27 @@
+"""Untrusted text made safe to show or log: control and direction characters made visible."""
+
+from __future__ import annotations
+
+import re
+
+# Bidirectional embeddings, overrides and isolates can make a host name read backwards.
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+# For pages and exports: NUL and the other C0/C1 controls except tab and line breaks.
+_HIDDEN = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{BIDI_CONTROLS}]")
+
+
+def _escaped(ch: str) -> str:
+    return ch.encode("unicode_escape").decode("ascii")
+
+
+def escape_controls(value: object) -> str:
+    """One line of text: every non-printable or direction character as a visible escape."""
+    return "".join(
+        ch if ch.isprintable() and ch not in BIDI_CONTROLS else _escaped(ch) for ch in str(value)
+    )
+
+
+def visible(value: object) -> str:
+    """Text for a page or an export: NUL, controls and direction overrides shown escaped."""
+    text = "" if value is None else str(value)
+    return _HIDDEN.sub(lambda match: _escaped(match.group()), text)
