@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Lint and test the portal: ./run_tests.sh [pytest arguments]
+# Lint and test the portal.
+#   ./run_tests.sh [pytest arguments]          everything; the 15 slowest tests listed at the end
+#   ./run_tests.sh --fast [pytest arguments]   lint and every test that starts no server process
+#                                              or browser (tests marked e2e are left out)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
+
+fast=0
+if [ "${1:-}" = "--fast" ]; then
+  fast=1
+  shift
+fi
 
 stamp=".venv/.requirements-dev.sha256"
 want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
@@ -17,5 +26,9 @@ echo "== ruff check"
 .venv/bin/ruff check .
 echo "== ruff format --check"
 .venv/bin/ruff format --check .
+if [ "$fast" = 1 ]; then
+  echo "== pytest (fast: no server processes, no browser)"
+  exec .venv/bin/python -m pytest -m "not e2e" "$@"
+fi
 echo "== pytest"
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest --durations=15 "$@"

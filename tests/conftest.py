@@ -1,35 +1,30 @@
-"""Shared fixtures: a portal on a real SQLite file in tmp_path, and users for each role."""
+"""Shared fixtures: a portal on a real SQLite file in tmp_path, and users for each role.
+
+Helpers (make_app, Portal, create_env, running_portal, ...) live in support.py.
+"""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import secrets
+from pathlib import Path
 
 import pytest
+from support import PASSWORD, Portal, client_for, make_app
 
-from portal import clock, create_app
-from portal.bootstrap import initialize
-from portal.config import load_settings
+from portal import clock
 from portal.extensions import db
 from portal.models import User
 from portal.security import hash_password
+from portal.simulator import Simulator
 
-BASE_URL = "https://localhost"
-PASSWORD = "correct horse battery"  # noqa: S105 - test fixture password
-FAST_HASH = "pbkdf2:sha256:1000"
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
 
 
-def make_app(tmp_path, **env):
-    """A fully initialised portal on its own data directory."""
-    environ = {
-        "PORTAL_DATA_DIR": str(tmp_path / "data"),
-        "PORTAL_LOG_DIR": str(tmp_path / "logs"),
-        "PORTAL_SCHEDULER": "off",
-        **env,
-    }
-    app = create_app({"TESTING": True, "PASSWORD_HASH_METHOD": FAST_HASH}, load_settings(environ))
-    initialize(app)
-    return app
+def pytest_collection_modifyitems(items):
+    """Tests under tests/e2e/ start servers or a browser: mark them for --fast to leave out."""
+    for item in items:
+        if E2E_DIR in Path(item.fspath).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)
@@ -55,69 +50,54 @@ def app(tmp_path):
         db.engine.dispose()
 
 
-CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
-
-
-@dataclass
-class Portal:
-    """A browser-like test client: HTTPS base URL, same-origin Referer, CSRF-aware."""
-
-    client: object
-
-    def csrf(self) -> str:
-        page = self.client.get("/login")
-        match = CSRF_META.search(page.get_data(as_text=True))
-        if match is None:
-            page = self.client.get("/change-password")
-            match = CSRF_META.search(page.get_data(as_text=True))
-        return match.group(1)
-
-    def login(self, username: str, password: str = PASSWORD, **extra):
-        token = self.csrf()
-        data = {"username": username, "password": password, "csrf_token": token, **extra}
-        return self.client.post("/login", data=data)
-
-    def post(self, url: str, data: dict | None = None, **kwargs):
-        data = {"csrf_token": self.csrf_token_for_session(), **(data or {})}
-        return self.client.post(url, data=data, **kwargs)
-
-    def csrf_token_for_session(self) -> str:
-        page = self.client.get("/healthz")  # cheap request to keep the cookie jar warm
-        del page
-        html = self.client.get("/change-password").get_data(as_text=True)
-        match = CSRF_META.search(html)
-        if match is None:
-            html = self.client.get("/login").get_data(as_text=True)
-            match = CSRF_META.search(html)
-        return match.group(1)
-
-    def api(self, method: str, url: str, json=None, **kwargs):
-        headers = {"X-CSRFToken": self.csrf_token_for_session(), **kwargs.pop("headers", {})}
-        return self.client.open(url, method=method, json=json, headers=headers, **kwargs)
-
-
-def _client(app):
-    client = app.test_client()
-    client.environ_base.update(
-        {"wsgi.url_scheme": "https", "HTTP_HOST": "localhost", "HTTP_REFERER": BASE_URL + "/"}
-    )
-    return client
-
-
 @pytest.fixture
 def anon(app):
-    return Portal(_client(app))
+    return Portal(client_for(app))
 
 
 @pytest.fixture
 def admin(app):
-    portal = Portal(_client(app))
+    portal = Portal(client_for(app))
     assert portal.login("alice").status_code == 302
     return portal
 
 
 @pytest.fixture
 def readonly(app):
-    portal = Portal(_client(app))
+    portal = Portal(client_for(app))
     assert portal.login("bob").status_code == 302
     return portal
+
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url():
+    """A new, empty PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+    conn.autocommit = True
+    name = f"portal_test_{secrets.token_hex(4)}"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.close()
+
+
+@pytest.fixture
+def sim():
+    """The VCF simulator over HTTPS on loopback, with 300 credentials."""
+    with Simulator(credentials=300, seed=7, timeout_delay=3.0) as simulator:
+        yield simulator

@@ -8,9 +8,8 @@ from datetime import timedelta
 
 import openpyxl
 import pytest
-from conftest import PASSWORD
 from sqlalchemy import select
-from test_sync import create_env, run_sync
+from support import PASSWORD, create_env, run_sync
 
 from portal import clock
 from portal.exports import neutralise

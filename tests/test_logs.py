@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from test_sync import create_env, run_sync, sim  # noqa: F401 - the simulator fixture
+from support import create_env, run_sync
 
 from portal.logs import SafeFormatter
 
@@ -42,7 +42,7 @@ def _portal_log() -> str | None:
     return None
 
 
-def test_an_environment_name_cannot_forge_a_line_in_portal_log(app, admin, sim):  # noqa: F811
+def test_an_environment_name_cannot_forge_a_line_in_portal_log(app, admin, sim):
     path = _portal_log()
     assert path is not None
     with open(path, encoding="utf-8") as log:

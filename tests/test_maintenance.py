@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import make_app
 from sqlalchemy import select
-from test_sync import create_env, run_sync
+from support import create_env, make_app, run_sync
 
 from portal import maintenance, scheduler
 from portal.extensions import db
@@ -39,9 +38,9 @@ def test_backup_during_activity_then_restore(tmp_path, app, admin, synced):
     errors = []
 
     def browse():
-        from conftest import Portal, _client
+        from conftest import Portal, client_for
 
-        portal = Portal(_client(app))
+        portal = Portal(client_for(app))
         portal.login("bob")
         while not stop.is_set():
             response = portal.client.get(f"/api/v1/environments/{env['id']}/credentials")

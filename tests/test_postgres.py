@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
-
-import pytest
-from conftest import PASSWORD, Portal, _client, make_app
-from test_sync import create_env, run_sync
+from support import PASSWORD, Portal, client_for, create_env, make_app, run_sync
 
 from portal.extensions import db
 from portal.models import User
 from portal.security import hash_password
 from portal.simulator import Simulator
-
-psycopg2 = pytest.importorskip("psycopg2")
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture
-def pg_url():
-    try:
-        conn = psycopg2.connect(ADMIN_URL, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    conn.autocommit = True
-    name = f"portal_test_{secrets.token_hex(4)}"
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
-            cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.close()
 
 
 def test_portal_on_postgresql(tmp_path, pg_url):
@@ -45,7 +17,7 @@ def test_portal_on_postgresql(tmp_path, pg_url):
         assert db.session.scalar(db.select(db.func.count(User.id))) == 1
         db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
         db.session.commit()
-    admin = Portal(_client(app))
+    admin = Portal(client_for(app))
     assert admin.login("alice").status_code == 302
     with Simulator(credentials=150, seed=4) as sim:
         env = create_env(admin, sim)

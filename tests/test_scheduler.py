@@ -8,7 +8,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from servers import running_portal
+import pytest
+from support import running_portal
 
 from portal.clock import UTC
 from portal.simulator import Simulator
@@ -42,6 +43,7 @@ def _runs(db_path, env_id):
         ).fetchall()
 
 
+@pytest.mark.e2e
 def test_one_scheduler_with_four_workers(tmp_path):
     env = {"PORTAL_TEST_INTERVAL_SECONDS": str(INTERVAL), "PORTAL_ADMIN_PASSWORD": ADMIN_PASSWORD}
     db_path = tmp_path / "data" / "vcf_credentials.db"

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from sqlalchemy import func, select
+from support import create_env, endpoint_body, run_sync
 
 from portal import sync
 from portal.extensions import db
@@ -15,42 +16,9 @@ from portal.vcf import FetchedCredential
 
 
 @pytest.fixture
-def sim():
-    with Simulator(credentials=300, seed=7, timeout_delay=3.0) as simulator:
-        yield simulator
-
-
-@pytest.fixture
 def fast_app(app):
     app.config.update(VCF_CONNECT_TIMEOUT=2.0, VCF_READ_TIMEOUT=1.0)
     return app
-
-
-def endpoint_body(sim, **extra):
-    return {
-        "host": sim.host,
-        "port": sim.port,
-        "username": sim.admin_username,
-        "password": sim.admin_password,
-        "ca_pem": sim.ca_pem,
-        **extra,
-    }
-
-
-def create_env(admin, sim, name="sfo", **extra):
-    response = admin.api(
-        "POST", "/api/v1/environments", json={"name": name, "manager": endpoint_body(sim, **extra)}
-    )
-    assert response.status_code == 201, response.json
-    return response.json
-
-
-def run_sync(app, admin, env_id, source="manager"):
-    response = admin.api("POST", f"/api/v1/environments/{env_id}/sync", json={"source": source})
-    assert response.status_code == 202
-    with app.app_context():
-        sync.process_queue()
-    return admin.client.get(f"/api/v1/sync-runs/{response.json['id']}").json
 
 
 def stored_state(app):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import PASSWORD, Portal, _client
 from sqlalchemy import select
+from support import PASSWORD, Portal, client_for
 
 from portal import clock
 from portal.extensions import db
@@ -26,7 +26,7 @@ def test_create_user_must_change_password(app, admin):
     assert response.status_code == 302
     carol = _user(app, "carol")
     assert carol.role == "readonly" and carol.must_change_password
-    portal = Portal(_client(app))
+    portal = Portal(client_for(app))
     assert portal.login("carol", NEW_PASSWORD).headers["Location"].endswith("/change-password")
 
 
@@ -66,9 +66,9 @@ def test_disable_and_delete(app, admin, readonly):
     bob = _user(app, "bob")
     admin.post(f"/users/{bob.id}/disable", {"disabled": "1"})
     assert readonly.client.get("/").status_code == 302
-    assert Portal(_client(app)).login("bob").status_code == 401
+    assert Portal(client_for(app)).login("bob").status_code == 401
     admin.post(f"/users/{bob.id}/disable", {"disabled": "0"})
-    assert Portal(_client(app)).login("bob").status_code == 302
+    assert Portal(client_for(app)).login("bob").status_code == 302
     admin.post(f"/users/{bob.id}/delete")
     assert _user(app, "bob") is None
     with app.app_context():

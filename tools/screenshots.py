@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from portal.simulator import Simulator  # noqa: E402
-from tests.servers import running_portal  # noqa: E402
+from tests.support import running_portal  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = [

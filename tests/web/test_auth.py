@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import PASSWORD, Portal, _client, make_app
 from sqlalchemy import select
+from support import PASSWORD, Portal, client_for, make_app
 
 from portal import clock
 from portal.extensions import db
@@ -27,7 +27,7 @@ def test_login_page_has_form_and_csrf_meta(anon):
 
 def test_first_admin_must_change_default_password(tmp_path):
     app = make_app(tmp_path)
-    portal = Portal(_client(app))
+    portal = Portal(client_for(app))
     response = portal.login("admin", "admin")
     assert response.status_code == 302
     assert response.headers["Location"].endswith("/change-password")
@@ -65,7 +65,7 @@ def test_first_admin_must_change_default_password(tmp_path):
 
 def test_admin_password_from_environment_needs_no_change(tmp_path):
     app = make_app(tmp_path, PORTAL_ADMIN_PASSWORD="a long first password")
-    portal = Portal(_client(app))
+    portal = Portal(client_for(app))
     assert portal.login("admin", "admin").status_code == 401
     response = portal.login("admin", "a long first password")
     assert response.headers["Location"].endswith("/")
@@ -82,7 +82,7 @@ def test_session_id_changes_at_login_and_logout_revokes(app, anon):
     stolen = after.value
     anon.post("/logout")
     assert client.get("/").status_code == 302
-    replay = _client(app)
+    replay = client_for(app)
     replay.set_cookie("portal_session", stolen, domain="localhost")
     response = replay.get("/")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
@@ -95,7 +95,7 @@ def test_idle_and_absolute_timeouts(app, admin):
     assert admin.client.get("/").status_code == 200
     clock.offset = timedelta(minutes=29 + 31)
     assert admin.client.get("/").status_code == 302
-    other = Portal(_client(app))
+    other = Portal(client_for(app))
     clock.offset = timedelta(0)
     other.login("alice")
     for minutes in range(20, 12 * 60, 20):
@@ -106,7 +106,7 @@ def test_idle_and_absolute_timeouts(app, admin):
 
 
 def test_lockout_after_five_failures_holds_across_restart(tmp_path, app):
-    portal = Portal(_client(app))
+    portal = Portal(client_for(app))
     for _ in range(4):
         response = portal.login("alice", "wrong password!")
         assert response.status_code == 401
@@ -117,14 +117,14 @@ def test_lockout_after_five_failures_holds_across_restart(tmp_path, app):
     assert correct.status_code == 403 and "locked" in correct.get_data(as_text=True)
     # A new process on the same database (a restart, another worker) keeps the lock.
     again = make_app(tmp_path)
-    assert Portal(_client(again)).login("alice").status_code == 403
+    assert Portal(client_for(again)).login("alice").status_code == 403
     clock.offset = timedelta(minutes=16)
-    assert Portal(_client(again)).login("alice").status_code == 302
+    assert Portal(client_for(again)).login("alice").status_code == 302
     assert _audit(app, "auth.lockout")
 
 
 def test_per_address_limit_ignores_untrusted_forwarded_for(app):
-    portal = Portal(_client(app))
+    portal = Portal(client_for(app))
     for i in range(20):
         portal.login(
             f"nobody{i}",
@@ -143,7 +143,7 @@ def test_per_address_limit_ignores_untrusted_forwarded_for(app):
 
 def test_forwarded_for_honoured_from_trusted_proxy(tmp_path):
     app = make_app(tmp_path, PORTAL_TRUSTED_PROXIES="127.0.0.1")
-    portal = Portal(_client(app))
+    portal = Portal(client_for(app))
     token = portal.csrf()
     portal.client.post(
         "/login",
@@ -251,7 +251,7 @@ def test_parallel_guesses_are_bounded(app):
     from concurrent.futures import ThreadPoolExecutor
 
     def guess(i):
-        portal = Portal(_client(app))
+        portal = Portal(client_for(app))
         token = portal.csrf()
         return portal.client.post(
             "/login",
@@ -261,14 +261,14 @@ def test_parallel_guesses_are_bounded(app):
     with ThreadPoolExecutor(max_workers=8) as pool:
         codes = list(pool.map(guess, range(16)))
     assert codes.count(401) <= 5, codes  # at most five passwords were actually tried
-    assert Portal(_client(app)).login("alice").status_code == 403  # and the account is locked
+    assert Portal(client_for(app)).login("alice").status_code == 403  # and the account is locked
 
 
 def test_parallel_guesses_per_address_are_bounded(app):
     from concurrent.futures import ThreadPoolExecutor
 
     def guess(i):
-        portal = Portal(_client(app))
+        portal = Portal(client_for(app))
         token = portal.csrf()
         return portal.client.post(
             "/login", data={"username": f"user{i}", "password": "wrong", "csrf_token": token}
@@ -293,7 +293,7 @@ def test_wrong_reauth_passwords_lock_the_account(app, admin):
         json={"include_passwords": True, "confirm_password": "nope"},
     )
     assert admin.client.get("/").status_code == 302  # signed out
-    assert Portal(_client(app)).login("alice").status_code == 403  # locked
+    assert Portal(client_for(app)).login("alice").status_code == 403  # locked
     assert _audit(app, "auth.lockout")
 
 
@@ -304,7 +304,7 @@ def test_wrong_current_password_counts_too(app, admin):
             {"current_password": "bad", "new_password": "x" * 14, "confirm_password": "x" * 14},
         )
     assert admin.client.get("/").status_code == 302
-    assert Portal(_client(app)).login("alice").status_code == 403
+    assert Portal(client_for(app)).login("alice").status_code == 403
 
 
 def test_signing_in_again_ends_the_previous_session(app, admin):

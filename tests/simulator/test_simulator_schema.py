@@ -14,7 +14,7 @@ from referencing.jsonschema import DRAFT202012
 
 from portal.simulator import Simulator
 
-API_DIR = Path(__file__).resolve().parents[2] / "shared" / "vcf-api"
+API_DIR = Path(__file__).resolve().parents[3] / "shared" / "vcf-api"
 MANAGER_91 = "subset-sddc-manager-tokens-credentials-9.1.0.0.json"
 MANAGER_521 = "subset-sddc-manager-tokens-credentials-5.2.1.json"
 INSTALLER_91 = "subset-vcf-installer-tokens-sddcs-9.1.0.0.json"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ssl
 import time
 
-from servers import running_portal
+from support import running_portal
 
 from portal.scheduler import lock_holder
 

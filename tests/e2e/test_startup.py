@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from servers import ROOT, running_portal
+from support import ROOT, running_portal
 
 NEW_PASSWORD = "a brand new passphrase"  # noqa: S105
 

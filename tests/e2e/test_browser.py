@@ -12,9 +12,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from support import running_portal
 
 from portal.simulator import Simulator
-from tests.servers import running_portal
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [

@@ -21,7 +21,7 @@ from portal.simulator.inventory import HOSTILE_STRINGS
 from portal.vcf import fetch_certificate_sha256, normalize_fingerprint
 from portal.vcf.tls import EndpointTlsAdapter
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UNAUTHORIZED = {
     "errorCode": "Unauthorized",
     "message": "Authorization Header is missing or not in correct format",

@@ -1,0 +1,213 @@
+"""Shared test helpers: apps on real SQLite files, a browser-like client, environments synced
+from the simulator, and real servers (./start_https.sh, Gunicorn over HTTPS) on loopback.
+
+Used by the tests (through conftest.py) and by tools/screenshots.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from portal import create_app, sync
+from portal.bootstrap import initialize
+from portal.config import load_settings
+
+BASE_URL = "https://localhost"
+PASSWORD = "correct horse battery"  # noqa: S105 - test fixture password
+FAST_HASH = "pbkdf2:sha256:1000"
+
+
+def make_app(tmp_path, **env):
+    """A fully initialised portal on its own data directory."""
+    environ = {
+        "PORTAL_DATA_DIR": str(tmp_path / "data"),
+        "PORTAL_LOG_DIR": str(tmp_path / "logs"),
+        "PORTAL_SCHEDULER": "off",
+        **env,
+    }
+    app = create_app({"TESTING": True, "PASSWORD_HASH_METHOD": FAST_HASH}, load_settings(environ))
+    initialize(app)
+    return app
+
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+@dataclass
+class Portal:
+    """A browser-like test client: HTTPS base URL, same-origin Referer, CSRF-aware."""
+
+    client: object
+
+    def csrf(self) -> str:
+        page = self.client.get("/login")
+        match = CSRF_META.search(page.get_data(as_text=True))
+        if match is None:
+            page = self.client.get("/change-password")
+            match = CSRF_META.search(page.get_data(as_text=True))
+        return match.group(1)
+
+    def login(self, username: str, password: str = PASSWORD, **extra):
+        token = self.csrf()
+        data = {"username": username, "password": password, "csrf_token": token, **extra}
+        return self.client.post("/login", data=data)
+
+    def post(self, url: str, data: dict | None = None, **kwargs):
+        data = {"csrf_token": self.csrf_token_for_session(), **(data or {})}
+        return self.client.post(url, data=data, **kwargs)
+
+    def csrf_token_for_session(self) -> str:
+        page = self.client.get("/healthz")  # cheap request to keep the cookie jar warm
+        del page
+        html = self.client.get("/change-password").get_data(as_text=True)
+        match = CSRF_META.search(html)
+        if match is None:
+            html = self.client.get("/login").get_data(as_text=True)
+            match = CSRF_META.search(html)
+        return match.group(1)
+
+    def api(self, method: str, url: str, json=None, **kwargs):
+        headers = {"X-CSRFToken": self.csrf_token_for_session(), **kwargs.pop("headers", {})}
+        return self.client.open(url, method=method, json=json, headers=headers, **kwargs)
+
+
+def client_for(app):
+    """A test client that looks like a browser on https://localhost."""
+    client = app.test_client()
+    client.environ_base.update(
+        {"wsgi.url_scheme": "https", "HTTP_HOST": "localhost", "HTTP_REFERER": BASE_URL + "/"}
+    )
+    return client
+
+
+def endpoint_body(sim, **extra):
+    return {
+        "host": sim.host,
+        "port": sim.port,
+        "username": sim.admin_username,
+        "password": sim.admin_password,
+        "ca_pem": sim.ca_pem,
+        **extra,
+    }
+
+
+def create_env(admin, sim, name="sfo", **extra):
+    response = admin.api(
+        "POST", "/api/v1/environments", json={"name": name, "manager": endpoint_body(sim, **extra)}
+    )
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def run_sync(app, admin, env_id, source="manager"):
+    response = admin.api("POST", f"/api/v1/environments/{env_id}/sync", json={"source": source})
+    assert response.status_code == 202
+    with app.app_context():
+        sync.process_queue()
+    return admin.client.get(f"/api/v1/sync-runs/{response.json['id']}").json
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PortalServer:
+    """A running ./start_https.sh; `session()` gives a requests session that trusts its cert."""
+
+    def __init__(
+        self, base: Path, workers: int = 2, env: dict | None = None, ca: Path | None = None
+    ):
+        self.base = base
+        self.ca = ca
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "PORTAL_BIND": f"127.0.0.1:{self.port}",
+            "PORTAL_WORKERS": str(workers),
+            "PORTAL_DATA_DIR": str(base / "data"),
+            "PORTAL_LOG_DIR": str(base / "logs"),
+            "PORTAL_SSL_DIR": str(base / "ssl"),
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen | None = None
+        self.output = base / "server-output.txt"
+
+    @property
+    def cert(self) -> str:
+        """What to trust: the given CA, or the self-signed certificate itself."""
+        return str(self.ca or self.base / "ssl" / "cert.pem")
+
+    def start(self, timeout: float = 120) -> PortalServer:
+        self.base.mkdir(parents=True, exist_ok=True)
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(ROOT / "start_https.sh")],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"portal exited: {self.output.read_text()}")
+            try:
+                if requests.get(self.url + "/healthz", verify=self.cert, timeout=2).ok:
+                    return self
+            except (requests.RequestException, OSError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"portal did not start: {self.output.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+        session.verify = self.cert
+        session.headers["Referer"] = self.url + "/"
+        return session
+
+    def csrf(self, session: requests.Session, path: str = "/login") -> str:
+        return CSRF_META.search(session.get(self.url + path).text).group(1)
+
+    def login(self, session: requests.Session, username: str, password: str):
+        token = self.csrf(session)
+        return session.post(
+            self.url + "/login",
+            data={"username": username, "password": password, "csrf_token": token},
+            allow_redirects=False,
+        )
+
+
+@contextmanager
+def running_portal(base: Path, workers: int = 2, env: dict | None = None, ca: Path | None = None):
+    server = PortalServer(base, workers, env, ca).start()
+    try:
+        yield server
+    finally:
+        server.stop()
