@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 
 import pytest
-from support import PASSWORD, Portal, client_for, make_app
+from support import PASSWORD, Portal, client_for, create_env, make_app, run_sync
 
 from portal import clock
 from portal.extensions import db
@@ -101,3 +101,11 @@ def sim():
     """The VCF simulator over HTTPS on loopback, with 300 credentials."""
     with Simulator(credentials=300, seed=7, timeout_delay=3.0) as simulator:
         yield simulator
+
+
+@pytest.fixture
+def synced(app, admin):
+    with Simulator(credentials=120, seed=5, hostile=True) as sim:
+        env = create_env(admin, sim)
+        run_sync(app, admin, env["id"])
+        yield sim, env

@@ -1,0 +1,30 @@
+"""Credentials through the API: pages, password age, reveal, history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from portal import clock
+from portal.extensions import db
+from portal.models import Credential
+
+
+def test_password_age(app, admin, synced):
+    _, env = synced
+    with app.app_context():
+        first = db.session.scalar(select(Credential).order_by(Credential.id))
+        first.last_changed_at = clock.now() - timedelta(days=200)
+        first.expiry_status = "EXPIRING"
+        db.session.commit()
+        first_id = first.id
+    body = admin.client.get(f"/api/v1/environments/{env['id']}/password-age?days=90").json
+    assert sum(b["count"] for b in body["buckets"]) == 120
+    assert [c["id"] for c in body["stale"]] == [first_id]
+    assert body["stale"][0]["age_days"] == 200
+    assert first_id in [c["id"] for c in body["expiring"]]
+    assert all(c["expiry_status"] in ("EXPIRING", "EXPIRED") for c in body["expiring"])
+    assert (
+        admin.client.get(f"/api/v1/environments/{env['id']}/password-age?days=x").status_code == 400
+    )
