@@ -12,7 +12,8 @@ from portal.models import Credential
 from portal.sync import PASSWORD_PURPOSE
 
 HOSTILE = "<script>alert(1)</script>\"'\\\u202eexe"
-INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
+# A JSON data block is never run, so the CSP allows it; any other script needs a src.
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\b(?:src=|type=\"application/json\"))[^>]*>", re.I)
 INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.I)
 INLINE_STYLE = re.compile(r"<[^>]+\sstyle\s*=", re.I)
 STYLE_TAG = re.compile(r"<style[\s>]", re.I)
