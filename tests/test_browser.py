@@ -29,6 +29,7 @@ ADMIN_PASSWORD = "Journey-admin-passphrase-1"  # noqa: S105 - test password
 VIEWER_PASSWORD = "Journey-viewer-passphrase-1"  # noqa: S105 - test password
 FORMULA_HOST = "=cmd|' /C calc'!A0"
 HOSTILE_USER = "<script>alert(1)</script>"
+RTL_HOST = "\u202eexe.cod.rainpole.io"  # a right-to-left override would show "oi.eloponiar.doc.exe"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -148,6 +149,13 @@ def wait_for_run(page, source="manager", not_run_id="") -> str:
     return done.inner_text()
 
 
+def assert_module_scripts_only(page) -> None:
+    """Every script of the page is an ES module or a JSON data block; at least one module."""
+    kinds = page.evaluate("Array.from(document.scripts, (s) => s.type)")
+    assert "module" in kinds, kinds
+    assert set(kinds) <= {"module", "application/json"}, kinds
+
+
 def clipboard(page) -> str:
     return page.evaluate("navigator.clipboard.readText()")
 
@@ -171,6 +179,7 @@ def test_operator_journey(portal, sim, browser, tmp_path):
     # First sign-in as admin/admin: the default password must be changed at once.
     page.goto(portal.url + "/")
     expect(page).to_have_url(re.compile(r"/login\?next=/"))
+    assert_module_scripts_only(page)
     sign_in(page, portal, "admin", "admin")
     change_password(page, "admin", ADMIN_PASSWORD)
     expect(page.locator(".who")).to_contain_text("admin")
@@ -237,6 +246,19 @@ def test_operator_journey(portal, sim, browser, tmp_path):
     expect(page.locator("#f-username")).to_have_value("root")
     expect(page.locator("#f-per_page")).to_have_value("100")
     expect(page.locator("th[data-sort=hostname]")).to_have_attribute("aria-sort", "descending")
+
+    # A right-to-left override in a host name is shown as an escape, not obeyed.
+    find(sim.credentials_snapshot(), hostname=RTL_HOST)
+    page.goto(f"{env_url}?hostname={_q(RTL_HOST)}")
+    hosts = page.locator("#credentials-body tr td.col-host bdi")
+    expect(hosts.first).to_have_text("\\u202eexe.cod.rainpole.io")
+    assert all("\u202e" not in host for host in hosts.all_inner_texts())
+
+    # Every page loads its code as ES modules only, and none of them logs an error.
+    for path in ("/", env_url, env_url + "/edit", "/environments/new", "/scheduler", "/audit/"):
+        page.goto(portal.url + path if path.startswith("/") else path)
+        page.wait_for_load_state("networkidle")
+        assert_module_scripts_only(page)
 
     # Reveal, then the password leaves the page after 30 s.
     snapshot = sim.credentials_snapshot()
