@@ -312,6 +312,20 @@ def test_operator_journey(portal, sim, browser, tmp_path):
     page.click("#tab-age")
     expect(page.locator("#age-chart .bar-row")).to_have_count(5)
 
+    # The dashboard and the scheduler queue and follow a sync the same way.
+    env_id = env_url.rsplit("/", 1)[1]
+    page.goto(portal.url + "/")
+    page.click(f"button[data-sync='{env_id}']")
+    done = page.locator(f"#progress-{env_id}-manager .progress[data-run-phase=done]")
+    expect(done).to_have_attribute("data-run-state", re.compile("success|partial"), timeout=60000)
+    expect(page.locator(f"button[data-sync='{env_id}']")).to_be_enabled()
+    page.goto(portal.url + "/scheduler")
+    run_now = page.locator("#jobs-body button[data-action=run]")
+    run_now.click()
+    expect(page.locator(".toast").last).to_contain_text("SDDC Manager: Done", timeout=60000)
+    expect(run_now).to_be_enabled()
+    expect(page.locator(f"#outcome-{env_id}-manager .hint")).to_contain_text("Done")
+
     # Exports: CSV and Excel of everything, formulas neutralised.
     page.goto(env_url)
     csv_rows = export(page, tmp_path, "csv")
