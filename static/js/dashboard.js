@@ -6,7 +6,7 @@ import {
   bidi, config, debounce, downloadJson, el, get, headRow, me, post, request, sourceLabel, timeEl, toast, visible,
 } from "./portal.js";
 import { badge, errorDetails, nextRunEl, progressEl } from "./status.js";
-import { syncWatcher } from "./sync.js";
+import { runKey, syncWatcher } from "./sync.js";
 
 const root = document.getElementById("dashboard");
 const isAdmin = root.dataset.admin === "true";
@@ -17,21 +17,15 @@ let environments = [];
 let view = "cards";
 const openErrors = new Set();
 
-function key(envId, source) { return envId + ":" + source; }
-
 // The latest run of each source stays shown (and survives re-rendering) once seen.
-const syncs = syncWatcher({
-  keyOf: key,
-  slotFor: function (k) { return document.getElementById("progress-" + k.replace(":", "-")); },
-  onFinished: function () { load(); },
-});
+const syncs = syncWatcher({ slotPrefix: "progress-", onFinished: function () { load(); } });
 
 function sourcesOf(env) {
   return SOURCES.filter(function (s) { return env[s]; });
 }
 
 function lastError(env, source, error) {
-  const k = key(env.id, source);
+  const k = runKey(env.id, source);
   return errorDetails(error, openErrors.has(k), function (open) {
     if (open) openErrors.add(k); else openErrors.delete(k);
   });
@@ -42,8 +36,8 @@ function nextRun(env, source) {
 }
 
 function progressSlot(env, source) {
-  const slot = el("div", { className: "progress-slot", id: "progress-" + env.id + "-" + source });
-  const run = syncs.latest(key(env.id, source));
+  const slot = el("div", { className: "progress-slot", id: "progress-" + runKey(env.id, source) });
+  const run = syncs.latest(runKey(env.id, source));
   if (run) slot.append(progressEl(run));
   return slot;
 }
@@ -69,7 +63,7 @@ function sourceBlock(env, source) {
 function syncButton(env) {
   if (!isAdmin || sourcesOf(env).length === 0) return null;
   const button = el("button", { type: "button", className: "small", dataset: { sync: env.id } }, "Sync now");
-  const busy = sourcesOf(env).some(function (s) { return syncs.isWatching(key(env.id, s)); });
+  const busy = sourcesOf(env).some(function (s) { return syncs.isWatching(runKey(env.id, s)); });
   if (busy) button.disabled = true;
   return button;
 }
@@ -152,7 +146,7 @@ async function load(background) {
     environments.forEach(function (env) {
       sourcesOf(env).forEach(function (s) {
         const active = (env.status[s] || {}).active_run;
-        if (active) syncs.follow(key(env.id, s), active.id);
+        if (active) syncs.follow(runKey(env.id, s), active.id);
       });
     });
   } catch (e) {

@@ -17,7 +17,7 @@ let credentials = null;
 // Runs are keyed by source: this page shows one environment.
 const syncs = syncWatcher({
   keyOf: function (_envId, source) { return source; },
-  slotFor: function (source) { return document.getElementById("progress-" + source); },
+  slotPrefix: "progress-",
   onWatch: function (source, busy) {
     const button = document.querySelector('[data-sync-source="' + source + '"]');
     if (button) button.disabled = busy;

@@ -3,19 +3,16 @@
 import { api, pages } from "./api.js";
 import { bidi, el, get, post, sourceLabel, timeEl, toast } from "./portal.js";
 import { badge, describeRun, progressEl } from "./status.js";
-import { syncWatcher } from "./sync.js";
+import { runKey, syncWatcher } from "./sync.js";
 
 const root = document.getElementById("scheduler");
 const isAdmin = root.dataset.admin === "true";
 const body = document.getElementById("jobs-body");
 const stateLine = document.getElementById("scheduler-state");
 
-function key(envId, source) { return envId + ":" + source; }
-
 // A run shows live in its job's outcome cell while it lasts; the job's last run afterwards.
 const syncs = syncWatcher({
-  keyOf: key,
-  slotFor: function (k) { return document.getElementById("outcome-" + k.replace(":", "-")); },
+  slotPrefix: "outcome-",
   onFinished: function (k) {
     syncs.forget(k);
     load();
@@ -29,8 +26,8 @@ function scheduleBadge(job) {
 }
 
 function outcome(job) {
-  const cell = el("td", { id: "outcome-" + job.environment_id + "-" + job.source });
-  const live = syncs.latest(key(job.environment_id, job.source));
+  const cell = el("td", { id: "outcome-" + runKey(job.environment_id, job.source) });
+  const live = syncs.latest(runKey(job.environment_id, job.source));
   if (live) { cell.append(progressEl(live)); return cell; }
   const run = job.last_run;
   if (!run) { cell.append(badge("never", "No run yet")); return cell; }
@@ -46,7 +43,7 @@ function actions(job) {
       job.paused ? "Resume" : "Pause"), " ");
   }
   const run = el("button", { type: "button", className: "small", dataset: Object.assign({ action: "run" }, base) }, "Run now");
-  if (syncs.isWatching(key(job.environment_id, job.source))) run.disabled = true;
+  if (syncs.isWatching(runKey(job.environment_id, job.source))) run.disabled = true;
   cell.append(run);
   return cell;
 }

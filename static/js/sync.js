@@ -22,16 +22,20 @@ export function watchRun(runId, onUpdate) {
   });
 }
 
-// The sync runs of one page, each under a key the page chooses (keyOf(envId, source)).
-// slotFor(key) is where its progress shows; onWatch(key, busy) and onFinished(key, run) let
-// the page disable its buttons and refresh what the run changed.
+// The key of a source's runs on a page that lists several environments.
+export function runKey(envId, source) { return envId + "-" + source; }
+
+// The sync runs of one page, each under a key (options.keyOf, runKey by default); its progress
+// shows in the element with id options.slotPrefix + key. onWatch(key, busy) and
+// onFinished(key, run) let the page disable its buttons and refresh what the run changed.
 export function syncWatcher(options) {
+  const keyOf = options.keyOf || runKey;
   const watching = new Set();
   const latest = new Map(); // key -> the latest state of its run seen on this page
 
   function show(key, run) {
     latest.set(key, run);
-    const slot = options.slotFor(key);
+    const slot = document.getElementById(options.slotPrefix + key);
     if (slot) slot.replaceChildren(progressEl(run));
   }
 
@@ -54,7 +58,7 @@ export function syncWatcher(options) {
       const body = await post(api.environmentAction(envId, "sync"), source ? { source: source } : {});
       const runs = body.runs || [body];
       runs.forEach(function (run) {
-        const key = options.keyOf(envId, run.source);
+        const key = keyOf(envId, run.source);
         show(key, run);
         follow(key, run.id);
       });
