@@ -1,7 +1,7 @@
 // Password age: a bar chart of age buckets (plain DOM), expiring/expired and stale lists.
 
 import { api } from "./api.js";
-import { bidi, el, get, headRow, visible } from "./portal.js";
+import { bidi, el, get, headRow, sourceLabel, visible } from "./portal.js";
 import { badge } from "./status.js";
 
 const SHOW_AT_MOST = 100;
@@ -52,7 +52,7 @@ async function load(days) {
     const data = await get(api.environmentAction(envId, "password-age", { days: days }));
     loadedDays = days;
     chart(data);
-    document.getElementById("age-expiring").replaceChildren(listTable(data.expiring, "SDDC Manager reports no expiring or expired password."));
+    document.getElementById("age-expiring").replaceChildren(listTable(data.expiring, sourceLabel("manager") + " reports no expiring or expired password."));
     document.getElementById("age-stale").replaceChildren(listTable(data.stale, "Every password changed within " + days + " days."));
   } catch (e) {
     document.getElementById("age-chart").replaceChildren(el("p", { className: "field-error" }, "Could not load password age: " + e.message));
