@@ -98,7 +98,7 @@ def _init_templates(app: Flask) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
-    from . import errors, security, sessions
+    from . import errors, front, security, sessions
     from .extensions import csrf, login_manager
 
     csrf.init_app(app)
@@ -106,6 +106,7 @@ def _init_extensions(app: Flask) -> None:
     sessions.init_app(app)
     security.init_app(app)
     errors.init_app(app)
+    front.init_app(app)
 
 
 def _init_blueprints(app: Flask) -> None:

@@ -41,7 +41,9 @@ PHONE = {"width": 390, "height": 844}
 def api(page, method: str, url: str, body=None):
     """Call the portal API from the signed-in page (cookie and CSRF header included)."""
     return page.evaluate(
-        "([m, u, b]) => Portal.api(m, u, b === null ? undefined : b)", [method, url, body]
+        "async ([m, u, b]) => (await import('/static/js/portal.js'))"
+        ".request(m, u, b === null ? undefined : b)",
+        [method, url, body],
     )
 
 

@@ -1,282 +1,251 @@
 // The credentials table: server-side paging, sorting and filters kept in the URL;
 // reveal / copy / copy all / history / purge. Passwords only ever go into textContent or the
 // clipboard, and leave the page again after the reveal delay.
-"use strict";
 
-window.PortalCredentials = (function () {
-  const P = window.Portal;
-  const el = P.el;
-  const FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain", "source", "status"];
-  const PAGE_SIZES = ["50", "100", "500"];
-  const TEXT_FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain"];
+import { api } from "./api.js";
+import { bidi, config, confirmDialog, debounce, el, get, post, request, sourceLabel, timeEl, toast, visible } from "./portal.js";
+import { copySecret, revealer, revealSeconds } from "./reveal.js";
+import { badge } from "./status.js";
 
-  function init(options) {
-    const envId = options.environmentId;
-    const isAdmin = options.isAdmin;
-    const form = document.getElementById("filters");
-    const body = document.getElementById("credentials-body");
-    const table = document.getElementById("credentials-table");
-    const status = document.getElementById("table-status");
-    const items = new Map(); // id -> credential metadata of the page shown
-    const hideTimers = new Map();
-    let state = fromUrl();
-    let total = 0;
-    let seq = 0;
+const FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain", "source", "status"];
+const TEXT_FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain"];
 
-    function fromUrl() {
-      const params = new URLSearchParams(window.location.search);
-      const next = { page: 1, per_page: "50", sort: "hostname" };
-      FILTERS.forEach(function (name) { next[name] = params.get(name) || ""; });
-      const page = parseInt(params.get("page") || "1", 10);
-      next.page = page > 0 ? page : 1;
-      if (PAGE_SIZES.indexOf(params.get("per_page")) >= 0) next.per_page = params.get("per_page");
-      if (params.get("sort")) next.sort = params.get("sort");
-      return next;
-    }
+// options: environmentId, isAdmin, pageSizes (from the server, first one the default), openHistory(item).
+export function initCredentials(options) {
+  const envId = options.environmentId;
+  const isAdmin = options.isAdmin;
+  const pageSizes = options.pageSizes;
+  const defaultSize = pageSizes[0];
+  const form = document.getElementById("filters");
+  const body = document.getElementById("credentials-body");
+  const table = document.getElementById("credentials-table");
+  const status = document.getElementById("table-status");
+  const items = new Map(); // id -> credential metadata of the page shown
+  const secrets = revealer();
+  let state = fromUrl();
+  let total = 0;
+  let seq = 0;
 
-    function query(includePaging) {
-      const params = new URLSearchParams();
-      FILTERS.forEach(function (name) { if (state[name]) params.set(name, state[name]); });
-      if (state.sort && state.sort !== "hostname") params.set("sort", state.sort);
-      if (includePaging) {
-        if (state.page > 1) params.set("page", String(state.page));
-        if (state.per_page !== "50") params.set("per_page", state.per_page);
-      }
-      return params;
-    }
-
-    function syncUrl() {
-      const params = query(true).toString();
-      const url = window.location.pathname + (params ? "?" + params : "") + window.location.hash;
-      history.replaceState(null, "", url);
-    }
-
-    function fillForm() {
-      FILTERS.forEach(function (name) { form.elements[name].value = state[name]; });
-      form.elements.per_page.value = state.per_page;
-    }
-
-    function markSort() {
-      const key = state.sort.replace(/^-/, "");
-      table.querySelectorAll("th[data-sort]").forEach(function (th) {
-        if (th.dataset.sort === key) th.setAttribute("aria-sort", state.sort.charAt(0) === "-" ? "descending" : "ascending");
-        else th.removeAttribute("aria-sort");
-      });
-    }
-
-    function expiryCell(item) {
-      const cell = el("td", { className: "col-expiry" });
-      if (item.expiry_status === "EXPIRED" || item.expiry_status === "EXPIRING") cell.append(P.badge(item.expiry_status), " ");
-      if (item.expiry_date) cell.append(el("span", { title: item.expiry_date }, String(item.expiry_date).slice(0, 10)));
-      else if (!item.expiry_status) cell.append(el("span", { className: "muted" }, "—"));
-      return cell;
-    }
-
-    function actionsCell(item) {
-      const label = item.hostname + " / " + item.username;
-      function button(action, text, aria) {
-        return el("button", { type: "button", className: "small", dataset: { action: action }, "aria-label": aria + label }, text);
-      }
-      const buttons = el("div", { className: "buttons" },
-        button("reveal", "Reveal", "Reveal password of "),
-        button("copy", "Copy", "Copy password of "),
-        button("copy-all", "Copy all", "Copy host, user and password of "),
-        button("history", "History", "Password history of "));
-      if (isAdmin && item.status === "absent") {
-        const purge = button("purge", "Purge", "Purge ");
-        purge.classList.add("danger");
-        buttons.append(purge);
-      }
-      return el("td", { className: "row-actions" }, buttons, el("span", { className: "secret-out", "aria-live": "polite" }));
-    }
-
-    function row(item) {
-      const statusCell = el("td", { className: "nowrap" }, P.badge(item.status));
-      if (item.absent_since) statusCell.append(" ", el("span", { className: "muted" }, "since "), P.timeEl(item.absent_since));
-      return el("tr", { dataset: { id: item.id }, className: item.status === "absent" ? "absent" : null },
-        el("td", { className: "cell-text col-host" }, P.bidi(item.hostname), item.resource_ip ? el("div", { className: "muted" }, item.resource_ip) : null),
-        el("td", { className: "cell-text col-user" }, P.bidi(item.username)),
-        el("td", { className: "cell-text col-type" }, item.credential_type),
-        el("td", { className: "cell-text col-type" }, item.account_type),
-        el("td", { className: "cell-text col-rtype" }, item.resource_type),
-        el("td", { className: "cell-text" }, P.bidi(item.domain)),
-        el("td", { className: "nowrap", title: P.sourceLabel(item.source) }, item.source === "installer" ? "Installer" : "Manager"),
-        statusCell,
-        el("td", { className: "nowrap" }, P.timeEl(item.last_changed_at)),
-        expiryCell(item),
-        actionsCell(item));
-    }
-
-    function updatePager() {
-      const pages = Math.max(1, Math.ceil(total / parseInt(state.per_page, 10)));
-      document.querySelectorAll(".pager .page-label").forEach(function (node) {
-        node.textContent = "Page " + state.page + " of " + pages;
-      });
-      document.querySelectorAll('.pager [data-page="prev"]').forEach(function (b) { b.disabled = state.page <= 1; });
-      document.querySelectorAll('.pager [data-page="next"]').forEach(function (b) { b.disabled = state.page >= pages; });
-    }
-
-    async function load() {
-      const mySeq = ++seq;
-      syncUrl();
-      markSort();
-      table.classList.add("busy");
-      table.setAttribute("aria-busy", "true");
-      try {
-        const params = query(true);
-        params.set("page", String(state.page));
-        params.set("per_page", state.per_page);
-        const data = await P.api("GET", "/api/v1/environments/" + encodeURIComponent(envId) + "/credentials?" + params.toString());
-        if (mySeq !== seq) return;
-        total = data.total;
-        hideTimers.forEach(function (timer) { clearTimeout(timer); });
-        hideTimers.clear();
-        items.clear();
-        const fragment = document.createDocumentFragment();
-        data.items.forEach(function (item) { items.set(String(item.id), item); fragment.append(row(item)); });
-        body.replaceChildren(fragment);
-        if (data.items.length === 0) {
-          body.append(el("tr", {}, el("td", { colspan: "11", className: "empty" },
-            total === 0 && !FILTERS.some(function (n) { return state[n]; }) ? "No credentials yet. Sync the environment to fetch them." : "No credential matches these filters.")));
-        }
-        const first = total === 0 ? 0 : (state.page - 1) * parseInt(state.per_page, 10) + 1;
-        status.textContent = total === 0 ? "No credentials." :
-          "Showing " + first + "–" + (first + data.items.length - 1) + " of " + total + " credentials";
-        updatePager();
-      } catch (e) {
-        if (mySeq === seq) status.textContent = "Could not load credentials: " + e.message;
-      } finally {
-        if (mySeq === seq) { table.classList.remove("busy"); table.setAttribute("aria-busy", "false"); }
-      }
-    }
-
-    const loadSoon = P.debounce(load, 300);
-
-    form.addEventListener("input", function (event) {
-      const name = event.target.name;
-      if (!name) return;
-      if (name === "per_page") state.per_page = event.target.value;
-      else state[name] = event.target.value.trim();
-      state.page = 1;
-      if (TEXT_FILTERS.indexOf(name) >= 0) loadSoon(); else load();
-    });
-    form.addEventListener("submit", function (event) { event.preventDefault(); load(); });
-    form.addEventListener("reset", function () {
-      setTimeout(function () {
-        FILTERS.forEach(function (name) { state[name] = ""; });
-        state.page = 1;
-        fillForm();
-        load();
-      }, 0);
-    });
-
-    table.querySelector("thead").addEventListener("click", function (event) {
-      const th = event.target.closest("th[data-sort]");
-      if (!th) return;
-      const key = th.dataset.sort;
-      state.sort = state.sort === key ? "-" + key : key;
-      state.page = 1;
-      load();
-    });
-
-    document.querySelectorAll(".pager [data-page]").forEach(function (button) {
-      button.addEventListener("click", function () {
-        state.page += button.dataset.page === "next" ? 1 : -1;
-        if (state.page < 1) state.page = 1;
-        load();
-        if (button.closest("#pager-bottom")) table.scrollIntoView({ block: "start" });
-      });
-    });
-
-    async function fetchPassword(id, purpose) {
-      const data = await P.api("POST", "/api/v1/credentials/" + encodeURIComponent(id) + "/reveal", { purpose: purpose });
-      return data.password;
-    }
-
-    function hide(tr) {
-      const out = tr.querySelector(".secret-out");
-      if (out) out.replaceChildren();
-      const button = tr.querySelector('[data-action="reveal"]');
-      if (button) button.textContent = "Reveal";
-      clearTimeout(hideTimers.get(tr.dataset.id));
-      hideTimers.delete(tr.dataset.id);
-    }
-
-    async function reveal(tr, button) {
-      if (hideTimers.has(tr.dataset.id)) { hide(tr); return; }
-      button.disabled = true;
-      try {
-        const password = await fetchPassword(tr.dataset.id, "reveal");
-        const out = tr.querySelector(".secret-out");
-        if (password === null || password === undefined) {
-          out.replaceChildren(el("span", { className: "muted" }, "No password stored."));
-        } else {
-          out.replaceChildren(el("span", { className: "secret" }, password),
-            el("span", { className: "hint secret-hint" }, "Hides in " + P.revealSeconds() + " s"));
-        }
-        button.textContent = "Hide";
-        hideTimers.set(tr.dataset.id, setTimeout(function () { hide(tr); }, P.revealSeconds() * 1000));
-      } catch (e) {
-        P.toast("Could not reveal: " + e.message, "error");
-      } finally {
-        button.disabled = false;
-      }
-    }
-
-    async function copy(tr, button, withContext) {
-      const item = items.get(tr.dataset.id);
-      button.disabled = true;
-      try {
-        const password = await fetchPassword(tr.dataset.id, "copy");
-        if (password === null || password === undefined) { P.toast("No password stored for this credential.", "error"); return; }
-        await P.copySecret(withContext ? item.hostname + "\n" + item.username + "\n" + password : password);
-        P.toast((withContext ? "Host, user and password" : "Password") + " copied; the clipboard is cleared in " + P.revealSeconds() + " s.");
-      } catch (e) {
-        P.toast("Could not copy: " + e.message, "error");
-      } finally {
-        button.disabled = false;
-      }
-    }
-
-    async function purge(tr) {
-      const item = items.get(tr.dataset.id);
-      const ok = await P.confirmDialog("Purge credential?",
-        "Delete " + item.hostname + " / " + item.username + " and its password history from the portal. It is absent upstream; this cannot be undone.",
-        "Purge");
-      if (!ok) return;
-      try {
-        await P.api("DELETE", "/api/v1/credentials/" + encodeURIComponent(item.id));
-        P.toast("Credential purged.");
-        load();
-      } catch (e) {
-        P.toast("Could not purge: " + e.message, "error");
-      }
-    }
-
-    body.addEventListener("click", function (event) {
-      const button = event.target.closest("button[data-action]");
-      if (!button) return;
-      const tr = button.closest("tr");
-      const action = button.dataset.action;
-      if (action === "reveal") reveal(tr, button);
-      else if (action === "copy") copy(tr, button, false);
-      else if (action === "copy-all") copy(tr, button, true);
-      else if (action === "history") options.openHistory(items.get(tr.dataset.id));
-      else if (action === "purge") purge(tr);
-    });
-
-    fillForm();
-    load();
-    return {
-      reload: load,
-      filters: function () {
-        const values = {};
-        FILTERS.forEach(function (name) { values[name] = state[name]; });
-        values.sort = state.sort;
-        return values;
-      },
-    };
+  function fromUrl() {
+    const params = new URLSearchParams(window.location.search);
+    const next = { page: 1, per_page: defaultSize, sort: "hostname" };
+    FILTERS.forEach(function (name) { next[name] = params.get(name) || ""; });
+    const page = parseInt(params.get("page") || "1", 10);
+    next.page = page > 0 ? page : 1;
+    if (pageSizes.indexOf(params.get("per_page")) >= 0) next.per_page = params.get("per_page");
+    if (params.get("sort")) next.sort = params.get("sort");
+    return next;
   }
 
-  return { init: init };
-})();
+  function query(includePaging) {
+    const params = new URLSearchParams();
+    FILTERS.forEach(function (name) { if (state[name]) params.set(name, state[name]); });
+    if (state.sort && state.sort !== "hostname") params.set("sort", state.sort);
+    if (includePaging) {
+      if (state.page > 1) params.set("page", String(state.page));
+      if (state.per_page !== defaultSize) params.set("per_page", state.per_page);
+    }
+    return params;
+  }
+
+  function syncUrl() {
+    const params = query(true).toString();
+    const url = window.location.pathname + (params ? "?" + params : "") + window.location.hash;
+    history.replaceState(null, "", url);
+  }
+
+  function fillForm() {
+    FILTERS.forEach(function (name) { form.elements[name].value = state[name]; });
+    form.elements.per_page.value = state.per_page;
+  }
+
+  function markSort() {
+    const key = state.sort.replace(/^-/, "");
+    table.querySelectorAll("th[data-sort]").forEach(function (th) {
+      if (th.dataset.sort === key) th.setAttribute("aria-sort", state.sort.charAt(0) === "-" ? "descending" : "ascending");
+      else th.removeAttribute("aria-sort");
+    });
+  }
+
+  function expiryCell(item) {
+    const cell = el("td", { className: "col-expiry" });
+    if (item.expiry_status === "EXPIRED" || item.expiry_status === "EXPIRING") cell.append(badge(item.expiry_status), " ");
+    if (item.expiry_date) cell.append(el("span", { title: item.expiry_date }, String(item.expiry_date).slice(0, 10)));
+    else if (!item.expiry_status) cell.append(el("span", { className: "muted" }, "—"));
+    return cell;
+  }
+
+  function actionsCell(item) {
+    const label = visible(item.hostname) + " / " + visible(item.username);
+    function button(action, text, aria) {
+      return el("button", { type: "button", className: "small", dataset: { action: action }, "aria-label": aria + label }, text);
+    }
+    const buttons = el("div", { className: "buttons" },
+      button("reveal", "Reveal", "Reveal password of "),
+      button("copy", "Copy", "Copy password of "),
+      button("copy-all", "Copy all", "Copy host, user and password of "),
+      button("history", "History", "Password history of "));
+    if (isAdmin && item.status === "absent") {
+      const purge = button("purge", "Purge", "Purge ");
+      purge.classList.add("danger");
+      buttons.append(purge);
+    }
+    return el("td", { className: "row-actions" }, buttons, el("span", { className: "secret-out", "aria-live": "polite" }));
+  }
+
+  function row(item) {
+    const statusCell = el("td", { className: "nowrap" }, badge(item.status));
+    if (item.absent_since) statusCell.append(" ", el("span", { className: "muted" }, "since "), timeEl(item.absent_since));
+    return el("tr", { dataset: { id: item.id }, className: item.status === "absent" ? "absent" : null },
+      el("td", { className: "cell-text col-host" }, bidi(item.hostname), item.resource_ip ? el("div", { className: "muted" }, visible(item.resource_ip)) : null),
+      el("td", { className: "cell-text col-user" }, bidi(item.username)),
+      el("td", { className: "cell-text col-type" }, visible(item.credential_type)),
+      el("td", { className: "cell-text col-type" }, visible(item.account_type)),
+      el("td", { className: "cell-text col-rtype" }, visible(item.resource_type)),
+      el("td", { className: "cell-text" }, bidi(item.domain)),
+      el("td", { className: "nowrap", title: sourceLabel(item.source) }, (config.sourceShortLabels || {})[item.source] || item.source),
+      statusCell,
+      el("td", { className: "nowrap" }, timeEl(item.last_changed_at)),
+      expiryCell(item),
+      actionsCell(item));
+  }
+
+  function updatePager() {
+    const pages = Math.max(1, Math.ceil(total / parseInt(state.per_page, 10)));
+    document.querySelectorAll(".pager .page-label").forEach(function (node) {
+      node.textContent = "Page " + state.page + " of " + pages;
+    });
+    document.querySelectorAll('.pager [data-page="prev"]').forEach(function (b) { b.disabled = state.page <= 1; });
+    document.querySelectorAll('.pager [data-page="next"]').forEach(function (b) { b.disabled = state.page >= pages; });
+  }
+
+  async function load() {
+    const mySeq = ++seq;
+    syncUrl();
+    markSort();
+    table.classList.add("busy");
+    table.setAttribute("aria-busy", "true");
+    try {
+      const params = query(true);
+      params.set("page", String(state.page));
+      params.set("per_page", state.per_page);
+      const data = await get(api.environmentAction(envId, "credentials", params));
+      if (mySeq !== seq) return;
+      total = data.total;
+      secrets.hideAll();
+      items.clear();
+      const fragment = document.createDocumentFragment();
+      data.items.forEach(function (item) { items.set(String(item.id), item); fragment.append(row(item)); });
+      body.replaceChildren(fragment);
+      if (data.items.length === 0) {
+        body.append(el("tr", {}, el("td", { colspan: "11", className: "empty" },
+          total === 0 && !FILTERS.some(function (n) { return state[n]; }) ? "No credentials yet. Sync the environment to fetch them." : "No credential matches these filters.")));
+      }
+      const first = total === 0 ? 0 : (state.page - 1) * parseInt(state.per_page, 10) + 1;
+      status.textContent = total === 0 ? "No credentials." :
+        "Showing " + first + "–" + (first + data.items.length - 1) + " of " + total + " credentials";
+      updatePager();
+    } catch (e) {
+      if (mySeq === seq) status.textContent = "Could not load credentials: " + e.message;
+    } finally {
+      if (mySeq === seq) { table.classList.remove("busy"); table.setAttribute("aria-busy", "false"); }
+    }
+  }
+
+  const loadSoon = debounce(load, 300);
+
+  form.addEventListener("input", function (event) {
+    const name = event.target.name;
+    if (!name) return;
+    if (name === "per_page") state.per_page = event.target.value;
+    else state[name] = event.target.value.trim();
+    state.page = 1;
+    if (TEXT_FILTERS.indexOf(name) >= 0) loadSoon(); else load();
+  });
+  form.addEventListener("submit", function (event) { event.preventDefault(); load(); });
+  form.addEventListener("reset", function () {
+    setTimeout(function () {
+      FILTERS.forEach(function (name) { state[name] = ""; });
+      state.page = 1;
+      fillForm();
+      load();
+    }, 0);
+  });
+
+  table.querySelector("thead").addEventListener("click", function (event) {
+    const th = event.target.closest("th[data-sort]");
+    if (!th) return;
+    const key = th.dataset.sort;
+    state.sort = state.sort === key ? "-" + key : key;
+    state.page = 1;
+    load();
+  });
+
+  document.querySelectorAll(".pager [data-page]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      state.page += button.dataset.page === "next" ? 1 : -1;
+      if (state.page < 1) state.page = 1;
+      load();
+      if (button.closest("#pager-bottom")) table.scrollIntoView({ block: "start" });
+    });
+  });
+
+  async function fetchPassword(id, purpose) {
+    const data = await post(api.reveal(id), { purpose: purpose });
+    return data.password;
+  }
+
+  async function copy(tr, button, withContext) {
+    const item = items.get(tr.dataset.id);
+    button.disabled = true;
+    try {
+      const password = await fetchPassword(tr.dataset.id, "copy");
+      if (password === null || password === undefined) { toast("No password stored for this credential.", "error"); return; }
+      await copySecret(withContext ? item.hostname + "\n" + item.username + "\n" + password : password);
+      toast((withContext ? "Host, user and password" : "Password") + " copied; the clipboard is cleared in " + revealSeconds() + " s.");
+    } catch (e) {
+      toast("Could not copy: " + e.message, "error");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function purge(tr) {
+    const item = items.get(tr.dataset.id);
+    const ok = await confirmDialog("Purge credential?",
+      "Delete " + visible(item.hostname) + " / " + visible(item.username) + " and its password history from the portal. It is absent upstream; this cannot be undone.",
+      "Purge");
+    if (!ok) return;
+    try {
+      await request("DELETE", api.credential(item.id));
+      toast("Credential purged.");
+      load();
+    } catch (e) {
+      toast("Could not purge: " + e.message, "error");
+    }
+  }
+
+  body.addEventListener("click", function (event) {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const tr = button.closest("tr");
+    const action = button.dataset.action;
+    if (action === "reveal") secrets.toggle(tr.dataset.id, button, tr.querySelector(".secret-out"), () => fetchPassword(tr.dataset.id, "reveal"));
+    else if (action === "copy") copy(tr, button, false);
+    else if (action === "copy-all") copy(tr, button, true);
+    else if (action === "history") options.openHistory(items.get(tr.dataset.id));
+    else if (action === "purge") purge(tr);
+  });
+
+  fillForm();
+  load();
+  return {
+    reload: load,
+    filters: function () {
+      const values = {};
+      FILTERS.forEach(function (name) { values[name] = state[name]; });
+      values.sort = state.sort;
+      return values;
+    },
+  };
+}

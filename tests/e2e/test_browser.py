@@ -29,6 +29,7 @@ ADMIN_PASSWORD = "Journey-admin-passphrase-1"  # noqa: S105 - test password
 VIEWER_PASSWORD = "Journey-viewer-passphrase-1"  # noqa: S105 - test password
 FORMULA_HOST = "=cmd|' /C calc'!A0"
 HOSTILE_USER = "<script>alert(1)</script>"
+RTL_HOST = "\u202eexe.cod.rainpole.io"  # a right-to-left override would show "oi.eloponiar.doc.exe"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -148,6 +149,13 @@ def wait_for_run(page, source="manager", not_run_id="") -> str:
     return done.inner_text()
 
 
+def assert_module_scripts_only(page) -> None:
+    """Every script of the page is an ES module or a JSON data block; at least one module."""
+    kinds = page.evaluate("Array.from(document.scripts, (s) => s.type)")
+    assert "module" in kinds, kinds
+    assert set(kinds) <= {"module", "application/json"}, kinds
+
+
 def clipboard(page) -> str:
     return page.evaluate("navigator.clipboard.readText()")
 
@@ -171,6 +179,7 @@ def test_operator_journey(portal, sim, browser, tmp_path):
     # First sign-in as admin/admin: the default password must be changed at once.
     page.goto(portal.url + "/")
     expect(page).to_have_url(re.compile(r"/login\?next=/"))
+    assert_module_scripts_only(page)
     sign_in(page, portal, "admin", "admin")
     change_password(page, "admin", ADMIN_PASSWORD)
     expect(page.locator(".who")).to_contain_text("admin")
@@ -238,6 +247,19 @@ def test_operator_journey(portal, sim, browser, tmp_path):
     expect(page.locator("#f-per_page")).to_have_value("100")
     expect(page.locator("th[data-sort=hostname]")).to_have_attribute("aria-sort", "descending")
 
+    # A right-to-left override in a host name is shown as an escape, not obeyed.
+    find(sim.credentials_snapshot(), hostname=RTL_HOST)
+    page.goto(f"{env_url}?hostname={_q(RTL_HOST)}")
+    hosts = page.locator("#credentials-body tr td.col-host bdi")
+    expect(hosts.first).to_have_text("\\u202eexe.cod.rainpole.io")
+    assert all("\u202e" not in host for host in hosts.all_inner_texts())
+
+    # Every page loads its code as ES modules only, and none of them logs an error.
+    for path in ("/", env_url, env_url + "/edit", "/environments/new", "/scheduler", "/audit/"):
+        page.goto(portal.url + path if path.startswith("/") else path)
+        page.wait_for_load_state("networkidle")
+        assert_module_scripts_only(page)
+
     # Reveal, then the password leaves the page after 30 s.
     snapshot = sim.credentials_snapshot()
     target, values = find(snapshot, username=HOSTILE_USER)
@@ -289,6 +311,20 @@ def test_operator_journey(portal, sim, browser, tmp_path):
     # Password age tab.
     page.click("#tab-age")
     expect(page.locator("#age-chart .bar-row")).to_have_count(5)
+
+    # The dashboard and the scheduler queue and follow a sync the same way.
+    env_id = env_url.rsplit("/", 1)[1]
+    page.goto(portal.url + "/")
+    page.click(f"button[data-sync='{env_id}']")
+    done = page.locator(f"#progress-{env_id}-manager .progress[data-run-phase=done]")
+    expect(done).to_have_attribute("data-run-state", re.compile("success|partial"), timeout=60000)
+    expect(page.locator(f"button[data-sync='{env_id}']")).to_be_enabled()
+    page.goto(portal.url + "/scheduler")
+    run_now = page.locator("#jobs-body button[data-action=run]")
+    run_now.click()
+    expect(page.locator(".toast").last).to_contain_text("SDDC Manager: Done", timeout=60000)
+    expect(run_now).to_be_enabled()
+    expect(page.locator(f"#outcome-{env_id}-manager .hint")).to_contain_text("Done")
 
     # Exports: CSV and Excel of everything, formulas neutralised.
     page.goto(env_url)

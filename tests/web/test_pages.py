@@ -12,7 +12,9 @@ from portal.models import Credential
 from portal.sync import PASSWORD_PURPOSE
 
 HOSTILE = "<script>alert(1)</script>\"'\\\u202eexe"
-INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
+# A JSON data block is never run, so the CSP allows it; any other script needs a src.
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\b(?:src=|type=\"application/json\"))[^>]*>", re.I)
+CLASSIC_SCRIPT = re.compile(r"<script(?![^>]*\btype=\"(?:module|application/json)\")[^>]*>", re.I)
 INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.I)
 INLINE_STYLE = re.compile(r"<[^>]+\sstyle\s*=", re.I)
 STYLE_TAG = re.compile(r"<style[\s>]", re.I)
@@ -65,6 +67,7 @@ def pages_for(env_id):
 
 def assert_clean(html: str, where: str) -> None:
     assert not INLINE_SCRIPT.search(html), f"inline <script> on {where}"
+    assert not CLASSIC_SCRIPT.search(html), f"classic (non-module) <script> on {where}"
     assert not INLINE_HANDLER.search(html), f"inline event handler on {where}"
     assert not INLINE_STYLE.search(html), f"style attribute on {where}"
     assert not STYLE_TAG.search(html), f"<style> element on {where}"

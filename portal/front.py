@@ -1,0 +1,40 @@
+"""Values the browser code needs from the server, rendered once into every page as JSON."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
+SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer"}
+STATE_LABELS = {
+    "success": "Success",
+    "partial": "Partial",
+    "failed": "Failed",
+    "never": "Never synced",
+    "queued": "Queued",
+    "running": "Running",
+    "present": "Present",
+    "absent": "Absent",
+    "paused": "Paused",
+    "disabled": "Disabled",
+    "active": "Active",
+    "EXPIRING": "Expiring",
+    "EXPIRED": "Expired",
+}
+
+
+def portal_config() -> dict:
+    """The labels the page scripts show, read by static/js/portal.js from #portal-config."""
+    return {
+        "sources": list(SOURCE_LABELS),
+        "sourceLabels": SOURCE_LABELS,
+        "sourceShortLabels": SOURCE_SHORT_LABELS,
+        "stateLabels": STATE_LABELS,
+    }
+
+
+def init_app(app: Flask) -> None:
+    """Make `portal_config` and `source_labels` available to every template."""
+    app.context_processor(
+        lambda: {"portal_config": portal_config(), "source_labels": SOURCE_LABELS}
+    )

@@ -1,0 +1,37 @@
+// Every URL the page scripts use, built in one place. Ids and values are always URL-encoded.
+
+const BASE = "/api/v1";
+const part = encodeURIComponent;
+
+function withQuery(path, params) {
+  const query = params ? new URLSearchParams(params).toString() : "";
+  return query ? path + "?" + query : path;
+}
+
+export const api = {
+  me: () => BASE + "/me",
+  preferences: () => BASE + "/me/preferences",
+  environments: () => BASE + "/environments",
+  environment: (id) => BASE + "/environments/" + part(id),
+  // action: "sync", "pause", "resume", "sync-runs", "password-age", "credentials".
+  environmentAction: (id, action, params) => withQuery(api.environment(id) + "/" + action, params),
+  testConnection: () => BASE + "/environments/test-connection",
+  definitions: () => BASE + "/environments/definitions",
+  definitionsExport: () => BASE + "/environments/definitions/export",
+  definitionsImport: () => BASE + "/environments/definitions/import",
+  syncRun: (id) => BASE + "/sync-runs/" + part(id),
+  scheduler: () => BASE + "/scheduler",
+  credentials: (params) => withQuery(BASE + "/credentials", params),
+  credential: (id) => BASE + "/credentials/" + part(id),
+  reveal: (id) => api.credential(id) + "/reveal",
+  history: (id) => api.credential(id) + "/history",
+  historyReveal: (id, entryId) => api.history(id) + "/" + part(entryId) + "/reveal",
+};
+
+export const pages = {
+  signIn: (next) => withQuery("/login", { next: next }),
+  environment: (id, params) => withQuery("/environments/" + part(id), params),
+  editEnvironment: (id) => "/environments/" + part(id) + "/edit",
+  newEnvironment: () => "/environments/new",
+  dashboard: () => "/",
+};

@@ -1,0 +1,59 @@
+// Passwords on screen and in the clipboard, for the reveal delay the server sets, then gone.
+
+import { el, toast } from "./portal.js";
+
+export function revealSeconds() {
+  const value = parseInt(document.body.dataset.revealSeconds || "30", 10);
+  return value > 0 ? value : 30;
+}
+
+// Copy a secret, then try to clear the clipboard if it still holds it after the delay.
+export async function copySecret(text) {
+  await navigator.clipboard.writeText(text);
+  setTimeout(async function () {
+    let current = null;
+    try { current = await navigator.clipboard.readText(); } catch (e) { current = text; }
+    if (current === text) {
+      try { await navigator.clipboard.writeText(""); } catch (e) { /* page not focused */ }
+    }
+  }, revealSeconds() * 1000);
+}
+
+// Reveal buttons: the first press fetches and shows a password in `out` until the delay ends
+// or the button is pressed again. Passwords go into textContent only, exactly as stored.
+export function revealer() {
+  const shown = new Map(); // key -> { out, button, timer }
+
+  function hide(key) {
+    const entry = shown.get(key);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    entry.out.replaceChildren();
+    entry.button.textContent = "Reveal";
+    shown.delete(key);
+  }
+
+  async function toggle(key, button, out, fetchPassword) {
+    if (shown.has(key)) { hide(key); return; }
+    button.disabled = true;
+    try {
+      const password = await fetchPassword();
+      if (password === null || password === undefined) {
+        out.replaceChildren(el("span", { className: "muted" }, "No password stored."));
+      } else {
+        out.replaceChildren(el("span", { className: "secret" }, password),
+          el("span", { className: "hint secret-hint" }, "Hides in " + revealSeconds() + " s"));
+      }
+      button.textContent = "Hide";
+      shown.set(key, { out: out, button: button, timer: setTimeout(function () { hide(key); }, revealSeconds() * 1000) });
+    } catch (e) {
+      toast("Could not reveal: " + e.message, "error");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function hideAll() { Array.from(shown.keys()).forEach(hide); }
+
+  return { toggle: toggle, hideAll: hideAll };
+}
