@@ -7,7 +7,7 @@ schema, keys and first admin exist before any worker serves, and the scheduler r
 import sys
 
 if "--version" in sys.argv[1:]:
-    from portal import __version__
+    from portal.version import __version__
 
     print(f"VCF Credential Portal {__version__}")
     sys.exit(0)

@@ -33,8 +33,8 @@ main_bundle() {
   case "$arch" in x86_64 | aarch64) ;; *) die "--arch: x86_64 or aarch64, not $arch" ;; esac
   "$PYTHON" -m pip --version >/dev/null 2>&1 ||
     die "pip is needed to download the wheels: apt-get install python3-pip"
-  version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$SOURCE_DIR/portal/__init__.py")
-  [ -n "$version" ] || die "no __version__ in portal/__init__.py"
+  version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$SOURCE_DIR/portal/version.py")
+  [ -n "$version" ] || die "no __version__ in portal/version.py"
   name=$APP-$version
   BUNDLE_WORK=$(mktemp -d)
   trap 'rm -rf "$BUNDLE_WORK"' EXIT

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
 
 from flask import Flask
 from markupsafe import Markup
 from sqlalchemy import event
 
-from . import logs
-from .clock import UTC
+from . import api, cli, errors, front, logs, security, sessions, web
 from .config import PROJECT_ROOT, Settings, load_settings
 from .crypto import DataCipher, load_or_create_key, write_secret_file
+from .extensions import csrf, db, login_manager
 from .text import visible
+from .version import STARTED_AT, __version__
 
-__version__ = "0.1.0"
-STARTED_AT = datetime.now(UTC).replace(tzinfo=None)
+__all__ = ["STARTED_AT", "__version__", "create_app"]
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -38,8 +37,6 @@ def _secret_key(settings: Settings) -> str:
 
 def init_database(app: Flask, settings: Settings) -> None:
     """Configure SQLAlchemy; SQLite gets WAL, a busy timeout and foreign keys."""
-    from .extensions import db
-
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     options: dict = {"pool_pre_ping": True}
     if settings.sqlite_path is not None:
@@ -98,9 +95,6 @@ def _init_templates(app: Flask) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
-    from . import errors, front, security, sessions
-    from .extensions import csrf, login_manager
-
     csrf.init_app(app)
     login_manager.init_app(app)
     sessions.init_app(app)
@@ -110,8 +104,6 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _init_blueprints(app: Flask) -> None:
-    from . import api, cli, web
-
     app.register_blueprint(api.bp)
     web.init_app(app)
     cli.init_app(app)

@@ -10,10 +10,11 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from . import __version__, audit, clock, maintenance, users
+from . import audit, clock, maintenance, users
 from .extensions import db
 from .models import ROLES, User
 from .security import password_problem
+from .version import __version__
 
 users_cli = AppGroup("users", help="Manage portal users (for a locked-out operator).")
 

@@ -26,9 +26,10 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy.engine import make_url
 
-from .. import STARTED_AT, __version__, audit, certs, clock, scheduler
+from .. import audit, certs, clock, scheduler
 from ..access import admin_required, confirm_recent_auth
 from ..extensions import db
+from ..version import STARTED_AT, __version__
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
