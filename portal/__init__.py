@@ -84,6 +84,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder=str(PROJECT_ROOT / "static"),
     )
+    _init_http(app)
     app.config.update(
         PORTAL_SETTINGS=settings,
         SECRET_KEY=_secret_key(settings),
@@ -106,6 +107,15 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     _init_extensions(app)
     _init_blueprints(app)
     return app
+
+
+def _init_http(app: Flask) -> None:
+    """Bounded ids in URLs and JSON parsing that refuses, rather than crashes on, deep nesting."""
+    from .http import IdConverter, JSONProvider
+
+    # Set before any blueprint adds its rules: every `<int:...>` in our URLs is a database id.
+    app.url_map.converters["int"] = IdConverter
+    app.json = JSONProvider(app)
 
 
 def _init_extensions(app: Flask) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from ..environments import ValidationError
 from ..http import QueryError, json_error
@@ -18,3 +18,10 @@ def _validation_failed(exc: ValidationError):
 @bp.errorhandler(QueryError)
 def _bad_query(exc: QueryError):
     return json_error(400, str(exc), {exc.field: str(exc)})
+
+
+@bp.before_request
+def _parse_json_body() -> None:
+    """A JSON body that does not parse (bad syntax, nested too deeply) is a 400 on every route."""
+    if request.is_json and request.get_data(cache=True):
+        request.get_json()  # raises BadRequest, answered as the JSON error body

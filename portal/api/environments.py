@@ -10,7 +10,7 @@ from .. import audit, environments, sync
 from ..access import admin_required
 from ..environments import ValidationError
 from ..extensions import db
-from ..http import json_error, json_object_body
+from ..http import MAX_ID, json_error, json_object_body
 from ..models import SOURCES, Endpoint, Environment
 from ..vcf import test_connection as vcf_test_connection
 from .base import bp
@@ -81,12 +81,15 @@ def test_connection():
     source = data.get("source")
     if source not in SOURCES:
         return json_error(422, "Some fields are not valid.", {"source": "manager or installer"})
+    env_id = data.get("environment_id")
+    if env_id is not None and (
+        not isinstance(env_id, int) or isinstance(env_id, bool) or not 1 <= env_id <= MAX_ID
+    ):
+        raise ValidationError({"environment_id": "Expected the id of an environment."})
     stored: Endpoint | None = None
-    if data.get("environment_id") is not None:
+    if env_id is not None:
         stored = db.session.scalar(
-            select(Endpoint).where(
-                Endpoint.environment_id == data.get("environment_id"), Endpoint.source == source
-            )
+            select(Endpoint).where(Endpoint.environment_id == env_id, Endpoint.source == source)
         )
     errors: dict[str, str] = {}
     # Parsed as new settings: nothing is taken from the stored endpoint but its password,
