@@ -33,9 +33,15 @@ def create_environment():
     db.session.flush()
     audit.record("environment.create", env.name, details={"id": env.id})
     db.session.commit()
-    for endpoint in env.endpoints:
-        if endpoint.sync_enabled:
-            sync.request_sync(env.id, endpoint.source, "schedule", current_user.username)
+    runs = [
+        sync.request_sync(env.id, endpoint.source, "schedule", current_user.username)
+        for endpoint in env.endpoints
+        if endpoint.sync_enabled
+    ]
+    # Audited after every run is queued: request_sync commits, or rolls back on a clash.
+    for run in runs:
+        sync.record_request(env.name, run)
+    db.session.commit()
     return jsonify(environments.environment_dict(env)), 201
 
 
