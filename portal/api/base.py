@@ -6,12 +6,18 @@ from flask import Blueprint, request
 
 from ..environments import ValidationError
 from ..http import QueryError, json_error
+from .spec import FieldErrors
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 @bp.errorhandler(ValidationError)
 def _validation_failed(exc: ValidationError):
+    return json_error(422, "Some fields are not valid.", exc.errors)
+
+
+@bp.errorhandler(FieldErrors)
+def _fields_not_valid(exc: FieldErrors):
     return json_error(422, "Some fields are not valid.", exc.errors)
 
 
