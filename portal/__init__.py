@@ -12,6 +12,7 @@ from . import api, cli, errors, front, logs, security, sessions, web
 from .config import PROJECT_ROOT, Settings, load_settings
 from .crypto import DataCipher, load_or_create_key, write_secret_file
 from .extensions import csrf, db, login_manager
+from .http import IdConverter, JSONProvider
 from .text import visible
 from .version import STARTED_AT, __version__
 
@@ -57,6 +58,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder=str(PROJECT_ROOT / "static"),
     )
+    _init_http(app)
     app.config.update(
         PORTAL_SETTINGS=settings,
         SECRET_KEY=_secret_key(settings),
@@ -88,6 +90,13 @@ def _show_hidden_characters(value):
     if isinstance(value, str) and not isinstance(value, Markup):
         return visible(value)
     return value
+
+
+def _init_http(app: Flask) -> None:
+    """Bounded ids in URLs and JSON parsing that refuses, rather than crashes on, deep nesting."""
+    # Set before any blueprint adds its rules: every `<int:...>` in our URLs is a database id.
+    app.url_map.converters["int"] = IdConverter
+    app.json = JSONProvider(app)
 
 
 def _init_templates(app: Flask) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -18,7 +19,6 @@ from .vcf import EndpointSettings, format_fingerprint, normalize_fingerprint
 HOST_RE = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
-IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
 MIN_INTERVAL, MAX_INTERVAL = 5, 1440
 DEFAULT_INTERVAL = {"manager": 60, "installer": 60}
 DEFAULT_ENABLED = {"manager": True, "installer": False}
@@ -83,6 +83,15 @@ def validate_ca_pem(text: str) -> str:
     return text.strip() + "\n"
 
 
+def _is_ipv6(host: str) -> bool:
+    # A strict parse: a loose pattern let "::::" through to the URL builder, which fails.
+    try:
+        address = ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return address.scope_id is None
+
+
 def parse_endpoint(
     data: Any,
     source: str,
@@ -98,9 +107,7 @@ def parse_endpoint(
     clean: dict[str, Any] = {}
     host = data.get("host", existing.host if existing else None)
     host = host.strip() if isinstance(host, str) else host
-    if not isinstance(host, str) or not (
-        HOST_RE.match(host) or (":" in host and IPV6_RE.match(host))
-    ):
+    if not isinstance(host, str) or not (HOST_RE.match(host) or _is_ipv6(host)):
         errors[f"{prefix}.host"] = "Enter a host name or IP address."
     clean["host"] = host
     clean["port"] = _as_int(

@@ -6,9 +6,37 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import abort, jsonify, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter
 
 # SQLite and PostgreSQL integers are signed 64-bit; larger ids can match nothing.
 MAX_ID = 2**63 - 1
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in our URLs: a database id, so one past 64 bits is a bad request.
+
+    Without the bound the database driver raises OverflowError, a 500, on such an id.
+    """
+
+    def to_python(self, value: str) -> int:
+        """The id as an int; 400 when no database row could have it."""
+        number = super().to_python(value)
+        if number > MAX_ID:
+            raise BadRequest(f"An id is a whole number up to {MAX_ID}.")
+        return number
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, where a body nested too deeply to parse is invalid JSON, not a crash."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        """Parse JSON; RecursionError becomes the ValueError that request parsing expects."""
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("The JSON body is nested too deeply.") from None
 
 
 class QueryError(ValueError):

@@ -106,6 +106,15 @@ def request_sync(environment_id: int, source: str, trigger: str, requested_by: s
     return run
 
 
+def record_request(environment_name: str, run: SyncRun) -> None:
+    """Audit a sync a person asked for: who, from where, which run (the caller commits)."""
+    audit.record(
+        "sync.request",
+        f"{environment_name} / {run.source}",
+        details={"run": run.id, "source": run.source, "trigger": run.trigger},
+    )
+
+
 def _claim(run_id: int) -> bool:
     result = db.session.execute(
         update(SyncRun)

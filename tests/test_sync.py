@@ -243,3 +243,26 @@ def test_server_echo_of_the_password_is_masked(fast_app, admin, form):
     assert run["state"] == "failed"
     for leak in (secret, "Pass", "word", quote(secret, safe="")):
         assert leak not in run["error"], run["error"]
+
+
+def test_sync_requested_by_a_person_is_audited(app, admin):
+    endpoint = {"host": "vcf.example.test", "username": "svc", "password": "pw"}
+    env = admin.api("POST", "/api/v1/environments", json={"name": "lab", "manager": endpoint}).json
+    with app.app_context():
+        first = db.session.scalar(select(SyncRun))
+        first.state = "success"  # finished, so the next request queues a run of its own
+        db.session.commit()
+        first_id = first.id
+    response = admin.api("POST", f"/api/v1/environments/{env['id']}/sync", json={})
+    assert response.status_code == 202
+    with app.app_context():
+        events = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "sync.request").order_by(AuditEvent.id)
+        ).all()
+    assert [(e.actor, e.ip, e.target) for e in events] == [
+        ("alice", "127.0.0.1", "lab / manager")
+    ] * 2
+    assert [json.loads(e.details) for e in events] == [
+        {"run": str(first_id), "source": "manager", "trigger": "schedule"},
+        {"run": str(response.json["id"]), "source": "manager", "trigger": "manual"},
+    ]

@@ -8,9 +8,11 @@ from flask_login import login_required
 from .. import audit, credentials, environments
 from ..access import admin_required
 from ..extensions import db
-from ..http import int_arg, json_error
+from ..http import json_error
 from ..models import Credential, PasswordHistory
+from . import schemas as s
 from .base import bp
+from .spec import api_operation
 
 
 def _credential(cred_id: int) -> Credential:
@@ -22,7 +24,8 @@ def _credential(cred_id: int) -> Credential:
 
 @bp.get("/environments/<int:env_id>/credentials")
 @login_required
-def list_credentials(env_id: int):
+@api_operation({200: s.CredentialPage}, query=s.CredentialQuery)
+def list_credentials(env_id: int, query: s.CredentialQuery):
     """One page of credential metadata (no passwords), filtered and sorted."""
     environments.environment_or_404(env_id)
     return jsonify(credentials.credentials_page(env_id, request.args))
@@ -30,28 +33,28 @@ def list_credentials(env_id: int):
 
 @bp.get("/credentials")
 @login_required
-def search_credentials():
+@api_operation({200: s.CredentialPage}, query=s.CredentialQuery)
+def search_credentials(query: s.CredentialQuery):
     """Search credentials across every environment."""
     return jsonify(credentials.credentials_page(None, request.args))
 
 
 @bp.get("/environments/<int:env_id>/password-age")
 @login_required
-def password_age(env_id: int):
+@api_operation({200: s.PasswordAge}, query=s.PasswordAgeQuery)
+def password_age(env_id: int, query: s.PasswordAgeQuery):
     """Password age buckets, passwords older than `days` (90), and those expiring."""
     environments.environment_or_404(env_id)
-    days = int_arg(request.args, "days", 90, 1, 3650)
-    return jsonify(credentials.password_age(env_id, days))
+    return jsonify(credentials.password_age(env_id, query.days))
 
 
 @bp.post("/credentials/<int:cred_id>/reveal")
 @login_required
-def reveal_password(cred_id: int):
+@api_operation({200: s.Password}, s.RevealRequest, body_required=False)
+def reveal_password(cred_id: int, body: s.RevealRequest):
     """Return one password and audit it (as a reveal, or as a copy)."""
     cred = _credential(cred_id)
-    data = request.get_json(silent=True)
-    purpose = data.get("purpose") if isinstance(data, dict) else None
-    action = "credential.copy" if purpose == "copy" else "credential.reveal"
+    action = "credential.copy" if body.purpose == "copy" else "credential.reveal"
     password = credentials.reveal(cred)
     audit.record(
         action,
@@ -64,6 +67,7 @@ def reveal_password(cred_id: int):
 
 @bp.get("/credentials/<int:cred_id>/history")
 @login_required
+@api_operation({200: s.HistoryList})
 def password_history(cred_id: int):
     """The password history of a credential, without passwords."""
     cred = _credential(cred_id)
@@ -72,6 +76,7 @@ def password_history(cred_id: int):
 
 @bp.post("/credentials/<int:cred_id>/history/<int:entry_id>/reveal")
 @login_required
+@api_operation({200: s.Password})
 def reveal_history_password(cred_id: int, entry_id: int):
     """Return one former password and audit it."""
     cred = _credential(cred_id)
@@ -88,6 +93,7 @@ def reveal_history_password(cred_id: int, entry_id: int):
 
 @bp.delete("/credentials/<int:cred_id>")
 @admin_required
+@api_operation({204: None}, errors=(409,))
 def purge_credential(cred_id: int):
     """Purge a credential that is absent upstream, with its history (admin)."""
     cred = _credential(cred_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, jsonify, request
+from flask import Response, abort, jsonify
 from sqlalchemy import select
 
 from .. import audit, clock
@@ -10,7 +10,9 @@ from ..access import admin_required, check_reauth_password
 from ..environments import PASSWORD_PURPOSE, ValidationError, cipher, save_environment
 from ..extensions import db
 from ..models import Environment
+from . import schemas as s
 from .base import bp
+from .spec import api_operation
 
 FORMAT = "vcf-credential-portal/environments"
 _FIELDS = (
@@ -61,6 +63,7 @@ def _download(document: dict) -> Response:
 
 @bp.get("/environments/definitions")
 @admin_required
+@api_operation({200: s.DefinitionsDocument})
 def export_definitions():
     """Download environment definitions without passwords."""
     audit.record("environment.export_definitions", "all", details={"passwords": "no"})
@@ -70,10 +73,11 @@ def export_definitions():
 
 @bp.post("/environments/definitions/export")
 @admin_required
-def export_definitions_with_passwords():
+@api_operation({200: s.DefinitionsDocument}, s.ExportRequest, body_required=False, validate=False)
+def export_definitions_with_passwords(body: dict):
     """Download definitions with passwords: explicitly chosen, password typed again."""
-    data = request.get_json(silent=True) or {}
-    if not isinstance(data, dict) or data.get("include_passwords") is not True:
+    data = body
+    if data.get("include_passwords") is not True:
         abort(400, description="Set include_passwords to true, or use GET for none.")
     typed = data.get("confirm_password")
     if not isinstance(typed, str) or not typed or not check_reauth_password(typed):
@@ -89,14 +93,11 @@ def export_definitions_with_passwords():
 
 @bp.post("/environments/definitions/import")
 @admin_required
-def import_definitions():
+@api_operation({200: s.ImportResult}, s.DefinitionsDocument, validate=False)
+def import_definitions(body: dict):
     """Create or update environments (matched by name) from an exported document."""
-    document = request.get_json(silent=True)
-    if (
-        not isinstance(document, dict)
-        or document.get("format") != FORMAT
-        or not isinstance(document.get("environments"), list)
-    ):
+    document = body
+    if document.get("format") != FORMAT or not isinstance(document.get("environments"), list):
         abort(400, description="Not an environment definitions document from this portal.")
     created = updated = 0
     errors: dict[str, dict] = {}

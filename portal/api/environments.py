@@ -10,14 +10,16 @@ from .. import audit, environments, sync
 from ..access import admin_required
 from ..environments import ValidationError
 from ..extensions import db
-from ..http import json_error, json_object_body
-from ..models import SOURCES, Endpoint, Environment
+from ..models import Endpoint, Environment
 from ..vcf import test_connection as vcf_test_connection
+from . import schemas as s
 from .base import bp
+from .spec import api_operation, validated
 
 
 @bp.get("/environments")
 @login_required
+@api_operation({200: s.EnvironmentList})
 def list_environments():
     """Every environment with its per-source status."""
     envs = db.session.scalars(select(Environment).order_by(Environment.name)).all()
@@ -27,20 +29,28 @@ def list_environments():
 
 @bp.post("/environments")
 @admin_required
-def create_environment():
+@api_operation({201: s.Environment}, s.EnvironmentIn, validate=False, errors=(422,))
+def create_environment(body: dict):
     """Create an environment; its first sync is queued when sync is enabled."""
-    env, _ = environments.save_environment(json_object_body())
+    env, _ = environments.save_environment(body)
     db.session.flush()
     audit.record("environment.create", env.name, details={"id": env.id})
     db.session.commit()
-    for endpoint in env.endpoints:
-        if endpoint.sync_enabled:
-            sync.request_sync(env.id, endpoint.source, "schedule", current_user.username)
+    runs = [
+        sync.request_sync(env.id, endpoint.source, "schedule", current_user.username)
+        for endpoint in env.endpoints
+        if endpoint.sync_enabled
+    ]
+    # Audited after every run is queued: request_sync commits, or rolls back on a clash.
+    for run in runs:
+        sync.record_request(env.name, run)
+    db.session.commit()
     return jsonify(environments.environment_dict(env)), 201
 
 
 @bp.get("/environments/<int:env_id>")
 @login_required
+@api_operation({200: s.Environment})
 def get_environment(env_id: int):
     """One environment (the service-account password is never returned)."""
     return jsonify(environments.environment_dict(environments.environment_or_404(env_id)))
@@ -48,10 +58,11 @@ def get_environment(env_id: int):
 
 @bp.patch("/environments/<int:env_id>")
 @admin_required
-def update_environment(env_id: int):
+@api_operation({200: s.Environment}, s.EnvironmentIn, validate=False, errors=(422,))
+def update_environment(env_id: int, body: dict):
     """Change an environment; an empty or missing password keeps the stored one."""
     env = environments.environment_or_404(env_id)
-    env, changed = environments.save_environment(json_object_body(), env)
+    env, changed = environments.save_environment(body, env)
     audit.record(
         "environment.update",
         env.name,
@@ -63,6 +74,7 @@ def update_environment(env_id: int):
 
 @bp.delete("/environments/<int:env_id>")
 @admin_required
+@api_operation({204: None})
 def delete_environment(env_id: int):
     """Delete an environment with its credentials, history and runs."""
     env = environments.environment_or_404(env_id)
@@ -75,24 +87,24 @@ def delete_environment(env_id: int):
 
 @bp.post("/environments/test-connection")
 @admin_required
-def test_connection():
+@api_operation({200: s.ConnectionTest}, s.ConnectionTestIn, validate=False, errors=(422,))
+def test_connection(body: dict):
     """Try unsaved endpoint settings: token and one page; report the certificate seen."""
-    data = json_object_body()
-    source = data.get("source")
-    if source not in SOURCES:
-        return json_error(422, "Some fields are not valid.", {"source": "manager or installer"})
+    # The model checks source and environment_id; the service checks the endpoint fields.
+    choice = validated(s.ConnectionTestIn, {k: body.get(k) for k in ("source", "environment_id")})
+    source = choice.source
     stored: Endpoint | None = None
-    if data.get("environment_id") is not None:
+    if choice.environment_id is not None:
         stored = db.session.scalar(
             select(Endpoint).where(
-                Endpoint.environment_id == data.get("environment_id"), Endpoint.source == source
+                Endpoint.environment_id == choice.environment_id, Endpoint.source == source
             )
         )
     errors: dict[str, str] = {}
     # Parsed as new settings: nothing is taken from the stored endpoint but its password,
     # and that only when host, port, account and TLS trust are exactly the saved ones.
     values = environments.parse_endpoint(
-        data, source, source, None, errors, password_required=False
+        body, source, source, None, errors, password_required=False
     )
     if errors:
         raise ValidationError(errors)

@@ -8,21 +8,23 @@ from flask import jsonify
 from flask_login import current_user, login_required
 
 from ..extensions import db
-from ..http import json_error, json_object_body
 from ..sessions import recently_authenticated
+from . import schemas as s
 from .base import bp
+from .spec import api_operation
 
-PREFERENCES = {"dashboard_view": ("cards", "list")}
+DEFAULT_PREFERENCES = {"dashboard_view": "cards"}
 
 
 def preferences(user) -> dict:
     """The user's stored preferences with defaults filled in."""
     stored = json.loads(user.preferences) if user.preferences else {}
-    return {key: stored.get(key, allowed[0]) for key, allowed in PREFERENCES.items()}
+    return {key: stored.get(key, default) for key, default in DEFAULT_PREFERENCES.items()}
 
 
 @bp.get("/me")
 @login_required
+@api_operation({200: s.Me})
 def who_am_i():
     """User name, role, whether the password was typed recently, preferences."""
     return jsonify(
@@ -35,18 +37,11 @@ def who_am_i():
 
 @bp.patch("/me/preferences")
 @login_required
-def set_preferences():
+@api_operation({200: s.PreferencesOut}, s.PreferencesIn)
+def set_preferences(body: s.PreferencesIn):
     """Change preferences (dashboard_view: cards or list)."""
-    data = json_object_body()
     current = preferences(current_user)
-    errors = {}
-    for key, value in data.items():
-        if key not in PREFERENCES or value not in PREFERENCES[key]:
-            errors[key] = f"Expected one of: {', '.join(PREFERENCES.get(key, ()))}" or "Unknown"
-        else:
-            current[key] = value
-    if errors:
-        return json_error(422, "Some fields are not valid.", errors)
+    current.update(body.model_dump(exclude_none=True))
     current_user.preferences = json.dumps(current)
     db.session.commit()
     return jsonify(preferences=current)

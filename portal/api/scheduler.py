@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, jsonify, request
+from flask import abort, current_app, jsonify
 from flask_login import login_required
 from sqlalchemy import func, select
 
@@ -11,14 +11,16 @@ from ..access import admin_required
 from ..clock import iso
 from ..environments import environment_dict, environment_or_404
 from ..extensions import db
-from ..http import json_error
-from ..models import SOURCES, Endpoint, Environment, SyncRun
+from ..models import Endpoint, Environment, SyncRun
 from ..sync import run_dict
+from . import schemas as s
 from .base import bp
+from .spec import api_operation
 
 
 @bp.get("/scheduler")
 @login_required
+@api_operation({200: s.SchedulerState})
 def scheduler_state():
     """Every sync job: environment, source, interval, last run and outcome, next run."""
     last_ids = select(func.max(SyncRun.id)).group_by(SyncRun.environment_id, SyncRun.source)
@@ -53,11 +55,7 @@ def scheduler_state():
     return jsonify(running=holder is not None, jobs=jobs)
 
 
-def _set_paused(env_id: int, paused: bool):
-    data = request.get_json(silent=True) or {}
-    source = data.get("source") if isinstance(data, dict) else None
-    if source not in SOURCES:
-        return json_error(422, "Some fields are not valid.", {"source": "manager or installer"})
+def _set_paused(env_id: int, source: str, paused: bool):
     env = environment_or_404(env_id)
     endpoint = next((e for e in env.endpoints if e.source == source), None)
     if endpoint is None:
@@ -72,13 +70,15 @@ def _set_paused(env_id: int, paused: bool):
 
 @bp.post("/environments/<int:env_id>/pause")
 @admin_required
-def pause_sync(env_id: int):
+@api_operation({200: s.Environment}, s.SourceChoice, body_required=False)
+def pause_sync(env_id: int, body: s.SourceChoice):
     """Pause the scheduled sync of one source."""
-    return _set_paused(env_id, True)
+    return _set_paused(env_id, body.source, True)
 
 
 @bp.post("/environments/<int:env_id>/resume")
 @admin_required
-def resume_sync(env_id: int):
+@api_operation({200: s.Environment}, s.SourceChoice, body_required=False)
+def resume_sync(env_id: int, body: s.SourceChoice):
     """Resume the scheduled sync of one source."""
-    return _set_paused(env_id, False)
+    return _set_paused(env_id, body.source, False)

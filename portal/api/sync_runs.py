@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, jsonify, request
+from flask import abort, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -10,24 +10,27 @@ from .. import environments, sync
 from ..access import admin_required
 from ..extensions import db
 from ..http import json_error
-from ..models import SOURCES, SyncRun
+from ..models import SyncRun
+from . import schemas as s
 from .base import bp
+from .spec import api_operation
 
 
 @bp.post("/environments/<int:env_id>/sync")
 @admin_required
-def sync_environment(env_id: int):
+@api_operation({202: s.SyncRunsQueued}, s.SyncRequest, body_required=False, errors=(409,))
+def sync_environment(env_id: int, body: s.SyncRequest):
     """Queue a sync of one source (or each configured source); 202 with the run."""
     env = environments.environment_or_404(env_id)
-    data = request.get_json(silent=True) or {}
-    source = data.get("source") if isinstance(data, dict) else None
+    source = body.source
     configured = [e.source for e in env.endpoints]
-    if source is not None and source not in SOURCES:
-        return json_error(422, "Some fields are not valid.", {"source": "manager or installer"})
     if source is not None and source not in configured:
         return json_error(409, f"This environment has no {source} configured.")
     sources = [source] if source else configured
     runs = [sync.request_sync(env.id, s, "manual", current_user.username) for s in sources]
+    for run in runs:
+        sync.record_request(env.name, run)
+    db.session.commit()
     body = sync.run_dict(runs[0])
     body["runs"] = [sync.run_dict(r) for r in runs]
     return jsonify(body), 202
@@ -35,6 +38,7 @@ def sync_environment(env_id: int):
 
 @bp.get("/sync-runs/<int:run_id>")
 @login_required
+@api_operation({200: s.SyncRun})
 def get_sync_run(run_id: int):
     """Progress and result of one sync run."""
     run = db.session.get(SyncRun, run_id)
@@ -45,6 +49,7 @@ def get_sync_run(run_id: int):
 
 @bp.get("/environments/<int:env_id>/sync-runs")
 @login_required
+@api_operation({200: s.SyncRunList})
 def list_sync_runs(env_id: int):
     """The latest sync runs of an environment, newest first."""
     environments.environment_or_404(env_id)
