@@ -289,6 +289,7 @@ def endpoint_settings(values: dict | Endpoint, password: str | None = None) -> E
         pinned_sha256=values.get("pinned_sha256"),
         connect_timeout=current_app.config.get("VCF_CONNECT_TIMEOUT", 10.0),
         read_timeout=current_app.config.get("VCF_READ_TIMEOUT", 60.0),
+        retry_backoff=current_app.config.get("VCF_RETRY_BACKOFF", 0.5),
     )
 
 

@@ -35,7 +35,9 @@ def make_app(tmp_path, **env):
         "PORTAL_SCHEDULER": "off",
         **env,
     }
-    app = create_app({"TESTING": True, "PASSWORD_HASH_METHOD": FAST_HASH}, load_settings(environ))
+    # Retries keep their number, not their wait: a failing sync is retried in milliseconds.
+    test_config = {"TESTING": True, "PASSWORD_HASH_METHOD": FAST_HASH, "VCF_RETRY_BACKOFF": 0.01}
+    app = create_app(test_config, load_settings(environ))
     initialize(app)
     return app
 
