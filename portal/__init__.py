@@ -10,9 +10,10 @@ from logging.handlers import RotatingFileHandler
 from flask import Flask
 from sqlalchemy import event
 
+from . import errors, security, sessions
 from .clock import UTC
 from .config import PROJECT_ROOT, Settings, load_settings
-from .crypto import DataCipher, load_or_create_key, write_secret_file
+from .extensions import csrf, db, login_manager
 
 __version__ = "0.1.0"
 STARTED_AT = datetime.now(UTC).replace(tzinfo=None)
@@ -25,14 +26,6 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-def _secret_key(settings: Settings) -> str:
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.data_dir / "session.key"
-    write_secret_file(path, os.urandom(32).hex().encode() + b"\n")
-    return path.read_text(encoding="ascii").strip()
 
 
 def init_logging(app: Flask, settings: Settings) -> None:
@@ -62,8 +55,6 @@ def init_logging(app: Flask, settings: Settings) -> None:
 
 def init_database(app: Flask, settings: Settings) -> None:
     """Configure SQLAlchemy; SQLite gets WAL, a busy timeout and foreign keys."""
-    from .extensions import db
-
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     options: dict = {"pool_pre_ping": True}
     if settings.sqlite_path is not None:
@@ -76,7 +67,7 @@ def init_database(app: Flask, settings: Settings) -> None:
 
 
 def create_app(test_config: dict | None = None, settings: Settings | None = None) -> Flask:
-    """Build the portal application."""
+    """Build the portal application; the keys are loaded (or created) by start-up."""
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     app = Flask(
@@ -86,7 +77,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     )
     app.config.update(
         PORTAL_SETTINGS=settings,
-        SECRET_KEY=_secret_key(settings),
+        SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="portal_session",
         SESSION_COOKIE_SECURE=True,
         SESSION_COOKIE_HTTPONLY=True,
@@ -100,7 +91,6 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     )
     if test_config:
         app.config.update(test_config)
-    app.extensions["portal_cipher"] = DataCipher(load_or_create_key(settings.data_dir / "data.key"))
     init_logging(app, settings)
     init_database(app, settings)
     _init_extensions(app)
@@ -109,9 +99,6 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
 
 
 def _init_extensions(app: Flask) -> None:
-    from . import errors, security, sessions
-    from .extensions import csrf, login_manager
-
     csrf.init_app(app)
     login_manager.init_app(app)
     sessions.init_app(app)
@@ -120,6 +107,7 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _init_blueprints(app: Flask) -> None:
+    # Imported here: several blueprints import __version__ and STARTED_AT from this package.
     from . import (
         api,
         audit_views,

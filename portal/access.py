@@ -8,6 +8,7 @@ from flask import abort, request
 from flask_login import current_user, login_required
 
 from . import clock
+from .auth import password_failure
 from .security import verify_password
 from .sessions import current_session, end_session, recently_authenticated
 
@@ -45,8 +46,6 @@ def confirm_recent_auth() -> bool:
 def check_reauth_password(typed: str) -> bool:
     """Verify a re-typed password; a wrong one counts toward the account's lockout (the fifth
     locks it and ends the session)."""
-    from .auth import password_failure
-
     if verify_password(current_user.password_hash, typed):
         row = current_session()
         if row is not None:

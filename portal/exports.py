@@ -7,16 +7,16 @@ import io
 import re
 
 import xlsxwriter
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, request
 from flask_login import login_required
 
 from . import audit, clock
 from .access import confirm_recent_auth
 from .credentials import all_matching
+from .crypto import CREDENTIAL_PASSWORD, cipher
 from .environments import environment_or_404
 from .extensions import db
 from .models import Environment
-from .sync import PASSWORD_PURPOSE
 
 bp = Blueprint("exports", __name__)
 
@@ -52,7 +52,7 @@ PASSWORD_COLUMN = 3
 def _rows(environment_id: int | None, args) -> tuple[list[list[str]], list[str]]:
     """Formula-neutralised cells of the view, and the exact passwords beside them."""
     names = {e.id: e.name for e in db.session.scalars(db.select(Environment))}
-    data_cipher = current_app.extensions["portal_cipher"]
+    data_cipher = cipher()
     rows: list[list[str]] = []
     passwords: list[str] = []
     for (
@@ -71,7 +71,7 @@ def _rows(environment_id: int | None, args) -> tuple[list[list[str]], list[str]]
         expiry,
         expiry_status,
     ) in all_matching(environment_id, args):
-        password = data_cipher.decrypt(blob, PASSWORD_PURPOSE) if blob is not None else ""
+        password = data_cipher.decrypt(blob, CREDENTIAL_PASSWORD) if blob is not None else ""
         values = (
             names.get(env_id, ""),
             host,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from sqlalchemy import text
 
+from .crypto import has_cipher
 from .extensions import db
 
 bp = Blueprint("health", __name__)
@@ -20,7 +21,7 @@ def healthz():
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
         checks["database"] = f"error: {type(exc).__name__}"
         db.session.rollback()
-    checks["data_key"] = "ok" if "portal_cipher" in current_app.extensions else "missing"
+    checks["data_key"] = "ok" if has_cipher() else "missing"
     healthy = all(value == "ok" for value in checks.values())
     body = {"status": "ok" if healthy else "error", **checks}
     if not healthy:

@@ -23,9 +23,10 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_login import current_user
 from sqlalchemy.engine import make_url
 
-from . import STARTED_AT, __version__, audit, certs, clock, scheduler
+from . import STARTED_AT, __version__, audit, certs, clock, locks
 from .access import admin_required, confirm_recent_auth
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -290,7 +291,7 @@ def about():
     """Version, database size, free space, scheduler state, uptime."""
     settings = _settings()
     usage = shutil.disk_usage(settings.data_dir)
-    holder = scheduler.lock_holder(settings.data_dir)
+    holder = locks.scheduler_lock_holder(settings.data_dir)
     uptime = clock.now() - STARTED_AT
     facts = {
         "version": __version__,
@@ -326,8 +327,6 @@ def certificate_warning() -> dict | None:
 
 @bp.app_context_processor
 def _admin_banner() -> dict:
-    from flask_login import current_user
-
     if current_user.is_authenticated and current_user.is_admin:
         return {"certificate_warning": certificate_warning()}
     return {"certificate_warning": None}

@@ -9,7 +9,7 @@ from conftest import make_app
 from sqlalchemy import select
 from test_sync import create_env, run_sync
 
-from portal import maintenance, scheduler
+from portal import locks, maintenance
 from portal.extensions import db
 from portal.models import Credential
 from portal.simulator import Simulator
@@ -89,10 +89,11 @@ def test_restore_refuses_corrupt_or_foreign_files(tmp_path, app):
 def test_rotate_key_round_trip(tmp_path, app, synced):
     before = _passwords(app)
     old_key = (tmp_path / "data" / "data.key").read_text()
-    count = maintenance.rotate_key(app)
-    assert count >= 401  # 400 credentials, their history, the endpoint password
+    done = maintenance.rotate_key(app)
+    assert done.count >= 401  # 400 credentials, their history, the endpoint password
     assert (tmp_path / "data" / "data.key").read_text() != old_key
-    assert list((tmp_path / "data").glob("data.key.old-*"))
+    assert list((tmp_path / "data").glob("data.key.old-*")) == [done.old_key]
+    assert done.old_key.read_text() == old_key
     assert _passwords(app) == before
     fresh = make_app(tmp_path)  # a restart loads the new key
     assert _passwords(fresh) == before
@@ -127,7 +128,7 @@ def test_cli_commands(tmp_path, app, synced):
     result = runner.invoke(args=["check"])
     assert "[ok] database integrity" in result.output
     assert runner.invoke(args=["version"]).output.strip()
-    lock = scheduler._acquire_lock(tmp_path / "data")
+    lock = locks.acquire_scheduler_lock(tmp_path / "data")
     try:
         refused = runner.invoke(args=["rotate-key"])
         assert refused.exit_code != 0 and "running" in refused.output
@@ -148,7 +149,7 @@ def test_running_portal_without_scheduler_is_detected(tmp_path, app):
             maintenance.rotate_key(app)
     finally:
         os.close(fd)
-    assert not scheduler.portal_running(tmp_path / "data")
+    assert not locks.portal_running(tmp_path / "data")
 
 
 def test_restore_refuses_a_backup_under_another_key(tmp_path, app, synced):
