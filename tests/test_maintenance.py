@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from conftest import make_app
@@ -13,6 +17,8 @@ from portal import locks, maintenance
 from portal.extensions import db
 from portal.models import Credential
 from portal.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _passwords(app):
@@ -158,3 +164,64 @@ def test_restore_refuses_a_backup_under_another_key(tmp_path, app, synced):
     with pytest.raises(maintenance.MaintenanceError, match="different data key"):
         maintenance.restore(app, path)
     assert maintenance.run_checks(app)[0].ok
+
+
+def _flask(data_dir, *args: str) -> subprocess.CompletedProcess:
+    """`flask --app app ARGS` in the project folder, as an operator runs it."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PORTAL_DATA_DIR": str(data_dir),
+        "PORTAL_LOG_DIR": str(data_dir.parent / "logs"),
+        "PORTAL_SSL_DIR": str(data_dir.parent / "ssl"),
+    }
+    flask = Path(sys.executable).parent / "flask"
+    return subprocess.run(
+        [str(flask), "--app", "app", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess, words: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert words in result.stderr, result.stderr
+
+
+def test_restore_into_a_new_data_directory(tmp_path, app):
+    backup_file = maintenance.backup(app, tmp_path / "b")
+    key = (tmp_path / "data" / "data.key").read_text()
+    new = tmp_path / "new" / "data"
+    new.mkdir(parents=True)
+
+    _one_line_error(_flask(new, "restore", str(backup_file)), "missing")
+    assert sorted(os.listdir(new)) == []
+    _one_line_error(_flask(new, "restore", str(tmp_path / "b" / "typo.db")), "does not exist")
+    assert sorted(os.listdir(new)) == []
+    (new / "data.key").write_text("11" * 32 + "\n")
+    _one_line_error(_flask(new, "restore", str(backup_file)), "different data key")
+    assert sorted(os.listdir(new)) == ["data.key"]
+
+    (new / "data.key").write_text(key)
+    result = _flask(new, "restore", str(backup_file))
+    assert result.returncode == 0, result.stderr
+    assert "restored" in result.stdout and "kept as" not in result.stdout
+    assert (new / "vcf_credentials.db").exists() and not (new / "session.key").exists()
+    check = _flask(new, "check")
+    assert "[ok] data key" in check.stdout and "[ok] schema version" in check.stdout
+
+    (new / "data.key").write_text("22" * 32 + "\n")
+    check = _flask(new, "check")
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    assert "[FAIL] data key: does not match this database" in check.stdout
+
+
+def test_rotate_key_command_names_the_kept_key(tmp_path, app):
+    result = app.test_cli_runner().invoke(args=["rotate-key"])
+    assert result.exit_code == 0, result.output
+    (kept,) = (tmp_path / "data").glob("data.key.old-*")
+    assert str(kept) in result.output

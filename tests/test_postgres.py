@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, Portal, _client, make_app
@@ -15,6 +18,7 @@ from portal.simulator import Simulator
 
 psycopg2 = pytest.importorskip("psycopg2")
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -61,3 +65,19 @@ def test_portal_on_postgresql(tmp_path, pg_url):
     assert admin.api("DELETE", f"/api/v1/environments/{env['id']}").status_code == 204
     with app.app_context():
         db.engine.dispose()
+
+
+def test_first_start_on_postgresql_prints_the_sign_in_hint(tmp_path, pg_url):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PORTAL_DATA_DIR": str(tmp_path / "data"),
+        "PORTAL_LOG_DIR": str(tmp_path / "logs"),
+        "PORTAL_SCHEDULER": "off",
+        "DATABASE_URL": pg_url,
+    }
+    command = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import app"]
+    first = subprocess.run([*command, str(ROOT)], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "sign in as 'admin' with the password 'admin'" in first.stderr
+    again = subprocess.run([*command, str(ROOT)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "sign in as" not in again.stderr

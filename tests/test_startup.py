@@ -225,3 +225,50 @@ def test_version_flag():
     from portal import __version__
 
     assert result.returncode == 0 and result.stdout.strip().endswith(__version__)
+
+
+def _start_once(data_dir: Path) -> subprocess.CompletedProcess:
+    """Import app.py (the start-up) in a fresh process, without the scheduler."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import app",
+            str(ROOT),
+        ],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PORTAL_DATA_DIR": str(data_dir),
+            "PORTAL_LOG_DIR": str(data_dir.parent / "logs"),
+            "PORTAL_SCHEDULER": "off",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_missing_or_corrupt_data_key_stops_start_up_in_one_line(tmp_path):
+    data = tmp_path / "data"
+    first = _start_once(data)
+    assert first.returncode == 0, first.stderr
+    assert "sign in as 'admin'" in first.stderr
+    key = data / "data.key"
+    key.unlink()
+
+    missing = _start_once(data)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    assert f"data key file {key} is missing" in missing.stderr
+    assert not key.exists()
+
+    key.write_text("this is not a key\n")
+    corrupt = _start_once(data)
+    assert corrupt.returncode != 0 and "Traceback" not in corrupt.stderr
+    assert len(corrupt.stderr.strip().splitlines()) == 1, corrupt.stderr
+    assert str(key) in corrupt.stderr
+
+    key.write_text("33" * 32 + "\n")
+    other = _start_once(data)
+    assert other.returncode != 0 and "does not match this database" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1, other.stderr
