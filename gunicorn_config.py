@@ -1,9 +1,11 @@
 """Gunicorn settings: HTTPS with TLS 1.2+, Mozilla intermediate ciphers, preloaded app."""
 
+import logging
 import ssl
 import sys
 
 import gunicorn.http.wsgi
+from gunicorn.glogging import Logger
 
 from portal.certs import MOZILLA_INTERMEDIATE_CIPHERS
 from portal.config import ConfigError, load_settings
@@ -33,6 +35,28 @@ pidfile = str(_settings.data_dir / "gunicorn.pid")
 proc_name = "vcf-credential-portal"
 forwarded_allow_ips = ",".join(str(net) for net in _settings.trusted_proxies) or "127.0.0.1"
 limit_request_line = 8190
+
+
+class TerminalErrorLogger(Logger):
+    """Gunicorn's own log goes to error.log; its errors (a port in use, an address that cannot
+    be bound, a crashed worker) go to stderr as well, so whoever starts the portal sees why it
+    stopped (the terminal, or the journal under systemd)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if cfg.errorlog == "-":
+            return  # already on stderr
+        for handler in list(self.error_log.handlers):
+            if getattr(handler, "_portal_terminal", False):
+                self.error_log.removeHandler(handler)  # setup runs again on reload
+        terminal = logging.StreamHandler(sys.stderr)
+        terminal.setLevel(logging.ERROR)
+        terminal.setFormatter(logging.Formatter("gunicorn: %(message)s"))
+        terminal._portal_terminal = True
+        self.error_log.addHandler(terminal)
+
+
+logger_class = TerminalErrorLogger
 
 
 def ssl_context(conf, default_ssl_context_factory):
