@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 
 import pytest
@@ -17,6 +18,7 @@ from portal.security import hash_password
 BASE_URL = "https://localhost"
 PASSWORD = "correct horse battery"  # noqa: S105 - test fixture password
 FAST_HASH = "pbkdf2:sha256:1000"
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def make_app(tmp_path, **env):
@@ -121,3 +123,26 @@ def readonly(app):
     portal = Portal(_client(app))
     assert portal.login("bob").status_code == 302
     return portal
+
+
+@pytest.fixture
+def pg_url():
+    """A PostgreSQL database of its own on 127.0.0.1:5432, dropped afterwards."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+    conn.autocommit = True
+    name = f"portal_test_{secrets.token_hex(4)}"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.close()

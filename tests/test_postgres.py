@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -17,29 +16,7 @@ from portal.security import hash_password
 from portal.simulator import Simulator
 
 psycopg2 = pytest.importorskip("psycopg2")
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def pg_url():
-    try:
-        conn = psycopg2.connect(ADMIN_URL, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    conn.autocommit = True
-    name = f"portal_test_{secrets.token_hex(4)}"
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
-            cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.close()
 
 
 def test_portal_on_postgresql(tmp_path, pg_url):
