@@ -8,24 +8,14 @@ from datetime import datetime
 from logging.handlers import RotatingFileHandler
 
 from flask import Flask
-from sqlalchemy import event
 
-from . import errors, security, sessions
+from . import database, errors, security, sessions
 from .clock import UTC
 from .config import PROJECT_ROOT, Settings, load_settings
-from .extensions import csrf, db, login_manager
+from .extensions import csrf, login_manager
 
 __version__ = "0.1.0"
 STARTED_AT = datetime.now(UTC).replace(tzinfo=None)
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 def init_logging(app: Flask, settings: Settings) -> None:
@@ -51,19 +41,6 @@ def init_logging(app: Flask, settings: Settings) -> None:
         journal = logging.StreamHandler()
         journal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(journal)
-
-
-def init_database(app: Flask, settings: Settings) -> None:
-    """Configure SQLAlchemy; SQLite gets WAL, a busy timeout and foreign keys."""
-    app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
-    options: dict = {"pool_pre_ping": True}
-    if settings.sqlite_path is not None:
-        options["connect_args"] = {"timeout": 10, "check_same_thread": False}
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
-    db.init_app(app)
-    if settings.sqlite_path is not None:
-        with app.app_context():
-            event.listen(db.engine, "connect", _sqlite_pragmas)
 
 
 def create_app(test_config: dict | None = None, settings: Settings | None = None) -> Flask:
@@ -92,7 +69,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     if test_config:
         app.config.update(test_config)
     init_logging(app, settings)
-    init_database(app, settings)
+    database.init_app(app, settings)
     _init_extensions(app)
     _init_blueprints(app)
     return app
