@@ -13,15 +13,18 @@ if "--version" in sys.argv[1:]:
     sys.exit(0)
 
 from portal import create_app, scheduler  # noqa: E402 - after the cheap --version exit
-from portal.bootstrap import initialize
+from portal.bootstrap import StartupError, first_sign_in_hint, initialize, startup_wanted
 from portal.config import ConfigError
 
 try:
     app = create_app()
+    if startup_wanted() and initialize(app)["admin_created"]:
+        print(first_sign_in_hint(app), file=sys.stderr, flush=True)
 except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
+except StartupError as exc:
+    sys.exit(f"Start-up error: {exc}")
 
-initialize(app)
 scheduler.start_if_enabled(app)
 
 if __name__ == "__main__":

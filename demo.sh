@@ -4,17 +4,35 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-export PORTAL_DATA_DIR=${PORTAL_DATA_DIR:-instance/demo}
+# The demo keeps its SQLite database apart from a real one, in instance/demo. With DATABASE_URL
+# the database is the operator's, and its data key lives in the data directory of the portal
+# that created it (PORTAL_DATA_DIR, default instance): the demo uses that one too.
+if [ -z "${DATABASE_URL:-}" ]; then
+  export PORTAL_DATA_DIR=${PORTAL_DATA_DIR:-instance/demo}
+fi
 SIM_PORT=${SIM_PORT:-8443}
 SIM_CREDENTIALS=${SIM_CREDENTIALS:-2000}
 
+sim_pid=""
+portal_pid=""
+# Stop what this script started, whichever way it ends: Ctrl-C, SIGTERM, or an error.
+stop_children() {
+  trap - EXIT INT TERM
+  for pid in $portal_pid $sim_pid; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+trap stop_children EXIT
+trap 'stop_children; exit 130' INT
+trap 'stop_children; exit 143' TERM
+
 ./start_https.sh --prepare
-sim_dir="$PORTAL_DATA_DIR/simulator"
+sim_dir="${PORTAL_DATA_DIR:-instance}/simulator"
 mkdir -p "$sim_dir"
 .venv/bin/python -m portal.simulator --port "$SIM_PORT" --credentials "$SIM_CREDENTIALS" \
   --cert-dir "$sim_dir" > "$sim_dir/simulator.log" 2>&1 &
 sim_pid=$!
-trap 'kill "$sim_pid" 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 100); do
   [ -s "$sim_dir/sim-ca.pem" ] && grep -q "listening" "$sim_dir/simulator.log" && break
   if ! kill -0 "$sim_pid" 2>/dev/null; then
@@ -26,4 +44,8 @@ for _ in $(seq 1 100); do
 done
 .venv/bin/python -m portal.demo --port "$SIM_PORT" --ca "$sim_dir/sim-ca.pem"
 echo "Simulator: https://127.0.0.1:$SIM_PORT (log: $sim_dir/simulator.log)"
-./start_https.sh
+# In the background, so that a signal to this script reaches the trap at once: bash runs a
+# trap only after its foreground child ends, and would leave the portal running.
+./start_https.sh &
+portal_pid=$!
+wait "$portal_pid"

@@ -1,9 +1,11 @@
 """Gunicorn settings: HTTPS with TLS 1.2+, Mozilla intermediate ciphers, preloaded app."""
 
+import logging
 import ssl
 import sys
 
 import gunicorn.http.wsgi
+from gunicorn.glogging import Logger
 
 from portal.certs import MOZILLA_INTERMEDIATE_CIPHERS
 from portal.config import ConfigError, load_settings
@@ -34,6 +36,28 @@ proc_name = "vcf-credential-portal"
 # Only the proxies named in PORTAL_TRUSTED_PROXIES may set X-Forwarded-Proto; by default none.
 forwarded_allow_ips = _settings.forwarded_allow_ips
 limit_request_line = 8190
+
+
+class TerminalErrorLogger(Logger):
+    """Gunicorn's own log goes to error.log; its errors (a port in use, an address that cannot
+    be bound, a crashed worker) go to stderr as well, so whoever starts the portal sees why it
+    stopped (the terminal, or the journal under systemd)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if cfg.errorlog == "-":
+            return  # already on stderr
+        for handler in list(self.error_log.handlers):
+            if getattr(handler, "_portal_terminal", False):
+                self.error_log.removeHandler(handler)  # setup runs again on reload
+        terminal = logging.StreamHandler(sys.stderr)
+        terminal.setLevel(logging.ERROR)
+        terminal.setFormatter(logging.Formatter("gunicorn: %(message)s"))
+        terminal._portal_terminal = True
+        self.error_log.addHandler(terminal)
+
+
+logger_class = TerminalErrorLogger
 
 
 def ssl_context(conf, default_ssl_context_factory):

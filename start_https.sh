@@ -63,9 +63,5 @@ port=${bind##*:}
 host=${bind%:*}
 case "$host" in 0.0.0.0|"::"|"[::]") host=$(hostname -f 2>/dev/null || hostname) ;; esac
 echo "VCF Credential Portal: https://$host:$port/"
-if [ -z "${DATABASE_URL:-}" ] && [ ! -e "$data_dir/vcf_credentials.db" ]; then
-  echo "New installation: sign in as 'admin' with the password 'admin' (or PORTAL_ADMIN_PASSWORD);"
-  echo "you will be asked to choose a new password at the first sign-in."
-fi
 
 exec .venv/bin/gunicorn --config "$ROOT/gunicorn_config.py" app:app

@@ -5,7 +5,8 @@
 #
 # Keeps the data (database, keys, backups, TLS files), the logs and the configuration unless
 # --purge is given; --purge also removes those and the service user. On a terminal --purge asks
-# for confirmation first, unless --yes is given.
+# for confirmation first, unless --yes is given. A plain uninstall keeps a copy of this script
+# with the data (DATA/uninstall/uninstall.sh), so --purge still works once the code is gone.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=install.sh
@@ -33,6 +34,14 @@ main_uninstall() {
     [ "$answer" = purge ] || die "cancelled"
   fi
 
+  local kept=$DATA/uninstall
+  if [ "$purge" = no ] && [ -d "$DATA" ] && [ "$DEPLOY_DIR" != "$kept" ]; then
+    # Copied before the code (and maybe this very script) is removed.
+    mkdir -p "$kept"
+    cp "$DEPLOY_DIR/uninstall.sh" "$DEPLOY_DIR/install.sh" "$kept/"
+    chmod 0700 "$kept" "$kept/uninstall.sh"
+  fi
+
   say "Removing the service and the code"
   if [ -e "$UNIT_FILE" ]; then
     svc stop "$UNIT" || true
@@ -44,7 +53,7 @@ main_uninstall() {
 
   if [ "$purge" = no ]; then
     echo "Kept: $DATA (database, keys, backups, TLS files), $LOGS, $CONF"
-    echo "To remove them as well: rm -rf $DATA $LOGS $CONF; userdel $SERVICE_USER"
+    echo "To remove them as well: $kept/uninstall.sh --purge${ROOT:+ --root $ROOT}"
     return 0
   fi
   say "Removing the data, logs, configuration and the user $SERVICE_USER"

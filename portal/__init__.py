@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from flask import Flask
 from markupsafe import Markup
-from sqlalchemy import event
 
-from . import api, cli, errors, front, logs, security, sessions, web
+from . import api, cli, database, errors, front, logs, security, sessions, web
 from .config import PROJECT_ROOT, Settings, load_settings
-from .crypto import DataCipher, load_or_create_key, write_secret_file
-from .extensions import csrf, db, login_manager
+from .extensions import csrf, login_manager
 from .http import IdConverter, JSONProvider
 from .text import visible
 from .version import STARTED_AT, __version__
@@ -19,38 +15,8 @@ from .version import STARTED_AT, __version__
 __all__ = ["STARTED_AT", "__version__", "create_app"]
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def _secret_key(settings: Settings) -> str:
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.data_dir / "session.key"
-    write_secret_file(path, os.urandom(32).hex().encode() + b"\n")
-    return path.read_text(encoding="ascii").strip()
-
-
-def init_database(app: Flask, settings: Settings) -> None:
-    """Configure SQLAlchemy; SQLite gets WAL, a busy timeout and foreign keys."""
-    app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
-    options: dict = {"pool_pre_ping": True}
-    if settings.sqlite_path is not None:
-        options["connect_args"] = {"timeout": 10, "check_same_thread": False}
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
-    db.init_app(app)
-    if settings.sqlite_path is not None:
-        with app.app_context():
-            event.listen(db.engine, "connect", _sqlite_pragmas)
-
-
 def create_app(test_config: dict | None = None, settings: Settings | None = None) -> Flask:
-    """Build the portal application."""
+    """Build the portal application; the keys are loaded (or created) by start-up."""
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     app = Flask(
@@ -61,7 +27,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     _init_http(app)
     app.config.update(
         PORTAL_SETTINGS=settings,
-        SECRET_KEY=_secret_key(settings),
+        SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="portal_session",
         SESSION_COOKIE_SECURE=True,
         SESSION_COOKIE_HTTPONLY=True,
@@ -75,9 +41,8 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     )
     if test_config:
         app.config.update(test_config)
-    app.extensions["portal_cipher"] = DataCipher(load_or_create_key(settings.data_dir / "data.key"))
     logs.init_logging(settings)
-    init_database(app, settings)
+    database.init_app(app, settings)
     _init_extensions(app)
     _init_templates(app)
     _init_blueprints(app)

@@ -2,15 +2,16 @@
 
 Runs at import of app.py in the Gunicorn master (preload) or the development server. Several
 processes may start at once against a new data directory, so the whole of it runs under an
-exclusive file lock in that directory.
+exclusive file lock in that directory. Start-up is the only step that creates the data key and
+the session key: `create_app()` alone leaves the data directory as it finds it, which is what
+`flask restore` and `flask check` need.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-from contextlib import contextmanager
+import sys
 from pathlib import Path
 
 from alembic import command
@@ -18,9 +19,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
-from . import audit
+from . import audit, locks
+from .crypto import DataCipher, KeyFileError, create_key, load_key, set_cipher, write_secret_file
+from .crypto import key_id as data_key_id
 from .extensions import db
 from .models import PortalMeta, User
 from .security import hash_password
@@ -29,19 +32,34 @@ log = logging.getLogger("portal.bootstrap")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_ADMIN_PASSWORD = "admin"  # noqa: S105 - usable once: the first sign-in forces a change
+# `flask` commands that look at or replace the data directory as it is: start-up, which
+# creates keys and a database, must not run before them.
+WITHOUT_STARTUP = frozenset({"restore", "check"})
+_FLASK_OPTIONS_WITH_VALUE = frozenset({"--app", "-A", "--env-file", "-e"})
 
 
-@contextmanager
-def file_lock(path: Path):
-    """Hold an exclusive advisory lock on path for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+class StartupError(Exception):
+    """Start-up cannot go on; the message says why in one line."""
+
+
+def flask_command(argv: list[str] | None = None) -> str | None:
+    """The `flask` sub-command this process runs, or None when it is not the flask CLI."""
+    argv = sys.argv if argv is None else argv
+    program = Path(argv[0]) if argv else Path()
+    if program.name != "flask" and program.parts[-2:] != ("flask", "__main__.py"):
+        return None
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in _FLASK_OPTIONS_WITH_VALUE:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def startup_wanted() -> bool:
+    """False for the `flask` commands that must see the data directory untouched."""
+    return flask_command() not in WITHOUT_STARTUP
 
 
 def alembic_config() -> Config:
@@ -69,6 +87,17 @@ def upgrade_schema() -> None:
         command.upgrade(cfg, "head")
 
 
+def first_sign_in_hint(app: Flask) -> str:
+    """What to tell the operator after start-up created the first admin."""
+    settings = app.config["PORTAL_SETTINGS"]
+    if settings.admin_password:
+        return "New installation: sign in as 'admin' with the password in PORTAL_ADMIN_PASSWORD."
+    return (
+        "New installation: sign in as 'admin' with the password 'admin';\n"
+        "you will be asked to choose a new password at the first sign-in."
+    )
+
+
 def seed_first_admin(app: Flask) -> bool:
     """Create user `admin` when no user exists; returns True when it did."""
     if db.session.scalar(select(User.id).limit(1)) is not None:
@@ -93,25 +122,64 @@ def seed_first_admin(app: Flask) -> bool:
     return True
 
 
-def _check_data_key(app: Flask) -> None:
-    """Record the data key's id on first start; refuse to start under a different key."""
-    key_id = app.extensions["portal_cipher"].key_id.hex()
-    meta = db.session.get(PortalMeta, "data_key_id")
-    if meta is None:
-        db.session.add(PortalMeta(key="data_key_id", value=key_id))
-        db.session.commit()
-    elif meta.value != key_id:
-        raise RuntimeError(
-            "the data key file does not match this database (restore the right data.key)"
+def stored_key_id(app: Flask) -> str | None:
+    """The data key id recorded in the database, or None for a new (or absent) database.
+
+    Never creates a SQLite file: a missing one is simply a new database.
+    """
+    sqlite_path = app.config["PORTAL_SETTINGS"].sqlite_path
+    if sqlite_path is not None and not sqlite_path.exists():
+        return None
+    with db.engine.connect() as conn:
+        if not inspect(conn).has_table(PortalMeta.__tablename__):
+            return None
+        return conn.scalar(select(PortalMeta.value).where(PortalMeta.key == "data_key_id"))
+
+
+def load_data_key(app: Flask) -> DataCipher:
+    """Load the data key (created only for a new database) and make it the app's cipher."""
+    path = app.config["PORTAL_SETTINGS"].data_dir / "data.key"
+    stored = stored_key_id(app)
+    if stored is None:
+        create_key(path)
+    try:
+        key = load_key(path)
+    except KeyFileError as exc:
+        hint = "; restore it from your key backup" if stored and not path.exists() else ""
+        raise StartupError(f"{exc}{hint}") from None
+    if stored is not None and stored != data_key_id(key).hex():
+        raise StartupError(
+            f"data key file {path} does not match this database (restore the right data.key)"
         )
+    cipher = DataCipher(key)
+    set_cipher(app, cipher)
+    return cipher
+
+
+def load_session_key(app: Flask) -> None:
+    """Sign sessions with PORTAL_SECRET_KEY or session.key, created on first start."""
+    if app.config.get("SECRET_KEY"):
+        return
+    path = app.config["PORTAL_SETTINGS"].data_dir / "session.key"
+    write_secret_file(path, os.urandom(32).hex().encode() + b"\n")
+    app.config["SECRET_KEY"] = path.read_text(encoding="ascii").strip()
+
+
+def _record_data_key(app: Flask, cipher: DataCipher) -> None:
+    """Record the data key's id on first start, so a different key is refused later."""
+    if db.session.get(PortalMeta, "data_key_id") is None:
+        db.session.add(PortalMeta(key="data_key_id", value=cipher.key_id.hex()))
+        db.session.commit()
 
 
 def initialize(app: Flask) -> dict:
     """Run the idempotent start-up; returns what it did."""
     settings = app.config["PORTAL_SETTINGS"]
-    with app.app_context(), file_lock(settings.data_dir / ".init.lock"):
+    with app.app_context(), locks.init_lock(settings.data_dir):
+        cipher = load_data_key(app)
+        load_session_key(app)
         upgrade_schema()
-        _check_data_key(app)
+        _record_data_key(app, cipher)
         seeded = seed_first_admin(app)
         db.session.remove()
     log.info("Database initialization complete")

@@ -121,7 +121,10 @@ def restore_command(backup_file: Path) -> None:
         kept = maintenance.restore(app, backup_file)
     except maintenance.MaintenanceError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"restored {backup_file}; the replaced database is kept as {kept}")
+    if kept is None:
+        click.echo(f"restored {backup_file}")
+    else:
+        click.echo(f"restored {backup_file}; the replaced database is kept as {kept}")
 
 
 @click.command("rotate-key")
@@ -129,12 +132,12 @@ def restore_command(backup_file: Path) -> None:
 def rotate_key_command() -> None:
     """Re-encrypt every secret under a new data key (one transaction)."""
     try:
-        count = maintenance.rotate_key(current_app._get_current_object())
+        done = maintenance.rotate_key(current_app._get_current_object())
     except maintenance.MaintenanceError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"re-encrypted {count} secrets under a new data key; the old key file is kept "
-        "as data.key.old-<time>: delete it once the new key is backed up"
+        f"re-encrypted {done.count} secrets under a new data key; the old key file is kept "
+        f"as {done.old_key}: delete it once the new key is backed up"
     )
 
 

@@ -8,11 +8,10 @@ from sqlalchemy import Select, func, or_, select
 
 from . import clock
 from .clock import iso
-from .environments import cipher
+from .crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
 from .extensions import db
 from .http import QueryError, int_arg
 from .models import Credential, Environment, PasswordHistory
-from .sync import HISTORY_PURPOSE, PASSWORD_PURPOSE
 
 PAGE_SIZES = (50, 100, 500)
 MAX_PER_PAGE = 500
@@ -163,7 +162,7 @@ def reveal(cred: Credential) -> str | None:
     """Decrypt a credential's current password."""
     if cred.password_enc is None:
         return None
-    return cipher().decrypt(cred.password_enc, PASSWORD_PURPOSE)
+    return cipher().decrypt(cred.password_enc, CREDENTIAL_PASSWORD)
 
 
 def history_items(cred: Credential) -> list[dict]:
@@ -187,7 +186,7 @@ def history_items(cred: Credential) -> list[dict]:
 
 def reveal_history(entry: PasswordHistory) -> str:
     """Decrypt one history value."""
-    return cipher().decrypt(entry.password_enc, HISTORY_PURPOSE)
+    return cipher().decrypt(entry.password_enc, HISTORY_PASSWORD)
 
 
 def audit_target(cred: Credential) -> str:

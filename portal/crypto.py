@@ -10,7 +10,27 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import Flask, current_app
 
+from .models import Credential, Endpoint, PasswordHistory, User
+
+# Purpose labels, bound to each ciphertext as associated data: a blob decrypts only for the
+# purpose it was written for. The strings are stored implicitly in every database; never
+# change one.
+ENDPOINT_PASSWORD = "endpoint.password"  # noqa: S105 - an encryption label
+CREDENTIAL_PASSWORD = "credential.password"  # noqa: S105 - an encryption label
+HISTORY_PASSWORD = "credential.history"  # noqa: S105 - an encryption label
+TOTP_SECRET = "user.totp"  # noqa: S105 - an encryption label
+
+# (model, column, purpose): every secret the portal stores, for key rotation and checks.
+ENCRYPTED_COLUMNS = (
+    (Endpoint, "password_enc", ENDPOINT_PASSWORD),
+    (Credential, "password_enc", CREDENTIAL_PASSWORD),
+    (PasswordHistory, "password_enc", HISTORY_PASSWORD),
+    (User, "totp_secret_enc", TOTP_SECRET),
+)
+
+_EXTENSION = "portal_cipher"
 _VERSION = b"\x01"
 _KEY_ID_LEN = 8
 _NONCE_LEN = 12
@@ -18,6 +38,10 @@ _NONCE_LEN = 12
 
 class DecryptionError(Exception):
     """A ciphertext failed authentication: tampered, truncated or under another key."""
+
+
+class KeyFileError(Exception):
+    """The data key file is missing or unreadable; the message names the file."""
 
 
 def key_id(key: bytes) -> bytes:
@@ -77,21 +101,55 @@ def write_secret_file(path: Path, data: bytes) -> bool:
     return True
 
 
-def load_or_create_key(path: Path) -> bytes:
-    """Return the 32-byte data key at path (hex), creating it with mode 0600 when absent."""
-    write_secret_file(path, secrets.token_hex(32).encode() + b"\n")
-    mode = path.stat().st_mode & 0o777
+def create_key(path: Path) -> bool:
+    """Write a new random 32-byte data key (hex, mode 0600) unless path exists."""
+    return write_secret_file(path, secrets.token_hex(32).encode() + b"\n")
+
+
+def load_key(path: Path) -> bytes:
+    """Read the 32-byte data key at path; KeyFileError names the file when it is missing or bad."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        raw = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise KeyFileError(f"data key file {path} is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"data key file {path} cannot be read: {exc}") from None
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        raise KeyFileError(f"data key file {path} is not valid hex") from None
+    if len(key) != 32:
+        raise KeyFileError(f"data key file {path} does not hold a 32-byte key")
     if mode & 0o077:
         # The key must be readable by the service user only; put that right, loudly.
         path.chmod(0o600)
         logging.getLogger("portal.crypto").warning(
             "data key file %s had mode %o; changed to 600", path, mode
         )
-    raw = path.read_text(encoding="ascii").strip()
-    try:
-        key = bytes.fromhex(raw)
-    except ValueError:
-        raise DecryptionError(f"data key file {path} is not valid hex") from None
-    if len(key) != 32:
-        raise DecryptionError(f"data key file {path} does not hold a 32-byte key")
     return key
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """Return the data key at path, creating it first when absent."""
+    create_key(path)
+    return load_key(path)
+
+
+def cipher(app: Flask | None = None) -> DataCipher:
+    """The data cipher of the app (the current one by default), loaded at start-up."""
+    app = app or current_app
+    try:
+        return app.extensions[_EXTENSION]
+    except KeyError:
+        raise KeyFileError("the data key is not loaded (the portal has not started)") from None
+
+
+def has_cipher(app: Flask | None = None) -> bool:
+    """True once start-up has loaded the data key."""
+    return _EXTENSION in (app or current_app).extensions
+
+
+def set_cipher(app: Flask, data_cipher: DataCipher) -> None:
+    """Make data_cipher the app's cipher (start-up, key rotation)."""
+    app.extensions[_EXTENSION] = data_cipher

@@ -7,6 +7,16 @@ import os
 import sys
 from pathlib import Path
 
+from sqlalchemy import select
+
+from . import create_app, sync
+from .bootstrap import StartupError, first_sign_in_hint, initialize
+from .config import ConfigError
+from .environments import save_environment
+from .extensions import db
+from .models import Environment
+from .simulator.server import DEFAULT_PASSWORD
+
 DEMO_NAME = "Demo lab (simulator)"
 
 
@@ -19,18 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password", default=os.environ.get("SIM_PASSWORD"))
     args = parser.parse_args(argv)
     os.environ["PORTAL_SCHEDULER"] = "off"
-
-    from sqlalchemy import select
-
-    from . import create_app, sync
-    from .bootstrap import initialize
-    from .environments import save_environment
-    from .extensions import db
-    from .models import Environment
-    from .simulator.server import DEFAULT_PASSWORD
-
-    app = create_app()
-    initialize(app)
+    try:
+        app = create_app()
+        created = initialize(app)["admin_created"]
+    except (ConfigError, StartupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if created:
+        print(first_sign_in_hint(app))
     password = args.password or DEFAULT_PASSWORD
     ca_pem = args.ca.read_text()
     with app.app_context():

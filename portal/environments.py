@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from . import clock
 from .clock import iso
+from .crypto import ENDPOINT_PASSWORD, cipher
 from .extensions import db
 from .models import SOURCES, Credential, Endpoint, Environment, SyncRun
 from .vcf import EndpointSettings, format_fingerprint, normalize_fingerprint
@@ -22,7 +23,6 @@ HOST_RE = re.compile(
 MIN_INTERVAL, MAX_INTERVAL = 5, 1440
 DEFAULT_INTERVAL = {"manager": 60, "installer": 60}
 DEFAULT_ENABLED = {"manager": True, "installer": False}
-PASSWORD_PURPOSE = "endpoint.password"  # noqa: S105 - an encryption label
 
 
 class ValidationError(Exception):
@@ -39,11 +39,6 @@ def environment_or_404(env_id: int) -> Environment:
     if env is None:
         abort(404, description="No such environment.")
     return env
-
-
-def cipher():
-    """The data cipher of the running app."""
-    return current_app.extensions["portal_cipher"]
 
 
 def _as_bool(value: Any, field: str, errors: dict, default: bool) -> bool:
@@ -181,7 +176,7 @@ def stored_password_for(existing: Endpoint | None, values: dict) -> str | None:
     """The stored password, only when values point exactly where it was saved for."""
     if existing is None or _destination_changed(existing, values):
         return None
-    return cipher().decrypt(existing.password_enc, PASSWORD_PURPOSE)
+    return cipher().decrypt(existing.password_enc, ENDPOINT_PASSWORD)
 
 
 def _apply_endpoint(env: Environment, source: str, values: dict) -> Endpoint:
@@ -194,7 +189,7 @@ def _apply_endpoint(env: Environment, source: str, values: dict) -> Endpoint:
         setattr(endpoint, key, value)
     if password or endpoint.password_enc is None:
         # An imported definition may come without a password: stored empty, sync says so.
-        endpoint.password_enc = cipher().encrypt(password or "", PASSWORD_PURPOSE)
+        endpoint.password_enc = cipher().encrypt(password or "", ENDPOINT_PASSWORD)
     return endpoint
 
 
@@ -270,7 +265,7 @@ def save_environment(
 def endpoint_settings(values: dict | Endpoint, password: str | None = None) -> EndpointSettings:
     """Client settings for an endpoint row (password decrypted) or validated values."""
     if isinstance(values, Endpoint):
-        password = cipher().decrypt(values.password_enc, PASSWORD_PURPOSE)
+        password = cipher().decrypt(values.password_enc, ENDPOINT_PASSWORD)
         values = {
             "host": values.host,
             "port": values.port,

@@ -7,8 +7,11 @@ import traceback
 
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .database import is_locked
+from .extensions import db
 from .http import json_error
 
 log = logging.getLogger("portal.errors")
@@ -21,7 +24,9 @@ _TITLES = {
     413: "Upload too large",
     429: "Too many requests",
     500: "Something went wrong",
+    503: "Database busy",
 }
+BUSY_MESSAGE = "The database is busy with another task; try again in a moment."
 
 
 def _respond(code: int, message: str):
@@ -50,7 +55,19 @@ def _handle_unexpected(exc: Exception):
     return _respond(500, InternalServerError.description)
 
 
+def _handle_database(exc: OperationalError):
+    if not is_locked(exc):
+        return _handle_unexpected(exc)
+    # Another process (a backup, a restore, a maintenance command, a long sync write) holds
+    # SQLite's write lock: a temporary state, not a bug.
+    db.session.rollback()
+    log.warning("database busy on %s %s", request.method, request.path)
+    response, code = _respond(503, BUSY_MESSAGE)
+    return response, code, {"Retry-After": "5"}
+
+
 def init_app(app: Flask) -> None:
     """Register the error handlers."""
     app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(OperationalError, _handle_database)
     app.register_error_handler(Exception, _handle_unexpected)

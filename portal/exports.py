@@ -7,13 +7,12 @@ import io
 import re
 
 import xlsxwriter
-from flask import current_app
 
 from . import clock
 from .credentials import all_matching
+from .crypto import CREDENTIAL_PASSWORD, cipher
 from .extensions import db
 from .models import Environment
-from .sync import PASSWORD_PURPOSE
 from .text import visible
 
 COLUMNS = (
@@ -48,7 +47,7 @@ PASSWORD_COLUMN = 3
 def _rows(environment_id: int | None, args) -> tuple[list[list[str]], list[str]]:
     """Formula-neutralised cells of the view, and the exact passwords beside them."""
     names = {e.id: e.name for e in db.session.scalars(db.select(Environment))}
-    data_cipher = current_app.extensions["portal_cipher"]
+    data_cipher = cipher()
     rows: list[list[str]] = []
     passwords: list[str] = []
     for (
@@ -67,7 +66,7 @@ def _rows(environment_id: int | None, args) -> tuple[list[list[str]], list[str]]
         expiry,
         expiry_status,
     ) in all_matching(environment_id, args):
-        password = data_cipher.decrypt(blob, PASSWORD_PURPOSE) if blob is not None else ""
+        password = data_cipher.decrypt(blob, CREDENTIAL_PASSWORD) if blob is not None else ""
         values = (
             names.get(env_id, ""),
             host,

@@ -14,23 +14,25 @@ from cryptography import x509
 from flask import Flask
 from sqlalchemy import select, text, update
 
-from . import audit, scheduler
-from .bootstrap import current_revision, file_lock, head_revision
+from . import audit, locks
+from .bootstrap import current_revision, head_revision, stored_key_id
 from .clock import UTC
-from .crypto import DataCipher, DecryptionError, key_id, load_or_create_key, write_secret_file
-from .environments import PASSWORD_PURPOSE as ENDPOINT_PURPOSE
+from .crypto import (
+    CREDENTIAL_PASSWORD,
+    ENCRYPTED_COLUMNS,
+    DataCipher,
+    DecryptionError,
+    KeyFileError,
+    cipher,
+    key_id,
+    load_key,
+    set_cipher,
+    write_secret_file,
+)
 from .extensions import db
-from .models import Credential, Endpoint, PasswordHistory, PortalMeta, User
-from .sync import HISTORY_PURPOSE, PASSWORD_PURPOSE
+from .models import Credential, PortalMeta
 
 BACKUP_PREFIX = "vcf_credentials-"
-# (model, column, encryption label): every secret the portal stores.
-ENCRYPTED = (
-    (Endpoint, "password_enc", ENDPOINT_PURPOSE),
-    (Credential, "password_enc", PASSWORD_PURPOSE),
-    (PasswordHistory, "password_enc", HISTORY_PURPOSE),
-    (User, "totp_secret_enc", "user.totp"),
-)
 
 
 class MaintenanceError(Exception):
@@ -113,20 +115,26 @@ def verify_backup(path: Path) -> str:
     return revision[0]
 
 
-def restore(app: Flask, backup_file: Path) -> Path:
-    """Replace the database with a verified backup (portal stopped); keeps the replaced one."""
+def restore(app: Flask, backup_file: Path) -> Path | None:
+    """Replace the database with a verified backup (portal stopped); returns where the replaced
+    database is kept, or None when there was none (a new data directory).
+
+    Every check runs before anything is written, so a refused restore leaves the data directory
+    as it was and can simply be run again.
+    """
     settings = app.config["PORTAL_SETTINGS"]
     target = _sqlite_path(app)
-    if scheduler.portal_running(settings.data_dir):
+    if locks.portal_running(settings.data_dir):
         raise MaintenanceError("the portal is running; stop it before restoring")
     verify_backup(backup_file)
     _check_backup_key(app, backup_file)
-    with file_lock(settings.data_dir / ".init.lock"):
+    kept = None
+    with locks.init_lock(settings.data_dir):
         with app.app_context():
             db.engine.dispose()
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        kept = target.with_name(f"{target.name}.replaced-{stamp}")
         if target.exists():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            kept = target.with_name(f"{target.name}.replaced-{stamp}")
             # Fold the WAL into the main file first so the kept copy is complete.
             conn = sqlite3.connect(target)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -139,56 +147,63 @@ def restore(app: Flask, backup_file: Path) -> Path:
         shutil.copyfile(backup_file, tmp)
         os.chmod(tmp, 0o600)
         os.replace(tmp, target)
-    with app.app_context():
-        _check_key_matches(app)
     return kept
+
+
+def _data_key_id(app: Flask) -> str:
+    """The id of the key in data.key, read from the file: restore runs without start-up."""
+    path = app.config["PORTAL_SETTINGS"].data_dir / "data.key"
+    try:
+        return key_id(load_key(path)).hex()
+    except KeyFileError as exc:
+        raise MaintenanceError(
+            f"{exc}: put the data.key that belongs to this backup there first"
+        ) from None
 
 
 def _check_backup_key(app: Flask, backup_file: Path) -> None:
     """Refuse a backup made under another data key, before anything is replaced."""
+    current = _data_key_id(app)
     conn = sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True)
     try:
         row = conn.execute("SELECT value FROM portal_meta WHERE key = 'data_key_id'").fetchone()
     finally:
         conn.close()
-    current = app.extensions["portal_cipher"].key_id.hex()
     if row is not None and row[0] != current:
         raise MaintenanceError(
             "this backup was made under a different data key; put that data.key in place first"
         )
 
 
-def _check_key_matches(app: Flask) -> None:
-    stored = db.session.get(PortalMeta, "data_key_id")
-    current = app.extensions["portal_cipher"].key_id.hex()
-    if stored is not None and stored.value != current:
-        raise MaintenanceError(
-            "the restored database was made under a different data key; "
-            "put its data.key back in place"
-        )
+@dataclass
+class KeyRotation:
+    """What `rotate_key` did: secrets re-encrypted, and where the old key is kept."""
+
+    count: int
+    old_key: Path
 
 
-def rotate_key(app: Flask) -> int:
-    """Re-encrypt every secret under a new data key in one transaction; returns the count.
+def rotate_key(app: Flask) -> KeyRotation:
+    """Re-encrypt every secret under a new data key in one transaction.
 
     The new key is written aside first; the old key file is replaced only after the
     transaction commits, and kept as data.key.old-<time> until the operator removes it.
     """
     settings = app.config["PORTAL_SETTINGS"]
-    if scheduler.portal_running(settings.data_dir):
+    if locks.portal_running(settings.data_dir):
         # Running processes hold the old key in memory and would keep writing with it.
         raise MaintenanceError("the portal is running; stop it before rotating the key")
     key_path = settings.data_dir / "data.key"
-    old_cipher: DataCipher = app.extensions["portal_cipher"]
+    old_cipher = cipher(app)
     new_key = os.urandom(32)
     new_cipher = DataCipher(new_key)
     pending = settings.data_dir / "data.key.new"
     pending.unlink(missing_ok=True)
     write_secret_file(pending, new_key.hex().encode() + b"\n")
     count = 0
-    with app.app_context(), file_lock(settings.data_dir / ".init.lock"):
+    with app.app_context(), locks.init_lock(settings.data_dir):
         try:
-            for model, column, purpose in ENCRYPTED:
+            for model, column, purpose in ENCRYPTED_COLUMNS:
                 attr = getattr(model, column)
                 rows = db.session.execute(select(model.id, attr).where(attr.is_not(None))).all()
                 for row_id, blob in rows:
@@ -213,10 +228,11 @@ def rotate_key(app: Flask) -> int:
             pending.unlink(missing_ok=True)
             raise
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        os.link(key_path, settings.data_dir / f"data.key.old-{stamp}")
+        old_key = settings.data_dir / f"data.key.old-{stamp}"
+        os.link(key_path, old_key)
         os.replace(pending, key_path)
-    app.extensions["portal_cipher"] = new_cipher
-    return count
+    set_cipher(app, new_cipher)
+    return KeyRotation(count, old_key)
 
 
 @dataclass
@@ -234,6 +250,8 @@ def run_checks(app: Flask) -> list[CheckResult]:
     results: list[CheckResult] = []
     with app.app_context():
         try:
+            if settings.sqlite_path is not None and not settings.sqlite_path.exists():
+                raise MaintenanceError(f"{settings.sqlite_path} does not exist")
             if settings.sqlite_path is not None:
                 verdict = db.session.execute(text("PRAGMA integrity_check")).scalar()
                 results.append(CheckResult("database integrity", verdict == "ok", str(verdict)))
@@ -247,7 +265,7 @@ def run_checks(app: Flask) -> list[CheckResult]:
             results.append(CheckResult("database", False, f"{type(exc).__name__}: {exc}"[:300]))
         results.append(_check_key(app, settings.data_dir / "data.key"))
     results.append(_check_certificate(settings.ssl_dir / "cert.pem"))
-    holder = scheduler.lock_holder(settings.data_dir)
+    holder = locks.scheduler_lock_holder(settings.data_dir)
     results.append(
         CheckResult(
             "scheduler lock", True, f"held by pid {holder}" if holder else "free (portal stopped)"
@@ -261,21 +279,23 @@ def _check_key(app: Flask, path: Path) -> CheckResult:
         return CheckResult("data key", False, f"{path} is missing")
     mode = path.stat().st_mode & 0o777
     try:
-        key = load_or_create_key(path)
-    except DecryptionError as exc:
+        key = load_key(path)
+    except KeyFileError as exc:
         return CheckResult("data key", False, str(exc))
     try:
-        stored = db.session.get(PortalMeta, "data_key_id")
+        stored = stored_key_id(app)
     except Exception:  # noqa: BLE001 - reported by the database check
         return CheckResult("data key", False, "cannot read the database to compare")
-    if stored is not None and stored.value != key_id(key).hex():
+    if stored is not None and stored != key_id(key).hex():
         return CheckResult("data key", False, "does not match this database")
-    sample = db.session.execute(
-        select(Credential.password_enc).where(Credential.password_enc.is_not(None)).limit(1)
-    ).scalar()
+    sample = None
+    if stored is not None:
+        sample = db.session.execute(
+            select(Credential.password_enc).where(Credential.password_enc.is_not(None)).limit(1)
+        ).scalar()
     if sample is not None:
         try:
-            DataCipher(key).decrypt(sample, PASSWORD_PURPOSE)
+            DataCipher(key).decrypt(sample, CREDENTIAL_PASSWORD)
         except DecryptionError as exc:
             return CheckResult("data key", False, str(exc))
     if mode & 0o077:

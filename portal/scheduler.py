@@ -9,7 +9,6 @@ A file lock in the data directory keeps a second scheduler (another master, a st
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import sys
@@ -23,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import select
 
-from . import sync
+from . import locks, maintenance, sync
 from .clock import UTC
 from .extensions import db
 from .models import Endpoint
@@ -40,7 +39,6 @@ _state: dict = {
     "app": None,
     "stop": None,
     "standby": None,
-    "service_fd": None,
 }
 _run_lock = threading.Lock()
 
@@ -135,8 +133,6 @@ def reconcile(app: Flask, scheduler: BackgroundScheduler) -> None:
 
 
 def _daily_backup(app: Flask) -> None:
-    from . import maintenance
-
     if app.config["PORTAL_SETTINGS"].sqlite_path is None:
         return
     try:
@@ -146,66 +142,9 @@ def _daily_backup(app: Flask) -> None:
         log.error("daily backup failed: %s", type(exc).__name__)
 
 
-def _acquire_lock(data_dir: Path) -> int | None:
-    fd = os.open(data_dir / "scheduler.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def lock_holder(data_dir: Path) -> str | None:
-    """The pid written by the scheduler holding the lock, or None when nobody holds it."""
-    path = data_dir / "scheduler.lock"
-    if not path.exists():
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return path.read_text().strip() or "unknown"
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
 def running() -> BackgroundScheduler | None:
     """The scheduler of this process, if it runs one."""
     return _state["scheduler"]
-
-
-def hold_service_lock(data_dir: Path) -> None:
-    """Hold a shared lock on portal.lock for as long as this process (and its forked workers)
-    live, so maintenance commands can tell that the portal is running."""
-    if _state.get("service_fd") is None:
-        fd = os.open(data_dir / "portal.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        _state["service_fd"] = fd
-
-
-def portal_running(data_dir: Path) -> bool:
-    """True while any portal process (scheduler or not) runs against this data directory."""
-    if lock_holder(data_dir) is not None:
-        return True
-    path = data_dir / "portal.lock"
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 def start_if_enabled(app: Flask) -> bool:
@@ -213,11 +152,11 @@ def start_if_enabled(app: Flask) -> bool:
     settings = app.config["PORTAL_SETTINGS"]
     if Path(sys.argv[0]).name == "flask":
         return False  # a command-line task, not the service
-    hold_service_lock(settings.data_dir)
+    locks.hold_portal_lock(settings.data_dir)
     if not settings.scheduler_enabled:
         log.info("scheduler disabled in this process (PORTAL_SCHEDULER=off)")
         return False
-    fd = _acquire_lock(settings.data_dir)
+    fd = locks.acquire_scheduler_lock(settings.data_dir)
     if fd is None:
         log.warning("another process holds the scheduler lock; standing by to take over")
         _stand_by(app)
@@ -232,7 +171,7 @@ def _stand_by(app: Flask) -> None:
 
     def wait_for_lock() -> None:
         while not stop_event.wait(TAKEOVER_SECONDS):
-            fd = _acquire_lock(app.config["PORTAL_SETTINGS"].data_dir)
+            fd = locks.acquire_scheduler_lock(app.config["PORTAL_SETTINGS"].data_dir)
             if fd is not None:
                 log.warning("the scheduler lock was free: this process takes over")
                 _start(app, fd)

@@ -19,15 +19,14 @@ from sqlalchemy.exc import IntegrityError
 
 from . import audit, clock
 from .clock import iso
-from .environments import cipher, endpoint_settings
+from .crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
+from .environments import endpoint_settings
 from .extensions import db
 from .models import Credential, Endpoint, Environment, PasswordHistory, SyncRun
 from .vcf import FetchedCredential, VcfError, client_for
 
 log = logging.getLogger("portal.sync")
 
-PASSWORD_PURPOSE = "credential.password"  # noqa: S105 - an encryption label
-HISTORY_PURPOSE = "credential.history"
 _METADATA = (
     "account_type",
     "resource_type",
@@ -191,7 +190,7 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
                 hostname=item.hostname,
                 username=item.username,
                 credential_type=item.credential_type or "",
-                password_enc=data_cipher.encrypt(item.password, PASSWORD_PURPOSE),
+                password_enc=data_cipher.encrypt(item.password, CREDENTIAL_PASSWORD),
                 present=True,
                 first_seen_at=now,
                 last_seen_at=now,
@@ -214,11 +213,11 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
         if not row.present:
             change.update(present=True, absent_since=None)
         stored = (
-            data_cipher.decrypt(row.password_enc, PASSWORD_PURPOSE) if row.password_enc else None
+            data_cipher.decrypt(row.password_enc, CREDENTIAL_PASSWORD) if row.password_enc else None
         )
         if item.password is not None and item.password != stored:
             change.update(
-                password_enc=data_cipher.encrypt(item.password, PASSWORD_PURPOSE),
+                password_enc=data_cipher.encrypt(item.password, CREDENTIAL_PASSWORD),
                 last_changed_at=now,
             )
             changed_history.append((row.id, item.password))
@@ -328,7 +327,7 @@ def _insert_history(now, entries: list[tuple[int, str]]) -> None:
                 "first_seen_at": now,
                 "changed_at": None,
                 "changed_by": "SYNC",
-                "password_enc": data_cipher.encrypt(password, HISTORY_PURPOSE),
+                "password_enc": data_cipher.encrypt(password, HISTORY_PASSWORD),
             }
             for cred_id, password in entries
         ],

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from support import PASSWORD
 
 from portal import clock
+from portal.crypto import cipher
 from portal.exports import neutralise
 from portal.extensions import db
 from portal.models import AuditEvent, Credential
@@ -81,9 +82,7 @@ def test_xlsx_keeps_passwords_exact(app, admin, synced):
     _, env = synced
     with app.app_context():
         cred = db.session.scalar(select(Credential).order_by(Credential.id))
-        cred.password_enc = app.extensions["portal_cipher"].encrypt(
-            "-Gx9!starts-with-minus", "credential.password"
-        )
+        cred.password_enc = cipher(app).encrypt("-Gx9!starts-with-minus", "credential.password")
         db.session.commit()
     response = admin.post(f"/environments/{env['id']}/export", {"format": "xlsx", "scope": "all"})
     sheet = openpyxl.load_workbook(io.BytesIO(response.data)).active

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from support import create_env, make_app, run_sync
 
-from portal import maintenance, scheduler
+from portal import locks, maintenance
 from portal.extensions import db
 from portal.models import Credential
 from portal.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _passwords(app):
@@ -88,10 +94,11 @@ def test_restore_refuses_corrupt_or_foreign_files(tmp_path, app):
 def test_rotate_key_round_trip(tmp_path, app, synced):
     before = _passwords(app)
     old_key = (tmp_path / "data" / "data.key").read_text()
-    count = maintenance.rotate_key(app)
-    assert count >= 401  # 400 credentials, their history, the endpoint password
+    done = maintenance.rotate_key(app)
+    assert done.count >= 401  # 400 credentials, their history, the endpoint password
     assert (tmp_path / "data" / "data.key").read_text() != old_key
-    assert list((tmp_path / "data").glob("data.key.old-*"))
+    assert list((tmp_path / "data").glob("data.key.old-*")) == [done.old_key]
+    assert done.old_key.read_text() == old_key
     assert _passwords(app) == before
     fresh = make_app(tmp_path)  # a restart loads the new key
     assert _passwords(fresh) == before
@@ -126,7 +133,7 @@ def test_cli_commands(tmp_path, app, synced):
     result = runner.invoke(args=["check"])
     assert "[ok] database integrity" in result.output
     assert runner.invoke(args=["version"]).output.strip()
-    lock = scheduler._acquire_lock(tmp_path / "data")
+    lock = locks.acquire_scheduler_lock(tmp_path / "data")
     try:
         refused = runner.invoke(args=["rotate-key"])
         assert refused.exit_code != 0 and "running" in refused.output
@@ -147,7 +154,7 @@ def test_running_portal_without_scheduler_is_detected(tmp_path, app):
             maintenance.rotate_key(app)
     finally:
         os.close(fd)
-    assert not scheduler.portal_running(tmp_path / "data")
+    assert not locks.portal_running(tmp_path / "data")
 
 
 def test_restore_refuses_a_backup_under_another_key(tmp_path, app, synced):
@@ -156,3 +163,64 @@ def test_restore_refuses_a_backup_under_another_key(tmp_path, app, synced):
     with pytest.raises(maintenance.MaintenanceError, match="different data key"):
         maintenance.restore(app, path)
     assert maintenance.run_checks(app)[0].ok
+
+
+def _flask(data_dir, *args: str) -> subprocess.CompletedProcess:
+    """`flask --app app ARGS` in the project folder, as an operator runs it."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PORTAL_DATA_DIR": str(data_dir),
+        "PORTAL_LOG_DIR": str(data_dir.parent / "logs"),
+        "PORTAL_SSL_DIR": str(data_dir.parent / "ssl"),
+    }
+    flask = Path(sys.executable).parent / "flask"
+    return subprocess.run(
+        [str(flask), "--app", "app", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess, words: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert words in result.stderr, result.stderr
+
+
+def test_restore_into_a_new_data_directory(tmp_path, app):
+    backup_file = maintenance.backup(app, tmp_path / "b")
+    key = (tmp_path / "data" / "data.key").read_text()
+    new = tmp_path / "new" / "data"
+    new.mkdir(parents=True)
+
+    _one_line_error(_flask(new, "restore", str(backup_file)), "missing")
+    assert sorted(os.listdir(new)) == []
+    _one_line_error(_flask(new, "restore", str(tmp_path / "b" / "typo.db")), "does not exist")
+    assert sorted(os.listdir(new)) == []
+    (new / "data.key").write_text("11" * 32 + "\n")
+    _one_line_error(_flask(new, "restore", str(backup_file)), "different data key")
+    assert sorted(os.listdir(new)) == ["data.key"]
+
+    (new / "data.key").write_text(key)
+    result = _flask(new, "restore", str(backup_file))
+    assert result.returncode == 0, result.stderr
+    assert "restored" in result.stdout and "kept as" not in result.stdout
+    assert (new / "vcf_credentials.db").exists() and not (new / "session.key").exists()
+    check = _flask(new, "check")
+    assert "[ok] data key" in check.stdout and "[ok] schema version" in check.stdout
+
+    (new / "data.key").write_text("22" * 32 + "\n")
+    check = _flask(new, "check")
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    assert "[FAIL] data key: does not match this database" in check.stdout
+
+
+def test_rotate_key_command_names_the_kept_key(tmp_path, app):
+    result = app.test_cli_runner().invoke(args=["rotate-key"])
+    assert result.exit_code == 0, result.output
+    (kept,) = (tmp_path / "data").glob("data.key.old-*")
+    assert str(kept) in result.output

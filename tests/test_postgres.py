@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from support import PASSWORD, Portal, client_for, create_env, make_app, run_sync
+import subprocess
+import sys
+
+from support import PASSWORD, ROOT, Portal, client_for, create_env, make_app, run_sync
 
 from portal.extensions import db
 from portal.models import User
@@ -33,3 +36,19 @@ def test_portal_on_postgresql(tmp_path, pg_url):
     assert admin.api("DELETE", f"/api/v1/environments/{env['id']}").status_code == 204
     with app.app_context():
         db.engine.dispose()
+
+
+def test_first_start_on_postgresql_prints_the_sign_in_hint(tmp_path, pg_url):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PORTAL_DATA_DIR": str(tmp_path / "data"),
+        "PORTAL_LOG_DIR": str(tmp_path / "logs"),
+        "PORTAL_SCHEDULER": "off",
+        "DATABASE_URL": pg_url,
+    }
+    command = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import app"]
+    first = subprocess.run([*command, str(ROOT)], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "sign in as 'admin' with the password 'admin'" in first.stderr
+    again = subprocess.run([*command, str(ROOT)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "sign in as" not in again.stderr

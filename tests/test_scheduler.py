@@ -11,7 +11,9 @@ from datetime import datetime, timedelta
 import pytest
 from support import running_portal
 
+from portal import locks, scheduler
 from portal.clock import UTC
+from portal.models import Endpoint
 from portal.simulator import Simulator
 
 ADMIN_PASSWORD = "scheduler test admin"  # noqa: S105
@@ -113,19 +115,17 @@ def test_one_scheduler_with_four_workers(tmp_path):
 
 
 def test_standby_takes_over_when_the_lock_is_freed(app, monkeypatch):
-    from portal import scheduler
-
     monkeypatch.setattr(scheduler, "TAKEOVER_SECONDS", 0.2)
     monkeypatch.setattr(scheduler.sys, "argv", ["gunicorn"])
     settings = app.config["PORTAL_SETTINGS"]
     app.config["PORTAL_SETTINGS"] = settings.__class__(
         **{**settings.__dict__, "scheduler_enabled": True}
     )
-    held = scheduler._acquire_lock(settings.data_dir)
+    held = locks.acquire_scheduler_lock(settings.data_dir)
     try:
         assert scheduler.start_if_enabled(app) is False
         assert scheduler.running() is None
-        assert scheduler.lock_holder(settings.data_dir) is not None
+        assert locks.scheduler_lock_holder(settings.data_dir) is not None
         os.close(held)
         held = None
         assert _wait(lambda: scheduler.running() is not None, timeout=10)
@@ -137,9 +137,6 @@ def test_standby_takes_over_when_the_lock_is_freed(app, monkeypatch):
 
 
 def test_missed_run_is_due_once_at_start(app):
-    from portal import scheduler
-    from portal.models import Endpoint
-
     endpoint = Endpoint(sync_interval_minutes=60)
     endpoint.last_sync_at = (datetime.now(UTC) - timedelta(hours=5)).replace(tzinfo=None)
     first = scheduler._first_run(endpoint, 3600)

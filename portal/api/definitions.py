@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from .. import audit, clock
 from ..access import admin_required, check_reauth_password
-from ..environments import PASSWORD_PURPOSE, ValidationError, cipher, save_environment
+from ..crypto import ENDPOINT_PASSWORD, cipher
+from ..environments import ValidationError, save_environment
 from ..extensions import db
 from ..models import Environment
 from . import schemas as s
@@ -40,7 +41,7 @@ def export_document(include_passwords: bool) -> dict:
         for endpoint in env.endpoints:
             block = {field: getattr(endpoint, field) for field in _FIELDS}
             if include_passwords:
-                block["password"] = cipher().decrypt(endpoint.password_enc, PASSWORD_PURPOSE)
+                block["password"] = cipher().decrypt(endpoint.password_enc, ENDPOINT_PASSWORD)
             item[endpoint.source] = block
         items.append(item)
     return {

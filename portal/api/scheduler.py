@@ -6,7 +6,7 @@ from flask import abort, current_app, jsonify
 from flask_login import login_required
 from sqlalchemy import func, select
 
-from .. import audit, scheduler
+from .. import audit, locks
 from ..access import admin_required
 from ..clock import iso
 from ..environments import environment_dict, environment_or_404
@@ -51,7 +51,7 @@ def scheduler_state():
             }
         )
     # The scheduler lives in the Gunicorn master; a worker asks its lock file.
-    holder = scheduler.lock_holder(current_app.config["PORTAL_SETTINGS"].data_dir)
+    holder = locks.scheduler_lock_holder(current_app.config["PORTAL_SETTINGS"].data_dir)
     return jsonify(running=holder is not None, jobs=jobs)
 
 

@@ -1,6 +1,7 @@
 """Alembic environment: runs on the connection handed over by portal.bootstrap."""
 
 from alembic import context
+from sqlalchemy import create_engine
 
 from portal import models  # noqa: F401  (registers the tables on the metadata)
 from portal.extensions import db
@@ -13,8 +14,6 @@ def run_migrations() -> None:
     """Run migrations on the connection in config.attributes, or on the configured URL."""
     connection = config.attributes.get("connection")
     if connection is None:
-        from sqlalchemy import create_engine
-
         engine = create_engine(config.get_main_option("sqlalchemy.url"))
         with engine.begin() as conn:
             _run(conn)

@@ -26,7 +26,7 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy.engine import make_url
 
-from .. import audit, certs, clock, scheduler
+from .. import audit, certs, clock, locks
 from ..access import admin_required, confirm_recent_auth
 from ..extensions import db
 from ..version import STARTED_AT, __version__
@@ -299,7 +299,7 @@ def about():
     """Version, database size, free space, scheduler state, uptime."""
     settings = _settings()
     usage = shutil.disk_usage(settings.data_dir)
-    holder = scheduler.lock_holder(settings.data_dir)
+    holder = locks.scheduler_lock_holder(settings.data_dir)
     uptime = clock.now() - STARTED_AT
     facts = {
         "version": __version__,

@@ -328,3 +328,33 @@ def test_uninstall_purge_removes_data_logs_and_settings(deployment):
     assert result.returncode == 0, result.stdout + result.stderr
     for gone in (CODE, UNIT_FILE, DATA, LOGS, "etc/vcf-credential-portal"):
         assert not deployment.path(gone).exists(), gone
+
+
+def test_uninstall_purge_after_a_plain_uninstall(deployment):
+    source = deployment.source("v1")
+    deployment.install(source)
+    installed = deployment.path(CODE) / "deploy" / "uninstall.sh"
+    plain = subprocess.run(
+        [str(installed), "--root", str(deployment.root)],
+        env=deployment.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert deployment.path(DATA).exists()
+    assert not deployment.path(CODE).exists()
+    hint = re.search(r"(\S+/uninstall\.sh) --purge", plain.stdout)
+    assert hint, plain.stdout
+
+    purge = subprocess.run(
+        [hint.group(1), "--purge", "--root", str(deployment.root)],
+        env=deployment.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert purge.returncode == 0, purge.stdout + purge.stderr
+    for gone in (DATA, LOGS, "etc/vcf-credential-portal", hint.group(1)):
+        assert not deployment.path(gone).exists(), gone

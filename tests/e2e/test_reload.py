@@ -8,7 +8,7 @@ import time
 
 from support import running_portal
 
-from portal.scheduler import lock_holder
+from portal.locks import scheduler_lock_holder as lock_holder
 
 ADMIN_PASSWORD = "reload test admin pass"  # noqa: S105
 

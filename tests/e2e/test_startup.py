@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from support import ROOT, running_portal
+from support import ROOT, free_port, running_portal
 
 NEW_PASSWORD = "a brand new passphrase"  # noqa: S105
 
@@ -225,3 +227,83 @@ def test_version_flag():
     from portal import __version__
 
     assert result.returncode == 0 and result.stdout.strip().endswith(__version__)
+
+
+def _start_once(data_dir: Path) -> subprocess.CompletedProcess:
+    """Import app.py (the start-up) in a fresh process, without the scheduler."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import app",
+            str(ROOT),
+        ],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PORTAL_DATA_DIR": str(data_dir),
+            "PORTAL_LOG_DIR": str(data_dir.parent / "logs"),
+            "PORTAL_SCHEDULER": "off",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_missing_or_corrupt_data_key_stops_start_up_in_one_line(tmp_path):
+    data = tmp_path / "data"
+    first = _start_once(data)
+    assert first.returncode == 0, first.stderr
+    assert "sign in as 'admin'" in first.stderr
+    key = data / "data.key"
+    key.unlink()
+
+    missing = _start_once(data)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    assert f"data key file {key} is missing" in missing.stderr
+    assert not key.exists()
+
+    key.write_text("this is not a key\n")
+    corrupt = _start_once(data)
+    assert corrupt.returncode != 0 and "Traceback" not in corrupt.stderr
+    assert len(corrupt.stderr.strip().splitlines()) == 1, corrupt.stderr
+    assert str(key) in corrupt.stderr
+
+    key.write_text("33" * 32 + "\n")
+    other = _start_once(data)
+    assert other.returncode != 0 and "does not match this database" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1, other.stderr
+
+
+def _start_https_fails(tmp_path: Path, bind: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PORTAL_BIND": bind,
+        "PORTAL_WORKERS": "1",
+        "PORTAL_SCHEDULER": "off",
+        "PORTAL_DATA_DIR": str(tmp_path / "data"),
+        "PORTAL_LOG_DIR": str(tmp_path / "logs"),
+        "PORTAL_SSL_DIR": str(tmp_path / "ssl"),
+    }
+    return subprocess.run(
+        [str(ROOT / "start_https.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_start_https_shows_why_it_cannot_bind(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = _start_https_fails(tmp_path, f"127.0.0.1:{port}")
+    assert in_use.returncode != 0
+    assert "Connection in use" in in_use.stderr and str(port) in in_use.stderr, in_use.stderr
+    # 192.0.2.1 (TEST-NET-1) is on no interface here: nothing is sent, the bind just fails.
+    foreign = _start_https_fails(tmp_path, f"192.0.2.1:{free_port()}")
+    assert foreign.returncode != 0
+    assert "Cannot assign requested address" in foreign.stderr, foreign.stderr

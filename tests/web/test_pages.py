@@ -6,10 +6,9 @@ import re
 
 import pytest
 
-from portal.environments import cipher
+from portal.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.extensions import db
 from portal.models import Credential
-from portal.sync import PASSWORD_PURPOSE
 
 HOSTILE = "<script>alert(1)</script>\"'\\\u202eexe"
 # A JSON data block is never run, so the CSP allows it; any other script needs a src.
@@ -147,7 +146,7 @@ def test_environment_page_has_no_password(app, admin, env_id):
                 hostname="esx01.example.test",
                 username="root",
                 credential_type="SSH",
-                password_enc=cipher().encrypt(secret, PASSWORD_PURPOSE),
+                password_enc=cipher().encrypt(secret, CREDENTIAL_PASSWORD),
             )
         )
         db.session.commit()
@@ -170,7 +169,7 @@ def test_audit_page_escapes_targets_and_keeps_filters(app, admin, env_id):
             hostname="<img src=x onerror=alert(1)>",
             username='"quoted"',
             credential_type="SSH",
-            password_enc=cipher().encrypt("pw-123456789", PASSWORD_PURPOSE),
+            password_enc=cipher().encrypt("pw-123456789", CREDENTIAL_PASSWORD),
         )
         db.session.add(cred)
         db.session.commit()
