@@ -2,7 +2,8 @@
 # Lint and test the portal.
 #   ./run_tests.sh [pytest arguments]          everything; the 15 slowest tests listed at the end
 #   ./run_tests.sh --fast [pytest arguments]   lint and every test that starts no server process
-#                                              or browser (tests marked e2e are left out)
+#                                              or browser (tests marked e2e are left out), on
+#                                              every core (pytest-xdist)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -28,7 +29,7 @@ echo "== ruff format --check"
 .venv/bin/ruff format --check .
 if [ "$fast" = 1 ]; then
   echo "== pytest (fast: no server processes, no browser)"
-  exec .venv/bin/python -m pytest -m "not e2e" "$@"
+  exec .venv/bin/python -m pytest -m "not e2e" -n auto "$@"
 fi
 echo "== pytest"
 exec .venv/bin/python -m pytest --durations=15 "$@"

@@ -10,7 +10,7 @@ from . import clock
 from .clock import iso
 from .crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
 from .extensions import db
-from .http import QueryError, int_arg
+from .http import QueryError
 from .models import Credential, Environment, PasswordHistory
 
 PAGE_SIZES = (50, 100, 500)
@@ -113,10 +113,8 @@ def credential_dict(cred: Credential, environment_name: str | None = None) -> di
     return body
 
 
-def credentials_page(environment_id: int | None, args: Any) -> dict:
-    """One page of credential metadata with the total, per the request arguments."""
-    page = int_arg(args, "page", 1, 1, 10**6)
-    per_page = int_arg(args, "per_page", 50, 1, MAX_PER_PAGE)
+def credentials_page(environment_id: int | None, args: Any, page: int, per_page: int) -> dict:
+    """One page of credential metadata with the total, per the filters in `args`."""
     query = filtered_query(environment_id, args)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     rows = db.session.scalars(

@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .database import is_locked
 from .extensions import db
-from .http import json_error
+from .http import QueryError, json_error
 
 log = logging.getLogger("portal.errors")
 
@@ -66,8 +66,13 @@ def _handle_database(exc: OperationalError):
     return response, code, {"Retry-After": "5"}
 
 
+def _handle_query(exc: QueryError):
+    return _respond(400, str(exc))
+
+
 def init_app(app: Flask) -> None:
     """Register the error handlers."""
+    app.register_error_handler(QueryError, _handle_query)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(OperationalError, _handle_database)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import abort, jsonify, request
+from flask import jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticError
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter
+
+M = TypeVar("M", bound=BaseModel)
 
 # SQLite and PostgreSQL integers are signed 64-bit; larger ids can match nothing.
 MAX_ID = 2**63 - 1
@@ -52,30 +56,13 @@ def json_error(status: int, message: str, details: Mapping[str, Any] | None = No
     return jsonify(error=message, details=dict(details or {})), status
 
 
-def json_object_body() -> dict:
-    """The request's JSON body, which must be an object; 400 otherwise."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        abort(400, description="Expected a JSON object body.")
-    return data
-
-
-def optional_json_object() -> dict:
-    """The request's JSON object body, or {} when there is none; 400 for any other JSON."""
-    if not request.get_data(cache=True):
-        return {}
-    return json_object_body()
-
-
-def int_arg(args: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    """A whole-number query argument within [low, high]; QueryError names a bad one."""
-    raw = args.get(name)
-    if raw in (None, ""):
-        return default
+def parse_query(model: type[M]) -> M:
+    """The request's query arguments as `model`: the one parser of query arguments, for the
+    API and the pages. An empty argument means its default; QueryError names a bad one."""
+    args = {key: value for key, value in request.args.items() if value.strip()}
     try:
-        value = int(str(raw).strip())
-    except (TypeError, ValueError):
-        raise QueryError(name, f"{name} must be a whole number") from None
-    if not low <= value <= high:
-        raise QueryError(name, f"{name} must be between {low} and {high}")
-    return value
+        return model.model_validate(args)
+    except PydanticError as exc:
+        error = exc.errors()[0]
+        name = ".".join(str(part) for part in error["loc"]) or "query"
+        raise QueryError(name, f"{name}: {error['msg']}") from None

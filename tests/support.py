@@ -50,6 +50,8 @@ class Portal:
     """A browser-like test client: HTTPS base URL, same-origin Referer, CSRF-aware."""
 
     client: object
+    _token: str = ""
+    _token_session: str | None = None
 
     def csrf(self) -> str:
         page = self.client.get("/login")
@@ -69,14 +71,20 @@ class Portal:
         return self.client.post(url, data=data, **kwargs)
 
     def csrf_token_for_session(self) -> str:
-        page = self.client.get("/healthz")  # cheap request to keep the cookie jar warm
-        del page
+        """The CSRF token of the current session; read from a page once per session cookie."""
+        cookie = self.client.get_cookie("portal_session")
+        key = cookie.value if cookie is not None else None
+        if key is not None and key == self._token_session:
+            return self._token
         html = self.client.get("/change-password").get_data(as_text=True)
         match = CSRF_META.search(html)
         if match is None:
             html = self.client.get("/login").get_data(as_text=True)
             match = CSRF_META.search(html)
-        return match.group(1)
+        cookie = self.client.get_cookie("portal_session")
+        self._token_session = cookie.value if cookie is not None else None
+        self._token = match.group(1)
+        return self._token
 
     def api(self, method: str, url: str, json=None, **kwargs):
         headers = {"X-CSRFToken": self.csrf_token_for_session(), **kwargs.pop("headers", {})}

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as ModelError
 from pydantic.json_schema import models_json_schema
 
-from ..http import MAX_ID, QueryError
+from ..http import MAX_ID, parse_query
 from .schemas import Error
 
 M = TypeVar("M", bound=BaseModel)
@@ -80,17 +80,6 @@ def _request_body(op: Operation) -> Any:
     return validated(op.body, data)
 
 
-def _request_query(model: type[BaseModel]) -> BaseModel:
-    # An empty argument means the default, as it always has for the page and filter boxes.
-    args = {k: v for k, v in request.args.items() if v.strip()}
-    try:
-        return model.model_validate(args)
-    except ModelError as exc:
-        errors = _field_errors(exc)
-        name, message = next(iter(errors.items()))
-        raise QueryError(name, f"{name}: {message}") from None
-
-
 def api_operation(
     responses: dict[int, type[BaseModel] | None],
     body: type[BaseModel] | None = None,
@@ -113,7 +102,7 @@ def api_operation(
             if op.body is not None:
                 kwargs["body"] = _request_body(op)
             if op.query is not None:
-                kwargs["query"] = _request_query(op.query)
+                kwargs["query"] = parse_query(op.query)
             return view(*args, **kwargs)
 
         wrapper.api_operation = op  # type: ignore[attr-defined]

@@ -24,11 +24,13 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 
 from .. import audit, certs, clock, locks
 from ..access import admin_required, confirm_recent_auth
 from ..extensions import db
+from ..http import parse_query
 from ..version import STARTED_AT, __version__
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -225,6 +227,12 @@ def restart():
     return redirect(url_for("settings.about"))
 
 
+class LogQuery(BaseModel):
+    """How many of the last lines the log viewer shows."""
+
+    lines: int = Field(200, ge=10, le=5000)
+
+
 def log_files() -> list[Path]:
     """The regular files in the log directory (the only files the log view can show)."""
     directory = _settings().log_dir
@@ -246,10 +254,7 @@ def logs():
     """The last lines of one log file, filtered by level and text."""
     files = log_files()
     name = request.args.get("file") or (files[0].name if files else None)
-    try:
-        count = min(max(int(request.args.get("lines", 200)), 10), 5000)
-    except ValueError:
-        count = 200
+    count = parse_query(LogQuery).lines
     level = (request.args.get("level") or "").upper()
     text = request.args.get("q") or ""
     lines: list[str] = []

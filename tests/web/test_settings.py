@@ -185,3 +185,15 @@ def test_unsupported_key_type_is_refused_cleanly():
     cert_pem, key_pem = _pem_pair(key=ed25519.Ed25519PrivateKey.generate())
     with pytest.raises(certs.CertificateError, match="only RSA"):
         certs.validate_pair(cert_pem, key_pem)
+
+
+@pytest.mark.parametrize("lines", ["abc", "5", "99999999999999999999999"])
+def test_log_viewer_refuses_a_bad_line_count(admin, lines):
+    response = admin.client.get(f"/settings/logs?lines={lines}")
+    assert response.status_code == 400
+    assert "lines" in response.get_data(as_text=True)
+
+
+def test_log_viewer_takes_a_line_count(admin):
+    page = admin.client.get("/settings/logs?lines=25").get_data(as_text=True)
+    assert 'value="25"' in page
