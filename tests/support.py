@@ -32,6 +32,7 @@ def make_app(tmp_path, **env):
     environ = {
         "PORTAL_DATA_DIR": str(tmp_path / "data"),
         "PORTAL_LOG_DIR": str(tmp_path / "logs"),
+        "PORTAL_SSL_DIR": str(tmp_path / "ssl"),
         "PORTAL_SCHEDULER": "off",
         **env,
     }

@@ -57,8 +57,8 @@ class EnvironmentIn(BaseModel):
     installer: EndpointIn | None = None
 
 
-class EndpointOut(BaseModel):
-    """Stored endpoint settings; never the password."""
+class EndpointFields(BaseModel):
+    """The settings of an endpoint as the portal stores them; never the password."""
 
     host: str
     port: int
@@ -68,6 +68,11 @@ class EndpointOut(BaseModel):
     pinned_sha256: str | None
     sync_enabled: bool
     sync_interval_minutes: int
+
+
+class EndpointOut(EndpointFields):
+    """Stored endpoint settings and whether its scheduled sync is paused."""
+
     sync_paused: bool
 
 
@@ -313,17 +318,9 @@ class HistoryList(BaseModel):
 # -- definitions ---------------------------------------------------------------------------
 
 
-class EndpointDefinition(BaseModel):
+class EndpointDefinition(EndpointFields):
     """Endpoint settings as exported; the password only when asked for."""
 
-    host: str
-    port: int
-    username: str
-    verify_tls: bool
-    ca_pem: str | None
-    pinned_sha256: str | None
-    sync_enabled: bool
-    sync_interval_minutes: int
     password: str | None = None
 
 
