@@ -9,6 +9,7 @@ from gunicorn.glogging import Logger
 
 from portal.certs import MOZILLA_INTERMEDIATE_CIPHERS
 from portal.config import ConfigError, load_settings
+from portal.text import escape_controls
 
 try:
     _settings = load_settings()
@@ -55,6 +56,14 @@ class TerminalErrorLogger(Logger):
         terminal.setFormatter(logging.Formatter("gunicorn: %(message)s"))
         terminal._portal_terminal = True
         self.error_log.addHandler(terminal)
+
+    def atoms(self, resp, req, environ, request_time):
+        """The values of an access.log line, each one line: the decoded path can carry CR/LF
+        (`/%0d%0a...`) that would otherwise forge a line."""
+        return {
+            key: escape_controls(value) if isinstance(value, str) else value
+            for key, value in super().atoms(resp, req, environ, request_time).items()
+        }
 
 
 logger_class = TerminalErrorLogger

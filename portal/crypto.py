@@ -106,8 +106,11 @@ def create_key(path: Path) -> bool:
     return write_secret_file(path, secrets.token_hex(32).encode() + b"\n")
 
 
-def load_key(path: Path) -> bytes:
-    """Read the 32-byte data key at path; KeyFileError names the file when it is missing or bad."""
+def load_key(path: Path, repair_mode: bool = True) -> bytes:
+    """Read the 32-byte data key at path; KeyFileError names the file when it is missing or bad.
+
+    A key readable by others is made 0600 (start-up), unless repair_mode is False (a check).
+    """
     try:
         mode = path.stat().st_mode & 0o777
         raw = path.read_text(encoding="ascii").strip()
@@ -121,19 +124,13 @@ def load_key(path: Path) -> bytes:
         raise KeyFileError(f"data key file {path} is not valid hex") from None
     if len(key) != 32:
         raise KeyFileError(f"data key file {path} does not hold a 32-byte key")
-    if mode & 0o077:
+    if mode & 0o077 and repair_mode:
         # The key must be readable by the service user only; put that right, loudly.
         path.chmod(0o600)
         logging.getLogger("portal.crypto").warning(
             "data key file %s had mode %o; changed to 600", path, mode
         )
     return key
-
-
-def load_or_create_key(path: Path) -> bytes:
-    """Return the data key at path, creating it first when absent."""
-    create_key(path)
-    return load_key(path)
 
 
 def cipher(app: Flask | None = None) -> DataCipher:

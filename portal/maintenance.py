@@ -183,6 +183,17 @@ class KeyRotation:
     old_key: Path
 
 
+def _kept_key_name(data_dir: Path) -> Path:
+    """data.key.old-<time>, with a counter when a key was already kept in the same second."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = data_dir / f"data.key.old-{stamp}"
+    counter = 1
+    while name.exists():
+        counter += 1
+        name = data_dir / f"data.key.old-{stamp}-{counter}"
+    return name
+
+
 def rotate_key(app: Flask) -> KeyRotation:
     """Re-encrypt every secret under a new data key in one transaction.
 
@@ -202,6 +213,10 @@ def rotate_key(app: Flask) -> KeyRotation:
     write_secret_file(pending, new_key.hex().encode() + b"\n")
     count = 0
     with app.app_context(), locks.init_lock(settings.data_dir):
+        # The old key is kept under a name of its own before anything changes, so that a
+        # failure after the commit can never leave the database without its key on disk.
+        old_key = _kept_key_name(settings.data_dir)
+        os.link(key_path, old_key)
         try:
             for model, column, purpose in ENCRYPTED_COLUMNS:
                 attr = getattr(model, column)
@@ -226,10 +241,8 @@ def rotate_key(app: Flask) -> KeyRotation:
         except Exception:
             db.session.rollback()
             pending.unlink(missing_ok=True)
+            old_key.unlink(missing_ok=True)
             raise
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        old_key = settings.data_dir / f"data.key.old-{stamp}"
-        os.link(key_path, old_key)
         os.replace(pending, key_path)
     set_cipher(app, new_cipher)
     return KeyRotation(count, old_key)
@@ -279,7 +292,7 @@ def _check_key(app: Flask, path: Path) -> CheckResult:
         return CheckResult("data key", False, f"{path} is missing")
     mode = path.stat().st_mode & 0o777
     try:
-        key = load_key(path)
+        key = load_key(path, repair_mode=False)
     except KeyFileError as exc:
         return CheckResult("data key", False, str(exc))
     try:

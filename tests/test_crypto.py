@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from portal.crypto import DataCipher, DecryptionError, KeyFileError, load_key, load_or_create_key
+from portal.crypto import DataCipher, DecryptionError, KeyFileError, create_key, load_key
 
 
 def test_round_trip_and_purpose_binding():
@@ -40,11 +40,12 @@ def test_truncated_and_wrong_key():
 
 def test_key_file_created_once_with_mode_0600(tmp_path):
     path = tmp_path / "data.key"
-    key = load_or_create_key(path)
+    assert create_key(path) is True
+    key = load_key(path)
     assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
-    assert load_or_create_key(path) == key
+    assert create_key(path) is False and load_key(path) == key
     path.write_text("not hex")
     with pytest.raises(KeyFileError, match=str(path)):
-        load_or_create_key(path)
+        load_key(path)
     with pytest.raises(KeyFileError, match="missing"):
         load_key(tmp_path / "absent.key")

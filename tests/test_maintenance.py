@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,28 @@ def test_rotate_key_command_names_the_kept_key(tmp_path, app):
     assert result.exit_code == 0, result.output
     (kept,) = (tmp_path / "data").glob("data.key.old-*")
     assert str(kept) in result.output
+
+
+def test_two_key_rotations_in_one_second_keep_both_old_keys(tmp_path, app, monkeypatch):
+    class SameSecond(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 12, 1, 3, 0, 0, tzinfo=tz)
+
+    monkeypatch.setattr(maintenance, "datetime", SameSecond)
+    key_path = tmp_path / "data" / "data.key"
+    first_key = key_path.read_text()
+    first = maintenance.rotate_key(app)
+    second_key = key_path.read_text()
+    second = maintenance.rotate_key(app)
+    assert first.old_key != second.old_key
+    assert first.old_key.read_text() == first_key and second.old_key.read_text() == second_key
+    assert all(r.ok for r in maintenance.run_checks(make_app(tmp_path)) if r.name != "certificate")
+
+
+def test_check_reports_a_loose_key_mode_without_changing_it(tmp_path, app):
+    key_path = tmp_path / "data" / "data.key"
+    key_path.chmod(0o644)
+    results = {r.name: r for r in maintenance.run_checks(app)}
+    assert not results["data key"].ok and "mode 644" in results["data key"].detail
+    assert key_path.stat().st_mode & 0o777 == 0o644
