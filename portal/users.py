@@ -3,6 +3,7 @@ active admin always remains. Callers commit."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from sqlalchemy import func, select
@@ -14,6 +15,9 @@ from .security import hash_password
 from .sessions import revoke_user_sessions
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
+
+
+DEFAULT_PREFERENCES = {"dashboard_view": "cards"}
 
 
 class UserRuleError(ValueError):
@@ -111,3 +115,17 @@ def delete_user(user: User, actor: str | None = None) -> None:
     name = user.username
     db.session.delete(user)
     audit.record("user.delete", name, actor=actor)
+
+
+def preferences(user: User) -> dict:
+    """The user's stored preferences with defaults filled in."""
+    stored = json.loads(user.preferences) if user.preferences else {}
+    return {key: stored.get(key, default) for key, default in DEFAULT_PREFERENCES.items()}
+
+
+def set_preferences(user: User, changes: dict) -> dict:
+    """Store changed preferences (already validated); returns them all."""
+    current = preferences(user)
+    current.update({key: value for key, value in changes.items() if key in DEFAULT_PREFERENCES})
+    user.preferences = json.dumps(current)
+    return current
