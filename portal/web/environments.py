@@ -13,9 +13,6 @@ from .export import send_export
 
 bp = Blueprint("environments", __name__, url_prefix="/environments")
 
-# How long a revealed password stays on screen (and in the clipboard), in seconds.
-REVEAL_SECONDS = 30
-
 
 @bp.get("/new")
 @admin_required
@@ -35,7 +32,6 @@ def view_environment(env_id: int):
         env=env,
         sources=configured,
         page_sizes=PAGE_SIZES,
-        reveal_seconds=REVEAL_SECONDS,
     )
 
 
