@@ -6,7 +6,7 @@ from flask import Blueprint, render_template
 from flask_login import login_required
 
 from ..access import admin_required
-from ..credentials import PAGE_SIZES
+from ..credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
 from ..environments import environment_or_404
 from ..models import SOURCES
 from .export import send_export
@@ -32,6 +32,8 @@ def view_environment(env_id: int):
         env=env,
         sources=configured,
         page_sizes=PAGE_SIZES,
+        stale_days=STALE_DAYS,
+        max_stale_days=MAX_STALE_DAYS,
     )
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from portal.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
+from portal.credentials import MAX_STALE_DAYS, REVEAL_SECONDS, SEARCH_PAGE_SIZE, STALE_DAYS
 from portal.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.extensions import db
 from portal.models import SOURCES, Credential
@@ -175,9 +175,11 @@ def test_reveal_seconds_and_search_page_size_passed_in_every_page_config(admin, 
         assert config["sources"] == list(SOURCES), path
 
 
-def test_environment_id_passed_as_data(admin, env_id):
+def test_environment_id_and_password_age_bounds_passed_as_data(admin, env_id):
     html = admin.client.get(f"/environments/{env_id}").get_data(as_text=True)
     assert f'data-environment-id="{env_id}"' in html
+    assert f'min="1" max="{MAX_STALE_DAYS}" value="{STALE_DAYS}"' in html
+    assert 'data-empty="SDDC Manager reports no expiring or expired password."' in html
 
 
 def test_audit_page_escapes_targets_and_keeps_filters(app, admin, env_id):
