@@ -8,23 +8,13 @@ from __future__ import annotations
 
 import csv
 import re
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from support import running_portal
+from support import CHROMIUM, launch_chromium, running_portal
 
 from portal.simulator import Simulator
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ADMIN_PASSWORD = "Journey-admin-passphrase-1"  # noqa: S105 - test password
 VIEWER_PASSWORD = "Journey-viewer-passphrase-1"  # noqa: S105 - test password
 FORMULA_HOST = "=cmd|' /C calc'!A0"
@@ -90,7 +80,7 @@ def portal(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
 
