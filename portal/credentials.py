@@ -14,6 +14,13 @@ from .http import QueryError
 from .models import Credential, Environment, PasswordHistory
 
 PAGE_SIZES = (50, 100, 500)
+# The cross-environment search on the dashboard shows this many matches at most.
+SEARCH_PAGE_SIZE = 25
+# How long a revealed password stays on screen (and in the clipboard), in seconds.
+REVEAL_SECONDS = 30
+# Password age: a password unchanged for more than this many days is stale, unless asked otherwise.
+STALE_DAYS = 90
+MAX_STALE_DAYS = 3650
 MAX_PER_PAGE = 500
 FILTERS = {
     "hostname": Credential.hostname,

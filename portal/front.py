@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
+from .credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
+
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
 SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer"}
 STATE_LABELS = {
@@ -24,8 +26,10 @@ STATE_LABELS = {
 
 
 def portal_config() -> dict:
-    """The labels the page scripts show, read by static/js/portal.js from #portal-config."""
+    """The labels and settings the page scripts use, read by static/js/portal.js."""
     return {
+        "revealSeconds": REVEAL_SECONDS,
+        "searchPageSize": SEARCH_PAGE_SIZE,
         "sources": list(SOURCE_LABELS),
         "sourceLabels": SOURCE_LABELS,
         "sourceShortLabels": SOURCE_SHORT_LABELS,

@@ -23,6 +23,17 @@ from portal.bootstrap import initialize
 from portal.config import load_settings
 
 BASE_URL = "https://localhost"
+# The browser of the browser tests and tools/screenshots.py: the system Chromium, quiet and
+# offline (no updates, sync or background requests), without the sandbox containers lack.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
 PASSWORD = "correct horse battery"  # noqa: S105 - test fixture password
 FAST_HASH = "pbkdf2:sha256:1000"
 
@@ -101,7 +112,13 @@ def client_for(app):
     return client
 
 
+def launch_chromium(playwright):
+    """Start the system Chromium with the shared settings (a Playwright `Browser`)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+
+
 def endpoint_body(sim, **extra):
+    """An endpoint of the simulator `sim`, trusting its CA; `extra` adds or overrides fields."""
     return {
         "host": sim.host,
         "port": sim.port,

@@ -21,17 +21,8 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from portal.simulator import Simulator  # noqa: E402
-from tests.support import running_portal  # noqa: E402
+from tests.support import endpoint_body, launch_chromium, running_portal  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "Screenshot-admin-passphrase"  # noqa: S105 - throwaway local instance
 WRONG_PASSWORD = "expired-service-password"  # noqa: S105 - makes one environment fail
 VIEWPORT = {"width": 1280, "height": 800}
@@ -45,19 +36,6 @@ def api(page, method: str, url: str, body=None):
         ".request(m, u, b === null ? undefined : b)",
         [method, url, body],
     )
-
-
-def endpoint(sim: Simulator, **extra) -> dict:
-    return {
-        "host": sim.host,
-        "port": sim.port,
-        "username": sim.admin_username,
-        "password": sim.admin_password,
-        "ca_pem": sim.ca_pem,
-        "sync_enabled": True,
-        "sync_interval_minutes": 60,
-        **extra,
-    }
 
 
 def wait_idle(page, env_ids: list[int], timeout: float = 60) -> None:
@@ -97,7 +75,7 @@ def prepare(page, url: str, sim: Simulator) -> dict:
         {
             "name": "sfo-m01",
             "description": "San Francisco management domain",
-            "manager": endpoint(sim),
+            "manager": endpoint_body(sim, sync_enabled=True, sync_interval_minutes=60),
         },
     )
     bad = api(
@@ -107,7 +85,9 @@ def prepare(page, url: str, sim: Simulator) -> dict:
         {
             "name": "lax-w01",
             "description": "Los Angeles workload domain",
-            "manager": endpoint(sim, password=WRONG_PASSWORD, sync_interval_minutes=30),
+            "manager": endpoint_body(
+                sim, password=WRONG_PASSWORD, sync_enabled=True, sync_interval_minutes=30
+            ),
         },
     )
     wait_idle(page, [good["id"], bad["id"]])
@@ -165,7 +145,7 @@ def main() -> None:
         running_portal(Path(scratch), workers=2) as server,
         sync_playwright() as pw,
     ):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = launch_chromium(pw)
         admin = browser.new_context(ignore_https_errors=True, viewport=VIEWPORT)
         page = admin.new_page()
         ids = prepare(page, server.url, sim)

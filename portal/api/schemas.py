@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..credentials import MAX_PER_PAGE
+from ..credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS
 from ..environments import MAX_INTERVAL, MIN_INTERVAL
 from ..http import MAX_ID
 
@@ -260,7 +260,7 @@ class CredentialPage(BaseModel):
 class PasswordAgeQuery(BaseModel):
     """The age in days beyond which a password is stale."""
 
-    days: int = Field(90, ge=1, le=3650)
+    days: int = Field(STALE_DAYS, ge=1, le=MAX_STALE_DAYS)
 
 
 class AgeBucket(BaseModel):

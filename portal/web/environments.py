@@ -6,15 +6,12 @@ from flask import Blueprint, render_template
 from flask_login import login_required
 
 from ..access import admin_required
-from ..credentials import PAGE_SIZES
+from ..credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
 from ..environments import environment_or_404
 from ..models import SOURCES
 from .export import send_export
 
 bp = Blueprint("environments", __name__, url_prefix="/environments")
-
-# How long a revealed password stays on screen (and in the clipboard), in seconds.
-REVEAL_SECONDS = 30
 
 
 @bp.get("/new")
@@ -35,7 +32,8 @@ def view_environment(env_id: int):
         env=env,
         sources=configured,
         page_sizes=PAGE_SIZES,
-        reveal_seconds=REVEAL_SECONDS,
+        stale_days=STALE_DAYS,
+        max_stale_days=MAX_STALE_DAYS,
     )
 
 

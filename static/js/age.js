@@ -1,7 +1,7 @@
 // Password age: a bar chart of age buckets (plain DOM), expiring/expired and stale lists.
 
 import { api } from "./api.js";
-import { bidi, el, get, headRow, sourceLabel, visible } from "./portal.js";
+import { bidi, el, get, headRow, visible } from "./portal.js";
 import { badge } from "./status.js";
 
 const SHOW_AT_MOST = 100;
@@ -52,16 +52,19 @@ async function load(days) {
     const data = await get(api.environmentAction(envId, "password-age", { days: days }));
     loadedDays = days;
     chart(data);
-    document.getElementById("age-expiring").replaceChildren(listTable(data.expiring, sourceLabel("manager") + " reports no expiring or expired password."));
+    const expiring = document.getElementById("age-expiring");
+    expiring.replaceChildren(listTable(data.expiring, expiring.dataset.empty));
     document.getElementById("age-stale").replaceChildren(listTable(data.stale, "Every password changed within " + days + " days."));
   } catch (e) {
     document.getElementById("age-chart").replaceChildren(el("p", { className: "field-error" }, "Could not load password age: " + e.message));
   }
 }
 
+// The bounds and the default are the server's, rendered into the input.
 function currentDays() {
-  const value = parseInt(document.getElementById("age-days").value, 10);
-  return value >= 1 && value <= 3650 ? value : 90;
+  const input = document.getElementById("age-days");
+  const value = parseInt(input.value, 10);
+  return value >= Number(input.min) && value <= Number(input.max) ? value : Number(input.defaultValue);
 }
 
 // Show the tab for an environment; loads on first show and when the days changed.

@@ -12,7 +12,7 @@ const root = document.getElementById("dashboard");
 const isAdmin = root.dataset.admin === "true";
 const container = document.getElementById("environments");
 const summary = document.getElementById("summary");
-const SOURCES = config.sources || [];
+const SOURCES = config.sources;
 let environments = [];
 let view = "cards";
 const openErrors = new Set();
@@ -185,7 +185,7 @@ const runSearch = debounce(async function () {
   }
   searchStatus.textContent = "Searching…";
   try {
-    const data = await get(api.credentials({ per_page: 25, q: q }));
+    const data = await get(api.credentials({ per_page: config.searchPageSize, q: q }));
     if (seq !== searchSeq) return;
     searchStatus.textContent = data.total === 0 ? "No matches." :
       data.total + " match" + (data.total === 1 ? "" : "es") + (data.total > data.items.length ? "; showing the first " + data.items.length + "." : ".");

@@ -2,7 +2,7 @@
 // unsaved-changes warning, delete with typed-name confirmation.
 
 import { api, pages } from "./api.js";
-import { el, get, post, request, toast, visible } from "./portal.js";
+import { config, el, get, post, request, toast, visible } from "./portal.js";
 
 const form = document.getElementById("envform");
 const envId = form.dataset.environmentId || null;
@@ -49,7 +49,7 @@ function showErrors(details, fallback) {
   const unplaced = [];
   let first = null;
   Object.entries(details || {}).forEach(function (pair) {
-    const key = pair[0] === "manager" || pair[0] === "installer" ? pair[0] + ".configure" : pair[0];
+    const key = config.sources.includes(pair[0]) ? pair[0] + ".configure" : pair[0];
     const id = key.replace(".", "-");
     const message = el("p", {}, pair[1]);
     const slot = document.getElementById(id + "-error");

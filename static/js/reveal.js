@@ -1,10 +1,9 @@
 // Passwords on screen and in the clipboard, for the reveal delay the server sets, then gone.
 
-import { el, toast } from "./portal.js";
+import { config, el, toast } from "./portal.js";
 
 export function revealSeconds() {
-  const value = parseInt(document.body.dataset.revealSeconds || "30", 10);
-  return value > 0 ? value : 30;
+  return config.revealSeconds;
 }
 
 // Copy a secret, then try to clear the clipboard if it still holds it after the delay.

@@ -8,23 +8,14 @@ from __future__ import annotations
 
 import csv
 import re
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from support import running_portal
+from support import CHROMIUM, launch_chromium, running_portal
 
+from portal.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
 from portal.simulator import Simulator
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ADMIN_PASSWORD = "Journey-admin-passphrase-1"  # noqa: S105 - test password
 VIEWER_PASSWORD = "Journey-viewer-passphrase-1"  # noqa: S105 - test password
 FORMULA_HOST = "=cmd|' /C calc'!A0"
@@ -90,7 +81,7 @@ def portal(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
 
@@ -272,6 +263,7 @@ def test_operator_journey(portal, sim, browser, tmp_path):
     row.locator("[data-action=reveal]").click()
     secret = row.locator(".secret")
     expect(secret).to_have_text(target["password"])
+    expect(row.locator(".secret-hint")).to_have_text(f"Hides in {REVEAL_SECONDS} s")
     page.clock.fast_forward("00:31")
     expect(row.locator(".secret")).to_have_count(0)
 
@@ -311,10 +303,15 @@ def test_operator_journey(portal, sim, browser, tmp_path):
     # Password age tab.
     page.click("#tab-age")
     expect(page.locator("#age-chart .bar-row")).to_have_count(5)
+    expect(page.locator("#age-expiring")).not_to_be_empty()
 
     # The dashboard and the scheduler queue and follow a sync the same way.
     env_id = env_url.rsplit("/", 1)[1]
     page.goto(portal.url + "/")
+    with page.expect_response(lambda r: "/api/v1/credentials?" in r.url) as searched:
+        page.fill("#global-search", "esx")
+    assert parse_qs(urlsplit(searched.value.url).query)["per_page"] == [str(SEARCH_PAGE_SIZE)]
+    expect(page.locator("#search-status")).to_contain_text("match")
     page.click(f"button[data-sync='{env_id}']")
     done = page.locator(f"#progress-{env_id}-manager .progress[data-run-phase=done]")
     expect(done).to_have_attribute("data-run-state", re.compile("success|partial"), timeout=60000)

@@ -501,6 +501,7 @@ def test_cert_dir_is_reused(tmp_path):
         assert second.certificate_sha256 == fingerprint
 
 
+@pytest.mark.e2e  # starts the simulator as a process of its own
 def test_command_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(

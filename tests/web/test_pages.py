@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
+from portal.credentials import MAX_STALE_DAYS, REVEAL_SECONDS, SEARCH_PAGE_SIZE, STALE_DAYS
 from portal.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.extensions import db
-from portal.models import Credential
+from portal.models import SOURCES, Credential
 
 HOSTILE = "<script>alert(1)</script>\"'\\\u202eexe"
 # A JSON data block is never run, so the CSP allows it; any other script needs a src.
@@ -17,6 +19,9 @@ CLASSIC_SCRIPT = re.compile(r"<script(?![^>]*\btype=\"(?:module|application/json
 INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.I)
 INLINE_STYLE = re.compile(r"<[^>]+\sstyle\s*=", re.I)
 STYLE_TAG = re.compile(r"<style[\s>]", re.I)
+PORTAL_CONFIG = re.compile(
+    r'<script type="application/json" id="portal-config">(.*?)</script>', re.S
+)
 EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["'](?:https?:)?//""", re.I)
 
 ADMIN_MARKERS = (
@@ -155,10 +160,26 @@ def test_environment_page_has_no_password(app, admin, env_id):
         assert secret not in html and "service-account-pass" not in html
 
 
-def test_reveal_seconds_and_ids_passed_as_data(admin, env_id):
+def portal_config_of(html: str) -> dict:
+    """The #portal-config JSON block the page scripts read their settings from."""
+    match = PORTAL_CONFIG.search(html)
+    assert match is not None, "no #portal-config block"
+    return json.loads(match.group(1))
+
+
+def test_reveal_seconds_and_search_page_size_passed_in_every_page_config(admin, env_id):
+    for path in pages_for(env_id):
+        config = portal_config_of(admin.client.get(path).get_data(as_text=True))
+        assert config["revealSeconds"] == REVEAL_SECONDS == 30, path
+        assert config["searchPageSize"] == SEARCH_PAGE_SIZE, path
+        assert config["sources"] == list(SOURCES), path
+
+
+def test_environment_id_and_password_age_bounds_passed_as_data(admin, env_id):
     html = admin.client.get(f"/environments/{env_id}").get_data(as_text=True)
-    assert 'data-reveal-seconds="30"' in html
     assert f'data-environment-id="{env_id}"' in html
+    assert f'min="1" max="{MAX_STALE_DAYS}" value="{STALE_DAYS}"' in html
+    assert 'data-empty="SDDC Manager reports no expiring or expired password."' in html
 
 
 def test_audit_page_escapes_targets_and_keeps_filters(app, admin, env_id):
