@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..credentials import MAX_PER_PAGE
+from ..credentials import MAX_PER_PAGE, CredentialFilters
 from ..environments import MAX_INTERVAL, MIN_INTERVAL
 from ..http import MAX_ID
 
@@ -208,19 +208,9 @@ class SchedulerState(BaseModel):
 # -- credentials ---------------------------------------------------------------------------
 
 
-class CredentialQuery(BaseModel):
+class CredentialQuery(CredentialFilters):
     """Search box, column filters (substring for host, user and domain), sort and page."""
 
-    q: str | None = None
-    hostname: str | None = None
-    username: str | None = None
-    credential_type: str | None = None
-    account_type: str | None = None
-    resource_type: str | None = None
-    domain: str | None = None
-    source: str | None = None
-    status: Literal["present", "absent"] | None = None
-    sort: str | None = Field(None, description="A column name; a leading - sorts descending")
     page: int = Field(1, ge=1, le=10**6)
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
 
