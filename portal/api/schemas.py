@@ -11,7 +11,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..credentials import MAX_PER_PAGE, CredentialFilters
-from ..environments import MAX_INTERVAL, MIN_INTERVAL
+from ..environments import (
+    MAX_DESCRIPTION,
+    MAX_HOST,
+    MAX_INTERVAL,
+    MAX_NAME,
+    MAX_PASSWORD,
+    MAX_PORT,
+    MAX_USERNAME,
+    MIN_INTERVAL,
+    MIN_PORT,
+)
 from ..http import MAX_ID
 
 Source = Literal["manager", "installer"]
@@ -31,12 +41,12 @@ class Error(BaseModel):
 class EndpointIn(BaseModel):
     """Settings of an SDDC Manager or VCF Installer; a missing field keeps the stored value."""
 
-    host: str | None = Field(None, description="Host name or IP address")
-    port: int | None = Field(None, ge=1, le=65535, description="Default 443")
-    username: str | None = Field(None, max_length=255)
+    host: str | None = Field(None, max_length=MAX_HOST, description="Host name or IP address")
+    port: int | None = Field(None, ge=MIN_PORT, le=MAX_PORT, description="Default 443")
+    username: str | None = Field(None, max_length=MAX_USERNAME)
     password: str | None = Field(
         None,
-        max_length=512,
+        max_length=MAX_PASSWORD,
         description="Write-only; empty or missing keeps the stored one, which never follows "
         "a changed host, port, account or TLS trust",
         json_schema_extra={"writeOnly": True},
@@ -51,8 +61,8 @@ class EndpointIn(BaseModel):
 class EnvironmentIn(BaseModel):
     """An environment to create or change; null removes an endpoint."""
 
-    name: str | None = Field(None, max_length=128)
-    description: str | None = Field(None, max_length=2000)
+    name: str | None = Field(None, max_length=MAX_NAME)
+    description: str | None = Field(None, max_length=MAX_DESCRIPTION)
     manager: EndpointIn | None = None
     installer: EndpointIn | None = None
 

@@ -7,7 +7,7 @@ from flask_login import login_required
 
 from ..access import admin_required
 from ..credentials import PAGE_SIZES
-from ..environments import environment_or_404
+from ..environments import LIMITS, environment_or_404
 from ..models import SOURCES
 from .export import send_export
 
@@ -21,7 +21,7 @@ REVEAL_SECONDS = 30
 @admin_required
 def new_environment():
     """Show the form to add an environment."""
-    return render_template("envform.html", env=None, sources=SOURCES)
+    return render_template("envform.html", env=None, sources=SOURCES, limits=LIMITS)
 
 
 @bp.get("/<int:env_id>")
@@ -43,7 +43,9 @@ def view_environment(env_id: int):
 @admin_required
 def edit_environment(env_id: int):
     """Show the form to change or delete an environment."""
-    return render_template("envform.html", env=environment_or_404(env_id), sources=SOURCES)
+    return render_template(
+        "envform.html", env=environment_or_404(env_id), sources=SOURCES, limits=LIMITS
+    )
 
 
 @bp.post("/<int:env_id>/export")
