@@ -44,7 +44,7 @@ class JSONProvider(DefaultJSONProvider):
 
 
 class QueryError(ValueError):
-    """A bad query argument (page, filter, sort); `field` names it."""
+    """A bad query argument or form field (page, filter, sort); `field` names it."""
 
     def __init__(self, field: str, message: str):
         super().__init__(message)
