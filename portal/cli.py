@@ -49,8 +49,9 @@ def list_users() -> None:
 @click.option("--role", type=click.Choice(ROLES), default="readonly", show_default=True)
 def create_user(username: str, role: str) -> None:
     """Create a user; the password is asked for and must be changed at first sign-in."""
-    if db.session.scalar(select(User.id).where(User.username == username)):
-        raise click.ClickException(f"user {username!r} exists")
+    username = username.strip()
+    if problem := users.username_problem(username):
+        raise click.ClickException(f"user name {username!r}: {problem}")
     users.add_user(username, role, _new_password(username), actor="cli")
     db.session.commit()
     click.echo(f"created {username} ({role})")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Select, func, or_, select
 
 from . import clock
 from .clock import iso
 from .crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
 from .extensions import db
-from .http import QueryError
 from .models import Credential, Environment, PasswordHistory
 
 PAGE_SIZES = (50, 100, 500)
@@ -40,19 +40,53 @@ SORTS = {
 }
 
 
+SUBSTRING_FILTERS = ("hostname", "username", "domain")
+
+
+class CredentialFilters(BaseModel):
+    """Search box, column filters (substring for host, user and domain), status and sort.
+
+    The one reading of the filters of the credential list: the API's query arguments and the
+    export form are parsed with it, and the queries below take nothing else.
+    """
+
+    q: str | None = None
+    hostname: str | None = None
+    username: str | None = None
+    credential_type: str | None = None
+    account_type: str | None = None
+    resource_type: str | None = None
+    domain: str | None = None
+    source: str | None = None
+    status: Literal["present", "absent"] | None = None
+    sort: str = Field("hostname", description="A column name; a leading - sorts descending")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("sort")
+    @classmethod
+    def _known_column(cls, sort: str) -> str:
+        name = sort.lstrip("-") or "hostname"
+        if name not in SORTS:
+            raise ValueError(f"cannot sort by {name!r}")
+        return sort
+
+
 def _like(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
-def filtered_query(environment_id: int | None, args: Any) -> Select:
-    """SELECT of credentials matching the search box `q` and column filters in `args`."""
+def filtered_query(environment_id: int | None, filters: CredentialFilters) -> Select:
+    """SELECT of credentials matching the search box and the column filters."""
     query = select(Credential)
     if environment_id is not None:
         query = query.where(Credential.environment_id == environment_id)
-    q = (args.get("q") or "").strip()
-    if q:
-        pattern = _like(q)
+    if filters.q:
+        pattern = _like(filters.q)
         query = query.where(
             or_(
                 *(
@@ -68,28 +102,20 @@ def filtered_query(environment_id: int | None, args: Any) -> Select:
             )
         )
     for name, column in FILTERS.items():
-        value = (args.get(name) or "").strip()
+        value = getattr(filters, name)
         if value:
-            if name in ("hostname", "username", "domain"):
+            if name in SUBSTRING_FILTERS:
                 query = query.where(column.ilike(_like(value), escape="\\"))
             else:
                 query = query.where(column == value)
-    status = (args.get("status") or "").strip()
-    if status == "present":
-        query = query.where(Credential.present.is_(True))
-    elif status == "absent":
-        query = query.where(Credential.present.is_(False))
-    elif status:
-        raise QueryError("status", "status is present or absent")
+    if filters.status is not None:
+        query = query.where(Credential.present.is_(filters.status == "present"))
     return query
 
 
 def _sorted(query: Select, sort: str) -> Select:
     descending = sort.startswith("-")
-    name = sort.lstrip("-") or "hostname"
-    column = SORTS.get(name)
-    if column is None:
-        raise QueryError("sort", f"cannot sort by {name!r}")
+    column = SORTS[sort.lstrip("-") or "hostname"]
     primary = column.desc() if descending else column.asc()
     return query.order_by(primary, Credential.hostname, Credential.username, Credential.id)
 
@@ -120,12 +146,14 @@ def credential_dict(cred: Credential, environment_name: str | None = None) -> di
     return body
 
 
-def credentials_page(environment_id: int | None, args: Any, page: int, per_page: int) -> dict:
-    """One page of credential metadata with the total, per the filters in `args`."""
-    query = filtered_query(environment_id, args)
+def credentials_page(
+    environment_id: int | None, filters: CredentialFilters, page: int, per_page: int
+) -> dict:
+    """One page of credential metadata with the total, per `filters`."""
+    query = filtered_query(environment_id, filters)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     rows = db.session.scalars(
-        _sorted(query, args.get("sort") or "hostname").limit(per_page).offset((page - 1) * per_page)
+        _sorted(query, filters.sort).limit(per_page).offset((page - 1) * per_page)
     ).all()
     names = None
     if environment_id is None:
@@ -156,9 +184,9 @@ EXPORT_COLUMNS = (
 )
 
 
-def all_matching(environment_id: int | None, args: Any) -> list:
+def all_matching(environment_id: int | None, filters: CredentialFilters) -> list:
     """Rows (EXPORT_COLUMNS, as plain tuples) of the filtered, sorted view, for exports."""
-    query = _sorted(filtered_query(environment_id, args), args.get("sort") or "hostname")
+    query = _sorted(filtered_query(environment_id, filters), filters.sort)
     query = query.with_only_columns(*(getattr(Credential, c) for c in EXPORT_COLUMNS))
     return db.session.execute(query).all()
 

@@ -17,10 +17,29 @@ from .extensions import db
 from .models import SOURCES, Credential, Endpoint, Environment, SyncRun
 from .vcf import EndpointSettings, format_fingerprint, normalize_fingerprint
 
-HOST_RE = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
+# The limits of environment fields, written once: the service checks them, the API models
+# and the form describe them.
+MAX_NAME = 128
+MAX_DESCRIPTION = 2000
+MAX_HOST = 253  # a DNS name
+MAX_USERNAME = 255
+MAX_PASSWORD = 512
+MIN_PORT, MAX_PORT = 1, 65535
 MIN_INTERVAL, MAX_INTERVAL = 5, 1440
+LIMITS = {
+    "name": MAX_NAME,
+    "description": MAX_DESCRIPTION,
+    "host": MAX_HOST,
+    "username": MAX_USERNAME,
+    "password": MAX_PASSWORD,
+    "port": (MIN_PORT, MAX_PORT),
+    "sync_interval_minutes": (MIN_INTERVAL, MAX_INTERVAL),
+}
+
+HOST_RE = re.compile(
+    rf"^(?=.{{1,{MAX_HOST}}}$)"
+    r"([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 DEFAULT_INTERVAL = {"manager": 60, "installer": 60}
 DEFAULT_ENABLED = {"manager": True, "installer": False}
 
@@ -106,18 +125,25 @@ def parse_endpoint(
         errors[f"{prefix}.host"] = "Enter a host name or IP address."
     clean["host"] = host
     clean["port"] = _as_int(
-        data.get("port"), f"{prefix}.port", errors, existing.port if existing else 443, 1, 65535
+        data.get("port"),
+        f"{prefix}.port",
+        errors,
+        existing.port if existing else 443,
+        MIN_PORT,
+        MAX_PORT,
     )
     username = data.get("username", existing.username if existing else None)
-    if not isinstance(username, str) or not username.strip() or len(username) > 255:
-        errors[f"{prefix}.username"] = "Enter the service account (at most 255 characters)."
+    if not isinstance(username, str) or not username.strip() or len(username) > MAX_USERNAME:
+        errors[f"{prefix}.username"] = (
+            f"Enter the service account (at most {MAX_USERNAME} characters)."
+        )
     clean["username"] = username.strip() if isinstance(username, str) else username
     password = data.get("password")
     if password is not None and not isinstance(password, str):
         errors[f"{prefix}.password"] = "Expected text."
     elif password:
-        if len(password) > 512:
-            errors[f"{prefix}.password"] = "At most 512 characters."
+        if len(password) > MAX_PASSWORD:
+            errors[f"{prefix}.password"] = f"At most {MAX_PASSWORD} characters."
         clean["password"] = password
     elif existing is None and password_required:
         errors[f"{prefix}.password"] = "Enter the service account's password."
@@ -201,16 +227,16 @@ def save_environment(
         raise ValidationError({"": "Expected a JSON object."})
     errors: dict[str, str] = {}
     name = data.get("name", env.name if env else None)
-    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 128:
-        errors["name"] = "Enter a name (at most 128 characters)."
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME:
+        errors["name"] = f"Enter a name (at most {MAX_NAME} characters)."
     else:
         name = name.strip()
         clash = db.session.scalar(select(Environment.id).where(Environment.name == name))
         if clash is not None and (env is None or clash != env.id):
             errors["name"] = "Another environment has this name."
     description = data.get("description", env.description if env else "")
-    if not isinstance(description, str) or len(description) > 2000:
-        errors["description"] = "At most 2000 characters of text."
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        errors["description"] = f"At most {MAX_DESCRIPTION} characters of text."
     parsed: dict[str, dict | None] = {}
     for source in SOURCES:
         existing = next((e for e in env.endpoints if e.source == source), None) if env else None

@@ -9,7 +9,7 @@ import re
 import xlsxwriter
 
 from . import clock
-from .credentials import all_matching
+from .credentials import CredentialFilters, all_matching
 from .crypto import CREDENTIAL_PASSWORD, cipher
 from .extensions import db
 from .models import Environment
@@ -44,7 +44,9 @@ def neutralise(value: object) -> str:
 PASSWORD_COLUMN = 3
 
 
-def _rows(environment_id: int | None, args) -> tuple[list[list[str]], list[str]]:
+def _rows(
+    environment_id: int | None, filters: CredentialFilters
+) -> tuple[list[list[str]], list[str]]:
     """Formula-neutralised cells of the view, and the exact passwords beside them."""
     names = {e.id: e.name for e in db.session.scalars(db.select(Environment))}
     data_cipher = cipher()
@@ -65,7 +67,7 @@ def _rows(environment_id: int | None, args) -> tuple[list[list[str]], list[str]]
         changed,
         expiry,
         expiry_status,
-    ) in all_matching(environment_id, args):
+    ) in all_matching(environment_id, filters):
         password = data_cipher.decrypt(blob, CREDENTIAL_PASSWORD) if blob is not None else ""
         values = (
             names.get(env_id, ""),
@@ -141,9 +143,11 @@ MIMETYPES = {
 }
 
 
-def export_file(environment: Environment | None, fmt: str, args) -> tuple[bytes, str, int]:
-    """The export of one environment (or all) matching `args`: bytes, file name, row count."""
-    rows, passwords = _rows(environment.id if environment else None, args)
+def export_file(
+    environment: Environment | None, fmt: str, filters: CredentialFilters
+) -> tuple[bytes, str, int]:
+    """The export of one environment (or all) matching `filters`: bytes, file name, row count."""
+    rows, passwords = _rows(environment.id if environment else None, filters)
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     label = _NAME_UNSAFE.sub("_", environment.name).strip("_") if environment else "all"
     filename = f"vcf-credentials_{label or 'environment'}_{stamp}.{fmt}"

@@ -44,7 +44,7 @@ class JSONProvider(DefaultJSONProvider):
 
 
 class QueryError(ValueError):
-    """A bad query argument (page, filter, sort); `field` names it."""
+    """A bad query argument or form field (page, filter, sort); `field` names it."""
 
     def __init__(self, field: str, message: str):
         super().__init__(message)
@@ -56,13 +56,24 @@ def json_error(status: int, message: str, details: Mapping[str, Any] | None = No
     return jsonify(error=message, details=dict(details or {})), status
 
 
+def _parse(model: type[M], values: Mapping[str, str], where: str) -> M:
+    # The first value of each key; an empty one means its default.
+    fields = {key: value for key, value in values.items() if value.strip()}
+    try:
+        return model.model_validate(fields)
+    except PydanticError as exc:
+        error = exc.errors()[0]
+        name = ".".join(str(part) for part in error["loc"]) or where
+        raise QueryError(name, f"{name}: {error['msg']}") from None
+
+
 def parse_query(model: type[M]) -> M:
     """The request's query arguments as `model`: the one parser of query arguments, for the
     API and the pages. An empty argument means its default; QueryError names a bad one."""
-    args = {key: value for key, value in request.args.items() if value.strip()}
-    try:
-        return model.model_validate(args)
-    except PydanticError as exc:
-        error = exc.errors()[0]
-        name = ".".join(str(part) for part in error["loc"]) or "query"
-        raise QueryError(name, f"{name}: {error['msg']}") from None
+    return _parse(model, request.args, "query")
+
+
+def parse_form(model: type[M]) -> M:
+    """The posted form as `model`, read as `parse_query` reads query arguments; fields the
+    model does not name (the CSRF token, the form's own choices) are left aside."""
+    return _parse(model, request.form, "form")

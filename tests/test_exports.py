@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import openpyxl
 import pytest
+from markupsafe import escape
 from sqlalchemy import select
 from support import PASSWORD
 
@@ -107,3 +108,19 @@ def test_export_needs_password_after_15_minutes(app, admin, readonly, synced):
     clock.offset = timedelta(0)
     assert readonly.post("/export", {"format": "xlsx"}).status_code == 200
     assert admin.post("/export", {"format": "pdf"}).status_code == 400
+
+
+def test_view_export_checks_its_filters_as_the_api_does(admin, synced):
+    _, env = synced
+    for field, value in (("status", "gone"), ("sort", "password_enc")):
+        api = admin.client.get(f"/api/v1/environments/{env['id']}/credentials?{field}={value}")
+        export = admin.post(
+            f"/environments/{env['id']}/export",
+            {"format": "csv", "scope": "view", field: value, "page": "2"},
+        )
+        assert api.status_code == export.status_code == 400
+        assert str(escape(api.json["error"])) in export.get_data(as_text=True)
+    everything = admin.post(
+        f"/environments/{env['id']}/export", {"format": "csv", "scope": "all", "status": "gone"}
+    )
+    assert everything.status_code == 200

@@ -152,3 +152,17 @@ def test_services_do_not_commit(app):
         db.session.rollback()
         assert db.session.scalar(select(User).where(User.username == "carol")) is None
         assert not db.session.scalars(select(AuditEvent).where(AuditEvent.target == "carol")).all()
+
+
+def test_cli_create_applies_the_user_name_rule_of_the_page(app):
+    runner = app.test_cli_runner()
+    for name in ("a", "bad name", ".dot", "x" * 65):
+        result = runner.invoke(
+            args=["users", "create", name], input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n"
+        )
+        assert result.exit_code != 0 and "2 to 64 letters" in result.output, name
+        assert _user(app, name) is None
+    taken = runner.invoke(
+        args=["users", "create", "alice"], input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n"
+    )
+    assert taken.exit_code != 0 and "taken" in taken.output

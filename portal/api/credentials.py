@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, jsonify, request
+from flask import abort, jsonify
 from flask_login import login_required
 
 from .. import audit, credentials, environments
@@ -28,7 +28,7 @@ def _credential(cred_id: int) -> Credential:
 def list_credentials(env_id: int, query: s.CredentialQuery):
     """One page of credential metadata (no passwords), filtered and sorted."""
     environments.environment_or_404(env_id)
-    return jsonify(credentials.credentials_page(env_id, request.args, query.page, query.per_page))
+    return jsonify(credentials.credentials_page(env_id, query, query.page, query.per_page))
 
 
 @bp.get("/credentials")
@@ -36,7 +36,7 @@ def list_credentials(env_id: int, query: s.CredentialQuery):
 @api_operation({200: s.CredentialPage}, query=s.CredentialQuery)
 def search_credentials(query: s.CredentialQuery):
     """Search credentials across every environment."""
-    return jsonify(credentials.credentials_page(None, request.args, query.page, query.per_page))
+    return jsonify(credentials.credentials_page(None, query, query.page, query.per_page))
 
 
 @bp.get("/environments/<int:env_id>/password-age")

@@ -10,8 +10,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS
-from ..environments import MAX_INTERVAL, MIN_INTERVAL
+from ..credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS, CredentialFilters
+from ..environments import (
+    MAX_DESCRIPTION,
+    MAX_HOST,
+    MAX_INTERVAL,
+    MAX_NAME,
+    MAX_PASSWORD,
+    MAX_PORT,
+    MAX_USERNAME,
+    MIN_INTERVAL,
+    MIN_PORT,
+)
 from ..http import MAX_ID
 
 Source = Literal["manager", "installer"]
@@ -31,12 +41,12 @@ class Error(BaseModel):
 class EndpointIn(BaseModel):
     """Settings of an SDDC Manager or VCF Installer; a missing field keeps the stored value."""
 
-    host: str | None = Field(None, description="Host name or IP address")
-    port: int | None = Field(None, ge=1, le=65535, description="Default 443")
-    username: str | None = Field(None, max_length=255)
+    host: str | None = Field(None, max_length=MAX_HOST, description="Host name or IP address")
+    port: int | None = Field(None, ge=MIN_PORT, le=MAX_PORT, description="Default 443")
+    username: str | None = Field(None, max_length=MAX_USERNAME)
     password: str | None = Field(
         None,
-        max_length=512,
+        max_length=MAX_PASSWORD,
         description="Write-only; empty or missing keeps the stored one, which never follows "
         "a changed host, port, account or TLS trust",
         json_schema_extra={"writeOnly": True},
@@ -51,8 +61,8 @@ class EndpointIn(BaseModel):
 class EnvironmentIn(BaseModel):
     """An environment to create or change; null removes an endpoint."""
 
-    name: str | None = Field(None, max_length=128)
-    description: str | None = Field(None, max_length=2000)
+    name: str | None = Field(None, max_length=MAX_NAME)
+    description: str | None = Field(None, max_length=MAX_DESCRIPTION)
     manager: EndpointIn | None = None
     installer: EndpointIn | None = None
 
@@ -208,19 +218,9 @@ class SchedulerState(BaseModel):
 # -- credentials ---------------------------------------------------------------------------
 
 
-class CredentialQuery(BaseModel):
+class CredentialQuery(CredentialFilters):
     """Search box, column filters (substring for host, user and domain), sort and page."""
 
-    q: str | None = None
-    hostname: str | None = None
-    username: str | None = None
-    credential_type: str | None = None
-    account_type: str | None = None
-    resource_type: str | None = None
-    domain: str | None = None
-    source: str | None = None
-    status: Literal["present", "absent"] | None = None
-    sort: str | None = Field(None, description="A column name; a leading - sorts descending")
     page: int = Field(1, ge=1, le=10**6)
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
 

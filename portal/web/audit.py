@@ -4,43 +4,55 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, render_template
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, select
 
 from .. import audit, clock
 from ..access import admin_required
 from ..exports import neutralise
 from ..extensions import db
+from ..http import parse_query
 from ..models import AuditEvent
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
 
-def _day(name: str) -> datetime | None:
-    raw = (request.args.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        return datetime.strptime(raw, "%Y-%m-%d")
-    except ValueError:
-        abort(400, description=f"{name} must be a date like 2026-01-31")
+# The last day stops short of date.max, so the day after `until` still exists.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(9998, 12, 31)
+
+
+class AuditQuery(BaseModel):
+    """The filters of the audit page: user, action prefix, first and last day (UTC)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    actor: str = Field("", max_length=128)
+    action: str = Field("", max_length=64)
+    since: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
+    until: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
 
 
 def _filters() -> tuple[Select, dict]:
+    filters = parse_query(AuditQuery)
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
+    if filters.actor:
+        query = query.where(AuditEvent.actor == filters.actor)
+    if filters.action:
+        query = query.where(AuditEvent.action.startswith(filters.action))
+    if filters.since is not None:
+        query = query.where(AuditEvent.at >= datetime.combine(filters.since, time()))
+    if filters.until is not None:
+        day_after = datetime.combine(filters.until + timedelta(days=1), time())
+        query = query.where(AuditEvent.at < day_after)
     values = {
-        key: (request.args.get(key) or "").strip() for key in ("actor", "action", "since", "until")
+        "actor": filters.actor,
+        "action": filters.action,
+        "since": filters.since.isoformat() if filters.since else "",
+        "until": filters.until.isoformat() if filters.until else "",
     }
-    if values["actor"]:
-        query = query.where(AuditEvent.actor == values["actor"])
-    if values["action"]:
-        query = query.where(AuditEvent.action.startswith(values["action"]))
-    if (since := _day("since")) is not None:
-        query = query.where(AuditEvent.at >= since)
-    if (until := _day("until")) is not None:
-        query = query.where(AuditEvent.at < until + timedelta(days=1))
     return query, values
 
 

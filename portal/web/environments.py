@@ -7,7 +7,7 @@ from flask_login import login_required
 
 from ..access import admin_required
 from ..credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
-from ..environments import environment_or_404
+from ..environments import LIMITS, environment_or_404
 from ..models import SOURCES
 from .export import send_export
 
@@ -18,7 +18,7 @@ bp = Blueprint("environments", __name__, url_prefix="/environments")
 @admin_required
 def new_environment():
     """Show the form to add an environment."""
-    return render_template("envform.html", env=None, sources=SOURCES)
+    return render_template("envform.html", env=None, sources=SOURCES, limits=LIMITS)
 
 
 @bp.get("/<int:env_id>")
@@ -41,7 +41,9 @@ def view_environment(env_id: int):
 @admin_required
 def edit_environment(env_id: int):
     """Show the form to change or delete an environment."""
-    return render_template("envform.html", env=environment_or_404(env_id), sources=SOURCES)
+    return render_template(
+        "envform.html", env=environment_or_404(env_id), sources=SOURCES, limits=LIMITS
+    )
 
 
 @bp.post("/<int:env_id>/export")

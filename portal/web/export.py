@@ -7,7 +7,9 @@ from flask_login import login_required
 
 from .. import audit, exports
 from ..access import confirm_recent_auth
+from ..credentials import CredentialFilters
 from ..extensions import db
+from ..http import parse_form
 from ..models import Environment
 
 bp = Blueprint("export", __name__)
@@ -29,8 +31,8 @@ def send_export(environment: Environment | None) -> Response:
         )
         db.session.commit()
         abort(403, description="Confirm your password to export passwords.")
-    args = request.form if scope == "view" else {}
-    body, filename, count = exports.export_file(environment, fmt, args)
+    filters = parse_form(CredentialFilters) if scope == "view" else CredentialFilters()
+    body, filename, count = exports.export_file(environment, fmt, filters)
     audit.record(
         "credential.export", target, details={"format": fmt, "scope": scope, "rows": count}
     )

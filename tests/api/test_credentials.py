@@ -28,3 +28,19 @@ def test_password_age(app, admin, synced):
     assert (
         admin.client.get(f"/api/v1/environments/{env['id']}/password-age?days=x").status_code == 400
     )
+
+
+def test_filters_sort_and_their_errors(admin, synced):
+    _, env = synced
+    url = f"/api/v1/environments/{env['id']}/credentials"
+    page = admin.client.get(f"{url}?resource_type=ESXI&sort=-hostname&status=present&q=+").json
+    hosts = [item["hostname"] for item in page["items"]]
+    assert hosts and hosts == sorted(hosts, reverse=True)
+    assert all(item["resource_type"] == "ESXI" for item in page["items"])
+    assert admin.client.get(f"{url}?status=+absent+").json["total"] == 0
+    for field, value in (("status", "gone"), ("sort", "password_enc"), ("sort", "-")):
+        bad = admin.client.get(f"{url}?{field}={value}")
+        if value == "-":  # a bare minus: the default column, descending
+            assert bad.status_code == 200
+            continue
+        assert bad.status_code == 400 and field in bad.json["details"], bad.json

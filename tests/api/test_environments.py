@@ -5,6 +5,17 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from support import create_env, endpoint_body, run_sync
 
+from portal.environments import (
+    MAX_DESCRIPTION,
+    MAX_HOST,
+    MAX_INTERVAL,
+    MAX_NAME,
+    MAX_PASSWORD,
+    MAX_PORT,
+    MAX_USERNAME,
+    MIN_INTERVAL,
+    MIN_PORT,
+)
 from portal.extensions import db
 from portal.models import AuditEvent, Credential, Endpoint, PasswordHistory, SyncRun
 
@@ -169,3 +180,57 @@ def test_saving_the_form_unchanged_keeps_the_stored_password(app, admin, sim):
     assert saved.status_code == 200, saved.json
     assert saved.json["manager"]["sync_interval_minutes"] == 30
     assert run_sync(app, admin, env["id"])["state"] == "success"
+
+
+def _bounds(prop: dict) -> dict:
+    branch = next((b for b in prop.get("anyOf", [prop]) if b.get("type") != "null"), prop)
+    return {k: v for k, v in branch.items() if k in ("maxLength", "minimum", "maximum")}
+
+
+def test_field_limits_are_written_once(admin, sim):
+    schemas = admin.client.get("/api/v1/openapi.json").json["components"]["schemas"]
+    environment, endpoint = (
+        schemas["EnvironmentIn"]["properties"],
+        schemas["EndpointIn"]["properties"],
+    )
+    assert _bounds(environment["name"]) == {"maxLength": MAX_NAME}
+    assert _bounds(environment["description"]) == {"maxLength": MAX_DESCRIPTION}
+    assert _bounds(endpoint["host"]) == {"maxLength": MAX_HOST}
+    assert _bounds(endpoint["username"]) == {"maxLength": MAX_USERNAME}
+    assert _bounds(endpoint["password"]) == {"maxLength": MAX_PASSWORD}
+    assert _bounds(endpoint["port"]) == {"minimum": MIN_PORT, "maximum": MAX_PORT}
+    interval = _bounds(endpoint["sync_interval_minutes"])
+    assert interval == {"minimum": MIN_INTERVAL, "maximum": MAX_INTERVAL}
+    # The service refuses one past each limit, and its message names the limit.
+    too_long = admin.api(
+        "POST",
+        "/api/v1/environments",
+        json={
+            "name": "n" * (MAX_NAME + 1),
+            "description": "d" * (MAX_DESCRIPTION + 1),
+            "manager": endpoint_body(
+                sim,
+                host="h" * (MAX_HOST + 1),
+                port=MAX_PORT + 1,
+                username="u" * (MAX_USERNAME + 1),
+                password="p" * (MAX_PASSWORD + 1),
+                sync_interval_minutes=MAX_INTERVAL + 1,
+            ),
+        },
+    )
+    assert too_long.status_code == 422
+    details = too_long.json["details"]
+    assert str(MAX_NAME) in details["name"] and str(MAX_DESCRIPTION) in details["description"]
+    assert str(MAX_USERNAME) in details["manager.username"]
+    assert str(MAX_PASSWORD) in details["manager.password"]
+    for field in ("host", "port", "sync_interval_minutes"):
+        assert f"manager.{field}" in details, details
+    at_the_limits = create_env(
+        admin,
+        sim,
+        name="n" * MAX_NAME,
+        sync_interval_minutes=MAX_INTERVAL,
+    )
+    form = admin.client.get(f"/environments/{at_the_limits['id']}/edit").get_data(as_text=True)
+    assert f'maxlength="{MAX_NAME}"' in form and f'max="{MAX_PORT}"' in form
+    assert f'min="{MIN_INTERVAL}" max="{MAX_INTERVAL}"' in form
