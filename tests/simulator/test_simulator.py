@@ -173,11 +173,15 @@ def test_bearer_required(sim, http, header):
 
 
 def test_expired_token_is_rejected(tmp_path):
-    with Simulator(credentials=1, token_lifetime=1) as other:
+    with Simulator(credentials=1, token_lifetime=3) as other:
         http = _session(other, tmp_path)
         token = login(other, http).json()["accessToken"]
+        # exp is in whole seconds: the token is good for at least 2 s, a margin for a busy
+        # machine; then wait until just past the expiry it states.
         assert http.get(f"{other.url}/v1/credentials", headers=bearer(token)).status_code == 200
-        time.sleep(1.1)  # exp is whole seconds: at most 1 s after issue
+        payload = token.split(".")[1]
+        expires = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
+        time.sleep(max(0.0, expires - time.time()) + 0.1)
         response = http.get(f"{other.url}/v1/credentials", headers=bearer(token))
     assert response.status_code == 401 and response.json() == UNAUTHORIZED
 
