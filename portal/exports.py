@@ -13,7 +13,7 @@ from .credentials import CredentialFilters, all_matching
 from .crypto import CREDENTIAL_PASSWORD, cipher
 from .extensions import db
 from .models import Environment
-from .text import visible
+from .text import has_hidden, visible
 
 COLUMNS = (
     "Environment",
@@ -86,12 +86,11 @@ def _rows(
             expiry_status or "",
         )
         # Names from SDDC Manager are shown with hidden characters escaped; a password never.
-        rows.append(
-            [
-                neutralise(v if column == PASSWORD_COLUMN else visible(v))
-                for column, v in enumerate(values)
-            ]
-        )
+        # One search per row finds the rare row that has any (tab is never escaped).
+        shown = "\t".join(str(v) for i, v in enumerate(values) if i != PASSWORD_COLUMN)
+        if has_hidden(shown):
+            values = tuple(v if i == PASSWORD_COLUMN else visible(v) for i, v in enumerate(values))
+        rows.append([neutralise(v) for v in values])
         passwords.append(password)
     return rows, passwords
 

@@ -21,6 +21,11 @@ def escape_controls(value: object) -> str:
     )
 
 
+def has_hidden(text: str) -> bool:
+    """Whether `visible` would change the text."""
+    return _HIDDEN.search(text) is not None
+
+
 def visible(value: object) -> str:
     """Text for a page or an export: NUL, controls and direction overrides shown escaped."""
     text = "" if value is None else str(value)
