@@ -7,6 +7,8 @@ import logging
 
 from flask import has_request_context
 from flask_login import current_user
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from .extensions import db
 from .models import AuditEvent
@@ -16,6 +18,7 @@ from .text import escape_controls
 log = logging.getLogger("portal.audit")
 
 _MAX_FIELD = 500
+_PENDING = "portal_audit_log"
 
 
 def clean(value: object, limit: int = _MAX_FIELD) -> str:
@@ -37,9 +40,10 @@ def record(
     details: dict | None = None,
     actor: str | None = None,
 ) -> AuditEvent:
-    """Add an audit event to the session (the caller commits) and mirror it to the log."""
+    """Add an audit event to the session (the caller commits); the log mirrors it once the
+    transaction commits."""
     request_actor, ip = _request_actor_and_ip()
-    event = AuditEvent(
+    entry = AuditEvent(
         actor=clean(actor if actor is not None else request_actor, 128),
         ip=ip,
         action=action,
@@ -47,13 +51,21 @@ def record(
         outcome=outcome,
         details=json.dumps({k: clean(v) for k, v in (details or {}).items()}) if details else None,
     )
-    db.session.add(event)
-    log.info(
-        "audit action=%s actor=%s ip=%s target=%s outcome=%s",
-        action,
-        event.actor,
-        ip,
-        event.target,
-        outcome,
+    db.session.add(entry)
+    db.session.info.setdefault(_PENDING, []).append(
+        (action, entry.actor, ip, entry.target, outcome)
     )
-    return event
+    return entry
+
+
+@event.listens_for(Session, "after_commit")
+def _log_committed(session: Session) -> None:
+    # The log says what happened only once the database does: an event rolled back with its
+    # transaction is never logged.
+    for line in session.info.pop(_PENDING, []):
+        log.info("audit action=%s actor=%s ip=%s target=%s outcome=%s", *line)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING, None)

@@ -74,6 +74,12 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def known_revisions() -> set[str]:
+    """Every migration revision shipped with this code (a database at any of them migrates)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return {revision.revision for revision in script.walk_revisions()}
+
+
 def current_revision(connection) -> str | None:
     """The revision the connected database is at (None when unversioned)."""
     return MigrationContext.configure(connection).get_current_revision()

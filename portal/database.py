@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, has_request_context
+from flask import Flask, current_app, has_app_context, has_request_context
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
@@ -45,6 +45,8 @@ def _busy_timeout_for_caller(dbapi_connection, _record, _proxy) -> None:
     # development server's single process, the scheduler's threads.
     if has_request_context():
         wait_ms = int(current_app.config["SQLITE_WEB_BUSY_TIMEOUT_MS"])
+    elif has_app_context():
+        wait_ms = int(current_app.config.get("SQLITE_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS))
     else:
         wait_ms = BUSY_TIMEOUT_MS
     cursor = dbapi_connection.cursor()

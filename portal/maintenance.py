@@ -15,7 +15,7 @@ from flask import Flask
 from sqlalchemy import select, text, update
 
 from . import audit, locks
-from .bootstrap import current_revision, head_revision, stored_key_id
+from .bootstrap import current_revision, head_revision, known_revisions, stored_key_id
 from .clock import UTC
 from .crypto import (
     CREDENTIAL_PASSWORD,
@@ -107,10 +107,10 @@ def verify_backup(path: Path) -> str:
         raise MaintenanceError(f"{path} failed the integrity check: {integrity}")
     if revision is None:
         raise MaintenanceError(f"{path} has no schema version")
-    known = {head_revision()}
-    if revision[0] not in known:
+    if revision[0] not in known_revisions():
         raise MaintenanceError(
-            f"{path} is at schema {revision[0]}, this portal expects {head_revision()}"
+            f"{path} is at schema {revision[0]}, which this portal does not know "
+            f"(it is at {head_revision()})"
         )
     return revision[0]
 

@@ -231,6 +231,10 @@ class SyncRun(db.Model):
     count_unchanged: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     count_absent: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # Who carries out a running run ("host pid token") and when it last said it still does:
+    # a run whose owner stopped renewing is failed by whichever process notices.
+    owner: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class AuditEvent(db.Model):

@@ -70,6 +70,8 @@ def _dispatch(app: Flask) -> None:
     try:
         with app.app_context():
             try:
+                # Whichever process dispatches notices runs whose owner stopped: they end.
+                sync.fail_stale_runs()
                 sync.process_queue()
             finally:
                 db.session.remove()

@@ -9,13 +9,18 @@ only by the scheduler's process, which claims each with a conditional UPDATE.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import itemgetter
 
-from sqlalchemy import DateTime, select, update
-from sqlalchemy.exc import IntegrityError
+from flask import Flask, current_app
+from sqlalchemy import DateTime, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import audit, clock
 from .clock import iso
@@ -26,6 +31,16 @@ from .models import Credential, Endpoint, Environment, PasswordHistory, SyncRun
 from .vcf import FetchedCredential, VcfError, client_for
 
 log = logging.getLogger("portal.sync")
+
+# A running run renews its heartbeat this often; one silent for STALE_SECONDS is failed by
+# whichever process notices (app.config SYNC_HEARTBEAT_SECONDS and SYNC_STALE_SECONDS change
+# them, for tests).
+HEARTBEAT_SECONDS = 10
+STALE_SECONDS = 60
+# How long a run that went wrong keeps trying to record its failure (a locked or full
+# database) before leaving it to the heartbeat's expiry.
+RECORD_FAILURE_SECONDS = 30
+_owner: dict = {"pid": None, "id": None}
 
 _METADATA = (
     "account_type",
@@ -114,14 +129,66 @@ def record_request(environment_name: str, run: SyncRun) -> None:
     )
 
 
+def owner_id() -> str:
+    """This process as the owner of the runs it carries out: "host pid token"."""
+    pid = os.getpid()
+    if _owner["pid"] != pid:  # a forked child is another owner
+        _owner["pid"] = pid
+        _owner["id"] = f"{socket.gethostname()[:96]} {pid} {secrets.token_hex(4)}"
+    return _owner["id"]
+
+
 def _claim(run_id: int) -> bool:
+    now = clock.now()
     result = db.session.execute(
         update(SyncRun)
         .where(SyncRun.id == run_id, SyncRun.state == "queued")
-        .values(state="running", phase="fetching", started_at=clock.now())
+        .values(
+            state="running", phase="fetching", started_at=now, owner=owner_id(), heartbeat_at=now
+        )
     )
     db.session.commit()
     return result.rowcount == 1
+
+
+def _ours(run_id: int):
+    return (SyncRun.id == run_id, SyncRun.owner == owner_id(), SyncRun.state == "running")
+
+
+class _Heartbeat:
+    """Renews a running run's heartbeat from a thread of its own, on a connection of its own,
+    while the run fetches and writes."""
+
+    def __init__(self, app: Flask, run_id: int):
+        self.app, self.run_id, self.owner = app, run_id, owner_id()
+        self.every = app.config.get("SYNC_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"sync-heartbeat-{run_id}")
+        self.thread.daemon = True
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=30)
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                with self.app.app_context(), db.engine.begin() as connection:
+                    connection.execute(
+                        update(SyncRun)
+                        .where(
+                            SyncRun.id == self.run_id,
+                            SyncRun.owner == self.owner,
+                            SyncRun.state == "running",
+                        )
+                        .values(heartbeat_at=clock.now())
+                    )
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next
+                log.warning("sync run %s: heartbeat not renewed (%s)", self.run_id, exc.__class__)
 
 
 def _set_phase(run_id: int, phase: str) -> None:
@@ -345,24 +412,100 @@ def _bulk_update(updates: list[dict]) -> None:
 
 def _finish(
     run: SyncRun, endpoint: Endpoint | None, state: str, error: str | None, counts: Counts | None
-) -> None:
+) -> bool:
+    """End the run in the session (the caller commits); False when it is no longer ours: it
+    was failed as interrupted meanwhile, and the caller must discard what it wrote."""
     now = clock.now()
-    run.state, run.phase, run.finished_at, run.error = state, "done", now, error
+    values: dict = {"state": state, "phase": "done", "finished_at": now, "error": error}
     if counts is not None:
-        run.count_new, run.count_changed = counts.new, counts.changed
-        run.count_unchanged, run.count_absent = counts.unchanged, counts.absent
+        values.update(
+            count_new=counts.new,
+            count_changed=counts.changed,
+            count_unchanged=counts.unchanged,
+            count_absent=counts.absent,
+        )
+    ended = db.session.execute(update(SyncRun).where(*_ours(run.id)).values(**values))
+    if ended.rowcount != 1:
+        return False
     if endpoint is not None:
         endpoint.last_status = state
         endpoint.last_error = error
         endpoint.last_sync_at = now
         if state in ("success", "partial"):
             endpoint.last_success_at = now
+    return True
 
 
 def execute_run(run_id: int, fetch=None) -> SyncRun | None:
-    """Claim a queued run and carry it out; returns the finished run (None if not claimed)."""
+    """Claim a queued run and carry it out; returns the finished run (None if not claimed).
+
+    Whatever goes wrong, the run ends: `success`, `partial` or `failed` with its reason, or,
+    when not even the failure can be written (a full disk), failed as interrupted by the first
+    process that sees its heartbeat stop.
+    """
     if not _claim(run_id):
         return None
+    app = current_app._get_current_object()
+    with _Heartbeat(app, run_id):
+        try:
+            return _carry_out(run_id, fetch)
+        except Exception as exc:  # noqa: BLE001 - every failure must end the run
+            db.session.rollback()
+            log.error("sync run %s failed: %s", run_id, _failure_reason(exc), exc_info=True)
+            _record_failure(app, run_id, _failure_reason(exc))
+            db.session.expire_all()
+            return db.session.get(SyncRun, run_id)
+
+
+def _failure_reason(exc: BaseException) -> str:
+    # The driver's own error (SQLite's or PostgreSQL's), wrapped by SQLAlchemy or not.
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).lower()
+    if isinstance(exc, OperationalError) or type(orig).__name__ in ("OperationalError", "DiskFull"):
+        if "locked" in text:
+            return (
+                "The database was busy (another process held its write lock); nothing was stored."
+            )
+        if "full" in text or "no space left" in text:
+            return "The disk holding the database is full; nothing was stored."
+    return f"Internal error ({type(exc).__name__}); nothing was stored; see the log."
+
+
+def _record_failure(app: Flask, run_id: int, reason: str) -> None:
+    """Write the failure, retrying while the database refuses; else the heartbeat expires."""
+    deadline = time.monotonic() + app.config.get("SYNC_RECORD_FAILURE_SECONDS", 30)
+    while True:
+        try:
+            run = db.session.get(SyncRun, run_id)
+            endpoint = db.session.scalar(
+                select(Endpoint).where(
+                    Endpoint.environment_id == run.environment_id, Endpoint.source == run.source
+                )
+            )
+            if _finish(run, endpoint, "failed", reason, None):
+                audit.record(
+                    "sync.finish",
+                    _target(run.environment_id, run.source),
+                    outcome="failed",
+                    actor="scheduler",
+                    details={"run": run_id, "error": reason},
+                )
+            db.session.commit()
+            return
+        except Exception as exc:  # noqa: BLE001 - keep trying until the deadline
+            db.session.rollback()
+            if time.monotonic() > deadline:
+                log.error(
+                    "sync run %s: the failure could not be recorded (%s); it is marked "
+                    "interrupted once its heartbeat is older than the limit",
+                    run_id,
+                    type(exc).__name__,
+                )
+                return
+            time.sleep(0.5)
+
+
+def _carry_out(run_id: int, fetch) -> SyncRun:
     run = db.session.get(SyncRun, run_id)
     endpoint = db.session.scalar(
         select(Endpoint).where(
@@ -429,7 +572,12 @@ def execute_run(run_id: int, fetch=None) -> SyncRun | None:
     if counts.duplicates:
         notes.append(f"{counts.duplicates} duplicate entries ignored")
     state = "partial" if notes else "success"
-    _finish(run, endpoint, state, "; ".join(notes) or None, counts)
+    if not _finish(run, endpoint, state, "; ".join(notes) or None, counts):
+        db.session.rollback()
+        log.warning(
+            "sync %s: run %s was failed as interrupted meanwhile; nothing stored", target, run_id
+        )
+        return db.session.get(SyncRun, run_id)
     audit.record(
         "sync.finish",
         target,
@@ -469,17 +617,90 @@ def process_queue(limit: int = 20) -> list[int]:
     return done
 
 
-def fail_interrupted_runs() -> int:
-    """At scheduler start: runs left 'running' by a stopped process can never finish."""
-    result = db.session.execute(
-        update(SyncRun)
-        .where(SyncRun.state == "running")
-        .values(
-            state="failed",
-            phase="done",
-            finished_at=clock.now(),
-            error="Interrupted by a restart of the portal.",
+def _target(environment_id: int, source: str) -> str:
+    env = db.session.get(Environment, environment_id)
+    return f"{env.name if env else environment_id} / {source}"
+
+
+def _fail_interrupted(condition, reason: str) -> int:
+    """Fail the running runs that meet `condition`, re-checked in each UPDATE so that a run
+    that ended or beat again meanwhile is left alone."""
+    failed = 0
+    now = clock.now()
+    candidates = db.session.execute(
+        select(SyncRun.id, SyncRun.environment_id, SyncRun.source, SyncRun.owner).where(
+            SyncRun.state == "running", condition
         )
-    )
+    ).all()
+    for run_id, environment_id, source, owner in candidates:
+        ended = db.session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.state == "running", condition)
+            .values(state="failed", phase="done", finished_at=now, error=reason)
+        )
+        if ended.rowcount != 1:
+            continue
+        failed += 1
+        db.session.execute(
+            update(Endpoint)
+            .where(Endpoint.environment_id == environment_id, Endpoint.source == source)
+            .values(last_status="failed", last_error=reason, last_sync_at=now)
+        )
+        audit.record(
+            "sync.finish",
+            _target(environment_id, source),
+            outcome="failed",
+            actor="scheduler",
+            details={"run": run_id, "error": reason},
+        )
+        log.warning("sync run %s (%s) failed: %s", run_id, owner or "no owner", reason)
     db.session.commit()
-    return result.rowcount
+    return failed
+
+
+def fail_stale_runs(stale_seconds: float | None = None) -> int:
+    """Fail every running run whose owner stopped renewing its heartbeat; its source can
+    sync again. A run whose owner is alive is never touched."""
+    if stale_seconds is None:
+        stale_seconds = current_app.config.get("SYNC_STALE_SECONDS", STALE_SECONDS)
+    limit = clock.now() - timedelta(seconds=stale_seconds)
+    silent = or_(
+        SyncRun.heartbeat_at < limit,
+        SyncRun.heartbeat_at.is_(None)
+        & or_(SyncRun.started_at < limit, SyncRun.started_at.is_(None)),
+    )
+    reason = f"Interrupted: no sign of life from its process for {int(stale_seconds)} s."
+    return _fail_interrupted(silent, reason)
+
+
+def _process_gone(owner: str | None) -> bool:
+    """True when `owner` names a process of this host that no longer runs."""
+    if not owner:
+        return True  # a run from before owners were recorded
+    host, _, rest = owner.partition(" ")
+    pid_text = rest.partition(" ")[0]
+    if host != socket.gethostname()[:96] or not pid_text.isdigit():
+        return False  # another node's: only its heartbeat can tell
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner != owner_id()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def fail_interrupted_runs() -> int:
+    """At scheduler start: fail the runs of this host's processes that are gone, and every
+    run whose heartbeat expired; runs of live processes, here or on other nodes, go on."""
+    running = db.session.execute(
+        select(SyncRun.id, SyncRun.owner).where(SyncRun.state == "running")
+    ).all()
+    gone = [run_id for run_id, owner in running if _process_gone(owner)]
+    failed = 0
+    if gone:
+        failed = _fail_interrupted(SyncRun.id.in_(gone), "Interrupted by a restart of the portal.")
+    return failed + fail_stale_runs()

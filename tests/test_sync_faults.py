@@ -1,0 +1,249 @@
+"""The sync never wedges: whatever fails, a run ends, and a run whose process stopped is ended
+by whichever process notices; a run whose owner is alive is never touched."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, func, select
+from support import create_env
+
+from portal import clock, sync
+from portal.extensions import db
+from portal.models import Credential, Endpoint, SyncRun
+from portal.vcf import FetchedCredential
+
+
+def _fetched(count: int = 3) -> list[FetchedCredential]:
+    return [
+        FetchedCredential(
+            source="manager",
+            hostname=f"esx{i}.example.test",
+            username="root",
+            password=f"Password-{i}-abc",
+            credential_type="SSH",
+            account_type="USER",
+            resource_type="ESXI",
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def env_id(app, admin, sim):
+    app.config.update(SYNC_RECORD_FAILURE_SECONDS=5, SQLITE_BUSY_TIMEOUT_MS=300)
+    env = create_env(admin, sim)
+    with app.app_context():
+        db.session.execute(db.delete(SyncRun))  # the first sync queued on creation
+        db.session.commit()
+    return env["id"]
+
+
+def _queue(app, env_id: int) -> int:
+    with app.app_context():
+        return sync.request_sync(env_id, "manager", "manual", "alice").id
+
+
+def _run(app, run_id: int) -> SyncRun:
+    with app.app_context():
+        return db.session.get(SyncRun, run_id)
+
+
+def _stored(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count(Credential.id)))
+
+
+@pytest.fixture
+def fail_writes(app):
+    """Make the database refuse statements that match a test, as a full disk would."""
+    rules: list = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        for rule in rules:
+            if rule(statement, parameters):
+                raise sqlite3.OperationalError("database or disk is full")
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", before)
+    yield rules
+    event.remove(engine, "before_cursor_execute", before)
+
+
+def _ends_run_with(state: str):
+    def rule(statement, parameters):
+        return statement.startswith("UPDATE sync_runs") and state in str(parameters)
+
+    return rule
+
+
+def test_a_database_error_while_ending_the_run_fails_it_with_its_reason(
+    app, env_id, fail_writes, caplog
+):
+    fail_writes.append(_ends_run_with("success"))
+    run_id = _queue(app, env_id)
+    with caplog.at_level(logging.INFO, logger="portal"), app.app_context():
+        sync.execute_run(run_id, fetch=lambda settings: _fetched())
+    run = _run(app, run_id)
+    assert run.state == "failed" and "disk" in run.error and run.finished_at is not None
+    assert _stored(app) == 0  # nothing of the failed run was kept
+    finishes = [line for line in caplog.text.splitlines() if "action=sync.finish" in line]
+    assert finishes and all("outcome=failed" in line for line in finishes)
+    fail_writes.clear()
+    again = _queue(app, env_id)
+    with app.app_context():
+        assert sync.execute_run(again, fetch=lambda settings: _fetched()).state == "success"
+    assert _stored(app) == 3
+
+
+def test_a_run_that_cannot_even_record_its_failure_ends_when_its_heartbeat_expires(
+    app, env_id, fail_writes
+):
+    app.config.update(SYNC_RECORD_FAILURE_SECONDS=0.5, SYNC_STALE_SECONDS=1)
+    run_id = _queue(app, env_id)
+
+    def fetch(settings):  # the disk fills up while the run fetches
+        fail_writes.append(lambda statement, parameters: statement.startswith("UPDATE"))
+        fail_writes.append(lambda statement, parameters: statement.startswith("INSERT"))
+        return _fetched()
+
+    with app.app_context():
+        sync.execute_run(run_id, fetch=fetch)
+    assert _run(app, run_id).state == "running"  # the disk is still full
+    fail_writes.clear()  # space is freed
+    time.sleep(1.1)
+    with app.app_context():
+        assert sync.fail_stale_runs() == 1
+    run = _run(app, run_id)
+    assert run.state == "failed" and run.error.startswith("Interrupted")
+    with app.app_context():
+        endpoint = db.session.scalar(select(Endpoint).where(Endpoint.environment_id == env_id))
+        assert endpoint.last_status == "failed" and endpoint.last_error == run.error
+    assert _queue(app, env_id) != run_id  # the source syncs again
+
+
+def test_a_write_lock_held_by_another_process_fails_the_run_not_wedges_it(app, env_id):
+    path = app.config["PORTAL_SETTINGS"].sqlite_path
+    locked, released = threading.Event(), threading.Event()
+
+    def hold_lock():
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(1.5)
+        conn.rollback()
+        conn.close()
+        released.set()
+
+    def fetch(settings):
+        threading.Thread(target=hold_lock, daemon=True).start()
+        locked.wait(5)
+        return _fetched()
+
+    run_id = _queue(app, env_id)
+    with app.app_context():
+        sync.execute_run(run_id, fetch=fetch)
+    assert released.wait(5)
+    run = _run(app, run_id)
+    assert run.state == "failed" and "busy" in run.error
+    assert _stored(app) == 0
+
+
+def _running_run(app, env_id: int, owner: str, heartbeat_age: float) -> int:
+    with app.app_context():
+        beat = clock.now() - timedelta(seconds=heartbeat_age)
+        run = SyncRun(
+            environment_id=env_id,
+            source="manager",
+            trigger="schedule",
+            state="running",
+            phase="fetching",
+            started_at=beat,
+            owner=owner,
+            heartbeat_at=beat,
+        )
+        db.session.add(run)
+        db.session.commit()
+        return run.id
+
+
+def test_a_run_of_a_dead_node_is_failed_and_the_source_syncs_again(app, env_id):
+    run_id = _running_run(app, env_id, "other-node 4242 cafe", heartbeat_age=120)
+    # "Sync now" meanwhile returns the run in progress, as long as it lives.
+    assert _queue(app, env_id) == run_id
+    with app.app_context():
+        assert sync.fail_stale_runs() == 1
+    assert _run(app, run_id).state == "failed"
+    new = _queue(app, env_id)
+    assert new != run_id
+    with app.app_context():
+        assert sync.execute_run(new, fetch=lambda settings: _fetched()).state == "success"
+
+
+def test_a_live_owner_is_never_failed(app, env_id):
+    run_id = _running_run(app, env_id, "other-node 4242 cafe", heartbeat_age=5)
+    with app.app_context():
+        assert sync.fail_stale_runs() == 0
+        assert sync.fail_interrupted_runs() == 0  # a node starting leaves it alone
+    assert _run(app, run_id).state == "running"
+
+
+def test_starting_fails_only_the_runs_of_this_hosts_stopped_processes(app, env_id, admin, sim):
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    host = sync.owner_id().split(" ")[0]
+    dead = _running_run(app, env_id, f"{host} {gone.stdout.strip()} beef", heartbeat_age=1)
+    other = create_env(admin, sim, name="second")["id"]
+    with app.app_context():
+        db.session.execute(db.delete(SyncRun).where(SyncRun.environment_id == other))
+        db.session.commit()
+    alive = _running_run(app, other, "other-node 7 cafe", heartbeat_age=1)
+    with app.app_context():
+        assert sync.fail_interrupted_runs() == 1
+    assert _run(app, dead).state == "failed"
+    assert _run(app, dead).error == "Interrupted by a restart of the portal."
+    assert _run(app, alive).state == "running"
+
+
+def test_a_run_failed_as_interrupted_meanwhile_stores_nothing(app, env_id):
+    def fetch(settings):
+        with app.app_context():  # another node decides this run's owner is gone
+            assert sync.fail_stale_runs(stale_seconds=-1) == 1
+        return _fetched()
+
+    run_id = _queue(app, env_id)
+    with app.app_context():
+        sync.execute_run(run_id, fetch=fetch)
+    assert _run(app, run_id).state == "failed"
+    assert _stored(app) == 0
+
+
+def test_the_heartbeat_is_renewed_while_the_run_works(app, env_id):
+    app.config.update(SYNC_HEARTBEAT_SECONDS=0.1)
+    seen = {}
+
+    def fetch(settings):
+        time.sleep(0.5)
+        with app.app_context():
+            run = db.session.get(SyncRun, run_id)
+            seen["started"], seen["beat"] = run.started_at, run.heartbeat_at
+            seen["owner"] = run.owner
+        return _fetched()
+
+    run_id = _queue(app, env_id)
+    with app.app_context():
+        assert sync.execute_run(run_id, fetch=fetch).state == "success"
+        assert seen["owner"] == sync.owner_id()
+    assert seen["beat"] - seen["started"] >= timedelta(seconds=0.2)
