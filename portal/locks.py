@@ -6,19 +6,37 @@
   that the portal is running even when its scheduler is off.
 
 All are `flock` locks: the kernel releases them when their holder dies.
+
+On PostgreSQL, nodes that share the database elect the one scheduler with an advisory lock
+held by a dedicated connection (`PostgresLeadership`); the server releases it when that
+connection ends, whether its process stopped or the node was cut off.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg2
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger("portal.locks")
+
 INIT_LOCK = ".init.lock"
 SCHEDULER_LOCK = "scheduler.lock"
 PORTAL_LOCK = "portal.lock"
+
+# The advisory lock of the scheduler: two 32-bit keys ("VCFP", 1), so that pg_locks shows
+# them as classid and objid.
+ADVISORY_KEYS = (0x56434650, 1)
+LEADER_PREFIX = "vcf-portal-scheduler"
 
 _service_fd: list[int] = []
 
@@ -91,3 +109,169 @@ def portal_running(data_dir: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+class FileLeadership:
+    """The scheduler of one node on SQLite: whoever holds scheduler.lock leads."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lead if nobody has it."""
+        self.fd = acquire_scheduler_lock(self.data_dir)
+        return self.fd is not None
+
+    def still_leading(self) -> bool:
+        """The kernel keeps the lock for the life of the fd."""
+        return self.fd is not None
+
+    def release(self) -> None:
+        """Let another process lead."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def forget_in_child(self) -> None:
+        """In a forked worker: drop the copy of the lock's fd, which would keep it alive."""
+        self.release()
+
+
+def leader_name() -> str:
+    """How this process names itself as the leader: product, host and pid."""
+    return f"{LEADER_PREFIX} {socket.gethostname()[:32]} {os.getpid()}"
+
+
+class PostgresLeadership:
+    """The one scheduler among the nodes sharing a PostgreSQL database.
+
+    The lock lives with a dedicated connection (TCP keepalives on, so a node cut off loses
+    it within about 30 s). `still_leading` asks the server before every claim.
+    """
+
+    def __init__(self, database_url: str):
+        url = make_url(database_url).set(drivername="postgresql")
+        self.dsn = url.render_as_string(hide_password=False)
+        self.conn = None
+        self.guard = threading.Lock()
+
+    def _connect(self):
+        return psycopg2.connect(
+            self.dsn,
+            application_name=leader_name()[:63],
+            connect_timeout=5,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+
+    def acquire(self) -> bool:
+        """Take the lead if no other node has it."""
+        with self.guard:
+            try:
+                conn = self._connect()
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_try_advisory_lock(%s, %s)", ADVISORY_KEYS)
+                    won = bool(cur.fetchone()[0])
+            except Exception as exc:  # noqa: BLE001 - no database, no lead; retried later
+                log.warning("scheduler election failed: %s", type(exc).__name__)
+                return False
+            if not won:
+                conn.close()
+                return False
+            self.conn = conn
+            return True
+
+    def still_leading(self) -> bool:
+        """True only when the server confirms that this connection holds the lock."""
+        with self.guard:
+            if self.conn is None:
+                return False
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND classid = %s AND objid = %s AND objsubid = 2"
+                        " AND pid = pg_backend_pid() AND granted",
+                        ADVISORY_KEYS,
+                    )
+                    if cur.fetchone()[0] == 1:
+                        return True
+            except Exception as exc:  # noqa: BLE001 - a lost connection is a lost lead
+                log.warning("scheduler lead lost: %s", type(exc).__name__)
+            self._drop()
+            return False
+
+    def release(self) -> None:
+        """Let another node lead."""
+        with self.guard:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001, S110 - it is gone either way
+                pass
+            self.conn = None
+
+    def forget_in_child(self) -> None:
+        """In a forked worker: never close the master's connection from here.
+
+        Closing would send the server a goodbye on the shared socket and end the master's
+        lead; the copied descriptor is pointed at /dev/null first, and the object dropped.
+        """
+        if self.conn is not None:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, self.conn.fileno())
+            os.close(devnull)
+            _inherited.append(self.conn)
+            self.conn = None
+
+
+_inherited: list = []
+
+
+def leadership_for(settings) -> FileLeadership | PostgresLeadership:
+    """The election that fits the database: a file lock on SQLite, an advisory lock on
+    PostgreSQL."""
+    if settings.sqlite_path is not None:
+        return FileLeadership(settings.data_dir)
+    return PostgresLeadership(settings.database_url)
+
+
+def current_leader(session, settings) -> str | None:
+    """Who runs the scheduler now: "host pid" of the leader, or None when nobody does."""
+    if settings.sqlite_path is not None:
+        holder = scheduler_lock_holder(settings.data_dir)
+        return f"{socket.gethostname()[:32]} {holder}" if holder else None
+    name = session.execute(
+        text(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid = :c AND l.objid = :o"
+            " AND l.objsubid = 2 AND l.granted"
+        ),
+        {"c": ADVISORY_KEYS[0], "o": ADVISORY_KEYS[1]},
+    ).scalar()
+    if not name or not name.startswith(LEADER_PREFIX + " "):
+        return None
+    return name[len(LEADER_PREFIX) + 1 :]
+
+
+def leads_here(leader: str | None) -> bool:
+    """Whether `leader` ("host pid") is this process or the master that forked it."""
+    if leader is None:
+        return False
+    host, _, pid = leader.rpartition(" ")
+    return host == socket.gethostname()[:32] and pid in (str(os.getpid()), str(os.getppid()))
+
+
+def scheduler_role(session, settings) -> tuple[str, str | None]:
+    """("leader" | "standby" | "none", the leader's "host pid"), as seen from this node."""
+    leader = current_leader(session, settings)
+    if leader is None:
+        return "none", None
+    return ("leader" if leads_here(leader) else "standby"), leader

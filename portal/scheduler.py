@@ -10,7 +10,6 @@ A file lock in the data directory keeps a second scheduler (another master, a st
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from datetime import datetime, timedelta
@@ -35,7 +34,7 @@ START_DELAY_SECONDS = 5
 TAKEOVER_SECONDS = 15.0
 _state: dict = {
     "scheduler": None,
-    "lock_fd": None,
+    "leadership": None,
     "app": None,
     "stop": None,
     "standby": None,
@@ -54,11 +53,17 @@ def interval_seconds(app: Flask, endpoint: Endpoint) -> int:
     return override or endpoint.sync_interval_minutes * 60
 
 
+def still_leading() -> bool:
+    """Checked before every claim: a process no longer sure it leads claims no run."""
+    leadership = _state["leadership"]
+    return leadership is not None and leadership.still_leading()
+
+
 def _scheduled_sync(app: Flask, environment_id: int, source: str) -> None:
     with app.app_context():
         try:
             run = sync.request_sync(environment_id, source, "schedule", "scheduler")
-            if run.state == "queued":
+            if run.state == "queued" and still_leading():
                 sync.execute_run(run.id)
         finally:
             db.session.remove()
@@ -70,9 +75,12 @@ def _dispatch(app: Flask) -> None:
     try:
         with app.app_context():
             try:
+                if not still_leading():
+                    _step_down(app)
+                    return
                 # Whichever process dispatches notices runs whose owner stopped: they end.
                 sync.fail_stale_runs()
-                sync.process_queue()
+                sync.process_queue(may_claim=still_leading)
             finally:
                 db.session.remove()
     finally:
@@ -158,25 +166,24 @@ def start_if_enabled(app: Flask) -> bool:
     if not settings.scheduler_enabled:
         log.info("scheduler disabled in this process (PORTAL_SCHEDULER=off)")
         return False
-    fd = locks.acquire_scheduler_lock(settings.data_dir)
-    if fd is None:
-        log.warning("another process holds the scheduler lock; standing by to take over")
-        _stand_by(app)
+    leadership = locks.leadership_for(settings)
+    if not leadership.acquire():
+        log.warning("another process runs the scheduler; standing by to take over")
+        _stand_by(app, leadership)
         return False
-    _start(app, fd)
+    _start(app, leadership)
     return True
 
 
-def _stand_by(app: Flask) -> None:
-    """Retry the lock in the background: if its holder dies, this process takes over."""
+def _stand_by(app: Flask, leadership) -> None:
+    """Retry the election in the background: if the leader dies, this process takes over."""
     stop_event = threading.Event()
 
     def wait_for_lock() -> None:
         while not stop_event.wait(TAKEOVER_SECONDS):
-            fd = locks.acquire_scheduler_lock(app.config["PORTAL_SETTINGS"].data_dir)
-            if fd is not None:
-                log.warning("the scheduler lock was free: this process takes over")
-                _start(app, fd)
+            if leadership.acquire():
+                log.warning("the scheduler had no leader: this process takes over")
+                _start(app, leadership)
                 return
 
     thread = threading.Thread(target=wait_for_lock, name="scheduler-standby", daemon=True)
@@ -184,7 +191,20 @@ def _stand_by(app: Flask) -> None:
     thread.start()
 
 
-def _start(app: Flask, fd: int) -> None:
+def _step_down(app: Flask) -> None:
+    """The lead is lost (the database connection broke): stop scheduling, claim nothing
+    more, and stand by for a new election."""
+    log.warning("this process no longer leads the scheduler; standing by")
+    scheduler, leadership = _state["scheduler"], _state["leadership"]
+    _state.update(scheduler=None, leadership=None)
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)  # called from one of its own jobs
+    if leadership is not None:
+        leadership.release()
+        _stand_by(app, leadership)
+
+
+def _start(app: Flask, leadership) -> None:
     with app.app_context():
         interrupted = sync.fail_interrupted_runs()
         if interrupted:
@@ -216,7 +236,7 @@ def _start(app: Flask, fd: int) -> None:
         **common,
     )
     scheduler.start()
-    _state.update(scheduler=scheduler, lock_fd=fd, app=app)
+    _state.update(scheduler=scheduler, leadership=leadership, app=app)
     reconcile(app, scheduler)
     log.info("scheduler started with %d sync jobs", len(scheduler.get_jobs()) - 3)
 
@@ -230,9 +250,9 @@ def stop() -> None:
     scheduler = _state["scheduler"]
     if scheduler is not None:
         scheduler.shutdown(wait=True)
-    if _state["lock_fd"] is not None:
-        os.close(_state["lock_fd"])
-    _state.update(scheduler=None, lock_fd=None, app=None, standby=None, stop=None)
+    if _state["leadership"] is not None:
+        _state["leadership"].release()
+    _state.update(scheduler=None, leadership=None, app=None, standby=None, stop=None)
 
 
 def forget_in_child() -> None:
@@ -241,6 +261,6 @@ def forget_in_child() -> None:
     Threads do not survive fork, so the copied scheduler object is dead weight; and a worker
     must not keep the lock alive after the master that owns the scheduler has died.
     """
-    if _state["lock_fd"] is not None:
-        os.close(_state["lock_fd"])
-    _state.update(scheduler=None, lock_fd=None, standby=None, stop=None)
+    if _state["leadership"] is not None:
+        _state["leadership"].forget_in_child()
+    _state.update(scheduler=None, leadership=None, standby=None, stop=None)

@@ -605,13 +605,18 @@ def _carry_out(run_id: int, fetch) -> SyncRun:
     return run
 
 
-def process_queue(limit: int = 20) -> list[int]:
-    """Run queued syncs (oldest first); returns the ids this call carried out."""
+def process_queue(limit: int = 20, may_claim=None) -> list[int]:
+    """Run queued syncs (oldest first); returns the ids this call carried out.
+
+    `may_claim` is asked before each claim (the scheduler: "do I still lead?").
+    """
     done = []
     queued = db.session.scalars(
         select(SyncRun.id).where(SyncRun.state == "queued").order_by(SyncRun.id).limit(limit)
     ).all()
     for run_id in queued:
+        if may_claim is not None and not may_claim():
+            break
         if execute_run(run_id) is not None:
             done.append(run_id)
     return done

@@ -50,9 +50,9 @@ def scheduler_state():
                 "last_run": run_dict(last) if last else None,
             }
         )
-    # The scheduler lives in the Gunicorn master; a worker asks its lock file.
-    holder = locks.scheduler_lock_holder(current_app.config["PORTAL_SETTINGS"].data_dir)
-    return jsonify(running=holder is not None, jobs=jobs)
+    # The scheduler lives in a Gunicorn master (of one node among several): ask its lock.
+    leader = locks.current_leader(db.session, current_app.config["PORTAL_SETTINGS"])
+    return jsonify(running=leader is not None, jobs=jobs)
 
 
 def _set_paused(env_id: int, source: str, paused: bool):

@@ -304,7 +304,7 @@ def about():
     """Version, database size, free space, scheduler state, uptime."""
     settings = _settings()
     usage = shutil.disk_usage(settings.data_dir)
-    holder = locks.scheduler_lock_holder(settings.data_dir)
+    role, leader = locks.scheduler_role(db.session, settings)
     uptime = clock.now() - STARTED_AT
     facts = {
         "version": __version__,
@@ -314,7 +314,11 @@ def about():
         "database_size": _size(settings.sqlite_path),
         "data_dir": str(settings.data_dir),
         "free_space": usage.free,
-        "scheduler": f"running (pid {holder})" if holder else "not running",
+        "scheduler": {
+            "leader": f"runs on this node ({leader})",
+            "standby": f"this node stands by; it runs on {leader}",
+            "none": "not running",
+        }[role],
         "uptime": str(uptime).split(".")[0],
         "started_at": clock.iso(STARTED_AT),
     }
