@@ -39,6 +39,12 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
         MAX_CONTENT_LENGTH=8 * 1024 * 1024,
         JSON_SORT_KEYS=False,
     )
+    if settings.test_interval_seconds:
+        # Tests only: runs beat every second, are stale after 5 s, and a stand-by node tries
+        # to take over every 2 s, so that node failures can be tested in seconds.
+        app.config.update(
+            SYNC_HEARTBEAT_SECONDS=1, SYNC_STALE_SECONDS=5, SCHEDULER_TAKEOVER_SECONDS=2
+        )
     if test_config:
         app.config.update(test_config)
     logs.init_logging(settings)

@@ -179,8 +179,10 @@ def _stand_by(app: Flask, leadership) -> None:
     """Retry the election in the background: if the leader dies, this process takes over."""
     stop_event = threading.Event()
 
+    every = app.config.get("SCHEDULER_TAKEOVER_SECONDS", TAKEOVER_SECONDS)
+
     def wait_for_lock() -> None:
-        while not stop_event.wait(TAKEOVER_SECONDS):
+        while not stop_event.wait(every):
             if leadership.acquire():
                 log.warning("the scheduler had no leader: this process takes over")
                 _start(app, leadership)
