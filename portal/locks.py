@@ -219,20 +219,25 @@ class PostgresLeadership:
             self.conn = None
 
     def forget_in_child(self) -> None:
-        """In a forked worker: never close the master's connection from here.
-
-        Closing would send the server a goodbye on the shared socket and end the master's
-        lead; the copied descriptor is pointed at /dev/null first, and the object dropped.
-        """
+        """In a forked worker: never end the master's connection (and with it its lead)."""
         if self.conn is not None:
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, self.conn.fileno())
-            os.close(devnull)
-            _inherited.append(self.conn)
+            disown_connection(self.conn)
             self.conn = None
 
 
 _inherited: list = []
+
+
+def disown_connection(conn) -> None:
+    """In a forked child: make a copied database connection harmless without ending it.
+
+    Closing it would send the server a goodbye on the socket the parent still uses; its
+    descriptor is pointed at /dev/null instead, and the object kept so it is never freed.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, conn.fileno())
+    os.close(devnull)
+    _inherited.append(conn)
 
 
 def leadership_for(settings) -> FileLeadership | PostgresLeadership:

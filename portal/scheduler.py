@@ -21,7 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import select
 
-from . import locks, maintenance, sync
+from . import locks, maintenance, sync, wakeup
 from .clock import UTC
 from .extensions import db
 from .models import Endpoint
@@ -38,6 +38,7 @@ _state: dict = {
     "app": None,
     "stop": None,
     "standby": None,
+    "dispatcher": None,
 }
 _run_lock = threading.Lock()
 
@@ -85,6 +86,41 @@ def _dispatch(app: Flask) -> None:
                 db.session.remove()
     finally:
         _run_lock.release()
+
+
+def _start_dispatcher(app: Flask) -> None:
+    """Carry out queued runs the moment one is queued (woken), and every few seconds."""
+    settings = app.config["PORTAL_SETTINGS"]
+    try:
+        listener = wakeup.Listener(settings).open()
+    except Exception as exc:  # noqa: BLE001 - without a channel the timer still dispatches
+        log.warning(
+            "no wake-up channel (%s); looking every %d s", type(exc).__name__, DISPATCH_SECONDS
+        )
+        listener = wakeup.Listener(settings)
+    stopped = threading.Event()
+
+    def loop() -> None:
+        while not stopped.is_set():
+            listener.wait(DISPATCH_SECONDS)
+            if stopped.is_set() or _state["scheduler"] is None:
+                break
+            _dispatch(app)
+        listener.close()
+
+    thread = threading.Thread(target=loop, name="sync-dispatcher", daemon=True)
+    _state.update(dispatcher=(thread, stopped, listener))
+    thread.start()
+
+
+def _stop_dispatcher() -> None:
+    dispatcher = _state.get("dispatcher")
+    _state["dispatcher"] = None
+    if dispatcher is not None:
+        thread, stopped, _ = dispatcher
+        stopped.set()
+        if thread is not threading.current_thread():
+            thread.join(timeout=DISPATCH_SECONDS + 5)
 
 
 def _first_run(endpoint: Endpoint, seconds: int) -> datetime:
@@ -199,6 +235,7 @@ def _step_down(app: Flask) -> None:
     log.warning("this process no longer leads the scheduler; standing by")
     scheduler, leadership = _state["scheduler"], _state["leadership"]
     _state.update(scheduler=None, leadership=None)
+    _stop_dispatcher()
     if scheduler is not None:
         scheduler.shutdown(wait=False)  # called from one of its own jobs
     if leadership is not None:
@@ -216,9 +253,6 @@ def _start(app: Flask, leadership) -> None:
         executors={"default": ThreadPoolExecutor(max_workers=4)}, timezone="UTC"
     )
     common = {"max_instances": 1, "coalesce": True}
-    scheduler.add_job(
-        _dispatch, "interval", seconds=DISPATCH_SECONDS, args=(app,), id="dispatch", **common
-    )
     scheduler.add_job(
         reconcile,
         "interval",
@@ -239,6 +273,7 @@ def _start(app: Flask, leadership) -> None:
     )
     scheduler.start()
     _state.update(scheduler=scheduler, leadership=leadership, app=app)
+    _start_dispatcher(app)
     reconcile(app, scheduler)
     log.info("scheduler started with %d sync jobs", len(scheduler.get_jobs()) - 3)
 
@@ -250,6 +285,8 @@ def stop() -> None:
     if _state["standby"] is not None:
         _state["standby"].join(timeout=5)
     scheduler = _state["scheduler"]
+    _state["scheduler"] = None
+    _stop_dispatcher()
     if scheduler is not None:
         scheduler.shutdown(wait=True)
     if _state["leadership"] is not None:
@@ -265,4 +302,6 @@ def forget_in_child() -> None:
     """
     if _state["leadership"] is not None:
         _state["leadership"].forget_in_child()
-    _state.update(scheduler=None, leadership=None, standby=None, stop=None)
+    if _state["dispatcher"] is not None:
+        _state["dispatcher"][2].forget_in_child()
+    _state.update(scheduler=None, leadership=None, standby=None, stop=None, dispatcher=None)

@@ -22,7 +22,7 @@ from flask import Flask, current_app
 from sqlalchemy import DateTime, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from . import audit, clock
+from . import audit, clock, wakeup
 from .clock import iso
 from .crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
 from .environments import endpoint_settings
@@ -103,7 +103,9 @@ def request_sync(environment_id: int, source: str, trigger: str, requested_by: s
         phase="queued",
     )
     db.session.add(run)
+    settings = current_app.config["PORTAL_SETTINGS"]
     try:
+        wakeup.announce(db.session, settings)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -117,6 +119,7 @@ def request_sync(environment_id: int, source: str, trigger: str, requested_by: s
         if existing is None:  # finished between our insert and this read: try once more
             return request_sync(environment_id, source, trigger, requested_by)
         return existing
+    wakeup.poke(settings)
     return run
 
 

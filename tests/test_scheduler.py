@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
-from support import running_portal
+from support import make_app, running_portal
 
-from portal import locks, scheduler
+from portal import locks, scheduler, sync
 from portal.clock import UTC
-from portal.models import Endpoint
+from portal.crypto import ENDPOINT_PASSWORD, cipher
+from portal.extensions import db
+from portal.models import Endpoint, Environment, SyncRun
 from portal.simulator import Simulator
 
 ADMIN_PASSWORD = "scheduler test admin"  # noqa: S105
@@ -98,6 +103,8 @@ def test_one_scheduler_with_four_workers(tmp_path):
             own.cookies.update(cookies)
             return _api(server, own, "POST", f"/api/v1/environments/{env_b}/sync").json()["id"]
 
+        # The run starts at once; a slow answer keeps it running while every press arrives.
+        sim_b.inject_failure("slow", count=1, path_prefix="/v1/credentials", delay=2)
         with ThreadPoolExecutor(max_workers=8) as pool:
             ids = set(pool.map(press_sync, range(8)))
         assert len(ids) == 1
@@ -129,7 +136,8 @@ def test_standby_takes_over_when_the_lock_is_freed(app, monkeypatch):
         os.close(held)
         held = None
         assert _wait(lambda: scheduler.running() is not None, timeout=10)
-        assert {job.id for job in scheduler.running().get_jobs()} >= {"dispatch", "reconcile"}
+        assert {job.id for job in scheduler.running().get_jobs()} >= {"reconcile"}
+        assert scheduler._state["dispatcher"][0].is_alive()
     finally:
         if held is not None:
             os.close(held)
@@ -144,3 +152,57 @@ def test_missed_run_is_due_once_at_start(app):
     endpoint.last_sync_at = (datetime.now(UTC) - timedelta(minutes=10)).replace(tzinfo=None)
     first = scheduler._first_run(endpoint, 3600)
     assert timedelta(minutes=49) < first - datetime.now(UTC) < timedelta(minutes=51)
+
+
+@pytest.fixture
+def short_dir():
+    # A Unix socket path has at most 107 bytes: pytest's tmp_path can be longer.
+    path = Path(tempfile.mkdtemp(prefix="sched", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_sync_now_starts_at_once(request, short_dir, monkeypatch, database):
+    env = {"DATABASE_URL": request.getfixturevalue("pg_url")} if database == "postgresql" else {}
+    app = make_app(short_dir, PORTAL_SCHEDULER="on", **env)
+    monkeypatch.setattr(scheduler, "DISPATCH_SECONDS", 30)  # the timer alone would take 30 s
+    monkeypatch.setattr(scheduler.sys, "argv", ["gunicorn"])
+    with Simulator(credentials=20, seed=4) as sim:
+        with app.app_context():
+            env_row = Environment(name="lab")
+            db.session.add(env_row)
+            db.session.flush()
+            db.session.add(
+                Endpoint(
+                    environment_id=env_row.id,
+                    source="manager",
+                    host=sim.host,
+                    port=sim.port,
+                    username=sim.admin_username,
+                    password_enc=cipher().encrypt(sim.admin_password, ENDPOINT_PASSWORD),
+                    ca_pem=sim.ca_pem,
+                    sync_enabled=False,
+                )
+            )
+            db.session.commit()
+            env_id = env_row.id
+        assert scheduler.start_if_enabled(app)
+        try:
+            time.sleep(0.5)  # the dispatcher's first look is done: only a wake-up starts a run
+            with app.app_context():
+                run = sync.request_sync(env_id, "manager", "manual", "alice")
+                queued_at = time.monotonic()
+
+                def started():
+                    db.session.expire_all()
+                    return db.session.get(SyncRun, run.id).started_at is not None
+
+                assert _wait(started, timeout=10, step=0.02)
+                assert time.monotonic() - queued_at < 1.5
+                db.session.remove()
+        finally:
+            scheduler.stop()
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
