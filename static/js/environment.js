@@ -141,7 +141,7 @@ credentials = initCredentials({
   pageSizes: root.dataset.pageSizes.split(" "),
   openHistory: openHistory,
 });
-initExport(credentials.filters);
+initExport({ currentFilters: credentials.filters, environmentId: envId });
 loadStatus();
 loadLastRuns();
 if (window.location.hash === "#age") select(document.getElementById("tab-age"));
