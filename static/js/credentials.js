@@ -83,7 +83,7 @@ export function initCredentials(options) {
     const buttons = el("div", { className: "buttons" },
       button("reveal", "Reveal", "Reveal password of "),
       button("copy", "Copy", "Copy password of "),
-      button("copy-all", "Copy all", "Copy host, user and password of "),
+      button("copy-all", "Copy all", "Copy all: host, user and password of "),
       button("history", "History", "Password history of "));
     if (isAdmin && item.status === "absent") {
       const purge = button("purge", "Purge", "Purge ");

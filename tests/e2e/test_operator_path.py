@@ -158,3 +158,32 @@ def test_export_reauthentication_stays_in_the_dialog(lab, admin_page, tmp_path):
     assert not any(ADMIN_PASSWORD in url for url in urls)
     expect(dialog).to_be_hidden()
     assert page.evaluate("document.getElementById('export-confirm-password').value") == ""
+
+
+def test_sign_in_keeps_the_user_name_and_copy_all_says_what_it_copies(lab, browser):
+    watcher = Watcher(lab.url)
+    context, page = new_page(browser, lab, watcher)
+    # A refused sign-in keeps the user name, exactly and escaped, and never the password.
+    hostile = 'nobody"><b id="injected">x</b>'
+    watcher.expect_console("status of 401")
+    sign_in(page, lab, hostile, "wrong-password-typed")
+    expect(page.locator(".flash, [role=alert]").first).to_contain_text("Invalid user name")
+    expect(page.locator("#username")).to_have_value(hostile)
+    expect(page.locator("#password")).to_have_value("")
+    expect(page.locator("#password")).to_be_focused()
+    expect(page.locator("#injected")).to_have_count(0)
+    assert "wrong-password-typed" not in page.content()
+    watcher.expect_console("status of 401")
+    sign_in(page, lab, "admin", "wrong-password-typed")
+    expect(page.locator("#username")).to_have_value("admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("main button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Environments")
+
+    # "Copy all": its accessible name starts with its visible text and names what it copies.
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    button = page.locator("#credentials-body tr").first.locator("[data-action=copy-all]")
+    expect(button).to_have_text("Copy all")
+    expect(button).to_have_accessible_name(re.compile(r"^Copy all: host, user and password of \S"))
+    watcher.check()
+    context.close()
