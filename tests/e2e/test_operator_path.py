@@ -10,6 +10,7 @@ import csv
 import re
 import sqlite3
 import time
+from urllib.parse import quote
 
 import pytest
 from e2e.test_browser import Watcher, new_page, sign_in
@@ -187,3 +188,34 @@ def test_sign_in_keeps_the_user_name_and_copy_all_says_what_it_copies(lab, brows
     expect(button).to_have_accessible_name(re.compile(r"^Copy all: host, user and password of \S"))
     watcher.check()
     context.close()
+
+
+def test_empty_and_expired_states_say_why(lab, admin_page):
+    page, _ = admin_page
+    # A source whose last sync failed says so, with the reason, instead of "Sync the environment".
+    reason = lab.broken_status["last_error"]
+    assert reason
+    page.goto(f"{lab.url}/environments/{lab.broken_id}")
+    empty = page.locator("#credentials-body td.empty")
+    expect(empty).to_contain_text("No credentials: the last sync from SDDC Manager failed: ")
+    expect(empty).to_contain_text(reason.rstrip("."))
+    expect(empty).not_to_contain_text("No credentials yet")
+
+    # An expiry date in the past reads "Expired", whatever SDDC Manager flagged last.
+    items = lab.get(f"/api/v1/environments/{lab.env_id}/credentials", per_page=500)["items"]
+    dated = [item for item in items if item["expiry_date"]]
+    flagged = next(item for item in dated if item["expiry_status"] == "EXPIRING")
+    active = next(item for item in dated if item["expiry_status"] == "ACTIVE")
+    for item in (flagged, active):
+        assert item["expiry_date"] < time.strftime("%Y-%m-%d", time.gmtime())
+        page.goto(
+            f"{lab.url}/environments/{lab.env_id}?hostname={quote(item['hostname'])}"
+            f"&username={quote(item['username'])}&credential_type={item['credential_type']}"
+        )
+        expect(page.locator("#credentials-body tr")).to_have_count(1)
+        expiry = page.locator("#credentials-body tr td.col-expiry")
+        expect(expiry).to_have_text(f"Expired {item['expiry_date'][:10]}")
+    page.click("#tab-age")
+    badges = page.locator("#age-expiring .badge")
+    expect(badges.first).to_be_visible()
+    assert set(badges.all_inner_texts()) == {"Expired"}
