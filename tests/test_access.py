@@ -44,6 +44,7 @@ ACCESS = {
     "export.export_all": "user",
     "api.who_am_i": "user",
     "api.set_preferences": "user",
+    "api.confirm_password": "user",
     "api.scheduler_state": "user",
     "api.pause_sync": "admin",
     "api.resume_sync": "admin",

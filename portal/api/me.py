@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask import jsonify
 from flask_login import current_user, login_required
 
-from .. import users
+from .. import audit, environments, users
+from ..access import check_reauth_password
 from ..extensions import db
+from ..http import json_error
 from ..sessions import recently_authenticated
 from . import schemas as s
 from .base import bp
@@ -34,3 +36,31 @@ def set_preferences(body: s.PreferencesIn):
     current = users.set_preferences(current_user, body.model_dump(exclude_none=True))
     db.session.commit()
     return jsonify(preferences=current)
+
+
+@bp.post("/me/reauth")
+@login_required
+@api_operation({204: None}, s.ReauthIn, errors=(404,))
+def confirm_password(body: s.ReauthIn):
+    """Type the password again; a right one counts as a fresh sign-in for 15 minutes."""
+    target = None
+    if body.purpose == "export":
+        target = "all"
+        if body.environment_id is not None:
+            target = environments.environment_or_404(body.environment_id).name
+    username = current_user.username
+    if check_reauth_password(body.password):
+        db.session.commit()
+        return "", 204
+    if target is not None:
+        audit.record(
+            "credential.export",
+            target,
+            outcome="denied",
+            details={"reason": "wrong password"},
+            actor=username,
+        )
+        db.session.commit()
+    if not current_user.is_authenticated:
+        return json_error(401, "Signed out after too many wrong passwords.")
+    return json_error(403, "That password is not correct.")

@@ -391,6 +391,20 @@ class Me(BaseModel):
     preferences: Preferences
 
 
+class ReauthIn(BaseModel):
+    """The signed-in user's password, typed again before a sensitive action such as an export."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD)
+    purpose: Literal["export"] | None = Field(
+        None, description="What the password is for; a wrong one is audited as a denied export"
+    )
+    environment_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="The environment to export from; none: every one"
+    )
+
+
 class OpenAPIDocument(BaseModel):
     """An OpenAPI 3.1 document."""
 

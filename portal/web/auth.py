@@ -45,14 +45,14 @@ def login():
         audit.record("auth.login", username, outcome="blocked", actor=username or "anonymous")
         db.session.commit()
         flash("Too many failed sign-ins from your address. Try again in 15 minutes.", "error")
-        return render_template("login.html", next=again), 429
+        return render_template("login.html", next=again, username=username[:128]), 429
     user = db.session.scalar(select(User).where(User.username == username)) if username else None
     if user is not None and user.locked_until and user.locked_until > clock.now():
         verify_password(dummy_hash(), password)
         audit.record("auth.login", username, outcome="locked", actor=username)
         db.session.commit()
         flash(lock_message(user), "error")
-        return render_template("login.html", next=again), 403
+        return render_template("login.html", next=again, username=username[:128]), 403
     if user is not None and user.locked_until is not None:
         # The lock has run out: a fresh count starts (conditional, so only one request resets).
         db.session.execute(
@@ -70,7 +70,7 @@ def login():
         audit.record("auth.login", username, outcome="locked", actor=username)
         db.session.commit()
         flash(lock_message(user), "error")
-        return render_template("login.html", next=again), 403
+        return render_template("login.html", next=again, username=username[:128]), 403
     ok = verify_password(user.password_hash if user else dummy_hash(), password)
     if not ok or user is None or user.disabled or not username:
         message = "Invalid user name or password."
@@ -86,7 +86,7 @@ def login():
         )
         db.session.commit()
         flash(message, "error")
-        return render_template("login.html", next=again), 401
+        return render_template("login.html", next=again, username=username[:128]), 401
     db.session.delete(attempt)  # a success does not count against the address
     user.failed_logins = 0
     user.locked_until = None

@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { bidi, el, get, headRow, visible } from "./portal.js";
-import { badge } from "./status.js";
+import { badge, expiryState } from "./status.js";
 
 const SHOW_AT_MOST = 100;
 let envId = null;
@@ -34,7 +34,7 @@ function listTable(items, empty) {
       el("td", { className: "cell-text" }, bidi(item.username)),
       el("td", {}, visible(item.credential_type)),
       el("td", { className: "nowrap" }, String(item.age_days) + " d"),
-      el("td", { className: "nowrap" }, item.expiry_status ? badge(item.expiry_status) : "",
+      el("td", { className: "nowrap" }, expiryState(item) ? badge(expiryState(item)) : "",
         item.expiry_date ? " " + String(item.expiry_date).slice(0, 10) : "")));
   });
   const wrap = el("div", { className: "table-wrap" }, el("table", { className: "data" },

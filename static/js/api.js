@@ -11,6 +11,7 @@ function withQuery(path, params) {
 export const api = {
   me: () => BASE + "/me",
   preferences: () => BASE + "/me/preferences",
+  reauth: () => BASE + "/me/reauth",
   environments: () => BASE + "/environments",
   environment: (id) => BASE + "/environments/" + part(id),
   // action: "sync", "pause", "resume", "sync-runs", "password-age", "credentials".

@@ -5,12 +5,13 @@
 import { api } from "./api.js";
 import { bidi, config, confirmDialog, debounce, el, get, post, request, sourceLabel, timeEl, toast, visible } from "./portal.js";
 import { copySecret, revealer, revealSeconds } from "./reveal.js";
-import { badge } from "./status.js";
+import { badge, expiryState } from "./status.js";
 
 const FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain", "source", "status"];
 const TEXT_FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain"];
 
-// options: environmentId, isAdmin, pageSizes (from the server, first one the default), openHistory(item).
+// options: environmentId, isAdmin, pageSizes (from the server, first one the default), openHistory(item),
+// emptyReason() (why the environment holds no credential, e.g. a failed sync; null when not known).
 export function initCredentials(options) {
   const envId = options.environmentId;
   const isAdmin = options.isAdmin;
@@ -69,7 +70,8 @@ export function initCredentials(options) {
 
   function expiryCell(item) {
     const cell = el("td", { className: "col-expiry" });
-    if (item.expiry_status === "EXPIRED" || item.expiry_status === "EXPIRING") cell.append(badge(item.expiry_status), " ");
+    const state = expiryState(item);
+    if (state) cell.append(badge(state), " ");
     if (item.expiry_date) cell.append(el("span", { title: item.expiry_date }, String(item.expiry_date).slice(0, 10)));
     else if (!item.expiry_status) cell.append(el("span", { className: "muted" }, "—"));
     return cell;
@@ -83,7 +85,7 @@ export function initCredentials(options) {
     const buttons = el("div", { className: "buttons" },
       button("reveal", "Reveal", "Reveal password of "),
       button("copy", "Copy", "Copy password of "),
-      button("copy-all", "Copy all", "Copy host, user and password of "),
+      button("copy-all", "Copy all", "Copy all: host, user and password of "),
       button("history", "History", "Password history of "));
     if (isAdmin && item.status === "absent") {
       const purge = button("purge", "Purge", "Purge ");
@@ -108,6 +110,11 @@ export function initCredentials(options) {
       el("td", { className: "nowrap" }, timeEl(item.last_changed_at)),
       expiryCell(item),
       actionsCell(item));
+  }
+
+  function emptyText() {
+    if (total !== 0 || FILTERS.some(function (n) { return state[n]; })) return "No credential matches these filters.";
+    return (options.emptyReason && options.emptyReason()) || "No credentials yet. Sync the environment to fetch them.";
   }
 
   function updatePager() {
@@ -137,10 +144,7 @@ export function initCredentials(options) {
       const fragment = document.createDocumentFragment();
       data.items.forEach(function (item) { items.set(String(item.id), item); fragment.append(row(item)); });
       body.replaceChildren(fragment);
-      if (data.items.length === 0) {
-        body.append(el("tr", {}, el("td", { colspan: "11", className: "empty" },
-          total === 0 && !FILTERS.some(function (n) { return state[n]; }) ? "No credentials yet. Sync the environment to fetch them." : "No credential matches these filters.")));
-      }
+      if (data.items.length === 0) body.append(el("tr", {}, el("td", { colspan: "11", className: "empty" }, emptyText())));
       const first = total === 0 ? 0 : (state.page - 1) * parseInt(state.per_page, 10) + 1;
       status.textContent = total === 0 ? "No credentials." :
         "Showing " + first + "–" + (first + data.items.length - 1) + " of " + total + " credentials";
@@ -241,6 +245,11 @@ export function initCredentials(options) {
   load();
   return {
     reload: load,
+    // The status of the sources changed: say again why the table is empty, if it is.
+    refreshEmpty: function () {
+      const cell = body.querySelector("td.empty");
+      if (cell) cell.textContent = emptyText();
+    },
     filters: function () {
       const values = {};
       FILTERS.forEach(function (name) { values[name] = state[name]; });

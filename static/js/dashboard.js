@@ -207,9 +207,11 @@ const runSearch = debounce(async function () {
 }, 250);
 search.addEventListener("input", runSearch);
 
-initExport(function () {
-  const q = search.value.trim();
-  return q ? { q: q } : {};
+initExport({
+  currentFilters: function () {
+    const q = search.value.trim();
+    return q ? { q: q } : {};
+  },
 });
 
 // Admin: environment definitions.

@@ -4,7 +4,7 @@ import { api } from "./api.js";
 import { showAge } from "./age.js";
 import { initCredentials } from "./credentials.js";
 import { initExport } from "./export.js";
-import { bidi, el, get, headRow, post, timeEl, toast, visible } from "./portal.js";
+import { bidi, el, get, headRow, post, sourceLabel, timeEl, toast, visible } from "./portal.js";
 import { revealer } from "./reveal.js";
 import { badge, errorDetails, nextRunEl, runIsFinal } from "./status.js";
 import { syncWatcher } from "./sync.js";
@@ -13,6 +13,7 @@ const root = document.getElementById("environment");
 const envId = root.dataset.environmentId;
 const isAdmin = root.dataset.admin === "true";
 let credentials = null;
+let shownEnv = null;
 
 // Runs are keyed by source: this page shows one environment.
 const syncs = syncWatcher({
@@ -28,7 +29,20 @@ const syncs = syncWatcher({
   },
 });
 
+// Why the environment holds no credential, when its sources' last syncs failed.
+function emptyReason() {
+  if (!shownEnv) return null;
+  const failed = Object.keys(shownEnv.status || {}).filter(function (source) {
+    return shownEnv[source] && shownEnv.status[source].state === "failed";
+  });
+  if (!failed.length) return null;
+  return "No credentials: " + failed.map(function (source) {
+    return "the last sync from " + sourceLabel(source) + " failed: " + visible(shownEnv.status[source].last_error || "no reason given");
+  }).join("; ");
+}
+
 function renderStatus(env) {
+  shownEnv = env;
   document.querySelectorAll(".source-card").forEach(function (card) {
     const source = card.dataset.source;
     const endpoint = env[source];
@@ -46,6 +60,7 @@ function renderStatus(env) {
     errorSlot.replaceChildren(status.last_error ? errorDetails(status.last_error, wasOpen) : "");
     if (status.active_run) syncs.follow(source, status.active_run.id);
   });
+  if (credentials) credentials.refreshEmpty();
 }
 
 // The outcome of the latest run of each source, with its counts, until a new one starts.
@@ -140,8 +155,9 @@ credentials = initCredentials({
   isAdmin: isAdmin,
   pageSizes: root.dataset.pageSizes.split(" "),
   openHistory: openHistory,
+  emptyReason: emptyReason,
 });
-initExport(credentials.filters);
+initExport({ currentFilters: credentials.filters, environmentId: envId });
 loadStatus();
 loadLastRuns();
 if (window.location.hash === "#age") select(document.getElementById("tab-age"));

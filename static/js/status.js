@@ -10,6 +10,15 @@ export function badge(state, label) {
   return el("span", { className: "badge state-" + key.toLowerCase() }, label || (config.stateLabels || {})[key] || key);
 }
 
+// The expiry state to show: a date in the past is expired, whatever SDDC Manager last said;
+// otherwise its EXPIRING or EXPIRED flag (null when there is nothing to flag).
+export function expiryState(item) {
+  const at = item.expiry_date ? Date.parse(item.expiry_date) : NaN;
+  if (!Number.isNaN(at) && at <= Date.now()) return "EXPIRED";
+  const flag = String(item.expiry_status || "").toUpperCase();
+  return flag === "EXPIRING" || flag === "EXPIRED" ? flag : null;
+}
+
 export function runIsFinal(run) { return FINAL.indexOf(run.state) >= 0; }
 
 export function describeRun(run) {

@@ -325,3 +325,14 @@ def test_background_refreshes_do_not_keep_a_session_alive(admin):
         assert admin.client.get("/api/v1/environments", headers=background).status_code == 200
     clock.offset = timedelta(minutes=31)
     assert admin.client.get("/api/v1/environments", headers=background).status_code == 401
+
+
+def test_a_refused_sign_in_keeps_the_user_name_escaped_and_never_the_password(anon):
+    refused = anon.login('alice"><script>x</script>', "typed-secret-1")
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 401
+    assert 'value="alice&#34;&gt;&lt;script&gt;x&lt;/script&gt;"' in html
+    assert "typed-secret-1" not in html
+    assert 'id="password" name="password" type="password" required autofocus' in html
+    fresh = anon.client.get("/login").get_data(as_text=True)
+    assert 'value=""' in fresh and 'name="username" value="" required autofocus' in fresh

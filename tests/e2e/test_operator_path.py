@@ -1,0 +1,221 @@
+"""The operator's path in a real browser against the real server: the export dialog, the
+sign-in form, the wording of empty and expired states (issue 12).
+
+Chromium must be installed at /usr/bin/chromium; the tests are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sqlite3
+import time
+from urllib.parse import quote
+
+import pytest
+from e2e.test_browser import Watcher, new_page, sign_in
+from support import CHROMIUM, endpoint_body, launch_chromium, running_portal
+
+from portal.simulator import Simulator
+
+ADMIN_PASSWORD = "Operator-path-passphrase-1"  # noqa: S105 - test password
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+
+class Lab:
+    """The running portal with a synced environment and one whose sync fails."""
+
+    def __init__(self, server, sim):
+        self.server = server
+        self.url = server.url
+        self.session = server.session()
+        assert server.login(self.session, "admin", "admin").status_code == 302
+        token = server.csrf(self.session, "/change-password")
+        changed = self.session.post(
+            self.url + "/change-password",
+            data={
+                "csrf_token": token,
+                "current_password": "admin",
+                "new_password": ADMIN_PASSWORD,
+                "confirm_password": ADMIN_PASSWORD,
+            },
+            allow_redirects=False,
+        )
+        assert changed.status_code == 302, changed.text
+        self.token = server.csrf(self.session, "/")
+        self.env_id = self._create("sfo-m01", endpoint_body(sim))
+        self.broken_id = self._create("lax-m01", endpoint_body(sim, password="wrong-password"))
+        self.wait_for(self.env_id, "success")
+        self.broken_status = self.wait_for(self.broken_id, "failed")
+
+    def _create(self, name, manager) -> int:
+        response = self.session.post(
+            self.url + "/api/v1/environments",
+            json={"name": name, "manager": manager},
+            headers={"X-CSRFToken": self.token},
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def wait_for(self, env_id, state) -> dict:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status = self.get(f"/api/v1/environments/{env_id}")["status"]["manager"]
+            if status["state"] == state and not status.get("active_run"):
+                return status
+            time.sleep(0.5)
+        raise AssertionError(f"environment {env_id} did not reach {state}: {status}")
+
+    def get(self, path, **params):
+        response = self.session.get(self.url + path, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def age_sessions(self, minutes: int) -> None:
+        """Make every session's last password entry `minutes` old (the re-auth window is 15)."""
+        with sqlite3.connect(self.server.base / "data" / "vcf_credentials.db") as conn:
+            conn.execute(
+                "UPDATE user_sessions SET authenticated_at = datetime('now', ?)",
+                (f"-{minutes} minutes",),
+            )
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with (
+        Simulator(credentials=120, seed=3) as sim,
+        running_portal(tmp_path_factory.mktemp("operator-path"), workers=2) as server,
+    ):
+        yield Lab(server, sim)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def admin_page(lab, browser):
+    watcher = Watcher(lab.url)
+    context, page = new_page(browser, lab, watcher)
+    sign_in(page, lab, "admin", ADMIN_PASSWORD)
+    expect(page.locator("h1")).to_have_text("Environments")
+    yield page, watcher
+    watcher.check()
+    context.close()
+
+
+def test_export_reauthentication_stays_in_the_dialog(lab, admin_page, tmp_path):
+    page, watcher = admin_page
+    env_url = f"{lab.url}/environments/{lab.env_id}"
+    page.goto(env_url + "?username=root")
+    expect(page.locator("#table-status")).to_contain_text("credentials")
+    lab.age_sessions(20)
+    roots = lab.get(f"/api/v1/environments/{lab.env_id}/credentials", username="root")["total"]
+    everything = lab.get(f"/api/v1/environments/{lab.env_id}/credentials")["total"]
+    assert 0 < roots < everything
+
+    page.click("#export-open")
+    dialog = page.locator("#export-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#export-reauth")).to_be_visible()
+    expect(page.locator("#export-confirm-password")).to_be_focused()
+
+    # A wrong password: the error is shown in the dialog, which stays open on the same page.
+    watcher.expect_console("status of 403")
+    page.fill("#export-confirm-password", "not-my-password")
+    page.click("#export-submit")
+    expect(page.locator("#export-reauth-error")).to_have_text("That password is not correct.")
+    expect(dialog).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"/environments/{lab.env_id}\?username=root$"))
+    expect(page.locator("#export-confirm-password")).to_have_value("")
+    expect(page.locator("#export-confirm-password")).to_be_focused()
+
+    # The dialog says how many rows the export holds, for the view and for everything.
+    count = page.locator("#export-count")
+    expect(count).to_have_text(f"The export will hold {roots} credentials.")
+    dialog.locator("input[name=scope][value=all]").check()
+    expect(count).to_have_text(f"The export will hold {everything} credentials.")
+    dialog.locator("input[name=scope][value=view]").check()
+    expect(count).to_have_text(f"The export will hold {roots} credentials.")
+
+    # The right password: the download holds the rows announced; no password in any URL.
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    page.fill("#export-confirm-password", ADMIN_PASSWORD)
+    with page.expect_download() as info:
+        page.click("#export-submit")
+    path = tmp_path / "export.csv"
+    info.value.save_as(path)
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == roots + 1
+    assert not any(ADMIN_PASSWORD in url for url in urls)
+    expect(dialog).to_be_hidden()
+    assert page.evaluate("document.getElementById('export-confirm-password').value") == ""
+
+
+def test_sign_in_keeps_the_user_name_and_copy_all_says_what_it_copies(lab, browser):
+    watcher = Watcher(lab.url)
+    context, page = new_page(browser, lab, watcher)
+    # A refused sign-in keeps the user name, exactly and escaped, and never the password.
+    hostile = 'nobody"><b id="injected">x</b>'
+    watcher.expect_console("status of 401")
+    sign_in(page, lab, hostile, "wrong-password-typed")
+    expect(page.locator(".flash, [role=alert]").first).to_contain_text("Invalid user name")
+    expect(page.locator("#username")).to_have_value(hostile)
+    expect(page.locator("#password")).to_have_value("")
+    expect(page.locator("#password")).to_be_focused()
+    expect(page.locator("#injected")).to_have_count(0)
+    assert "wrong-password-typed" not in page.content()
+    watcher.expect_console("status of 401")
+    sign_in(page, lab, "admin", "wrong-password-typed")
+    expect(page.locator("#username")).to_have_value("admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("main button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Environments")
+
+    # "Copy all": its accessible name starts with its visible text and names what it copies.
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    button = page.locator("#credentials-body tr").first.locator("[data-action=copy-all]")
+    expect(button).to_have_text("Copy all")
+    expect(button).to_have_accessible_name(re.compile(r"^Copy all: host, user and password of \S"))
+    watcher.check()
+    context.close()
+
+
+def test_empty_and_expired_states_say_why(lab, admin_page):
+    page, _ = admin_page
+    # A source whose last sync failed says so, with the reason, instead of "Sync the environment".
+    reason = lab.broken_status["last_error"]
+    assert reason
+    page.goto(f"{lab.url}/environments/{lab.broken_id}")
+    empty = page.locator("#credentials-body td.empty")
+    expect(empty).to_contain_text("No credentials: the last sync from SDDC Manager failed: ")
+    expect(empty).to_contain_text(reason.rstrip("."))
+    expect(empty).not_to_contain_text("No credentials yet")
+
+    # An expiry date in the past reads "Expired", whatever SDDC Manager flagged last.
+    items = lab.get(f"/api/v1/environments/{lab.env_id}/credentials", per_page=500)["items"]
+    dated = [item for item in items if item["expiry_date"]]
+    flagged = next(item for item in dated if item["expiry_status"] == "EXPIRING")
+    active = next(item for item in dated if item["expiry_status"] == "ACTIVE")
+    for item in (flagged, active):
+        assert item["expiry_date"] < time.strftime("%Y-%m-%d", time.gmtime())
+        page.goto(
+            f"{lab.url}/environments/{lab.env_id}?hostname={quote(item['hostname'])}"
+            f"&username={quote(item['username'])}&credential_type={item['credential_type']}"
+        )
+        expect(page.locator("#credentials-body tr")).to_have_count(1)
+        expiry = page.locator("#credentials-body tr td.col-expiry")
+        expect(expiry).to_have_text(f"Expired {item['expiry_date'][:10]}")
+    page.click("#tab-age")
+    badges = page.locator("#age-expiring .badge")
+    expect(badges.first).to_be_visible()
+    assert set(badges.all_inner_texts()) == {"Expired"}
