@@ -239,3 +239,64 @@ def running_portal(base: Path, workers: int = 2, env: dict | None = None, ca: Pa
         yield server
     finally:
         server.stop()
+
+
+class Watcher:
+    """Collects console errors, page errors, CSP reports and foreign requests of a page."""
+
+    def __init__(self, origin: str):
+        self.origin = origin
+        self.problems: list[str] = []
+        self.expected: list[str] = []
+
+    def expect_console(self, fragment: str) -> None:
+        """Allow one console error containing `fragment` (e.g. a deliberate 422 response)."""
+        self.expected.append(fragment)
+
+    def attach(self, page) -> None:
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
+        page.on("request", self._request)
+
+    def _console(self, message) -> None:
+        text = message.text
+        if "Content Security Policy" in text:
+            self.problems.append(f"CSP: {text}")
+        elif message.type == "error":
+            allowed = next((f for f in self.expected if f in text), None)
+            if allowed is None:
+                self.problems.append(f"console error: {text}")
+            else:
+                self.expected.remove(allowed)
+
+    def _request(self, request) -> None:
+        url = request.url
+        if url.startswith(("data:", "blob:")):
+            return
+        if not (url == self.origin or url.startswith(self.origin + "/")):
+            self.problems.append(f"request to another origin: {url}")
+
+    def check(self) -> None:
+        assert self.problems == [], "\n".join(self.problems)
+
+
+def new_page(browser, portal, watcher, **options):
+    context = browser.new_context(
+        ignore_https_errors=True,
+        viewport={"width": 1280, "height": 900},
+        accept_downloads=True,
+        **options,
+    )
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=portal.url)
+    page = context.new_page()
+    page.clock.install()
+    watcher.attach(page)
+    page.set_default_timeout(20000)
+    return context, page
+
+
+def sign_in(page, portal, username, password):
+    page.goto(portal.url + "/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("main button[type=submit]")

@@ -11,7 +11,7 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from support import CHROMIUM, launch_chromium, running_portal
+from support import CHROMIUM, Watcher, launch_chromium, new_page, running_portal, sign_in
 
 from portal.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
 from portal.simulator import Simulator
@@ -25,45 +25,6 @@ RTL_HOST = "\u202eexe.cod.rainpole.io"  # a right-to-left override would show "o
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
-
-
-class Watcher:
-    """Collects console errors, page errors, CSP reports and foreign requests of a page."""
-
-    def __init__(self, origin: str):
-        self.origin = origin
-        self.problems: list[str] = []
-        self.expected: list[str] = []
-
-    def expect_console(self, fragment: str) -> None:
-        """Allow one console error containing `fragment` (e.g. a deliberate 422 response)."""
-        self.expected.append(fragment)
-
-    def attach(self, page) -> None:
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
-        page.on("request", self._request)
-
-    def _console(self, message) -> None:
-        text = message.text
-        if "Content Security Policy" in text:
-            self.problems.append(f"CSP: {text}")
-        elif message.type == "error":
-            allowed = next((f for f in self.expected if f in text), None)
-            if allowed is None:
-                self.problems.append(f"console error: {text}")
-            else:
-                self.expected.remove(allowed)
-
-    def _request(self, request) -> None:
-        url = request.url
-        if url.startswith(("data:", "blob:")):
-            return
-        if not (url == self.origin or url.startswith(self.origin + "/")):
-            self.problems.append(f"request to another origin: {url}")
-
-    def check(self) -> None:
-        assert self.problems == [], "\n".join(self.problems)
 
 
 @pytest.fixture(scope="module")
@@ -84,28 +45,6 @@ def browser():
         chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
-
-
-def new_page(browser, portal, watcher, **options):
-    context = browser.new_context(
-        ignore_https_errors=True,
-        viewport={"width": 1280, "height": 900},
-        accept_downloads=True,
-        **options,
-    )
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=portal.url)
-    page = context.new_page()
-    page.clock.install()
-    watcher.attach(page)
-    page.set_default_timeout(20000)
-    return context, page
-
-
-def sign_in(page, portal, username, password):
-    page.goto(portal.url + "/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("main button[type=submit]")
 
 
 def change_password(page, current, new):

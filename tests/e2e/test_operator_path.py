@@ -13,8 +13,15 @@ import time
 from urllib.parse import quote
 
 import pytest
-from e2e.test_browser import Watcher, new_page, sign_in
-from support import CHROMIUM, endpoint_body, launch_chromium, running_portal
+from support import (
+    CHROMIUM,
+    Watcher,
+    endpoint_body,
+    launch_chromium,
+    new_page,
+    running_portal,
+    sign_in,
+)
 
 from portal.simulator import Simulator
 
