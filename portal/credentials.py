@@ -151,7 +151,7 @@ def credentials_page(
 ) -> dict:
     """One page of credential metadata with the total, per `filters`."""
     query = filtered_query(environment_id, filters)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    total = count_matching(environment_id, filters)
     rows = db.session.scalars(
         _sorted(query, filters.sort).limit(per_page).offset((page - 1) * per_page)
     ).all()
@@ -184,11 +184,21 @@ EXPORT_COLUMNS = (
 )
 
 
-def all_matching(environment_id: int | None, filters: CredentialFilters) -> list:
-    """Rows (EXPORT_COLUMNS, as plain tuples) of the filtered, sorted view, for exports."""
+def export_query(environment_id: int | None, filters: CredentialFilters) -> Select:
+    """SELECT of EXPORT_COLUMNS of the filtered, sorted view."""
     query = _sorted(filtered_query(environment_id, filters), filters.sort)
-    query = query.with_only_columns(*(getattr(Credential, c) for c in EXPORT_COLUMNS))
-    return db.session.execute(query).all()
+    return query.with_only_columns(*(getattr(Credential, c) for c in EXPORT_COLUMNS))
+
+
+def all_matching(environment_id: int | None, filters: CredentialFilters) -> list:
+    """Rows (EXPORT_COLUMNS, as plain tuples) of the filtered, sorted view."""
+    return db.session.execute(export_query(environment_id, filters)).all()
+
+
+def count_matching(environment_id: int | None, filters: CredentialFilters) -> int:
+    """How many credentials the filtered view holds."""
+    query = filtered_query(environment_id, filters)
+    return db.session.scalar(select(func.count()).select_from(query.subquery()))
 
 
 def reveal(cred: Credential) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography import x509
 from flask import abort, current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from . import clock
 from .clock import iso
@@ -209,6 +209,10 @@ def _apply_endpoint(env: Environment, source: str, values: dict) -> Endpoint:
     endpoint = next((e for e in env.endpoints if e.source == source), None)
     if endpoint is None:
         endpoint = Endpoint(source=source)
+        if env.id is not None:
+            # Removing a source keeps its credentials: the source added again counts them.
+            endpoint.credential_count = db.session.scalar(select(_count(env.id, source, True)))
+            endpoint.absent_count = db.session.scalar(select(_count(env.id, source, False)))
         env.endpoints.append(endpoint)
     password = values.pop("password", None)
     for key, value in values.items():
@@ -330,18 +334,36 @@ def _endpoint_dict(endpoint: Endpoint) -> dict:
     }
 
 
-def counts_by_environment() -> dict[tuple[int, str], tuple[int, int]]:
-    """(environment id, source) -> (present count, absent count), in one query."""
-    rows = db.session.execute(
-        select(
-            Credential.environment_id, Credential.source, Credential.present, func.count()
-        ).group_by(Credential.environment_id, Credential.source, Credential.present)
+def refresh_counts(environment_id: int, source: str) -> None:
+    """Store the source's present and absent credential counts on its endpoint.
+
+    Called in the transaction of every change of that source's credentials (the caller
+    commits). The endpoint row is locked before counting: on PostgreSQL the count is then a
+    statement that sees whatever a concurrent writer of the same counts committed before.
+    """
+    where = (Endpoint.environment_id == environment_id, Endpoint.source == source)
+    db.session.execute(select(Endpoint.id).where(*where).with_for_update())
+    db.session.execute(
+        update(Endpoint)
+        .where(*where)
+        .values(
+            credential_count=_count(environment_id, source, True),
+            absent_count=_count(environment_id, source, False),
+        )
+        .execution_options(synchronize_session=False)
     )
-    result: dict[tuple[int, str], list[int]] = {}
-    for env_id, source, present, count in rows:
-        slot = result.setdefault((env_id, source), [0, 0])
-        slot[0 if present else 1] += count
-    return {key: (v[0], v[1]) for key, v in result.items()}
+
+
+def _count(environment_id: int, source: str, present: bool):
+    return (
+        select(func.count())
+        .where(
+            Credential.environment_id == environment_id,
+            Credential.source == source,
+            Credential.present.is_(present),
+        )
+        .scalar_subquery()
+    )
 
 
 def active_runs() -> dict[tuple[int, str], SyncRun]:
@@ -350,9 +372,8 @@ def active_runs() -> dict[tuple[int, str], SyncRun]:
     return {(r.environment_id, r.source): r for r in runs}
 
 
-def environment_dict(env: Environment, counts: dict | None = None, active: dict | None = None):
+def environment_dict(env: Environment, active: dict | None = None):
     """The API shape of an environment; never the service-account password."""
-    counts = counts_by_environment() if counts is None else counts
     active = active_runs() if active is None else active
     body: dict[str, Any] = {
         "id": env.id,
@@ -366,7 +387,6 @@ def environment_dict(env: Environment, counts: dict | None = None, active: dict 
     }
     for endpoint in env.endpoints:
         body[endpoint.source] = _endpoint_dict(endpoint)
-        present, absent = counts.get((env.id, endpoint.source), (0, 0))
         run = active.get((env.id, endpoint.source))
         body["status"][endpoint.source] = {
             "state": endpoint.last_status or "never",
@@ -374,8 +394,8 @@ def environment_dict(env: Environment, counts: dict | None = None, active: dict 
             "last_success_at": iso(endpoint.last_success_at),
             "last_error": endpoint.last_error,
             "next_run_at": iso(endpoint.next_run_at) if endpoint.sync_enabled else None,
-            "credential_count": present,
-            "absent_count": absent,
+            "credential_count": endpoint.credential_count,
+            "absent_count": endpoint.absent_count,
             "active_run": {"id": run.id, "state": run.state, "phase": run.phase} if run else None,
         }
     return body

@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import re
+import tempfile
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import xlsxwriter
+from sqlalchemy import select
 
 from . import clock
-from .credentials import CredentialFilters, all_matching
+from .credentials import CredentialFilters, export_query
 from .crypto import CREDENTIAL_PASSWORD, cipher
 from .extensions import db
 from .models import Environment
@@ -42,35 +46,49 @@ def neutralise(value: object) -> str:
 
 
 PASSWORD_COLUMN = 3
+# Rows read from the database at a time, and the size of the pieces an export is sent in.
+BATCH = 1000
+CHUNK = 64 * 1024
 
 
-def _rows(
-    environment_id: int | None, filters: CredentialFilters
-) -> tuple[list[list[str]], list[str]]:
-    """Formula-neutralised cells of the view, and the exact passwords beside them."""
-    names = {e.id: e.name for e in db.session.scalars(db.select(Environment))}
-    data_cipher = cipher()
-    rows: list[list[str]] = []
-    passwords: list[str] = []
-    for (
-        env_id,
-        host,
-        user,
-        blob,
-        ctype,
-        atype,
-        rtype,
-        ip,
-        domain,
-        source,
-        present,
-        changed,
-        expiry,
-        expiry_status,
-    ) in all_matching(environment_id, filters):
-        password = data_cipher.decrypt(blob, CREDENTIAL_PASSWORD) if blob is not None else ""
+class _Reader:
+    """What reading the rows of an export needs, taken while the request is served: the rows
+    themselves are read later, as the answer is sent, outside any Flask context."""
+
+    def __init__(self, environment_id: int | None, filters: CredentialFilters):
+        self.engine = db.engine
+        self.query = export_query(environment_id, filters)
+        self.names = dict(db.session.execute(select(Environment.id, Environment.name)).all())
+        self.cipher = cipher()
+
+    def rows(self) -> Iterator[tuple[list[str], str]]:
+        """Formula-neutralised cells of each row of the view and the exact password beside
+        them; read in batches on a connection of its own, decrypted one row at a time."""
+        with self.engine.connect() as connection:
+            result = connection.execution_options(yield_per=BATCH).execute(self.query)
+            for row in result:
+                yield self._cells(row)
+
+    def _cells(self, row) -> tuple[list[str], str]:
+        (
+            env_id,
+            host,
+            user,
+            blob,
+            ctype,
+            atype,
+            rtype,
+            ip,
+            domain,
+            source,
+            present,
+            changed,
+            expiry,
+            expiry_status,
+        ) = row
+        password = self.cipher.decrypt(blob, CREDENTIAL_PASSWORD) if blob is not None else ""
         values = (
-            names.get(env_id, ""),
+            self.names.get(env_id, ""),
             host,
             user,
             password,
@@ -90,50 +108,88 @@ def _rows(
         shown = "\t".join(str(v) for i, v in enumerate(values) if i != PASSWORD_COLUMN)
         if has_hidden(shown):
             values = tuple(v if i == PASSWORD_COLUMN else visible(v) for i, v in enumerate(values))
-        rows.append([neutralise(v) for v in values])
-        passwords.append(password)
-    return rows, passwords
+        return [neutralise(v) for v in values], password
 
 
-def to_csv(rows: list[list[str]]) -> bytes:
-    """CSV bytes (UTF-8 with BOM so spreadsheet programs detect the encoding)."""
+def csv_chunks(environment_id: int | None, filters: CredentialFilters) -> Iterator[bytes]:
+    """The CSV export (UTF-8 with BOM so spreadsheet programs detect the encoding), in pieces
+    of about CHUNK bytes, written while the rows are read; iterable after the request."""
+    return _csv(_Reader(environment_id, filters))
+
+
+def _csv(reader: _Reader) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer.write("\ufeff")
     writer.writerow(COLUMNS)
-    writer.writerows(rows)
-    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+    for cells, _ in reader.rows():
+        writer.writerow(cells)
+        if buffer.tell() >= CHUNK:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode("utf-8")
 
 
-def to_xlsx(rows: list[list[str]], passwords: list[str] | None = None) -> bytes:
-    """An .xlsx workbook; every cell written as a text cell, never as a formula.
+def xlsx_chunks(
+    environment_id: int | None, filters: CredentialFilters
+) -> tuple[Iterator[bytes], int, int]:
+    """The Excel export, written to a temporary file: its pieces, its size and its row count.
 
-    Passwords go in exactly as they are: a text cell cannot run, and an operator copying a
-    password must get it unchanged. Names from SDDC Manager keep their neutralising quote.
+    Every cell is a text cell, never a formula. Passwords go in exactly as they are: a text
+    cell cannot run, and an operator copying a password must get it unchanged. Names from SDDC
+    Manager keep their neutralising quote. XlsxWriter's constant-memory mode holds one row at a
+    time. The file (mode 0600, in a private directory) has no name on disk once written, and
+    is closed, which frees it, when the pieces are all sent, when the client goes away (the
+    server closes the answer) or when the answer is dropped unsent.
     """
-    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="portal-export-") as private:
+        file = tempfile.TemporaryFile(dir=private)  # noqa: SIM115 - closed by _send
+        try:
+            count = _write_workbook(file, private, _Reader(environment_id, filters))
+            size = file.tell()
+            file.seek(0)
+        except BaseException:
+            file.close()
+            raise
+    pieces = _send(file)
+    next(pieces)  # started: closing it, or dropping it unread, now closes the file
+    return pieces, size, count
+
+
+def _send(file: BinaryIO) -> Iterator[bytes]:
+    try:
+        yield b""
+        while chunk := file.read(CHUNK):
+            yield chunk
+    finally:
+        file.close()
+
+
+def _write_workbook(file: BinaryIO, private: str, reader: _Reader) -> int:
     workbook = xlsxwriter.Workbook(
-        buffer,
+        file,
         {
             "constant_memory": True,
+            "tmpdir": private,
             "strings_to_formulas": False,
             "strings_to_numbers": False,
             "strings_to_urls": False,
-            "in_memory": True,
         },
     )
     sheet = workbook.add_worksheet("Credentials")
     bold = workbook.add_format({"bold": True})
-    sheet.write_row(0, 0, COLUMNS, bold)
-    for index, row in enumerate(rows, start=1):
-        for column, value in enumerate(row):
-            sheet.write_string(index, column, value)
-        if passwords is not None:
-            sheet.write_string(index, PASSWORD_COLUMN, passwords[index - 1])
     sheet.freeze_panes(1, 0)
     sheet.set_column(0, 2, 28)
     sheet.set_column(3, 3, 24)
+    sheet.write_row(0, 0, COLUMNS, bold)
+    count = 0
+    for count, (cells, password) in enumerate(reader.rows(), start=1):
+        cells[PASSWORD_COLUMN] = password
+        for column, value in enumerate(cells):
+            sheet.write_string(count, column, value)
     workbook.close()
-    return buffer.getvalue()
+    return count
 
 
 MIMETYPES = {
@@ -142,13 +198,8 @@ MIMETYPES = {
 }
 
 
-def export_file(
-    environment: Environment | None, fmt: str, filters: CredentialFilters
-) -> tuple[bytes, str, int]:
-    """The export of one environment (or all) matching `filters`: bytes, file name, row count."""
-    rows, passwords = _rows(environment.id if environment else None, filters)
+def file_name(environment: Environment | None, fmt: str) -> str:
+    """The download name of an export: the environment (or "all") and the time, UTC."""
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     label = _NAME_UNSAFE.sub("_", environment.name).strip("_") if environment else "all"
-    filename = f"vcf-credentials_{label or 'environment'}_{stamp}.{fmt}"
-    body = to_csv(rows) if fmt == "csv" else to_xlsx(rows, passwords)
-    return body, filename, len(rows)
+    return f"vcf-credentials_{label or 'environment'}_{stamp}.{fmt}"

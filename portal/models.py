@@ -134,6 +134,14 @@ class Endpoint(db.Model):
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime)
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The source's present and absent credentials, kept current by every writer of credentials
+    # in its own transaction, so that the dashboard never counts the credentials table.
+    credential_count: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    absent_count: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
 
     environment: Mapped[Environment] = relationship(back_populates="endpoints")
 

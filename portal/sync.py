@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from . import audit, clock, wakeup
 from .clock import iso
 from .crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
-from .environments import endpoint_settings
+from .environments import endpoint_settings, refresh_counts
 from .extensions import db
 from .models import Credential, Endpoint, Environment, PasswordHistory, SyncRun
 from .vcf import FetchedCredential, VcfError, client_for
@@ -326,6 +326,7 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
         )
         .values(last_seen_at=now)
     )
+    refresh_counts(environment_id, source)
     return counts
 
 

@@ -101,6 +101,8 @@ def purge_credential(cred_id: int):
         return json_error(409, "Only credentials absent upstream can be purged.")
     target = credentials.audit_target(cred)
     db.session.delete(cred)
+    db.session.flush()
+    environments.refresh_counts(cred.environment_id, cred.source)
     audit.record("credential.purge", target)
     db.session.commit()
     return "", 204

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from .. import audit, environments, sync
 from ..access import admin_required
@@ -22,9 +23,11 @@ from .spec import api_operation, validated
 @api_operation({200: s.EnvironmentList})
 def list_environments():
     """Every environment with its per-source status."""
-    envs = db.session.scalars(select(Environment).order_by(Environment.name)).all()
-    counts, active = environments.counts_by_environment(), environments.active_runs()
-    return jsonify(items=[environments.environment_dict(e, counts, active) for e in envs])
+    envs = db.session.scalars(
+        select(Environment).options(selectinload(Environment.endpoints)).order_by(Environment.name)
+    ).all()
+    active = environments.active_runs()
+    return jsonify(items=[environments.environment_dict(e, active) for e in envs])
 
 
 @bp.post("/environments")

@@ -7,7 +7,7 @@ from flask_login import login_required
 
 from .. import audit, exports
 from ..access import confirm_recent_auth
-from ..credentials import CredentialFilters
+from ..credentials import CredentialFilters, count_matching
 from ..extensions import db
 from ..http import parse_form
 from ..models import Environment
@@ -32,19 +32,27 @@ def send_export(environment: Environment | None) -> Response:
         db.session.commit()
         abort(403, description="Confirm your password to export passwords.")
     filters = parse_form(CredentialFilters) if scope == "view" else CredentialFilters()
-    body, filename, count = exports.export_file(environment, fmt, filters)
-    audit.record(
-        "credential.export", target, details={"format": fmt, "scope": scope, "rows": count}
-    )
-    db.session.commit()
-    return Response(
-        body,
-        mimetype=exports.MIMETYPES[fmt],
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    env_id = environment.id if environment else None
+    headers = {
+        "Content-Disposition": f'attachment; filename="{exports.file_name(environment, fmt)}"',
+        "Cache-Control": "no-store",
+    }
+    if fmt == "csv":
+        # Sent while read: the row count is the view's at the time of the request.
+        count = count_matching(env_id, filters)
+        body = exports.csv_chunks(env_id, filters)
+    else:
+        body, size, count = exports.xlsx_chunks(env_id, filters)
+        headers["Content-Length"] = str(size)
+    try:
+        audit.record(
+            "credential.export", target, details={"format": fmt, "scope": scope, "rows": count}
+        )
+        db.session.commit()
+    except BaseException:
+        body.close()
+        raise
+    return Response(body, mimetype=exports.MIMETYPES[fmt], headers=headers, direct_passthrough=True)
 
 
 @bp.post("/export")
