@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lint and test the portal.
-#   ./run_tests.sh [pytest arguments]          everything; the 15 slowest tests listed at the end
+#   ./run_tests.sh [pytest arguments]          everything, on every core; the 15 slowest tests listed
 #   ./run_tests.sh --fast [pytest arguments]   lint and every test that starts no server process
 #                                              or browser (tests marked e2e are left out), on
 #                                              every core (pytest-xdist)
@@ -32,4 +32,4 @@ if [ "$fast" = 1 ]; then
   exec .venv/bin/python -m pytest -m "not e2e" -n auto "$@"
 fi
 echo "== pytest"
-exec .venv/bin/python -m pytest --durations=15 "$@"
+exec .venv/bin/python -m pytest -n auto --durations=15 "$@"

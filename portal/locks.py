@@ -258,6 +258,8 @@ def current_leader(session, settings) -> str | None:
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.classid = :c AND l.objid = :o"
             " AND l.objsubid = 2 AND l.granted"
+            # Advisory locks belong to a database: other portals on the server have their own.
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ),
         {"c": ADVISORY_KEYS[0], "o": ADVISORY_KEYS[1]},
     ).scalar()

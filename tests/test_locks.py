@@ -89,3 +89,20 @@ def test_no_claim_without_the_lead(app):
         assert sync.process_queue(may_claim=lambda: False) == []
         db.session.refresh(run)
         assert run.state == "queued"
+
+
+def test_a_leader_on_another_database_is_not_this_portals(pg_url, pg_app):
+    other_url = pg_url.rsplit("/", 1)[0] + "/" + pg_url.rsplit("/", 1)[1] + "_other"
+    other_name = other_url.rsplit("/", 1)[1]
+    admin = psycopg2.connect(pg_url.rsplit("/", 1)[0] + "/postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {other_name}")
+    elsewhere = locks.PostgresLeadership(other_url)
+    try:
+        assert elsewhere.acquire()
+        with pg_app.app_context():
+            assert locks.current_leader(db.session, pg_app.config["PORTAL_SETTINGS"]) is None
+    finally:
+        elsewhere.release()
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {other_name} WITH (FORCE)")
+        admin.close()
