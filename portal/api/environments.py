@@ -5,13 +5,12 @@ from __future__ import annotations
 from flask import jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from .. import audit, environments, sync
 from ..access import admin_required
 from ..environments import ValidationError
 from ..extensions import db
-from ..models import Endpoint, Environment
+from ..models import Endpoint
 from ..vcf import test_connection as vcf_test_connection
 from . import schemas as s
 from .base import bp
@@ -23,11 +22,7 @@ from .spec import api_operation, validated
 @api_operation({200: s.EnvironmentList})
 def list_environments():
     """Every environment with its per-source status."""
-    envs = db.session.scalars(
-        select(Environment).options(selectinload(Environment.endpoints)).order_by(Environment.name)
-    ).all()
-    active = environments.active_runs()
-    return jsonify(items=[environments.environment_dict(e, active) for e in envs])
+    return jsonify(items=environments.environment_list())
 
 
 @bp.post("/environments")
