@@ -79,11 +79,11 @@ export function initCredentials(options) {
 
   function actionsCell(item) {
     const label = visible(item.hostname) + " / " + visible(item.username);
-    function button(action, text, aria) {
-      return el("button", { type: "button", className: "small", dataset: { action: action }, "aria-label": aria + label }, text);
+    function button(action, text, aria, pressed) {
+      return el("button", { type: "button", className: "small", dataset: { action: action }, "aria-label": aria + label, "aria-pressed": pressed }, text);
     }
     const buttons = el("div", { className: "buttons" },
-      button("reveal", "Reveal", "Reveal password of "),
+      button("reveal", "Reveal", "Reveal password of ", "false"),
       button("copy", "Copy", "Copy password of "),
       button("copy-all", "Copy all", "Copy all: host, user and password of "),
       button("history", "History", "Password history of "));
@@ -199,9 +199,11 @@ export function initCredentials(options) {
     return data.password;
   }
 
+  // The button stays enabled (and focused) while it works; a second press meanwhile is ignored.
   async function copy(tr, button, withContext) {
     const item = items.get(tr.dataset.id);
-    button.disabled = true;
+    if (button.getAttribute("aria-busy") === "true") return;
+    button.setAttribute("aria-busy", "true");
     try {
       const password = await fetchPassword(tr.dataset.id, "copy");
       if (password === null || password === undefined) { toast("No password stored for this credential.", "error"); return; }
@@ -210,7 +212,7 @@ export function initCredentials(options) {
     } catch (e) {
       toast("Could not copy: " + e.message, "error");
     } finally {
-      button.disabled = false;
+      button.removeAttribute("aria-busy");
     }
   }
 

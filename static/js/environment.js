@@ -131,7 +131,7 @@ async function openHistory(item) {
     const body = el("tbody");
     data.items.forEach(function (entry) {
       const out = el("span", { className: "secret-out", "aria-live": "polite" });
-      const button = el("button", { type: "button", className: "small" }, "Reveal");
+      const button = el("button", { type: "button", className: "small", "aria-pressed": "false" }, "Reveal");
       button.addEventListener("click", function () {
         formerPasswords.toggle(entry.id, button, out, async function () {
           return (await post(api.historyReveal(item.id, entry.id))).password;

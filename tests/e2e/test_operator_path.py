@@ -1,5 +1,6 @@
 """The operator's path in a real browser against the real server: the export dialog, the
-sign-in form, the wording of empty and expired states (issue 12).
+sign-in form, the wording of empty and expired states, the keyboard focus on Reveal and Copy
+(issue 12).
 
 Chromium must be installed at /usr/bin/chromium; the tests are skipped otherwise.
 """
@@ -226,3 +227,72 @@ def test_empty_and_expired_states_say_why(lab, admin_page):
     badges = page.locator("#age-expiring .badge")
     expect(badges.first).to_be_visible()
     assert set(badges.all_inner_texts()) == {"Expired"}
+
+
+def _no_attribute_holds(page, text: str) -> None:
+    """Fail when any attribute of any element of the page contains `text`."""
+    found = page.evaluate(
+        """(text) => Array.from(document.querySelectorAll("*")).flatMap(
+            (node) => Array.from(node.attributes).filter((a) => a.value.includes(text))
+                .map((a) => node.tagName + "[" + a.name + "]"))""",
+        text,
+    )
+    assert found == []
+
+
+def test_focus_stays_on_reveal_and_copy(lab, admin_page):
+    page, _ = admin_page
+    item = lab.get(f"/api/v1/environments/{lab.env_id}/credentials", username="root")["items"][0]
+    page.goto(
+        f"{lab.url}/environments/{lab.env_id}?hostname={quote(item['hostname'])}"
+        f"&username={quote(item['username'])}&credential_type={item['credential_type']}"
+    )
+    row = page.locator("#credentials-body tr")
+    expect(row).to_have_count(1)
+
+    # Enter on Reveal: the password appears in a polite live region, the button stays focused
+    # and says it is pressed; a second Enter hides the password again.
+    reveal = row.locator("[data-action=reveal]")
+    expect(reveal).to_have_attribute("aria-pressed", "false")
+    reveal.focus()
+    page.keyboard.press("Enter")
+    out = row.locator(".secret-out")
+    expect(out).to_have_attribute("aria-live", "polite")
+    expect(out.locator(".secret")).to_have_count(1)
+    password = out.locator(".secret").inner_text()
+    assert password
+    expect(reveal).to_be_focused()
+    expect(reveal).to_have_attribute("aria-pressed", "true")
+    expect(reveal).to_have_accessible_name(re.compile(r"^Reveal password of "))
+    _no_attribute_holds(page, password)
+    page.keyboard.press("Enter")
+    expect(out.locator(".secret")).to_have_count(0)
+    expect(reveal).to_be_focused()
+    expect(reveal).to_have_attribute("aria-pressed", "false")
+
+    # Enter on Copy and on Copy all: focus stays, the toast (a polite status) says what happened.
+    for action, said in (("copy", "Password copied"), ("copy-all", "Host, user and password")):
+        button = row.locator(f"[data-action={action}]")
+        button.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#toasts .toast").last).to_contain_text(said)
+        expect(button).to_be_focused()
+    expect(page.locator("#toasts")).to_have_attribute("aria-live", "polite")
+
+    # The password history: the same for a former or current value in the dialog.
+    row.locator("[data-action=history]").focus()
+    page.keyboard.press("Enter")
+    entry = page.locator("#history-dialog tr.history-entry").first
+    button = entry.locator("button")
+    expect(button).to_have_attribute("aria-pressed", "false")
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(entry.locator(".secret-out[aria-live=polite] .secret")).to_have_count(1)
+    expect(button).to_be_focused()
+    expect(button).to_have_attribute("aria-pressed", "true")
+    _no_attribute_holds(page, entry.locator(".secret").inner_text())
+    page.keyboard.press("Enter")
+    expect(entry.locator(".secret")).to_have_count(0)
+    expect(button).to_be_focused()
+    expect(button).to_have_attribute("aria-pressed", "false")
+    page.keyboard.press("Escape")
