@@ -21,6 +21,7 @@ export function initCredentials(options) {
   const body = document.getElementById("credentials-body");
   const table = document.getElementById("credentials-table");
   const status = document.getElementById("table-status");
+  const loadError = document.getElementById("table-error");
   const items = new Map(); // id -> credential metadata of the page shown
   const secrets = revealer();
   let state = fromUrl();
@@ -126,6 +127,25 @@ export function initCredentials(options) {
     document.querySelectorAll('.pager [data-page="next"]').forEach(function (b) { b.disabled = state.page >= pages; });
   }
 
+  // A page that failed to load leaves no row of the previous one usable: the rows go, and a
+  // banner says why and offers Retry, which loads the same page again.
+  function showLoadError(error) {
+    secrets.hideAll();
+    items.clear();
+    body.replaceChildren(el("tr", {}, el("td", { colspan: "11", className: "empty" }, "The credentials could not be loaded.")));
+    status.textContent = "Could not load credentials.";
+    const reason = error.status ? error.message : "the portal could not be reached (" + error.message + ")";
+    document.getElementById("table-error-text").textContent = "Could not load this page of credentials: " + reason;
+    loadError.hidden = false;
+  }
+
+  function hideLoadError() {
+    if (loadError.hidden) return;
+    const hadFocus = loadError.contains(document.activeElement);
+    loadError.hidden = true;
+    if (hadFocus) table.focus();
+  }
+
   async function load() {
     const mySeq = ++seq;
     syncUrl();
@@ -149,14 +169,16 @@ export function initCredentials(options) {
       status.textContent = total === 0 ? "No credentials." :
         "Showing " + first + "–" + (first + data.items.length - 1) + " of " + total + " credentials";
       updatePager();
+      hideLoadError();
     } catch (e) {
-      if (mySeq === seq) status.textContent = "Could not load credentials: " + e.message;
+      if (mySeq === seq) showLoadError(e);
     } finally {
       if (mySeq === seq) { table.classList.remove("busy"); table.setAttribute("aria-busy", "false"); }
     }
   }
 
   const loadSoon = debounce(load, 300);
+  document.getElementById("table-retry").addEventListener("click", function () { load(); });
 
   form.addEventListener("input", function (event) {
     const name = event.target.name;

@@ -296,3 +296,56 @@ def test_focus_stays_on_reveal_and_copy(lab, admin_page):
     expect(button).to_be_focused()
     expect(button).to_have_attribute("aria-pressed", "false")
     page.keyboard.press("Escape")
+
+
+CREDENTIALS_URL = re.compile(r"/api/v1/environments/\d+/credentials(\?|$)")
+
+
+def test_a_failed_page_load_clears_the_rows_and_offers_retry(lab, admin_page):
+    page, watcher = admin_page
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    rows = page.locator("#credentials-body tr")
+    expect(rows).to_have_count(50)
+    banner = page.locator("#table-error")
+    expect(banner).to_be_hidden()
+
+    # A server error once: the old rows go, a banner says why and offers Retry.
+    failures = [500]
+
+    def fail_once(route):
+        if failures:
+            failures.pop()
+            route.fulfill(status=500, json={"error": "Internal server error"})
+        else:
+            route.continue_()
+
+    watcher.expect_console("status of 500")
+    page.route(CREDENTIALS_URL, fail_once)
+    page.fill("#f-username", "root")
+    expect(banner).to_be_visible()
+    expect(banner).to_have_attribute("role", "alert")
+    expect(banner).to_contain_text("Could not load this page of credentials: Internal server error")
+    expect(page.locator("#credentials-body [data-action]")).to_have_count(0)
+    expect(page.locator("#table-status")).to_have_text("Could not load credentials.")
+    retry = banner.get_by_role("button", name="Retry")
+    retry.focus()
+    page.keyboard.press("Enter")
+    expect(banner).to_be_hidden()
+    expect(page.locator("#table-status")).to_contain_text("credentials")
+    users = page.locator("#credentials-body tr td:nth-child(2)").all_inner_texts()
+    assert users and all("root" in user for user in users)
+    page.unroute(CREDENTIALS_URL)
+
+    # The network fails: the same, and Retry loads the page that failed.
+    page.fill("#f-username", "")
+    expect(page.locator("#table-status")).to_contain_text("Showing 1–50 of")
+    watcher.expect_console("ERR_FAILED")
+    page.route(CREDENTIALS_URL, lambda route: route.abort())
+    page.locator('#pager-top [data-page="next"]').click()
+    expect(banner).to_contain_text("the portal could not be reached")
+    expect(page.locator("#credentials-body [data-action]")).to_have_count(0)
+    page.unroute(CREDENTIALS_URL)
+    banner.get_by_role("button", name="Retry").click()
+    expect(banner).to_be_hidden()
+    expect(page.locator("#table-status")).to_contain_text("Showing 51–100 of")
+    expect(rows).to_have_count(50)
