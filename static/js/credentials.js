@@ -9,6 +9,8 @@ import { badge, expiryState } from "./status.js";
 
 const FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain", "source", "status"];
 const TEXT_FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain"];
+// Behind "More filters": every filter but the search field.
+const MORE_FILTERS = FILTERS.filter(function (name) { return name !== "q"; });
 
 // options: environmentId, isAdmin, pageSizes (from the server, first one the default), openHistory(item),
 // emptyReason() (why the environment holds no credential, e.g. a failed sync; null when not known).
@@ -59,14 +61,40 @@ export function initCredentials(options) {
   function fillForm() {
     FILTERS.forEach(function (name) { form.elements[name].value = state[name]; });
     form.elements.per_page.value = state.per_page;
+    countMoreFilters();
+  }
+
+  // "More filters" says how many of its filters are in use, and opens by itself on a view
+  // that uses one, so no filter in force is ever out of sight.
+  const moreButton = document.getElementById("more-filters");
+  const morePanel = document.getElementById("more-filters-panel");
+  function showMoreFilters(open) {
+    morePanel.hidden = !open;
+    moreButton.setAttribute("aria-expanded", String(open));
+  }
+  function countMoreFilters() {
+    const used = MORE_FILTERS.filter(function (name) { return state[name]; }).length;
+    document.getElementById("more-filters-count").textContent = used ? "(" + used + ")" : "";
+  }
+  moreButton.addEventListener("click", function () { showMoreFilters(morePanel.hidden); });
+
+  // The sort buttons are one Tab stop (the sorted column's), and arrow keys move between them,
+  // so the keyboard reaches the rows in a few presses.
+  const sortButtons = Array.from(table.querySelectorAll("th[data-sort] button"));
+  function roveTo(button) {
+    sortButtons.forEach(function (b) { b.tabIndex = b === button ? 0 : -1; });
   }
 
   function markSort() {
     const key = state.sort.replace(/^-/, "");
+    let sorted = sortButtons[0];
     table.querySelectorAll("th[data-sort]").forEach(function (th) {
-      if (th.dataset.sort === key) th.setAttribute("aria-sort", state.sort.charAt(0) === "-" ? "descending" : "ascending");
-      else th.removeAttribute("aria-sort");
+      if (th.dataset.sort === key) {
+        th.setAttribute("aria-sort", state.sort.charAt(0) === "-" ? "descending" : "ascending");
+        sorted = th.querySelector("button");
+      } else th.removeAttribute("aria-sort");
     });
+    if (!table.querySelector("thead").contains(document.activeElement)) roveTo(sorted);
   }
 
   function expiryCell(item) {
@@ -186,6 +214,7 @@ export function initCredentials(options) {
     if (name === "per_page") state.per_page = event.target.value;
     else state[name] = event.target.value.trim();
     state.page = 1;
+    countMoreFilters();
     if (TEXT_FILTERS.indexOf(name) >= 0) loadSoon(); else load();
   });
   form.addEventListener("submit", function (event) { event.preventDefault(); load(); });
@@ -204,7 +233,19 @@ export function initCredentials(options) {
     const key = th.dataset.sort;
     state.sort = state.sort === key ? "-" + key : key;
     state.page = 1;
+    roveTo(th.querySelector("button"));
     load();
+  });
+  table.querySelector("thead").addEventListener("keydown", function (event) {
+    const index = sortButtons.indexOf(event.target);
+    if (index < 0) return;
+    const last = sortButtons.length - 1;
+    const next = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: last }[event.key];
+    if (next === undefined) return;
+    event.preventDefault();
+    const button = sortButtons[Math.max(0, Math.min(last, next))];
+    roveTo(button);
+    button.focus();
   });
 
   document.querySelectorAll(".pager [data-page]").forEach(function (button) {
@@ -266,6 +307,7 @@ export function initCredentials(options) {
   });
 
   fillForm();
+  showMoreFilters(state.per_page !== defaultSize || MORE_FILTERS.some(function (name) { return state[name]; }));
   load();
   return {
     reload: load,

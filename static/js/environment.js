@@ -160,5 +160,7 @@ credentials = initCredentials({
 initExport({ currentFilters: credentials.filters, environmentId: envId });
 loadStatus();
 loadLastRuns();
+// The operator comes for a host: the search field has the focus, unless another view was asked for.
 if (window.location.hash === "#age") select(document.getElementById("tab-age"));
+else document.getElementById("f-q").focus();
 setInterval(function () { if (!document.hidden && syncs.idle()) loadStatus(true); }, 30000);

@@ -321,6 +321,7 @@ def test_a_failed_page_load_clears_the_rows_and_offers_retry(lab, admin_page):
 
     watcher.expect_console("status of 500")
     page.route(CREDENTIALS_URL, fail_once)
+    page.click("#more-filters")
     page.fill("#f-username", "root")
     expect(banner).to_be_visible()
     expect(banner).to_have_attribute("role", "alert")
@@ -349,3 +350,54 @@ def test_a_failed_page_load_clears_the_rows_and_offers_retry(lab, admin_page):
     expect(banner).to_be_hidden()
     expect(page.locator("#table-status")).to_contain_text("Showing 51–100 of")
     expect(rows).to_have_count(50)
+
+
+def test_straight_to_the_row_at_1366x768(lab, admin_page):
+    page, _ = admin_page
+    page.set_viewport_size({"width": 1366, "height": 768})
+    item = lab.get(f"/api/v1/environments/{lab.env_id}/credentials", resource_type="ESXI")["items"][
+        0
+    ]
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    rows = page.locator("#credentials-body tr")
+    expect(rows).to_have_count(50)
+
+    # The search field has the focus, and the first row is on screen without scrolling.
+    search = page.locator("#f-q")
+    expect(search).to_be_focused()
+    assert page.evaluate("window.scrollY") == 0
+    box = rows.first.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 768, box
+
+    # A host name typed, then at most 3 Tabs reach the Reveal of its first row.
+    page.keyboard.type(item["hostname"])
+    expect(page).to_have_url(re.compile(r"q=" + re.escape(quote(item["hostname"]))))
+    expect(page.locator("#table-status")).to_contain_text("credentials")
+    hosts = page.locator("#credentials-body tr td.col-host bdi").all_inner_texts()
+    assert hosts and all(item["hostname"] in host for host in hosts)
+    reveal = rows.first.locator("[data-action=reveal]")
+    presses = 0
+    while presses < 3 and not reveal.evaluate("node => node === document.activeElement"):
+        page.keyboard.press("Tab")
+        presses += 1
+    expect(reveal).to_be_focused()
+    print(f"Tab presses from the search field to Reveal: {presses}")
+
+    # The rarely used filters are one press away, and open by themselves when one is in use.
+    more = page.locator("#more-filters")
+    expect(more).to_have_attribute("aria-expanded", "false")
+    expect(page.locator("#f-domain")).to_be_hidden()
+    more.click()
+    expect(more).to_have_attribute("aria-expanded", "true")
+    expect(page.locator("#f-domain")).to_be_visible()
+    page.goto(f"{lab.url}/environments/{lab.env_id}?credential_type=SSH")
+    expect(page.locator("#f-credential_type")).to_be_visible()
+    expect(page.locator("#f-credential_type")).to_have_value("SSH")
+
+    # The column headers still sort, from the keyboard too: arrows move between them.
+    sort = page.locator("th[data-sort=hostname] button")
+    sort.focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("th[data-sort=username] button")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("th[data-sort=username]")).to_have_attribute("aria-sort", "ascending")
