@@ -9,6 +9,8 @@ import { badge, expiryState } from "./status.js";
 
 const FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain", "source", "status"];
 const TEXT_FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain"];
+// Behind "More filters": every filter but the search field.
+const MORE_FILTERS = FILTERS.filter(function (name) { return name !== "q"; });
 
 // options: environmentId, isAdmin, pageSizes (from the server, first one the default), openHistory(item),
 // emptyReason() (why the environment holds no credential, e.g. a failed sync; null when not known).
@@ -21,6 +23,7 @@ export function initCredentials(options) {
   const body = document.getElementById("credentials-body");
   const table = document.getElementById("credentials-table");
   const status = document.getElementById("table-status");
+  const loadError = document.getElementById("table-error");
   const items = new Map(); // id -> credential metadata of the page shown
   const secrets = revealer();
   let state = fromUrl();
@@ -58,14 +61,40 @@ export function initCredentials(options) {
   function fillForm() {
     FILTERS.forEach(function (name) { form.elements[name].value = state[name]; });
     form.elements.per_page.value = state.per_page;
+    countMoreFilters();
+  }
+
+  // "More filters" says how many of its filters are in use, and opens by itself on a view
+  // that uses one, so no filter in force is ever out of sight.
+  const moreButton = document.getElementById("more-filters");
+  const morePanel = document.getElementById("more-filters-panel");
+  function showMoreFilters(open) {
+    morePanel.hidden = !open;
+    moreButton.setAttribute("aria-expanded", String(open));
+  }
+  function countMoreFilters() {
+    const used = MORE_FILTERS.filter(function (name) { return state[name]; }).length;
+    document.getElementById("more-filters-count").textContent = used ? "(" + used + ")" : "";
+  }
+  moreButton.addEventListener("click", function () { showMoreFilters(morePanel.hidden); });
+
+  // The sort buttons are one Tab stop (the sorted column's), and arrow keys move between them,
+  // so the keyboard reaches the rows in a few presses.
+  const sortButtons = Array.from(table.querySelectorAll("th[data-sort] button"));
+  function roveTo(button) {
+    sortButtons.forEach(function (b) { b.tabIndex = b === button ? 0 : -1; });
   }
 
   function markSort() {
     const key = state.sort.replace(/^-/, "");
+    let sorted = sortButtons[0];
     table.querySelectorAll("th[data-sort]").forEach(function (th) {
-      if (th.dataset.sort === key) th.setAttribute("aria-sort", state.sort.charAt(0) === "-" ? "descending" : "ascending");
-      else th.removeAttribute("aria-sort");
+      if (th.dataset.sort === key) {
+        th.setAttribute("aria-sort", state.sort.charAt(0) === "-" ? "descending" : "ascending");
+        sorted = th.querySelector("button");
+      } else th.removeAttribute("aria-sort");
     });
+    if (!table.querySelector("thead").contains(document.activeElement)) roveTo(sorted);
   }
 
   function expiryCell(item) {
@@ -79,11 +108,11 @@ export function initCredentials(options) {
 
   function actionsCell(item) {
     const label = visible(item.hostname) + " / " + visible(item.username);
-    function button(action, text, aria) {
-      return el("button", { type: "button", className: "small", dataset: { action: action }, "aria-label": aria + label }, text);
+    function button(action, text, aria, pressed) {
+      return el("button", { type: "button", className: "small", dataset: { action: action }, "aria-label": aria + label, "aria-pressed": pressed }, text);
     }
     const buttons = el("div", { className: "buttons" },
-      button("reveal", "Reveal", "Reveal password of "),
+      button("reveal", "Reveal", "Reveal password of ", "false"),
       button("copy", "Copy", "Copy password of "),
       button("copy-all", "Copy all", "Copy all: host, user and password of "),
       button("history", "History", "Password history of "));
@@ -126,6 +155,25 @@ export function initCredentials(options) {
     document.querySelectorAll('.pager [data-page="next"]').forEach(function (b) { b.disabled = state.page >= pages; });
   }
 
+  // A page that failed to load leaves no row of the previous one usable: the rows go, and a
+  // banner says why and offers Retry, which loads the same page again.
+  function showLoadError(error) {
+    secrets.hideAll();
+    items.clear();
+    body.replaceChildren(el("tr", {}, el("td", { colspan: "11", className: "empty" }, "The credentials could not be loaded.")));
+    status.textContent = "Could not load credentials.";
+    const reason = error.status ? error.message : "the portal could not be reached (" + error.message + ")";
+    document.getElementById("table-error-text").textContent = "Could not load this page of credentials: " + reason;
+    loadError.hidden = false;
+  }
+
+  function hideLoadError() {
+    if (loadError.hidden) return;
+    const hadFocus = loadError.contains(document.activeElement);
+    loadError.hidden = true;
+    if (hadFocus) table.focus();
+  }
+
   async function load() {
     const mySeq = ++seq;
     syncUrl();
@@ -149,14 +197,16 @@ export function initCredentials(options) {
       status.textContent = total === 0 ? "No credentials." :
         "Showing " + first + "–" + (first + data.items.length - 1) + " of " + total + " credentials";
       updatePager();
+      hideLoadError();
     } catch (e) {
-      if (mySeq === seq) status.textContent = "Could not load credentials: " + e.message;
+      if (mySeq === seq) showLoadError(e);
     } finally {
       if (mySeq === seq) { table.classList.remove("busy"); table.setAttribute("aria-busy", "false"); }
     }
   }
 
   const loadSoon = debounce(load, 300);
+  document.getElementById("table-retry").addEventListener("click", function () { load(); });
 
   form.addEventListener("input", function (event) {
     const name = event.target.name;
@@ -164,6 +214,7 @@ export function initCredentials(options) {
     if (name === "per_page") state.per_page = event.target.value;
     else state[name] = event.target.value.trim();
     state.page = 1;
+    countMoreFilters();
     if (TEXT_FILTERS.indexOf(name) >= 0) loadSoon(); else load();
   });
   form.addEventListener("submit", function (event) { event.preventDefault(); load(); });
@@ -182,7 +233,19 @@ export function initCredentials(options) {
     const key = th.dataset.sort;
     state.sort = state.sort === key ? "-" + key : key;
     state.page = 1;
+    roveTo(th.querySelector("button"));
     load();
+  });
+  table.querySelector("thead").addEventListener("keydown", function (event) {
+    const index = sortButtons.indexOf(event.target);
+    if (index < 0) return;
+    const last = sortButtons.length - 1;
+    const next = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: last }[event.key];
+    if (next === undefined) return;
+    event.preventDefault();
+    const button = sortButtons[Math.max(0, Math.min(last, next))];
+    roveTo(button);
+    button.focus();
   });
 
   document.querySelectorAll(".pager [data-page]").forEach(function (button) {
@@ -199,9 +262,11 @@ export function initCredentials(options) {
     return data.password;
   }
 
+  // The button stays enabled (and focused) while it works; a second press meanwhile is ignored.
   async function copy(tr, button, withContext) {
     const item = items.get(tr.dataset.id);
-    button.disabled = true;
+    if (button.getAttribute("aria-busy") === "true") return;
+    button.setAttribute("aria-busy", "true");
     try {
       const password = await fetchPassword(tr.dataset.id, "copy");
       if (password === null || password === undefined) { toast("No password stored for this credential.", "error"); return; }
@@ -210,7 +275,7 @@ export function initCredentials(options) {
     } catch (e) {
       toast("Could not copy: " + e.message, "error");
     } finally {
-      button.disabled = false;
+      button.removeAttribute("aria-busy");
     }
   }
 
@@ -242,6 +307,7 @@ export function initCredentials(options) {
   });
 
   fillForm();
+  showMoreFilters(state.per_page !== defaultSize || MORE_FILTERS.some(function (name) { return state[name]; }));
   load();
   return {
     reload: load,

@@ -131,7 +131,7 @@ async function openHistory(item) {
     const body = el("tbody");
     data.items.forEach(function (entry) {
       const out = el("span", { className: "secret-out", "aria-live": "polite" });
-      const button = el("button", { type: "button", className: "small" }, "Reveal");
+      const button = el("button", { type: "button", className: "small", "aria-pressed": "false" }, "Reveal");
       button.addEventListener("click", function () {
         formerPasswords.toggle(entry.id, button, out, async function () {
           return (await post(api.historyReveal(item.id, entry.id))).password;
@@ -160,5 +160,7 @@ credentials = initCredentials({
 initExport({ currentFilters: credentials.filters, environmentId: envId });
 loadStatus();
 loadLastRuns();
+// The operator comes for a host: the search field has the focus, unless another view was asked for.
 if (window.location.hash === "#age") select(document.getElementById("tab-age"));
+else document.getElementById("f-q").focus();
 setInterval(function () { if (!document.hidden && syncs.idle()) loadStatus(true); }, 30000);

@@ -18,23 +18,28 @@ export async function copySecret(text) {
   }, revealSeconds() * 1000);
 }
 
-// Reveal buttons: the first press fetches and shows a password in `out` until the delay ends
-// or the button is pressed again. Passwords go into textContent only, exactly as stored.
+// Reveal buttons (toggles, created with aria-pressed="false"): the first press fetches and
+// shows a password in `out` (a polite live region) until the delay ends or the button is
+// pressed again. Passwords go into textContent only, exactly as stored. The button is never
+// disabled while it waits: a disabled button drops the keyboard focus to the page body.
 export function revealer() {
   const shown = new Map(); // key -> { out, button, timer }
+  const pending = new Set(); // keys whose password is on its way
 
   function hide(key) {
     const entry = shown.get(key);
     if (!entry) return;
     clearTimeout(entry.timer);
     entry.out.replaceChildren();
-    entry.button.textContent = "Reveal";
+    entry.button.setAttribute("aria-pressed", "false");
     shown.delete(key);
   }
 
   async function toggle(key, button, out, fetchPassword) {
     if (shown.has(key)) { hide(key); return; }
-    button.disabled = true;
+    if (pending.has(key)) return;
+    pending.add(key);
+    button.setAttribute("aria-busy", "true");
     try {
       const password = await fetchPassword();
       if (password === null || password === undefined) {
@@ -43,12 +48,13 @@ export function revealer() {
         out.replaceChildren(el("span", { className: "secret" }, password),
           el("span", { className: "hint secret-hint" }, "Hides in " + revealSeconds() + " s"));
       }
-      button.textContent = "Hide";
+      button.setAttribute("aria-pressed", "true");
       shown.set(key, { out: out, button: button, timer: setTimeout(function () { hide(key); }, revealSeconds() * 1000) });
     } catch (e) {
       toast("Could not reveal: " + e.message, "error");
     } finally {
-      button.disabled = false;
+      pending.delete(key);
+      button.removeAttribute("aria-busy");
     }
   }
 

@@ -158,6 +158,7 @@ def test_operator_journey(portal, sim, browser, tmp_path):
     assert "unchanged" in text and "new" in text, text
 
     # Filter and sort: the URL reflects the view and restores it.
+    page.click("#more-filters")
     page.fill("#f-username", "root")
     expect(page).to_have_url(re.compile(r"username=root"))
     expect(page.locator("#table-status")).to_contain_text("credentials")

@@ -1,5 +1,6 @@
 """The operator's path in a real browser against the real server: the export dialog, the
-sign-in form, the wording of empty and expired states (issue 12).
+sign-in form, the wording of empty and expired states, the keyboard focus on Reveal and Copy
+(issue 12).
 
 Chromium must be installed at /usr/bin/chromium; the tests are skipped otherwise.
 """
@@ -226,3 +227,177 @@ def test_empty_and_expired_states_say_why(lab, admin_page):
     badges = page.locator("#age-expiring .badge")
     expect(badges.first).to_be_visible()
     assert set(badges.all_inner_texts()) == {"Expired"}
+
+
+def _no_attribute_holds(page, text: str) -> None:
+    """Fail when any attribute of any element of the page contains `text`."""
+    found = page.evaluate(
+        """(text) => Array.from(document.querySelectorAll("*")).flatMap(
+            (node) => Array.from(node.attributes).filter((a) => a.value.includes(text))
+                .map((a) => node.tagName + "[" + a.name + "]"))""",
+        text,
+    )
+    assert found == []
+
+
+def test_focus_stays_on_reveal_and_copy(lab, admin_page):
+    page, _ = admin_page
+    item = lab.get(f"/api/v1/environments/{lab.env_id}/credentials", username="root")["items"][0]
+    page.goto(
+        f"{lab.url}/environments/{lab.env_id}?hostname={quote(item['hostname'])}"
+        f"&username={quote(item['username'])}&credential_type={item['credential_type']}"
+    )
+    row = page.locator("#credentials-body tr")
+    expect(row).to_have_count(1)
+
+    # Enter on Reveal: the password appears in a polite live region, the button stays focused
+    # and says it is pressed; a second Enter hides the password again.
+    reveal = row.locator("[data-action=reveal]")
+    expect(reveal).to_have_attribute("aria-pressed", "false")
+    reveal.focus()
+    page.keyboard.press("Enter")
+    out = row.locator(".secret-out")
+    expect(out).to_have_attribute("aria-live", "polite")
+    expect(out.locator(".secret")).to_have_count(1)
+    password = out.locator(".secret").inner_text()
+    assert password
+    expect(reveal).to_be_focused()
+    expect(reveal).to_have_attribute("aria-pressed", "true")
+    expect(reveal).to_have_accessible_name(re.compile(r"^Reveal password of "))
+    _no_attribute_holds(page, password)
+    page.keyboard.press("Enter")
+    expect(out.locator(".secret")).to_have_count(0)
+    expect(reveal).to_be_focused()
+    expect(reveal).to_have_attribute("aria-pressed", "false")
+
+    # Enter on Copy and on Copy all: focus stays, the toast (a polite status) says what happened.
+    for action, said in (("copy", "Password copied"), ("copy-all", "Host, user and password")):
+        button = row.locator(f"[data-action={action}]")
+        button.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#toasts .toast").last).to_contain_text(said)
+        expect(button).to_be_focused()
+    expect(page.locator("#toasts")).to_have_attribute("aria-live", "polite")
+
+    # The password history: the same for a former or current value in the dialog.
+    row.locator("[data-action=history]").focus()
+    page.keyboard.press("Enter")
+    entry = page.locator("#history-dialog tr.history-entry").first
+    button = entry.locator("button")
+    expect(button).to_have_attribute("aria-pressed", "false")
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(entry.locator(".secret-out[aria-live=polite] .secret")).to_have_count(1)
+    expect(button).to_be_focused()
+    expect(button).to_have_attribute("aria-pressed", "true")
+    _no_attribute_holds(page, entry.locator(".secret").inner_text())
+    page.keyboard.press("Enter")
+    expect(entry.locator(".secret")).to_have_count(0)
+    expect(button).to_be_focused()
+    expect(button).to_have_attribute("aria-pressed", "false")
+    page.keyboard.press("Escape")
+
+
+CREDENTIALS_URL = re.compile(r"/api/v1/environments/\d+/credentials(\?|$)")
+
+
+def test_a_failed_page_load_clears_the_rows_and_offers_retry(lab, admin_page):
+    page, watcher = admin_page
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    rows = page.locator("#credentials-body tr")
+    expect(rows).to_have_count(50)
+    banner = page.locator("#table-error")
+    expect(banner).to_be_hidden()
+
+    # A server error once: the old rows go, a banner says why and offers Retry.
+    failures = [500]
+
+    def fail_once(route):
+        if failures:
+            failures.pop()
+            route.fulfill(status=500, json={"error": "Internal server error"})
+        else:
+            route.continue_()
+
+    watcher.expect_console("status of 500")
+    page.route(CREDENTIALS_URL, fail_once)
+    page.click("#more-filters")
+    page.fill("#f-username", "root")
+    expect(banner).to_be_visible()
+    expect(banner).to_have_attribute("role", "alert")
+    expect(banner).to_contain_text("Could not load this page of credentials: Internal server error")
+    expect(page.locator("#credentials-body [data-action]")).to_have_count(0)
+    expect(page.locator("#table-status")).to_have_text("Could not load credentials.")
+    retry = banner.get_by_role("button", name="Retry")
+    retry.focus()
+    page.keyboard.press("Enter")
+    expect(banner).to_be_hidden()
+    expect(page.locator("#table-status")).to_contain_text("credentials")
+    users = page.locator("#credentials-body tr td:nth-child(2)").all_inner_texts()
+    assert users and all("root" in user for user in users)
+    page.unroute(CREDENTIALS_URL)
+
+    # The network fails: the same, and Retry loads the page that failed.
+    page.fill("#f-username", "")
+    expect(page.locator("#table-status")).to_contain_text("Showing 1–50 of")
+    watcher.expect_console("ERR_FAILED")
+    page.route(CREDENTIALS_URL, lambda route: route.abort())
+    page.locator('#pager-top [data-page="next"]').click()
+    expect(banner).to_contain_text("the portal could not be reached")
+    expect(page.locator("#credentials-body [data-action]")).to_have_count(0)
+    page.unroute(CREDENTIALS_URL)
+    banner.get_by_role("button", name="Retry").click()
+    expect(banner).to_be_hidden()
+    expect(page.locator("#table-status")).to_contain_text("Showing 51–100 of")
+    expect(rows).to_have_count(50)
+
+
+def test_straight_to_the_row_at_1366x768(lab, admin_page):
+    page, _ = admin_page
+    page.set_viewport_size({"width": 1366, "height": 768})
+    item = lab.get(f"/api/v1/environments/{lab.env_id}/credentials", resource_type="ESXI")["items"][
+        0
+    ]
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    rows = page.locator("#credentials-body tr")
+    expect(rows).to_have_count(50)
+
+    # The search field has the focus, and the first row is on screen without scrolling.
+    search = page.locator("#f-q")
+    expect(search).to_be_focused()
+    assert page.evaluate("window.scrollY") == 0
+    box = rows.first.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 768, box
+
+    # A host name typed, then at most 3 Tabs reach the Reveal of its first row.
+    page.keyboard.type(item["hostname"])
+    expect(page).to_have_url(re.compile(r"q=" + re.escape(quote(item["hostname"]))))
+    expect(page.locator("#table-status")).to_contain_text("credentials")
+    hosts = page.locator("#credentials-body tr td.col-host bdi").all_inner_texts()
+    assert hosts and all(item["hostname"] in host for host in hosts)
+    reveal = rows.first.locator("[data-action=reveal]")
+    presses = 0
+    while presses < 3 and not reveal.evaluate("node => node === document.activeElement"):
+        page.keyboard.press("Tab")
+        presses += 1
+    expect(reveal).to_be_focused()
+    print(f"Tab presses from the search field to Reveal: {presses}")
+
+    # The rarely used filters are one press away, and open by themselves when one is in use.
+    more = page.locator("#more-filters")
+    expect(more).to_have_attribute("aria-expanded", "false")
+    expect(page.locator("#f-domain")).to_be_hidden()
+    more.click()
+    expect(more).to_have_attribute("aria-expanded", "true")
+    expect(page.locator("#f-domain")).to_be_visible()
+    page.goto(f"{lab.url}/environments/{lab.env_id}?credential_type=SSH")
+    expect(page.locator("#f-credential_type")).to_be_visible()
+    expect(page.locator("#f-credential_type")).to_have_value("SSH")
+
+    # The column headers still sort, from the keyboard too: arrows move between them.
+    sort = page.locator("th[data-sort=hostname] button")
+    sort.focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("th[data-sort=username] button")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("th[data-sort=username]")).to_have_attribute("aria-sort", "ascending")
