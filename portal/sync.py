@@ -8,6 +8,7 @@ only by the scheduler's process, which claims each with a conditional UPDATE.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import secrets
@@ -24,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import audit, clock, wakeup
 from .clock import iso
-from .crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
+from .crypto import CREDENTIAL_PASSWORD, CREDENTIAL_PASSWORD_MAC, HISTORY_PASSWORD, cipher
 from .environments import endpoint_settings
 from .extensions import db
 from .models import Credential, Endpoint, Environment, PasswordHistory, SyncRun
@@ -237,6 +238,7 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
             Credential.credential_type,
             Credential.username,
             Credential.password_enc,
+            Credential.password_mac,
             Credential.present,
             *[getattr(Credential, name) for name in _METADATA],
         ).where(Credential.environment_id == environment_id, Credential.source == source)
@@ -261,6 +263,7 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
                 username=item.username,
                 credential_type=item.credential_type or "",
                 password_enc=data_cipher.encrypt(item.password, CREDENTIAL_PASSWORD),
+                password_mac=data_cipher.mac(item.password, CREDENTIAL_PASSWORD_MAC),
                 present=True,
                 first_seen_at=now,
                 last_seen_at=now,
@@ -282,12 +285,29 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
             )
         if not row.present:
             change.update(present=True, absent_since=None)
-        stored = (
-            data_cipher.decrypt(row.password_enc, CREDENTIAL_PASSWORD) if row.password_enc else None
+        mac = (
+            None
+            if item.password is None
+            else data_cipher.mac(item.password, CREDENTIAL_PASSWORD_MAC)
         )
-        if item.password is not None and item.password != stored:
+        if mac is None:
+            unchanged = True
+        elif row.password_mac is not None:
+            unchanged = hmac.compare_digest(mac, row.password_mac)
+        else:
+            # Synced before the keyed hash existed: decrypt once, and keep the hash.
+            stored = (
+                data_cipher.decrypt(row.password_enc, CREDENTIAL_PASSWORD)
+                if row.password_enc
+                else None
+            )
+            unchanged = item.password == stored
+            if unchanged:
+                change["password_mac"] = mac
+        if not unchanged:
             change.update(
                 password_enc=data_cipher.encrypt(item.password, CREDENTIAL_PASSWORD),
+                password_mac=mac,
                 last_changed_at=now,
             )
             changed_history.append((row.id, item.password))
