@@ -350,3 +350,52 @@ def test_keyed_hash_is_never_shown_exported_or_logged(app, admin, sim, caplog):
     assert all("mac" not in key for key in page["items"][0])
     for mac in macs:
         assert mac.hex() not in shown and mac.hex().upper() not in shown
+
+
+@pytest.mark.parametrize("ids_by_key", [False, True])
+def test_batched_writes_link_history_and_metadata(app, admin, monkeypatch, ids_by_key):
+    from portal.crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
+
+    monkeypatch.setattr(sync, "_BATCH", 7)  # several statements for a few rows
+    if ids_by_key:  # the new ids read back by key instead of counted from the last id
+        monkeypatch.setattr(sync, "_max_credential_id", lambda _connection: -5)
+    env = admin.api(
+        "POST",
+        "/api/v1/environments",
+        json={
+            "name": "b",
+            "manager": {"host": "vcf.example.test", "username": "u", "password": "p"},
+        },
+    ).json
+    items = [_fetched(f"Password-{n}", f"esx{n}.example") for n in range(30)]
+    with app.app_context():
+        assert sync.apply_fetch(env["id"], "manager", items).new == 30
+        db.session.commit()
+        items[3] = FetchedCredential(**{**items[3].__dict__, "expiry_status": "EXPIRING"})
+        items[4] = FetchedCredential(**{**items[4].__dict__, "password": "Rotated-4"})
+        counts = sync.apply_fetch(env["id"], "manager", items[:-2])
+        db.session.commit()
+        assert (counts.new, counts.changed, counts.unchanged, counts.absent) == (0, 1, 27, 2)
+        data_cipher = cipher()
+        rows = db.session.execute(
+            select(
+                Credential.id,
+                Credential.hostname,
+                Credential.password_enc,
+                Credential.expiry_status,
+            )
+        ).all()
+        current = {
+            cred_id: data_cipher.decrypt(blob, HISTORY_PASSWORD)
+            for cred_id, blob in db.session.execute(
+                select(PasswordHistory.credential_id, PasswordHistory.password_enc).where(
+                    PasswordHistory.changed_at.is_(None)
+                )
+            )
+        }
+        for cred_id, hostname, blob, status in rows:
+            password = data_cipher.decrypt(blob, CREDENTIAL_PASSWORD)
+            assert current[cred_id] == password
+            expected = "Rotated-4" if hostname == "esx4.example" else f"Password-{hostname[3:-8]}"
+            assert password == expected
+            assert status == ("EXPIRING" if hostname == "esx3.example" else None)
