@@ -66,16 +66,11 @@ class DataCipher:
             raise ValueError("the data key must be 32 bytes")
         self._aead = AESGCM(key)
         self.key_id = key_id(key)
-        self._macs = {
-            label: hmac.new(_derive(key, label), digestmod=hashlib.sha256)
-            for label in (CREDENTIAL_PASSWORD_MAC,)
-        }
+        self._mac_keys = {label: _derive(key, label) for label in (CREDENTIAL_PASSWORD_MAC,)}
 
     def mac(self, plaintext: str, label: str) -> bytes:
         """Keyed hash (HMAC-SHA256) of a text secret under the key derived for `label`."""
-        keyed = self._macs[label].copy()
-        keyed.update(plaintext.encode("utf-8"))
-        return keyed.digest()
+        return hmac.digest(self._mac_keys[label], plaintext.encode("utf-8"), "sha256")
 
     def encrypt(self, plaintext: str, purpose: str) -> bytes:
         """Encrypt a text secret; returns version, key id, nonce and ciphertext."""

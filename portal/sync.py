@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import DateTime, bindparam, func, or_, select, update
+from sqlalchemy import DateTime, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import audit, clock, wakeup
@@ -226,7 +226,8 @@ _STORED = (
     Credential.hostname,
     Credential.credential_type,
     Credential.username,
-    Credential.password_enc,
+    # the ciphertext only where there is no keyed hash to compare with
+    case((Credential.password_mac.is_(None), Credential.password_enc), else_=None),
     Credential.password_mac,
     Credential.present,
     *[getattr(Credential, name) for name in _METADATA],
