@@ -230,10 +230,11 @@ _STORED = (
     case((Credential.password_mac.is_(None), Credential.password_enc), else_=None),
     Credential.password_mac,
     Credential.present,
+    Credential.remote_id,
     *[getattr(Credential, name) for name in _METADATA],
 )
-_ID, _HOST, _TYPE, _USER, _ENC, _MAC, _PRESENT = range(7)
-_FIRST_METADATA = 7
+# The fields of a stored row as _stored_rows() keeps it.
+_ID, _HOST, _TYPE, _USER, _ENC, _MAC, _PRESENT, _REMOTE, _METADATA_HASH = range(9)
 # Rows written per statement: bounded memory for the parameters of 100,000 credentials.
 _BATCH = 2000
 # Ids per IN (...): well under every database's limit on bound parameters.
@@ -258,8 +259,7 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
     connection = db.session.connection()
     existing = _stored_rows(connection, environment_id, source)
     by_key = {(r[_HOST], r[_TYPE], r[_USER]): r for r in existing}
-    remote = _FIRST_METADATA + _METADATA.index("remote_id")
-    by_remote = {r[remote]: r for r in existing if r[remote]}
+    by_remote = {r[_REMOTE]: r for r in existing if r[_REMOTE]}
     seen: set[int] = set()
     new_items: list[FetchedCredential] = []
     updates: list[dict] = []
@@ -275,10 +275,8 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
         seen.add(row[_ID])
         change: dict = {}
         metadata = _metadata(item)
-        if row[_FIRST_METADATA:] != metadata:
-            for name, old, value in zip(_METADATA, row[_FIRST_METADATA:], metadata, strict=True):
-                if old != value:
-                    change[name] = value
+        if hash(metadata) != row[_METADATA_HASH]:
+            change.update(zip(_METADATA, metadata, strict=True))
         if key != (row[_HOST], row[_TYPE], row[_USER]):
             change.update(
                 hostname=item.hostname,
@@ -351,18 +349,45 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
     return counts
 
 
-def _stored_rows(connection, environment_id: int, source: str) -> list:
-    """The _STORED columns of a source's credentials as plain tuples."""
+def _stored_rows(connection, environment_id: int, source: str) -> list[tuple]:
+    """A source's stored credentials, each as (id, hostname, credential type, user name,
+    ciphertext where there is no keyed hash, keyed hash, present, remote id, hash of the
+    _METADATA values).
+
+    The metadata is kept as its hash, and repeated names once, so that 100,000 rows fit in
+    little memory; equal hashes are taken for equal metadata (Python's hash of a tuple of
+    strings, keyed per process: a collision would only delay writing a metadata change to
+    the next change).
+    """
     result = connection.execute(
         select(*_STORED).where(
             Credential.environment_id == environment_id, Credential.source == source
         )
     )
-    if connection.dialect.name == "sqlite":
-        # The driver's own tuples: every column already has its Python type (present is 0
-        # or 1), and building 100,000 result rows costs more than the query.
-        return result.cursor.fetchall()
-    return result.all()
+    # On SQLite the driver's own tuples: every column already has its Python type (present
+    # is 0 or 1), and building result rows costs more than the query.
+    rows = result.cursor if connection.dialect.name == "sqlite" else result
+    names: dict[str, str] = {}
+    one = names.setdefault
+    first_metadata = len(_STORED) - len(_METADATA)
+    stored = []
+    while batch := rows.fetchmany(_BATCH):
+        for row in batch:
+            stored.append(
+                (
+                    row[0],
+                    one(row[1], row[1]),
+                    one(row[2], row[2]),
+                    one(row[3], row[3]),
+                    row[4],
+                    row[5],
+                    bool(row[6]),
+                    row[7],
+                    hash(tuple(row[first_metadata:])),
+                )
+            )
+    result.close()
+    return stored
 
 
 _NEW_COLUMNS = (

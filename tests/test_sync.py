@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -132,7 +133,7 @@ def test_returning_credential_is_present_again(app, admin, sim):
         assert counts.unchanged == 1 and counts.absent == 0
         cred = db.session.scalar(select(Credential))
         assert cred.present and cred.absent_since is None
-        missing = FetchedCredential(**{**item.__dict__, "password": None})
+        missing = dataclasses.replace(item, password=None)
         assert sync.apply_fetch(env["id"], "manager", [missing]).unchanged == 1
         db.session.commit()
         assert db.session.scalar(select(func.count(PasswordHistory.id))) == 1
@@ -324,7 +325,7 @@ def test_rows_without_a_keyed_hash_are_compared_once_and_get_one(app, admin):
         # as synced before the column existed
         db.session.execute(db.update(Credential).values(password_mac=None))
         db.session.commit()
-        new = FetchedCredential(**{**rotated.__dict__, "password": "New-Password-2"})
+        new = dataclasses.replace(rotated, password="New-Password-2")
         counts = sync.apply_fetch(env["id"], "manager", [same, new])
         db.session.commit()
         assert (counts.unchanged, counts.changed) == (1, 1)
@@ -371,8 +372,8 @@ def test_batched_writes_link_history_and_metadata(app, admin, monkeypatch, ids_b
     with app.app_context():
         assert sync.apply_fetch(env["id"], "manager", items).new == 30
         db.session.commit()
-        items[3] = FetchedCredential(**{**items[3].__dict__, "expiry_status": "EXPIRING"})
-        items[4] = FetchedCredential(**{**items[4].__dict__, "password": "Rotated-4"})
+        items[3] = dataclasses.replace(items[3], expiry_status="EXPIRING")
+        items[4] = dataclasses.replace(items[4], password="Rotated-4")
         counts = sync.apply_fetch(env["id"], "manager", items[:-2])
         db.session.commit()
         assert (counts.new, counts.changed, counts.unchanged, counts.absent) == (0, 1, 27, 2)

@@ -149,6 +149,7 @@ class _Pages:
         self.seen_ids: set[str] = set()
         self.previous_ids: list[str] | None = None
         self.total_elements: int | None = None
+        self.shared: dict = {}
 
     def add(self, page: int, elements: list[Any], metadata: dict[str, Any] | None) -> None:
         """Check and parse one page."""
@@ -163,7 +164,7 @@ class _Pages:
             )
         self.previous_ids = page_ids
         for index, element in enumerate(elements):
-            credential = parse_credential(element, page, index)
+            credential = parse_credential(element, page, index, self.shared)
             if credential.remote_id is not None:
                 if credential.remote_id in self.seen_ids:
                     raise VcfError(
@@ -178,6 +179,7 @@ class _Pages:
 
     def complete(self) -> list[FetchedCredential]:
         """Every credential read, or VcfError when the count disagrees with the total."""
+        self.shared.clear()
         if self.total_elements is not None and self.total_elements != len(self.results):
             raise VcfError(
                 "malformed",
@@ -187,8 +189,14 @@ class _Pages:
         return self.results
 
 
-def parse_credential(element: Any, page: int = 0, index: int = 0) -> FetchedCredential:
-    """Turn one ``Credential`` JSON object into a FetchedCredential (VcfError if unusable)."""
+def parse_credential(
+    element: Any, page: int = 0, index: int = 0, shared: dict | None = None
+) -> FetchedCredential:
+    """Turn one ``Credential`` JSON object into a FetchedCredential (VcfError if unusable).
+
+    `shared` (one dict for a whole fetch) keeps one copy of the values many credentials
+    repeat (host names, user names, types, domains): a large inventory takes less memory.
+    """
     where = f"credential {index} on page {page}"
     if not isinstance(element, dict):
         raise VcfError("malformed", f"{where} is not a JSON object")
@@ -214,21 +222,24 @@ def parse_credential(element: Any, page: int = 0, index: int = 0) -> FetchedCred
     policy = element.get("autoRotatePolicy")
     policy = policy if isinstance(policy, dict) else {}
     days = policy.get("frequencyInDays")
+    one = (
+        (lambda value: value) if shared is None else (lambda value: shared.setdefault(value, value))
+    )
     return FetchedCredential(
         source="manager",
-        hostname=hostname,
-        username=username,
+        hostname=one(hostname),
+        username=one(username),
         password=password,
-        credential_type=_text(element.get("credentialType")) or "",
-        account_type=_text(element.get("accountType")) or "",
-        resource_type=_text(resource.get("resourceType")) or "",
-        resource_id=_text(resource.get("resourceId")),
-        resource_ip=_text(resource.get("resourceIp")),
-        domain_names=names,
+        credential_type=one(_text(element.get("credentialType")) or ""),
+        account_type=one(_text(element.get("accountType")) or ""),
+        resource_type=one(_text(resource.get("resourceType")) or ""),
+        resource_id=one(_text(resource.get("resourceId"))),
+        resource_ip=one(_text(resource.get("resourceIp"))),
+        domain_names=one(names),
         remote_id=_text(element.get("id")),
         modified_at=_text(element.get("modificationTimestamp")),
         expiry_date=_text(expiry.get("expiryDate")),
-        expiry_status=_text(expiry.get("status")),
+        expiry_status=one(_text(expiry.get("status"))),
         auto_rotate_days=days if isinstance(days, int) and not isinstance(days, bool) else None,
         auto_rotate_next=_text(policy.get("nextSchedule")),
     )

@@ -253,6 +253,19 @@ def test_page_of_the_wrong_shape_is_malformed(sim):
     assert error.kind == "malformed"
 
 
+def test_a_fetch_keeps_one_copy_of_repeated_names(sim):
+    with SddcManagerClient(settings_for(sim)) as client:
+        creds = client.fetch_credentials()
+    by_host: dict[str, list] = {}
+    for cred in creds:
+        by_host.setdefault(cred.hostname, []).append(cred)
+    first, second = next(group for group in by_host.values() if len(group) > 1)[:2]
+    assert first.hostname is second.hostname
+    esxi = [c for c in creds if c.resource_type == "ESXI"]
+    assert esxi[0].resource_type is esxi[-1].resource_type and len(esxi) > 1
+    assert first.password is not second.password
+
+
 def test_parse_credential_tolerance():
     element = {
         "id": "c1",
