@@ -2,14 +2,15 @@
 
 For each size the simulator is started with that many credentials, and:
 
-* the raw fetch floor is measured: one plain `requests` client logs in and reads every page
-  of `/v1/credentials` (the portal's page size) in turn, decoding each page's JSON, from the
-  same simulator process; median of the rounds;
 * the portal syncs in a child process of its own (a new SQLite database, so that its peak
   resident memory is that of one size): a first sync, an unchanged re-sync and a re-sync
   after rotating 20% of the passwords, each round on a new environment; each sync is timed
   from the request (trigger) to the finished run, and its database part is that time less
-  the fetch.
+  the fetch;
+* the raw fetch floor is measured before and after each round, so that it sees the same
+  load as the syncs: one plain `requests` client logs in and reads every page of
+  `/v1/credentials` (the portal's page size) in turn, decoding each page's JSON and keeping
+  only the count, from the same simulator process; the median is printed.
 
 Every figure is printed beside its goal (issue 13): trigger to done at most half of the tool
 used today, at most 2.5x the raw fetch floor from 10,000 up, the database part of an
@@ -140,6 +141,7 @@ def sync_rounds(port: int, ca: Path, size: int, rounds: int, work: Path) -> dict
     from portal.extensions import db
     from portal.simulator.server import DEFAULT_PASSWORD
     from portal.vcf import client_for
+    from portal.vcf.manager import PAGE_SIZE
 
     app = create_app()
     initialize(app)
@@ -153,8 +155,16 @@ def sync_rounds(port: int, ca: Path, size: int, rounds: int, work: Path) -> dict
         fetch_seconds.append(time.perf_counter() - started)
         return fetched
 
+    floors: list[float] = []
+
+    def floor() -> None:
+        seconds, count = raw_fetch_floor(port, ca, PAGE_SIZE)
+        assert count == size, count
+        floors.append(seconds)
+
     with app.app_context():
         for round_no in range(rounds):
+            floor()
             env, _ = save_environment(
                 {
                     "name": f"bench-{round_no}",
@@ -184,8 +194,9 @@ def sync_rounds(port: int, ca: Path, size: int, rounds: int, work: Path) -> dict
                 results[case].append(
                     {"total": elapsed, "fetch": fetch_seconds[0], "counts": counts}
                 )
+            floor()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"results": results, "peak_mb": peak_mb}
+    return {"results": results, "peak_mb": peak_mb, "floors": floors}
 
 
 def _mark(ok: bool) -> str:
@@ -198,11 +209,6 @@ def measure_size(size: int, rounds: int, work: Path) -> dict:
 
     sim, port, ca = _start_simulator(size, work)
     try:
-        floors = []
-        for _ in range(max(rounds, 3)):
-            seconds, count = raw_fetch_floor(port, ca, PAGE_SIZE)
-            assert count == size, count
-            floors.append(seconds)
         child = subprocess.run(
             [
                 sys.executable,
@@ -218,7 +224,7 @@ def measure_size(size: int, rounds: int, work: Path) -> dict:
             text=True,
         )
         measured = json.loads(child.stdout.strip().splitlines()[-1])
-        measured["floor"] = statistics.median(floors)
+        measured["floor"] = statistics.median(measured["floors"])
         measured["page_size"] = PAGE_SIZE
         return measured
     finally:
@@ -234,7 +240,11 @@ def report(size: int, rounds: int, measured: dict) -> None:
         f"== {size:,} credentials ({-(-size // measured['page_size'])} pages of "
         f"{measured['page_size']}), median of {rounds} round(s)"
     )
-    print(f"raw fetch floor (one plain HTTPS client, pages in turn): {floor:.3f} s")
+    spread = f"{min(measured['floors']):.3f}–{max(measured['floors']):.3f}"
+    print(
+        f"raw fetch floor (one plain HTTPS client, pages in turn): {floor:.3f} s "
+        f"(median of {len(measured['floors'])}, before and after each round: {spread})"
+    )
     header = (
         f"{'case':28} {'trigger→done':>12} {'goal':>7} {'today':>6} {'speed-up':>8} "
         f"{'÷floor':>7} {'goal':>5} {'fetch':>7} {'database':>8}  counts"
