@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, current_app
 
 from .models import Credential, Endpoint, PasswordHistory, User
@@ -21,6 +24,9 @@ ENDPOINT_PASSWORD = "endpoint.password"  # noqa: S105 - an encryption label
 CREDENTIAL_PASSWORD = "credential.password"  # noqa: S105 - an encryption label
 HISTORY_PASSWORD = "credential.history"  # noqa: S105 - an encryption label
 TOTP_SECRET = "user.totp"  # noqa: S105 - an encryption label
+# Purpose label of the key (derived from the data key) of the keyed hash stored beside each
+# credential's ciphertext, so a sync tells an unchanged password without decrypting it.
+CREDENTIAL_PASSWORD_MAC = "credential.password.mac"  # noqa: S105 - a key-derivation label
 
 # (model, column, purpose): every secret the portal stores, for key rotation and checks.
 ENCRYPTED_COLUMNS = (
@@ -29,6 +35,9 @@ ENCRYPTED_COLUMNS = (
     (PasswordHistory, "password_enc", HISTORY_PASSWORD),
     (User, "totp_secret_enc", TOTP_SECRET),
 )
+# (model, encrypted column, keyed-hash column, label): hashes recomputed on key rotation.
+# A keyed hash is not a secret on its own, but it is never logged, exported or shown.
+HASHED_COLUMNS = ((Credential, "password_enc", "password_mac", CREDENTIAL_PASSWORD_MAC),)
 
 _EXTENSION = "portal_cipher"
 _VERSION = b"\x01"
@@ -57,6 +66,11 @@ class DataCipher:
             raise ValueError("the data key must be 32 bytes")
         self._aead = AESGCM(key)
         self.key_id = key_id(key)
+        self._mac_keys = {label: _derive(key, label) for label in (CREDENTIAL_PASSWORD_MAC,)}
+
+    def mac(self, plaintext: str, label: str) -> bytes:
+        """Keyed hash (HMAC-SHA256) of a text secret under the key derived for `label`."""
+        return hmac.digest(self._mac_keys[label], plaintext.encode("utf-8"), "sha256")
 
     def encrypt(self, plaintext: str, purpose: str) -> bytes:
         """Encrypt a text secret; returns version, key id, nonce and ciphertext."""
@@ -77,6 +91,13 @@ class DataCipher:
         except InvalidTag:
             raise DecryptionError("stored secret failed authentication (tampered?)") from None
         return plain.decode("utf-8")
+
+
+def _derive(key: bytes, label: str) -> bytes:
+    """A 32-byte key of its own for `label`, derived from the data key (HKDF-SHA256)."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"vcf-portal " + label.encode()
+    ).derive(key)
 
 
 def write_secret_file(path: Path, data: bytes) -> bool:

@@ -20,6 +20,7 @@ from .clock import UTC
 from .crypto import (
     CREDENTIAL_PASSWORD,
     ENCRYPTED_COLUMNS,
+    HASHED_COLUMNS,
     DataCipher,
     DecryptionError,
     KeyFileError,
@@ -218,16 +219,17 @@ def rotate_key(app: Flask) -> KeyRotation:
         old_key = _kept_key_name(settings.data_dir)
         os.link(key_path, old_key)
         try:
+            hashed = {(model, column): (mac, label) for model, column, mac, label in HASHED_COLUMNS}
             for model, column, purpose in ENCRYPTED_COLUMNS:
                 attr = getattr(model, column)
                 rows = db.session.execute(select(model.id, attr).where(attr.is_not(None))).all()
                 for row_id, blob in rows:
                     plain = old_cipher.decrypt(blob, purpose)
-                    db.session.execute(
-                        update(model)
-                        .where(model.id == row_id)
-                        .values({column: new_cipher.encrypt(plain, purpose)})
-                    )
+                    values = {column: new_cipher.encrypt(plain, purpose)}
+                    if (model, column) in hashed:
+                        mac_column, label = hashed[(model, column)]
+                        values[mac_column] = new_cipher.mac(plain, label)
+                    db.session.execute(update(model).where(model.id == row_id).values(values))
                     count += 1
             meta = db.session.get(PortalMeta, "data_key_id")
             meta.value = key_id(new_key).hex()

@@ -177,6 +177,9 @@ class Credential(db.Model):
     domain: Mapped[str] = mapped_column(String(512), nullable=False, default="")
     remote_id: Mapped[str | None] = mapped_column(String(128))
     password_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # HMAC of the password (crypto.CREDENTIAL_PASSWORD_MAC): unchanged passwords are found
+    # without decrypting; NULL for rows synced before the column existed.
+    password_mac: Mapped[bytes | None] = mapped_column(LargeBinary)
     present: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     absent_since: Mapped[datetime | None] = mapped_column(DateTime)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)

@@ -92,7 +92,7 @@ def test_restore_refuses_corrupt_or_foreign_files(tmp_path, app):
         maintenance.restore(app, tmp_path / "missing.db")
 
 
-def test_rotate_key_round_trip(tmp_path, app, synced):
+def test_rotate_key_round_trip(tmp_path, app, admin, synced):
     before = _passwords(app)
     old_key = (tmp_path / "data" / "data.key").read_text()
     done = maintenance.rotate_key(app)
@@ -101,6 +101,17 @@ def test_rotate_key_round_trip(tmp_path, app, synced):
     assert list((tmp_path / "data").glob("data.key.old-*")) == [done.old_key]
     assert done.old_key.read_text() == old_key
     assert _passwords(app) == before
+    with app.app_context():  # the keyed hashes follow the new key
+        from portal.crypto import CREDENTIAL_PASSWORD, CREDENTIAL_PASSWORD_MAC, cipher
+
+        new_cipher = cipher()
+        for blob, mac in db.session.execute(
+            select(Credential.password_enc, Credential.password_mac)
+        ):
+            plain = new_cipher.decrypt(blob, CREDENTIAL_PASSWORD)
+            assert mac == new_cipher.mac(plain, CREDENTIAL_PASSWORD_MAC)
+    again = run_sync(app, admin, synced[1]["id"])
+    assert again["counts"] == {"new": 0, "changed": 0, "unchanged": 400, "absent": 0}
     fresh = make_app(tmp_path)  # a restart loads the new key
     assert _passwords(fresh) == before
     assert all(r.ok for r in maintenance.run_checks(fresh) if r.name != "certificate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -132,7 +133,7 @@ def test_returning_credential_is_present_again(app, admin, sim):
         assert counts.unchanged == 1 and counts.absent == 0
         cred = db.session.scalar(select(Credential))
         assert cred.present and cred.absent_since is None
-        missing = FetchedCredential(**{**item.__dict__, "password": None})
+        missing = dataclasses.replace(item, password=None)
         assert sync.apply_fetch(env["id"], "manager", [missing]).unchanged == 1
         db.session.commit()
         assert db.session.scalar(select(func.count(PasswordHistory.id))) == 1
@@ -266,3 +267,136 @@ def test_sync_requested_by_a_person_is_audited(app, admin):
         {"run": str(first_id), "source": "manager", "trigger": "schedule"},
         {"run": str(response.json["id"]), "source": "manager", "trigger": "manual"},
     ]
+
+
+def _fetched(password: str, hostname: str = "esx9.example") -> FetchedCredential:
+    return FetchedCredential(
+        source="manager",
+        hostname=hostname,
+        username="root",
+        password=password,
+        credential_type="SSH",
+        account_type="USER",
+        resource_type="ESXI",
+    )
+
+
+def test_unchanged_passwords_are_found_without_decrypting(app, admin, sim, monkeypatch):
+    from portal.crypto import CREDENTIAL_PASSWORD_MAC, DataCipher, cipher
+
+    env = create_env(admin, sim)
+    run_sync(app, admin, env["id"])
+    with app.app_context():
+        rows = db.session.execute(select(Credential.password_enc, Credential.password_mac)).all()
+        data_cipher = cipher()
+        for blob, mac in rows:
+            plain = data_cipher.decrypt(blob, "credential.password")
+            assert mac == data_cipher.mac(plain, CREDENTIAL_PASSWORD_MAC) and len(mac) == 32
+
+    decrypt = DataCipher.decrypt
+
+    def refuse(self, blob, purpose):
+        assert purpose != "credential.password", "a sync decrypted a stored password"
+        return decrypt(self, blob, purpose)
+
+    monkeypatch.setattr(DataCipher, "decrypt", refuse)
+    sim.rotate(0.2)
+    run = run_sync(app, admin, env["id"])
+    assert run["counts"] == {"new": 0, "changed": 60, "unchanged": 240, "absent": 0}
+
+
+def test_rows_without_a_keyed_hash_are_compared_once_and_get_one(app, admin):
+    from portal.crypto import CREDENTIAL_PASSWORD_MAC, cipher
+
+    env = admin.api(
+        "POST",
+        "/api/v1/environments",
+        json={
+            "name": "old",
+            "manager": {"host": "vcf.example.test", "username": "u", "password": "p"},
+        },
+    ).json
+    same, rotated = (
+        _fetched("Same-Password-1", "a.example"),
+        _fetched("Old-Password-1", "b.example"),
+    )
+    with app.app_context():
+        sync.apply_fetch(env["id"], "manager", [same, rotated])
+        # as synced before the column existed
+        db.session.execute(db.update(Credential).values(password_mac=None))
+        db.session.commit()
+        new = dataclasses.replace(rotated, password="New-Password-2")
+        counts = sync.apply_fetch(env["id"], "manager", [same, new])
+        db.session.commit()
+        assert (counts.unchanged, counts.changed) == (1, 1)
+        macs = dict(db.session.execute(select(Credential.hostname, Credential.password_mac)).all())
+        data_cipher = cipher()
+        assert macs == {
+            "a.example": data_cipher.mac("Same-Password-1", CREDENTIAL_PASSWORD_MAC),
+            "b.example": data_cipher.mac("New-Password-2", CREDENTIAL_PASSWORD_MAC),
+        }
+        assert db.session.scalar(select(func.count(PasswordHistory.id))) == 3
+
+
+def test_keyed_hash_is_never_shown_exported_or_logged(app, admin, sim, caplog):
+    env = create_env(admin, sim)
+    run_sync(app, admin, env["id"])
+    with app.app_context():
+        macs = db.session.scalars(select(Credential.password_mac)).all()
+    page = admin.client.get(f"/api/v1/environments/{env['id']}/credentials?per_page=500").json
+    export = admin.post(f"/environments/{env['id']}/export", {"format": "csv", "scope": "all"})
+    assert export.status_code == 200
+    csv = export.get_data()
+    shown = json.dumps(page) + csv.decode("utf-8", "replace") + caplog.text
+    assert all("mac" not in key for key in page["items"][0])
+    for mac in macs:
+        assert mac.hex() not in shown and mac.hex().upper() not in shown
+
+
+@pytest.mark.parametrize("ids_by_key", [False, True])
+def test_batched_writes_link_history_and_metadata(app, admin, monkeypatch, ids_by_key):
+    from portal.crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
+
+    monkeypatch.setattr(sync, "_BATCH", 7)  # several statements for a few rows
+    if ids_by_key:  # the new ids read back by key instead of counted from the last id
+        monkeypatch.setattr(sync, "_max_credential_id", lambda _connection: -5)
+    env = admin.api(
+        "POST",
+        "/api/v1/environments",
+        json={
+            "name": "b",
+            "manager": {"host": "vcf.example.test", "username": "u", "password": "p"},
+        },
+    ).json
+    items = [_fetched(f"Password-{n}", f"esx{n}.example") for n in range(30)]
+    with app.app_context():
+        assert sync.apply_fetch(env["id"], "manager", items).new == 30
+        db.session.commit()
+        items[3] = dataclasses.replace(items[3], expiry_status="EXPIRING")
+        items[4] = dataclasses.replace(items[4], password="Rotated-4")
+        counts = sync.apply_fetch(env["id"], "manager", items[:-2])
+        db.session.commit()
+        assert (counts.new, counts.changed, counts.unchanged, counts.absent) == (0, 1, 27, 2)
+        data_cipher = cipher()
+        rows = db.session.execute(
+            select(
+                Credential.id,
+                Credential.hostname,
+                Credential.password_enc,
+                Credential.expiry_status,
+            )
+        ).all()
+        current = {
+            cred_id: data_cipher.decrypt(blob, HISTORY_PASSWORD)
+            for cred_id, blob in db.session.execute(
+                select(PasswordHistory.credential_id, PasswordHistory.password_enc).where(
+                    PasswordHistory.changed_at.is_(None)
+                )
+            )
+        }
+        for cred_id, hostname, blob, status in rows:
+            password = data_cipher.decrypt(blob, CREDENTIAL_PASSWORD)
+            assert current[cred_id] == password
+            expected = "Rotated-4" if hostname == "esx4.example" else f"Password-{hostname[3:-8]}"
+            assert password == expected
+            assert status == ("EXPIRING" if hostname == "esx3.example" else None)

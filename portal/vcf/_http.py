@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import ssl
+import threading
 import time
 import unicodedata
 import warnings
@@ -101,7 +102,11 @@ def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 class ApiTransport:
-    """Authenticated JSON requests against one endpoint; not safe to share between threads."""
+    """Authenticated JSON requests against one endpoint.
+
+    get_json() may be called from several threads at once when `may_overlap` is true: the
+    tokens are renewed under a lock, and the connection pool is shared.
+    """
 
     def __init__(
         self, source: str, settings: EndpointSettings, session: requests.Session | None
@@ -123,6 +128,7 @@ class ApiTransport:
             raise
         self._access_token: str | None = None
         self._refresh_id: str | None = None
+        self._token_lock = threading.Lock()
         self._renew_at = 0.0
         self.last_certificate_sha256: str | None = None
 
@@ -151,16 +157,27 @@ class ApiTransport:
 
     # -- public helpers ----------------------------------------------------------------
 
+    @property
+    def may_overlap(self) -> bool:
+        """True when get_json() may run in several threads at once: not with verification
+        off, whose warning filter (warnings.catch_warnings) is process-wide state."""
+        return self._verify or self._pin_hex is not None
+
     def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         """GET an authenticated path and return its decoded JSON body."""
-        self._ensure_token()
-        response = self._send("GET", path, params=params, auth=True, retry=True)
+        with self._token_lock:
+            self._ensure_token()
+            token = self._access_token
+        response = self._send("GET", path, params=params, auth=True, retry=True, token=token)
         if response.status_code == 401:
             # The token can be revoked or expire server-side before our estimate: one fresh
-            # login, then give up.
-            log.warning("%s %s: access token rejected, logging in again", self.source, path)
-            self._login()
-            response = self._send("GET", path, params=params, auth=True, retry=True)
+            # login (unless another thread made one since), then give up.
+            with self._token_lock:
+                if self._access_token == token:
+                    log.warning("%s %s: access token rejected, logging in again", self.source, path)
+                    self._login()
+                token = self._access_token
+            response = self._send("GET", path, params=params, auth=True, retry=True, token=token)
             if response.status_code == 401:
                 raise self._status_error(response, "GET", path, after_relogin=True)
         if not 200 <= response.status_code < 300:
@@ -245,6 +262,7 @@ class ApiTransport:
         data: bytes | None = None,
         auth: bool,
         retry: bool,
+        token: str | None = None,
     ) -> requests.Response:
         settings = self.settings
         headers = {"Accept": "application/json"}
@@ -252,8 +270,9 @@ class ApiTransport:
             data = json.dumps(json_body).encode()
         if data is not None:
             headers["Content-Type"] = "application/json"
-        if auth and self._access_token:
-            headers["Authorization"] = f"Bearer {self._access_token}"
+        token = token if token is not None else self._access_token
+        if auth and token:
+            headers["Authorization"] = f"Bearer {token}"
         url = settings.base_url + path
         attempts = 1 + (settings.retries if retry else 0)
         for attempt in range(attempts):

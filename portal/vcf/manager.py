@@ -16,6 +16,9 @@ a credential id returned twice, or a final count that disagrees with ``totalElem
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
@@ -25,6 +28,9 @@ from .models import EndpointSettings, FetchedCredential, VcfError
 
 CREDENTIALS_PATH = "/v1/credentials"
 PAGE_SIZE = 500
+# Pages requested at once after the first: quicker on a large inventory, and still polite to
+# SDDC Manager.
+CONCURRENT_PAGES = 4
 # 2,000 pages of 500 is a million credentials: far beyond any real deployment, and a hard
 # stop for a server whose pageMetadata never ends.
 MAX_PAGES = 2000
@@ -50,57 +56,75 @@ class SddcManagerClient:
         self._api.close()
 
     def fetch_credentials(self) -> list[FetchedCredential]:
-        """Return every credential SDDC Manager holds, following all pages."""
-        results: list[FetchedCredential] = []
-        seen_ids: set[str] = set()
-        total_elements: int | None = None
-        previous_ids: list[str] | None = None
+        """Return every credential SDDC Manager holds, following all pages.
+
+        Once the first page gives the number of pages, the others are read up to
+        CONCURRENT_PAGES at a time and checked in order as they arrive.
+        """
+        pages = _Pages()
+        elements, metadata = self._page(0)
+        pages.add(0, elements, metadata)
+        total_pages = _metadata_int(metadata, "totalPages")
+        if not elements:
+            return pages.complete()
+        if total_pages is not None:
+            if total_pages > MAX_PAGES:
+                raise VcfError("malformed", f"/v1/credentials did not end after {MAX_PAGES} pages")
+            self._read_pages_concurrently(pages, total_pages, metadata)
+            return pages.complete()
+        # Without pageMetadata a short (or oversized, paging ignored) page is the end.
         page = 0
-        while True:
-            body = self._api.get_json(
-                CREDENTIALS_PATH, {"pageSize": str(PAGE_SIZE), "pageNumber": str(page)}
-            )
-            elements, metadata = _page_parts(body, page)
-            page_ids = [e.get("id") for e in elements if isinstance(e.get("id"), str)]
-            if page > 0 and page_ids and page_ids == previous_ids:
-                raise VcfError(
-                    "malformed",
-                    f"page {page} of /v1/credentials repeats the previous page "
-                    "(the server ignores pageNumber)",
-                )
-            previous_ids = page_ids
-            for index, element in enumerate(elements):
-                credential = parse_credential(element, page, index)
-                if credential.remote_id is not None:
-                    if credential.remote_id in seen_ids:
-                        raise VcfError(
-                            "malformed",
-                            f"credential id {clean_text(credential.remote_id, 80)} was returned "
-                            "twice; the list changed while it was read, try again",
-                        )
-                    seen_ids.add(credential.remote_id)
-                results.append(credential)
-            total_pages = _metadata_int(metadata, "totalPages")
-            if _metadata_int(metadata, "totalElements") is not None:
-                total_elements = _metadata_int(metadata, "totalElements")
-            if not elements:
-                break
+        while len(elements) == PAGE_SIZE:
             page += 1
-            if total_pages is not None:
-                if page >= total_pages:
-                    break
-            elif len(elements) != PAGE_SIZE:
-                # Without pageMetadata a short (or oversized, paging ignored) page is the end.
-                break
             if page >= MAX_PAGES:
                 raise VcfError("malformed", f"/v1/credentials did not end after {MAX_PAGES} pages")
-        if total_elements is not None and total_elements != len(results):
-            raise VcfError(
-                "malformed",
-                f"SDDC Manager reported {total_elements} credentials but returned "
-                f"{len(results)}; the list changed while it was read, try again",
-            )
-        return results
+            elements, metadata = self._page(page)
+            pages.add(page, elements, metadata)
+            if not elements:
+                break
+        return pages.complete()
+
+    def _page(self, page: int) -> tuple[list[Any], dict[str, Any] | None]:
+        body = self._api.get_json(
+            CREDENTIALS_PATH, {"pageSize": str(PAGE_SIZE), "pageNumber": str(page)}
+        )
+        return _page_parts(body, page)
+
+    def _read_pages_concurrently(
+        self, pages: _Pages, total_pages: int, first: dict[str, Any] | None
+    ) -> None:
+        # A window of pages in flight keeps memory bounded however many pages there are;
+        # with verification off the requests go one at a time (see ApiTransport.may_overlap).
+        workers = CONCURRENT_PAGES if self._api.may_overlap else 1
+        expected = (_metadata_int(first, "totalElements"), total_pages)
+        # Page 1 alone first: a server that ignores pageNumber is caught after one request
+        # rather than after a window of them.
+        following = iter(range(1, total_pages))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vcf-pages")
+        try:
+            pending: deque = deque()
+            for page in itertools.islice(following, 1):
+                pending.append((page, pool.submit(self._page, page)))
+            while pending:
+                page, future = pending.popleft()
+                elements, metadata = future.result()
+                reported = (
+                    _metadata_int(metadata, "totalElements"),
+                    _metadata_int(metadata, "totalPages"),
+                )
+                if reported != expected:
+                    raise VcfError(
+                        "malformed",
+                        f"page {page} of /v1/credentials reports another total than page 0; "
+                        "the list changed while it was read, try again",
+                    )
+                pages.add(page, elements, metadata)
+                if not elements:
+                    break
+                for more in itertools.islice(following, 2 * workers - len(pending)):
+                    pending.append((more, pool.submit(self._page, more)))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def probe(self) -> int | None:
         """Log in and read one credential page of size 1; return the reported total."""
@@ -116,8 +140,63 @@ class SddcManagerClient:
         return self._api.last_certificate_sha256
 
 
-def parse_credential(element: Any, page: int = 0, index: int = 0) -> FetchedCredential:
-    """Turn one ``Credential`` JSON object into a FetchedCredential (VcfError if unusable)."""
+class _Pages:
+    """Credential pages checked in order: no page repeating the one before, no id twice, and
+    as many credentials as the last reported total."""
+
+    def __init__(self) -> None:
+        self.results: list[FetchedCredential] = []
+        self.seen_ids: set[str] = set()
+        self.previous_ids: list[str] | None = None
+        self.total_elements: int | None = None
+        self.shared: dict = {}
+
+    def add(self, page: int, elements: list[Any], metadata: dict[str, Any] | None) -> None:
+        """Check and parse one page."""
+        page_ids = [
+            e.get("id") for e in elements if isinstance(e, dict) and isinstance(e.get("id"), str)
+        ]
+        if page > 0 and page_ids and page_ids == self.previous_ids:
+            raise VcfError(
+                "malformed",
+                f"page {page} of /v1/credentials repeats the previous page "
+                "(the server ignores pageNumber)",
+            )
+        self.previous_ids = page_ids
+        for index, element in enumerate(elements):
+            credential = parse_credential(element, page, index, self.shared)
+            if credential.remote_id is not None:
+                if credential.remote_id in self.seen_ids:
+                    raise VcfError(
+                        "malformed",
+                        f"credential id {clean_text(credential.remote_id, 80)} was returned "
+                        "twice; the list changed while it was read, try again",
+                    )
+                self.seen_ids.add(credential.remote_id)
+            self.results.append(credential)
+        if _metadata_int(metadata, "totalElements") is not None:
+            self.total_elements = _metadata_int(metadata, "totalElements")
+
+    def complete(self) -> list[FetchedCredential]:
+        """Every credential read, or VcfError when the count disagrees with the total."""
+        self.shared.clear()
+        if self.total_elements is not None and self.total_elements != len(self.results):
+            raise VcfError(
+                "malformed",
+                f"SDDC Manager reported {self.total_elements} credentials but returned "
+                f"{len(self.results)}; the list changed while it was read, try again",
+            )
+        return self.results
+
+
+def parse_credential(
+    element: Any, page: int = 0, index: int = 0, shared: dict | None = None
+) -> FetchedCredential:
+    """Turn one ``Credential`` JSON object into a FetchedCredential (VcfError if unusable).
+
+    `shared` (one dict for a whole fetch) keeps one copy of the values many credentials
+    repeat (host names, user names, types, domains): a large inventory takes less memory.
+    """
     where = f"credential {index} on page {page}"
     if not isinstance(element, dict):
         raise VcfError("malformed", f"{where} is not a JSON object")
@@ -143,21 +222,24 @@ def parse_credential(element: Any, page: int = 0, index: int = 0) -> FetchedCred
     policy = element.get("autoRotatePolicy")
     policy = policy if isinstance(policy, dict) else {}
     days = policy.get("frequencyInDays")
+    one = (
+        (lambda value: value) if shared is None else (lambda value: shared.setdefault(value, value))
+    )
     return FetchedCredential(
         source="manager",
-        hostname=hostname,
-        username=username,
+        hostname=one(hostname),
+        username=one(username),
         password=password,
-        credential_type=_text(element.get("credentialType")) or "",
-        account_type=_text(element.get("accountType")) or "",
-        resource_type=_text(resource.get("resourceType")) or "",
-        resource_id=_text(resource.get("resourceId")),
-        resource_ip=_text(resource.get("resourceIp")),
-        domain_names=names,
+        credential_type=one(_text(element.get("credentialType")) or ""),
+        account_type=one(_text(element.get("accountType")) or ""),
+        resource_type=one(_text(resource.get("resourceType")) or ""),
+        resource_id=one(_text(resource.get("resourceId"))),
+        resource_ip=one(_text(resource.get("resourceIp"))),
+        domain_names=one(names),
         remote_id=_text(element.get("id")),
         modified_at=_text(element.get("modificationTimestamp")),
         expiry_date=_text(expiry.get("expiryDate")),
-        expiry_status=_text(expiry.get("status")),
+        expiry_status=one(_text(expiry.get("status"))),
         auto_rotate_days=days if isinstance(days, int) and not isinstance(days, bool) else None,
         auto_rotate_next=_text(policy.get("nextSchedule")),
     )

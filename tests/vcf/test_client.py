@@ -25,6 +25,7 @@ from portal.vcf import (
     test_connection,
 )
 from portal.vcf._http import clean_text
+from portal.vcf.manager import CONCURRENT_PAGES
 
 CREDENTIALS = 1234
 REFRESH = "PATCH /v1/tokens/access-token/refresh"
@@ -126,6 +127,67 @@ def test_fetch_follows_every_page(sim, caplog):
     assert_no_secret(sim, caplog.text)
 
 
+def _count_overlap(monkeypatch) -> dict:
+    """Track how many credential pages are being requested at once."""
+    import threading
+
+    from portal.vcf._http import ApiTransport
+
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    request = ApiTransport._request
+
+    def counted(self, method, url, *args):
+        paging = "/v1/credentials" in url
+        if paging:
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+        try:
+            if paging:
+                time.sleep(0.05)  # long enough for the others to start
+            return request(self, method, url, *args)
+        finally:
+            if paging:
+                with lock:
+                    state["now"] -= 1
+
+    monkeypatch.setattr(ApiTransport, "_request", counted)
+    return state
+
+
+def test_later_pages_are_read_four_at_a_time_and_kept_in_order(monkeypatch):
+    overlap = _count_overlap(monkeypatch)
+    with Simulator(credentials=6001, seed=5) as big:  # 13 pages
+        with SddcManagerClient(settings_for(big)) as client:
+            creds = client.fetch_credentials()
+        assert big.hits["GET /v1/credentials"] == 13
+        assert [c.remote_id for c in creds] == [e["id"] for e in big.credentials_snapshot()]
+    assert overlap["most"] == CONCURRENT_PAGES == 4
+
+
+def test_pages_one_at_a_time_when_verification_is_off(monkeypatch):
+    overlap = _count_overlap(monkeypatch)
+    with Simulator(credentials=2600, seed=5) as big:
+        with SddcManagerClient(settings_for(big, verify_tls=False, ca_pem=None)) as client:
+            assert len(client.fetch_credentials()) == 2600
+    assert overlap["most"] == 1
+
+
+def test_total_changing_while_pages_are_read_is_malformed(monkeypatch):
+    with Simulator(credentials=3000, seed=5) as big:
+        page = SddcManagerClient._page
+
+        def growing(self, number):
+            if number == 3:
+                big.add(2)
+            return page(self, number)
+
+        monkeypatch.setattr(SddcManagerClient, "_page", growing)
+        error = fetch_error(settings_for(big))
+    assert error.kind == "malformed" and "changed while it was read" in str(error)
+
+
 def test_password_is_not_in_repr(sim):
     with SddcManagerClient(settings_for(sim)) as client:
         cred = client.fetch_credentials()[0]
@@ -189,6 +251,19 @@ def test_page_of_the_wrong_shape_is_malformed(sim):
     sim.set_quirks("wrong_shape")
     error = fetch_error(settings_for(sim))
     assert error.kind == "malformed"
+
+
+def test_a_fetch_keeps_one_copy_of_repeated_names(sim):
+    with SddcManagerClient(settings_for(sim)) as client:
+        creds = client.fetch_credentials()
+    by_host: dict[str, list] = {}
+    for cred in creds:
+        by_host.setdefault(cred.hostname, []).append(cred)
+    first, second = next(group for group in by_host.values() if len(group) > 1)[:2]
+    assert first.hostname is second.hostname
+    esxi = [c for c in creds if c.resource_type == "ESXI"]
+    assert esxi[0].resource_type is esxi[-1].resource_type and len(esxi) > 1
+    assert first.password is not second.password
 
 
 def test_parse_credential_tolerance():
