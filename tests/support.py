@@ -248,10 +248,16 @@ class Watcher:
         self.origin = origin
         self.problems: list[str] = []
         self.expected: list[str] = []
+        self.tolerated: list[str] = []
 
     def expect_console(self, fragment: str) -> None:
         """Allow one console error containing `fragment` (e.g. a deliberate 422 response)."""
         self.expected.append(fragment)
+
+    def tolerate_console(self, fragment: str) -> None:
+        """Allow any number of console errors containing `fragment` from now on (requests a
+        test makes fail on purpose, however many the page sends)."""
+        self.tolerated.append(fragment)
 
     def attach(self, page) -> None:
         page.on("console", self._console)
@@ -263,6 +269,8 @@ class Watcher:
         if "Content Security Policy" in text:
             self.problems.append(f"CSP: {text}")
         elif message.type == "error":
+            if any(fragment in text for fragment in self.tolerated):
+                return
             allowed = next((f for f in self.expected if f in text), None)
             if allowed is None:
                 self.problems.append(f"console error: {text}")
