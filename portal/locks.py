@@ -151,8 +151,7 @@ class PostgresLeadership:
     """
 
     def __init__(self, database_url: str):
-        url = make_url(database_url).set(drivername="postgresql")
-        self.dsn = url.render_as_string(hide_password=False)
+        self.database_url = database_url
         self.conn = None
         self.guard = threading.Lock()
 
@@ -170,17 +169,17 @@ class PostgresLeadership:
     def acquire(self) -> bool:
         """Take the lead if no other node has it."""
         with self.guard:
+            conn = None
             try:
-                conn = self._connect()
-                conn.autocommit = True
+                conn = dedicated_connection(self.database_url, leader_name())
                 with conn.cursor() as cur:
                     cur.execute("SELECT pg_try_advisory_lock(%s, %s)", ADVISORY_KEYS)
                     won = bool(cur.fetchone()[0])
             except Exception as exc:  # noqa: BLE001 - no database, no lead; retried later
                 log.warning("scheduler election failed: %s", type(exc).__name__)
-                return False
+                won = False
             if not won:
-                conn.close()
+                close_quietly(conn)
                 return False
             self.conn = conn
             return True
@@ -211,12 +210,8 @@ class PostgresLeadership:
             self._drop()
 
     def _drop(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:  # noqa: BLE001, S110 - it is gone either way
-                pass
-            self.conn = None
+        close_quietly(self.conn)
+        self.conn = None
 
     def forget_in_child(self) -> None:
         """In a forked worker: never end the master's connection (and with it its lead)."""
@@ -226,6 +221,32 @@ class PostgresLeadership:
 
 
 _inherited: list = []
+
+
+def dedicated_connection(database_url: str, application_name: str):
+    """A PostgreSQL connection of its own (autocommit), outside the pool, with TCP keepalives
+    so that a node cut off from the server loses it, and its locks, within about 30 s."""
+    url = make_url(database_url).set(drivername="postgresql")
+    conn = psycopg2.connect(
+        url.render_as_string(hide_password=False),
+        application_name=application_name[:63],
+        connect_timeout=5,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+    )
+    conn.autocommit = True
+    return conn
+
+
+def close_quietly(conn) -> None:
+    """Close a dedicated connection that may already be gone."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001, S110 - it is gone either way
+            pass
 
 
 def disown_connection(conn) -> None:

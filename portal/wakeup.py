@@ -15,11 +15,9 @@ import socket
 import time
 from pathlib import Path
 
-import psycopg2
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from .locks import disown_connection
+from .locks import close_quietly, dedicated_connection, disown_connection
 
 log = logging.getLogger("portal.wakeup")
 
@@ -63,17 +61,7 @@ class Listener:
             self.sock.bind(str(path))
             os.chmod(path, 0o600)
         else:
-            url = make_url(self.settings.database_url).set(drivername="postgresql")
-            self.conn = psycopg2.connect(
-                url.render_as_string(hide_password=False),
-                application_name="vcf-portal-dispatcher",
-                connect_timeout=5,
-                keepalives=1,
-                keepalives_idle=10,
-                keepalives_interval=5,
-                keepalives_count=3,
-            )
-            self.conn.autocommit = True
+            self.conn = dedicated_connection(self.settings.database_url, "vcf-portal-dispatcher")
             with self.conn.cursor() as cur:
                 cur.execute(f"LISTEN {CHANNEL}")
         return self
@@ -107,12 +95,8 @@ class Listener:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:  # noqa: BLE001, S110 - it is gone either way
-                pass
-            self.conn = None
+        close_quietly(self.conn)
+        self.conn = None
 
     def forget_in_child(self) -> None:
         """In a forked worker: drop the copies without touching the parent's channel."""
