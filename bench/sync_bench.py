@@ -32,101 +32,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-CASES = ("first sync", "unchanged re-sync", "re-sync after 20% rotation")
-# Trigger to done of the tool operators use today (median of 3, this machine class, issue 13).
-TODAY = {
-    1000: (0.47, 0.55, 0.53),
-    10000: (2.9, 2.2, 2.9),
-    50000: (13.7, 9.3, 16.5),
-}
+
+from bench.common import CASES, TODAY, raw_fetch_floor, sim_control, start_simulator  # noqa: E402
+
 SPEED_UP_GOAL = 2.0
 FLOOR_RATIO_GOAL = 2.5  # from 10,000 credentials up
 DB_UNCHANGED_10K_GOAL = 0.15
 SECONDS_100K_GOAL = 10.0
 PEAK_MB_GOAL = 300
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _control(port: int, ca: Path, payload: dict) -> dict:
-    import ssl
-
-    context = ssl.create_default_context(cafile=str(ca))
-    request = urllib.request.Request(
-        f"https://127.0.0.1:{port}/_sim/control",
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, context=context, timeout=30) as response:
-        return json.load(response)
-
-
-def raw_fetch_floor(port: int, ca: Path, page_size: int) -> tuple[float, int]:
-    """Seconds one plain HTTPS client takes to log in and read every page; and the count."""
-    import requests
-
-    from portal.simulator.server import DEFAULT_PASSWORD
-
-    base = f"https://127.0.0.1:{port}"
-    started = time.perf_counter()
-    with requests.Session() as session:
-        session.trust_env = False  # the simulator's CA, not REQUESTS_CA_BUNDLE
-        session.verify = str(ca)
-        token = session.post(
-            f"{base}/v1/tokens",
-            json={"username": "administrator@vsphere.local", "password": DEFAULT_PASSWORD},
-            timeout=60,
-        ).json()["accessToken"]
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        count, page, pages = 0, 0, 1
-        while page < pages:
-            body = session.get(
-                f"{base}/v1/credentials",
-                params={"pageSize": str(page_size), "pageNumber": str(page)},
-                headers=headers,
-                timeout=60,
-            ).json()
-            count += len(body["elements"])
-            pages = body["pageMetadata"]["totalPages"]
-            page += 1
-    return time.perf_counter() - started, count
-
-
-def _start_simulator(size: int, work: Path) -> tuple[subprocess.Popen, int, Path]:
-    port = _free_port()
-    sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "portal.simulator",
-            "--port",
-            str(port),
-            "--credentials",
-            str(size),
-            "--cert-dir",
-            str(work / "sim"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    for line in sim.stdout:
-        if "listening" in line:
-            break
-    return sim, port, work / "sim" / "sim-ca.pem"
 
 
 def sync_rounds(port: int, ca: Path, size: int, rounds: int, work: Path) -> dict:
@@ -187,7 +104,7 @@ def sync_rounds(port: int, ca: Path, size: int, rounds: int, work: Path) -> dict
             db.session.commit()
             for case in CASES:
                 if case.startswith("re-sync after"):
-                    _control(port, ca, {"action": "rotate", "fraction": 0.2})
+                    sim_control(port, ca, {"action": "rotate", "fraction": 0.2})
                 fetch_seconds.clear()
                 started = time.perf_counter()
                 run = sync.request_sync(env.id, "manager", "manual", "bench")
@@ -214,7 +131,7 @@ def measure_size(size: int, rounds: int, work: Path) -> dict:
     """Start the simulator for `size`, measure the floor here and the syncs in a child."""
     from portal.vcf.manager import PAGE_SIZE
 
-    sim, port, ca = _start_simulator(size, work)
+    sim, port, ca = start_simulator(size, work)
     try:
         child = subprocess.run(
             [

@@ -14,16 +14,11 @@ Gunicorn master, which runs the scheduler).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import socket
-import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import requests
@@ -31,62 +26,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import CASES, TODAY, raw_fetch_floor, sim_control, start_simulator  # noqa: E402
 from portal.simulator.server import DEFAULT_PASSWORD  # noqa: E402
 from tests.support import PortalServer  # noqa: E402
 
 ADMIN_PASSWORD = "trigger bench admin pass"  # noqa: S105 - a throwaway local instance
-TODAY = {  # today's tool, trigger to done in seconds: first / unchanged / 20% rotated
-    1000: (0.47, 0.55, 0.53),
-    10000: (2.9, 2.2, 2.9),
-    50000: (13.7, 9.3, 16.5),
-}
-CASES = ("first sync", "unchanged re-sync", "re-sync after 20% rotation")
 PAGE_SIZE = 500
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _control(port: int, ca: Path, payload: dict) -> dict:
-    context = ssl.create_default_context(cafile=str(ca))
-    request = urllib.request.Request(
-        f"https://127.0.0.1:{port}/_sim/control",
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, context=context, timeout=60) as response:
-        return json.load(response)
-
-
-def fetch_floor(port: int, ca: Path) -> float:
-    """Seconds one plain HTTPS client takes to fetch every credential page."""
-    session = requests.Session()
-    session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-    session.verify = str(ca)
-    base = f"https://127.0.0.1:{port}"
-    started = time.perf_counter()
-    token = session.post(
-        base + "/v1/tokens",
-        json={"username": "administrator@vsphere.local", "password": DEFAULT_PASSWORD},
-        timeout=60,
-    ).json()["accessToken"]
-    headers = {"Authorization": f"Bearer {token}"}
-    page = 0
-    while True:
-        body = session.get(
-            base + "/v1/credentials",
-            params={"pageSize": PAGE_SIZE, "pageNumber": page},
-            headers=headers,
-            timeout=60,
-        ).json()
-        page += 1
-        if page >= body["pageMetadata"]["totalPages"]:
-            break
-    return time.perf_counter() - started
 
 
 def _peak_mb(pid: int) -> float:
@@ -112,19 +57,10 @@ def _sync(server: PortalServer, session: requests.Session, env_id: int) -> tuple
 def measure(size: int, rounds: int) -> None:
     """Print the figures of one size."""
     work = Path(tempfile.mkdtemp(prefix="trig", dir="/tmp"))
-    port = _free_port()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "portal.simulator", "--port", str(port), "--credentials",
-         str(size), "--cert-dir", str(work / "sim")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    sim, port, ca = start_simulator(size, work)
     server = PortalServer(work / "portal", workers=2, env={"PORTAL_ADMIN_PASSWORD": ADMIN_PASSWORD})
     try:
-        for line in sim.stdout:
-            if "listening" in line:
-                break
-        ca = work / "sim" / "sim-ca.pem"
-        floor = statistics.median(fetch_floor(port, ca) for _ in range(3))
+        floor = statistics.median(raw_fetch_floor(port, ca, PAGE_SIZE)[0] for _ in range(3))
         server.start()
         session = server.session()
         assert server.login(session, "admin", ADMIN_PASSWORD).status_code == 302
@@ -147,7 +83,7 @@ def measure(size: int, rounds: int) -> None:
             ).json()["id"]
             for case in CASES:
                 if case.startswith("re-sync after"):
-                    _control(port, ca, {"action": "rotate", "fraction": 0.2})
+                    sim_control(port, ca, {"action": "rotate", "fraction": 0.2})
                 elapsed, _ = _sync(server, session, env_id)
                 results[case].append(elapsed)
         peak = _peak_mb(server.proc.pid)
