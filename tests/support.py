@@ -21,6 +21,7 @@ import requests
 from portal import create_app, sync
 from portal.bootstrap import initialize
 from portal.config import load_settings
+from portal.vcf import FetchedCredential
 
 BASE_URL = "https://localhost"
 # The browser of the browser tests and tools/screenshots.py: the system Chromium, quiet and
@@ -143,6 +144,24 @@ def run_sync(app, admin, env_id, source="manager"):
     with app.app_context():
         sync.process_queue()
     return admin.client.get(f"/api/v1/sync-runs/{response.json['id']}").json
+
+
+def fetched(count: int, rotated: int = 0) -> list[FetchedCredential]:
+    """`count` ESXi root accounts as SDDC Manager returns them; the first `rotated` with a new
+    password."""
+    return [
+        FetchedCredential(
+            source="manager",
+            hostname=f"esx-{n:03d}.sfo.example.net",
+            username="root",
+            password=f"Pw-{n}-{'new' if n < rotated else 'old'}",
+            credential_type="SSH",
+            account_type="USER",
+            resource_type="ESXI",
+            remote_id=f"id-{n}",
+        )
+        for n in range(count)
+    ]
 
 
 ROOT = Path(__file__).resolve().parent.parent

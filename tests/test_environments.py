@@ -6,30 +6,13 @@ from __future__ import annotations
 import pytest
 from alembic import command
 from sqlalchemy import event, select, text
-from support import make_app
+from support import fetched, make_app
 
 from portal import sync
 from portal.bootstrap import alembic_config
 from portal.environments import save_environment
 from portal.extensions import db
 from portal.models import Credential, Endpoint
-from portal.vcf import FetchedCredential
-
-
-def fetched(count: int, rotated: int = 0) -> list[FetchedCredential]:
-    return [
-        FetchedCredential(
-            source="manager",
-            hostname=f"esx-{n:03d}.sfo.example.net",
-            username="root",
-            password=f"Pw-{n}-{'new' if n < rotated else 'old'}",
-            credential_type="SSH",
-            account_type="USER",
-            resource_type="ESXI",
-            remote_id=f"id-{n}",
-        )
-        for n in range(count)
-    ]
 
 
 @pytest.fixture

@@ -13,27 +13,11 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select
-from support import create_env
+from support import create_env, fetched
 
 from portal import clock, sync
 from portal.extensions import db
 from portal.models import Credential, Endpoint, SyncRun
-from portal.vcf import FetchedCredential
-
-
-def _fetched(count: int = 3) -> list[FetchedCredential]:
-    return [
-        FetchedCredential(
-            source="manager",
-            hostname=f"esx{i}.example.test",
-            username="root",
-            password=f"Password-{i}-abc",
-            credential_type="SSH",
-            account_type="USER",
-            resource_type="ESXI",
-        )
-        for i in range(count)
-    ]
 
 
 @pytest.fixture
@@ -91,7 +75,7 @@ def test_a_database_error_while_ending_the_run_fails_it_with_its_reason(
     fail_writes.append(_ends_run_with("success"))
     run_id = _queue(app, env_id)
     with caplog.at_level(logging.INFO, logger="portal"), app.app_context():
-        sync.execute_run(run_id, fetch=lambda settings: _fetched())
+        sync.execute_run(run_id, fetch=lambda settings: fetched(3))
     run = _run(app, run_id)
     assert run.state == "failed" and "disk" in run.error and run.finished_at is not None
     assert _stored(app) == 0  # nothing of the failed run was kept
@@ -100,7 +84,7 @@ def test_a_database_error_while_ending_the_run_fails_it_with_its_reason(
     fail_writes.clear()
     again = _queue(app, env_id)
     with app.app_context():
-        assert sync.execute_run(again, fetch=lambda settings: _fetched()).state == "success"
+        assert sync.execute_run(again, fetch=lambda settings: fetched(3)).state == "success"
     assert _stored(app) == 3
 
 
@@ -113,7 +97,7 @@ def test_a_run_that_cannot_even_record_its_failure_ends_when_its_heartbeat_expir
     def fetch(settings):  # the disk fills up while the run fetches
         fail_writes.append(lambda statement, parameters: statement.startswith("UPDATE"))
         fail_writes.append(lambda statement, parameters: statement.startswith("INSERT"))
-        return _fetched()
+        return fetched(3)
 
     with app.app_context():
         sync.execute_run(run_id, fetch=fetch)
@@ -146,7 +130,7 @@ def test_a_write_lock_held_by_another_process_fails_the_run_not_wedges_it(app, e
     def fetch(settings):
         threading.Thread(target=hold_lock, daemon=True).start()
         locked.wait(5)
-        return _fetched()
+        return fetched(3)
 
     run_id = _queue(app, env_id)
     with app.app_context():
@@ -185,7 +169,7 @@ def test_a_run_of_a_dead_node_is_failed_and_the_source_syncs_again(app, env_id):
     new = _queue(app, env_id)
     assert new != run_id
     with app.app_context():
-        assert sync.execute_run(new, fetch=lambda settings: _fetched()).state == "success"
+        assert sync.execute_run(new, fetch=lambda settings: fetched(3)).state == "success"
 
 
 def test_a_live_owner_is_never_failed(app, env_id):
@@ -221,7 +205,7 @@ def test_a_run_failed_as_interrupted_meanwhile_stores_nothing(app, env_id):
     def fetch(settings):
         with app.app_context():  # another node decides this run's owner is gone
             assert sync.fail_stale_runs(stale_seconds=-1) == 1
-        return _fetched()
+        return fetched(3)
 
     run_id = _queue(app, env_id)
     with app.app_context():
@@ -240,7 +224,7 @@ def test_the_heartbeat_is_renewed_while_the_run_works(app, env_id):
             run = db.session.get(SyncRun, run_id)
             seen["started"], seen["beat"] = run.started_at, run.heartbeat_at
             seen["owner"] = run.owner
-        return _fetched()
+        return fetched(3)
 
     run_id = _queue(app, env_id)
     with app.app_context():
