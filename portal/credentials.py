@@ -190,11 +190,6 @@ def export_query(environment_id: int | None, filters: CredentialFilters) -> Sele
     return query.with_only_columns(*(getattr(Credential, c) for c in EXPORT_COLUMNS))
 
 
-def all_matching(environment_id: int | None, filters: CredentialFilters) -> list:
-    """Rows (EXPORT_COLUMNS, as plain tuples) of the filtered, sorted view."""
-    return db.session.execute(export_query(environment_id, filters)).all()
-
-
 def count_matching(environment_id: int | None, filters: CredentialFilters) -> int:
     """How many credentials the filtered view holds."""
     query = filtered_query(environment_id, filters)
