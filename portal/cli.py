@@ -1,4 +1,4 @@
-"""Command line: `flask --app app users list|create|reset-password|set-role`."""
+"""Command line: `flask --app app users list|create|reset-password|reset-second-factor|set-role`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from . import audit, clock, maintenance, users
+from . import audit, clock, maintenance, second_factor, users
 from .extensions import db
 from .models import ROLES, User
 from .security import password_problem
+from .sessions import revoke_user_sessions
 from .version import __version__
 
 users_cli = AppGroup("users", help="Manage portal users (for a locked-out operator).")
@@ -67,6 +68,20 @@ def reset_password(username: str) -> None:
     users.set_temporary_password(user, password, actor="cli")
     db.session.commit()
     click.echo(f"password reset for {username}; it must be changed at next sign-in")
+
+
+@users_cli.command("reset-second-factor")
+@click.argument("username")
+def reset_second_factor(username: str) -> None:
+    """Remove every second factor and recovery code of a user, unlock the account and end its
+    sessions; where the policy requires a factor, they set one up at next sign-in."""
+    user = _get(username)
+    second_factor.reset(user, actor="cli")
+    user.failed_logins = 0
+    user.locked_until = None
+    revoke_user_sessions(user.id)
+    db.session.commit()
+    click.echo(f"second factors of {username} removed; sessions ended")
 
 
 @users_cli.command("set-role")

@@ -34,6 +34,7 @@ ENCRYPTED_COLUMNS = (
     (Credential, "password_enc", CREDENTIAL_PASSWORD),
     (PasswordHistory, "password_enc", HISTORY_PASSWORD),
     (User, "totp_secret_enc", TOTP_SECRET),
+    (User, "totp_pending_enc", TOTP_SECRET),
 )
 # (model, encrypted column, keyed-hash column, label): hashes recomputed on key rotation.
 # A keyed hash is not a secret on its own, but it is never logged, exported or shown.

@@ -45,6 +45,18 @@ class User(UserMixin, db.Model):
     failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
     totp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # An authenticator app being set up: encrypted like the confirmed secret, replaced by it
+    # when the first code confirms it.
+    totp_pending_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The newest 30-second step whose code was accepted: a code is good once (no replay).
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    # Password checks in progress (claimed before checking, released after): with the wrong
+    # passwords counted in failed_logins, they bound the guesses checked per lockout window.
+    login_checks: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    login_checks_at: Mapped[datetime | None] = mapped_column(DateTime)
     preferences: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -76,8 +88,44 @@ class UserSession(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(255))
+    # Set while the session waits for the second factor: it is not signed in until then.
+    pending_until: Mapped[datetime | None] = mapped_column(DateTime)
+    # The WebAuthn challenge this session was last given (single use).
+    challenge: Mapped[str | None] = mapped_column(String(128))
 
     user: Mapped[User] = relationship()
+
+
+class RecoveryCode(db.Model):
+    """A single-use recovery code, kept as a hash (the code itself is shown once)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Passkey(db.Model):
+    """A WebAuthn credential (passkey or security key) registered as a second factor."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    credential_id: Mapped[str] = mapped_column(String(512), nullable=False, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    sign_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    transports: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class LoginFailure(db.Model):

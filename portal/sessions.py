@@ -14,22 +14,27 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from . import clock
+from . import clock, second_factor
 from .extensions import db, login_manager
 from .http import json_error
 from .models import User, UserSession
 
 REAUTH_WINDOW = timedelta(minutes=15)
+PENDING_WINDOW = timedelta(minutes=5)
 _TOUCH_EVERY = timedelta(seconds=30)
 _OPEN_ENDPOINTS = {"auth.login", "auth.logout", "auth.change_password", "static", "health.healthz"}
+_ENROLMENT_PATHS = ("/account/security", "/api/v1/me/second-factor")
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_session(user: User, ip: str) -> UserSession:
-    """Sign the user in with a brand-new session id (the pre-login one is discarded)."""
+def start_session(user: User, ip: str, pending: bool = False) -> UserSession:
+    """Sign the user in with a brand-new session id (the pre-login one is discarded).
+
+    With `pending`, the password was right but a second factor must follow: the session is
+    not signed in (no page or API answers it) and expires after 5 minutes."""
     previous = current_session()
     if previous is not None and previous.revoked_at is None:
         previous.revoked_at = clock.now()  # signing in again ends the session it replaces
@@ -42,12 +47,23 @@ def start_session(user: User, ip: str) -> UserSession:
         ip=ip,
         user_agent=(request.user_agent.string or "")[:255],
     )
+    if pending:
+        row.pending_until = clock.now() + PENDING_WINDOW
     db.session.add(row)
     session["sid"] = token
     session.permanent = True
-    login_user(user)
+    if not pending:
+        login_user(user)
     g.portal_session = row
     return row
+
+
+def pending_session() -> UserSession | None:
+    """This request's session when it waits for the second factor and has not expired."""
+    row = current_session()
+    if row is None or row.pending_until is None or row.revoked_at is not None:
+        return None
+    return row if clock.now() <= row.pending_until else None
 
 
 def end_session() -> None:
@@ -84,7 +100,7 @@ def revoke_user_sessions(user_id: int, keep: UserSession | None = None) -> None:
 def _session_is_live(row: UserSession) -> bool:
     settings = current_app.config["PORTAL_SETTINGS"]
     now = clock.now()
-    if row.revoked_at is not None:
+    if row.revoked_at is not None or row.pending_until is not None:
         return False
     if now - row.last_seen_at > timedelta(minutes=settings.session_idle_minutes):
         return False
@@ -144,6 +160,20 @@ def _forced_password_change():
     return redirect(url_for("auth.change_password"))
 
 
+def _forced_enrolment():
+    """Where the policy requires a second factor the user lacks, only setting one up (and
+    signing out) is reachable, as with the forced password change."""
+    if not current_user.is_authenticated or current_user.must_change_password:
+        return None
+    if request.endpoint in _OPEN_ENDPOINTS or request.path.startswith(_ENROLMENT_PATHS):
+        return None
+    if request.path == "/api/v1/me" or not second_factor.needs_enrolment(current_user):
+        return None
+    if request.path.startswith("/api/"):
+        return json_error(403, "Set up a second factor first")
+    return redirect(url_for("account.security"))
+
+
 def init_app(app: Flask) -> None:
     """Install the session checks that run before every request."""
     login_manager.session_protection = None  # our own server-side sessions do this job
@@ -152,3 +182,4 @@ def init_app(app: Flask) -> None:
     )
     app.before_request(_same_origin_check)
     app.before_request(_forced_password_change)
+    app.before_request(_forced_enrolment)

@@ -5,12 +5,13 @@ The counts live in the database, so they hold across workers and restarts.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from flask import (
     current_app,
 )
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, or_, select, update
 
 from . import audit, clock
 from .extensions import db
@@ -20,7 +21,15 @@ from .sessions import revoke_user_sessions
 
 MAX_ACCOUNT_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
+# A password check claimed but never released (a worker killed mid-check) stops counting after
+# this long without a new claim.
+CHECK_STALE = timedelta(seconds=30)
+CHECK_WAIT_SECONDS = 10.0
 MAX_ADDRESS_FAILURES = 20
+REFUSED = (
+    "Sign-in failed: the user name or password is not correct, or the account is locked "
+    f"({MAX_ACCOUNT_FAILURES} failed sign-ins lock it for 15 minutes)."
+)
 ADDRESS_WINDOW = timedelta(minutes=15)
 _DUMMY_HASH_CACHE: dict[str, str] = {}
 
@@ -43,6 +52,61 @@ def claim_attempt(username: str, ip: str) -> tuple[LoginFailure, bool]:
         select(func.count(LoginFailure.id)).where(LoginFailure.ip == ip, LoginFailure.at >= since)
     )
     return attempt, (count or 0) > MAX_ADDRESS_FAILURES
+
+
+def _live_checks(now):
+    stale = now - CHECK_STALE
+    return case(
+        (or_(User.login_checks_at.is_(None), User.login_checks_at < stale), 0),
+        else_=User.login_checks,
+    )
+
+
+def claim_check(user: User) -> str:
+    """Claim the right to check a password for this account: "ok", "locked" or "busy".
+
+    Wrong passwords already counted plus checks in progress stay under the limit, so at most
+    5 wrong passwords are ever checked per lockout window, however many arrive in parallel;
+    right ones are never counted, so parallel correct sign-ins wait their turn instead of
+    locking the account."""
+    deadline = time.monotonic() + CHECK_WAIT_SECONDS
+    while True:
+        now = clock.now()
+        live = _live_checks(now)
+        claimed = db.session.execute(
+            update(User)
+            .where(
+                User.id == user.id,
+                or_(User.locked_until.is_(None), User.locked_until <= now),
+                User.failed_logins + live < MAX_ACCOUNT_FAILURES,
+            )
+            .values(login_checks=live + 1, login_checks_at=now)
+        ).rowcount
+        db.session.commit()
+        if claimed:
+            return "ok"
+        db.session.refresh(user)
+        if user.locked_until and user.locked_until > now:
+            return "locked"
+        if user.failed_logins >= MAX_ACCOUNT_FAILURES:
+            lock_account(user)
+            db.session.commit()
+            return "locked"
+        if time.monotonic() > deadline:
+            return "busy"
+        time.sleep(0.05)
+
+
+def release_check(user: User, right: bool) -> int:
+    """End a claimed check; a wrong password is counted. Returns the account's wrong count."""
+    values = {"login_checks": case((User.login_checks > 0, User.login_checks - 1), else_=0)}
+    if not right:
+        values["failed_logins"] = User.failed_logins + 1
+    count = db.session.execute(
+        update(User).where(User.id == user.id).values(**values).returning(User.failed_logins)
+    ).scalar_one()
+    db.session.commit()
+    return count
 
 
 def count_account_attempt(user: User) -> int:
@@ -75,11 +139,3 @@ def password_failure(user: User, action: str) -> bool:
         lock_account(user)
     db.session.commit()
     return locked
-
-
-def lock_message(user: User) -> str:
-    minutes = max(1, int((user.locked_until - clock.now()).total_seconds() // 60) + 1)
-    return (
-        f"This account is locked after {MAX_ACCOUNT_FAILURES} failed sign-ins. "
-        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}, or ask an administrator."
-    )

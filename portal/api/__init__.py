@@ -7,7 +7,17 @@ operation is served at /api/v1/openapi.json.
 from __future__ import annotations
 
 # Importing the resource modules registers their routes on the blueprint.
-from . import credentials, definitions, environments, me, openapi, scheduler, sync_runs
+from . import (
+    credentials,
+    definitions,
+    environments,
+    me,
+    openapi,
+    scheduler,
+    second_factor,
+    settings,
+    sync_runs,
+)
 from .base import bp
 
 __all__ = [
@@ -18,5 +28,7 @@ __all__ = [
     "me",
     "openapi",
     "scheduler",
+    "second_factor",
+    "settings",
     "sync_runs",
 ]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, request
+from flask_login import current_user
 
+from ..access import check_reauth_password
 from ..environments import ValidationError
+from ..extensions import db
 from ..http import QueryError, json_error
+from ..second_factor import FactorError
 from .spec import FieldErrors
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -31,3 +35,19 @@ def _parse_json_body() -> None:
     """A JSON body that does not parse (bad syntax, nested too deeply) is a 400 on every route."""
     if request.is_json and request.get_data(cache=True):
         request.get_json()  # raises BadRequest, answered as the JSON error body
+
+
+@bp.errorhandler(FactorError)
+def _factor_refused(exc: FactorError):
+    return json_error(409, str(exc))
+
+
+def password_refused(password: str):
+    """None when the re-typed password is right; else the error to answer (a wrong one counts
+    toward the lockout, and the fifth ends the session)."""
+    if check_reauth_password(password):
+        return None
+    db.session.commit()
+    if not current_user.is_authenticated:
+        return json_error(401, "Signed out after too many wrong passwords.")
+    return json_error(403, "That password is not correct.")

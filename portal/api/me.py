@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 from flask_login import current_user, login_required
 
-from .. import audit, environments, users
+from .. import audit, environments, second_factor, users
 from ..access import check_reauth_password
 from ..extensions import db
 from ..http import json_error
@@ -24,6 +24,7 @@ def who_am_i():
         username=current_user.username,
         role=current_user.role,
         recent_auth=recently_authenticated(),
+        second_factor_required=second_factor.needs_enrolment(current_user),
         preferences=users.preferences(current_user),
     )
 

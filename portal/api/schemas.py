@@ -388,6 +388,10 @@ class Me(BaseModel):
     username: str
     role: Literal["admin", "readonly"]
     recent_auth: bool
+    second_factor_required: bool = Field(
+        description="The policy requires a second factor this user has not set up yet: "
+        "nothing but /me and /me/second-factor answers until one is confirmed"
+    )
     preferences: Preferences
 
 
@@ -411,3 +415,97 @@ class OpenAPIDocument(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     openapi: str
+
+
+# -- second factor -----------------------------------------------------------------------------
+
+
+class PasswordIn(BaseModel):
+    """The signed-in user's current password, required to change their second factors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD)
+
+
+class TotpStarted(BaseModel):
+    """A new authenticator-app secret, shown this once; the first code confirms it."""
+
+    secret: str = Field(description="Base32 secret to type into the app")
+    otpauth_uri: str = Field(description="otpauth:// URI, the content of the QR code")
+
+
+class CodeIn(BaseModel):
+    """A 6-digit code from the authenticator app."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=64)
+
+
+class RecoveryCodes(BaseModel):
+    """Ten single-use recovery codes, shown this once (kept only as hashes)."""
+
+    recovery_codes: list[str]
+
+
+class TotpState(BaseModel):
+    enabled: bool
+    confirmed_at: Timestamp | None
+    pending: bool = Field(description="An app is being set up and waits for its first code")
+
+
+class PasskeyOut(BaseModel):
+    id: int
+    name: str
+    created_at: Timestamp | None
+    last_used_at: Timestamp | None
+
+
+class SecondFactors(BaseModel):
+    """The signed-in user's second factors (never a secret)."""
+
+    totp: TotpState
+    passkeys: list[PasskeyOut]
+    recovery_codes_left: int
+    required: bool = Field(description="The policy requires this user to have a factor")
+
+
+class PasskeyOptions(BaseModel):
+    """PublicKeyCredentialCreationOptions (WebAuthn), binary fields in base64url."""
+
+    model_config = ConfigDict(extra="allow")
+
+    challenge: str
+    rp: dict[str, Any]
+    user: dict[str, Any]
+
+
+class PasskeyIn(BaseModel):
+    """The browser's registration response (PublicKeyCredential as JSON) and a name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    credential: dict[str, Any]
+
+
+class PasskeyAdded(BaseModel):
+    passkey: PasskeyOut
+    recovery_codes: list[str] | None = Field(
+        None, description="New recovery codes when this is the user's first factor"
+    )
+
+
+class SecurityPolicy(BaseModel):
+    """Who must have a second factor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    require_second_factor: Literal["none", "admins", "everyone"]
+
+
+class SecurityPolicyIn(SecurityPolicy):
+    """The policy to set; the password is needed when the sign-in is older than 15 minutes."""
+
+    confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)

@@ -3,7 +3,8 @@
 | URL | module |
 |---|---|
 | `/` | dashboard |
-| `/login`, `/logout`, `/change-password` | auth |
+| `/login`, `/login/verify`, `/logout`, `/change-password` | auth |
+| `/account/security` | account |
 | `/environments/...` | environments |
 | `/export` | export |
 | `/scheduler` | scheduler |
@@ -17,9 +18,31 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import audit, auth, dashboard, environments, export, health, scheduler, settings, users
+from . import (
+    account,
+    audit,
+    auth,
+    dashboard,
+    environments,
+    export,
+    health,
+    scheduler,
+    settings,
+    users,
+)
 
-MODULES = (auth, dashboard, environments, export, scheduler, users, audit, settings, health)
+MODULES = (
+    auth,
+    account,
+    dashboard,
+    environments,
+    export,
+    scheduler,
+    users,
+    audit,
+    settings,
+    health,
+)
 
 
 def init_app(app: Flask) -> None:

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 from sqlalchemy import select, update
 
-from .. import audit, clock
+from .. import audit, clock, second_factor
 from ..extensions import db
-from ..models import User
+from ..http import json_error
+from ..models import User, UserSession
 from ..security import client_ip, hash_password, is_safe_next, password_problem, verify_password
-from ..sessions import current_session, end_session, revoke_user_sessions, start_session
+from ..sessions import (
+    current_session,
+    end_session,
+    pending_session,
+    revoke_user_sessions,
+    start_session,
+)
 from ..signin import (
     MAX_ACCOUNT_FAILURES,
+    REFUSED,
     claim_attempt,
-    count_account_attempt,
+    claim_check,
     dummy_hash,
     lock_account,
-    lock_message,
     password_failure,
+    release_check,
 )
 
 bp = Blueprint("auth", __name__)
@@ -29,9 +46,18 @@ def _next_target() -> str:
     return target if is_safe_next(target) else url_for("dashboard.index")
 
 
+def _refused(username: str, again: str, outcome: str):
+    """One answer for every refused sign-in, so it never tells whether an account exists or is
+    locked (the audit log says which)."""
+    audit.record("auth.login", username or "(empty)", outcome=outcome, actor=username or "(empty)")
+    db.session.commit()
+    flash(REFUSED, "error")
+    return render_template("login.html", next=again, username=username[:128]), 401
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Show the sign-in form and sign the operator in."""
+    """Show the sign-in form and check the password; a second factor follows where one is set."""
     if current_user.is_authenticated and request.method == "GET":
         return redirect(_next_target())
     if request.method == "GET":
@@ -47,13 +73,10 @@ def login():
         flash("Too many failed sign-ins from your address. Try again in 15 minutes.", "error")
         return render_template("login.html", next=again, username=username[:128]), 429
     user = db.session.scalar(select(User).where(User.username == username)) if username else None
-    if user is not None and user.locked_until and user.locked_until > clock.now():
+    if user is None or user.disabled:
         verify_password(dummy_hash(), password)
-        audit.record("auth.login", username, outcome="locked", actor=username)
-        db.session.commit()
-        flash(lock_message(user), "error")
-        return render_template("login.html", next=again, username=username[:128]), 403
-    if user is not None and user.locked_until is not None:
+        return _refused(username, again, "failure")
+    if user.locked_until is not None and user.locked_until <= clock.now():
         # The lock has run out: a fresh count starts (conditional, so only one request resets).
         db.session.execute(
             update(User)
@@ -61,42 +84,125 @@ def login():
             .values(failed_logins=0, locked_until=None)
         )
         db.session.commit()
-    attempts = count_account_attempt(user) if user is not None else 0
-    if attempts > MAX_ACCOUNT_FAILURES:
-        # Parallel guesses beyond the limit: refused unchecked, and the account locked.
+    claim = claim_check(user)
+    if claim == "busy":
+        verify_password(dummy_hash(), password)
+        flash("The sign-in service is busy. Try again in a moment.", "error")
+        return render_template("login.html", next=again, username=username[:128]), 503
+    if claim == "locked":
+        verify_password(dummy_hash(), password)
+        return _refused(username, again, "locked")
+    right = verify_password(user.password_hash, password)
+    failures = release_check(user, right)
+    if not right:
         db.session.refresh(user)
-        if not (user.locked_until and user.locked_until > clock.now()):
+        if failures >= MAX_ACCOUNT_FAILURES:
             lock_account(user)
-        audit.record("auth.login", username, outcome="locked", actor=username)
+        return _refused(username, again, "failure")
+    db.session.delete(attempt)  # a right password does not count against the address
+    if second_factor.has_factor(user):
+        start_session(user, ip, pending=True)
+        audit.record("auth.password", user.username, actor=user.username)
         db.session.commit()
-        flash(lock_message(user), "error")
-        return render_template("login.html", next=again, username=username[:128]), 403
-    ok = verify_password(user.password_hash if user else dummy_hash(), password)
-    if not ok or user is None or user.disabled or not username:
-        message = "Invalid user name or password."
-        if user is not None and attempts >= MAX_ACCOUNT_FAILURES:
-            db.session.refresh(user)
-            lock_account(user)
-            message = lock_message(user)
-        audit.record(
-            "auth.login",
-            username or "(empty)",
-            outcome="failure",
-            actor=username or "(empty)",
-        )
-        db.session.commit()
-        flash(message, "error")
-        return render_template("login.html", next=again, username=username[:128]), 401
-    db.session.delete(attempt)  # a success does not count against the address
+        return redirect(url_for("auth.verify", next=again or None))
+    return _signed_in(user, ip, again)
+
+
+def _signed_in(user: User, ip: str, again: str, factor: str | None = None):
+    """Finish a sign-in: a new session, the counts cleared, the next page."""
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = clock.now()
     start_session(user, ip)
-    audit.record("auth.login", user.username)
+    audit.record("auth.login", user.username, details={"factor": factor} if factor else None)
     db.session.commit()
     if user.must_change_password:
         return redirect(url_for("auth.change_password"))
-    return redirect(_next_target())
+    return redirect(again if is_safe_next(again) else url_for("dashboard.index"))
+
+
+def _pending_user() -> tuple[UserSession, User] | None:
+    row = pending_session()
+    user = db.session.get(User, row.user_id) if row is not None else None
+    if user is None or user.disabled:
+        return None
+    return row, user
+
+
+def _factor_failed(user: User) -> bool:
+    """Count a wrong code like a wrong password; True when that locked the account."""
+    return password_failure(user, "auth.second_factor")
+
+
+@bp.route("/login/verify", methods=["GET", "POST"])
+def verify():
+    """The second step of a sign-in: an authenticator code, a recovery code or a passkey."""
+    again = request.values.get("next", "")
+    pending = _pending_user()
+    if pending is None:
+        end_session()
+        flash("The sign-in step expired or was not started. Sign in again.", "error")
+        return redirect(url_for("auth.login", next=again or None))
+    row, user = pending
+    has_passkey = bool(second_factor.summary(user).passkeys)
+    if request.method == "GET":
+        return render_template(
+            "verify.html", next=again, has_passkey=has_passkey, has_totp=bool(user.totp_secret_enc)
+        )
+    factor = second_factor.check_code(user, request.form.get("code") or "")
+    if factor is None:
+        if _factor_failed(user):
+            end_session()
+            flash(REFUSED, "error")
+            return redirect(url_for("auth.login"))
+        flash("That code is not correct.", "error")
+        return render_template(
+            "verify.html", next=again, has_passkey=has_passkey, has_totp=bool(user.totp_secret_enc)
+        ), 401
+    if factor == "recovery":
+        left = second_factor.recovery_codes_left(user)
+        flash(
+            f"You signed in with a recovery code; {left} left. "
+            "Generate new ones on your Security page if few are left.",
+            "info",
+        )
+    return _signed_in(user, client_ip(), again, factor)
+
+
+@bp.post("/login/verify/passkey/options")
+def passkey_options():
+    """Options for the browser's passkey prompt at the second step (JSON)."""
+    pending = _pending_user()
+    if pending is None:
+        return json_error(401, "The sign-in step expired. Sign in again.")
+    row, user = pending
+    try:
+        options = second_factor.authentication_options(user, row)
+    except second_factor.FactorError as exc:
+        return json_error(400, str(exc))
+    db.session.commit()
+    return current_app.response_class(options, mimetype="application/json")
+
+
+@bp.post("/login/verify/passkey")
+def passkey_verify():
+    """Check the browser's passkey assertion and finish the sign-in (JSON)."""
+    pending = _pending_user()
+    if pending is None:
+        return json_error(401, "The sign-in step expired. Sign in again.")
+    row, user = pending
+    body = request.get_json(silent=True)
+    credential = body.get("credential") if isinstance(body, dict) else None
+    again = body.get("next", "") if isinstance(body, dict) else ""
+    key = second_factor.check_passkey(user, row, credential)
+    if key is None:
+        db.session.commit()  # the challenge is used up either way
+        if _factor_failed(user):
+            end_session()
+            return json_error(401, REFUSED)
+        return json_error(401, "The passkey was not accepted.")
+    response = _signed_in(user, client_ip(), again if isinstance(again, str) else "", "passkey")
+    return jsonify(redirect=response.location)
 
 
 @bp.route("/logout", methods=["POST"])

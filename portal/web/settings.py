@@ -1,4 +1,4 @@
-"""Administration (admin only): TLS certificate, graceful restart, logs, about."""
+"""Administration (admin only): security policy, TLS certificate, graceful restart, logs, about."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from flask_login import current_user
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 
-from .. import audit, certs, clock, locks
+from .. import audit, certs, clock, locks, second_factor
 from ..access import admin_required, confirm_recent_auth
 from ..extensions import db
 from ..http import parse_query
@@ -323,6 +323,27 @@ def about():
         "started_at": clock.iso(STARTED_AT),
     }
     return render_template("settings_about.html", facts=facts)
+
+
+@bp.route("/security", methods=["GET", "POST"])
+@admin_required
+def security():
+    """Who must have a second factor: nobody, admins, or everyone."""
+    if request.method == "POST":
+        value = request.form.get("require_second_factor") or ""
+        if value not in second_factor.POLICIES:
+            flash("Choose one of the listed policies.", "error")
+            return render_template("settings_security.html", policy=second_factor.policy()), 400
+        if not confirm_recent_auth():
+            audit.record("settings.security", second_factor.POLICY_KEY, outcome="denied")
+            db.session.commit()
+            flash("Confirm your password for this change.", "error")
+            return render_template("settings_security.html", policy=second_factor.policy()), 403
+        second_factor.set_policy(value)
+        db.session.commit()
+        flash("The second-factor policy is saved.", "info")
+        return redirect(url_for("settings.security"))
+    return render_template("settings_security.html", policy=second_factor.policy())
 
 
 _expiry_cache: dict = {}

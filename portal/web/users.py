@@ -6,7 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import users
+from .. import second_factor, users
 from ..access import admin_required, confirm_recent_auth
 from ..extensions import db
 from ..models import ROLES, User
@@ -18,7 +18,13 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 
 def _render(errors: dict | None = None, status: int = 200):
     rows = db.session.scalars(select(User).order_by(User.username)).all()
-    return render_template("users.html", users=rows, roles=ROLES, errors=errors or {}), status
+    return render_template(
+        "users.html",
+        users=rows,
+        roles=ROLES,
+        factors=second_factor.kinds_by_user(),
+        errors=errors or {},
+    ), status
 
 
 def _require_reauth():
@@ -141,3 +147,14 @@ def delete_user(user_id: int):
     except UserRuleError as exc:
         return _refuse(str(exc))
     return _done(f"User {name} deleted.")
+
+
+@bp.post("/<int:user_id>/reset-second-factor")
+@admin_required
+def reset_second_factor(user_id: int):
+    """Remove a user's second factors and recovery codes; they enrol again at next sign-in."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    user = _target(user_id)
+    second_factor.reset(user)
+    return _done(f"Second factors of {user.username} removed; they set one up again.")

@@ -12,6 +12,8 @@ export const api = {
   me: () => BASE + "/me",
   preferences: () => BASE + "/me/preferences",
   reauth: () => BASE + "/me/reauth",
+  passkeyOptions: () => BASE + "/me/second-factor/passkeys/options",
+  passkeys: () => BASE + "/me/second-factor/passkeys",
   environments: () => BASE + "/environments",
   environment: (id) => BASE + "/environments/" + part(id),
   // action: "sync", "pause", "resume", "sync-runs", "password-age", "credentials".
@@ -31,6 +33,9 @@ export const api = {
 
 export const pages = {
   signIn: (next) => withQuery("/login", { next: next }),
+  passkeySignInOptions: () => "/login/verify/passkey/options",
+  passkeySignIn: () => "/login/verify/passkey",
+  security: () => "/account/security",
   environment: (id, params) => withQuery("/environments/" + part(id), params),
   editEnvironment: (id) => "/environments/" + part(id) + "/edit",
   newEnvironment: () => "/environments/new",

@@ -1,0 +1,137 @@
+"""The signed-in user's second factors (JSON): authenticator app, passkeys, recovery codes.
+
+Every change needs the current password; the secret and the recovery codes are answered once.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify
+from flask_login import current_user, login_required
+
+from .. import second_factor
+from ..extensions import db
+from ..http import json_error
+from ..sessions import current_session
+from . import schemas as s
+from .base import bp, password_refused
+from .spec import api_operation
+
+
+def _user():
+    return current_user._get_current_object()
+
+
+@bp.get("/me/second-factor")
+@login_required
+@api_operation({200: s.SecondFactors})
+def list_factors():
+    """The user's authenticator app, passkeys and the number of unused recovery codes."""
+    return jsonify(second_factor.summary(_user()).as_dict())
+
+
+@bp.post("/me/second-factor/totp")
+@login_required
+@api_operation({200: s.TotpStarted}, s.PasswordIn, errors=(403,))
+def start_totp(body: s.PasswordIn):
+    """Begin setting up an authenticator app; the secret is answered this once."""
+    refused = password_refused(body.password)
+    if refused is not None:
+        return refused
+    secret, uri = second_factor.start_totp(_user())
+    db.session.commit()
+    return jsonify(secret=secret, otpauth_uri=uri)
+
+
+@bp.post("/me/second-factor/totp/confirm")
+@login_required
+@api_operation({200: s.RecoveryCodes}, s.CodeIn, errors=(409,))
+def confirm_totp(body: s.CodeIn):
+    """Confirm the app with its first code; answers 10 new recovery codes, shown this once."""
+    try:
+        codes = second_factor.confirm_totp(_user(), body.code)
+    except second_factor.FactorError:
+        db.session.commit()  # the failure is audited
+        raise
+    db.session.commit()
+    return jsonify(recovery_codes=codes)
+
+
+@bp.delete("/me/second-factor/totp")
+@login_required
+@api_operation({204: None}, s.PasswordIn, errors=(403, 409))
+def remove_totp(body: s.PasswordIn):
+    """Remove the authenticator app."""
+    refused = password_refused(body.password)
+    if refused is not None:
+        return refused
+    if _user().totp_secret_enc is not None:
+        second_factor.keep_one_factor(_user())
+    second_factor.remove_totp(_user())
+    db.session.commit()
+    return "", 204
+
+
+@bp.post("/me/second-factor/recovery-codes")
+@login_required
+@api_operation({200: s.RecoveryCodes}, s.PasswordIn, errors=(403, 409))
+def regenerate_codes(body: s.PasswordIn):
+    """Replace the recovery codes with 10 new ones (the old ones stop working)."""
+    refused = password_refused(body.password)
+    if refused is not None:
+        return refused
+    if not second_factor.has_factor(_user()):
+        raise second_factor.FactorError("Set up an authenticator app or a passkey first.")
+    codes = second_factor.new_recovery_codes(_user())
+    db.session.commit()
+    return jsonify(recovery_codes=codes)
+
+
+@bp.post("/me/second-factor/passkeys/options")
+@login_required
+@api_operation({200: s.PasskeyOptions}, s.PasswordIn, errors=(403,))
+def passkey_options(body: s.PasswordIn):
+    """Options for navigator.credentials.create(); the challenge is single use."""
+    refused = password_refused(body.password)
+    if refused is not None:
+        return refused
+    row = current_session()
+    if row is None:
+        return json_error(403, "Passkeys are registered from a signed-in browser session.")
+    options = second_factor.registration_options(_user(), row)
+    db.session.commit()
+    return current_app.response_class(options, mimetype="application/json")
+
+
+@bp.post("/me/second-factor/passkeys")
+@login_required
+@api_operation({201: s.PasskeyAdded}, s.PasskeyIn, errors=(403, 409))
+def add_passkey(body: s.PasskeyIn):
+    """Register the passkey the browser created with the options above."""
+    row = current_session()
+    if row is None:
+        return json_error(403, "Passkeys are registered from a signed-in browser session.")
+    user = _user()
+    first = not second_factor.has_factor(user)
+    try:
+        key = second_factor.register_passkey(user, row, body.credential, body.name)
+    except second_factor.FactorError:
+        db.session.commit()  # the challenge is used up and the failure audited
+        raise
+    codes = second_factor.new_recovery_codes(user) if first else None
+    db.session.commit()
+    summary = next(p for p in second_factor.summary(user).passkeys if p["id"] == key.id)
+    return jsonify(passkey=summary, recovery_codes=codes), 201
+
+
+@bp.delete("/me/second-factor/passkeys/<int:passkey_id>")
+@login_required
+@api_operation({204: None}, s.PasswordIn, errors=(403, 409))
+def remove_passkey(passkey_id: int, body: s.PasswordIn):
+    """Remove one passkey."""
+    refused = password_refused(body.password)
+    if refused is not None:
+        return refused
+    second_factor.keep_one_factor(_user())
+    second_factor.remove_passkey(_user(), passkey_id)
+    db.session.commit()
+    return "", 204

@@ -1,0 +1,141 @@
+"""The signed-in user's own security page: authenticator app, passkeys, recovery codes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from markupsafe import Markup
+
+from .. import second_factor
+from ..access import check_reauth_password
+from ..extensions import db
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+
+def _user():
+    return current_user._get_current_object()
+
+
+def _page(status: int = 200, **extra):
+    user = _user()
+    return render_template(
+        "account_security.html",
+        factors=second_factor.summary(user),
+        needs_enrolment=second_factor.needs_enrolment(user),
+        **extra,
+    ), status
+
+
+def _password_refused():
+    """None when the typed password is right; else the page to answer."""
+    if check_reauth_password(request.form.get("password") or ""):
+        return None
+    db.session.commit()
+    if not current_user.is_authenticated:
+        flash("Signed out: too many wrong passwords locked the account for 15 minutes.", "error")
+        return redirect(url_for("auth.login"))
+    return _page(403, wrong_password=True)
+
+
+def _codes_page(codes: list[str], heading: str):
+    return render_template("recovery_codes.html", codes=codes, heading=heading)
+
+
+def _setup_page(secret: str, uri: str, error: str | None = None, status: int = 200):
+    return render_template(
+        "totp_setup.html",
+        secret=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+        qr=Markup(second_factor.qr_svg(uri)),  # noqa: S704 - SVG drawn by segno from our URI
+        error=error,
+    ), status
+
+
+@bp.get("/security")
+@login_required
+def security():
+    """What the user has set up, and the forms to change it."""
+    return _page()
+
+
+@bp.post("/security/totp")
+@login_required
+def start_totp():
+    """Begin setting up an authenticator app (needs the current password)."""
+    if (refused := _password_refused()) is not None:
+        return refused
+    secret, uri = second_factor.start_totp(_user())
+    db.session.commit()
+    return _setup_page(secret, uri)
+
+
+@bp.post("/security/totp/confirm")
+@login_required
+def confirm_totp():
+    """Confirm the app with its first code; show the recovery codes once."""
+    user = _user()
+    try:
+        codes = second_factor.confirm_totp(user, request.form.get("code") or "")
+    except second_factor.FactorError as exc:
+        db.session.commit()
+        pending = second_factor.pending_totp(user)
+        if pending is None:
+            flash(str(exc), "error")
+            return redirect(url_for("account.security"))
+        return _setup_page(*pending, error=str(exc), status=400)
+    db.session.commit()
+    return _codes_page(codes, "Authenticator app set up")
+
+
+@bp.post("/security/totp/remove")
+@login_required
+def remove_totp():
+    """Remove the authenticator app (needs the current password)."""
+    if (refused := _password_refused()) is not None:
+        return refused
+    user = _user()
+    try:
+        if user.totp_secret_enc is not None:
+            second_factor.keep_one_factor(user)
+        second_factor.remove_totp(user)
+    except second_factor.FactorError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return _page(409)
+    db.session.commit()
+    flash("The authenticator app is removed.", "info")
+    return redirect(url_for("account.security"))
+
+
+@bp.post("/security/recovery-codes")
+@login_required
+def regenerate_codes():
+    """Replace the recovery codes (needs the current password)."""
+    if (refused := _password_refused()) is not None:
+        return refused
+    user = _user()
+    if not second_factor.has_factor(user):
+        flash("Set up an authenticator app or a passkey first.", "error")
+        return _page(409)
+    codes = second_factor.new_recovery_codes(user)
+    db.session.commit()
+    return _codes_page(codes, "New recovery codes")
+
+
+@bp.post("/security/passkeys/<int:passkey_id>/remove")
+@login_required
+def remove_passkey(passkey_id: int):
+    """Remove one passkey (needs the current password)."""
+    if (refused := _password_refused()) is not None:
+        return refused
+    user = _user()
+    try:
+        second_factor.keep_one_factor(user)
+        name = second_factor.remove_passkey(user, passkey_id)
+    except second_factor.FactorError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return _page(409)
+    db.session.commit()
+    flash(f"Passkey {name} removed.", "info")
+    return redirect(url_for("account.security"))
