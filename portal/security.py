@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 from werkzeug.security import check_password_hash, generate_password_hash
+from zxcvbn import zxcvbn
 
 MIN_PASSWORD = 12
 MAX_PASSWORD = 128
@@ -73,6 +74,10 @@ COMMON_PASSWORDS = frozenset(
 )
 
 HASH_METHOD_DEFAULT = "scrypt"
+MIN_STRENGTH = 3  # zxcvbn's score, 0-4: 3 is "safely unguessable" for an online attack
+# Words an attacker of this portal tries first, so the estimator counts them as guessable.
+_CONTEXT_WORDS = ["vcf", "vmware", "vsphere", "sddc", "portal", "credential", "admin", "root"]
+_ESTIMATE_CHARS = 64  # the estimator's cost grows with length; past this, length alone is strong
 
 
 def password_problem(password: str, username: str = "") -> str | None:
@@ -85,6 +90,12 @@ def password_problem(password: str, username: str = "") -> str | None:
         return "This password is too common; choose another."
     if username and password.lower() == username.lower():
         return "The password must differ from the user name."
+    result = zxcvbn(password[:_ESTIMATE_CHARS], user_inputs=[*_CONTEXT_WORDS, username])
+    if result["score"] < MIN_STRENGTH:
+        feedback = result["feedback"]
+        reasons = [feedback.get("warning") or "This password is easy to guess."]
+        reasons += feedback.get("suggestions") or ["Add more words or characters."]
+        return "Too easy to guess: " + " ".join(r.rstrip(".") + "." for r in reasons if r)
     return None
 
 

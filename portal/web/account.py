@@ -29,7 +29,10 @@ def _page(status: int = 200, **extra):
 
 def _password_refused():
     """None when the typed password is right; else the page to answer."""
-    if check_reauth_password(request.form.get("password") or ""):
+    typed = request.form.get("password") or ""
+    if not typed:
+        return _page(400, missing_password=True)
+    if check_reauth_password(typed):
         return None
     db.session.commit()
     if not current_user.is_authenticated:

@@ -159,14 +159,15 @@ def verify():
         return render_template(
             "verify.html", next=again, has_passkey=has_passkey, has_totp=bool(user.totp_secret_enc)
         ), 401
-    if factor == "recovery":
+    response = _signed_in(user, client_ip(), again, factor)
+    if factor == "recovery":  # after the sign-in, which starts a new session
         left = second_factor.recovery_codes_left(user)
         flash(
             f"You signed in with a recovery code; {left} left. "
             "Generate new ones on your Security page if few are left.",
             "info",
         )
-    return _signed_in(user, client_ip(), again, factor)
+    return response
 
 
 @bp.post("/login/verify/passkey/options")

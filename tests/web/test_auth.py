@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from markupsafe import escape
+from sqlalchemy import func, select
 from support import PASSWORD, Portal, client_for, make_app
 
 from portal import clock
 from portal.extensions import db
 from portal.models import AuditEvent, LoginFailure, User, UserSession
+from portal.signin import REFUSED
 
 
 def _audit(app, action):
@@ -107,17 +109,15 @@ def test_idle_and_absolute_timeouts(app, admin):
 
 def test_lockout_after_five_failures_holds_across_restart(tmp_path, app):
     portal = Portal(client_for(app))
-    for _ in range(4):
+    for _ in range(5):
         response = portal.login("alice", "wrong password!")
         assert response.status_code == 401
-        assert "Invalid user name or password" in response.get_data(as_text=True)
-    fifth = portal.login("alice", "wrong password!")
-    assert "locked" in fifth.get_data(as_text=True)
+        assert escape(REFUSED) in response.get_data(as_text=True)
     correct = portal.login("alice")
-    assert correct.status_code == 403 and "locked" in correct.get_data(as_text=True)
+    assert correct.status_code == 401 and escape(REFUSED) in correct.get_data(as_text=True)
     # A new process on the same database (a restart, another worker) keeps the lock.
     again = make_app(tmp_path)
-    assert Portal(client_for(again)).login("alice").status_code == 403
+    assert Portal(client_for(again)).login("alice").status_code == 401
     clock.offset = timedelta(minutes=16)
     assert Portal(client_for(again)).login("alice").status_code == 302
     assert _audit(app, "auth.lockout")
@@ -260,8 +260,48 @@ def test_parallel_guesses_are_bounded(app):
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         codes = list(pool.map(guess, range(16)))
-    assert codes.count(401) <= 5, codes  # at most five passwords were actually tried
-    assert Portal(client_for(app)).login("alice").status_code == 403  # and the account is locked
+    assert codes == [401] * 16, codes
+    with app.app_context():
+        checked = db.session.scalar(
+            select(func.count(AuditEvent.id)).where(
+                AuditEvent.action == "auth.login", AuditEvent.outcome == "failure"
+            )
+        )
+    assert checked <= 5, checked  # at most five passwords were actually checked
+    assert Portal(client_for(app)).login("alice").status_code == 401  # and the account is locked
+    assert _audit(app, "auth.lockout")
+
+
+def test_parallel_correct_sign_ins_do_not_lock_the_account(app):
+    from concurrent.futures import ThreadPoolExecutor
+
+    signed_in = [Portal(client_for(app)) for _ in range(3)]
+    for portal in signed_in:
+        portal.login("alice")
+
+    def sign_in(_):
+        return Portal(client_for(app)).login("alice").status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = list(pool.map(sign_in, range(12)))
+    assert codes == [302] * 12, codes
+    assert not _audit(app, "auth.lockout")
+    assert all(p.client.get("/").status_code == 200 for p in signed_in)  # sessions kept
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        assert user.failed_logins == 0 and user.locked_until is None and user.login_checks == 0
+
+
+def test_refusals_do_not_tell_whether_an_account_exists_or_is_locked(app):
+    for _ in range(5):
+        Portal(client_for(app)).login("alice", "wrong password!")
+    locked = Portal(client_for(app)).login("alice")
+    unknown = Portal(client_for(app)).login("nobody-here")
+    disabled_or_wrong = Portal(client_for(app)).login("bob", "wrong password!")
+    for response in (locked, unknown, disabled_or_wrong):
+        assert response.status_code == 401
+        assert escape(REFUSED) in response.get_data(as_text=True)
+        assert "locked" not in response.get_data(as_text=True).replace(escape(REFUSED), "")
 
 
 def test_parallel_guesses_per_address_are_bounded(app):
@@ -293,7 +333,7 @@ def test_wrong_reauth_passwords_lock_the_account(app, admin):
         json={"include_passwords": True, "confirm_password": "nope"},
     )
     assert admin.client.get("/").status_code == 302  # signed out
-    assert Portal(client_for(app)).login("alice").status_code == 403  # locked
+    assert Portal(client_for(app)).login("alice").status_code == 401  # locked
     assert _audit(app, "auth.lockout")
 
 
@@ -304,7 +344,7 @@ def test_wrong_current_password_counts_too(app, admin):
             {"current_password": "bad", "new_password": "x" * 14, "confirm_password": "x" * 14},
         )
     assert admin.client.get("/").status_code == 302
-    assert Portal(client_for(app)).login("alice").status_code == 403
+    assert Portal(client_for(app)).login("alice").status_code == 401
 
 
 def test_signing_in_again_ends_the_previous_session(app, admin):
