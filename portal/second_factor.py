@@ -68,11 +68,18 @@ def policy() -> str:
     return value if value in POLICIES else "none"
 
 
-def set_policy(value: str) -> str:
-    """Change the policy and audit it (the caller commits); returns the previous one."""
+def set_policy(value: str, actor: User | None = None) -> str:
+    """Change the policy and audit it (the caller commits); returns the previous one. An
+    `actor` without a factor cannot require one of themselves."""
     if value not in POLICIES:
         raise FactorError(f"The policy is one of: {', '.join(POLICIES)}.")
     previous = policy()
+    if actor is not None and not has_factor(actor):
+        if value == "everyone" or (value == "admins" and actor.is_admin):
+            raise FactorError(
+                "Set up your own second factor first (Security page): this policy would "
+                "otherwise stop you at once."
+            )
     row = db.session.get(PortalMeta, POLICY_KEY)
     if row is None:
         db.session.add(PortalMeta(key=POLICY_KEY, value=value))

@@ -339,7 +339,12 @@ def security():
             db.session.commit()
             flash("Confirm your password for this change.", "error")
             return render_template("settings_security.html", policy=second_factor.policy()), 403
-        second_factor.set_policy(value)
+        try:
+            second_factor.set_policy(value, current_user._get_current_object())
+        except second_factor.FactorError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+            return render_template("settings_security.html", policy=second_factor.policy()), 409
         db.session.commit()
         flash("The second-factor policy is saved.", "info")
         return redirect(url_for("settings.security"))

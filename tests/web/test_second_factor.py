@@ -191,6 +191,7 @@ def test_removing_the_app_needs_the_password(app, readonly, enrolled):
 
 
 def test_policy_everyone_forces_enrolment_first(app, admin, readonly):
+    _enrol(admin)
     policy = admin.api(
         "PATCH", "/api/v1/settings/security", json={"require_second_factor": "everyone"}
     )
@@ -212,11 +213,19 @@ def test_policy_everyone_forces_enrolment_first(app, admin, readonly):
 
 
 def test_policy_admins_leaves_readonly_users_alone(app, admin, readonly):
+    secret, _ = _enrol(admin)
     admin.api("PATCH", "/api/v1/settings/security", json={"require_second_factor": "admins"})
     assert readonly.client.get("/").status_code == 200
-    again = Portal(client_for(app))
-    again.login("alice")
-    assert again.client.get("/").headers["Location"] == "/account/security"
+    with app.app_context():
+        second = db.session.scalar(select(User).where(User.username == "admin"))
+        second.role, second.must_change_password = "admin", False
+        second.password_hash = db.session.scalar(
+            select(User.password_hash).where(User.username == "bob")
+        )
+        db.session.commit()
+    other_admin = Portal(client_for(app))
+    assert other_admin.login("admin").headers["Location"] == "/"
+    assert other_admin.client.get("/").headers["Location"] == "/account/security"
 
 
 def test_policy_value_is_checked(admin):
@@ -230,6 +239,7 @@ def test_admin_reset_lets_the_user_enrol_again(app, admin, enrolled):
         bob = db.session.scalar(select(User).where(User.username == "bob")).id
     reset = admin.post(f"/users/{bob}/reset-second-factor")
     assert reset.status_code == 302
+    _enrol(admin)
     admin.api("PATCH", "/api/v1/settings/security", json={"require_second_factor": "everyone"})
     assert _audit(app, "user.second_factor.reset") == 1
     portal = Portal(client_for(app))
@@ -292,3 +302,19 @@ def test_guessable_passwords_are_refused_with_the_reason(app, admin):
     response = admin.post("/change-password", data=form)
     assert response.status_code == 400
     assert "Too easy to guess" in response.get_data(as_text=True)
+
+
+def test_an_admin_without_a_factor_cannot_require_one_of_themselves(app, admin):
+    refused = admin.api(
+        "PATCH", "/api/v1/settings/security", json={"require_second_factor": "admins"}
+    )
+    assert refused.status_code == 409 and "your own second factor" in refused.json["error"]
+    page = admin.post("/settings/security", data={"require_second_factor": "everyone"})
+    assert page.status_code == 409
+    _enrol(admin)
+    assert (
+        admin.api(
+            "PATCH", "/api/v1/settings/security", json={"require_second_factor": "admins"}
+        ).status_code
+        == 200
+    )
