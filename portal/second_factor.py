@@ -204,7 +204,7 @@ def pending_totp(user: User) -> tuple[str, str] | None:
 
 def qr_svg(uri: str) -> str:
     """The URI as an inline SVG QR code, drawn here (no external service)."""
-    return segno.make(uri, error="m").svg_inline(scale=4, border=2, dark="#000", light="#fff")
+    return segno.make(uri, error="m").svg_inline(scale=6, border=2, dark="#000", light="#fff")
 
 
 def _normalise(code: str) -> str:
