@@ -176,7 +176,7 @@ def test_sign_in_keeps_the_user_name_and_copy_all_says_what_it_copies(lab, brows
     hostile = 'nobody"><b id="injected">x</b>'
     watcher.expect_console("status of 401")
     sign_in(page, lab, hostile, "wrong-password-typed")
-    expect(page.locator(".flash, [role=alert]").first).to_contain_text("Invalid user name")
+    expect(page.locator(".flash, [role=alert]").first).to_contain_text("Sign-in failed")
     expect(page.locator("#username")).to_have_value(hostile)
     expect(page.locator("#password")).to_have_value("")
     expect(page.locator("#password")).to_be_focused()
