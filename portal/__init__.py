@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from markupsafe import Markup
 
-from . import api, cli, database, errors, front, logs, security, sessions, web
+from . import api, cli, database, errors, front, logs, security, sessions, tokens, web
 from .config import PROJECT_ROOT, Settings, load_settings
 from .extensions import csrf, login_manager
 from .http import IdConverter, JSONProvider
@@ -77,6 +77,7 @@ def _init_templates(app: Flask) -> None:
 def _init_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
+    tokens.init_app(app)
     sessions.init_app(app)
     security.init_app(app)
     errors.init_app(app)

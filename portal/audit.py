@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import has_request_context
+from flask import g, has_request_context
 from flask_login import current_user
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -43,6 +43,9 @@ def record(
     """Add an audit event to the session (the caller commits); the log mirrors it once the
     transaction commits."""
     request_actor, ip = _request_actor_and_ip()
+    token = g.get("api_token") if has_request_context() else None
+    if token is not None:  # every record of a request a token signed names the token
+        details = {**(details or {}), "via_token": token.name, "token_id": token.id}
     entry = AuditEvent(
         actor=clean(actor if actor is not None else request_actor, 128),
         ip=ip,

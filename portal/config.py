@@ -114,6 +114,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     test_interval_seconds: int = 0
     backup_keep: int = 14
+    reveals_per_minute: int = 120
 
     @property
     def forwarded_allow_ips(self) -> str:
@@ -164,4 +165,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=secret_key,
         test_interval_seconds=_int(env, "PORTAL_TEST_INTERVAL_SECONDS", 0, 0, 86400),
         backup_keep=_int(env, "PORTAL_BACKUP_KEEP", 14, 1, 1000),
+        reveals_per_minute=_int(env, "PORTAL_REVEALS_PER_MINUTE", 120, 1, 100000),
     )

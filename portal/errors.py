@@ -29,7 +29,7 @@ _TITLES = {
 BUSY_MESSAGE = "The database is busy with another task; try again in a moment."
 
 
-def _respond(code: int, message: str):
+def respond(code: int, message: str):
     if request.path.startswith("/api/"):
         return json_error(code, message)
     title = _TITLES.get(code, "Error")
@@ -38,8 +38,8 @@ def _respond(code: int, message: str):
 
 def _handle_http(exc: HTTPException):
     if isinstance(exc, CSRFError):
-        return _respond(400, "The form expired or was sent from another site; reload and retry.")
-    return _respond(exc.code or 500, exc.description or _TITLES.get(exc.code or 500, "Error"))
+        return respond(400, "The form expired or was sent from another site; reload and retry.")
+    return respond(exc.code or 500, exc.description or _TITLES.get(exc.code or 500, "Error"))
 
 
 def _handle_unexpected(exc: Exception):
@@ -52,7 +52,7 @@ def _handle_unexpected(exc: Exception):
         request.path,
         extra={"trace": frames},
     )
-    return _respond(500, InternalServerError.description)
+    return respond(500, InternalServerError.description)
 
 
 def _handle_database(exc: OperationalError):
@@ -62,12 +62,12 @@ def _handle_database(exc: OperationalError):
     # SQLite's write lock: a temporary state, not a bug.
     db.session.rollback()
     log.warning("database busy on %s %s", request.method, request.path)
-    response, code = _respond(503, BUSY_MESSAGE)
+    response, code = respond(503, BUSY_MESSAGE)
     return response, code, {"Retry-After": "5"}
 
 
 def _handle_query(exc: QueryError):
-    return _respond(400, str(exc))
+    return respond(400, str(exc))
 
 
 def init_app(app: Flask) -> None:

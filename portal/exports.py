@@ -13,7 +13,7 @@ import xlsxwriter
 from sqlalchemy import select
 
 from . import clock
-from .credentials import CredentialFilters, export_query
+from .credentials import CredentialFilters, count_matching, export_query
 from .crypto import CREDENTIAL_PASSWORD, cipher
 from .extensions import db
 from .models import Environment
@@ -203,3 +203,22 @@ def file_name(environment: Environment | None, fmt: str) -> str:
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     label = _NAME_UNSAFE.sub("_", environment.name).strip("_") if environment else "all"
     return f"vcf-credentials_{label or 'environment'}_{stamp}.{fmt}"
+
+
+def prepare(
+    environment: Environment | None, fmt: str, filters: CredentialFilters
+) -> tuple[Iterator[bytes], dict[str, str], int]:
+    """The body of a download (read as it is sent), its headers and its row count."""
+    env_id = environment.id if environment else None
+    headers = {
+        "Content-Disposition": f'attachment; filename="{file_name(environment, fmt)}"',
+        "Cache-Control": "no-store",
+    }
+    if fmt == "csv":
+        # Sent while read: the row count is the view's at the time of the request.
+        count = count_matching(env_id, filters)
+        body = csv_chunks(env_id, filters)
+    else:
+        body, size, count = xlsx_chunks(env_id, filters)
+        headers["Content-Length"] = str(size)
+    return body, headers, count

@@ -110,6 +110,40 @@ class RecoveryCode(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class ApiToken(db.Model):
+    """A personal API token: its value is shown once and kept only as a SHA-256 hash."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    scope: Mapped[str] = mapped_column(String(8), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    allowed_networks: Mapped[str | None] = mapped_column(Text)  # JSON list of CIDRs
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_used_ip: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class RateWindow(db.Model):
+    """Reveals and exports counted per token or session per minute, across workers."""
+
+    __tablename__ = "rate_windows"
+    __table_args__ = (UniqueConstraint("subject", "window_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(80), nullable=False)
+    window_start: Mapped[datetime] = mapped_column(DateTime, nullable=False, index=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
 class Passkey(db.Model):
     """A WebAuthn credential (passkey or security key) registered as a second factor."""
 

@@ -76,7 +76,9 @@ def end_session() -> None:
 
 
 def current_session() -> UserSession | None:
-    """The database row of this request's session, if any."""
+    """The database row of this request's session, if any (none when a token signed it)."""
+    if g.get("api_token") is not None:
+        return None
     if "portal_session" in g:
         return g.portal_session
     token = session.get("sid")

@@ -17,6 +17,7 @@ from . import (
     second_factor,
     settings,
     sync_runs,
+    tokens,
 )
 from .base import bp
 
@@ -31,4 +32,5 @@ __all__ = [
     "second_factor",
     "settings",
     "sync_runs",
+    "tokens",
 ]

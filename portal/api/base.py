@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request
 from flask_login import current_user
 
+from .. import tokens
 from ..access import check_reauth_password
 from ..environments import ValidationError
 from ..extensions import db
@@ -35,6 +36,24 @@ def _parse_json_body() -> None:
     """A JSON body that does not parse (bad syntax, nested too deeply) is a 400 on every route."""
     if request.is_json and request.get_data(cache=True):
         request.get_json()  # raises BadRequest, answered as the JSON error body
+
+
+@bp.before_request
+def _token_scope():
+    """A token's scope bounds what it may call (its owner's role is checked by the view)."""
+    token = tokens.current()
+    if token is None:
+        return None
+    view = current_app.view_functions.get(request.endpoint or "")
+    op = getattr(view, "api_operation", None)
+    needed = op.needed_scope(request.method) if op is not None else "read"
+    if needed == "session":
+        return json_error(403, "This needs a signed-in browser session; a token cannot do it.")
+    if not tokens.allows(token.scope, needed):
+        return json_error(
+            403, f"This token's scope is {token.scope}; this operation needs {needed}."
+        )
+    return None
 
 
 @bp.errorhandler(FactorError)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from flask import abort, jsonify
 from flask_login import login_required
 
-from .. import audit, credentials, environments
+from .. import audit, credentials, environments, ratelimit
 from ..access import admin_required
+from ..credentials import CredentialFilters
 from ..extensions import db
 from ..http import json_error
 from ..models import Credential, PasswordHistory
+from ..web.export import stream
 from . import schemas as s
 from .base import bp
-from .spec import api_operation
+from .spec import FILE, api_operation
 
 
 def _credential(cred_id: int) -> Credential:
@@ -50,10 +52,12 @@ def password_age(env_id: int, query: s.PasswordAgeQuery):
 
 @bp.post("/credentials/<int:cred_id>/reveal")
 @login_required
-@api_operation({200: s.Password}, s.RevealRequest, body_required=False)
+@api_operation({200: s.Password}, s.RevealRequest, body_required=False, scope="reveal")
 def reveal_password(cred_id: int, body: s.RevealRequest):
     """Return one password and audit it (as a reveal, or as a copy)."""
     cred = _credential(cred_id)
+    if (limited := ratelimit.refused()) is not None:
+        return limited
     action = "credential.copy" if body.purpose == "copy" else "credential.reveal"
     password = credentials.reveal(cred)
     audit.record(
@@ -76,13 +80,15 @@ def password_history(cred_id: int):
 
 @bp.post("/credentials/<int:cred_id>/history/<int:entry_id>/reveal")
 @login_required
-@api_operation({200: s.Password})
+@api_operation({200: s.Password}, scope="reveal")
 def reveal_history_password(cred_id: int, entry_id: int):
     """Return one former password and audit it."""
     cred = _credential(cred_id)
     entry = db.session.get(PasswordHistory, entry_id)
     if entry is None or entry.credential_id != cred.id:
         abort(404, description="No such history entry.")
+    if (limited := ratelimit.refused()) is not None:
+        return limited
     password = credentials.reveal_history(entry)
     audit.record(
         "credential.history_reveal", credentials.audit_target(cred), details={"entry": entry.id}
@@ -106,3 +112,25 @@ def purge_credential(cred_id: int):
     audit.record("credential.purge", target)
     db.session.commit()
     return "", 204
+
+
+def _export(environment, body: s.CredentialExportRequest):
+    filters = CredentialFilters.model_validate(body.model_dump(exclude={"format"}))
+    return stream(environment, body.format, filters, {"format": body.format, "scope": "api"})
+
+
+@bp.post("/environments/<int:env_id>/export")
+@login_required
+@api_operation({200: FILE}, s.CredentialExportRequest, scope="reveal", errors=(429,))
+def export_environment(env_id: int, body: s.CredentialExportRequest):
+    """Download an environment's credentials with passwords (`text/csv` or Excel), filtered as
+    the credential list; audited like the page's export."""
+    return _export(environments.environment_or_404(env_id), body)
+
+
+@bp.post("/credentials/export")
+@login_required
+@api_operation({200: FILE}, s.CredentialExportRequest, scope="reveal", errors=(429,))
+def export_credentials(body: s.CredentialExportRequest):
+    """Download the credentials of every environment with passwords, filtered; audited."""
+    return _export(None, body)

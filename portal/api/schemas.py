@@ -509,3 +509,57 @@ class SecurityPolicyIn(SecurityPolicy):
     """The policy to set; the password is needed when the sign-in is older than 15 minutes."""
 
     confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)
+
+
+# -- exports and tokens ------------------------------------------------------------------------
+
+
+class CredentialExportRequest(CredentialFilters):
+    """An export with passwords: the format and the credential list's filters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["csv", "xlsx"] = "csv"
+
+
+class TokenIn(BaseModel):
+    """A new personal token. Needs a sign-in within 15 minutes or `confirm_password`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    scope: Literal["read", "reveal", "admin"]
+    expires_in_days: int = Field(ge=1, le=365)
+    allowed_networks: list[str] | None = Field(
+        None, max_length=32, description="CIDRs the token may be used from; all when absent"
+    )
+    confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)
+
+
+class TokenCreated(BaseModel):
+    """The token's value, shown this once (kept only as a hash)."""
+
+    id: int
+    token: str
+    name: str
+    scope: Literal["read", "reveal", "admin"]
+    expires_at: Timestamp
+
+
+class Token(BaseModel):
+    """A token as lists show it: never its value."""
+
+    id: int
+    name: str
+    owner: str
+    scope: Literal["read", "reveal", "admin"]
+    created_at: Timestamp
+    expires_at: Timestamp
+    last_used_at: Timestamp | None
+    last_used_ip: str | None
+    allowed_networks: list[str]
+    expired: bool
+
+
+class TokenList(BaseModel):
+    items: list[Token]

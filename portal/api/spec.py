@@ -30,7 +30,18 @@ _ERROR_TEXT = {
     403: "Not allowed for this role, or the CSRF token is missing",
     404: "Not found",
     409: "Conflict with the current state",
+    413: "The request body is over the limit (8 MiB)",
     422: "Some fields are not valid (details per field)",
+    429: "Too many reveals and exports this minute (see Retry-After)",
+    503: "The database is busy with another task; retry (see Retry-After)",
+}
+# A download: the response of an export (CSV or Excel), not JSON.
+FILE = "file"
+_FILE_CONTENT = {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+        "schema": {"type": "string", "contentMediaType": "application/octet-stream"}
+    },
 }
 _CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -47,12 +58,20 @@ class FieldErrors(Exception):
 class Operation:
     """What a view declares: its models, and the error statuses it can answer."""
 
-    responses: dict[int, type[BaseModel] | None]
+    responses: dict[int, type[BaseModel] | str | None]
     body: type[BaseModel] | None = None
     body_required: bool = True
     validate: bool = True
     query: type[BaseModel] | None = None
     errors: tuple[int, ...] = field(default_factory=tuple)
+    # The token scope it needs: "read", "reveal", "admin", or "session" (no token at all).
+    # None: "read" for GET, "admin" for a change.
+    scope: str | None = None
+
+    def needed_scope(self, method: str) -> str:
+        if self.scope is not None:
+            return self.scope
+        return "read" if method in ("GET", "HEAD") else "admin"
 
 
 def _field_errors(exc: ModelError) -> dict[str, str]:
@@ -81,20 +100,21 @@ def _request_body(op: Operation) -> Any:
 
 
 def api_operation(
-    responses: dict[int, type[BaseModel] | None],
+    responses: dict[int, type[BaseModel] | str | None],
     body: type[BaseModel] | None = None,
     *,
     body_required: bool = True,
     validate: bool = True,
     query: type[BaseModel] | None = None,
     errors: tuple[int, ...] = (),
+    scope: str | None = None,
 ) -> Callable:
     """Validate the request with the models (view gets `body`/`query`) and record them.
 
     `validate=False` checks only that the body is a JSON object and passes it on as a dict:
     a service with its own rules and per-field messages is then the authority for values.
     """
-    op = Operation(responses, body, body_required, validate, query, errors)
+    op = Operation(responses, body, body_required, validate, query, errors, scope)
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -160,8 +180,12 @@ def _operation(rule, method: str, view: Callable, op: Operation, ref: Callable) 
         "summary": doc[0] if doc else rule.endpoint,
         "tags": [rule.rule.removeprefix("/api/v1/").split("/")[0]],
     }
-    if method in _CHANGES:
-        result["security"] = [{"sessionCookie": [], "csrfToken": []}]
+    scope = op.needed_scope(method)
+    result["x-token-scope"] = scope
+    browser = (
+        {"sessionCookie": [], "csrfToken": []} if method in _CHANGES else {"sessionCookie": []}
+    )
+    result["security"] = [browser] if scope == "session" else [{"bearerToken": []}, browser]
     if op.query is not None:
         result["parameters"] = _query_parameters(op.query)
     if op.body is not None:
@@ -171,15 +195,24 @@ def _operation(rule, method: str, view: Callable, op: Operation, ref: Callable) 
         }
     responses: dict[str, Any] = {}
     for status, model in op.responses.items():
-        text = "No content" if model is None else "OK"
-        responses[str(status)] = {"description": text} if model is None else _json(text, ref(model))
-    codes = {400, 401, 403, *op.errors}
+        if model == FILE:
+            responses[str(status)] = {"description": "The file", "content": _FILE_CONTENT}
+        elif model is None:
+            responses[str(status)] = {"description": "No content"}
+        else:
+            responses[str(status)] = _json("OK", ref(model))
+    codes = {400, 401, 403, 503, *op.errors}
+    if op.body is not None:
+        codes.add(413)
+    if scope == "reveal":
+        codes.add(429)
     if rule.arguments:
         codes.add(404)
     if op.body is not None and op.validate:
         codes.add(422)
     for code in sorted(codes):
         responses[str(code)] = _json(_ERROR_TEXT[code], ref(Error))
+    responses["default"] = _json("Any other error: the same error body", ref(Error))
     result["responses"] = responses
     return result
 
@@ -199,7 +232,7 @@ def openapi_document(app: Flask) -> dict:
     rules = sorted(_api_rules(app), key=lambda item: item[0].rule)
     models: set[type[BaseModel]] = {Error}
     for _, _, op in rules:
-        models.update(m for m in op.responses.values() if m is not None)
+        models.update(m for m in op.responses.values() if m is not None and m != FILE)
         if op.body is not None:
             models.add(op.body)
     ordered = sorted(models, key=lambda m: m.__name__)
@@ -221,16 +254,24 @@ def openapi_document(app: Flask) -> dict:
         "info": {
             "title": "VCF Credential Portal API",
             "version": "1",
-            "description": "Sign in through the web form; the session cookie authenticates "
-            "every request, and every state-changing request carries the CSRF token from "
-            '<meta name="csrf-token"> in the X-CSRFToken header. Errors answer '
+            "description": "Two ways in. Scripts: a personal token (created on the Tokens "
+            "page or POST /me/tokens) in `Authorization: Bearer <token>`; no CSRF token, no "
+            "session. Its scope (read, reveal or admin; each operation names the one it needs "
+            "in x-token-scope) narrows what its owner may do. Browsers: the session cookie, and "
+            'the CSRF token from <meta name="csrf-token"> in the X-CSRFToken header of every '
+            "state-changing request. Request bodies are limited to 8 MiB. Every error answers "
             '{"error": message, "details": {field: message}}.',
         },
-        "security": [{"sessionCookie": []}],
+        "security": [{"bearerToken": []}, {"sessionCookie": []}],
         "paths": paths,
         "components": {
             "schemas": defs.get("$defs", {}),
             "securitySchemes": {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal API token (vcfp_...)",
+                },
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "portal_session"},
                 "csrfToken": {"type": "apiKey", "in": "header", "name": "X-CSRFToken"},
             },

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, request
 from flask_login import login_required
 
-from .. import audit, exports
+from .. import audit, exports, ratelimit
 from ..access import confirm_recent_auth
-from ..credentials import CredentialFilters, count_matching
+from ..credentials import CredentialFilters
 from ..extensions import db
 from ..http import parse_form
 from ..models import Environment
@@ -21,7 +21,6 @@ def send_export(environment: Environment | None) -> Response:
     scope = request.form.get("scope", "view")
     if fmt not in exports.MIMETYPES or scope not in ("view", "all"):
         abort(400, description="format is csv or xlsx; scope is view or all")
-    target = environment.name if environment else "all environments"
     if not confirm_recent_auth():
         audit.record(
             "credential.export",
@@ -32,22 +31,19 @@ def send_export(environment: Environment | None) -> Response:
         db.session.commit()
         abort(403, description="Confirm your password to export passwords.")
     filters = parse_form(CredentialFilters) if scope == "view" else CredentialFilters()
-    env_id = environment.id if environment else None
-    headers = {
-        "Content-Disposition": f'attachment; filename="{exports.file_name(environment, fmt)}"',
-        "Cache-Control": "no-store",
-    }
-    if fmt == "csv":
-        # Sent while read: the row count is the view's at the time of the request.
-        count = count_matching(env_id, filters)
-        body = exports.csv_chunks(env_id, filters)
-    else:
-        body, size, count = exports.xlsx_chunks(env_id, filters)
-        headers["Content-Length"] = str(size)
+    return stream(environment, fmt, filters, {"format": fmt, "scope": scope})
+
+
+def stream(
+    environment: Environment | None, fmt: str, filters: CredentialFilters, details: dict
+) -> Response:
+    """Audit the export and send it (the body is read from the database as it is sent)."""
+    if (limited := ratelimit.refused()) is not None:
+        return limited
+    body, headers, count = exports.prepare(environment, fmt, filters)
+    target = environment.name if environment else "all environments"
     try:
-        audit.record(
-            "credential.export", target, details={"format": fmt, "scope": scope, "rows": count}
-        )
+        audit.record("credential.export", target, details={**details, "rows": count})
         db.session.commit()
     except BaseException:
         body.close()

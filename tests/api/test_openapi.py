@@ -63,7 +63,17 @@ def test_description_documents_parameters_bodies_errors_and_security(document):
     schemes = document["components"]["securitySchemes"]
     assert schemes["sessionCookie"] == {"type": "apiKey", "in": "cookie", "name": "portal_session"}
     assert schemes["csrfToken"]["name"] == "X-CSRFToken"
-    assert item["patch"]["security"] == [{"sessionCookie": [], "csrfToken": []}]
+    assert schemes["bearerToken"]["scheme"] == "bearer"
+    assert item["patch"]["security"] == [
+        {"bearerToken": []},
+        {"sessionCookie": [], "csrfToken": []},
+    ]
+    assert item["patch"]["x-token-scope"] == "admin" and item["get"]["x-token-scope"] == "read"
+    assert item["patch"]["responses"]["default"]["content"]["application/json"]["schema"] == error
+    reveal = document["paths"]["/api/v1/credentials/{cred_id}/reveal"]["post"]
+    assert reveal["x-token-scope"] == "reveal" and "429" in reveal["responses"]
+    created = document["paths"]["/api/v1/me/tokens"]["post"]
+    assert created["security"] == [{"sessionCookie": [], "csrfToken": []}]  # never by a token
 
 
 def _check(document, response, path, method):

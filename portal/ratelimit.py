@@ -1,0 +1,75 @@
+"""Reveals and exports per minute, per token or per session (PORTAL_REVEALS_PER_MINUTE).
+
+Counted in the database, so the limit holds across workers and nodes; the first refusal of a
+window is audited, the others only answered (429 with Retry-After).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app, g, request
+from flask_login import current_user
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+
+from . import audit, clock
+from .errors import respond
+from .extensions import db
+from .models import RateWindow
+from .sessions import current_session
+
+WINDOW = timedelta(minutes=1)
+_KEEP = timedelta(minutes=10)
+
+
+def _subject() -> str:
+    token = g.get("api_token")
+    if token is not None:
+        return f"token:{token.id}"
+    row = current_session()
+    if row is not None:
+        return f"session:{row.id[:32]}"
+    return f"user:{current_user.get_id()}"
+
+
+def _count(subject: str, window) -> int:
+    bump = (
+        update(RateWindow)
+        .where(RateWindow.subject == subject, RateWindow.window_start == window)
+        .values(count=RateWindow.count + 1)
+        .returning(RateWindow.count)
+    )
+    count = db.session.execute(bump).scalar_one_or_none()
+    if count is None:
+        db.session.execute(delete(RateWindow).where(RateWindow.window_start < window - _KEEP))
+        try:
+            with db.session.begin_nested():
+                db.session.add(RateWindow(subject=subject, window_start=window, count=1))
+            count = 1
+        except IntegrityError:  # another worker opened the window first
+            count = db.session.execute(bump).scalar_one()
+    db.session.commit()
+    return count
+
+
+def refused():
+    """None while under the limit; else the 429 answer (JSON under /api/, a page otherwise)."""
+    limit = current_app.config["PORTAL_SETTINGS"].reveals_per_minute
+    now = clock.now()
+    window = now.replace(second=0, microsecond=0)
+    subject = _subject()
+    count = _count(subject, window)
+    if count <= limit:
+        return None
+    if count == limit + 1:
+        audit.record(
+            "rate_limit",
+            request.path,
+            outcome="blocked",
+            details={"limit_per_minute": limit, "subject": subject.split(":")[0]},
+        )
+        db.session.commit()
+    retry = max(1, int((window + WINDOW - now).total_seconds()) + 1)
+    response, code = respond(429, f"More than {limit} reveals and exports a minute; retry later.")
+    return response, code, {"Retry-After": str(retry)}
