@@ -41,7 +41,7 @@ def set_preferences(body: s.PreferencesIn):
 
 @bp.post("/me/reauth")
 @login_required
-@api_operation({204: None}, s.ReauthIn, errors=(404,))
+@api_operation({204: None}, s.ReauthIn, errors=(404,), scope="session")
 def confirm_password(body: s.ReauthIn):
     """Type the password again; a right one counts as a fresh sign-in for 15 minutes."""
     target = None

@@ -31,7 +31,7 @@ def list_factors():
 
 @bp.post("/me/second-factor/totp")
 @login_required
-@api_operation({200: s.TotpStarted}, s.PasswordIn, errors=(403,))
+@api_operation({200: s.TotpStarted}, s.PasswordIn, errors=(403,), scope="session")
 def start_totp(body: s.PasswordIn):
     """Begin setting up an authenticator app; the secret is answered this once."""
     refused = password_refused(body.password)
@@ -44,7 +44,7 @@ def start_totp(body: s.PasswordIn):
 
 @bp.post("/me/second-factor/totp/confirm")
 @login_required
-@api_operation({200: s.RecoveryCodes}, s.CodeIn, errors=(409,))
+@api_operation({200: s.RecoveryCodes}, s.CodeIn, errors=(409,), scope="session")
 def confirm_totp(body: s.CodeIn):
     """Confirm the app with its first code; answers 10 new recovery codes, shown this once."""
     try:
@@ -58,7 +58,7 @@ def confirm_totp(body: s.CodeIn):
 
 @bp.delete("/me/second-factor/totp")
 @login_required
-@api_operation({204: None}, s.PasswordIn, errors=(403, 409))
+@api_operation({204: None}, s.PasswordIn, errors=(403, 409), scope="session")
 def remove_totp(body: s.PasswordIn):
     """Remove the authenticator app."""
     refused = password_refused(body.password)
@@ -73,7 +73,7 @@ def remove_totp(body: s.PasswordIn):
 
 @bp.post("/me/second-factor/recovery-codes")
 @login_required
-@api_operation({200: s.RecoveryCodes}, s.PasswordIn, errors=(403, 409))
+@api_operation({200: s.RecoveryCodes}, s.PasswordIn, errors=(403, 409), scope="session")
 def regenerate_codes(body: s.PasswordIn):
     """Replace the recovery codes with 10 new ones (the old ones stop working)."""
     refused = password_refused(body.password)
@@ -88,7 +88,7 @@ def regenerate_codes(body: s.PasswordIn):
 
 @bp.post("/me/second-factor/passkeys/options")
 @login_required
-@api_operation({200: s.PasskeyOptions}, s.PasswordIn, errors=(403,))
+@api_operation({200: s.PasskeyOptions}, s.PasswordIn, errors=(403,), scope="session")
 def passkey_options(body: s.PasswordIn):
     """Options for navigator.credentials.create(); the challenge is single use."""
     refused = password_refused(body.password)
@@ -104,7 +104,7 @@ def passkey_options(body: s.PasswordIn):
 
 @bp.post("/me/second-factor/passkeys")
 @login_required
-@api_operation({201: s.PasskeyAdded}, s.PasskeyIn, errors=(403, 409))
+@api_operation({201: s.PasskeyAdded}, s.PasskeyIn, errors=(403, 409), scope="session")
 def add_passkey(body: s.PasskeyIn):
     """Register the passkey the browser created with the options above."""
     row = current_session()
@@ -125,7 +125,7 @@ def add_passkey(body: s.PasskeyIn):
 
 @bp.delete("/me/second-factor/passkeys/<int:passkey_id>")
 @login_required
-@api_operation({204: None}, s.PasswordIn, errors=(403, 409))
+@api_operation({204: None}, s.PasswordIn, errors=(403, 409), scope="session")
 def remove_passkey(passkey_id: int, body: s.PasswordIn):
     """Remove one passkey."""
     refused = password_refused(body.password)
