@@ -1,13 +1,14 @@
-"""The signed-in user's own security page: authenticator app, passkeys, recovery codes."""
+"""The signed-in user's own pages: second factors (authenticator app, passkeys, recovery codes)
+and API tokens."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
-from .. import second_factor
-from ..access import check_reauth_password
+from .. import second_factor, tokens
+from ..access import check_reauth_password, confirm_recent_auth
 from ..extensions import db
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -142,3 +143,65 @@ def remove_passkey(passkey_id: int):
     db.session.commit()
     flash(f"Passkey {name} removed.", "info")
     return redirect(url_for("account.security"))
+
+
+def _tokens_page(status: int = 200, **extra):
+    user = _user()
+    return render_template(
+        "account_tokens.html",
+        mine=[tokens.as_dict(t) for t in tokens.listed(user)],
+        everyone=[tokens.as_dict(t) for t in tokens.listed()] if user.is_admin else None,
+        scopes=tokens.SCOPES,
+        errors=extra.pop("errors", {}),
+        form=extra.pop("form", {}),
+        **extra,
+    ), status
+
+
+@bp.get("/tokens")
+@login_required
+def token_list():
+    """The user's API tokens (and everyone's, for admins), and the form for a new one."""
+    return _tokens_page()
+
+
+@bp.post("/tokens")
+@login_required
+def create_token():
+    """Create a token (re-authenticated like exports); its value is shown this once."""
+    form = {key: request.form.get(key, "") for key in ("name", "scope", "days", "networks")}
+    if not confirm_recent_auth():
+        db.session.commit()
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login"))
+        return _tokens_page(403, form=form, errors={"confirm_password": "Type your password."})
+    try:
+        days = int(form["days"] or "0")
+    except ValueError:
+        days = 0
+    networks = [part for part in form["networks"].replace(",", " ").split() if part]
+    try:
+        token, value = tokens.create(_user(), form["name"], form["scope"], days, networks)
+    except tokens.TokenError as exc:
+        db.session.rollback()
+        field = {"expires_in_days": "days", "allowed_networks": "networks"}.get(
+            exc.field, exc.field
+        )
+        return _tokens_page(400, form=form, errors={field: str(exc)})
+    db.session.commit()
+    return _tokens_page(201, created={"name": token.name, "value": value})
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int):
+    """Revoke one of one's tokens (admins: anyone's)."""
+    user = _user()
+    token = tokens.find(token_id, None if user.is_admin else user)
+    if token is None:
+        abort(404, description="No such token.")
+    name = token.name
+    tokens.revoke(token)
+    db.session.commit()
+    flash(f"Token {name} revoked.", "info")
+    return redirect(url_for("account.token_list"))
