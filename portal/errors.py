@@ -39,7 +39,14 @@ def respond(code: int, message: str):
 def _handle_http(exc: HTTPException):
     if isinstance(exc, CSRFError):
         return respond(400, "The form expired or was sent from another site; reload and retry.")
-    return respond(exc.code or 500, exc.description or _TITLES.get(exc.code or 500, "Error"))
+    response, code = respond(
+        exc.code or 500, exc.description or _TITLES.get(exc.code or 500, "Error")
+    )
+    # Headers the error carries (Allow on a 405, WWW-Authenticate) stay with our body.
+    kept = [
+        (k, v) for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")
+    ]
+    return response, code, kept
 
 
 def _handle_unexpected(exc: Exception):

@@ -15,6 +15,7 @@ import secrets
 from datetime import timedelta
 
 from flask import Flask, g, request
+from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -211,9 +212,15 @@ def _authenticate_bearer():
 
 
 def _csrf_unless_token():
-    """The CSRF check (token and same-site Referer) for every request a token did not sign."""
-    if current() is None and request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
-        csrf.protect()
+    """The CSRF check (token and same-site Referer) for every request a token did not sign.
+
+    An API request from nobody signed in is left to the sign-in check (401): with no session
+    there is nothing a forged request could act as."""
+    if current() is not None or request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+        return
+    if request.path.startswith(API_PREFIX) and not current_user.is_authenticated:
+        return
+    csrf.protect()
 
 
 def init_app(app: Flask) -> None:
