@@ -13,6 +13,7 @@ from .extensions import db
 from .models import SOURCES, Environment
 
 FORMAT = "vcf-credential-portal/environments"
+VERSION = 1
 _FIELDS = (
     "host",
     "port",
@@ -43,7 +44,7 @@ def export_document(include_passwords: bool) -> dict:
         items.append(item)
     return {
         "format": FORMAT,
-        "version": 1,
+        "version": VERSION,
         "exported_at": clock.iso(clock.now()),
         "includes_passwords": include_passwords,
         "environments": items,
@@ -68,6 +69,11 @@ def import_document(document: dict) -> ImportOutcome:
     """Create or update environments (matched by name); one that is not valid is skipped."""
     if document.get("format") != FORMAT or not isinstance(document.get("environments"), list):
         raise NotADefinitionsDocument("Not an environment definitions document from this portal.")
+    if document.get("version") != VERSION:
+        raise NotADefinitionsDocument(
+            f"Definitions document version {document.get('version')!r} is not supported "
+            f"(this portal reads version {VERSION})."
+        )
     outcome = ImportOutcome()
     for index, item in enumerate(document["environments"]):
         name = item.get("name") if isinstance(item, dict) else None

@@ -13,6 +13,7 @@ that parses) and answer 422 with a message per field, which the description docu
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from portal.environments import HOST_RE, _is_ipv6
 from portal.simulator import Simulator
 
 ADMIN_PASSWORD = "Fuzzing-admin-passphrase-7"  # noqa: S105 - test password
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = int(os.environ.get("PORTAL_FUZZ_EXAMPLES", "30"))
 
 
 class FuzzLab:
