@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="password of every simulator login account (default %(default)s)",
     )
     parser.add_argument(
+        "--task-delay",
+        type=float,
+        default=0.2,
+        help="seconds a credentials task or expiry check stays IN_PROGRESS (default %(default)s)",
+    )
+    parser.add_argument(
         "--quirk",
         action="append",
         default=[],
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         installer_version=args.installer_version,
         control=args.control,
         quirks=args.quirk,
+        task_delay=args.task_delay,
     ).start()
 
     def _stop(signum: int, frame: FrameType | None) -> None:

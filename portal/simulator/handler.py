@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import socket
 import socketserver
@@ -113,7 +114,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(size)
 
-    def _send(self, status: int, body: Any = None, content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: Any = None,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         if status == 204:
             payload = b""
         elif isinstance(body, bytes):
@@ -125,6 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         if status != 204:
             self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if payload:
@@ -168,6 +177,15 @@ class _Handler(BaseHTTPRequestHandler):
             if failure.message:
                 body["message"] = failure.message
             self._send(401, body)
+        elif mode == "429":
+            # Declared by the spec on POST /v1/credentials/expirations; Retry-After is not
+            # in the spec, but what a well-behaved client should honour when present.
+            seconds = failure.delay if failure.delay is not None else 1.0
+            self._send(
+                429,
+                _error("TOO_MANY_REQUESTS", failure.message or "Too many requests"),
+                headers={"Retry-After": str(max(0, math.ceil(seconds)))},
+            )
         elif mode == "403":
             self._send(403, _error("FORBIDDEN", failure.message or "Access denied (simulated)"))
         elif mode == "malformed":
@@ -204,15 +222,22 @@ class _Handler(BaseHTTPRequestHandler):
             return 204, None
         is_credentials = path == "/v1/credentials" or path.startswith("/v1/credentials/")
         is_sddcs = path == "/v1/sddcs" or path.startswith("/v1/sddcs/")
-        if not (is_credentials or is_sddcs):
+        is_task = path.startswith("/v1/tasks/")
+        if not (is_credentials or is_sddcs or is_task):
             return 404, _error("NOT_FOUND", "No such API")
         role = sim._bearer_role(self.headers.get("Authorization"))
         if role is None:
             return 401, UNAUTHORIZED_BODY
-        if method != "GET":
+        lifecycle = (path == "/v1/credentials" and method == "PATCH") or path.startswith(
+            ("/v1/credentials/tasks", "/v1/credentials/expirations", "/v1/tasks/")
+        )
+        if not lifecycle and method != "GET":
             return _not_allowed()
         if role != "ADMIN":
+            # Reading and changing credentials both need the ADMIN role (CONTRACT.md 1.5, 2.5).
             return 403, _error("FORBIDDEN", "The user needs the ADMIN role for this operation")
+        if lifecycle:
+            return sim._credential_operation(method, path, query, body)
         if path == "/v1/credentials":
             return sim._credentials_page(query)
         if is_credentials:

@@ -31,8 +31,9 @@ from urllib.parse import unquote
 from .certs import CertificateSet, generate_certificates, leaf_der, load_certificates
 from .handler import _error, _Handler, _Raw, _Server
 from .inventory import QUIRKS, Inventory
+from .lifecycle import CredentialOperations
 
-FAILURE_MODES = ("500", "401", "403", "timeout", "reset", "malformed", "slow")
+FAILURE_MODES = ("500", "401", "403", "429", "timeout", "reset", "malformed", "slow")
 DEFAULT_PASSWORD = "VMware123!VMware123!"  # noqa: S105 - the simulator's documented default
 _FILTERS = ("resourceName", "resourceIp", "resourceType", "domainName", "accountType")
 
@@ -77,6 +78,7 @@ class Simulator:
         timeout_delay: float = 5.0,
         slow_delay: float = 0.3,
         quirks: tuple[str, ...] | list[str] = (),
+        task_delay: float = 0.2,
     ) -> None:
         if token_status not in (200, 201):
             raise ValueError("token_status must be 200 or 201")
@@ -104,6 +106,7 @@ class Simulator:
         }
         self._lock = threading.RLock()
         self._inventory = Inventory(credentials, seed, hostile, installer_version)
+        self._operations = CredentialOperations(self._inventory, seed, float(task_delay))
         self._quirks: frozenset[str] = frozenset()
         self.set_quirks(*quirks)
         self._hits: collections.Counter[str] = collections.Counter()
@@ -255,8 +258,9 @@ class Simulator:
     ) -> None:
         """Make the next ``count`` requests under ``path_prefix`` fail in ``mode``.
 
-        ``delay`` overrides timeout_delay/slow_delay; ``message`` replaces the error
-        message of the 500/401/403 modes (to test how clients handle hostile text).
+        ``delay`` overrides timeout_delay/slow_delay, and is the ``Retry-After`` of the
+        429 mode (default 1 s); ``message`` replaces the error message of the
+        500/401/403/429 modes (to test how clients handle hostile text).
         """
         if mode not in FAILURE_MODES:
             raise ValueError(f"mode must be one of {FAILURE_MODES}")
@@ -266,9 +270,51 @@ class Simulator:
             self._failures.append(_Failure(mode, count, path_prefix, delay, message))
 
     def clear_failures(self) -> None:
-        """Drop every pending injected failure."""
+        """Drop every pending injected failure, credential faults included."""
         with self._lock:
             self._failures.clear()
+            self._operations.clear_faults()
+
+    def inject_credential_fault(
+        self,
+        resource: str,
+        kind: str = "fail",
+        operation: str | None = None,
+        message: str | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Make credential operations on ``resource`` (a resourceName, ``*`` for all) fail.
+
+        ``kind``: ``fail`` (the sub-task, or the expiry check when ``operation`` is
+        ``EXPIRATION``, fails with ``message``), ``inactive`` (PATCH refused with
+        RESOURCE_IS_NOT_IN_ACTIVE_STATE) or ``busy`` (PATCH refused as if another task held
+        the resource). ``operation`` limits it to one operationType (None: all); ``count``
+        to that many uses (None: until cleared).
+        """
+        with self._lock:
+            self._operations.add_fault(resource, kind, operation, message, count)
+
+    @property
+    def task_delay(self) -> float:
+        """Seconds a credentials task or expiry check stays IN_PROGRESS."""
+        with self._lock:
+            return self._operations.task_delay
+
+    @task_delay.setter
+    def task_delay(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("task_delay must not be negative")
+        with self._lock:
+            self._operations.task_delay = float(seconds)
+
+    def settle_tasks(self) -> None:
+        """Finish at once every credentials task and expiry check still IN_PROGRESS."""
+        with self._lock:
+            for task in self._operations.tasks.values():
+                task.due = 0.0
+            for check in self._operations.expirations.values():
+                check.due = 0.0
+            self._operations.advance()
 
     def add_installer_task(self, status: str = "COMPLETED_WITH_FAILURE", with_spec: bool = False):
         """Add an installer deployment task, optionally without a spec; return its id."""
@@ -278,6 +324,7 @@ class Simulator:
     def credentials_snapshot(self) -> list[dict[str, Any]]:
         """Deep copy of the current credential elements, passwords included, quirks not."""
         with self._lock:
+            self._operations.advance()
             return copy.deepcopy(self._inventory.credentials)
 
     def installer_spec(self, sddc_id: str | None = None) -> dict[str, Any]:
@@ -389,6 +436,7 @@ class Simulator:
         except ValueError:
             return 400, _error("INVALID_INPUT", "pageNumber and pageSize must be numbers >= 0")
         with self._lock:
+            self._operations.advance()
             quirks = self._quirks
             everything = self._inventory.credentials
             if filters:
@@ -420,10 +468,56 @@ class Simulator:
 
     def _credential(self, credential_id: str) -> tuple[int, Any]:
         with self._lock:
+            self._operations.advance()
             element = self._inventory.by_id.get(credential_id)
             if element is None:
                 return 404, _error("CREDENTIAL_NOT_FOUND", "Credential not found")
             return 200, Inventory.apply_quirks([element], self._quirks)[0]
+
+    def _credential_operation(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, Any]:
+        """The lifecycle paths: PATCH /v1/credentials, credentials tasks, expirations."""
+        ops = self._operations
+        if path == "/v1/credentials":
+            with self._lock:
+                return ops.update(_json_or_none(body))
+        if path.startswith("/v1/tasks/"):
+            task_id = unquote(path[len("/v1/tasks/") :])
+            if method != "GET":
+                return 405, _error("METHOD_NOT_ALLOWED", "Method not allowed")
+            with self._lock:
+                return ops.get_task(task_id, generic=True)
+        if path == "/v1/credentials/tasks":
+            if method != "GET":
+                return 405, _error("METHOD_NOT_ALLOWED", "Method not allowed")
+            with self._lock:
+                return ops.tasks_page(query)
+        if path.startswith("/v1/credentials/tasks/"):
+            rest = unquote(path[len("/v1/credentials/tasks/") :])
+            with self._lock:
+                if rest.endswith("/resource-credentials") and method == "GET":
+                    return ops.resource_credentials(rest[: -len("/resource-credentials")])
+                if "/" in rest:
+                    return 404, _error("NOT_FOUND", "No such API")
+                if method == "GET":
+                    return ops.get_task(rest)
+                if method == "PATCH":
+                    return ops.retry(rest, _json_or_none(body))
+                if method == "DELETE":
+                    return ops.cancel(rest)
+            return 405, _error("METHOD_NOT_ALLOWED", "Method not allowed")
+        if path == "/v1/credentials/expirations":
+            if method != "POST":
+                return 405, _error("METHOD_NOT_ALLOWED", "Method not allowed")
+            with self._lock:
+                return ops.start_expiration(_json_or_none(body))
+        if path.startswith("/v1/credentials/expirations/"):
+            if method != "GET":
+                return 405, _error("METHOD_NOT_ALLOWED", "Method not allowed")
+            with self._lock:
+                return ops.get_expiration(unquote(path[len("/v1/credentials/expirations/") :]))
+        return 404, _error("NOT_FOUND", "No such API")
 
     def _installer(self, path: str) -> tuple[int, Any]:
         with self._lock:
@@ -486,6 +580,22 @@ class Simulator:
             if action == "reset_hits":
                 self.reset_hits()
                 return 200, {"ok": True}
+            if action == "credential_fault":
+                count = payload.get("count")
+                self.inject_credential_fault(
+                    str(payload.get("resource", "")),
+                    str(payload.get("kind", "fail")),
+                    payload.get("operation"),
+                    payload.get("message"),
+                    int(count) if count is not None else None,
+                )
+                return 200, {"ok": True}
+            if action == "task_delay":
+                self.task_delay = float(payload.get("seconds", 0.2))
+                return 200, {"ok": True}
+            if action == "settle_tasks":
+                self.settle_tasks()
+                return 200, {"ok": True}
         except (TypeError, ValueError) as exc:
             return 400, _error("INVALID_INPUT", str(exc))
         return 400, _error("INVALID_INPUT", "unknown action")
@@ -497,6 +607,11 @@ class Simulator:
                 "credentials": len(self._inventory.credentials),
                 "hostile": self._inventory.hostile,
                 "quirks": sorted(self._quirks),
+                "credential_tasks": {
+                    status: sum(1 for t in self._operations.tasks.values() if t.status == status)
+                    for status in ("IN_PROGRESS", "SUCCESSFUL", "FAILED", "USER_CANCELLED")
+                },
+                "task_delay": self._operations.task_delay,
             }
 
 
@@ -504,3 +619,10 @@ def _non_negative(text: str) -> int:
     if not text.isdigit():
         raise ValueError(text)
     return int(text)
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeError):
+        return None

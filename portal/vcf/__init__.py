@@ -7,16 +7,28 @@ Clients are not thread-safe: use one per thread (the sync engine creates one per
 from __future__ import annotations
 
 from .installer import InstallerClient, credentials_from_spec
+from .lifecycle import EXPIRATION_RESOURCE_TYPES, OPERATIONS
 from .manager import SddcManagerClient, parse_credential
-from .models import ConnectionTestResult, EndpointSettings, FetchedCredential, VcfError
+from .models import (
+    ConnectionTestResult,
+    CredentialExpiry,
+    EndpointSettings,
+    ExpirationCheck,
+    FetchedCredential,
+    VcfError,
+)
 from .tls import fetch_certificate_sha256, format_fingerprint, normalize_fingerprint
 
 SOURCES = ("manager", "installer")
 
 __all__ = [
+    "EXPIRATION_RESOURCE_TYPES",
+    "OPERATIONS",
     "SOURCES",
     "ConnectionTestResult",
+    "CredentialExpiry",
     "EndpointSettings",
+    "ExpirationCheck",
     "FetchedCredential",
     "InstallerClient",
     "SddcManagerClient",

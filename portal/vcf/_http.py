@@ -165,24 +165,46 @@ class ApiTransport:
 
     def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         """GET an authenticated path and return its decoded JSON body."""
+        return self.request_json("GET", path, params=params)
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        secrets: tuple[str, ...] = (),
+    ) -> Any:
+        """Send an authenticated request and return its decoded JSON body (None if empty).
+
+        Only GET is retried after a 5xx or a broken connection: a PATCH, POST or DELETE may
+        have been carried out already, and rotating a password twice is not harmless.
+        ``secrets`` (passwords in the body) are masked in any message made from the answer.
+        """
+        retry = method == "GET"
         with self._token_lock:
             self._ensure_token()
             token = self._access_token
-        response = self._send("GET", path, params=params, auth=True, retry=True, token=token)
+        send = {"params": params, "json_body": json_body, "auth": True, "retry": retry}
+        response = self._send(method, path, token=token, **send)
         if response.status_code == 401:
             # The token can be revoked or expire server-side before our estimate: one fresh
-            # login (unless another thread made one since), then give up.
+            # login (unless another thread made one since), then give up. A 401 means the
+            # request was not carried out, so sending it again is safe for every method.
             with self._token_lock:
                 if self._access_token == token:
                     log.warning("%s %s: access token rejected, logging in again", self.source, path)
                     self._login()
                 token = self._access_token
-            response = self._send("GET", path, params=params, auth=True, retry=True, token=token)
+            response = self._send(method, path, token=token, **send)
             if response.status_code == 401:
-                raise self._status_error(response, "GET", path, after_relogin=True)
+                raise self._status_error(response, method, path, after_relogin=True)
         if not 200 <= response.status_code < 300:
-            raise self._status_error(response, "GET", path)
-        return self._json(response, "GET", path)
+            raise self._status_error(response, method, path, secrets=secrets)
+        if method != "GET" and not self._body(response).strip():
+            return None
+        return self._json(response, method, path)
 
     # -- tokens ------------------------------------------------------------------------
 
@@ -430,16 +452,48 @@ class ApiTransport:
         return seen
 
     def _status_error(
-        self, response: requests.Response, method: str, path: str, after_relogin: bool = False
+        self,
+        response: requests.Response,
+        method: str,
+        path: str,
+        after_relogin: bool = False,
+        secrets: tuple[str, ...] = (),
     ) -> VcfError:
         status = response.status_code
         log.warning("%s %s %s failed: HTTP %d", self.source, method, path, status)
         user = clean_text(self.settings.username, 120)
         shown_path = clean_text(path, 160)
-        detail = self._server_detail(response)
+        detail = self._server_detail(response, secrets)
+        code = self._error_code(response, secrets)
         if status == 401:
             text = "the access token was rejected" if after_relogin else "not authenticated"
             return VcfError("auth", f"{text} (HTTP 401) for user {user}", status=status)
+        if status == 429:
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            when = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+            return VcfError(
+                "rate_limited",
+                f"{method} {shown_path}: too many requests (HTTP 429){when}{detail}",
+                status=status,
+                error_code=code,
+                retry_after=retry_after,
+            )
+        if status == 403 and method != "GET" and "concurrent" in detail.lower():
+            # SDDC Manager answers 403 when 10 password operations already run (CONTRACT.md
+            # 2.5): not a missing role, but a reason to try again later.
+            return VcfError(
+                "rate_limited",
+                f"SDDC Manager refused {method} {shown_path} (HTTP 403){detail}",
+                status=status,
+                error_code=code,
+            )
+        if status == 400 and method != "GET":
+            return VcfError(
+                "rejected",
+                f"SDDC Manager refused {method} {shown_path} (HTTP 400){detail}",
+                status=status,
+                error_code=code,
+            )
         if status == 403:
             return VcfError(
                 "forbidden",
@@ -448,7 +502,10 @@ class ApiTransport:
             )
         if status == 404:
             return VcfError(
-                "not_found", f"{method} {shown_path}: not found (HTTP 404){detail}", status=status
+                "not_found",
+                f"{method} {shown_path}: not found (HTTP 404){detail}",
+                status=status,
+                error_code=code,
             )
         if status >= 500:
             return VcfError(
@@ -460,33 +517,48 @@ class ApiTransport:
             "http", f"unexpected HTTP {status} on {method} {shown_path}{detail}", status=status
         )
 
-    def _server_detail(self, response: requests.Response) -> str:
+    @staticmethod
+    def _error_body(response: requests.Response) -> dict[str, Any]:
         try:
             body = json.loads(response.content or b"null")
-        except ValueError:
-            return ""
-        if not isinstance(body, dict):
-            return ""
+        except (ValueError, UnicodeError):
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def _server_detail(self, response: requests.Response, secrets: tuple[str, ...] = ()) -> str:
+        body = self._error_body(response)
         parts = []
         message = body.get("message")
         if isinstance(message, str) and message.strip():
-            parts.append(": " + self._safe(message))
+            parts.append(": " + self.safe_text(message, secrets=secrets))
         reference = body.get("referenceToken")
         if isinstance(reference, str) and reference.strip():
-            parts.append(f" (referenceToken {self._safe(reference, 80)})")
+            parts.append(f" (referenceToken {self.safe_text(reference, 80, secrets)})")
         return "".join(parts)
 
-    def _safe(self, text: str, limit: int = MAX_SERVER_TEXT) -> str:
+    def _error_code(self, response: requests.Response, secrets: tuple[str, ...]) -> str | None:
+        code = self._error_body(response).get("errorCode")
+        if not isinstance(code, str) or not code.strip():
+            return None
+        return self.safe_text(code, 120, secrets)
+
+    def safe_text(
+        self, text: str, limit: int = MAX_SERVER_TEXT, secrets: tuple[str, ...] = ()
+    ) -> str:
         """Server text for a message: secrets masked before and after cleaning (which folds
         whitespace and could rebuild one), and only then truncated."""
-        cleaned = clean_text(self._mask(text), limit=len(text) + 1)
-        return clean_text(self._mask(cleaned), limit)
+        cleaned = clean_text(self._mask(text, secrets), limit=len(text) + 1)
+        return clean_text(self._mask(cleaned, secrets), limit)
 
-    def _mask(self, text: str) -> str:
+    def mask(self, text: str, secrets: tuple[str, ...] = ()) -> str:
+        """``text`` with our own secrets and ``secrets`` replaced by ``***``."""
+        return self._mask(text, secrets)
+
+    def _mask(self, text: str, secrets: tuple[str, ...] = ()) -> str:
         # A misbehaving server could echo what we sent it; never let that reach a message.
         # Masked on the raw text, before cleaning and truncation could split or reshape a
         # secret, and in the forms a server is likely to echo it in (JSON-escaped, URL-encoded).
-        for secret in (self.settings.password, self._access_token, self._refresh_id):
+        for secret in (self.settings.password, self._access_token, self._refresh_id, *secrets):
             if not secret or len(secret) < 4:
                 continue
             forms = {
@@ -516,3 +588,10 @@ class ApiTransport:
 
 def _looks_like_token(value: str) -> bool:
     return bool(value) and len(value) < 65536 and not any(ch.isspace() for ch in value)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header given in seconds (an HTTP date is ignored)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(float(value.strip()), 3600.0)

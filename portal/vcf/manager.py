@@ -20,13 +20,17 @@ import itertools
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
+from . import lifecycle
 from ._http import ApiTransport, clean_text
-from .models import EndpointSettings, FetchedCredential, VcfError
+from .models import EndpointSettings, ExpirationCheck, FetchedCredential, VcfError
 
 CREDENTIALS_PATH = "/v1/credentials"
+TASKS_PATH = "/v1/credentials/tasks"
+EXPIRATIONS_PATH = "/v1/credentials/expirations"
 PAGE_SIZE = 500
 # Pages requested at once after the first: quicker on a large inventory, and still polite to
 # SDDC Manager.
@@ -139,6 +143,101 @@ class SddcManagerClient:
         """The fingerprint seen during the last TLS failure, if any."""
         return self._api.last_certificate_sha256
 
+    # -- credential lifecycle ------------------------------------------------------------
+    # Errors: VcfError with kind "rejected" (HTTP 400: error_code says why, e.g.
+    # RESOURCE_IS_NOT_IN_ACTIVE_STATE or a task already running for the resource),
+    # "rate_limited" (429, or 403 for the 10 concurrent operations; retry_after when given),
+    # "forbidden", "not_found", "auth", "server" and the transport kinds. No password that
+    # was sent, nor one that came back in a task, appears in a message, a log line or a
+    # returned value.
+
+    def update_credentials(
+        self,
+        operation: str,
+        elements: list[dict[str, Any]],
+        auto_rotate: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """PATCH /v1/credentials: start UPDATE, ROTATE, REMEDIATE or UPDATE_AUTO_ROTATE_POLICY.
+
+        ``elements`` are ``ResourceCredentials`` objects (``resourceName``, ``resourceType``,
+        ``credentials: [{credentialType, username, password?}]``); ``auto_rotate`` is the
+        ``autoRotatePolicy`` (``enableAutoRotatePolicy``, ``frequencyInDays``). Returns the
+        ``Task`` (``id``, ``status``, ``isCancellable``, ...) without any password. Never
+        retried by itself: a lost answer may still have started the operation.
+        """
+        body = lifecycle.update_spec(operation, elements, auto_rotate)
+        secrets = lifecycle.passwords_in(elements)
+        answer = self._api.request_json("PATCH", CREDENTIALS_PATH, json_body=body, secrets=secrets)
+        return self._task(answer, f"PATCH {CREDENTIALS_PATH}", secrets)
+
+    def credentials_task(self, task_id: str) -> dict[str, Any]:
+        """GET /v1/credentials/tasks/{id}: the ``CredentialsTask`` and its sub-tasks, with
+        ``oldPassword``/``newPassword`` removed (their values masked in every text)."""
+        path = _task_path(task_id)
+        return self._task(self._api.get_json(path), f"GET {TASKS_PATH}/{{id}}")
+
+    def credentials_tasks(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """GET /v1/credentials/tasks: recent credentials tasks, scrubbed like credentials_task."""
+        params = {"limit": str(int(limit))} if limit is not None else None
+        body = self._api.get_json(TASKS_PATH, params)
+        if not isinstance(body, dict) or not isinstance(body.get("elements"), list):
+            raise VcfError("malformed", f"GET {TASKS_PATH} is not a list of tasks")
+        return [self._task(task, f"GET {TASKS_PATH}") for task in body["elements"]]
+
+    def retry_credentials_task(
+        self,
+        task_id: str,
+        operation: str | None = None,
+        elements: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """PATCH /v1/credentials/tasks/{id}: retry a FAILED task; returns the ``Task``.
+
+        The spec wants a ``CredentialsUpdateSpec`` with the retry: give ``operation`` and
+        ``elements`` (with new passwords for an UPDATE or REMEDIATE), or leave them out to
+        retry the failed sub-tasks as they were.
+        """
+        path = _task_path(task_id)
+        if operation is None or elements is None:
+            body = lifecycle.retry_spec(self.credentials_task(task_id))
+        else:
+            body = lifecycle.update_spec(operation, elements, None)
+        secrets = lifecycle.passwords_in(body["elements"])
+        answer = self._api.request_json("PATCH", path, json_body=body, secrets=secrets)
+        return self._task(answer, f"PATCH {TASKS_PATH}/{{id}}", secrets)
+
+    def cancel_credentials_task(self, task_id: str) -> dict[str, Any]:
+        """DELETE /v1/credentials/tasks/{id}: cancel a FAILED task; returns the ``Task``."""
+        answer = self._api.request_json("DELETE", _task_path(task_id))
+        return self._task(answer, f"DELETE {TASKS_PATH}/{{id}}")
+
+    def start_expirations(
+        self,
+        resource_type: str,
+        domain_name: str | None = None,
+        credential_ids: list[str] | None = None,
+    ) -> str:
+        """POST /v1/credentials/expirations for one resource type (the spec requires it; see
+        lifecycle.EXPIRATION_RESOURCE_TYPES); returns the id to poll with expirations()."""
+        body = lifecycle.expiration_spec(resource_type, domain_name, credential_ids)
+        answer = self._api.request_json("POST", EXPIRATIONS_PATH, json_body=body)
+        check_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(check_id, str) or not check_id:
+            raise VcfError("malformed", f"POST {EXPIRATIONS_PATH} answered no id")
+        return check_id
+
+    def expirations(self, request_id: str) -> ExpirationCheck:
+        """GET /v1/credentials/expirations/{id}: status and, once done, expiry per credential
+        (a credential that could not be checked carries its error)."""
+        path = f"{EXPIRATIONS_PATH}/{quote(lifecycle.task_id_of(request_id), safe='')}"
+        body = self._api.get_json(path)
+        return lifecycle.parse_expiration(body, self._api.safe_text)
+
+    def _task(self, body: Any, what: str, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+        def mask(text: str, found: tuple[str, ...]) -> str:
+            return self._api.mask(text, (*secrets, *found))
+
+        return lifecycle.scrub_task(body, what, mask)
+
 
 class _Pages:
     """Credential pages checked in order: no page repeating the one before, no id twice, and
@@ -243,6 +342,10 @@ def parse_credential(
         auto_rotate_days=days if isinstance(days, int) and not isinstance(days, bool) else None,
         auto_rotate_next=_text(policy.get("nextSchedule")),
     )
+
+
+def _task_path(task_id: str) -> str:
+    return f"{TASKS_PATH}/{quote(lifecycle.task_id_of(task_id), safe='')}"
 
 
 def _page_parts(body: Any, page: int) -> tuple[list[Any], dict[str, Any] | None]:

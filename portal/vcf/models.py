@@ -18,6 +18,8 @@ ERROR_KINDS = frozenset(
         "malformed",
         "http",
         "connection",
+        "rate_limited",
+        "rejected",
     }
 )
 
@@ -87,6 +89,35 @@ class FetchedCredential:
 
 
 @dataclass(frozen=True)
+class CredentialExpiry:
+    """One credential's expiry as an SDDC Manager expiry check reported it."""
+
+    credential_id: str
+    username: str | None
+    resource_name: str | None
+    resource_type: str | None
+    expiry_date: str | None
+    status: str | None  # ACTIVE, EXPIRING, EXPIRED, UNKNOWN (or a newer value)
+    connectivity_status: str | None
+    last_checked: str | None
+    error: str | None  # why this credential could not be checked (cleaned), if it failed
+
+
+@dataclass(frozen=True)
+class ExpirationCheck:
+    """An expiry check started with POST /v1/credentials/expirations."""
+
+    id: str
+    status: str  # IN_PROGRESS, COMPLETED, FAILED (or a newer value)
+    elements: tuple[CredentialExpiry, ...] = ()
+
+    @property
+    def done(self) -> bool:
+        """Whether SDDC Manager has finished the check (successfully or not)."""
+        return self.status != "IN_PROGRESS"
+
+
+@dataclass(frozen=True)
 class ConnectionTestResult:
     """Outcome of a connection test, fit to show to an operator."""
 
@@ -106,6 +137,8 @@ class VcfError(Exception):
         *,
         status: int | None = None,
         certificate_sha256: str | None = None,
+        error_code: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         if kind not in ERROR_KINDS:
             raise ValueError(f"unknown VcfError kind {kind!r}")
@@ -114,6 +147,10 @@ class VcfError(Exception):
         self.message = message
         self.status = status
         self.certificate_sha256 = certificate_sha256
+        # SDDC Manager's errorCode (cleaned), e.g. RESOURCE_IS_NOT_IN_ACTIVE_STATE.
+        self.error_code = error_code
+        # Seconds the server asked us to wait (429 with Retry-After).
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return self.message

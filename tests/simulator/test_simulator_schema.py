@@ -202,3 +202,224 @@ def test_the_validator_is_not_vacuous():
     assert len(list(validator(MANAGER_91, "PageOfCredential").iter_errors(bad_page))) >= 3
     assert list(validator(INSTALLER_91, "SddcSpec").iter_errors({"sddcId": "x"}))
     assert list(validator(MANAGER_91, "Credential").iter_errors({"unknownField": 1}))
+
+
+# -- credential lifecycle (PATCH /v1/credentials, tasks, expirations) ---------------------
+
+MANAGER_91_FULL = "sddc-manager-openapi-9.1.0.0.json"
+
+
+def _update_spec(operation, elements, password=None, **extra):
+    items = []
+    for element in elements:
+        credential = {"credentialType": element["credentialType"], "username": element["username"]}
+        if password is not None:
+            credential["password"] = password
+        items.append(
+            {
+                "resourceName": element["resource"]["resourceName"],
+                "resourceType": element["resource"]["resourceType"],
+                "credentials": [credential],
+            }
+        )
+    return {"operationType": operation, "elements": items, **extra}
+
+
+def _by_type(sim, rtype, username, n):
+    found, names = [], set()
+    for element in sim.credentials_snapshot():
+        name = element["resource"]["resourceName"]
+        if (
+            element["resource"]["resourceType"] == rtype
+            and element["username"] == username
+            and name not in names
+        ):
+            found.append(element)
+            names.add(name)
+    return found[:n]
+
+
+@pytest.fixture(scope="module")
+def lifecycle(sim, http, headers):
+    """Every kind of lifecycle response, collected once: (schema, body) pairs."""
+    url = sim.url
+    collected = []
+
+    def keep(schema, response, status):
+        assert response.status_code == status, (response.status_code, response.text[:300])
+        collected.append((schema, response.json()))
+        return response.json()
+
+    ok, failing, cancelled, updated = _by_type(sim, "ESXI", "root", 4)
+    (vcenter,) = _by_type(sim, "VCENTER", "root", 1)
+    (nsx,) = _by_type(sim, "NSXT_MANAGER", "admin", 1)
+    failing_name = failing["resource"]["resourceName"]
+    sim.inject_credential_fault(failing_name, "fail", message="boom", count=1)
+    sim.inject_credential_fault(cancelled["resource"]["resourceName"], "fail", message="boom")
+    specs = [
+        _update_spec("ROTATE", [ok, failing]),
+        _update_spec("ROTATE", [cancelled]),
+        _update_spec("UPDATE", [updated], "N3w-Passw0rd!x"),
+        _update_spec("REMEDIATE", [nsx], "Rem3diated!pw"),
+        _update_spec(
+            "UPDATE_AUTO_ROTATE_POLICY",
+            [vcenter],
+            autoRotatePolicy={"enableAutoRotatePolicy": True, "frequencyInDays": 30},
+        ),
+    ]
+    collected += [("CredentialsUpdateSpec", spec) for spec in specs]
+    tasks = [
+        keep("Task", http.patch(f"{url}/v1/credentials", json=spec, headers=headers), 202)
+        for spec in specs
+    ]
+    first, second = tasks[0]["id"], tasks[1]["id"]
+    keep("CredentialsTask", http.get(f"{url}/v1/credentials/tasks/{first}", headers=headers), 200)
+    sim.settle_tasks()
+    for task in tasks:
+        view = keep(
+            "CredentialsTask",
+            http.get(f"{url}/v1/credentials/tasks/{task['id']}", headers=headers),
+            200,
+        )
+        keep("Task", http.get(f"{url}/v1/tasks/{task['id']}", headers=headers), 200)
+        assert view["status"] == ("FAILED" if task["id"] in (first, second) else "SUCCESSFUL")
+    retry = _update_spec("ROTATE", [failing])
+    collected.append(("CredentialsUpdateSpec", retry))
+    retried = http.patch(f"{url}/v1/credentials/tasks/{first}", json=retry, headers=headers)
+    keep("Task", retried, 202)
+    keep("Task", http.delete(f"{url}/v1/credentials/tasks/{second}", headers=headers), 202)
+    sim.settle_tasks()
+    keep("CredentialsTask", http.get(f"{url}/v1/credentials/tasks/{first}", headers=headers), 200)
+    keep("CredentialsTask", http.get(f"{url}/v1/credentials/tasks/{second}", headers=headers), 200)
+    keep("PageOfCredentialsTask", http.get(f"{url}/v1/credentials/tasks", headers=headers), 200)
+    resource_credentials = http.get(
+        f"{url}/v1/credentials/tasks/{first}/resource-credentials", headers=headers
+    )
+    for item in keep(None, resource_credentials, 200):
+        collected.append(("ResourceCredentials", item))
+    keep("Credential", http.get(f"{url}/v1/credentials/{vcenter['id']}", headers=headers), 200)
+    page = http.get(
+        f"{url}/v1/credentials",
+        params={"resourceName": vcenter["resource"]["resourceName"]},
+        headers=headers,
+    )
+    assert any("autoRotatePolicy" in e for e in keep("PageOfCredential", page, 200)["elements"])
+
+    sim.inject_credential_fault(ok["resource"]["resourceName"], "fail", "EXPIRATION", "down")
+    expiration_specs = [
+        {"resourceType": "ESXI"},
+        {"resourceType": "VCENTER", "domainName": "sfo-m01"},
+        {"resourceType": "PSC", "credentialIds": [sim.credentials_snapshot()[2]["id"]]},
+    ]
+    collected += [("CredentialsExpirationSpec", spec) for spec in expiration_specs]
+    checks = [
+        keep(
+            "CredentialsExpiration",
+            http.post(f"{url}/v1/credentials/expirations", json=spec, headers=headers),
+            202,
+        )
+        for spec in expiration_specs
+    ]
+    sim.settle_tasks()
+    for check in checks:
+        done = keep(
+            "CredentialsExpiration",
+            http.get(f"{url}/v1/credentials/expirations/{check['id']}", headers=headers),
+            200,
+        )
+        assert done["status"] == "COMPLETED"
+    keep("PageOfCredential", http.get(f"{url}/v1/credentials", headers=headers), 200)
+
+    sim.task_delay = 60
+    try:
+        refused = []
+        hosts = [
+            e
+            for e in sim.credentials_snapshot()
+            if e["resource"]["resourceType"] == "ESXI" and e["accountType"] == "SERVICE"
+        ]
+        for element in hosts[:11]:
+            response = http.patch(
+                f"{url}/v1/credentials", json=_update_spec("ROTATE", [element]), headers=headers
+            )
+            refused.append(response)
+        assert [r.status_code for r in refused] == [202] * 10 + [403]
+        keep("Error", refused[-1], 403)
+        sim.settle_tasks()
+    finally:
+        sim.task_delay = 0.2
+    sim.inject_credential_fault(updated["resource"]["resourceName"], "inactive", count=1)
+    sim.inject_credential_fault(ok["resource"]["resourceName"], "busy", count=1)
+    for element in (updated, ok):
+        spec = _update_spec("ROTATE", [element])
+        keep("Error", http.patch(f"{url}/v1/credentials", json=spec, headers=headers), 400)
+    keep("Error", http.patch(f"{url}/v1/credentials", json={}, headers=headers), 400)
+    keep("Error", http.get(f"{url}/v1/credentials/tasks/nope", headers=headers), 404)
+    keep("Error", http.delete(f"{url}/v1/credentials/tasks/{first}", headers=headers), 400)
+    keep("Error", http.get(f"{url}/v1/credentials/expirations/nope", headers=headers), 404)
+    sim.inject_failure("429", path_prefix="/v1/credentials/expirations", delay=2)
+    limited = http.post(
+        f"{url}/v1/credentials/expirations", json={"resourceType": "ESXI"}, headers=headers
+    )
+    assert limited.headers["Retry-After"] == "2"
+    keep("Error", limited, 429)
+    sim.clear_failures()
+    return [(schema, body) for schema, body in collected if schema is not None]
+
+
+@pytest.mark.parametrize("document", [MANAGER_91, MANAGER_91_FULL])
+def test_lifecycle_bodies_match_the_spec(lifecycle, document):
+    if not (API_DIR / document).is_file():
+        pytest.skip(f"{document} is missing")
+    seen = set()
+    for schema, body in lifecycle:
+        assert_valid(body, document, schema)
+        seen.add(schema)
+    assert seen == {
+        "CredentialsUpdateSpec",
+        "CredentialsExpirationSpec",
+        "Task",
+        "CredentialsTask",
+        "PageOfCredentialsTask",
+        "ResourceCredentials",
+        "Credential",
+        "PageOfCredential",
+        "CredentialsExpiration",
+        "Error",
+    }
+
+
+def test_passwords_appear_only_where_the_spec_has_them(lifecycle):
+    for schema, body in lifecycle:
+        text = json.dumps(body)
+        if (
+            schema == "CredentialsTask"
+            and body["status"] == "SUCCESSFUL"
+            and body["type"] != "UPDATE_AUTO_ROTATE_POLICY"
+        ):
+            assert "oldPassword" in text and "newPassword" in text
+        if schema not in ("CredentialsTask", "PageOfCredentialsTask", "CredentialsUpdateSpec"):
+            assert "oldPassword" not in text and "newPassword" not in text
+    schemas = json.loads((API_DIR / MANAGER_91).read_text())["components"]["schemas"]
+    assert "newPassword" in schemas["CredentialsSubTask"]["properties"]
+    for schema in ("Task", "SubTask", "CredentialsExpiration", "Error", "ResourceCredentials"):
+        assert "newPassword" not in json.dumps(schemas[schema])
+    task_views = [body for schema, body in lifecycle if schema == "Task"]
+    assert task_views and not any(
+        _keys(b) & {"password", "oldPassword", "newPassword"} for b in task_views
+    )
+
+
+def _keys(node) -> set[str]:
+    if isinstance(node, dict):
+        return set(node).union(*(_keys(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_keys(item) for item in node))
+    return set()
+
+
+def test_the_lifecycle_validator_is_not_vacuous():
+    assert list(validator(MANAGER_91, "CredentialsTask").iter_errors({"id": "x"}))
+    task = {"id": "x", "name": "n", "status": "S", "creationTimestamp": "t", "oldPassword": "p"}
+    assert list(validator(MANAGER_91, "Task").iter_errors(task))
+    assert list(validator(MANAGER_91, "CredentialsExpiration").iter_errors({"elements": 1}))
