@@ -110,6 +110,58 @@ class RecoveryCode(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class CredentialAction(db.Model):
+    """An operation on credentials carried out by SDDC Manager: rotate, update, remediate, or
+    the auto-rotate policy. Queued by a person, run by the scheduler's process."""
+
+    __tablename__ = "credential_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    operation: Mapped[str] = mapped_column(String(16), nullable=False)
+    # queued, running, success, partial, failed, cancelled
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="queued", index=True)
+    requested_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    upstream_task_id: Mapped[str | None] = mapped_column(String(128))
+    # The password of an update or remediation, encrypted, until SDDC Manager has it.
+    password_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    auto_rotate_enabled: Mapped[bool | None] = mapped_column(Boolean)
+    auto_rotate_days: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    items: Mapped[list[CredentialActionItem]] = relationship(
+        back_populates="action", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class CredentialActionItem(db.Model):
+    """One credential of an action, with its own outcome."""
+
+    __tablename__ = "credential_action_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action_id: Mapped[int] = mapped_column(
+        ForeignKey("credential_actions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    credential_id: Mapped[int | None] = mapped_column(
+        ForeignKey("credentials.id", ondelete="SET NULL"), index=True
+    )
+    resource_name: Mapped[str] = mapped_column(String(512), nullable=False)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    username: Mapped[str] = mapped_column(String(512), nullable=False)
+    credential_type: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    error: Mapped[str | None] = mapped_column(Text)
+
+    action: Mapped[CredentialAction] = relationship(back_populates="items")
+
+
 class ApiToken(db.Model):
     """A personal API token: its value is shown once and kept only as a SHA-256 hash."""
 

@@ -52,7 +52,7 @@ def export_definitions_with_passwords(body: dict):
 
 @bp.post("/environments/definitions/import")
 @admin_required
-@api_operation({200: s.ImportResult}, s.DefinitionsDocument, validate=False)
+@api_operation({200: s.ImportResult}, s.DefinitionsImport, validate=False)
 def import_definitions(body: dict):
     """Create or update environments (matched by name) from an exported document."""
     try:

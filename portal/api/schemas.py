@@ -343,6 +343,17 @@ class DefinitionsDocument(BaseModel):
     environments: list[EnvironmentDefinition]
 
 
+class DefinitionsImport(BaseModel):
+    """A document as exported. Each environment is checked on its own: one that is not valid
+    is skipped and reported in `errors` (by name, or by position), the others are imported."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["vcf-credential-portal/environments"]
+    version: Literal[1]
+    environments: list[Any] = Field(description="EnvironmentDefinition objects")
+
+
 class ExportRequest(BaseModel):
     """Export with passwords: chosen explicitly, with the user's password typed again."""
 
