@@ -134,6 +134,8 @@ class CredentialAction(db.Model):
     auto_rotate_days: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # SDDC Manager was busy (its limit of operations, a 429): not tried again before this.
+    not_before: Mapped[datetime | None] = mapped_column(DateTime)
 
     items: Mapped[list[CredentialActionItem]] = relationship(
         back_populates="action", cascade="all, delete-orphan", passive_deletes=True
@@ -270,6 +272,10 @@ class Endpoint(db.Model):
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime)
     # The source's present and absent credentials, kept current by every writer of credentials
     # in its own transaction, so that the dashboard never counts the credentials table.
+    # Expiry as SDDC Manager sees it: asked after each successful sync and on demand.
+    expiry_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
+    expiry_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    expiry_error: Mapped[str | None] = mapped_column(Text)
     credential_count: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default="0"
     )

@@ -1,4 +1,4 @@
-"""credential actions (rotate, update, remediate, auto-rotate) and their items
+"""credential actions (rotate, update, remediate, auto-rotate) and their items; expiry checks
 
 Revision ID: 0007
 Revises: 0006
@@ -16,6 +16,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('endpoints', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('expiry_requested_at', sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column('expiry_checked_at', sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column('expiry_error', sa.Text(), nullable=True))
     op.create_table(
         'credential_actions',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -32,6 +36,7 @@ def upgrade() -> None:
         sa.Column('auto_rotate_days', sa.Integer(), nullable=True),
         sa.Column('error', sa.Text(), nullable=True),
         sa.Column('heartbeat_at', sa.DateTime(), nullable=True),
+        sa.Column('not_before', sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(['environment_id'], ['environments.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id'),
     )
@@ -73,3 +78,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_credential_actions_state'))
         batch_op.drop_index(batch_op.f('ix_credential_actions_environment_id'))
     op.drop_table('credential_actions')
+    with op.batch_alter_table('endpoints', schema=None) as batch_op:
+        batch_op.drop_column('expiry_error')
+        batch_op.drop_column('expiry_checked_at')
+        batch_op.drop_column('expiry_requested_at')
