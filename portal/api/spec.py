@@ -158,15 +158,19 @@ def _not_null(schema: dict) -> dict:
 def _query_parameters(model: type[BaseModel]) -> list[dict]:
     schema = model.model_json_schema(ref_template=SCHEMA_REF)
     required = set(schema.get("required", ()))
-    return [
-        {
-            "name": name,
-            "in": "query",
-            "required": name in required,
-            "schema": _not_null(prop),
-        }
-        for name, prop in schema["properties"].items()
-    ]
+    params = []
+    for name, prop in schema["properties"].items():
+        described = _not_null(prop)
+        if name not in required:
+            # An empty argument means the default (as an HTML form sends it): say so.
+            default = described.pop("default", None)
+            described = {"anyOf": [described, {"type": "string", "maxLength": 0}]}
+            if default is not None:
+                described["default"] = default
+        params.append(
+            {"name": name, "in": "query", "required": name in required, "schema": described}
+        )
+    return params
 
 
 def _json(description: str, schema: dict) -> dict:
