@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -59,6 +60,9 @@ class CredentialFilters(BaseModel):
     domain: str | None = None
     source: str | None = None
     status: Literal["present", "absent"] | None = None
+    expiring_within: int | None = Field(
+        None, ge=0, le=3650, description="Expired, or expiring within this many days"
+    )
     sort: str = Field("hostname", description="A column name; a leading - sorts descending")
 
     @field_validator("*", mode="before")
@@ -110,7 +114,40 @@ def filtered_query(environment_id: int | None, filters: CredentialFilters) -> Se
                 query = query.where(column == value)
     if filters.status is not None:
         query = query.where(Credential.present.is_(filters.status == "present"))
+    if filters.expiring_within is not None:
+        query = query.where(
+            Credential.expiry_date.is_not(None),
+            Credential.expiry_date != "",
+            Credential.expiry_date <= expiry_horizon(filters.expiring_within),
+        )
     return query
+
+
+def expiry_horizon(days: int) -> str:
+    """The expiry date (ISO 8601, as SDDC Manager writes it) `days` from now: dates sort as
+    text."""
+    return clock.iso(clock.now() + timedelta(days=days))
+
+
+def expiring_counts(days: int = 14) -> dict[str, int]:
+    """Present credentials already expired, and expiring within `days` (for the dashboard)."""
+    now_text = clock.iso(clock.now())
+    base = select(func.count(Credential.id)).where(
+        Credential.present.is_(True),
+        Credential.expiry_date.is_not(None),
+        Credential.expiry_date != "",
+    )
+    expired = db.session.scalar(base.where(Credential.expiry_date < now_text)) or 0
+    soon = (
+        db.session.scalar(
+            base.where(
+                Credential.expiry_date >= now_text,
+                Credential.expiry_date <= expiry_horizon(days),
+            )
+        )
+        or 0
+    )
+    return {"days": days, "expired": expired, "expiring": soon}
 
 
 def _sorted(query: Select, sort: str) -> Select:

@@ -21,7 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import select
 
-from . import locks, maintenance, sync, wakeup
+from . import actions, expiry, locks, maintenance, sync, wakeup
 from .clock import UTC
 from .extensions import db
 from .models import Endpoint
@@ -30,6 +30,7 @@ log = logging.getLogger("portal.scheduler")
 
 DISPATCH_SECONDS = 2
 RECONCILE_SECONDS = 10
+EXPIRY_SECONDS = 5
 START_DELAY_SECONDS = 5
 TAKEOVER_SECONDS = 15.0
 _state: dict = {
@@ -82,6 +83,8 @@ def _dispatch(app: Flask) -> None:
                 # Whichever process dispatches notices runs whose owner stopped: they end.
                 sync.fail_stale_runs()
                 sync.process_queue(may_claim=still_leading)
+                # Credential actions: start the queued, follow the running (one step each).
+                actions.advance(may_claim=still_leading)
             finally:
                 db.session.remove()
     finally:
@@ -174,6 +177,19 @@ def reconcile(app: Flask, scheduler: BackgroundScheduler) -> None:
                 if not endpoint.sync_enabled and endpoint.next_run_at is not None:
                     endpoint.next_run_at = None
             db.session.commit()
+        finally:
+            db.session.remove()
+
+
+def _expiry_checks(app: Flask) -> None:
+    """Ask SDDC Manager for expiry where a sync succeeded or a person asked (own thread: a
+    check polls for a while and must not hold up syncs)."""
+    with app.app_context():
+        try:
+            if still_leading():
+                expiry.process(may_continue=still_leading)
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("expiry checks failed")
         finally:
             db.session.remove()
 
@@ -271,11 +287,20 @@ def _start(app: Flask, leadership) -> None:
         misfire_grace_time=3600,
         **common,
     )
+    scheduler.add_job(
+        _expiry_checks,
+        "interval",
+        seconds=EXPIRY_SECONDS,
+        args=(app,),
+        id="expiry",
+        **common,
+    )
     scheduler.start()
     _state.update(scheduler=scheduler, leadership=leadership, app=app)
     _start_dispatcher(app)
     reconcile(app, scheduler)
-    log.info("scheduler started with %d sync jobs", len(scheduler.get_jobs()) - 3)
+    jobs = [job for job in scheduler.get_jobs() if job.id.startswith("sync:")]
+    log.info("scheduler started with %d sync jobs", len(jobs))
 
 
 def stop() -> None:

@@ -583,6 +583,8 @@ def _finish(
         endpoint.last_sync_at = now
         if state in ("success", "partial"):
             endpoint.last_success_at = now
+            if endpoint.source == "manager":
+                endpoint.expiry_requested_at = now  # expiry as SDDC Manager sees it, next
     return True
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # Importing the resource modules registers their routes on the blueprint.
 from . import (
+    actions,
     credentials,
     definitions,
     environments,
@@ -22,6 +23,7 @@ from . import (
 from .base import bp
 
 __all__ = [
+    "actions",
     "bp",
     "credentials",
     "definitions",

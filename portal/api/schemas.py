@@ -574,3 +574,92 @@ class Token(BaseModel):
 
 class TokenList(BaseModel):
     items: list[Token]
+
+
+# -- credential actions ------------------------------------------------------------------------
+
+
+class AutoRotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+    frequency_days: int | None = Field(None, ge=1, le=90)
+
+
+class ActionIn(BaseModel):
+    """An operation through SDDC Manager on credentials of one environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation: Literal["rotate", "update", "remediate", "auto_rotate"]
+    credential_ids: list[int] = Field(min_length=1, max_length=500)
+    password: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PASSWORD,
+        description="update: the new password; remediate: the one already set on the component",
+        json_schema_extra={"writeOnly": True},
+    )
+    generate_password: bool = Field(
+        False, description="update: let the portal generate a strong password instead"
+    )
+    auto_rotate: AutoRotateIn | None = None
+    dry_run: bool = Field(False, description="Only answer what would be done")
+    confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)
+
+
+class ActionItem(BaseModel):
+    credential_id: int | None
+    hostname: str
+    username: str
+    credential_type: str
+    state: str
+    error: str | None
+
+
+class ActionPlan(BaseModel):
+    """A dry run: the exact list an action would carry out."""
+
+    environment_id: int
+    operation: str
+    items: list[ActionItem]
+
+
+class ActionQueued(BaseModel):
+    id: int
+
+
+class Action(BaseModel):
+    """An action and the outcome per credential (never a password)."""
+
+    id: int
+    environment_id: int
+    operation: Literal["rotate", "update", "remediate", "auto_rotate"]
+    state: Literal["queued", "running", "success", "partial", "failed", "cancelled"]
+    requested_by: str
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    upstream_task_id: str | None
+    error: str | None
+    auto_rotate: dict[str, Any] | None
+    retryable: bool
+    cancellable: bool
+    items: list[ActionItem]
+
+
+class ActionList(BaseModel):
+    items: list[Action]
+
+
+class RetryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str | None = Field(
+        None, min_length=1, max_length=MAX_PASSWORD, json_schema_extra={"writeOnly": True}
+    )
+    confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)
+
+
+class ExpiryCheckQueued(BaseModel):
+    requested_at: Timestamp

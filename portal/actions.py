@@ -1,0 +1,476 @@
+"""Acting on credentials through SDDC Manager: rotate, update, remediate, auto-rotate policy.
+
+A person queues an action (`queue`); the scheduler's process submits it to SDDC Manager as one
+credentials task and follows the task to its end (`advance`), then syncs the source so the new
+passwords and their history appear. Every credential's outcome is audited.
+
+Secrets: the password of an update or remediation is kept encrypted on the action only until
+SDDC Manager has accepted it, then erased; task views from SDDC Manager carry old and new
+passwords, which the VCF client removes before anything here sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from collections import defaultdict
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from . import audit, clock, sync, wakeup
+from .crypto import ACTION_PASSWORD, cipher
+from .environments import endpoint_settings
+from .extensions import db
+from .models import Credential, CredentialAction, CredentialActionItem, Endpoint, Environment
+from .text import escape_controls
+from .vcf import VcfError, client_for
+
+log = logging.getLogger("portal.actions")
+
+OPERATIONS = {
+    "rotate": "ROTATE",
+    "update": "UPDATE",
+    "remediate": "REMEDIATE",
+    "auto_rotate": "UPDATE_AUTO_ROTATE_POLICY",
+}
+FINAL_STATES = ("success", "partial", "failed", "cancelled")
+MAX_ITEMS = 500
+MAX_PASSWORD = 128
+AUTO_ROTATE_DAYS = (1, 90)
+BUSY_WAIT = timedelta(seconds=30)
+LOST_AFTER = timedelta(minutes=30)
+_GENERATED_SPECIALS = "@!#$%^&*"
+
+
+class ActionError(Exception):
+    """A request we refuse, with the field it is about."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def generate_password(length: int = 20) -> str:
+    """A password SDDC Manager accepts for ESXi, vCenter, NSX and appliances: 20 characters with
+    upper and lower case letters, digits and one of @!#$%^&*, no character three times in a
+    row, starting with a letter."""
+    alphabet = string.ascii_letters + string.digits + _GENERATED_SPECIALS
+    while True:
+        chars = [secrets.choice(string.ascii_letters)]
+        chars += [secrets.choice(alphabet) for _ in range(length - 1)]
+        text = "".join(chars)
+        if (
+            any(c.islower() for c in text)
+            and any(c.isupper() for c in text)
+            and any(c.isdigit() for c in text)
+            and any(c in _GENERATED_SPECIALS for c in text)
+            and not any(text[i] == text[i + 1] == text[i + 2] for i in range(len(text) - 2))
+        ):
+            return text
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def selection(credential_ids: list[int]) -> tuple[Environment, list[Credential]]:
+    """The credentials of an action, checked: they exist, are SDDC Manager's, are present,
+    and belong to one environment whose SDDC Manager is configured."""
+    ids = list(dict.fromkeys(credential_ids))
+    if not ids:
+        raise ActionError("credential_ids", "Select at least one credential.")
+    if len(ids) > MAX_ITEMS:
+        raise ActionError("credential_ids", f"At most {MAX_ITEMS} credentials per action.")
+    creds = list(db.session.scalars(select(Credential).where(Credential.id.in_(ids))))
+    found = {c.id for c in creds}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ActionError("credential_ids", f"No such credential: {missing[0]}.")
+    if any(c.source != "manager" for c in creds):
+        raise ActionError(
+            "credential_ids", "Only credentials from SDDC Manager can be acted on there."
+        )
+    if any(not c.present for c in creds):
+        raise ActionError("credential_ids", "A credential absent from SDDC Manager is selected.")
+    environments = {c.environment_id for c in creds}
+    if len(environments) != 1:
+        raise ActionError("credential_ids", "Select credentials of one environment per action.")
+    environment = db.session.get(Environment, environments.pop())
+    if _manager(environment.id) is None:
+        raise ActionError("credential_ids", "This environment has no SDDC Manager configured.")
+    order = {cred_id: index for index, cred_id in enumerate(ids)}
+    return environment, sorted(creds, key=lambda c: order[c.id])
+
+
+def _manager(environment_id: int) -> Endpoint | None:
+    return db.session.scalar(
+        select(Endpoint).where(
+            Endpoint.environment_id == environment_id, Endpoint.source == "manager"
+        )
+    )
+
+
+def wake(settings) -> None:
+    """After queueing (committed): wake the scheduler's process to start it now."""
+    wakeup.poke(settings)
+
+
+def queue(
+    requested_by: str,
+    operation: str,
+    credential_ids: list[int],
+    password: str | None = None,
+    auto_rotate: dict | None = None,
+) -> CredentialAction:
+    """Check and queue an action (the caller commits, then calls `wake`); every credential is
+    audited as requested. On PostgreSQL the commit itself wakes the scheduler."""
+    if operation not in OPERATIONS:
+        raise ActionError("operation", f"The operation is one of: {', '.join(OPERATIONS)}.")
+    environment, creds = selection(credential_ids)
+    action = CredentialAction(
+        environment_id=environment.id, operation=operation, requested_by=requested_by[:128]
+    )
+    if operation in ("update", "remediate"):
+        if not password or len(password) > MAX_PASSWORD:
+            raise ActionError("password", f"Give the password (1 to {MAX_PASSWORD} characters).")
+        if operation == "remediate" and len(creds) != 1:
+            raise ActionError("credential_ids", "Remediate one credential at a time.")
+        action.password_enc = cipher().encrypt(password, ACTION_PASSWORD)
+    elif password:
+        raise ActionError("password", "Only update and remediate take a password.")
+    if operation == "auto_rotate":
+        if not isinstance(auto_rotate, dict) or not isinstance(auto_rotate.get("enabled"), bool):
+            raise ActionError("auto_rotate", "Say whether auto-rotation is enabled.")
+        action.auto_rotate_enabled = auto_rotate["enabled"]
+        if auto_rotate["enabled"]:
+            days = auto_rotate.get("frequency_days")
+            low, high = AUTO_ROTATE_DAYS
+            if not isinstance(days, int) or isinstance(days, bool) or not low <= days <= high:
+                raise ActionError(
+                    "auto_rotate.frequency_days", f"Rotate every {low} to {high} days."
+                )
+            action.auto_rotate_days = days
+    elif auto_rotate is not None:
+        raise ActionError("auto_rotate", "Only auto_rotate takes a policy.")
+    for cred in creds:
+        action.items.append(
+            CredentialActionItem(
+                credential_id=cred.id,
+                resource_name=cred.hostname,
+                resource_type=cred.resource_type,
+                username=cred.username,
+                credential_type=cred.credential_type,
+            )
+        )
+    db.session.add(action)
+    db.session.flush()
+    wakeup.announce(db.session, current_app.config["PORTAL_SETTINGS"])
+    for cred in creds:
+        audit.record(
+            f"credential.{operation}",
+            _target(environment.name, cred.hostname, cred.username, cred.credential_type),
+            outcome="requested",
+            details={"action": action.id},
+        )
+    return action
+
+
+def _target(environment: str, host: str, username: str, credential_type: str) -> str:
+    return f"{environment}/{host}/{username} ({credential_type})"
+
+
+def as_dict(action: CredentialAction) -> dict:
+    """An action and its items as the API and the page show them (no password, ever)."""
+    return {
+        "id": action.id,
+        "environment_id": action.environment_id,
+        "operation": action.operation,
+        "state": action.state,
+        "requested_by": action.requested_by,
+        "created_at": clock.iso(action.created_at),
+        "started_at": clock.iso(action.started_at),
+        "finished_at": clock.iso(action.finished_at),
+        "upstream_task_id": action.upstream_task_id,
+        "error": action.error,
+        "auto_rotate": (
+            {"enabled": action.auto_rotate_enabled, "frequency_days": action.auto_rotate_days}
+            if action.operation == "auto_rotate"
+            else None
+        ),
+        "retryable": action.state in ("failed", "partial") and bool(action.upstream_task_id),
+        "cancellable": action.state == "queued"
+        or (action.state in ("failed", "partial") and bool(action.upstream_task_id)),
+        "items": [
+            {
+                "credential_id": item.credential_id,
+                "hostname": item.resource_name,
+                "username": item.username,
+                "credential_type": item.credential_type,
+                "state": item.state,
+                "error": item.error,
+            }
+            for item in sorted(action.items, key=lambda i: i.id)
+        ],
+    }
+
+
+def recent(environment_id: int, limit: int = 20) -> list[CredentialAction]:
+    return list(
+        db.session.scalars(
+            select(CredentialAction)
+            .where(CredentialAction.environment_id == environment_id)
+            .order_by(CredentialAction.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+# --- carrying out (the scheduler's process) ---------------------------------------------------
+
+
+def _elements(action: CredentialAction, items: list[CredentialActionItem]) -> list[dict]:
+    password = (
+        cipher().decrypt(action.password_enc, ACTION_PASSWORD) if action.password_enc else None
+    )
+    grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for item in items:
+        entry = {"credentialType": item.credential_type, "username": item.username}
+        if password is not None:
+            entry["password"] = password
+        grouped[(item.resource_name, item.resource_type)].append(entry)
+    return [
+        {"resourceName": name, "resourceType": rtype, "credentials": credentials}
+        for (name, rtype), credentials in grouped.items()
+    ]
+
+
+def _client(action: CredentialAction):
+    endpoint = _manager(action.environment_id)
+    if endpoint is None:
+        raise VcfError("not_found", "the environment's SDDC Manager is no longer configured")
+    return client_for("manager", endpoint_settings(endpoint))
+
+
+def _claim(action_id: int) -> bool:
+    now = clock.now()
+    claimed = db.session.execute(
+        update(CredentialAction)
+        .where(CredentialAction.id == action_id, CredentialAction.state == "queued")
+        .values(state="running", started_at=now, heartbeat_at=now)
+    ).rowcount
+    db.session.commit()
+    return claimed == 1
+
+
+def _submit(action: CredentialAction) -> None:
+    items = [i for i in action.items if i.state in ("queued", "failed")]
+    policy = None
+    if action.operation == "auto_rotate":
+        policy = {"enableAutoRotatePolicy": bool(action.auto_rotate_enabled)}
+        if action.auto_rotate_enabled:
+            policy["frequencyInDays"] = action.auto_rotate_days
+    try:
+        with _client(action) as client:
+            task = client.update_credentials(
+                OPERATIONS[action.operation], _elements(action, items), policy
+            )
+    except VcfError as exc:
+        if exc.kind == "rate_limited" or _is_busy(exc):
+            # SDDC Manager's limit of operations, or a task on these resources: wait a while.
+            wait = timedelta(seconds=exc.retry_after) if exc.retry_after else BUSY_WAIT
+            action.state = "queued"
+            action.not_before = clock.now() + wait
+            action.error = f"SDDC Manager is busy, retrying: {escape_controls(str(exc))}"
+            db.session.commit()
+            return
+        action.password_enc = None
+        _end(action, "failed", escape_controls(str(exc)))
+        return
+    action.password_enc = None  # SDDC Manager has it: nothing kept
+    action.upstream_task_id = str(task.get("id"))[:128]
+    action.error = None
+    for item in items:
+        item.state, item.error = "running", None
+    db.session.commit()
+
+
+def _is_busy(exc: VcfError) -> bool:
+    code = (getattr(exc, "error_code", None) or "").upper()
+    return "IN_PROGRESS" in code or "CONCURRENT" in code
+
+
+def _messages(subtask: dict) -> str | None:
+    texts = []
+    for error in subtask.get("errors") or []:
+        if isinstance(error, dict):
+            texts.append(str(error.get("message") or error.get("errorCode") or "failed"))
+    return escape_controls("; ".join(texts))[:1000] if texts else None
+
+
+def _poll(action: CredentialAction) -> None:
+    now = clock.now()
+    try:
+        with _client(action) as client:
+            task = client.credentials_task(action.upstream_task_id)
+    except VcfError as exc:
+        if now - (action.heartbeat_at or now) > LOST_AFTER:
+            _end(
+                action, "failed", f"Lost track of SDDC Manager's task: {escape_controls(str(exc))}"
+            )
+        else:
+            action.error = f"SDDC Manager did not answer, retrying: {escape_controls(str(exc))}"
+            db.session.commit()
+        return
+    action.heartbeat_at = now
+    status = str(task.get("status") or "").upper()
+    if status in ("IN_PROGRESS", "PENDING", "RUNNING", ""):
+        action.error = None
+        db.session.commit()
+        return
+    by_key = {}
+    for sub in task.get("subTasks") or []:
+        if isinstance(sub, dict):
+            key = (sub.get("resourceName"), sub.get("username"), sub.get("credentialType"))
+            by_key[key] = sub
+    for item in action.items:
+        if item.state != "running":
+            continue
+        sub = by_key.get((item.resource_name, item.username, item.credential_type))
+        sub_status = str((sub or {}).get("status") or status).upper()
+        if sub_status in ("SUCCESSFUL", "SUCCEEDED", "COMPLETED"):
+            item.state, item.error = "success", None
+        elif sub_status == "CANCELLED":
+            item.state, item.error = "cancelled", "Cancelled in SDDC Manager."
+        else:
+            item.state = "failed"
+            item.error = _messages(sub or {}) or f"SDDC Manager reports {sub_status.lower()}."
+    _end(action, _overall(action), None)
+
+
+def _overall(action: CredentialAction) -> str:
+    states = {item.state for item in action.items}
+    if states == {"success"}:
+        return "success"
+    if "success" in states:
+        return "partial"
+    if states <= {"cancelled"}:
+        return "cancelled"
+    return "failed"
+
+
+def _end(action: CredentialAction, state: str, error: str | None) -> None:
+    """Record the outcome: items, audit per credential, a sync of the source where something
+    changed (the caller's session is committed here)."""
+    now = clock.now()
+    action.state, action.finished_at, action.error = state, now, error
+    environment = db.session.get(Environment, action.environment_id)
+    for item in action.items:
+        if item.state in ("queued", "running"):
+            item.state, item.error = "failed", error or "Not carried out."
+        audit.record(
+            f"credential.{action.operation}",
+            _target(environment.name, item.resource_name, item.username, item.credential_type),
+            outcome="success" if item.state == "success" else item.state,
+            details={"action": action.id, **({"error": item.error} if item.error else {})},
+            actor=action.requested_by,
+        )
+    db.session.commit()
+    if any(item.state == "success" for item in action.items):
+        run = sync.request_sync(action.environment_id, "manager", "action", action.requested_by)
+        log.info("action %s ended %s; sync run %s queued", action.id, state, run.id)
+
+
+def advance(may_claim=None) -> int:
+    """Start queued actions and follow running ones, one step each; returns how many moved.
+
+    One action at a time per environment, so that SDDC Manager never sees two of ours on the
+    same resources at once."""
+    now = clock.now()
+    moved = 0
+    running = list(
+        db.session.scalars(select(CredentialAction).where(CredentialAction.state == "running"))
+    )
+    busy_envs = {a.environment_id for a in running}
+    for action in running:
+        if action.upstream_task_id is None:
+            if now - (action.heartbeat_at or now) > timedelta(minutes=2):
+                # Claimed but never confirmed by SDDC Manager (the process stopped): not sent
+                # again, as it may have started; the operator checks SDDC Manager's tasks.
+                _end(
+                    action,
+                    "failed",
+                    "Interrupted before SDDC Manager confirmed it; check its credential tasks "
+                    "before trying again.",
+                )
+                moved += 1
+            continue
+        _poll(action)
+        moved += 1
+    queued = db.session.scalars(
+        select(CredentialAction)
+        .where(CredentialAction.state == "queued")
+        .order_by(CredentialAction.id)
+    ).all()
+    for action in queued:
+        if action.environment_id in busy_envs or (action.not_before and action.not_before > now):
+            continue
+        if may_claim is not None and not may_claim():
+            break
+        if _claim(action.id):
+            db.session.refresh(action)
+            busy_envs.add(action.environment_id)
+            _submit(action)
+            moved += 1
+    return moved
+
+
+# --- retry and cancel (a person, from a page or the API) --------------------------------------
+
+
+def retry(action: CredentialAction, password: str | None = None) -> None:
+    """Retry the failed credentials of an ended action through SDDC Manager's task retry."""
+    if action.state not in ("failed", "partial") or not action.upstream_task_id:
+        raise ActionError("state", "Only a failed or partial action SDDC Manager ran is retried.")
+    failed = [i for i in action.items if i.state == "failed"]
+    if action.operation in ("update", "remediate") and not password:
+        raise ActionError("password", "Give the password again to retry.")
+    elements = None
+    if password:
+        action.password_enc = cipher().encrypt(password, ACTION_PASSWORD)
+        elements = _elements(action, failed)
+    try:
+        with _client(action) as client:
+            task = client.retry_credentials_task(
+                action.upstream_task_id,
+                OPERATIONS[action.operation] if elements else None,
+                elements,
+            )
+    finally:
+        action.password_enc = None
+    action.upstream_task_id = str(task.get("id") or action.upstream_task_id)[:128]
+    action.state, action.finished_at, action.error = "running", None, None
+    action.heartbeat_at = clock.now()
+    for item in failed:
+        item.state, item.error = "running", None
+
+
+def cancel(action: CredentialAction) -> None:
+    """Cancel a queued action here, or a failed task in SDDC Manager."""
+    if action.state == "queued":
+        action.password_enc = None
+        action.state, action.finished_at = "cancelled", clock.now()
+        for item in action.items:
+            item.state, item.error = "cancelled", "Cancelled before it was sent."
+        return
+    if action.state not in ("failed", "partial") or not action.upstream_task_id:
+        raise ActionError(
+            "state", "Only a queued action or a failed SDDC Manager task is cancelled."
+        )
+    with _client(action) as client:
+        client.cancel_credentials_task(action.upstream_task_id)
+    action.state = "cancelled"
+    for item in action.items:
+        if item.state == "failed":
+            item.state = "cancelled"

@@ -1,0 +1,158 @@
+"""Acting on credentials through SDDC Manager (JSON, admin): rotate, update, remediate,
+auto-rotate; their progress, retry and cancel; expiry checks on demand."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, jsonify
+from flask_login import current_user
+
+from .. import actions, audit, clock, environments, expiry, tokens
+from ..access import admin_required, confirm_recent_auth
+from ..extensions import db
+from ..http import json_error
+from ..models import CredentialAction, Endpoint
+from ..vcf import VcfError
+from . import schemas as s
+from .base import bp
+from .spec import FieldErrors, api_operation
+
+
+def _reauthenticated() -> bool:
+    """Tokens are their own proof; a session needs a sign-in within 15 minutes or the
+    password in `confirm_password`."""
+    return tokens.current() is not None or confirm_recent_auth()
+
+
+def _refused():
+    audit.record("credential.action", "", outcome="denied", details={"reason": "re-auth"})
+    db.session.commit()
+    if not current_user.is_authenticated:
+        return json_error(401, "Signed out after too many wrong passwords.")
+    return json_error(403, "Confirm your password: send it as confirm_password.")
+
+
+def _action(action_id: int) -> CredentialAction:
+    action = db.session.get(CredentialAction, action_id)
+    if action is None:
+        abort(404, description="No such action.")
+    return action
+
+
+@bp.post("/credentials/actions")
+@admin_required
+@api_operation({202: s.ActionQueued, 200: s.ActionPlan}, s.ActionIn, errors=(403, 422))
+def queue_action(body: s.ActionIn):
+    """Queue an operation through SDDC Manager (202 with its id), or with `dry_run` answer
+    the exact list it would carry out (200)."""
+    password = body.password
+    if body.generate_password:
+        if body.operation != "update" or password:
+            raise FieldErrors({"generate_password": "Only for update, instead of a password."})
+        password = actions.generate_password()
+    if body.dry_run:
+        try:
+            environment, creds = actions.selection(body.credential_ids)
+        except actions.ActionError as exc:
+            raise FieldErrors({exc.field: str(exc)}) from None
+        items = [
+            {
+                "credential_id": c.id,
+                "hostname": c.hostname,
+                "username": c.username,
+                "credential_type": c.credential_type,
+                "state": "planned",
+                "error": None,
+            }
+            for c in creds
+        ]
+        return jsonify(environment_id=environment.id, operation=body.operation, items=items)
+    if not _reauthenticated():
+        return _refused()
+    try:
+        action = actions.queue(
+            current_user.username,
+            body.operation,
+            body.credential_ids,
+            password,
+            body.auto_rotate.model_dump() if body.auto_rotate else None,
+        )
+    except actions.ActionError as exc:
+        db.session.rollback()
+        raise FieldErrors({exc.field: str(exc)}) from None
+    db.session.commit()
+    actions.wake(current_app.config["PORTAL_SETTINGS"])
+    return jsonify(id=action.id), 202
+
+
+@bp.get("/credential-actions/<int:action_id>")
+@admin_required
+@api_operation({200: s.Action})
+def get_action(action_id: int):
+    """An action's state and the outcome per credential."""
+    return jsonify(actions.as_dict(_action(action_id)))
+
+
+@bp.get("/environments/<int:env_id>/credential-actions")
+@admin_required
+@api_operation({200: s.ActionList})
+def list_actions(env_id: int):
+    """The environment's 20 most recent actions."""
+    environments.environment_or_404(env_id)
+    return jsonify(items=[actions.as_dict(a) for a in actions.recent(env_id)])
+
+
+def _change(action: CredentialAction, change, *args):
+    try:
+        change(action, *args)
+    except actions.ActionError as exc:
+        db.session.rollback()
+        return json_error(409, str(exc))
+    except VcfError as exc:
+        db.session.rollback()
+        return json_error(409, f"SDDC Manager refused: {exc}")
+    db.session.commit()
+    actions.wake(current_app.config["PORTAL_SETTINGS"])
+    return jsonify(actions.as_dict(action))
+
+
+@bp.post("/credential-actions/<int:action_id>/retry")
+@admin_required
+@api_operation({200: s.Action}, s.RetryIn, body_required=False, errors=(403, 409))
+def retry_action(action_id: int, body: s.RetryIn):
+    """Retry the failed credentials of an action through SDDC Manager's task retry (update
+    and remediate need the password again)."""
+    action = _action(action_id)
+    if not _reauthenticated():
+        return _refused()
+    audit.record(
+        f"credential.{action.operation}", "", outcome="retry", details={"action": action.id}
+    )
+    return _change(action, actions.retry, body.password)
+
+
+@bp.post("/credential-actions/<int:action_id>/cancel")
+@admin_required
+@api_operation({200: s.Action}, errors=(409,))
+def cancel_action(action_id: int):
+    """Cancel a queued action, or a failed task in SDDC Manager."""
+    action = _action(action_id)
+    audit.record(
+        f"credential.{action.operation}", "", outcome="cancel", details={"action": action.id}
+    )
+    return _change(action, actions.cancel)
+
+
+@bp.post("/environments/<int:env_id>/expiry-check")
+@admin_required
+@api_operation({202: s.ExpiryCheckQueued}, errors=(409,))
+def request_expiry_check(env_id: int):
+    """Ask SDDC Manager for the expiry of every password now (answered at once; the dates
+    arrive within a minute or two)."""
+    environment = environments.environment_or_404(env_id)
+    endpoint = next((e for e in environment.endpoints if e.source == "manager"), None)
+    if not isinstance(endpoint, Endpoint):
+        return json_error(409, "This environment has no SDDC Manager configured.")
+    expiry.request(endpoint)
+    audit.record("credential.expiry_check", environment.name)
+    db.session.commit()
+    return jsonify(requested_at=clock.iso(endpoint.expiry_requested_at)), 202

@@ -1,0 +1,154 @@
+"""Password expiry as SDDC Manager sees it: asked after each successful sync of an SDDC
+Manager source and on demand, one expiry check per resource type, followed to its end.
+
+A check that fails, a resource type SDDC Manager refuses or a 429 never deletes or alters what
+is stored: only the expiry dates it did report are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy import or_, select, update
+
+from . import clock
+from .environments import endpoint_settings
+from .extensions import db
+from .models import Credential, Endpoint
+from .text import escape_controls
+from .vcf import VcfError, client_for
+from .vcf.lifecycle import EXPIRATION_RESOURCE_TYPES
+
+log = logging.getLogger("portal.expiry")
+
+POLL_SECONDS = 1.0
+CHECK_TIMEOUT_SECONDS = 120.0
+MAX_RATE_LIMIT_WAITS = 3
+
+
+def request(endpoint: Endpoint) -> None:
+    """Ask for a check of this SDDC Manager source (the caller commits)."""
+    endpoint.expiry_requested_at = clock.now()
+
+
+def pending() -> list[Endpoint]:
+    """SDDC Manager sources whose expiry was asked for after their last check."""
+    return list(
+        db.session.scalars(
+            select(Endpoint).where(
+                Endpoint.source == "manager",
+                Endpoint.expiry_requested_at.is_not(None),
+                or_(
+                    Endpoint.expiry_checked_at.is_(None),
+                    Endpoint.expiry_checked_at < Endpoint.expiry_requested_at,
+                ),
+            )
+        )
+    )
+
+
+def _resource_types(environment_id: int) -> list[str]:
+    present = set(
+        db.session.scalars(
+            select(Credential.resource_type)
+            .where(
+                Credential.environment_id == environment_id,
+                Credential.source == "manager",
+                Credential.present.is_(True),
+            )
+            .distinct()
+        )
+    )
+    return [rt for rt in EXPIRATION_RESOURCE_TYPES if rt in present]
+
+
+def _start(client, resource_type: str, sleep: Callable[[float], None]) -> str:
+    for attempt in range(MAX_RATE_LIMIT_WAITS + 1):
+        try:
+            return client.start_expirations(resource_type)
+        except VcfError as exc:
+            if exc.kind != "rate_limited" or attempt == MAX_RATE_LIMIT_WAITS:
+                raise
+            sleep(min(float(exc.retry_after or 5), 30.0))
+    raise AssertionError("unreachable")
+
+
+def check(endpoint: Endpoint, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Run the checks of one source; returns how many expiry dates were written. Errors per
+    resource type are kept on the endpoint (`expiry_error`), the rest is stored."""
+    errors: list[str] = []
+    reported: dict[str, tuple[str | None, str | None]] = {}
+    started_at = clock.now()
+    try:
+        with client_for("manager", endpoint_settings(endpoint)) as client:
+            checks = {}
+            for resource_type in _resource_types(endpoint.environment_id):
+                try:
+                    checks[resource_type] = _start(client, resource_type, sleep)
+                except VcfError as exc:
+                    errors.append(f"{resource_type}: {exc}")
+            deadline = time.monotonic() + CHECK_TIMEOUT_SECONDS
+            while checks and time.monotonic() < deadline:
+                for resource_type, check_id in list(checks.items()):
+                    try:
+                        result = client.expirations(check_id)
+                    except VcfError as exc:
+                        if exc.kind == "rate_limited":
+                            continue
+                        errors.append(f"{resource_type}: {exc}")
+                        del checks[resource_type]
+                        continue
+                    if not result.done:
+                        continue
+                    del checks[resource_type]
+                    failed = 0
+                    for item in result.elements:
+                        if item.error:
+                            failed += 1
+                        elif item.expiry_date or item.status:
+                            reported[item.credential_id] = (item.expiry_date, item.status)
+                    if result.status != "COMPLETED" or failed:
+                        errors.append(
+                            f"{resource_type}: {failed} credential(s) could not be checked"
+                        )
+                if checks:
+                    sleep(POLL_SECONDS)
+            for resource_type in checks:
+                errors.append(f"{resource_type}: no answer within {int(CHECK_TIMEOUT_SECONDS)} s")
+    except VcfError as exc:
+        errors.append(str(exc))
+    written = 0
+    for remote_id, (date, status) in reported.items():
+        written += db.session.execute(
+            update(Credential)
+            .where(
+                Credential.environment_id == endpoint.environment_id,
+                Credential.source == "manager",
+                Credential.remote_id == remote_id,
+            )
+            .values(expiry_date=date, expiry_status=status)
+        ).rowcount
+    endpoint.expiry_checked_at = started_at
+    endpoint.expiry_error = escape_controls("; ".join(errors))[:2000] if errors else None
+    db.session.commit()
+    if errors:
+        log.warning(
+            "expiry check of environment %s: %d dates written; %s",
+            endpoint.environment_id,
+            written,
+            endpoint.expiry_error,
+        )
+    return written
+
+
+def process(may_continue: Callable[[], bool] | None = None) -> int:
+    """Check every source that waits for it; returns how many were checked."""
+    done = 0
+    for endpoint in pending():
+        if may_continue is not None and not may_continue():
+            break
+        check(endpoint)
+        done += 1
+    return done
