@@ -246,6 +246,16 @@ class Credential(BaseModel):
     expiry_status: str | None
     auto_rotate_days: int | None
     environment: str | None = Field(None, description="Only in searches across environments")
+    sources: list[Source] | None = Field(
+        None,
+        description="Only in searches across environments: every source that holds this "
+        "account with this password (the item is the copy of the first)",
+    )
+    differs_from: list[Source] | None = Field(
+        None,
+        description="Only in searches across environments: sources that hold this account "
+        "with another password (each is an item of its own)",
+    )
 
 
 class CredentialPage(BaseModel):
