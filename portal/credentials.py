@@ -6,7 +6,8 @@ from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy.orm import aliased
 
 from . import clock
 from .clock import iso
@@ -201,6 +202,85 @@ def credentials_page(
         "page": page,
         "per_page": per_page,
     }
+
+
+# The source whose copy of an account the search shows when several hold the same password.
+PREFERRED_SOURCES = ("manager", "installer")
+
+
+def _same_account(one, other):
+    """SQL: `other` is the same account as `one` (environment, host, user, type) from another
+    source."""
+    return and_(
+        other.environment_id == one.environment_id,
+        other.hostname == one.hostname,
+        other.username == one.username,
+        other.credential_type == one.credential_type,
+        other.source != one.source,
+    )
+
+
+def search_page(filters: CredentialFilters, page: int, per_page: int) -> dict:
+    """One page of the search across environments, an account held by several sources with
+    the same password given once.
+
+    The item is the copy of the preferred source (SDDC Manager); `sources` names every source
+    that holds that password. When another source holds the account with another password,
+    both copies are items, each naming the other in `differs_from`. Passwords are compared by
+    their keyed hash, never decrypted.
+    """
+    query = filtered_query(None, filters)
+    other = aliased(Credential)
+    matching = filtered_query(None, filters).with_only_columns(Credential.id)
+    preferred = [
+        and_(Credential.source == later, other.source == earlier)
+        for index, later in enumerate(PREFERRED_SOURCES)
+        for earlier in PREFERRED_SOURCES[:index]
+    ]
+    duplicate = (
+        select(other.id)
+        .where(
+            _same_account(Credential, other),
+            other.password_mac == Credential.password_mac,
+            or_(*preferred),
+            other.id.in_(matching),
+        )
+        .exists()
+    )
+    query = query.where(~duplicate)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.scalars(
+        _sorted(query, filters.sort).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    names = dict(db.session.execute(select(Environment.id, Environment.name)).all())
+    twins: dict[tuple, list[Credential]] = {}
+    keys = {_account_key(row) for row in rows}
+    if keys:
+        columns = (
+            Credential.environment_id,
+            Credential.hostname,
+            Credential.username,
+            Credential.credential_type,
+        )
+        for twin in db.session.scalars(select(Credential).where(tuple_(*columns).in_(keys))):
+            twins.setdefault(_account_key(twin), []).append(twin)
+    items = []
+    for row in rows:
+        item = credential_dict(row, names[row.environment_id])
+        others = [t for t in twins.get(_account_key(row), []) if t.source != row.source]
+        same = [t.source for t in others if _same_password(row, t)]
+        item["sources"] = [s for s in PREFERRED_SOURCES if s == row.source or s in same]
+        item["differs_from"] = [t.source for t in others if not _same_password(row, t)]
+        items.append(item)
+    return {"items": items, "total": total, "page": page, "per_page": per_page}
+
+
+def _account_key(cred: Credential) -> tuple:
+    return (cred.environment_id, cred.hostname, cred.username, cred.credential_type)
+
+
+def _same_password(one: Credential, other: Credential) -> bool:
+    return one.password_mac is not None and one.password_mac == other.password_mac
 
 
 EXPORT_COLUMNS = (

@@ -37,8 +37,9 @@ def list_credentials(env_id: int, query: s.CredentialQuery):
 @login_required
 @api_operation({200: s.CredentialPage}, query=s.CredentialQuery)
 def search_credentials(query: s.CredentialQuery):
-    """Search credentials across every environment."""
-    return jsonify(credentials.credentials_page(None, query, query.page, query.per_page))
+    """Search credentials across every environment; an account that several sources hold
+    with the same password is one item naming them all (`sources`)."""
+    return jsonify(credentials.search_page(query, query.page, query.per_page))
 
 
 @bp.get("/environments/<int:env_id>/password-age")

@@ -246,6 +246,16 @@ class Credential(BaseModel):
     expiry_status: str | None
     auto_rotate_days: int | None
     environment: str | None = Field(None, description="Only in searches across environments")
+    sources: list[Source] | None = Field(
+        None,
+        description="Only in searches across environments: every source that holds this "
+        "account with this password (the item is the copy of the first)",
+    )
+    differs_from: list[Source] | None = Field(
+        None,
+        description="Only in searches across environments: sources that hold this account "
+        "with another password (each is an item of its own)",
+    )
 
 
 class CredentialPage(BaseModel):
@@ -377,6 +387,9 @@ class Preferences(BaseModel):
     """The user's preferences."""
 
     dashboard_view: Literal["cards", "list"]
+    time_zone: Literal["local", "utc"] = Field(
+        description="Exact times in the browser's time zone or in UTC"
+    )
 
 
 class PreferencesIn(BaseModel):
@@ -385,6 +398,7 @@ class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dashboard_view: Literal["cards", "list"] | None = None
+    time_zone: Literal["local", "utc"] | None = None
 
 
 class PreferencesOut(BaseModel):

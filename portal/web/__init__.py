@@ -4,13 +4,14 @@
 |---|---|
 | `/` | dashboard |
 | `/login`, `/login/verify`, `/logout`, `/change-password` | auth |
-| `/account/security` | account |
+| `/account/security`, `/account/tokens` | account |
 | `/environments/...` | environments |
 | `/export` | export |
 | `/scheduler` | scheduler |
 | `/users/...` | users |
 | `/audit/...` | audit |
 | `/settings/...` | settings |
+| `/preferences` | preferences |
 | `/healthz` | health |
 """
 
@@ -26,6 +27,7 @@ from . import (
     environments,
     export,
     health,
+    preferences,
     scheduler,
     settings,
     users,
@@ -41,6 +43,7 @@ MODULES = (
     users,
     audit,
     settings,
+    preferences,
     health,
 )
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import select
+from support import fetched
 
-from portal import clock
+from portal import clock, sync
+from portal.environments import save_environment
 from portal.extensions import db
 from portal.models import Credential
 
@@ -44,3 +47,41 @@ def test_filters_sort_and_their_errors(admin, synced):
             assert bad.status_code == 200
             continue
         assert bad.status_code == 400 and field in bad.json["details"], bad.json
+
+
+def test_search_gives_an_account_held_by_both_sources_once(app, admin):
+    """SDDC Manager and the VCF Installer hold esx-000 and esx-001 with the same password and
+    esx-002 with different ones: one item each for the first two, two items for the third."""
+    with app.app_context():
+        env, _ = save_environment(
+            {
+                "name": "sfo",
+                "manager": {"host": "sddc.example.net", "username": "svc", "password": "x"},
+                "installer": {"host": "installer.example.net", "username": "svc", "password": "x"},
+            }
+        )
+        db.session.commit()
+        env_id = env.id
+        sync.apply_fetch(env_id, "manager", fetched(4))
+        installer = [replace(c, source="installer") for c in fetched(3, rotated=3)[2:]]
+        installer += [replace(c, source="installer") for c in fetched(2)]
+        sync.apply_fetch(env_id, "installer", installer)
+        db.session.commit()
+    page = admin.client.get("/api/v1/credentials?q=esx-00").json
+    seen = [
+        (i["hostname"][:7], i["source"], i["sources"], i["differs_from"]) for i in page["items"]
+    ]
+    assert page["total"] == len(seen) == 5
+    assert sorted(seen) == [
+        ("esx-000", "manager", ["manager", "installer"], []),
+        ("esx-001", "manager", ["manager", "installer"], []),
+        ("esx-002", "installer", ["installer"], ["manager"]),
+        ("esx-002", "manager", ["manager"], ["installer"]),
+        ("esx-003", "manager", ["manager"], []),
+    ]
+    # The installer's copy alone matches: it is shown, naming both sources.
+    only = admin.client.get("/api/v1/credentials?q=esx-001&source=installer").json["items"]
+    assert [(i["source"], i["sources"]) for i in only] == [("installer", ["manager", "installer"])]
+    # Within one environment, every copy stays a row of its own.
+    rows = admin.client.get(f"/api/v1/environments/{env_id}/credentials?q=esx-00").json
+    assert rows["total"] == 7 and "sources" not in rows["items"][0]
