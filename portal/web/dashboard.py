@@ -5,11 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask_login import login_required
 
+from ..credentials import expiring_counts
+
 bp = Blueprint("dashboard", __name__)
+EXPIRY_NOTICE_DAYS = 14
 
 
 @bp.get("/")
 @login_required
 def index():
     """Show the dashboard."""
-    return render_template("dashboard.html")
+    return render_template("dashboard.html", expiring=expiring_counts(EXPIRY_NOTICE_DAYS))

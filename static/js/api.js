@@ -29,6 +29,11 @@ export const api = {
   reveal: (id) => api.credential(id) + "/reveal",
   history: (id) => api.credential(id) + "/history",
   historyReveal: (id, entryId) => api.history(id) + "/" + part(entryId) + "/reveal",
+  actions: () => BASE + "/credentials/actions",
+  action: (id) => BASE + "/credential-actions/" + part(id),
+  // step: "retry" or "cancel".
+  actionStep: (id, step) => api.action(id) + "/" + step,
+  expiryCheck: (envId) => api.environment(envId) + "/expiry-check",
 };
 
 export const pages = {

@@ -7,7 +7,7 @@ import { bidi, config, confirmDialog, debounce, el, get, hostName, request, sour
 import { actionButton, copyPassword, fetchPassword, revealer } from "./reveal.js";
 import { badge, expiryState } from "./status.js";
 
-const FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain", "source", "status"];
+const FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain", "source", "status", "expiring_within"];
 const TEXT_FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain"];
 // Behind "More filters": every filter but the search field.
 const MORE_FILTERS = FILTERS.filter(function (name) { return name !== "q"; });
@@ -26,6 +26,10 @@ export function initCredentials(options) {
   const loadError = document.getElementById("table-error");
   const items = new Map(); // id -> credential metadata of the page shown
   const secrets = revealer();
+  // Credentials chosen for an action through SDDC Manager (admins): id -> metadata, across pages.
+  const selected = new Map();
+  const selectable = isAdmin && options.selectable;
+  let onSelection = function () {};
   let state = fromUrl();
   let total = 0;
   let seq = 0;
@@ -117,6 +121,14 @@ export function initCredentials(options) {
       const purge = button("purge", "Purge", "Purge ");
       purge.classList.add("danger");
       buttons.append(purge);
+    }
+    if (selectable && item.source === "manager" && item.status === "present") {
+      const box = el("input", {
+        type: "checkbox", className: "select-row", dataset: { id: item.id },
+        "aria-label": "Select " + item.username + " on " + item.hostname + " (" + item.credential_type + ") for an action",
+      });
+      box.checked = selected.has(String(item.id));
+      buttons.append(el("label", { className: "select-label" }, box, el("span", { "aria-hidden": "true" }, "Select")));
     }
     return el("td", { className: "row-actions" }, buttons, el("span", { className: "secret-out", "aria-live": "polite" }));
   }
@@ -269,6 +281,15 @@ export function initCredentials(options) {
     }
   }
 
+  body.addEventListener("change", function (event) {
+    const box = event.target.closest("input.select-row");
+    if (!box) return;
+    const id = box.dataset.id;
+    if (box.checked) selected.set(id, items.get(id));
+    else selected.delete(id);
+    onSelection(Array.from(selected.values()));
+  });
+
   body.addEventListener("click", function (event) {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
@@ -291,6 +312,15 @@ export function initCredentials(options) {
       const cell = body.querySelector("td.empty");
       if (cell) cell.textContent = emptyText();
     },
+    // The credentials selected for an action, and a callback told whenever that changes.
+    selection: function () { return Array.from(selected.values()); },
+    select: function (list) {
+      selected.clear();
+      list.forEach(function (item) { selected.set(String(item.id), item); });
+      body.querySelectorAll("input.select-row").forEach(function (box) { box.checked = selected.has(box.dataset.id); });
+      onSelection(Array.from(selected.values()));
+    },
+    onSelection: function (callback) { onSelection = callback; },
     filters: function () {
       const values = {};
       FILTERS.forEach(function (name) { values[name] = state[name]; });

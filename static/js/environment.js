@@ -2,6 +2,7 @@
 
 import { api } from "./api.js";
 import { showAge } from "./age.js";
+import { initActions } from "./actions.js";
 import { initCredentials } from "./credentials.js";
 import { initExport } from "./export.js";
 import { bidi, el, get, headRow, post, sourceLabel, timeEl, toast, visible } from "./portal.js";
@@ -156,8 +157,16 @@ credentials = initCredentials({
   pageSizes: root.dataset.pageSizes.split(" "),
   openHistory: openHistory,
   emptyReason: emptyReason,
+  selectable: root.dataset.manager === "true",
 });
 initExport({ currentFilters: credentials.filters, environmentId: envId });
+if (isAdmin && root.dataset.manager === "true") {
+  initActions({
+    environmentId: envId,
+    credentials: credentials,
+    onFinished: function () { loadStatus(); loadLastRuns(); credentials.reload(); },
+  });
+}
 loadStatus();
 loadLastRuns();
 // The operator comes for a host: the search field has the focus, unless another view was asked for.
