@@ -158,3 +158,40 @@ def test_the_dashboard_counts_passwords_that_expire_soon(lab, page):
     notice.locator("a").first.click()
     expect(page.locator("#f-expiring_within")).to_have_value("14")
     expect(page.locator("#credentials-body tr").first).to_be_visible()
+
+
+def test_remediate_and_the_auto_rotate_policy(lab, page):
+    _open_environment(page, lab)
+    ids = _select(page, 2)
+    remediate = page.locator("[data-action-open=remediate]")
+    expect(remediate).to_be_disabled()  # one account at a time
+    page.click("#actions-clear")
+    [cred_id] = _select(page, 1)
+    page.click("[data-action-open=remediate]")
+    dialog = page.locator("#action-dialog")
+    expect(dialog.locator("#action-password-label")).to_contain_text("already set on the component")
+    dialog.locator("#action-password").fill("Changed-On-The-Host-9!")
+    dialog.locator("#action-submit").click()
+    expect(dialog.locator("#action-state")).to_contain_text("succeeded", timeout=30000)
+    deadline = time.monotonic() + 30
+    while _password(lab, cred_id) != "Changed-On-The-Host-9!" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert _password(lab, cred_id) == "Changed-On-The-Host-9!"
+    dialog.locator("[data-close-dialog]").click()
+
+    _select(page, 2)
+    page.click("[data-action-open=auto_rotate]")
+    dialog.locator("#action-auto-days").fill("45")
+    dialog.locator("#action-confirm").fill("2")
+    dialog.locator("#action-submit").click()
+    expect(dialog.locator("#action-state")).to_contain_text("Done: 2 of 2", timeout=30000)
+    deadline = time.monotonic() + 30
+    rows = []
+    while time.monotonic() < deadline:
+        rows = lab.sql(
+            "SELECT auto_rotate_days FROM credentials WHERE id IN (?, ?)", int(ids[0]), int(ids[1])
+        )
+        if all(row[0] == 45 for row in rows):
+            break
+        time.sleep(0.3)
+    assert [row[0] for row in rows] == [45, 45]
