@@ -21,7 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import select
 
-from . import locks, maintenance, sync, wakeup
+from . import locks, maintenance, notifications, sync, wakeup
 from .clock import UTC
 from .extensions import db
 from .models import Endpoint
@@ -269,6 +269,14 @@ def _start(app: Flask, leadership) -> None:
         args=(app,),
         id="backup",
         misfire_grace_time=3600,
+        **common,
+    )
+    scheduler.add_job(
+        notifications.run_pass,
+        "interval",
+        seconds=notifications.PASS_SECONDS,
+        args=(app,),
+        id="notifications",
         **common,
     )
     scheduler.start()
