@@ -10,7 +10,9 @@
 | `/scheduler` | scheduler |
 | `/users/...` | users |
 | `/audit/...` | audit |
+| `/settings/notifications/...` | notifications |
 | `/settings/...` | settings |
+| `/metrics` | metrics |
 | `/healthz` | health |
 """
 
@@ -26,6 +28,8 @@ from . import (
     environments,
     export,
     health,
+    metrics,
+    notifications,
     scheduler,
     settings,
     users,
@@ -41,7 +45,9 @@ MODULES = (
     users,
     audit,
     settings,
+    notifications,
     health,
+    metrics,
 )
 
 
