@@ -263,7 +263,12 @@ def _send_email(channel: NotificationChannel, config: dict, message: Message) ->
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if config.get("username"):
-                smtp.login(config["username"], password or "")
+                try:
+                    smtp.login(config["username"], password or "")
+                except (smtplib.SMTPAuthenticationError, smtplib.SMTPServerDisconnected) as exc:
+                    # Some servers hang up on a wrong password instead of answering 535.
+                    code = getattr(exc, "smtp_code", "disconnected")
+                    raise DeliveryError(f"SMTP sign-in refused by {host}:{port} ({code})") from None
             smtp.send_message(mail)
     except smtplib.SMTPAuthenticationError as exc:
         raise DeliveryError(f"SMTP sign-in refused by {host}:{port} ({exc.smtp_code})") from None

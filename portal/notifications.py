@@ -73,11 +73,11 @@ def _clean_text(text: str) -> str:
 def _clean_value(value: object, depth: int = 0) -> object:
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    if isinstance(value, dict) and depth < 2:
+    if isinstance(value, dict) and depth < 3:
         return {
             audit.clean(k, 100): _clean_value(v, depth + 1) for k, v in list(value.items())[:50]
         }
-    if isinstance(value, (list, tuple)) and depth < 2:
+    if isinstance(value, (list, tuple)) and depth < 3:
         return [_clean_value(v, depth + 1) for v in list(value)[:50]]
     return audit.clean(value)
 
