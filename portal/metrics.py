@@ -12,7 +12,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
-from sqlalchemy import case, func, literal_column, select
+from sqlalchemy import case, extract, func, select
 
 from .clock import UTC
 from .expiring import expiry_counts
@@ -39,7 +39,7 @@ def _duration_seconds():
     """The SQL expression of a run's duration in seconds, for either database."""
     if db.engine.dialect.name == "sqlite":
         return (func.julianday(SyncRun.finished_at) - func.julianday(SyncRun.started_at)) * 86400.0
-    return func.extract(literal_column("'epoch'"), SyncRun.finished_at - SyncRun.started_at)
+    return extract("epoch", SyncRun.finished_at - SyncRun.started_at)
 
 
 def _names() -> dict[int, str]:

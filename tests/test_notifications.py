@@ -326,3 +326,20 @@ def test_channel_secrets_are_encrypted_and_never_audited(app, admin, tmp_path):
         assert [d["kind"] for d in hook.documents()] == ["test"]
         page = admin.client.get("/settings/notifications").get_data(as_text=True)
         assert "A test message went to hook" in page
+
+
+def test_changes_need_a_recent_sign_in_or_the_password(app, admin):
+    clock.offset = timedelta(minutes=20)
+    form = {"failing_after": "5", "expiry_days": "30"}
+    admin.post("/settings/notifications/thresholds", data=form)
+    with app.app_context():
+        assert notifications.failing_after() == notifications.DEFAULT_FAILING_AFTER
+        outcomes = db.session.scalars(
+            select(AuditEvent.outcome).where(AuditEvent.action == "settings.notifications")
+        ).all()
+        assert outcomes == ["denied"]
+    admin.post("/settings/notifications/thresholds", data={**form, "confirm_password": PASSWORD})
+    with app.app_context():
+        assert (notifications.failing_after(), notifications.expiry_days()) == (5, 30)
+    page = admin.client.get("/settings/notifications").get_data(as_text=True)
+    assert 'value="5"' in page and "Notifications" in page

@@ -94,3 +94,36 @@ def test_figures_match_the_database(app, synced, anon):
         ("vcf_portal_sync_duration_seconds_bucket", (("le", "+Inf"), ("source", "manager")))
     ]
     assert bucket == 1
+
+
+def test_the_duration_histogram_on_postgresql(tmp_path, pg_url):
+    from portal import metrics
+    from portal.models import Environment, SyncRun
+
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    try:
+        with app.app_context():
+            env = Environment(name="pg")
+            db.session.add(env)
+            db.session.flush()
+            start = clock.now()
+            for seconds, state in ((3, "success"), (40, "failed")):
+                db.session.add(
+                    SyncRun(
+                        environment_id=env.id,
+                        source="manager",
+                        trigger="manual",
+                        state=state,
+                        started_at=start,
+                        finished_at=start + timedelta(seconds=seconds),
+                    )
+                )
+            db.session.commit()
+            samples = _samples(metrics.exposition().decode())
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+    bucket = "vcf_portal_sync_duration_seconds_bucket"
+    assert samples[(bucket, (("le", "5.0"), ("source", "manager")))] == 1
+    assert samples[(bucket, (("le", "60.0"), ("source", "manager")))] == 2
+    assert samples[("vcf_portal_sync_duration_seconds_sum", (("source", "manager"),))] == 43
