@@ -20,7 +20,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
-from . import audit, clock, sync, wakeup
+from . import audit, clock, notifications, sync, wakeup
 from .crypto import ACTION_PASSWORD, cipher
 from .environments import endpoint_settings
 from .extensions import db
@@ -375,6 +375,25 @@ def _end(action: CredentialAction, state: str, error: str | None) -> None:
             outcome="success" if item.state == "success" else item.state,
             details={"action": action.id, **({"error": item.error} if item.error else {})},
             actor=action.requested_by,
+        )
+    failed = sum(1 for item in action.items if item.state == "failed")
+    if state in ("success", "partial", "failed"):
+        verb = action.operation.replace("_", "-").capitalize()
+        outcome = "succeeded" if state == "success" else "failed"
+        notifications.emit(
+            f"action.{outcome}",
+            f"{verb} {outcome}: {environment.name}",
+            f"{verb} of {len(action.items)} credential(s) in {environment.name}: "
+            f"{len(action.items) - failed} succeeded, {failed} failed"
+            + (f". {error}" if error else "."),
+            {
+                "action_id": action.id,
+                "environment": environment.name,
+                "operation": action.operation,
+                "credentials": len(action.items),
+                "failed": failed,
+                **({"error": error} if error else {}),
+            },
         )
     db.session.commit()
     if any(item.state == "success" for item in action.items):

@@ -65,8 +65,11 @@ def _bind(env: Mapping[str, str]) -> str:
 MAX_PROXY_NETWORK = 256
 
 
-def _networks(env: Mapping[str, str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    raw = _raw(env, "PORTAL_TRUSTED_PROXIES") or ""
+def _cidrs(
+    env: Mapping[str, str], name: str
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A comma-separated list of addresses or networks; ConfigError names the bad one."""
+    raw = _raw(env, name) or ""
     networks = []
     for part in raw.replace(" ", ",").split(","):
         if not part:
@@ -74,10 +77,15 @@ def _networks(env: Mapping[str, str]) -> tuple[ipaddress.IPv4Network | ipaddress
         try:
             networks.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
-            raise ConfigError(
-                f"PORTAL_TRUSTED_PROXIES: {part!r} is not an IP address or network"
-            ) from None
-        if networks[-1].num_addresses > MAX_PROXY_NETWORK:
+            raise ConfigError(f"{name}: {part!r} is not an IP address or network") from None
+    return networks
+
+
+def _networks(env: Mapping[str, str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = _cidrs(env, "PORTAL_TRUSTED_PROXIES")
+    for network in networks:
+        part = str(network)
+        if network.num_addresses > MAX_PROXY_NETWORK:
             # Gunicorn matches X-Forwarded-Proto senders by exact address, one by one.
             raise ConfigError(
                 f"PORTAL_TRUSTED_PROXIES: {part!r} is too large; list the proxies' addresses "
@@ -115,6 +123,7 @@ class Settings:
     test_interval_seconds: int = 0
     backup_keep: int = 14
     reveals_per_minute: int = 120
+    metrics_allow: tuple = ()
 
     @property
     def forwarded_allow_ips(self) -> str:
@@ -166,4 +175,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         test_interval_seconds=_int(env, "PORTAL_TEST_INTERVAL_SECONDS", 0, 0, 86400),
         backup_keep=_int(env, "PORTAL_BACKUP_KEEP", 14, 1, 1000),
         reveals_per_minute=_int(env, "PORTAL_REVEALS_PER_MINUTE", 120, 1, 100000),
+        metrics_allow=tuple(_cidrs(env, "PORTAL_METRICS_ALLOW")),
     )

@@ -15,7 +15,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, current_app
 
-from .models import Credential, CredentialAction, Endpoint, PasswordHistory, User
+from .models import (
+    Credential,
+    CredentialAction,
+    Endpoint,
+    NotificationChannel,
+    PasswordHistory,
+    User,
+)
 
 # Purpose labels, bound to each ciphertext as associated data: a blob decrypts only for the
 # purpose it was written for. The strings are stored implicitly in every database; never
@@ -25,6 +32,9 @@ CREDENTIAL_PASSWORD = "credential.password"  # noqa: S105 - an encryption label
 HISTORY_PASSWORD = "credential.history"  # noqa: S105 - an encryption label
 TOTP_SECRET = "user.totp"  # noqa: S105 - an encryption label
 ACTION_PASSWORD = "action.password"  # noqa: S105 - an encryption label
+SMTP_PASSWORD = "notify.smtp_password"  # noqa: S105 - an encryption label
+WEBHOOK_URL = "notify.webhook_url"
+WEBHOOK_SECRET = "notify.webhook_secret"  # noqa: S105 - an encryption label
 # Purpose label of the key (derived from the data key) of the keyed hash stored beside each
 # credential's ciphertext, so a sync tells an unchanged password without decrypting it.
 CREDENTIAL_PASSWORD_MAC = "credential.password.mac"  # noqa: S105 - a key-derivation label
@@ -37,6 +47,9 @@ ENCRYPTED_COLUMNS = (
     (User, "totp_secret_enc", TOTP_SECRET),
     (User, "totp_pending_enc", TOTP_SECRET),
     (CredentialAction, "password_enc", ACTION_PASSWORD),
+    (NotificationChannel, "smtp_password_enc", SMTP_PASSWORD),
+    (NotificationChannel, "webhook_url_enc", WEBHOOK_URL),
+    (NotificationChannel, "webhook_secret_enc", WEBHOOK_SECRET),
 )
 # (model, encrypted column, keyed-hash column, label): hashes recomputed on key rotation.
 # A keyed hash is not a secret on its own, but it is never logged, exported or shown.

@@ -21,7 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import select
 
-from . import actions, expiry, locks, maintenance, sync, wakeup
+from . import actions, expiry, locks, maintenance, notifications, sync, wakeup
 from .clock import UTC
 from .extensions import db
 from .models import Endpoint
@@ -293,6 +293,14 @@ def _start(app: Flask, leadership) -> None:
         seconds=EXPIRY_SECONDS,
         args=(app,),
         id="expiry",
+        **common,
+    )
+    scheduler.add_job(
+        notifications.run_pass,
+        "interval",
+        seconds=notifications.PASS_SECONDS,
+        args=(app,),
+        id="notifications",
         **common,
     )
     scheduler.start()

@@ -13,7 +13,7 @@ from flask import (
 )
 from sqlalchemy import case, func, or_, select, update
 
-from . import audit, clock
+from . import audit, clock, notifications
 from .extensions import db
 from .models import LoginFailure, User
 from .security import hash_password
@@ -126,6 +126,7 @@ def lock_account(user: User, actor: str | None = None) -> None:
     user.locked_until = clock.now() + LOCKOUT
     revoke_user_sessions(user.id)
     audit.record("auth.lockout", user.username, outcome="failure", actor=actor or user.username)
+    notifications.account_locked(user.username, int(LOCKOUT.total_seconds() // 60))
 
 
 def password_failure(user: User, action: str) -> bool:

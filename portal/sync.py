@@ -22,7 +22,7 @@ from flask import Flask, current_app
 from sqlalchemy import DateTime, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from . import audit, clock, wakeup
+from . import audit, clock, notifications, wakeup
 from .clock import iso
 from .crypto import CREDENTIAL_PASSWORD, CREDENTIAL_PASSWORD_MAC, HISTORY_PASSWORD, cipher
 from .environments import endpoint_settings, refresh_counts
@@ -585,6 +585,8 @@ def _finish(
             endpoint.last_success_at = now
             if endpoint.source == "manager":
                 endpoint.expiry_requested_at = now  # expiry as SDDC Manager sees it, next
+        # Alerts for a source that keeps failing or recovers: in the run's own transaction.
+        notifications.sync_ended(run.environment_id, run.source, state, error)
     return True
 
 
@@ -803,6 +805,7 @@ def _fail_interrupted(condition, reason: str) -> int:
             .where(Endpoint.environment_id == environment_id, Endpoint.source == source)
             .values(last_status="failed", last_error=reason, last_sync_at=now)
         )
+        notifications.sync_ended(environment_id, source, "failed", reason)
         audit.record(
             "sync.finish",
             _target(environment_id, source),

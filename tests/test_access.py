@@ -99,6 +99,14 @@ ACCESS = {
     "settings.logs": "admin",
     "settings.download_log": "admin",
     "settings.about": "admin",
+    "notifications.overview": "admin",
+    "notifications.save_thresholds": "admin",
+    "notifications.new_channel": "admin",
+    "notifications.edit_channel": "admin",
+    "notifications.delete_channel": "admin",
+    "notifications.test_channel": "admin",
+    # Its own access rule (an API token or an allowed address): tests/web/test_metrics.py.
+    "metrics.scrape": "public",
 }
 
 

@@ -328,3 +328,24 @@ def test_history_is_kept_when_an_action_changes_a_password(app, admin, lab):
             )
         )
     assert after == before + 1
+
+
+def test_actions_raise_alerts_without_the_password(app, admin, lab):
+    from portal.models import NotificationOutbox
+
+    sim, env = lab
+    creds = _creds(app, env["id"], 2)
+    queued = _queue(
+        admin, operation="update", credential_ids=[creds[0]["id"]], password="Alert-Pass-55!"
+    )
+    _finish(app, admin, queued.json["id"])
+    sim.inject_credential_fault(creds[1]["hostname"], "fail", message="boom", count=1)
+    queued = _queue(admin, operation="rotate", credential_ids=[creds[1]["id"]])
+    _finish(app, admin, queued.json["id"])
+    with app.app_context():
+        events = db.session.scalars(
+            select(NotificationOutbox).order_by(NotificationOutbox.id)
+        ).all()
+        kinds = [e.kind for e in events if e.kind.startswith("action.")]
+        assert kinds == ["action.succeeded", "action.failed"]
+        assert all("Alert-Pass-55!" not in (e.subject + e.body + (e.details or "")) for e in events)

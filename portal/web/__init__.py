@@ -10,8 +10,10 @@
 | `/scheduler` | scheduler |
 | `/users/...` | users |
 | `/audit/...` | audit |
+| `/settings/notifications/...` | notifications |
 | `/settings/...` | settings |
 | `/preferences` | preferences |
+| `/metrics` | metrics |
 | `/healthz` | health |
 """
 
@@ -27,6 +29,8 @@ from . import (
     environments,
     export,
     health,
+    metrics,
+    notifications,
     preferences,
     scheduler,
     settings,
@@ -44,7 +48,9 @@ MODULES = (
     audit,
     settings,
     preferences,
+    notifications,
     health,
+    metrics,
 )
 
 

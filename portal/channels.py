@@ -1,0 +1,383 @@
+"""Notification channels: e-mail over SMTP and webhooks. Their settings (secrets encrypted),
+and sending one message with short timeouts and errors that never carry a secret."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from urllib.parse import urlsplit
+
+import requests
+
+from . import clock
+from .crypto import SMTP_PASSWORD, WEBHOOK_SECRET, WEBHOOK_URL, cipher
+from .models import NotificationChannel
+from .text import escape_controls
+from .vcf import VcfError
+from .vcf.tls import EndpointTlsAdapter, build_ca_context
+
+KINDS = ("email", "webhook")
+SMTP_SECURITY = ("starttls", "tls", "none")
+DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+WEBHOOK_FORMATS = ("json", "text")
+SIGNATURE_HEADER = "X-Portal-Signature"
+CONNECT_TIMEOUT = 5.0
+SEND_TIMEOUT = 10.0
+MAX_RECIPIENTS = 20
+MIN_SECRET = 16
+MAX_ERROR = 300
+_ADDRESS = re.compile(r"^[^@\s<>,;\"']{1,64}@[A-Za-z0-9.-]{1,253}$")
+_HOST = re.compile(r"^[A-Za-z0-9.:_-]{1,253}$")
+
+
+class ChannelError(Exception):
+    """A channel setting we refuse; `field` names the form field."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+class DeliveryError(Exception):
+    """A message was not delivered; the text is safe to store and show (no secret)."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a channel sends: never a password (see notifications.emit)."""
+
+    kind: str
+    subject: str
+    body: str
+    details: dict = field(default_factory=dict)
+    at: str = ""
+
+
+def config_of(channel: NotificationChannel) -> dict:
+    """The channel's settings that are not secret."""
+    try:
+        value = json.loads(channel.config or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def events_of(channel: NotificationChannel) -> list[str]:
+    """The event kinds the channel gets."""
+    try:
+        value = json.loads(channel.events or "[]")
+    except ValueError:
+        return []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _flag(form: dict, name: str) -> bool:
+    return str(form.get(name) or "").lower() in ("1", "on", "true", "yes")
+
+
+def _text(form: dict, name: str, limit: int = 255) -> str:
+    value = str(form.get(name) or "").strip()
+    if len(value) > limit or any(not ch.isprintable() for ch in value):
+        raise ChannelError(name, f"At most {limit} printable characters.")
+    return value
+
+
+def _ca_pem(form: dict) -> str | None:
+    pem = str(form.get("ca_pem") or "").strip()
+    if not pem:
+        return None
+    if len(pem) > 256 * 1024:
+        raise ChannelError("ca_pem", "The CA bundle is larger than 256 KiB.")
+    try:
+        build_ca_context(pem)
+    except VcfError as exc:
+        raise ChannelError("ca_pem", str(exc).capitalize() + ".") from None
+    return pem
+
+
+def apply_form(channel: NotificationChannel, form: dict, valid_events: tuple[str, ...]) -> list:
+    """Check the form and write it into the channel (secrets encrypted; a blank secret field
+    keeps the stored one). Returns the names of the fields that changed, for the audit."""
+    before = (channel.name, channel.enabled, channel.events, channel.config)
+    name = _text(form, "name", 64)
+    if not name:
+        raise ChannelError("name", "Give the channel a name.")
+    events = [e for e in form.get("events") or [] if e in valid_events]
+    config: dict = {"verify_tls": _flag(form, "verify_tls"), "ca_pem": _ca_pem(form)}
+    secrets_changed = []
+    data_cipher = cipher()
+    if channel.kind == "email":
+        security = form.get("smtp_security") or "starttls"
+        if security not in SMTP_SECURITY:
+            raise ChannelError("smtp_security", "Choose STARTTLS, TLS or none.")
+        host = _text(form, "smtp_host")
+        if not host or not _HOST.match(host):
+            raise ChannelError("smtp_host", "Enter the SMTP server's host name or address.")
+        port_text = _text(form, "smtp_port", 5) or str(DEFAULT_PORTS[security])
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ChannelError("smtp_port", "The port is a number from 1 to 65535.")
+        username = _text(form, "smtp_username")
+        password = str(form.get("smtp_password") or "")
+        if len(password) > 256:
+            raise ChannelError("smtp_password", "At most 256 characters.")
+        if username and security == "none":
+            raise ChannelError(
+                "smtp_username", "Sign-in needs STARTTLS or TLS: a password is never sent in clear."
+            )
+        sender = _text(form, "mail_from")
+        if not _ADDRESS.match(sender):
+            raise ChannelError("mail_from", "Enter one e-mail address.")
+        recipients = [r for r in re.split(r"[,;\s]+", str(form.get("mail_to") or "")) if r]
+        if not recipients or len(recipients) > MAX_RECIPIENTS:
+            raise ChannelError("mail_to", f"Enter 1 to {MAX_RECIPIENTS} e-mail addresses.")
+        for address in recipients:
+            if not _ADDRESS.match(address):
+                shown = escape_controls(address)[:80]
+                raise ChannelError("mail_to", f"{shown!r} is not an e-mail address.")
+        config.update(
+            host=host,
+            port=int(port_text),
+            security=security,
+            username=username,
+            mail_from=sender,
+            mail_to=list(dict.fromkeys(recipients)),
+        )
+        if not username:
+            if channel.smtp_password_enc is not None:
+                secrets_changed.append("smtp_password")
+            channel.smtp_password_enc = None
+        elif password:
+            channel.smtp_password_enc = data_cipher.encrypt(password, SMTP_PASSWORD)
+            secrets_changed.append("smtp_password")
+        elif channel.smtp_password_enc is None:
+            raise ChannelError("smtp_password", "Enter the password of this SMTP user.")
+    else:
+        webhook_format = form.get("webhook_format") or "json"
+        if webhook_format not in WEBHOOK_FORMATS:
+            raise ChannelError("webhook_format", "Choose JSON or text.")
+        url = str(form.get("webhook_url") or "").strip()
+        if url:
+            parts = urlsplit(url)
+            if (
+                parts.scheme != "https"
+                or not parts.hostname
+                or len(url) > 2048
+                or any(not ch.isprintable() or ch.isspace() for ch in url)
+            ):
+                raise ChannelError("webhook_url", "Enter an https:// URL.")
+            channel.webhook_url_enc = data_cipher.encrypt(url, WEBHOOK_URL)
+            config["url_host"] = parts.hostname
+            secrets_changed.append("webhook_url")
+        elif channel.webhook_url_enc is None:
+            raise ChannelError("webhook_url", "Enter the webhook's URL.")
+        else:
+            config["url_host"] = config_of(channel).get("url_host", "")
+        secret = str(form.get("webhook_secret") or "")
+        if secret:
+            if not MIN_SECRET <= len(secret) <= 256:
+                raise ChannelError(
+                    "webhook_secret", f"The signing secret has {MIN_SECRET} to 256 characters."
+                )
+            channel.webhook_secret_enc = data_cipher.encrypt(secret, WEBHOOK_SECRET)
+            secrets_changed.append("webhook_secret")
+        elif webhook_format == "json" and channel.webhook_secret_enc is None:
+            raise ChannelError("webhook_secret", "JSON messages are signed: enter a secret.")
+        config["format"] = webhook_format
+    channel.name = name
+    channel.enabled = _flag(form, "enabled")
+    channel.events = json.dumps(events)
+    channel.config = json.dumps(config, sort_keys=True)
+    channel.updated_at = clock.now()
+    after = (channel.name, channel.enabled, channel.events, channel.config)
+    labels = ("name", "enabled", "events", "settings")
+    return [label for label, a, b in zip(labels, before, after, strict=True) if a != b] + (
+        secrets_changed
+    )
+
+
+def describe(channel: NotificationChannel) -> str:
+    """One line for lists and the audit: where the channel sends, without secrets."""
+    config = config_of(channel)
+    if channel.kind == "email":
+        to = ", ".join(config.get("mail_to", []))
+        return f"{to} via {config.get('host')}:{config.get('port')}"
+    return f"{config.get('format', 'json')} to https://{config.get('url_host', '?')}/…"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header's value: HMAC-SHA256 of the raw body, hex."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _tls_context(config: dict) -> ssl.SSLContext:
+    if not config.get("verify_tls", True):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the operator chose so, for this channel
+        return context
+    if config.get("ca_pem"):
+        return build_ca_context(config["ca_pem"])
+    return ssl.create_default_context()
+
+
+def _text_of(message: Message) -> str:
+    lines = [message.body, ""]
+    for key, value in message.details.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items())
+        lines.append(f"{key}: {value}")
+    lines += ["", f"{message.at} · VCF Credential Portal on {socket.getfqdn()}"]
+    return "\n".join(lines)
+
+
+def _send_email(channel: NotificationChannel, config: dict, message: Message) -> None:
+    password = None
+    if channel.smtp_password_enc is not None:
+        password = cipher().decrypt(channel.smtp_password_enc, SMTP_PASSWORD)
+    mail = EmailMessage()
+    mail["Subject"] = message.subject
+    mail["From"] = config["mail_from"]
+    mail["To"] = ", ".join(config["mail_to"])
+    mail["Date"] = formatdate(usegmt=True)
+    mail["Message-ID"] = make_msgid(domain=config["mail_from"].rpartition("@")[2])
+    mail["X-Portal-Event"] = message.kind
+    mail.set_content(_text_of(message))
+    security, host, port = config["security"], config["host"], config["port"]
+    try:
+        context = _tls_context(config) if security != "none" else None
+        if security == "tls":
+            smtp = smtplib.SMTP_SSL(host, port, timeout=SEND_TIMEOUT, context=context)
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=SEND_TIMEOUT)
+        with smtp:
+            smtp.ehlo()
+            if security == "starttls":
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if config.get("username"):
+                try:
+                    smtp.login(config["username"], password or "")
+                except (smtplib.SMTPAuthenticationError, smtplib.SMTPServerDisconnected) as exc:
+                    # Some servers hang up on a wrong password instead of answering 535.
+                    code = getattr(exc, "smtp_code", "disconnected")
+                    raise DeliveryError(f"SMTP sign-in refused by {host}:{port} ({code})") from None
+            smtp.send_message(mail)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise DeliveryError(f"SMTP sign-in refused by {host}:{port} ({exc.smtp_code})") from None
+    except smtplib.SMTPNotSupportedError:
+        raise DeliveryError(f"{host}:{port} does not offer STARTTLS or sign-in") from None
+    except smtplib.SMTPResponseException as exc:
+        text = exc.smtp_error.decode("utf-8", "replace") if exc.smtp_error else ""
+        raise DeliveryError(f"{host}:{port} answered {exc.smtp_code} {text}") from None
+    except smtplib.SMTPRecipientsRefused:
+        raise DeliveryError(f"{host}:{port} refused every recipient") from None
+    except (ssl.SSLError, ssl.CertificateError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise DeliveryError(f"TLS with {host}:{port} failed: {reason}") from None
+    except VcfError as exc:
+        raise DeliveryError(str(exc)) from None
+    except TimeoutError:
+        raise DeliveryError(f"timed out talking to {host}:{port}") from None
+    except (OSError, smtplib.SMTPException) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise DeliveryError(f"cannot send through {host}:{port}: {reason}") from None
+
+
+def _send_webhook(channel: NotificationChannel, config: dict, message: Message) -> None:
+    url = cipher().decrypt(channel.webhook_url_enc, WEBHOOK_URL)
+    secret = None
+    if channel.webhook_secret_enc is not None:
+        secret = cipher().decrypt(channel.webhook_secret_enc, WEBHOOK_SECRET)
+    if config.get("format") == "text":
+        document: dict = {"text": f"*{message.subject}*\n{_text_of(message)}"}
+    else:
+        document = {
+            "kind": message.kind,
+            "subject": message.subject,
+            "text": message.body,
+            "details": message.details,
+            "at": message.at,
+            "portal": socket.getfqdn(),
+        }
+    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "vcf-credential-portal",
+        "X-Portal-Event": message.kind,
+    }
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    host = urlsplit(url).hostname
+    try:
+        with requests.Session() as session:
+            verify: bool = bool(config.get("verify_tls", True))
+            if verify and config.get("ca_pem"):
+                context = build_ca_context(config["ca_pem"])
+                session.mount("https://", EndpointTlsAdapter(ssl_context=context))
+            answer = session.post(
+                url,
+                data=body,
+                headers=headers,
+                timeout=(CONNECT_TIMEOUT, SEND_TIMEOUT),
+                allow_redirects=False,
+                verify=verify,
+            )
+    except requests.exceptions.SSLError:
+        raise DeliveryError(f"TLS with {host} failed (certificate not trusted?)") from None
+    except requests.exceptions.Timeout:
+        raise DeliveryError(f"timed out talking to {host}") from None
+    except requests.exceptions.ConnectionError:
+        raise DeliveryError(f"cannot connect to {host}") from None
+    except VcfError as exc:
+        raise DeliveryError(str(exc)) from None
+    except requests.RequestException as exc:
+        raise DeliveryError(f"request to {host} failed ({type(exc).__name__})") from None
+    if not 200 <= answer.status_code < 300:
+        raise DeliveryError(f"{host} answered HTTP {answer.status_code}")
+
+
+def send(channel: NotificationChannel, message: Message) -> None:
+    """Deliver one message now, within a few seconds; DeliveryError says why not, in words
+    that hold no secret (the URL, passwords and secrets are removed even from the server's)."""
+    config = config_of(channel)
+    try:
+        if channel.kind == "email":
+            _send_email(channel, config, message)
+        else:
+            _send_webhook(channel, config, message)
+    except DeliveryError as exc:
+        raise DeliveryError(safe_error(str(exc), _stored_secrets(channel))) from None
+
+
+def _stored_secrets(channel: NotificationChannel) -> list[str]:
+    """Every secret of the channel, and the path and query of its URL (Slack's key)."""
+    found: list[str] = []
+    for column, label in (
+        ("smtp_password_enc", SMTP_PASSWORD),
+        ("webhook_url_enc", WEBHOOK_URL),
+        ("webhook_secret_enc", WEBHOOK_SECRET),
+    ):
+        blob = getattr(channel, column)
+        if blob is not None:
+            try:
+                found.append(cipher().decrypt(blob, label))
+            except Exception:  # noqa: BLE001, S112 - an unreadable secret cannot leak either
+                continue
+            if label == WEBHOOK_URL:
+                found += [urlsplit(found[-1]).path, urlsplit(found[-1]).query]
+    return found
+
+
+def safe_error(text: str, hidden: list[str]) -> str:
+    """One line of error text with every secret in `hidden` blanked out, bounded."""
+    for secret in sorted((h for h in hidden if h and len(h) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "[hidden]")
+    return escape_controls(text)[:MAX_ERROR]
