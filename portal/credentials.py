@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import Select, and_, case, func, or_, select, tuple_
+from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
 from . import clock
@@ -128,37 +128,6 @@ def expiry_horizon(days: int) -> str:
     """The expiry date (ISO 8601, as SDDC Manager writes it) `days` from now: dates sort as
     text."""
     return clock.iso(clock.now() + timedelta(days=days))
-
-
-def expiring_counts(days: int = 14) -> dict:
-    """Present credentials already expired, and expiring within `days`, in all and per
-    environment (for the dashboard)."""
-    now_text = clock.iso(clock.now())
-    expired = func.sum(case((Credential.expiry_date < now_text, 1), else_=0))
-    rows = db.session.execute(
-        select(Environment.id, Environment.name, func.count(Credential.id), expired)
-        .join(Environment, Environment.id == Credential.environment_id)
-        .where(
-            Credential.present.is_(True),
-            Credential.expiry_date.is_not(None),
-            Credential.expiry_date != "",
-            Credential.expiry_date <= expiry_horizon(days),
-        )
-        .group_by(Environment.id, Environment.name)
-        .order_by(Environment.name)
-    ).all()
-    per_environment = [
-        {"id": env_id, "name": name, "count": count, "expired": int(gone or 0)}
-        for env_id, name, count, gone in rows
-    ]
-    total = sum(e["count"] for e in per_environment)
-    gone = sum(e["expired"] for e in per_environment)
-    return {
-        "days": days,
-        "expired": gone,
-        "expiring": total - gone,
-        "environments": per_environment,
-    }
 
 
 def _sorted(query: Select, sort: str) -> Select:

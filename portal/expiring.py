@@ -9,7 +9,7 @@ from sqlalchemy import or_, select
 from . import clock
 from .clock import UTC
 from .extensions import db
-from .models import Credential
+from .models import Credential, Environment
 
 
 def parse_expiry(text: str | None) -> datetime | None:
@@ -58,3 +58,33 @@ def expiry_counts(horizons: tuple[int, ...]) -> dict[int, dict]:
             if moment <= limit:
                 counts[days] += 1
     return result
+
+
+def summary(days: int) -> dict:
+    """For the dashboard: present passwords expired, and expiring within `days`, in all and
+    per environment (by name)."""
+    counts = {k: v for k, v in expiry_counts((days,)).items() if v[days] or v["expired"]}
+    names = dict(
+        db.session.execute(
+            select(Environment.id, Environment.name).where(Environment.id.in_(list(counts)))
+        ).all()
+    )
+    environments = sorted(
+        (
+            {
+                "id": env_id,
+                "name": names[env_id],
+                "count": figures[days] + figures["expired"],
+                "expired": figures["expired"],
+            }
+            for env_id, figures in counts.items()
+            if env_id in names
+        ),
+        key=lambda e: e["name"],
+    )
+    return {
+        "days": days,
+        "expired": sum(e["expired"] for e in environments),
+        "expiring": sum(e["count"] - e["expired"] for e in environments),
+        "environments": environments,
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask_login import login_required
 
-from ..credentials import expiring_counts
+from .. import expiring
 
 bp = Blueprint("dashboard", __name__)
 EXPIRY_NOTICE_DAYS = 14
@@ -15,4 +15,4 @@ EXPIRY_NOTICE_DAYS = 14
 @login_required
 def index():
     """Show the dashboard."""
-    return render_template("dashboard.html", expiring=expiring_counts(EXPIRY_NOTICE_DAYS))
+    return render_template("dashboard.html", expiring=expiring.summary(EXPIRY_NOTICE_DAYS))
