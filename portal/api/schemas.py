@@ -6,7 +6,7 @@ describes the shape only; `api_operation(..., validate=False)` then leaves the v
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -448,7 +448,7 @@ class OpenAPIDocument(BaseModel):
 class PasswordIn(BaseModel):
     """The signed-in user's current password, required to change their second factors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     password: str = Field(min_length=1, max_length=MAX_PASSWORD)
 
@@ -463,7 +463,7 @@ class TotpStarted(BaseModel):
 class CodeIn(BaseModel):
     """A 6-digit code from the authenticator app."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     code: str = Field(min_length=1, max_length=64)
 
@@ -509,7 +509,7 @@ class PasskeyOptions(BaseModel):
 class PasskeyIn(BaseModel):
     """The browser's registration response (PublicKeyCredential as JSON) and a name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=64)
     credential: dict[str, Any]
@@ -525,7 +525,7 @@ class PasskeyAdded(BaseModel):
 class SecurityPolicy(BaseModel):
     """Who must have a second factor."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     require_second_factor: Literal["none", "admins", "everyone"]
 
@@ -542,7 +542,7 @@ class SecurityPolicyIn(SecurityPolicy):
 class CredentialExportRequest(CredentialFilters):
     """An export with passwords: the format and the credential list's filters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     format: Literal["csv", "xlsx"] = "csv"
 
@@ -550,7 +550,7 @@ class CredentialExportRequest(CredentialFilters):
 class TokenIn(BaseModel):
     """A new personal token. Needs a sign-in within 15 minutes or `confirm_password`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=64)
     scope: Literal["read", "reveal", "admin"]
@@ -594,7 +594,7 @@ class TokenList(BaseModel):
 
 
 class AutoRotateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool
     frequency_days: int | None = Field(None, ge=1, le=90)
@@ -603,10 +603,12 @@ class AutoRotateIn(BaseModel):
 class ActionIn(BaseModel):
     """An operation through SDDC Manager on credentials of one environment."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     operation: Literal["rotate", "update", "remediate", "auto_rotate"]
-    credential_ids: list[int] = Field(min_length=1, max_length=500)
+    credential_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        min_length=1, max_length=500
+    )
     password: str | None = Field(
         None,
         min_length=1,
@@ -667,7 +669,7 @@ class ActionList(BaseModel):
 
 
 class RetryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     password: str | None = Field(
         None, min_length=1, max_length=MAX_PASSWORD, json_schema_extra={"writeOnly": True}
