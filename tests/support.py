@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from contextlib import contextmanager
@@ -327,3 +328,72 @@ def sign_in(page, portal, username, password):
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("main button[type=submit]")
+
+
+LAB_PASSWORD = "Operator-path-passphrase-1"  # noqa: S105 - test password
+
+
+class Lab:
+    """A running portal (`server`) with the admin's password changed to LAB_PASSWORD, an
+    environment synced from the simulator `sim` and one whose sync fails (browser tests)."""
+
+    def __init__(self, server: PortalServer, sim):
+        self.server = server
+        self.sim = sim
+        self.url = server.url
+        self.session = server.session()
+        assert server.login(self.session, "admin", "admin").status_code == 302
+        token = server.csrf(self.session, "/change-password")
+        changed = self.session.post(
+            self.url + "/change-password",
+            data={
+                "csrf_token": token,
+                "current_password": "admin",
+                "new_password": LAB_PASSWORD,
+                "confirm_password": LAB_PASSWORD,
+            },
+            allow_redirects=False,
+        )
+        assert changed.status_code == 302, changed.text
+        self.token = server.csrf(self.session, "/")
+        self.env_id = self.create("sfo-m01", manager=endpoint_body(sim))
+        self.broken_id = self.create(
+            "lax-m01", manager=endpoint_body(sim, password="wrong-password")
+        )
+        self.wait_for(self.env_id, "success")
+        self.broken_status = self.wait_for(self.broken_id, "failed")
+
+    def create(self, name, **sources) -> int:
+        """Add an environment with the given endpoints (manager=..., installer=...)."""
+        response = self.session.post(
+            self.url + "/api/v1/environments",
+            json={"name": name, **sources},
+            headers={"X-CSRFToken": self.token},
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def wait_for(self, env_id, state, source="manager") -> dict:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status = self.get(f"/api/v1/environments/{env_id}")["status"][source]
+            if status["state"] == state and not status.get("active_run"):
+                return status
+            time.sleep(0.5)
+        raise AssertionError(f"environment {env_id} did not reach {state}: {status}")
+
+    def get(self, path, **params):
+        response = self.session.get(self.url + path, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def sql(self, statement: str, *args) -> list:
+        """Run one SQL statement on the portal's database (committed); its rows."""
+        with sqlite3.connect(self.server.base / "data" / "vcf_credentials.db") as conn:
+            return conn.execute(statement, args).fetchall()
+
+    def age_sessions(self, minutes: int) -> None:
+        """Make every session's last password entry `minutes` old (the re-auth window is 15)."""
+        self.sql(
+            "UPDATE user_sessions SET authenticated_at = datetime('now', ?)", f"-{minutes} minutes"
+        )

@@ -1,7 +1,7 @@
 // Password age: a bar chart of age buckets (plain DOM), expiring/expired and stale lists.
 
 import { api } from "./api.js";
-import { bidi, el, get, headRow, visible } from "./portal.js";
+import { bidi, el, get, headRow, hostName, visible } from "./portal.js";
 import { badge, expiryState } from "./status.js";
 
 const SHOW_AT_MOST = 100;
@@ -30,7 +30,7 @@ function listTable(items, empty) {
   const body = el("tbody");
   items.slice(0, SHOW_AT_MOST).forEach(function (item) {
     body.append(el("tr", {},
-      el("td", { className: "cell-text" }, bidi(item.hostname)),
+      el("td", { className: "cell-text col-host" }, hostName(item.hostname)),
       el("td", { className: "cell-text" }, bidi(item.username)),
       el("td", {}, visible(item.credential_type)),
       el("td", { className: "nowrap" }, String(item.age_days) + " d"),

@@ -3,8 +3,8 @@
 // clipboard, and leave the page again after the reveal delay.
 
 import { api } from "./api.js";
-import { bidi, config, confirmDialog, debounce, el, get, post, request, sourceLabel, timeEl, toast, visible } from "./portal.js";
-import { copySecret, revealer, revealSeconds } from "./reveal.js";
+import { bidi, config, confirmDialog, debounce, el, get, hostName, request, sourceLabel, timeEl, toast, visible } from "./portal.js";
+import { actionButton, copyPassword, fetchPassword, revealer } from "./reveal.js";
 import { badge, expiryState } from "./status.js";
 
 const FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain", "source", "status"];
@@ -98,7 +98,7 @@ export function initCredentials(options) {
   }
 
   function expiryCell(item) {
-    const cell = el("td", { className: "col-expiry" });
+    const cell = el("td", { className: "col-expiry", dataset: { label: "Expiry" } });
     const state = expiryState(item);
     if (state) cell.append(badge(state), " ");
     if (item.expiry_date) cell.append(el("span", { title: item.expiry_date }, String(item.expiry_date).slice(0, 10)));
@@ -107,10 +107,7 @@ export function initCredentials(options) {
   }
 
   function actionsCell(item) {
-    const label = visible(item.hostname) + " / " + visible(item.username);
-    function button(action, text, aria, pressed) {
-      return el("button", { type: "button", className: "small", dataset: { action: action }, "aria-label": aria + label, "aria-pressed": pressed }, text);
-    }
+    function button(action, text, aria, pressed) { return actionButton(action, text, aria, item, pressed); }
     const buttons = el("div", { className: "buttons" },
       button("reveal", "Reveal", "Reveal password of ", "false"),
       button("copy", "Copy", "Copy password of "),
@@ -125,18 +122,18 @@ export function initCredentials(options) {
   }
 
   function row(item) {
-    const statusCell = el("td", { className: "nowrap" }, badge(item.status));
+    const statusCell = el("td", { className: "nowrap", dataset: { label: "Status" } }, badge(item.status));
     if (item.absent_since) statusCell.append(" ", el("span", { className: "muted" }, "since "), timeEl(item.absent_since));
     return el("tr", { dataset: { id: item.id }, className: item.status === "absent" ? "absent" : null },
-      el("td", { className: "cell-text col-host" }, bidi(item.hostname), item.resource_ip ? el("div", { className: "muted" }, visible(item.resource_ip)) : null),
-      el("td", { className: "cell-text col-user" }, bidi(item.username)),
-      el("td", { className: "cell-text col-type" }, visible(item.credential_type)),
-      el("td", { className: "cell-text col-type" }, visible(item.account_type)),
-      el("td", { className: "cell-text col-rtype" }, visible(item.resource_type)),
-      el("td", { className: "cell-text" }, bidi(item.domain)),
-      el("td", { className: "nowrap", title: sourceLabel(item.source) }, (config.sourceShortLabels || {})[item.source] || item.source),
+      el("td", { className: "cell-text col-host" }, hostName(item.hostname), item.resource_ip ? el("div", { className: "muted" }, visible(item.resource_ip)) : null),
+      el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
+      el("td", { className: "cell-text col-type", dataset: { label: "Credential type" } }, visible(item.credential_type)),
+      el("td", { className: "cell-text col-type", dataset: { label: "Account type" } }, visible(item.account_type)),
+      el("td", { className: "cell-text col-rtype", dataset: { label: "Resource type" } }, visible(item.resource_type)),
+      el("td", { className: "cell-text", dataset: { label: "Domain" } }, bidi(item.domain)),
+      el("td", { className: "nowrap", title: sourceLabel(item.source), dataset: { label: "Source" } }, (config.sourceShortLabels || {})[item.source] || item.source),
       statusCell,
-      el("td", { className: "nowrap" }, timeEl(item.last_changed_at)),
+      el("td", { className: "nowrap", dataset: { label: "Last changed" } }, timeEl(item.last_changed_at)),
       expiryCell(item),
       actionsCell(item));
   }
@@ -257,28 +254,6 @@ export function initCredentials(options) {
     });
   });
 
-  async function fetchPassword(id, purpose) {
-    const data = await post(api.reveal(id), { purpose: purpose });
-    return data.password;
-  }
-
-  // The button stays enabled (and focused) while it works; a second press meanwhile is ignored.
-  async function copy(tr, button, withContext) {
-    const item = items.get(tr.dataset.id);
-    if (button.getAttribute("aria-busy") === "true") return;
-    button.setAttribute("aria-busy", "true");
-    try {
-      const password = await fetchPassword(tr.dataset.id, "copy");
-      if (password === null || password === undefined) { toast("No password stored for this credential.", "error"); return; }
-      await copySecret(withContext ? item.hostname + "\n" + item.username + "\n" + password : password);
-      toast((withContext ? "Host, user and password" : "Password") + " copied; the clipboard is cleared in " + revealSeconds() + " s.");
-    } catch (e) {
-      toast("Could not copy: " + e.message, "error");
-    } finally {
-      button.removeAttribute("aria-busy");
-    }
-  }
-
   async function purge(tr) {
     const item = items.get(tr.dataset.id);
     const ok = await confirmDialog("Purge credential?",
@@ -300,8 +275,8 @@ export function initCredentials(options) {
     const tr = button.closest("tr");
     const action = button.dataset.action;
     if (action === "reveal") secrets.toggle(tr.dataset.id, button, tr.querySelector(".secret-out"), () => fetchPassword(tr.dataset.id, "reveal"));
-    else if (action === "copy") copy(tr, button, false);
-    else if (action === "copy-all") copy(tr, button, true);
+    else if (action === "copy") copyPassword(button, items.get(tr.dataset.id), false);
+    else if (action === "copy-all") copyPassword(button, items.get(tr.dataset.id), true);
     else if (action === "history") options.openHistory(items.get(tr.dataset.id));
     else if (action === "purge") purge(tr);
   });

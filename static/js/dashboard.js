@@ -3,8 +3,9 @@
 import { api, pages } from "./api.js";
 import { initExport } from "./export.js";
 import {
-  bidi, config, debounce, downloadJson, el, get, headRow, me, post, request, sourceLabel, timeEl, toast, visible,
+  bidi, config, debounce, downloadJson, el, get, headRow, hostName, me, post, request, sourceLabel, timeEl, toast, visible,
 } from "./portal.js";
+import { actionButton, copyPassword, fetchPassword, revealer } from "./reveal.js";
 import { badge, errorDetails, nextRunEl, progressEl } from "./status.js";
 import { runKey, syncWatcher } from "./sync.js";
 
@@ -170,7 +171,39 @@ function setView(next) {
 document.getElementById("view-cards").addEventListener("click", function () { setView("cards"); });
 document.getElementById("view-list").addEventListener("click", function () { setView("list"); });
 
-// Cross-environment search.
+// Cross-environment search: an account that several sources hold with the same password is one
+// row naming them all (Reveal and Copy use the first, SDDC Manager's); one held with different
+// passwords is a row per source, each saying so.
+const found = new Map(); // id -> search result shown
+const secrets = revealer();
+
+function sourcesCell(item) {
+  const cell = el("td", { className: "col-source", dataset: { label: "Source" } },
+    (item.sources || [item.source]).map(sourceLabel).join(", "));
+  if (item.differs_from && item.differs_from.length) {
+    cell.append(el("div", { className: "differs" },
+      "Another password in " + item.differs_from.map(sourceLabel).join(", ")));
+  }
+  return cell;
+}
+
+function resultRow(item) {
+  const filter = { hostname: item.hostname, username: item.username };
+  function button(action, text, aria, pressed) { return actionButton(action, text, aria, item, pressed); }
+  return el("tr", { dataset: { id: item.id } },
+    el("td", { className: "cell-text", dataset: { label: "Environment" } }, bidi(item.environment)),
+    el("td", { className: "cell-text col-host" }, el("a", { href: pages.environment(item.environment_id, filter) }, hostName(item.hostname))),
+    el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
+    el("td", { dataset: { label: "Type" } }, visible(item.credential_type)),
+    sourcesCell(item),
+    el("td", { dataset: { label: "Status" } }, badge(item.status)),
+    el("td", { className: "row-actions" },
+      el("div", { className: "buttons" },
+        button("reveal", "Reveal", "Reveal password of ", "false"),
+        button("copy", "Copy", "Copy password of ")),
+      el("span", { className: "secret-out", "aria-live": "polite" })));
+}
+
 const search = document.getElementById("global-search");
 const results = document.getElementById("search-results");
 const searchStatus = document.getElementById("search-status");
@@ -189,23 +222,27 @@ const runSearch = debounce(async function () {
     if (seq !== searchSeq) return;
     searchStatus.textContent = data.total === 0 ? "No matches." :
       data.total + " match" + (data.total === 1 ? "" : "es") + (data.total > data.items.length ? "; showing the first " + data.items.length + "." : ".");
+    found.clear();
+    secrets.hideAll();
     const body = el("tbody");
-    data.items.forEach(function (item) {
-      const filter = { hostname: item.hostname, username: item.username };
-      body.append(el("tr", {},
-        el("td", { className: "cell-text" }, bidi(item.environment)),
-        el("td", { className: "cell-text" }, el("a", { href: pages.environment(item.environment_id, filter) }, bidi(item.hostname))),
-        el("td", { className: "cell-text" }, bidi(item.username)),
-        el("td", {}, visible(item.credential_type)), el("td", {}, badge(item.status))));
-    });
-    results.replaceChildren(data.items.length ? el("div", { className: "table-wrap" }, el("table", { className: "data" },
-      headRow("Environment", "Host", "User", "Type", "Status"),
+    data.items.forEach(function (item) { found.set(String(item.id), item); body.append(resultRow(item)); });
+    results.replaceChildren(data.items.length ? el("div", { className: "table-wrap" }, el("table", { className: "data stack" },
+      headRow("Environment", ["Host", "col-host"], "User", "Type", "Source", "Status", ["Password", "col-actions"]),
       body)) : "");
   } catch (e) {
     if (seq === searchSeq) searchStatus.textContent = "Search failed: " + e.message;
   }
 }, 250);
 search.addEventListener("input", runSearch);
+results.addEventListener("click", function (event) {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const tr = button.closest("tr");
+  const item = found.get(tr.dataset.id);
+  if (button.dataset.action === "reveal") {
+    secrets.toggle(tr.dataset.id, button, tr.querySelector(".secret-out"), () => fetchPassword(item.id, "reveal"));
+  } else if (button.dataset.action === "copy") copyPassword(button, item, false);
+});
 
 initExport({
   currentFilters: function () {

@@ -85,8 +85,24 @@ export function bidi(text) {
   return el("bdi", value.length > 120 ? { className: "clamp", title: value.slice(0, 2000) } : {}, value);
 }
 
+// A host name that wraps only after its dots, never inside a label ("esx-01." "sfo." ...);
+// one too long to clamp wraps anywhere, as bidi() does.
+export function hostName(text) {
+  const value = visible(text);
+  if (value.length > 120 || value.indexOf(".") < 0) return bidi(text);
+  const node = el("bdi", { className: "host" });
+  value.split(/(?<=\.)/).forEach(function (part, index) {
+    if (index > 0) node.append(el("wbr"));
+    node.append(el("span", {}, part));
+  });
+  return node;
+}
+
+// headRow("Host", "User") or, with a class, headRow(["Host", "col-host"], "User").
 export function headRow(...labels) {
-  return el("thead", {}, el("tr", {}, ...labels.map(function (t) { return el("th", { scope: "col" }, t); })));
+  return el("thead", {}, el("tr", {}, ...labels.map(function (t) {
+    return Array.isArray(t) ? el("th", { scope: "col", className: t[1] }, t[0]) : el("th", { scope: "col" }, t);
+  })));
 }
 
 const UNITS = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];

@@ -1,6 +1,7 @@
 // Passwords on screen and in the clipboard, for the reveal delay the server sets, then gone.
 
-import { config, el, toast } from "./portal.js";
+import { api } from "./api.js";
+import { config, el, post, toast, visible } from "./portal.js";
 
 export function revealSeconds() {
   return config.revealSeconds;
@@ -61,4 +62,34 @@ export function revealer() {
   function hideAll() { Array.from(shown.keys()).forEach(hide); }
 
   return { toggle: toggle, hideAll: hideAll };
+}
+
+// One password from the server, audited as a reveal or (purpose "copy") as a copy.
+export async function fetchPassword(id, purpose) {
+  const data = await post(api.reveal(id), { purpose: purpose });
+  return data.password;
+}
+
+// Copy and Copy all buttons: copy the password of `item` (with its host and user first when
+// withContext) and say so. The button stays enabled (and focused) while it works; a second
+// press meanwhile is ignored.
+export async function copyPassword(button, item, withContext) {
+  if (button.getAttribute("aria-busy") === "true") return;
+  button.setAttribute("aria-busy", "true");
+  try {
+    const password = await fetchPassword(item.id, "copy");
+    if (password === null || password === undefined) { toast("No password stored for this credential.", "error"); return; }
+    await copySecret(withContext ? item.hostname + "\n" + item.username + "\n" + password : password);
+    toast((withContext ? "Host, user and password" : "Password") + " copied; the clipboard is cleared in " + revealSeconds() + " s.");
+  } catch (e) {
+    toast("Could not copy: " + e.message, "error");
+  } finally {
+    button.removeAttribute("aria-busy");
+  }
+}
+
+// The buttons of a row: Reveal (a toggle) and Copy, named for the host and user they act on.
+export function actionButton(action, text, aria, item, pressed) {
+  const label = visible(item.hostname) + " / " + visible(item.username);
+  return el("button", { type: "button", className: "small", dataset: { action: action }, "aria-label": aria + label, "aria-pressed": pressed }, text);
 }

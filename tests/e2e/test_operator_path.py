@@ -9,114 +9,17 @@ from __future__ import annotations
 
 import csv
 import re
-import sqlite3
 import time
 from urllib.parse import quote
 
 import pytest
-from support import (
-    CHROMIUM,
-    Watcher,
-    endpoint_body,
-    launch_chromium,
-    new_page,
-    running_portal,
-    sign_in,
-)
+from support import CHROMIUM, LAB_PASSWORD, Watcher, new_page, sign_in
 
-from portal.simulator import Simulator
-
-ADMIN_PASSWORD = "Operator-path-passphrase-1"  # noqa: S105 - test password
+ADMIN_PASSWORD = LAB_PASSWORD
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
-
-
-class Lab:
-    """The running portal with a synced environment and one whose sync fails."""
-
-    def __init__(self, server, sim):
-        self.server = server
-        self.url = server.url
-        self.session = server.session()
-        assert server.login(self.session, "admin", "admin").status_code == 302
-        token = server.csrf(self.session, "/change-password")
-        changed = self.session.post(
-            self.url + "/change-password",
-            data={
-                "csrf_token": token,
-                "current_password": "admin",
-                "new_password": ADMIN_PASSWORD,
-                "confirm_password": ADMIN_PASSWORD,
-            },
-            allow_redirects=False,
-        )
-        assert changed.status_code == 302, changed.text
-        self.token = server.csrf(self.session, "/")
-        self.env_id = self._create("sfo-m01", endpoint_body(sim))
-        self.broken_id = self._create("lax-m01", endpoint_body(sim, password="wrong-password"))
-        self.wait_for(self.env_id, "success")
-        self.broken_status = self.wait_for(self.broken_id, "failed")
-
-    def _create(self, name, manager) -> int:
-        response = self.session.post(
-            self.url + "/api/v1/environments",
-            json={"name": name, "manager": manager},
-            headers={"X-CSRFToken": self.token},
-        )
-        assert response.status_code == 201, response.text
-        return response.json()["id"]
-
-    def wait_for(self, env_id, state) -> dict:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            status = self.get(f"/api/v1/environments/{env_id}")["status"]["manager"]
-            if status["state"] == state and not status.get("active_run"):
-                return status
-            time.sleep(0.5)
-        raise AssertionError(f"environment {env_id} did not reach {state}: {status}")
-
-    def get(self, path, **params):
-        response = self.session.get(self.url + path, params=params)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def age_sessions(self, minutes: int) -> None:
-        """Make every session's last password entry `minutes` old (the re-auth window is 15)."""
-        with sqlite3.connect(self.server.base / "data" / "vcf_credentials.db") as conn:
-            conn.execute(
-                "UPDATE user_sessions SET authenticated_at = datetime('now', ?)",
-                (f"-{minutes} minutes",),
-            )
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    with (
-        Simulator(credentials=120, seed=3) as sim,
-        running_portal(tmp_path_factory.mktemp("operator-path"), workers=2) as server,
-    ):
-        yield Lab(server, sim)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def admin_page(lab, browser):
-    watcher = Watcher(lab.url)
-    context, page = new_page(browser, lab, watcher)
-    sign_in(page, lab, "admin", ADMIN_PASSWORD)
-    expect(page.locator("h1")).to_have_text("Environments")
-    yield page, watcher
-    watcher.check()
-    context.close()
 
 
 def test_export_reauthentication_stays_in_the_dialog(lab, admin_page, tmp_path):

@@ -1,0 +1,199 @@
+"""The operator's path in a real browser, continued (issue 12): Reveal and Copy in the search
+across environments, narrow screens, exact times, and the keyboard journey from sign-in to a
+password in the clipboard.
+
+Chromium must be installed at /usr/bin/chromium; the tests are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from support import CHROMIUM, endpoint_body
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+
+@pytest.fixture(scope="module")
+def both(lab):
+    """An environment synced from SDDC Manager and the VCF Installer of the same lab: the
+    management ESXi root accounts are held by both. One of them is given another password
+    on the installer's side; returns (environment id, a shared host, the differing host)."""
+    sim = lab.sim
+    env_id = lab.create(
+        "sfo-both",
+        manager=endpoint_body(sim),
+        installer=endpoint_body(
+            sim, username=sim.installer_username, password=sim.installer_password
+        ),
+    )
+    lab.wait_for(env_id, "success", "manager")
+    started = lab.session.post(
+        f"{lab.url}/api/v1/environments/{env_id}/sync",
+        json={"source": "installer"},
+        headers={"X-CSRFToken": lab.token},
+    )
+    assert started.status_code == 202, started.text
+    lab.wait_for(env_id, "success", "installer")
+    shared = lab.sql(
+        "SELECT m.hostname, i.id FROM credentials m JOIN credentials i"
+        " ON i.environment_id = m.environment_id AND i.hostname = m.hostname"
+        " AND i.username = m.username AND i.credential_type = m.credential_type"
+        " WHERE m.environment_id = ? AND m.source = 'manager' AND i.source = 'installer'"
+        " AND m.username = 'root' AND m.password_mac = i.password_mac ORDER BY m.hostname",
+        env_id,
+    )
+    assert len(shared) >= 2, shared
+    lab.sql("UPDATE credentials SET password_mac = x'00' WHERE id = ?", shared[1][1])
+    return env_id, shared[0][0], shared[1][0]
+
+
+def _password(lab, env_id, hostname, source="manager") -> str:
+    item = next(
+        i
+        for i in lab.get(
+            f"/api/v1/environments/{env_id}/credentials",
+            hostname=hostname,
+            username="root",
+            source=source,
+        )["items"]
+        if i["hostname"] == hostname and i["credential_type"] == "SSH"
+    )
+    response = lab.session.post(
+        f"{lab.url}/api/v1/credentials/{item['id']}/reveal",
+        json={"purpose": "reveal"},
+        headers={"X-CSRFToken": lab.token},
+    )
+    return response.json()["password"]
+
+
+def _search(page, text):
+    # The page's modules have run once the environments are shown.
+    expect(page.locator("#environments")).to_have_attribute("aria-busy", "false")
+    page.fill("#global-search", text)
+    expect(page.locator("#search-status")).to_contain_text("match")
+
+
+def _result(page, hostname):
+    """The search result row of `hostname` in the environment sfo-both."""
+    return (
+        page.locator("#search-results tbody tr")
+        .filter(has=page.get_by_text("sfo-both", exact=True))
+        .filter(has=page.locator(".col-host", has_text=hostname))
+    )
+
+
+def test_dashboard_search_reveals_and_copies_once_per_account(lab, admin_page, both):
+    page, _ = admin_page
+    env_id, shared, differing = both
+    _search(page, shared)
+
+    # The account both sources hold with one password is one row naming both sources.
+    row = _result(page, shared).filter(has_text="root")
+    expect(row).to_have_count(1)
+    expect(row.locator("td").nth(4)).to_have_text("SDDC Manager, VCF Installer")
+
+    # Reveal: the password of SDDC Manager, politely announced; focus and state as on the
+    # environment page; a second Enter hides it.
+    password = _password(lab, env_id, shared)
+    reveal = row.get_by_role("button", name=re.compile("^Reveal password of "))
+    expect(reveal).to_have_attribute("aria-pressed", "false")
+    reveal.focus()
+    page.keyboard.press("Enter")
+    out = row.locator(".secret-out")
+    expect(out).to_have_attribute("aria-live", "polite")
+    expect(out.locator(".secret")).to_have_text(password)
+    expect(out).to_contain_text("Hides in 30 s")
+    expect(reveal).to_be_focused()
+    expect(reveal).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("Enter")
+    expect(out.locator(".secret")).to_have_count(0)
+    expect(reveal).to_have_attribute("aria-pressed", "false")
+
+    # Copy: the password in the clipboard, focus stays, the toast says so.
+    copy = row.get_by_role("button", name=re.compile("^Copy password of "))
+    copy.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#toasts .toast").last).to_contain_text("Password copied")
+    expect(copy).to_be_focused()
+    assert page.evaluate("navigator.clipboard.readText()") == password
+
+    # Both were audited, as on the environment page.
+    audited = lab.sql(
+        "SELECT action FROM audit_events WHERE target LIKE ? ORDER BY id DESC LIMIT 2",
+        f"sfo-both / {shared} / root (SSH)",
+    )
+    assert sorted(a for (a,) in audited) == ["credential.copy", "credential.reveal"]
+
+    # An account whose two copies differ: a row per source, each saying so.
+    _search(page, differing)
+    rows = _result(page, differing).filter(has_text="root")
+    expect(rows).to_have_count(2)
+    sources = sorted(rows.locator("td:nth-child(5)").all_inner_texts())
+    assert sources == [
+        "SDDC Manager\nAnother password in VCF Installer",
+        "VCF Installer\nAnother password in SDDC Manager",
+    ]
+
+
+def _boxes(page, selector):
+    return page.evaluate(
+        """(selector) => Array.from(document.querySelectorAll(selector))
+            .filter((node) => node.getClientRects().length > 0)
+            .map((node) => { const r = node.getBoundingClientRect();
+              return {x: r.x, y: r.y, w: r.width, h: r.height,
+                      name: node.tagName + " " + (node.id || node.textContent.slice(0, 30))}; })""",
+        selector,
+    )
+
+
+TOUCH_TARGETS = (
+    "main button, main .button, main input:not([type=checkbox]):not([type=radio]),"
+    " main select, main table a"
+)
+
+
+def _check_screen(page, width, row_selector):
+    """The host and the actions of the first row are on screen, host names break only at
+    dots, and every touch target is at least 32 px high."""
+    first = page.locator(row_selector).first
+    host = first.locator(".col-host")
+    actions = first.locator("[data-action=reveal], [data-action=copy]")
+    for scroll in (0, 10_000):
+        page.evaluate(
+            "(x) => document.querySelectorAll('.table-wrap').forEach((n) => n.scrollLeft = x)",
+            scroll,
+        )
+        first.scroll_into_view_if_needed()
+        for node in (host, *actions.all()):
+            box = node.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, (scroll, box)
+        # Nothing of the page but the tables scrolls sideways.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    # Each label of a host name ("esx-01.", "sfo.", ...) stays on one line.
+    split = page.evaluate(
+        """() => Array.from(document.querySelectorAll('.col-host bdi.host span'))
+            .filter((span) => span.getClientRects().length > 1).map((s) => s.textContent)"""
+    )
+    assert split == []
+    small = [box for box in _boxes(page, TOUCH_TARGETS) if box["h"] < 32]
+    assert small == [], small
+
+
+@pytest.mark.parametrize("size", [(1024, 768), (390, 844)])
+def test_narrow_screens_keep_host_and_actions_in_view(lab, admin_page, both, size):
+    page, _ = admin_page
+    width, height = size
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    expect(page.locator("#credentials-body tr")).to_have_count(50)
+    page.click("#more-filters")
+    _check_screen(page, width, "#credentials-body tr")
+
+    page.goto(lab.url + "/")
+    _search(page, both[1])
+    expect(_result(page, both[1]).first).to_be_visible()
+    _check_screen(page, width, "#search-results tbody tr")
