@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_login import current_user
 
 from .credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
+from .users import DEFAULT_PREFERENCES, preferences
 
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
 SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer"}
@@ -34,7 +36,15 @@ def portal_config() -> dict:
         "sourceLabels": SOURCE_LABELS,
         "sourceShortLabels": SOURCE_SHORT_LABELS,
         "stateLabels": STATE_LABELS,
+        # Exact times in the browser's time zone ("local") or in UTC: the user's preference.
+        "timeZone": _preference("time_zone"),
     }
+
+
+def _preference(name: str) -> str:
+    if current_user and current_user.is_authenticated:
+        return preferences(current_user)[name]
+    return DEFAULT_PREFERENCES[name]
 
 
 def init_app(app: Flask) -> None:

@@ -17,7 +17,10 @@ from .sessions import revoke_user_sessions
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 
 
-DEFAULT_PREFERENCES = {"dashboard_view": "cards"}
+DEFAULT_PREFERENCES = {"dashboard_view": "cards", "time_zone": "local"}
+# The values each preference takes, the default first. time_zone: exact times in the
+# browser's time zone ("local") or in UTC.
+PREFERENCE_CHOICES = {"dashboard_view": ("cards", "list"), "time_zone": ("local", "utc")}
 
 
 class UserRuleError(ValueError):

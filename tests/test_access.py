@@ -43,6 +43,8 @@ ACCESS = {
     "environments.export_environment": "user",
     "export.export_all": "user",
     "api.who_am_i": "user",
+    "preferences.preferences": "user",
+    "preferences.save_preferences": "user",
     "api.set_preferences": "user",
     "api.confirm_password": "user",
     "api.scheduler_state": "user",

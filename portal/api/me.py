@@ -32,7 +32,7 @@ def who_am_i():
 @login_required
 @api_operation({200: s.PreferencesOut}, s.PreferencesIn)
 def set_preferences(body: s.PreferencesIn):
-    """Change preferences (dashboard_view: cards or list)."""
+    """Change preferences (dashboard_view: cards or list; time_zone: local or utc)."""
     current = users.set_preferences(current_user, body.model_dump(exclude_none=True))
     db.session.commit()
     return jsonify(preferences=current)

@@ -376,6 +376,9 @@ class Preferences(BaseModel):
     """The user's preferences."""
 
     dashboard_view: Literal["cards", "list"]
+    time_zone: Literal["local", "utc"] = Field(
+        description="Exact times in the browser's time zone or in UTC"
+    )
 
 
 class PreferencesIn(BaseModel):
@@ -384,6 +387,7 @@ class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dashboard_view: Literal["cards", "list"] | None = None
+    time_zone: Literal["local", "utc"] | None = None
 
 
 class PreferencesOut(BaseModel):

@@ -10,6 +10,7 @@
 | `/users/...` | users |
 | `/audit/...` | audit |
 | `/settings/...` | settings |
+| `/preferences` | preferences |
 | `/healthz` | health |
 """
 
@@ -17,9 +18,31 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import audit, auth, dashboard, environments, export, health, scheduler, settings, users
+from . import (
+    audit,
+    auth,
+    dashboard,
+    environments,
+    export,
+    health,
+    preferences,
+    scheduler,
+    settings,
+    users,
+)
 
-MODULES = (auth, dashboard, environments, export, scheduler, users, audit, settings, health)
+MODULES = (
+    auth,
+    dashboard,
+    environments,
+    export,
+    scheduler,
+    users,
+    audit,
+    settings,
+    preferences,
+    health,
+)
 
 
 def init_app(app: Flask) -> None:

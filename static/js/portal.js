@@ -123,14 +123,30 @@ export function relTime(iso) {
   return iso;
 }
 
+// The exact time, "2026-03-01 14:03 CET", in the browser's time zone or, when the user prefers
+// (config.timeZone "utc"), in UTC.
+export function exactTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return String(iso);
+  const options = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "short" };
+  if (config.timeZone === "utc") options.timeZone = "UTC";
+  const parts = {};
+  new Intl.DateTimeFormat("en-US", options).formatToParts(date).forEach(function (p) { parts[p.type] = p.value; });
+  return parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute + " " + parts.timeZoneName;
+}
+
+// A time as text a keyboard, a finger and a screen reader all reach: "3 days ago" and, below
+// it, the exact time (not only in a hover tooltip).
 export function timeEl(iso, empty) {
   if (!iso) return el("span", { className: "muted" }, empty || "—");
-  return el("time", { datetime: iso, title: iso, dataset: { rel: "1" } }, relTime(iso));
+  return el("time", { datetime: iso, className: "when" },
+    el("span", { dataset: { rel: "1" } }, relTime(iso)),
+    el("span", { className: "exact" }, exactTime(iso)));
 }
 
 function refreshTimes() {
-  document.querySelectorAll("time[data-rel]").forEach(function (node) {
-    node.textContent = relTime(node.getAttribute("datetime"));
+  document.querySelectorAll("time.when").forEach(function (node) {
+    node.querySelector("[data-rel]").textContent = relTime(node.getAttribute("datetime"));
   });
 }
 

@@ -8,9 +8,11 @@ Chromium must be installed at /usr/bin/chromium; the tests are skipped otherwise
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
-from support import CHROMIUM, endpoint_body
+from support import CHROMIUM, LAB_PASSWORD, Watcher, endpoint_body, new_page, sign_in
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -197,3 +199,47 @@ def test_narrow_screens_keep_host_and_actions_in_view(lab, admin_page, both, siz
     _search(page, both[1])
     expect(_result(page, both[1]).first).to_be_visible()
     _check_screen(page, width, "#search-results tbody tr")
+
+
+def _exact(iso: str, zone: str) -> str:
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def test_exact_times_are_text_in_the_operators_zone_or_utc(lab, browser):
+    watcher = Watcher(lab.url)
+    context, page = new_page(browser, lab, watcher, timezone_id="America/New_York")
+    sign_in(page, lab, "admin", LAB_PASSWORD)
+    item = lab.get(f"/api/v1/environments/{lab.env_id}/credentials", sort="hostname")["items"][0]
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    row = page.locator(f'#credentials-body tr[data-id="{item["id"]}"]')
+    when = row.locator("time.when")
+    expect(when).to_have_attribute("datetime", item["last_changed_at"])
+    # The exact time is on screen as text (no tooltip needed), in New York time.
+    exact = when.locator(".exact")
+    expect(exact).to_be_visible()
+    local = _exact(item["last_changed_at"], "America/New_York")
+    expect(exact).to_have_text(re.compile(rf"^{local} E[SD]T$"))
+    assert when.get_attribute("title") is None
+    sync_time = page.locator("#sources time.when .exact").first
+    expect(sync_time).to_have_text(re.compile(r" E[SD]T$"))
+
+    # "Show times in UTC": chosen on the preferences page with the keyboard, kept.
+    page.get_by_role("link", name="Preferences").click()
+    expect(page.locator("h1")).to_have_text("Preferences")
+    utc = page.get_by_label("Show times in UTC")
+    utc.focus()
+    page.keyboard.press("Space")
+    expect(utc).to_be_checked()
+    page.keyboard.press("Enter")
+    expect(page.locator(".flash")).to_have_text("Preferences saved.")
+    expect(page.get_by_label("Show times in UTC")).to_be_checked()
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    expect(exact).to_have_text(_exact(item["last_changed_at"], "UTC") + " UTC")
+
+    page.goto(lab.url + "/preferences")
+    page.get_by_label("In the time zone of this browser").check()
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.locator(".flash")).to_have_text("Preferences saved.")
+    watcher.check()
+    context.close()
