@@ -138,6 +138,18 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
     found += _violations(page, "export re-authentication refused")
     page.keyboard.press("Escape")
 
+    # On a phone: the stacked rows of the search results and of the credentials table.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(lab.url + "/")
+    _settle(page, "#environments .env-card")
+    page.fill("#global-search", "esx")
+    expect(page.locator("#search-results tbody tr").first).to_be_visible()
+    found += _violations(page, "dashboard search, phone")
+    page.goto(lab.url + env)
+    _settle(page, "#credentials-body tr[data-id]")
+    found += _violations(page, "environment, phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
     # The users page with a user's actions open.
     page.goto(lab.url + "/users/")
     _settle(page, "#users-table")
