@@ -368,6 +368,21 @@ class Lab:
         )
         self.wait_for(self.env_id, "success")
         self.broken_status = self.wait_for(self.broken_id, "failed")
+        self.wait_for_expiry(self.env_id)
+
+    def wait_for_expiry(self, env_id) -> None:
+        """Wait for the expiry check that follows a successful sync to have written its dates."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = self.sql(
+                "SELECT expiry_checked_at FROM endpoints WHERE environment_id = ? "
+                "AND source = 'manager'",
+                env_id,
+            )
+            if rows and rows[0][0]:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"no expiry check of environment {env_id}")
 
     def create(self, name, **sources) -> int:
         """Add an environment with the given endpoints (manager=..., installer=...)."""
