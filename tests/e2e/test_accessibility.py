@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyotp
 import pytest
 from support import CHROMIUM, LAB_PASSWORD, Watcher, new_page, sign_in
 
@@ -69,6 +70,16 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
         ("settings logs", "/settings/logs", "main h1"),
         ("settings about", "/settings/about", "dl.kv"),
         ("preferences", "/preferences", "#preferences-form"),
+        ("account security", "/account/security", "#passkey-register"),
+        ("account tokens", "/account/tokens", "main form"),
+        ("settings security", "/settings/security", "main form"),
+        ("settings notifications", "/settings/notifications", "main h1"),
+        (
+            "notification channel new",
+            "/settings/notifications/channels/new?kind=email",
+            "main form",
+        ),
+        ("webhook channel new", "/settings/notifications/channels/new?kind=webhook", "main form"),
         ("change password", "/change-password", "main form"),
         ("404", "/no-such-page", "main h1"),
     ]
@@ -156,5 +167,49 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
     for details in page.locator("#users-table details").all():
         details.evaluate("(node) => { node.open = true; }")
     found += _violations(page, "users actions")
+
+    # Acting on credentials: the selection bar, the dry run, the progress of a rotation.
+    lab.age_sessions(0)
+    page.goto(lab.url + env)
+    _settle(page, "#credentials-body tr[data-id]")
+    boxes = page.locator("#credentials-body input.select-row")
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    found += _violations(page, "environment selection")
+    page.click("[data-action-open=rotate]")
+    expect(page.locator("#action-plan tbody tr")).to_have_count(2)
+    found += _violations(page, "action dry run")
+    page.fill("#action-confirm", "2")
+    page.click("#action-submit")
+    expect(page.locator("#action-state")).to_contain_text("Done", timeout=30000)
+    found += _violations(page, "action progress")
+    page.keyboard.press("Escape")
+
+    # A token shown once; then an authenticator app set up, its recovery codes, and the
+    # second step of the next sign-in.
+    page.goto(lab.url + "/account/tokens")
+    page.fill("#token-name", "axe " + scheme)
+    page.click("main form button[type=submit]")
+    expect(page.locator("#new-token")).to_be_visible()
+    found += _violations(page, "token created")
+    page.goto(lab.url + "/account/security")
+    page.fill("#password-totp", LAB_PASSWORD)
+    page.locator("#password-totp").press("Enter")
+    expect(page.locator(".qr svg")).to_be_visible()
+    found += _violations(page, "authenticator set-up")
+    secret = page.locator(".secret-key").inner_text().replace(" ", "")
+    page.fill("#code", pyotp.TOTP(secret).now())
+    page.locator("#code").press("Enter")
+    expect(page.locator("#recovery-codes li")).to_have_count(10)
+    found += _violations(page, "recovery codes")
+    page.click("header button:has-text('Sign out')")
+    sign_in(page, lab, "admin", LAB_PASSWORD)
+    expect(page.locator("h1")).to_have_text("Second factor")
+    found += _violations(page, "second step of sign-in")
     context.close()
+    # The admin signs in without a factor again in the other tests of this module.
+    lab.sql(
+        "UPDATE users SET totp_secret_enc = NULL, totp_last_step = NULL WHERE username = 'admin'"
+    )
+    lab.sql("DELETE FROM recovery_codes")
     assert found == [], "\n".join(found)
