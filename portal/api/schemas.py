@@ -411,7 +411,9 @@ class Me(BaseModel):
     """The signed-in user."""
 
     username: str
-    role: Literal["admin", "readonly"]
+    role: Literal["member", "auditor", "readonly", "admin"] = Field(
+        description="The effective global role: the highest of the own role and the groups'"
+    )
     recent_auth: bool
     second_factor_required: bool = Field(
         description="The policy requires a second factor this user has not set up yet: "

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template
-from flask_login import login_required
+from flask_login import current_user, login_required
 
-from ..access import admin_required
+from .. import grants
+from ..access import admin_required, environment_for
 from ..credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
-from ..environments import LIMITS, environment_or_404
+from ..environments import LIMITS
 from ..models import SOURCES
 from .export import send_export
 
@@ -25,11 +26,13 @@ def new_environment():
 @login_required
 def view_environment(env_id: int):
     """Show one environment: source status, credentials table, password age."""
-    env = environment_or_404(env_id)
+    env = environment_for(env_id, "view")
+    level = grants.level(current_user, env_id)
     configured = [s for s in SOURCES if any(e.source == s for e in env.endpoints)]
     return render_template(
         "environment.html",
         env=env,
+        level=level,
         sources=configured,
         page_sizes=PAGE_SIZES,
         stale_days=STALE_DAYS,
@@ -38,11 +41,11 @@ def view_environment(env_id: int):
 
 
 @bp.get("/<int:env_id>/edit")
-@admin_required
+@login_required
 def edit_environment(env_id: int):
-    """Show the form to change or delete an environment."""
+    """Show the form to change an environment (manage level; deleting it is for admins)."""
     return render_template(
-        "envform.html", env=environment_or_404(env_id), sources=SOURCES, limits=LIMITS
+        "envform.html", env=environment_for(env_id, "manage"), sources=SOURCES, limits=LIMITS
     )
 
 
@@ -50,4 +53,4 @@ def edit_environment(env_id: int):
 @login_required
 def export_environment(env_id: int):
     """Download one environment's credentials (filtered view or all) as CSV or Excel."""
-    return send_export(environment_or_404(env_id))
+    return send_export(environment_for(env_id, "reveal"))
