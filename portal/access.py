@@ -61,6 +61,14 @@ def visible_ids(needed: str = "view") -> set[int] | None:
     return grants.visible_environment_ids(current_user, needed)
 
 
+def token_or_recent_auth() -> bool:
+    """For sensitive API actions: a token is its own proof; a session needs a sign-in within
+    15 minutes or the password in `confirm_password`."""
+    from .tokens import current
+
+    return current() is not None or confirm_recent_auth()
+
+
 def confirm_recent_auth() -> bool:
     """For sensitive actions: True when signed in within 15 minutes or the password was re-typed.
 

@@ -7,8 +7,8 @@ from flask import abort, current_app, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import actions, audit, clock, expiry, grants, tokens
-from ..access import confirm_recent_auth, environment_for
+from .. import actions, audit, clock, expiry, grants
+from ..access import environment_for, token_or_recent_auth
 from ..extensions import db
 from ..http import json_error
 from ..models import Credential, CredentialAction, Endpoint
@@ -16,12 +16,6 @@ from ..vcf import VcfError
 from . import schemas as s
 from .base import bp
 from .spec import FieldErrors, api_operation
-
-
-def _reauthenticated() -> bool:
-    """Tokens are their own proof; a session needs a sign-in within 15 minutes or the
-    password in `confirm_password`."""
-    return tokens.current() is not None or confirm_recent_auth()
 
 
 def _refused():
@@ -89,7 +83,7 @@ def queue_action(body: s.ActionIn):
             for c in creds
         ]
         return jsonify(environment_id=environment.id, operation=body.operation, items=items)
-    if not _reauthenticated():
+    if not token_or_recent_auth():
         return _refused()
     try:
         action = actions.queue(
@@ -145,7 +139,7 @@ def retry_action(action_id: int, body: s.RetryIn):
     """Retry the failed credentials of an action through SDDC Manager's task retry (update
     and remediate need the password again)."""
     action = _action(action_id)
-    if not _reauthenticated():
+    if not token_or_recent_auth():
         return _refused()
     audit.record(
         f"credential.{action.operation}", "", outcome="retry", details={"action": action.id}
