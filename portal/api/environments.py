@@ -6,7 +6,7 @@ from flask import abort, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import audit, environments, sync
+from .. import audit, environments, grants, sync
 from ..access import admin_required, environment_for, visible_ids
 from ..environments import ValidationError
 from ..extensions import db
@@ -90,6 +90,8 @@ def delete_environment(env_id: int):
 def test_connection(body: dict):
     """Try unsaved endpoint settings: token and one page; report the certificate seen. For a
     new environment admins only; for a stored one the manage level on it."""
+    if grants.visible_environment_ids(current_user, "manage") == set():
+        abort(403, description="Testing a connection needs the manage level.")
     # The model checks source and environment_id; the service checks the endpoint fields.
     choice = validated(s.ConnectionTestIn, {k: body.get(k) for k in ("source", "environment_id")})
     source = choice.source
