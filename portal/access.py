@@ -15,15 +15,15 @@ from .sessions import current_session, end_session, recently_authenticated
 from .signin import password_failure
 
 
-def role_required(minimum: str):
-    """Allow the view to users whose effective role is `minimum` or higher; others get 403."""
+def role_required(*roles: str):
+    """Allow the view to users whose effective role is one of `roles`; others get 403."""
 
     def decorate(view):
         @wraps(view)
         @login_required
         def wrapper(*args, **kwargs):
-            if not grants.role_at_least(current_user, minimum):
-                abort(403, description=f"This action needs the {minimum} role.")
+            if not grants.has_role(current_user, roles):
+                abort(403, description=f"This action needs the {' or '.join(roles)} role.")
             return view(*args, **kwargs)
 
         return wrapper

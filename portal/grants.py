@@ -44,9 +44,10 @@ def effective_role(user: User) -> str:
     return max((r for r in roles if r in ROLE_RANK), key=ROLE_RANK.__getitem__, default="member")
 
 
-def role_at_least(user: User, minimum: str) -> bool:
-    """True when the user's effective role is `minimum` or higher."""
-    return ROLE_RANK[effective_role(user)] >= ROLE_RANK[minimum]
+def has_role(user: User, roles: tuple[str, ...]) -> bool:
+    """True when the user's effective role is one of `roles`. Roles are not nested beyond
+    environments: the audit log is for auditors and admins, not for read-only users."""
+    return effective_role(user) in roles
 
 
 def at_least(level: str | None, needed: str) -> bool:

@@ -10,8 +10,8 @@ from portal.extensions import db
 from portal.models import Credential, CredentialAction, EnvironmentGrant, User
 from portal.security import hash_password
 
-# Who may use each endpoint: "public" (no sign-in), "user" (any signed-in role), "auditor",
-# "admin" (effective global role at least that), "reveal-somewhere" (the reveal level on at
+# Who may use each endpoint: "public" (no sign-in), "user" (any signed-in role), "auditor"
+# (auditors and admins), "admin", "reveal-somewhere" (the reveal level on at
 # least one environment), "manage-somewhere", or "env:LEVEL": the level on the environment
 # (or the credential's, or the action's) in the path; without any it answers 404.
 ACCESS = {
@@ -198,7 +198,9 @@ def _expect(need, role, level, method, path, code, response):
         else:
             assert code == 302 and "/login" in response.headers["Location"], where
         return
-    if need in ROLE_RANK:
+    if need == "auditor":  # the audit log: auditors and admins, not read-only users
+        allowed = role in ("auditor", "admin")
+    elif need in ROLE_RANK:
         allowed = ROLE_RANK[role] >= ROLE_RANK[need]
     elif need.endswith("-somewhere"):
         allowed = LEVEL_RANK[level] >= LEVEL_RANK[need.split("-")[0]]

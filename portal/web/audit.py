@@ -57,7 +57,7 @@ def _filters() -> tuple[Select, dict]:
 
 
 @bp.get("/")
-@role_required("auditor")
+@role_required("auditor", "admin")
 def audit_log():
     """List audit events, newest first, filtered by user, action and date range."""
     query, values = _filters()
@@ -66,7 +66,7 @@ def audit_log():
 
 
 @bp.get("/export.csv")
-@role_required("auditor")
+@role_required("auditor", "admin")
 def export_audit_csv():
     """Download the filtered audit log as CSV."""
     query, _ = _filters()
