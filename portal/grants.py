@@ -133,6 +133,11 @@ def _resolve(subject: str, index: int) -> tuple[str, int]:
     return kind, found
 
 
+def describe(entries: list[dict]) -> str:
+    """Grants as one line for the audit log: `group:ops=view, user:erin=manage`."""
+    return ", ".join(f"{e['subject']}={e['level']}" for e in entries) or "(none)"
+
+
 def set_grants(environment: Environment, entries: list[tuple[str, str]]) -> list[dict]:
     """Replace the grants on an environment by `entries` (subject, level); audited with the
     grants before and after. Answers the grants after."""
@@ -164,6 +169,6 @@ def set_grants(environment: Environment, entries: list[tuple[str, str]]) -> list
         audit.record(
             "environment.grants",
             environment.name,
-            details={"id": environment.id, "before": before, "after": after},
+            details={"id": environment.id, "before": describe(before), "after": describe(after)},
         )
     return after

@@ -61,15 +61,16 @@ def create(name: str, role: str = "member") -> Group:
     group = Group(name=name, role=role)
     db.session.add(group)
     db.session.flush()
-    audit.record("group.create", name, details={"before": None, "after": as_dict(group)})
+    audit.record("group.create", name, details={"role": role})
     return group
 
 
 def delete(group: Group) -> None:
     """Delete a group with its memberships and grants (audited)."""
-    before = as_dict(group)
+    name, role = group.name, group.role
+    members = ", ".join(u.username for u in group.members) or "(none)"
     db.session.delete(group)
-    audit.record("group.delete", before["name"], details={"before": before, "after": None})
+    audit.record("group.delete", name, details={"role": role, "members": members})
 
 
 def set_role(group: Group, role: str) -> None:
@@ -92,7 +93,14 @@ def set_members(group: Group, usernames: list[str]) -> None:
     group.members = sorted(users, key=lambda u: u.username)
     after = [u.username for u in group.members]
     if before != after:
-        audit.record("group.members", group.name, details={"before": before, "after": after})
+        audit.record(
+            "group.members",
+            group.name,
+            details={
+                "before": ", ".join(before) or "(none)",
+                "after": ", ".join(after) or "(none)",
+            },
+        )
 
 
 def add_member(group: Group, user: User) -> None:
