@@ -100,7 +100,8 @@ function select(tab) {
     t.tabIndex = on ? 0 : -1;
     document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
   });
-  history.replaceState(null, "", window.location.pathname + window.location.search + (tab.id === "tab-age" ? "#age" : ""));
+  const hash = { "tab-age": "#age", "tab-access": "#access" }[tab.id] || "";
+  history.replaceState(null, "", window.location.pathname + window.location.search + hash);
   if (tab.id === "tab-age") showAge(envId);
 }
 tabs.forEach(function (tab, index) {
@@ -154,6 +155,7 @@ async function openHistory(item) {
 credentials = initCredentials({
   environmentId: envId,
   isAdmin: isAdmin,
+  canReveal: root.dataset.reveal === "true",
   pageSizes: root.dataset.pageSizes.split(" "),
   openHistory: openHistory,
   emptyReason: emptyReason,
@@ -171,5 +173,6 @@ loadStatus();
 loadLastRuns();
 // The operator comes for a host: the search field has the focus, unless another view was asked for.
 if (window.location.hash === "#age") select(document.getElementById("tab-age"));
+else if (window.location.hash === "#access" && document.getElementById("tab-access")) select(document.getElementById("tab-access"));
 else document.getElementById("f-q").focus();
 setInterval(function () { if (!document.hidden && syncs.idle()) loadStatus(true); }, 30000);
