@@ -122,6 +122,8 @@ def grants_of(environment: Environment) -> list[dict]:
 def _resolve(subject: str, index: int) -> tuple[str, int]:
     kind, _, name = subject.partition(":")
     field = f"{index}.subject"
+    if any(ord(c) < 32 for c in name):  # never a name; PostgreSQL refuses NUL in a query
+        raise GrantError(field, "No such name.")
     if kind == "user":
         found = db.session.scalar(select(User.id).where(User.username == name))
     elif kind == "group":

@@ -85,6 +85,8 @@ def set_role(group: Group, role: str) -> None:
 def set_members(group: Group, usernames: list[str]) -> None:
     """Make `usernames` the group's members (audited with before and after)."""
     names = list(dict.fromkeys(usernames))
+    if any(ord(c) < 32 for name in names for c in name):  # PostgreSQL refuses NUL
+        raise GroupError("members", "A user name has no control characters.")
     users = list(db.session.scalars(select(User).where(User.username.in_(names))))
     missing = sorted(set(names) - {u.username for u in users})
     if missing:
