@@ -13,6 +13,8 @@ import { syncWatcher } from "./sync.js";
 const root = document.getElementById("environment");
 const envId = root.dataset.environmentId;
 const isAdmin = root.dataset.admin === "true";
+// The level on this environment: "admin" means manage here; reveal allows passwords.
+const canReveal = root.dataset.reveal === "true";
 let credentials = null;
 let shownEnv = null;
 
@@ -143,7 +145,7 @@ async function openHistory(item) {
         el("td", {}, timeEl(entry.first_seen_at)),
         el("td", {}, entry.current ? badge("active", "Current") : timeEl(entry.changed_at)),
         el("td", {}, visible(entry.changed_by || "")),
-        el("td", { className: "row-actions" }, button, out)));
+        el("td", { className: "row-actions" }, canReveal ? button : el("span", { className: "muted" }, "—"), out)));
     });
     list.replaceChildren(data.items.length ? el("table", { className: "data" },
       headRow("First seen", "Replaced", "By", "Password"), body) : el("p", { className: "muted" }, "No history yet."));
@@ -155,7 +157,7 @@ async function openHistory(item) {
 credentials = initCredentials({
   environmentId: envId,
   isAdmin: isAdmin,
-  canReveal: root.dataset.reveal === "true",
+  canReveal: canReveal,
   pageSizes: root.dataset.pageSizes.split(" "),
   openHistory: openHistory,
   emptyReason: emptyReason,
