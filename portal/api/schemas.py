@@ -6,7 +6,7 @@ describes the shape only; `api_operation(..., validate=False)` then leaves the v
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -608,7 +608,9 @@ class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     operation: Literal["rotate", "update", "remediate", "auto_rotate"]
-    credential_ids: list[int] = Field(min_length=1, max_length=500)
+    credential_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        min_length=1, max_length=500
+    )
     password: str | None = Field(
         None,
         min_length=1,
