@@ -547,6 +547,10 @@ class CredentialExportRequest(CredentialFilters):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal["csv", "xlsx"] = "csv"
+    # A JSON body says a number as a number (no true, no "7"), unlike a query argument.
+    expiring_within: int | None = Field(
+        None, ge=0, le=3650, strict=True, description="Expired, or expiring within this many days"
+    )
 
 
 class TokenIn(BaseModel):
@@ -598,8 +602,8 @@ class TokenList(BaseModel):
 class AutoRotateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool
-    frequency_days: int | None = Field(None, ge=1, le=90)
+    enabled: bool = Field(strict=True)
+    frequency_days: int | None = Field(None, ge=1, le=90, strict=True)
 
 
 class ActionIn(BaseModel):
@@ -608,7 +612,7 @@ class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     operation: Literal["rotate", "update", "remediate", "auto_rotate"]
-    credential_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+    credential_ids: list[Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]] = Field(
         min_length=1, max_length=500
     )
     password: str | None = Field(
@@ -619,10 +623,10 @@ class ActionIn(BaseModel):
         json_schema_extra={"writeOnly": True},
     )
     generate_password: bool = Field(
-        False, description="update: let the portal generate a strong password instead"
+        False, strict=True, description="update: let the portal generate a strong password instead"
     )
     auto_rotate: AutoRotateIn | None = None
-    dry_run: bool = Field(False, description="Only answer what would be done")
+    dry_run: bool = Field(False, strict=True, description="Only answer what would be done")
     confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)
 
 
