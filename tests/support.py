@@ -333,6 +333,26 @@ def sign_in(page, portal, username, password):
 LAB_PASSWORD = "Operator-path-passphrase-1"  # noqa: S105 - test password
 
 
+def first_admin(server: PortalServer, password: str) -> tuple[requests.Session, str]:
+    """Sign in as the first admin of a new portal and set its password (the forced change):
+    the session and its CSRF token."""
+    session = server.session()
+    assert server.login(session, "admin", "admin").status_code == 302
+    token = server.csrf(session, "/change-password")
+    changed = session.post(
+        server.url + "/change-password",
+        data={
+            "csrf_token": token,
+            "current_password": "admin",
+            "new_password": password,
+            "confirm_password": password,
+        },
+        allow_redirects=False,
+    )
+    assert changed.status_code == 302, changed.text
+    return session, server.csrf(session, "/")
+
+
 class Lab:
     """A running portal (`server`) with the admin's password changed to LAB_PASSWORD, an
     environment synced from the simulator `sim` and one whose sync fails (browser tests)."""
@@ -341,27 +361,28 @@ class Lab:
         self.server = server
         self.sim = sim
         self.url = server.url
-        self.session = server.session()
-        assert server.login(self.session, "admin", "admin").status_code == 302
-        token = server.csrf(self.session, "/change-password")
-        changed = self.session.post(
-            self.url + "/change-password",
-            data={
-                "csrf_token": token,
-                "current_password": "admin",
-                "new_password": LAB_PASSWORD,
-                "confirm_password": LAB_PASSWORD,
-            },
-            allow_redirects=False,
-        )
-        assert changed.status_code == 302, changed.text
-        self.token = server.csrf(self.session, "/")
+        self.session, self.token = first_admin(server, LAB_PASSWORD)
         self.env_id = self.create("sfo-m01", manager=endpoint_body(sim))
         self.broken_id = self.create(
             "lax-m01", manager=endpoint_body(sim, password="wrong-password")
         )
         self.wait_for(self.env_id, "success")
         self.broken_status = self.wait_for(self.broken_id, "failed")
+        self.wait_for_expiry(self.env_id)
+
+    def wait_for_expiry(self, env_id) -> None:
+        """Wait for the expiry check that follows a successful sync to have written its dates."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = self.sql(
+                "SELECT expiry_checked_at FROM endpoints WHERE environment_id = ? "
+                "AND source = 'manager'",
+                env_id,
+            )
+            if rows and rows[0][0]:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"no expiry check of environment {env_id}")
 
     def create(self, name, **sources) -> int:
         """Add an environment with the given endpoints (manager=..., installer=...)."""

@@ -1,8 +1,10 @@
 """Screenshots of the main pages, light and dark, for the documentation.
 
 Starts the portal (./start_https.sh) on a scratch data directory and the VCF simulator, signs
-in, adds two environments (one healthy, one failing), syncs, and writes
-docs/screenshots/<page>-<light|dark>.png at 1280x800.
+in, adds two environments (one healthy, from SDDC Manager and the VCF Installer; one failing),
+syncs, and writes docs/screenshots/<page>-<light|dark>.png at 1280x800, and the dashboard (with
+a search and a revealed password) and the environment page at 1366x768 (a laptop) and 390x844
+(a phone): <page>-<1366|390>-<light|dark>.png.
 
     .venv/bin/python tools/screenshots.py [--out DIR] [--phone]
 """
@@ -27,6 +29,9 @@ PASSWORD = "Screenshot-admin-passphrase"  # noqa: S105 - throwaway local instanc
 WRONG_PASSWORD = "expired-service-password"  # noqa: S105 - makes one environment fail
 VIEWPORT = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+# The sizes of the operator's screens (issue 12): a laptop and a phone.
+SIZES = ({"width": 1366, "height": 768}, PHONE)
+SEARCH = "m01-esx01"
 
 
 def api(page, method: str, url: str, body=None):
@@ -76,8 +81,12 @@ def prepare(page, url: str, sim: Simulator) -> dict:
             "name": "sfo-m01",
             "description": "San Francisco management domain",
             "manager": endpoint_body(sim, sync_enabled=True, sync_interval_minutes=60),
+            "installer": endpoint_body(
+                sim, username=sim.installer_username, password=sim.installer_password
+            ),
         },
     )
+    api(page, "POST", f"/api/v1/environments/{good['id']}/sync", {"source": "installer"})
     bad = api(
         page,
         "POST",
@@ -133,6 +142,30 @@ def shoot(context, url: str, ids: dict, out: Path, scheme: str, viewport: dict) 
     page.close()
 
 
+def shoot_sizes(context, url: str, ids: dict, out: Path, scheme: str) -> None:
+    """The dashboard, with a search and a password revealed, and the environment page, at
+    each of SIZES."""
+    page = context.new_page()
+    for size in SIZES:
+        page.set_viewport_size(size)
+        suffix = f"{size['width']}-{scheme}"
+        page.goto(url + "/")
+        page.wait_for_selector("#environments .env-card")
+        page.fill("#global-search", SEARCH)
+        page.wait_for_selector("#search-results tbody tr")
+        page.locator("#search-results tbody tr [data-action=reveal]").first.click()
+        page.wait_for_selector("#search-results .secret")
+        page.evaluate("document.activeElement.blur()")
+        page.screenshot(path=str(out / f"dashboard-{suffix}.png"))
+        page.goto(url + f"/environments/{ids['good']}")
+        page.wait_for_selector("#credentials-body tr[data-id]")
+        page.wait_for_load_state("networkidle")
+        page.locator("#credentials-body tr [data-action=reveal]").first.click()
+        page.wait_for_selector(".secret")
+        page.screenshot(path=str(out / f"environment-{suffix}.png"))
+    page.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
@@ -165,6 +198,7 @@ def main() -> None:
                 storage_state=state,
             )
             shoot(context, server.url, ids, args.out, scheme, VIEWPORT)
+            shoot_sizes(context, server.url, ids, args.out, scheme)
             if args.phone:
                 shoot(context, server.url, ids, args.out, scheme, PHONE)
             context.close()

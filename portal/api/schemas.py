@@ -450,7 +450,7 @@ class OpenAPIDocument(BaseModel):
 class PasswordIn(BaseModel):
     """The signed-in user's current password, required to change their second factors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     password: str = Field(min_length=1, max_length=MAX_PASSWORD)
 
@@ -465,7 +465,7 @@ class TotpStarted(BaseModel):
 class CodeIn(BaseModel):
     """A 6-digit code from the authenticator app."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     code: str = Field(min_length=1, max_length=64)
 
@@ -511,7 +511,7 @@ class PasskeyOptions(BaseModel):
 class PasskeyIn(BaseModel):
     """The browser's registration response (PublicKeyCredential as JSON) and a name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=64)
     credential: dict[str, Any]
@@ -527,7 +527,7 @@ class PasskeyAdded(BaseModel):
 class SecurityPolicy(BaseModel):
     """Who must have a second factor."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     require_second_factor: Literal["none", "admins", "everyone"]
 
@@ -544,19 +544,15 @@ class SecurityPolicyIn(SecurityPolicy):
 class CredentialExportRequest(CredentialFilters):
     """An export with passwords: the format and the credential list's filters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     format: Literal["csv", "xlsx"] = "csv"
-    # A JSON body says a number as a number (no true, no "7"), unlike a query argument.
-    expiring_within: int | None = Field(
-        None, ge=0, le=3650, strict=True, description="Expired, or expiring within this many days"
-    )
 
 
 class TokenIn(BaseModel):
     """A new personal token. Needs a sign-in within 15 minutes or `confirm_password`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=64)
     scope: Literal["read", "reveal", "admin"]
@@ -600,19 +596,19 @@ class TokenList(BaseModel):
 
 
 class AutoRotateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    enabled: bool = Field(strict=True)
-    frequency_days: int | None = Field(None, ge=1, le=90, strict=True)
+    enabled: bool
+    frequency_days: int | None = Field(None, ge=1, le=90)
 
 
 class ActionIn(BaseModel):
     """An operation through SDDC Manager on credentials of one environment."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     operation: Literal["rotate", "update", "remediate", "auto_rotate"]
-    credential_ids: list[Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]] = Field(
+    credential_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
         min_length=1, max_length=500
     )
     password: str | None = Field(
@@ -623,10 +619,10 @@ class ActionIn(BaseModel):
         json_schema_extra={"writeOnly": True},
     )
     generate_password: bool = Field(
-        False, strict=True, description="update: let the portal generate a strong password instead"
+        False, description="update: let the portal generate a strong password instead"
     )
     auto_rotate: AutoRotateIn | None = None
-    dry_run: bool = Field(False, strict=True, description="Only answer what would be done")
+    dry_run: bool = Field(False, description="Only answer what would be done")
     confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)
 
 
@@ -675,7 +671,7 @@ class ActionList(BaseModel):
 
 
 class RetryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     password: str | None = Field(
         None, min_length=1, max_length=MAX_PASSWORD, json_schema_extra={"writeOnly": True}
@@ -695,7 +691,7 @@ RoleName = Literal["member", "auditor", "readonly", "admin"]
 class Grant(BaseModel):
     """Access to one environment for a user or a group, at one level."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     subject: str = Field(
         pattern=r"^(user|group):.{1,64}$",
@@ -730,7 +726,7 @@ class GroupListOut(BaseModel):
 class GroupIn(BaseModel):
     """A new group."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=64)
     role: RoleName = "member"
@@ -740,7 +736,7 @@ class GroupIn(BaseModel):
 class GroupChange(BaseModel):
     """A change to a group: its role mapping and/or its whole member list."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: RoleName | None = None
     members: list[str] | None = Field(default=None, max_length=10000)
@@ -764,6 +760,6 @@ class UserRolesList(BaseModel):
 class RoleChange(BaseModel):
     """A user's new own role."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: RoleName

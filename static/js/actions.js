@@ -51,6 +51,8 @@ export function initActions(options) {
       button.disabled = n === 0 || (op === "remediate" && n !== 1);
     });
     $("actions-clear").disabled = n === 0;
+    // Shown only while something is selected: it takes no room from the table otherwise.
+    $("actions-bar").hidden = n === 0;
   }
   table.onSelection(updateBar);
   updateBar(table.selection());

@@ -31,6 +31,7 @@ export function initCredentials(options) {
   const selected = new Map();
   const selectable = isAdmin && options.selectable;
   let onSelection = function () {};
+  const columns = table.querySelectorAll("thead th").length;
   let state = fromUrl();
   let total = 0;
   let seq = 0;
@@ -124,14 +125,6 @@ export function initCredentials(options) {
       purge.classList.add("danger");
       buttons.append(purge);
     }
-    if (selectable && item.source === "manager" && item.status === "present") {
-      const box = el("input", {
-        type: "checkbox", className: "select-row", dataset: { id: item.id },
-        "aria-label": "Select " + item.username + " on " + item.hostname + " (" + item.credential_type + ") for an action",
-      });
-      box.checked = selected.has(String(item.id));
-      buttons.append(el("label", { className: "select-label" }, box, el("span", { "aria-hidden": "true" }, "Select")));
-    }
     return el("td", { className: "row-actions" }, buttons, el("span", { className: "secret-out", "aria-live": "polite" }));
   }
 
@@ -149,7 +142,22 @@ export function initCredentials(options) {
       statusCell,
       el("td", { className: "nowrap", dataset: { label: "Last changed" } }, timeEl(item.last_changed_at)),
       expiryCell(item),
-      actionsCell(item));
+      actionsCell(item),
+      selectable ? selectCell(item) : null);
+  }
+
+  // Last in the row, so that it adds no Tab stop before Reveal and Copy.
+  function selectCell(item) {
+    const cell = el("td", { className: "col-select", dataset: { label: "Select" } });
+    if (item.source === "manager" && item.status === "present") {
+      const box = el("input", {
+        type: "checkbox", className: "select-row", dataset: { id: item.id },
+        "aria-label": "Select " + item.username + " on " + item.hostname + " (" + item.credential_type + ") for an action",
+      });
+      box.checked = selected.has(String(item.id));
+      cell.append(el("label", { className: "select-label" }, box));
+    }
+    return cell;
   }
 
   function emptyText() {
@@ -171,7 +179,7 @@ export function initCredentials(options) {
   function showLoadError(error) {
     secrets.hideAll();
     items.clear();
-    body.replaceChildren(el("tr", {}, el("td", { colspan: "11", className: "empty" }, "The credentials could not be loaded.")));
+    body.replaceChildren(el("tr", {}, el("td", { colspan: String(columns), className: "empty" }, "The credentials could not be loaded.")));
     status.textContent = "Could not load credentials.";
     const reason = error.status ? error.message : "the portal could not be reached (" + error.message + ")";
     document.getElementById("table-error-text").textContent = "Could not load this page of credentials: " + reason;
@@ -203,7 +211,7 @@ export function initCredentials(options) {
       const fragment = document.createDocumentFragment();
       data.items.forEach(function (item) { items.set(String(item.id), item); fragment.append(row(item)); });
       body.replaceChildren(fragment);
-      if (data.items.length === 0) body.append(el("tr", {}, el("td", { colspan: "11", className: "empty" }, emptyText())));
+      if (data.items.length === 0) body.append(el("tr", {}, el("td", { colspan: String(columns), className: "empty" }, emptyText())));
       const first = total === 0 ? 0 : (state.page - 1) * parseInt(state.per_page, 10) + 1;
       status.textContent = total === 0 ? "No credentials." :
         "Showing " + first + "–" + (first + data.items.length - 1) + " of " + total + " credentials";

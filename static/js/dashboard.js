@@ -234,6 +234,8 @@ const runSearch = debounce(async function () {
   }
 }, 250);
 search.addEventListener("input", runSearch);
+// Typed before this module ran (the field has the focus on load): search now.
+if (search.value.trim()) runSearch();
 results.addEventListener("click", function (event) {
   const button = event.target.closest("button[data-action]");
   if (!button) return;

@@ -6,12 +6,13 @@ from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import select
-from support import fetched
+from support import PASSWORD, Portal, client_for, fetched, make_app
 
 from portal import clock, sync
 from portal.environments import save_environment
 from portal.extensions import db
-from portal.models import Credential
+from portal.models import Credential, User
+from portal.security import hash_password
 
 
 def test_password_age(app, admin, synced):
@@ -50,6 +51,23 @@ def test_filters_sort_and_their_errors(admin, synced):
 
 
 def test_search_gives_an_account_held_by_both_sources_once(app, admin):
+    _check_search_of_both_sources(app, admin)
+
+
+def test_search_of_both_sources_on_postgresql(tmp_path, pg_url):
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    with app.app_context():
+        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    admin = Portal(client_for(app))
+    assert admin.login("alice").status_code == 302
+    _check_search_of_both_sources(app, admin)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _check_search_of_both_sources(app, admin):
     """SDDC Manager and the VCF Installer hold esx-000 and esx-001 with the same password and
     esx-002 with different ones: one item each for the first two, two items for the third."""
     with app.app_context():

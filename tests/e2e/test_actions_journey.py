@@ -13,7 +13,6 @@ from support import (
     LAB_PASSWORD,
     Lab,
     Watcher,
-    launch_chromium,
     new_page,
     running_portal,
 )
@@ -36,16 +35,14 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture
-def page(lab):
+def page(lab, browser):
     watcher = Watcher(lab.url)
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        context, page = new_page(browser, lab, watcher)
-        sign_in_page(page, lab, "admin", LAB_PASSWORD)
-        expect(page.locator("h1")).to_have_text("Environments")
-        yield page
-        watcher.check()
-        browser.close()
+    context, page = new_page(browser, lab, watcher)
+    sign_in_page(page, lab, "admin", LAB_PASSWORD)
+    expect(page.locator("h1")).to_have_text("Environments")
+    yield page
+    watcher.check()
+    context.close()
 
 
 def _password(lab, cred_id) -> str:

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from support import ROOT, endpoint_body, running_portal
+from support import ROOT, endpoint_body, first_admin, running_portal
 
 from portal.simulator import Simulator
 
@@ -30,19 +30,8 @@ def lab(tmp_path_factory):
         Simulator(credentials=60, seed=4) as sim,
         running_portal(tmp_path_factory.mktemp("automation"), workers=2) as server,
     ):
-        session = server.session()
-        assert server.login(session, "admin", "admin").status_code == 302
-        token = server.csrf(session, "/change-password")
-        session.post(
-            server.url + "/change-password",
-            data={
-                "csrf_token": token,
-                "current_password": "admin",
-                "new_password": ADMIN_PASSWORD,
-                "confirm_password": ADMIN_PASSWORD,
-            },
-        )
-        csrf = {"X-CSRFToken": server.csrf(session, "/")}
+        session, token = first_admin(server, ADMIN_PASSWORD)
+        csrf = {"X-CSRFToken": token}
         env = session.post(
             server.url + "/api/v1/environments",
             json={"name": "sfo-m01", "manager": endpoint_body(sim)},

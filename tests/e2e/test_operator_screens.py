@@ -243,3 +243,54 @@ def test_exact_times_are_text_in_the_operators_zone_or_utc(lab, browser):
     expect(page.locator(".flash")).to_have_text("Preferences saved.")
     watcher.check()
     context.close()
+
+
+# Keys (other than the characters typed) from the sign-in page to a host's password in the
+# clipboard: Tab to the password, Enter to sign in, then, in the search that has the focus,
+# 3 Tabs (host, Reveal, Copy) and Enter. It was about 46 before issue 12.
+JOURNEY_KEYS = 6
+
+
+def test_keyboard_journey_from_sign_in_to_the_clipboard(lab, browser):
+    watcher = Watcher(lab.url)
+    context, page = new_page(browser, lab, watcher)
+    host = next(
+        item["hostname"]
+        for item in lab.get(
+            f"/api/v1/environments/{lab.env_id}/credentials", resource_type="ESXI", username="root"
+        )["items"]
+    )
+    password = _password(lab, lab.env_id, host)
+    keys = typed = 0
+
+    def press(key):
+        nonlocal keys
+        page.keyboard.press(key)
+        keys += 1
+
+    def type_text(text):
+        nonlocal typed
+        page.keyboard.type(text)
+        typed += len(text)
+
+    page.goto(lab.url + "/login")
+    expect(page.locator("#username")).to_be_focused()
+    type_text("admin")
+    press("Tab")
+    type_text(LAB_PASSWORD)
+    press("Enter")
+    search = page.locator("#global-search")
+    expect(search).to_be_focused()
+    type_text(host)
+    expect(page.locator("#search-status")).to_contain_text("match")
+    copy = page.locator("#search-results tbody tr").first.locator("[data-action=copy]")
+    while keys < JOURNEY_KEYS + 2 and not copy.evaluate("(n) => n === document.activeElement"):
+        press("Tab")
+    expect(copy).to_be_focused()
+    press("Enter")
+    expect(page.locator("#toasts .toast").last).to_contain_text("Password copied")
+    assert page.evaluate("navigator.clipboard.readText()") == password
+    print(f"keyboard journey: {keys} keys and {typed} typed characters")
+    assert keys <= JOURNEY_KEYS
+    watcher.check()
+    context.close()

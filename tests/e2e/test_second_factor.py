@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pyotp
 import pytest
 import requests
-from support import CHROMIUM, ROOT, Watcher, launch_chromium, running_portal
+from support import CHROMIUM, ROOT, Watcher, first_admin, launch_chromium, running_portal
 
 ADMIN_PASSWORD = "Second-factor-admin-passphrase-1"  # noqa: S105 - test password
 USER_PASSWORD = "Second-factor-user-passphrase-2"  # noqa: S105 - test password
@@ -43,10 +43,7 @@ class Lab:
     def __init__(self, server):
         self.server = server
         self.url = server.url
-        self.admin = server.session()
-        assert server.login(self.admin, "admin", "admin").status_code == 302
-        _change_password(server, self.admin, "admin", ADMIN_PASSWORD)
-        self.token = server.csrf(self.admin, "/")
+        self.admin, self.token = first_admin(server, ADMIN_PASSWORD)
 
     def add_user(self, name: str) -> requests.Session:
         """Create a read-only user with USER_PASSWORD (first password changed): its session."""
