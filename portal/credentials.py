@@ -85,11 +85,16 @@ def _like(value: str) -> str:
     return f"%{escaped}%"
 
 
-def filtered_query(environment_id: int | None, filters: CredentialFilters) -> Select:
-    """SELECT of credentials matching the search box and the column filters."""
+def filtered_query(
+    environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
+) -> Select:
+    """SELECT of credentials matching the search box and the column filters, of one
+    environment (or all) and only of the environments `within` (None: no limit)."""
     query = select(Credential)
     if environment_id is not None:
         query = query.where(Credential.environment_id == environment_id)
+    if within is not None:
+        query = query.where(Credential.environment_id.in_(sorted(within)))
     if filters.q:
         pattern = _like(filters.q)
         query = query.where(
@@ -164,11 +169,16 @@ def credential_dict(cred: Credential, environment_name: str | None = None) -> di
 
 
 def credentials_page(
-    environment_id: int | None, filters: CredentialFilters, page: int, per_page: int
+    environment_id: int | None,
+    filters: CredentialFilters,
+    page: int,
+    per_page: int,
+    within: set[int] | None = None,
 ) -> dict:
-    """One page of credential metadata with the total, per `filters`."""
-    query = filtered_query(environment_id, filters)
-    total = count_matching(environment_id, filters)
+    """One page of credential metadata with the total, per `filters`, of the environments
+    `within` (None: all)."""
+    query = filtered_query(environment_id, filters, within)
+    total = count_matching(environment_id, filters, within)
     rows = db.session.scalars(
         _sorted(query, filters.sort).limit(per_page).offset((page - 1) * per_page)
     ).all()
@@ -199,18 +209,20 @@ def _same_account(one, other):
     )
 
 
-def search_page(filters: CredentialFilters, page: int, per_page: int) -> dict:
+def search_page(
+    filters: CredentialFilters, page: int, per_page: int, within: set[int] | None = None
+) -> dict:
     """One page of the search across environments, an account held by several sources with
     the same password given once.
 
     The item is the copy of the preferred source (SDDC Manager); `sources` names every source
     that holds that password. When another source holds the account with another password,
     both copies are items, each naming the other in `differs_from`. Passwords are compared by
-    their keyed hash, never decrypted.
+    their keyed hash, never decrypted. Only environments `within` are searched (None: all).
     """
-    query = filtered_query(None, filters)
+    query = filtered_query(None, filters, within)
     other = aliased(Credential)
-    matching = filtered_query(None, filters).with_only_columns(Credential.id)
+    matching = filtered_query(None, filters, within).with_only_columns(Credential.id)
     preferred = [
         and_(Credential.source == later, other.source == earlier)
         for index, later in enumerate(PREFERRED_SOURCES)
@@ -280,15 +292,19 @@ EXPORT_COLUMNS = (
 )
 
 
-def export_query(environment_id: int | None, filters: CredentialFilters) -> Select:
-    """SELECT of EXPORT_COLUMNS of the filtered, sorted view."""
-    query = _sorted(filtered_query(environment_id, filters), filters.sort)
+def export_query(
+    environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
+) -> Select:
+    """SELECT of EXPORT_COLUMNS of the filtered, sorted view (environments `within`)."""
+    query = _sorted(filtered_query(environment_id, filters, within), filters.sort)
     return query.with_only_columns(*(getattr(Credential, c) for c in EXPORT_COLUMNS))
 
 
-def count_matching(environment_id: int | None, filters: CredentialFilters) -> int:
-    """How many credentials the filtered view holds."""
-    query = filtered_query(environment_id, filters)
+def count_matching(
+    environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
+) -> int:
+    """How many credentials the filtered view holds (environments `within`)."""
+    query = filtered_query(environment_id, filters, within)
     return db.session.scalar(select(func.count()).select_from(query.subquery()))
 
 

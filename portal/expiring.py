@@ -60,10 +60,14 @@ def expiry_counts(horizons: tuple[int, ...]) -> dict[int, dict]:
     return result
 
 
-def summary(days: int) -> dict:
+def summary(days: int, within: set[int] | None = None) -> dict:
     """For the dashboard: present passwords expired, and expiring within `days`, in all and
-    per environment (by name)."""
-    counts = {k: v for k, v in expiry_counts((days,)).items() if v[days] or v["expired"]}
+    per environment (by name), of the environments `within` (None: all)."""
+    counts = {
+        k: v
+        for k, v in expiry_counts((days,)).items()
+        if (v[days] or v["expired"]) and (within is None or k in within)
+    }
     names = dict(
         db.session.execute(
             select(Environment.id, Environment.name).where(Environment.id.in_(list(counts)))

@@ -55,9 +55,11 @@ class _Reader:
     """What reading the rows of an export needs, taken while the request is served: the rows
     themselves are read later, as the answer is sent, outside any Flask context."""
 
-    def __init__(self, environment_id: int | None, filters: CredentialFilters):
+    def __init__(
+        self, environment_id: int | None, filters: CredentialFilters, within: set[int] | None
+    ):
         self.engine = db.engine
-        self.query = export_query(environment_id, filters)
+        self.query = export_query(environment_id, filters, within)
         self.names = dict(db.session.execute(select(Environment.id, Environment.name)).all())
         self.cipher = cipher()
 
@@ -111,10 +113,12 @@ class _Reader:
         return [neutralise(v) for v in values], password
 
 
-def csv_chunks(environment_id: int | None, filters: CredentialFilters) -> Iterator[bytes]:
+def csv_chunks(
+    environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
+) -> Iterator[bytes]:
     """The CSV export (UTF-8 with BOM so spreadsheet programs detect the encoding), in pieces
     of about CHUNK bytes, written while the rows are read; iterable after the request."""
-    return _csv(_Reader(environment_id, filters))
+    return _csv(_Reader(environment_id, filters, within))
 
 
 def _csv(reader: _Reader) -> Iterator[bytes]:
@@ -132,7 +136,7 @@ def _csv(reader: _Reader) -> Iterator[bytes]:
 
 
 def xlsx_chunks(
-    environment_id: int | None, filters: CredentialFilters
+    environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
 ) -> tuple[Iterator[bytes], int, int]:
     """The Excel export, written to a temporary file: its pieces, its size and its row count.
 
@@ -146,7 +150,7 @@ def xlsx_chunks(
     with tempfile.TemporaryDirectory(prefix="portal-export-") as private:
         file = tempfile.TemporaryFile(dir=private)  # noqa: SIM115 - closed by _send
         try:
-            count = _write_workbook(file, private, _Reader(environment_id, filters))
+            count = _write_workbook(file, private, _Reader(environment_id, filters, within))
             size = file.tell()
             file.seek(0)
         except BaseException:
@@ -206,9 +210,13 @@ def file_name(environment: Environment | None, fmt: str) -> str:
 
 
 def prepare(
-    environment: Environment | None, fmt: str, filters: CredentialFilters
+    environment: Environment | None,
+    fmt: str,
+    filters: CredentialFilters,
+    within: set[int] | None = None,
 ) -> tuple[Iterator[bytes], dict[str, str], int]:
-    """The body of a download (read as it is sent), its headers and its row count."""
+    """The body of a download (read as it is sent), its headers and its row count; across
+    environments, only those `within` (None: all)."""
     env_id = environment.id if environment else None
     headers = {
         "Content-Disposition": f'attachment; filename="{file_name(environment, fmt)}"',
@@ -216,9 +224,9 @@ def prepare(
     }
     if fmt == "csv":
         # Sent while read: the row count is the view's at the time of the request.
-        count = count_matching(env_id, filters)
-        body = csv_chunks(env_id, filters)
+        count = count_matching(env_id, filters, within)
+        body = csv_chunks(env_id, filters, within)
     else:
-        body, size, count = xlsx_chunks(env_id, filters)
+        body, size, count = xlsx_chunks(env_id, filters, within)
         headers["Content-Length"] = str(size)
     return body, headers, count

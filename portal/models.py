@@ -7,6 +7,7 @@ from datetime import datetime
 from flask_login import UserMixin
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -22,7 +23,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from . import clock
 from .extensions import db
 
-ROLES = ("admin", "readonly")
+# Global roles, lowest first: a user's effective role is the highest of their own and their
+# groups' (portal/grants.py).
+ROLES = ("member", "auditor", "readonly", "admin")
+# Levels of a grant on one environment, lowest first.
+LEVELS = ("view", "reveal", "manage")
 SOURCES = ("manager", "installer")
 
 
@@ -67,10 +72,76 @@ class User(UserMixin, db.Model):
         """Disabled users cannot sign in."""
         return not self.disabled
 
+    groups: Mapped[list[Group]] = relationship(
+        secondary="group_members", back_populates="members", order_by="Group.name"
+    )
+
+    @property
+    def effective_role(self) -> str:
+        """The highest of the user's own role and their groups' roles."""
+        from .grants import effective_role
+
+        return effective_role(self)
+
     @property
     def is_admin(self) -> bool:
-        """True for the admin role."""
-        return self.role == "admin"
+        """True when the effective role is admin (own or through a group)."""
+        return self.effective_role == "admin"
+
+
+class Group(db.Model):
+    """A local group of users: mapped to a global role, and a subject of grants."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    # The global role its members get at least; "member" gives none beyond their own.
+    role: Mapped[str] = mapped_column(String(16), nullable=False, default="member")
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+    members: Mapped[list[User]] = relationship(
+        secondary="group_members", back_populates="groups", order_by="User.username"
+    )
+
+
+class GroupMember(db.Model):
+    """A user's membership of a group."""
+
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class EnvironmentGrant(db.Model):
+    """Access to one environment at one level, for a user or for a group (exactly one)."""
+
+    __tablename__ = "environment_grants"
+    __table_args__ = (
+        UniqueConstraint("environment_id", "user_id"),
+        UniqueConstraint("environment_id", "group_id"),
+        CheckConstraint(
+            "(user_id IS NULL) <> (group_id IS NULL)", name="ck_environment_grants_subject"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), index=True
+    )
+    level: Mapped[str] = mapped_column(String(8), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
 
 class UserSession(db.Model):

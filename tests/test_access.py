@@ -1,10 +1,19 @@
-"""Every route against every role: anonymous, read-only and admin."""
+"""Every route against every role (anonymous, member, auditor, read-only, admin) and every
+level on an environment (none, view, reveal, manage)."""
 
 from __future__ import annotations
 
 import pytest
+from support import PASSWORD, create_env
 
-# Who may use each endpoint: "public" (no sign-in), "user" (any signed-in role), "admin".
+from portal.extensions import db
+from portal.models import Credential, CredentialAction, EnvironmentGrant, User
+from portal.security import hash_password
+
+# Who may use each endpoint: "public" (no sign-in), "user" (any signed-in role), "auditor"
+# (auditors and admins), "admin", "reveal-somewhere" (the reveal level on at
+# least one environment), "manage-somewhere", or "env:LEVEL": the level on the environment
+# (or the credential's, or the action's) in the path; without any it answers 404.
 ACCESS = {
     "auth.login": "public",
     "auth.logout": "public",
@@ -35,22 +44,22 @@ ACCESS = {
     "api.revoke_my_token": "user",
     "api.all_tokens": "admin",
     "api.revoke_token": "admin",
-    "api.export_environment": "user",
-    "api.export_credentials": "user",
-    "api.queue_action": "admin",
-    "api.get_action": "admin",
-    "api.list_actions": "admin",
-    "api.retry_action": "admin",
-    "api.cancel_action": "admin",
-    "api.request_expiry_check": "admin",
+    "api.export_environment": "env:reveal",
+    "api.export_credentials": "reveal-somewhere",
+    "api.queue_action": "manage-somewhere",
+    "api.get_action": "env:manage",
+    "api.list_actions": "env:manage",
+    "api.retry_action": "env:manage",
+    "api.cancel_action": "env:manage",
+    "api.request_expiry_check": "env:manage",
     "api.security_policy": "admin",
     "api.set_security_policy": "admin",
     "settings.security": "admin",
     "users.reset_second_factor": "admin",
     "dashboard.index": "user",
     "environments.new_environment": "admin",
-    "environments.view_environment": "user",
-    "environments.edit_environment": "admin",
+    "environments.view_environment": "env:view",
+    "environments.edit_environment": "env:manage",
     "scheduler.scheduler": "user",
     "users.list_users": "admin",
     "users.create_user": "admin",
@@ -58,35 +67,35 @@ ACCESS = {
     "users.reset_password": "admin",
     "users.toggle_disabled": "admin",
     "users.delete_user": "admin",
-    "audit.audit_log": "admin",
+    "audit.audit_log": "auditor",
     "api.openapi": "user",
     "api.list_environments": "user",
     "api.create_environment": "admin",
-    "api.get_environment": "user",
-    "api.update_environment": "admin",
+    "api.get_environment": "env:view",
+    "api.update_environment": "env:manage",
     "api.delete_environment": "admin",
-    "api.test_connection": "admin",
-    "api.sync_environment": "admin",
+    "api.test_connection": "manage-somewhere",
+    "api.sync_environment": "env:manage",
     "api.get_sync_run": "user",
-    "api.list_sync_runs": "user",
-    "api.list_credentials": "user",
+    "api.list_sync_runs": "env:view",
+    "api.list_credentials": "env:view",
     "api.search_credentials": "user",
-    "api.reveal_password": "user",
-    "api.password_history": "user",
-    "api.reveal_history_password": "user",
-    "api.purge_credential": "admin",
-    "api.password_age": "user",
-    "audit.export_audit_csv": "admin",
-    "environments.export_environment": "user",
-    "export.export_all": "user",
+    "api.reveal_password": "env:reveal",
+    "api.password_history": "env:view",
+    "api.reveal_history_password": "env:reveal",
+    "api.purge_credential": "env:manage",
+    "api.password_age": "env:view",
+    "audit.export_audit_csv": "auditor",
+    "environments.export_environment": "env:reveal",
+    "export.export_all": "reveal-somewhere",
     "api.who_am_i": "user",
     "preferences.preferences": "user",
     "preferences.save_preferences": "user",
     "api.set_preferences": "user",
     "api.confirm_password": "user",
     "api.scheduler_state": "user",
-    "api.pause_sync": "admin",
-    "api.resume_sync": "admin",
+    "api.pause_sync": "env:manage",
+    "api.resume_sync": "env:manage",
     "api.export_definitions": "admin",
     "api.export_definitions_with_passwords": "admin",
     "api.import_definitions": "admin",
@@ -105,17 +114,40 @@ ACCESS = {
     "notifications.edit_channel": "admin",
     "notifications.delete_channel": "admin",
     "notifications.test_channel": "admin",
+    "environments.save_access": "admin",
+    "users.create_group": "admin",
+    "users.set_group_role": "admin",
+    "users.add_group_member": "admin",
+    "users.remove_group_member": "admin",
+    "users.delete_group": "admin",
+    "api.list_grants": "admin",
+    "api.replace_grants": "admin",
+    "api.list_groups": "admin",
+    "api.create_group": "admin",
+    "api.get_group": "admin",
+    "api.update_group": "admin",
+    "api.delete_group": "admin",
+    "api.list_user_roles": "admin",
+    "api.set_user_role": "admin",
     # Its own access rule (an API token or an allowed address): tests/web/test_metrics.py.
     "metrics.scrape": "public",
 }
 
 
-def _routes(app):
+ROLE_RANK = {"member": 0, "auditor": 1, "readonly": 2, "admin": 3}
+LEVEL_RANK = {None: -1, "view": 0, "reveal": 1, "manage": 2}
+# The level each global role gives on every environment.
+ROLE_LEVEL = {"member": None, "auditor": "view", "readonly": "reveal", "admin": "manage"}
+USERS = {"admin": "alice", "readonly": "bob", "auditor": "carol", "member": "dave"}
+
+
+def _routes(app, ids=None):
+    ids = ids or {}
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            args = {name: 999999 for name in rule.arguments}
+            args = {name: ids.get(name, 999999) for name in rule.arguments}
             path = rule.build(args)[1] if rule.arguments else rule.rule
             yield rule.endpoint, method, path
 
@@ -125,32 +157,104 @@ def test_every_route_is_classified(app):
     assert endpoints == set(ACCESS), "classify new routes in ACCESS"
 
 
-def _call(portal, method, path):
+def _call(portal, method, path, body=None):
     if method == "GET":
         return portal.client.get(path)
     if path.startswith("/api/"):
-        return portal.api(method, path, json={})
+        return portal.api(method, path, json=body if body is not None else {})
     return portal.post(path) if method == "POST" else portal.api(method, path, json={})
 
 
-@pytest.mark.parametrize("role", ["anon", "readonly", "admin"])
-def test_route_matrix(request, app, role):
-    portal = request.getfixturevalue(role)
-    for endpoint, method, path in _routes(app):
-        need = ACCESS[endpoint]
-        response = _call(portal, method, path)
-        code = response.status_code
-        where = f"{role} {method} {path} -> {code}"
-        if need == "public":
-            assert code < 500, where
-        elif role == "anon":
-            if path.startswith("/api/"):
-                assert code == 401, where
-            else:
-                assert code == 302 and "/login" in response.headers["Location"], where
-        elif need == "admin" and role == "readonly":
-            assert code == 403, where
+@pytest.fixture
+def lab(app, admin, sim):
+    """An environment with one credential and one action; carol (auditor) and dave (member)."""
+    env = create_env(admin, sim)
+    with app.app_context():
+        for name, role in (("carol", "auditor"), ("dave", "member"), ("erin", "member")):
+            db.session.add(User(username=name, role=role, password_hash=hash_password(PASSWORD)))
+        cred = Credential(
+            environment_id=env["id"], source="manager", hostname="esx-1", username="root"
+        )
+        db.session.add(cred)
+        db.session.flush()
+        action = CredentialAction(
+            environment_id=env["id"], operation="rotate", state="failed", requested_by="alice"
+        )
+        db.session.add(action)
+        db.session.commit()
+        ids = {"env_id": env["id"], "cred_id": cred.id, "action_id": action.id}
+    return ids
+
+
+def _grant(app, env_id, username, level):
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username == username))
+        db.session.add(EnvironmentGrant(environment_id=env_id, user_id=user.id, level=level))
+        db.session.commit()
+
+
+def _expect(need, role, level, method, path, code, response):
+    where = f"{role}/{level} {method} {path} -> {code}"
+    if need == "public":
+        assert code < 500, where
+        return
+    if role == "anon":
+        if path.startswith("/api/"):
+            assert code == 401, where
         else:
-            assert code not in (401, 403) and code < 500, where
+            assert code == 302 and "/login" in response.headers["Location"], where
+        return
+    if need == "auditor":  # the audit log: auditors and admins, not read-only users
+        allowed = role in ("auditor", "admin")
+    elif need in ROLE_RANK:
+        allowed = ROLE_RANK[role] >= ROLE_RANK[need]
+    elif need.endswith("-somewhere"):
+        allowed = LEVEL_RANK[level] >= LEVEL_RANK[need.split("-")[0]]
+    elif need.startswith("env:"):
+        wanted = need.split(":")[1]
+        if level is None:
+            assert code == 404, where
+            return
+        allowed = LEVEL_RANK[level] >= LEVEL_RANK[wanted]
+    else:
+        allowed = True
+    if allowed:
+        assert code not in (401, 403) and code < 500, where
+    else:
+        assert code == 403, where
+
+
+def _run_matrix(app, portal, username, role, level, ids):
+    # Bodies that pass validation, so that the answer is the access rule's.
+    bodies = {
+        "api.queue_action": {"operation": "rotate", "credential_ids": [ids["cred_id"]]},
+        "api.pause_sync": {"source": "manager"},
+        "api.resume_sync": {"source": "manager"},
+    }
+    for endpoint, method, path in _routes(app, ids):
+        response = _call(portal, method, path, bodies.get(endpoint))
+        _expect(ACCESS[endpoint], role, level, method, path, response.status_code, response)
         if endpoint == "auth.logout" and role != "anon":
-            portal.login("alice" if role == "admin" else "bob")
+            portal.login(username)
+
+
+@pytest.mark.parametrize("role", ["anon", "member", "auditor", "readonly", "admin"])
+def test_route_matrix(request, app, lab, role):
+    """Each global role on an environment it has no grant for (its role's level only)."""
+    from support import Portal, client_for
+
+    portal = Portal(client_for(app))
+    if role != "anon":
+        assert portal.login(USERS[role]).status_code == 302
+    _run_matrix(app, portal, USERS.get(role), role, ROLE_LEVEL.get(role), lab)
+
+
+@pytest.mark.parametrize("level", ["view", "reveal", "manage"])
+def test_route_matrix_by_grant(app, lab, level):
+    """A member with a grant at each level on the environment."""
+    from support import Portal, client_for
+
+    _grant(app, lab["env_id"], "erin", level)
+    portal = Portal(client_for(app))
+    assert portal.login("erin").status_code == 302
+    _run_matrix(app, portal, "erin", "member", level, lab)

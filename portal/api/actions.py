@@ -4,23 +4,18 @@ auto-rotate; their progress, retry and cancel; expiry checks on demand."""
 from __future__ import annotations
 
 from flask import abort, current_app, jsonify
-from flask_login import current_user
+from flask_login import current_user, login_required
+from sqlalchemy import select
 
-from .. import actions, audit, clock, environments, expiry, tokens
-from ..access import admin_required, confirm_recent_auth
+from .. import actions, audit, clock, expiry, grants
+from ..access import environment_for, token_or_recent_auth
 from ..extensions import db
 from ..http import json_error
-from ..models import CredentialAction, Endpoint
+from ..models import Credential, CredentialAction, Endpoint
 from ..vcf import VcfError
 from . import schemas as s
 from .base import bp
 from .spec import FieldErrors, api_operation
-
-
-def _reauthenticated() -> bool:
-    """Tokens are their own proof; a session needs a sign-in within 15 minutes or the
-    password in `confirm_password`."""
-    return tokens.current() is not None or confirm_recent_auth()
 
 
 def _refused():
@@ -32,18 +27,40 @@ def _refused():
 
 
 def _action(action_id: int) -> CredentialAction:
+    """The action, when the user has the manage level on its environment (404 when they may
+    not see it, 403 below manage)."""
     action = db.session.get(CredentialAction, action_id)
-    if action is None:
+    if action is None or grants.level(current_user, action.environment_id) is None:
         abort(404, description="No such action.")
+    environment_for(action.environment_id, "manage")
     return action
 
 
+def _check_selection(credential_ids: list[int]) -> None:
+    """Credentials of environments the user may not see are reported as missing (so their
+    existence does not leak); those seen below the manage level answer 403."""
+    rows = db.session.execute(
+        select(Credential.id, Credential.environment_id).where(
+            Credential.id.in_(list(dict.fromkeys(credential_ids))[: actions.MAX_ITEMS + 1])
+        )
+    ).all()
+    visible = grants.visible_environment_ids(current_user)
+    for cred_id, environment_id in rows:
+        if visible is not None and environment_id not in visible:
+            raise FieldErrors({"credential_ids": f"No such credential: {cred_id}."})
+    for environment_id in {environment_id for _, environment_id in rows}:
+        environment_for(environment_id, "manage")
+
+
 @bp.post("/credentials/actions")
-@admin_required
+@login_required
 @api_operation({202: s.ActionQueued, 200: s.ActionPlan}, s.ActionIn, errors=(403, 422))
 def queue_action(body: s.ActionIn):
     """Queue an operation through SDDC Manager (202 with its id), or with `dry_run` answer
-    the exact list it would carry out (200)."""
+    the exact list it would carry out (200). Needs the manage level on the environment."""
+    if grants.visible_environment_ids(current_user, "manage") == set():
+        abort(403, description="Credential actions need the manage level on an environment.")
+    _check_selection(body.credential_ids)
     password = body.password
     if body.generate_password:
         if body.operation != "update" or password:
@@ -66,7 +83,7 @@ def queue_action(body: s.ActionIn):
             for c in creds
         ]
         return jsonify(environment_id=environment.id, operation=body.operation, items=items)
-    if not _reauthenticated():
+    if not token_or_recent_auth():
         return _refused()
     try:
         action = actions.queue(
@@ -85,7 +102,7 @@ def queue_action(body: s.ActionIn):
 
 
 @bp.get("/credential-actions/<int:action_id>")
-@admin_required
+@login_required
 @api_operation({200: s.Action})
 def get_action(action_id: int):
     """An action's state and the outcome per credential."""
@@ -93,11 +110,11 @@ def get_action(action_id: int):
 
 
 @bp.get("/environments/<int:env_id>/credential-actions")
-@admin_required
+@login_required
 @api_operation({200: s.ActionList})
 def list_actions(env_id: int):
     """The environment's 20 most recent actions."""
-    environments.environment_or_404(env_id)
+    environment_for(env_id, "manage")
     return jsonify(items=[actions.as_dict(a) for a in actions.recent(env_id)])
 
 
@@ -116,13 +133,13 @@ def _change(action: CredentialAction, change, *args):
 
 
 @bp.post("/credential-actions/<int:action_id>/retry")
-@admin_required
+@login_required
 @api_operation({200: s.Action}, s.RetryIn, body_required=False, errors=(403, 409))
 def retry_action(action_id: int, body: s.RetryIn):
     """Retry the failed credentials of an action through SDDC Manager's task retry (update
     and remediate need the password again)."""
     action = _action(action_id)
-    if not _reauthenticated():
+    if not token_or_recent_auth():
         return _refused()
     audit.record(
         f"credential.{action.operation}", "", outcome="retry", details={"action": action.id}
@@ -131,7 +148,7 @@ def retry_action(action_id: int, body: s.RetryIn):
 
 
 @bp.post("/credential-actions/<int:action_id>/cancel")
-@admin_required
+@login_required
 @api_operation({200: s.Action}, errors=(409,))
 def cancel_action(action_id: int):
     """Cancel a queued action, or a failed task in SDDC Manager."""
@@ -143,12 +160,12 @@ def cancel_action(action_id: int):
 
 
 @bp.post("/environments/<int:env_id>/expiry-check")
-@admin_required
+@login_required
 @api_operation({202: s.ExpiryCheckQueued}, errors=(409,))
 def request_expiry_check(env_id: int):
     """Ask SDDC Manager for the expiry of every password now (answered at once; the dates
     arrive within a minute or two)."""
-    environment = environments.environment_or_404(env_id)
+    environment = environment_for(env_id, "manage")
     endpoint = next((e for e in environment.endpoints if e.source == "manager"), None)
     if not isinstance(endpoint, Endpoint):
         return json_error(409, "This environment has no SDDC Manager configured.")

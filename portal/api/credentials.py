@@ -6,22 +6,15 @@ from flask import abort, jsonify
 from flask_login import login_required
 
 from .. import audit, credentials, environments, ratelimit
-from ..access import admin_required
+from ..access import credential_for, environment_for, visible_ids
 from ..credentials import CredentialFilters
 from ..extensions import db
 from ..http import json_error
-from ..models import Credential, PasswordHistory
+from ..models import PasswordHistory
 from ..web.export import stream
 from . import schemas as s
 from .base import bp
 from .spec import FILE, api_operation
-
-
-def _credential(cred_id: int) -> Credential:
-    cred = db.session.get(Credential, cred_id)
-    if cred is None:
-        abort(404, description="No such credential.")
-    return cred
 
 
 @bp.get("/environments/<int:env_id>/credentials")
@@ -29,7 +22,7 @@ def _credential(cred_id: int) -> Credential:
 @api_operation({200: s.CredentialPage}, query=s.CredentialQuery)
 def list_credentials(env_id: int, query: s.CredentialQuery):
     """One page of credential metadata (no passwords), filtered and sorted."""
-    environments.environment_or_404(env_id)
+    environment_for(env_id, "view")
     return jsonify(credentials.credentials_page(env_id, query, query.page, query.per_page))
 
 
@@ -39,7 +32,7 @@ def list_credentials(env_id: int, query: s.CredentialQuery):
 def search_credentials(query: s.CredentialQuery):
     """Search credentials across every environment; an account that several sources hold
     with the same password is one item naming them all (`sources`)."""
-    return jsonify(credentials.search_page(query, query.page, query.per_page))
+    return jsonify(credentials.search_page(query, query.page, query.per_page, visible_ids()))
 
 
 @bp.get("/environments/<int:env_id>/password-age")
@@ -47,7 +40,7 @@ def search_credentials(query: s.CredentialQuery):
 @api_operation({200: s.PasswordAge}, query=s.PasswordAgeQuery)
 def password_age(env_id: int, query: s.PasswordAgeQuery):
     """Password age buckets, passwords older than `days` (90), and those expiring."""
-    environments.environment_or_404(env_id)
+    environment_for(env_id, "view")
     return jsonify(credentials.password_age(env_id, query.days))
 
 
@@ -56,7 +49,7 @@ def password_age(env_id: int, query: s.PasswordAgeQuery):
 @api_operation({200: s.Password}, s.RevealRequest, body_required=False, scope="reveal")
 def reveal_password(cred_id: int, body: s.RevealRequest):
     """Return one password and audit it (as a reveal, or as a copy)."""
-    cred = _credential(cred_id)
+    cred = credential_for(cred_id, "reveal")
     if (limited := ratelimit.refused()) is not None:
         return limited
     action = "credential.copy" if body.purpose == "copy" else "credential.reveal"
@@ -75,7 +68,7 @@ def reveal_password(cred_id: int, body: s.RevealRequest):
 @api_operation({200: s.HistoryList})
 def password_history(cred_id: int):
     """The password history of a credential, without passwords."""
-    cred = _credential(cred_id)
+    cred = credential_for(cred_id, "view")
     return jsonify(items=credentials.history_items(cred))
 
 
@@ -84,7 +77,7 @@ def password_history(cred_id: int):
 @api_operation({200: s.Password}, scope="reveal")
 def reveal_history_password(cred_id: int, entry_id: int):
     """Return one former password and audit it."""
-    cred = _credential(cred_id)
+    cred = credential_for(cred_id, "reveal")
     entry = db.session.get(PasswordHistory, entry_id)
     if entry is None or entry.credential_id != cred.id:
         abort(404, description="No such history entry.")
@@ -99,11 +92,11 @@ def reveal_history_password(cred_id: int, entry_id: int):
 
 
 @bp.delete("/credentials/<int:cred_id>")
-@admin_required
+@login_required
 @api_operation({204: None}, errors=(409,))
 def purge_credential(cred_id: int):
-    """Purge a credential that is absent upstream, with its history (admin)."""
-    cred = _credential(cred_id)
+    """Purge a credential that is absent upstream, with its history (manage level)."""
+    cred = credential_for(cred_id, "manage")
     if cred.present:
         return json_error(409, "Only credentials absent upstream can be purged.")
     target = credentials.audit_target(cred)
@@ -126,7 +119,7 @@ def _export(environment, body: s.CredentialExportRequest):
 def export_environment(env_id: int, body: s.CredentialExportRequest):
     """Download an environment's credentials with passwords (`text/csv` or Excel), filtered as
     the credential list; audited like the page's export."""
-    return _export(environments.environment_or_404(env_id), body)
+    return _export(environment_for(env_id, "reveal"), body)
 
 
 @bp.post("/credentials/export")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import abort, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import audit, environments, sync
-from ..access import admin_required
+from .. import audit, environments, grants, sync
+from ..access import admin_required, environment_for, visible_ids
 from ..environments import ValidationError
 from ..extensions import db
 from ..models import Endpoint
@@ -22,7 +22,7 @@ from .spec import api_operation, validated
 @api_operation({200: s.EnvironmentList})
 def list_environments():
     """Every environment with its per-source status."""
-    return jsonify(items=environments.environment_list())
+    return jsonify(items=environments.environment_list(visible_ids()))
 
 
 @bp.post("/environments")
@@ -51,15 +51,16 @@ def create_environment(body: dict):
 @api_operation({200: s.Environment})
 def get_environment(env_id: int):
     """One environment (the service-account password is never returned)."""
-    return jsonify(environments.environment_dict(environments.environment_or_404(env_id)))
+    return jsonify(environments.environment_dict(environment_for(env_id)))
 
 
 @bp.patch("/environments/<int:env_id>")
-@admin_required
+@login_required
 @api_operation({200: s.Environment}, s.EnvironmentIn, validate=False, errors=(422,))
 def update_environment(env_id: int, body: dict):
-    """Change an environment; an empty or missing password keeps the stored one."""
-    env = environments.environment_or_404(env_id)
+    """Change an environment (manage level); an empty or missing password keeps the stored
+    one."""
+    env = environment_for(env_id, "manage")
     env, changed = environments.save_environment(body, env)
     audit.record(
         "environment.update",
@@ -75,7 +76,7 @@ def update_environment(env_id: int, body: dict):
 @api_operation({204: None})
 def delete_environment(env_id: int):
     """Delete an environment with its credentials, history and runs."""
-    env = environments.environment_or_404(env_id)
+    env = environment_for(env_id, "manage")
     name = env.name
     db.session.delete(env)
     audit.record("environment.delete", name, details={"id": env_id})
@@ -84,15 +85,22 @@ def delete_environment(env_id: int):
 
 
 @bp.post("/environments/test-connection")
-@admin_required
+@login_required
 @api_operation({200: s.ConnectionTest}, s.ConnectionTestIn, validate=False, errors=(422,))
 def test_connection(body: dict):
-    """Try unsaved endpoint settings: token and one page; report the certificate seen."""
+    """Try unsaved endpoint settings: token and one page; report the certificate seen. For a
+    new environment admins only; for a stored one the manage level on it."""
+    if grants.visible_environment_ids(current_user, "manage") == set():
+        abort(403, description="Testing a connection needs the manage level.")
     # The model checks source and environment_id; the service checks the endpoint fields.
     choice = validated(s.ConnectionTestIn, {k: body.get(k) for k in ("source", "environment_id")})
     source = choice.source
     stored: Endpoint | None = None
-    if choice.environment_id is not None:
+    if choice.environment_id is None:
+        if not current_user.is_admin:
+            abort(403, description="This action needs the admin role.")
+    else:
+        environment_for(choice.environment_id, "manage")
         stored = db.session.scalar(
             select(Endpoint).where(
                 Endpoint.environment_id == choice.environment_id, Endpoint.source == source

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import jsonify
 from flask_login import current_user, login_required
 
-from .. import audit, environments, second_factor, users
-from ..access import check_reauth_password
+from .. import audit, second_factor, users
+from ..access import check_reauth_password, environment_for
 from ..extensions import db
 from ..http import json_error
 from ..sessions import recently_authenticated
@@ -22,7 +22,7 @@ def who_am_i():
     """User name, role, whether the password was typed recently, preferences."""
     return jsonify(
         username=current_user.username,
-        role=current_user.role,
+        role=current_user.effective_role,
         recent_auth=recently_authenticated(),
         second_factor_required=second_factor.needs_enrolment(current_user),
         preferences=users.preferences(current_user),
@@ -48,7 +48,7 @@ def confirm_password(body: s.ReauthIn):
     if body.purpose == "export":
         target = "all"
         if body.environment_id is not None:
-            target = environments.environment_or_404(body.environment_id).name
+            target = environment_for(body.environment_id).name
     username = current_user.username
     if check_reauth_password(body.password):
         db.session.commit()

@@ -7,10 +7,11 @@ from flask_login import login_required
 from sqlalchemy import func, select
 
 from .. import audit, locks
-from ..access import admin_required
+from ..access import environment_for, visible_ids
 from ..clock import iso
-from ..environments import environment_dict, environment_or_404
+from ..environments import environment_dict
 from ..extensions import db
+from ..grants import restrict
 from ..models import Endpoint, Environment, SyncRun
 from ..sync import run_dict
 from . import schemas as s
@@ -23,15 +24,24 @@ from .spec import api_operation
 @api_operation({200: s.SchedulerState})
 def scheduler_state():
     """Every sync job: environment, source, interval, last run and outcome, next run."""
-    last_ids = select(func.max(SyncRun.id)).group_by(SyncRun.environment_id, SyncRun.source)
+    within = visible_ids()
+    last_ids = restrict(
+        select(func.max(SyncRun.id)).group_by(SyncRun.environment_id, SyncRun.source),
+        SyncRun.environment_id,
+        within,
+    )
     last_runs = {
         (r.environment_id, r.source): r
         for r in db.session.scalars(select(SyncRun).where(SyncRun.id.in_(last_ids)))
     }
     rows = db.session.execute(
-        select(Endpoint, Environment.name)
-        .join(Environment)
-        .order_by(Environment.name, Endpoint.source)
+        restrict(
+            select(Endpoint, Environment.name)
+            .join(Environment)
+            .order_by(Environment.name, Endpoint.source),
+            Endpoint.environment_id,
+            within,
+        )
     ).all()
     jobs = []
     for endpoint, name in rows:
@@ -56,7 +66,7 @@ def scheduler_state():
 
 
 def _set_paused(env_id: int, source: str, paused: bool):
-    env = environment_or_404(env_id)
+    env = environment_for(env_id, "manage")
     endpoint = next((e for e in env.endpoints if e.source == source), None)
     if endpoint is None:
         abort(404, description=f"This environment has no {source} configured.")
@@ -69,7 +79,7 @@ def _set_paused(env_id: int, source: str, paused: bool):
 
 
 @bp.post("/environments/<int:env_id>/pause")
-@admin_required
+@login_required
 @api_operation({200: s.Environment}, s.SourceChoice, body_required=False)
 def pause_sync(env_id: int, body: s.SourceChoice):
     """Pause the scheduled sync of one source."""
@@ -77,7 +87,7 @@ def pause_sync(env_id: int, body: s.SourceChoice):
 
 
 @bp.post("/environments/<int:env_id>/resume")
-@admin_required
+@login_required
 @api_operation({200: s.Environment}, s.SourceChoice, body_required=False)
 def resume_sync(env_id: int, body: s.SourceChoice):
     """Resume the scheduled sync of one source."""

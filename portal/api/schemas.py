@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from ..credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS, CredentialFilters
 from ..environments import (
@@ -411,7 +411,9 @@ class Me(BaseModel):
     """The signed-in user."""
 
     username: str
-    role: Literal["admin", "readonly"]
+    role: Literal["member", "auditor", "readonly", "admin"] = Field(
+        description="The effective global role: the highest of the own role and the groups'"
+    )
     recent_auth: bool
     second_factor_required: bool = Field(
         description="The policy requires a second factor this user has not set up yet: "
@@ -679,3 +681,85 @@ class RetryIn(BaseModel):
 
 class ExpiryCheckQueued(BaseModel):
     requested_at: Timestamp
+
+
+# -- groups, roles and grants ------------------------------------------------------------------
+
+RoleName = Literal["member", "auditor", "readonly", "admin"]
+
+
+class Grant(BaseModel):
+    """Access to one environment for a user or a group, at one level."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    subject: str = Field(
+        pattern=r"^(user|group):.{1,64}$",
+        max_length=70,
+        description="`user:NAME` or `group:NAME`",
+    )
+    level: Literal["view", "reveal", "manage"] = Field(
+        description="view: metadata; reveal: also passwords, history values and exports; "
+        "manage: also editing the environment, syncs, pause and credential actions"
+    )
+
+
+class GrantList(RootModel[list[Grant]]):
+    """Every grant on an environment; a PUT replaces them all."""
+
+    root: list[Grant] = Field(max_length=1000)
+
+
+class Group(BaseModel):
+    """A local group: the global role it maps to and its members."""
+
+    id: int
+    name: str
+    role: RoleName
+    members: list[str]
+
+
+class GroupListOut(BaseModel):
+    items: list[Group]
+
+
+class GroupIn(BaseModel):
+    """A new group."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    role: RoleName = "member"
+    members: list[str] = Field(default_factory=list, max_length=10000)
+
+
+class GroupChange(BaseModel):
+    """A change to a group: its role mapping and/or its whole member list."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: RoleName | None = None
+    members: list[str] | None = Field(default=None, max_length=10000)
+
+
+class UserRoles(BaseModel):
+    """A user's own role, groups, and the effective role that follows from them."""
+
+    id: int
+    username: str
+    role: RoleName
+    effective_role: RoleName
+    groups: list[str]
+    disabled: bool
+
+
+class UserRolesList(BaseModel):
+    items: list[UserRoles]
+
+
+class RoleChange(BaseModel):
+    """A user's new own role."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: RoleName

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from flask import Flask, abort, request
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 from pydantic import ValidationError as ModelError
 from pydantic.json_schema import models_json_schema
 
@@ -86,14 +86,20 @@ def validated(model: type[M], data: Any) -> M:
         raise FieldErrors(_field_errors(exc)) from None
 
 
+def _is_list_model(model: type[BaseModel]) -> bool:
+    return issubclass(model, RootModel) and model.model_json_schema().get("type") == "array"
+
+
 def _request_body(op: Operation) -> Any:
     """The body as the view receives it: the validated model, or the raw object."""
     if not op.body_required and not request.get_data(cache=True):
         data: Any = {}
     else:
         data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        abort(400, description="Expected a JSON object body.")
+    # A list body only where the model is a list (RootModel), an object everywhere else.
+    expected = list if op.body is not None and _is_list_model(op.body) else dict
+    if not isinstance(data, expected):
+        abort(400, description=f"Expected a JSON {'array' if expected is list else 'object'} body.")
     if not op.validate or op.body is None:
         return data
     return validated(op.body, data)

@@ -6,8 +6,8 @@ from flask import abort, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import environments, sync
-from ..access import admin_required
+from .. import grants, sync
+from ..access import environment_for
 from ..extensions import db
 from ..http import json_error
 from ..models import SyncRun
@@ -17,11 +17,12 @@ from .spec import api_operation
 
 
 @bp.post("/environments/<int:env_id>/sync")
-@admin_required
+@login_required
 @api_operation({202: s.SyncRunsQueued}, s.SyncRequest, body_required=False, errors=(409,))
 def sync_environment(env_id: int, body: s.SyncRequest):
-    """Queue a sync of one source (or each configured source); 202 with the run."""
-    env = environments.environment_or_404(env_id)
+    """Queue a sync of one source (or each configured source; manage level); 202 with the
+    run."""
+    env = environment_for(env_id, "manage")
     source = body.source
     configured = [e.source for e in env.endpoints]
     if source is not None and source not in configured:
@@ -42,7 +43,7 @@ def sync_environment(env_id: int, body: s.SyncRequest):
 def get_sync_run(run_id: int):
     """Progress and result of one sync run."""
     run = db.session.get(SyncRun, run_id)
-    if run is None:
+    if run is None or grants.level(current_user, run.environment_id) is None:
         abort(404, description="No such sync run.")
     return jsonify(sync.run_dict(run))
 
@@ -52,7 +53,7 @@ def get_sync_run(run_id: int):
 @api_operation({200: s.SyncRunList})
 def list_sync_runs(env_id: int):
     """The latest sync runs of an environment, newest first."""
-    environments.environment_or_404(env_id)
+    environment_for(env_id, "view")
     runs = db.session.scalars(
         select(SyncRun)
         .where(SyncRun.environment_id == env_id)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, select
 
 from .. import audit, clock
-from ..access import admin_required
+from ..access import role_required
 from ..exports import neutralise
 from ..extensions import db
 from ..http import parse_query
@@ -57,7 +57,7 @@ def _filters() -> tuple[Select, dict]:
 
 
 @bp.get("/")
-@admin_required
+@role_required("auditor", "admin")
 def audit_log():
     """List audit events, newest first, filtered by user, action and date range."""
     query, values = _filters()
@@ -66,7 +66,7 @@ def audit_log():
 
 
 @bp.get("/export.csv")
-@admin_required
+@role_required("auditor", "admin")
 def export_audit_csv():
     """Download the filtered audit log as CSV."""
     query, _ = _filters()

@@ -6,6 +6,7 @@ from flask import Blueprint, render_template
 from flask_login import login_required
 
 from .. import expiring
+from ..access import visible_ids
 
 bp = Blueprint("dashboard", __name__)
 EXPIRY_NOTICE_DAYS = 14
@@ -15,4 +16,6 @@ EXPIRY_NOTICE_DAYS = 14
 @login_required
 def index():
     """Show the dashboard."""
-    return render_template("dashboard.html", expiring=expiring.summary(EXPIRY_NOTICE_DAYS))
+    return render_template(
+        "dashboard.html", expiring=expiring.summary(EXPIRY_NOTICE_DAYS, visible_ids())
+    )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
 
-from ..access import admin_required
+from .. import grants, groups
+from ..access import admin_required, environment_for
 from ..credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
-from ..environments import LIMITS, environment_or_404
-from ..models import SOURCES
+from ..environments import LIMITS
+from ..extensions import db
+from ..models import LEVELS, SOURCES, User
 from .export import send_export
 
 bp = Blueprint("environments", __name__, url_prefix="/environments")
@@ -25,11 +28,22 @@ def new_environment():
 @login_required
 def view_environment(env_id: int):
     """Show one environment: source status, credentials table, password age."""
-    env = environment_or_404(env_id)
+    env = environment_for(env_id, "view")
+    level = grants.level(current_user, env_id)
     configured = [s for s in SOURCES if any(e.source == s for e in env.endpoints)]
+    access = None
+    if current_user.is_admin:
+        access = {
+            "grants": grants.grants_of(env),
+            "levels": LEVELS,
+            "users": db.session.scalars(select(User.username).order_by(User.username)).all(),
+            "groups": [g.name for g in groups.listed()],
+        }
     return render_template(
         "environment.html",
         env=env,
+        level=level,
+        access=access,
         sources=configured,
         page_sizes=PAGE_SIZES,
         stale_days=STALE_DAYS,
@@ -38,11 +52,11 @@ def view_environment(env_id: int):
 
 
 @bp.get("/<int:env_id>/edit")
-@admin_required
+@login_required
 def edit_environment(env_id: int):
-    """Show the form to change or delete an environment."""
+    """Show the form to change an environment (manage level; deleting it is for admins)."""
     return render_template(
-        "envform.html", env=environment_or_404(env_id), sources=SOURCES, limits=LIMITS
+        "envform.html", env=environment_for(env_id, "manage"), sources=SOURCES, limits=LIMITS
     )
 
 
@@ -50,4 +64,30 @@ def edit_environment(env_id: int):
 @login_required
 def export_environment(env_id: int):
     """Download one environment's credentials (filtered view or all) as CSV or Excel."""
-    return send_export(environment_or_404(env_id))
+    return send_export(environment_for(env_id, "reveal"))
+
+
+@bp.post("/<int:env_id>/access")
+@admin_required
+def save_access(env_id: int):
+    """Replace the environment's grants from the Access tab (admins); audited."""
+    env = environment_for(env_id)
+    kept = [
+        (subject, level)
+        for subject, level in zip(
+            request.form.getlist("subject"), request.form.getlist("level"), strict=False
+        )
+        if level != "none"
+    ]
+    new_subject = request.form.get("new_subject") or ""
+    if new_subject:
+        kept.append((new_subject, request.form.get("new_level") or "view"))
+    try:
+        grants.set_grants(env, kept)
+    except grants.GrantError as exc:
+        db.session.rollback()
+        flash(f"Access not changed: {exc}", "error")
+    else:
+        db.session.commit()
+        flash("Access saved.", "info")
+    return redirect(url_for("environments.view_environment", env_id=env.id) + "#access")

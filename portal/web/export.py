@@ -6,7 +6,7 @@ from flask import Blueprint, Response, abort, request
 from flask_login import login_required
 
 from .. import audit, exports, ratelimit
-from ..access import confirm_recent_auth
+from ..access import confirm_recent_auth, visible_ids
 from ..credentials import CredentialFilters
 from ..extensions import db
 from ..http import parse_form
@@ -16,7 +16,8 @@ bp = Blueprint("export", __name__)
 
 
 def send_export(environment: Environment | None) -> Response:
-    """Answer an export form post for one environment (or all of them)."""
+    """Answer an export form post for one environment (or all of them); the caller checked
+    the reveal level on the one environment."""
     fmt = request.form.get("format", "csv")
     scope = request.form.get("scope", "view")
     if fmt not in exports.MIMETYPES or scope not in ("view", "all"):
@@ -38,9 +39,15 @@ def stream(
     environment: Environment | None, fmt: str, filters: CredentialFilters, details: dict
 ) -> Response:
     """Audit the export and send it (the body is read from the database as it is sent)."""
+    within = None
+    if environment is None:
+        # Across environments: only those whose passwords the user may read.
+        within = visible_ids("reveal")
+        if within is not None and not within:
+            abort(403, description="Exports need the reveal level on an environment.")
     if (limited := ratelimit.refused()) is not None:
         return limited
-    body, headers, count = exports.prepare(environment, fmt, filters)
+    body, headers, count = exports.prepare(environment, fmt, filters, within)
     target = environment.name if environment else "all environments"
     try:
         audit.record("credential.export", target, details={**details, "rows": count})

@@ -1,4 +1,4 @@
-"""User administration pages (admin only)."""
+"""User and group administration pages (admin only)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import second_factor, users
+from .. import groups, second_factor, users
 from ..access import admin_required, confirm_recent_auth
 from ..extensions import db
-from ..models import ROLES, User
+from ..models import ROLES, Group, User
 from ..security import password_problem
 from ..users import UserRuleError
 
@@ -21,6 +21,7 @@ def _render(errors: dict | None = None, status: int = 200):
     return render_template(
         "users.html",
         users=rows,
+        groups=groups.listed(),
         roles=ROLES,
         factors=second_factor.kinds_by_user(),
         errors=errors or {},
@@ -158,3 +159,79 @@ def reset_second_factor(user_id: int):
     user = _target(user_id)
     second_factor.reset(user)
     return _done(f"Second factors of {user.username} removed; they set one up again.")
+
+
+def _group(group_id: int) -> Group:
+    group = db.session.get(Group, group_id)
+    if group is None:
+        abort(404, description="No such group.")
+    return group
+
+
+def _group_change(change, *args, done: str):
+    try:
+        change(*args)
+    except groups.GroupError as exc:
+        return _refuse(str(exc))
+    return _done(done)
+
+
+@bp.post("/groups")
+@admin_required
+def create_group():
+    """Create a local group mapped to a global role."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    name = (request.form.get("name") or "").strip()
+    role = request.form.get("role") or "member"
+    return _group_change(groups.create, name, role, done=f"Group {name} created.")
+
+
+@bp.post("/groups/<int:group_id>/role")
+@admin_required
+def set_group_role(group_id: int):
+    """Map a group to another global role; its members' access changes at once."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    group = _group(group_id)
+    role = request.form.get("role") or ""
+    return _group_change(groups.set_role, group, role, done=f"Group {group.name} maps to {role}.")
+
+
+@bp.post("/groups/<int:group_id>/members")
+@admin_required
+def add_group_member(group_id: int):
+    """Add a user to a group."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    group = _group(group_id)
+    user = db.session.scalar(select(User).where(User.username == request.form.get("username")))
+    if user is None:
+        return _refuse("No such user.")
+    return _group_change(
+        groups.add_member, group, user, done=f"{user.username} added to {group.name}."
+    )
+
+
+@bp.post("/groups/<int:group_id>/members/<int:user_id>/remove")
+@admin_required
+def remove_group_member(group_id: int, user_id: int):
+    """Remove a user from a group; the access it gave ends at their next request."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    group = _group(group_id)
+    user = _target(user_id)
+    return _group_change(
+        groups.remove_member, group, user, done=f"{user.username} removed from {group.name}."
+    )
+
+
+@bp.post("/groups/<int:group_id>/delete")
+@admin_required
+def delete_group(group_id: int):
+    """Delete a group with its memberships and grants."""
+    if (refusal := _require_reauth()) is not None:
+        return refusal
+    group = _group(group_id)
+    name = group.name
+    return _group_change(groups.delete, group, done=f"Group {name} deleted.")

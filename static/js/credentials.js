@@ -17,6 +17,7 @@ const MORE_FILTERS = FILTERS.filter(function (name) { return name !== "q"; });
 export function initCredentials(options) {
   const envId = options.environmentId;
   const isAdmin = options.isAdmin;
+  const canReveal = options.canReveal !== false;
   const pageSizes = options.pageSizes;
   const defaultSize = pageSizes[0];
   const form = document.getElementById("filters");
@@ -113,10 +114,11 @@ export function initCredentials(options) {
 
   function actionsCell(item) {
     function button(action, text, aria, pressed) { return actionButton(action, text, aria, item, pressed); }
+    // Below the reveal level (view) the server refuses passwords: offer only the history.
     const buttons = el("div", { className: "buttons" },
-      button("reveal", "Reveal", "Reveal password of ", "false"),
-      button("copy", "Copy", "Copy password of "),
-      button("copy-all", "Copy all", "Copy all: host, user and password of "),
+      canReveal ? button("reveal", "Reveal", "Reveal password of ", "false") : null,
+      canReveal ? button("copy", "Copy", "Copy password of ") : null,
+      canReveal ? button("copy-all", "Copy all", "Copy all: host, user and password of ") : null,
       button("history", "History", "Password history of "));
     if (isAdmin && item.status === "absent") {
       const purge = button("purge", "Purge", "Purge ");

@@ -13,6 +13,8 @@ import { syncWatcher } from "./sync.js";
 const root = document.getElementById("environment");
 const envId = root.dataset.environmentId;
 const isAdmin = root.dataset.admin === "true";
+// The level on this environment: "admin" means manage here; reveal allows passwords.
+const canReveal = root.dataset.reveal === "true";
 let credentials = null;
 let shownEnv = null;
 
@@ -100,7 +102,8 @@ function select(tab) {
     t.tabIndex = on ? 0 : -1;
     document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
   });
-  history.replaceState(null, "", window.location.pathname + window.location.search + (tab.id === "tab-age" ? "#age" : ""));
+  const hash = { "tab-age": "#age", "tab-access": "#access" }[tab.id] || "";
+  history.replaceState(null, "", window.location.pathname + window.location.search + hash);
   if (tab.id === "tab-age") showAge(envId);
 }
 tabs.forEach(function (tab, index) {
@@ -142,7 +145,7 @@ async function openHistory(item) {
         el("td", {}, timeEl(entry.first_seen_at)),
         el("td", {}, entry.current ? badge("active", "Current") : timeEl(entry.changed_at)),
         el("td", {}, visible(entry.changed_by || "")),
-        el("td", { className: "row-actions" }, button, out)));
+        el("td", { className: "row-actions" }, canReveal ? button : el("span", { className: "muted" }, "—"), out)));
     });
     list.replaceChildren(data.items.length ? el("table", { className: "data" },
       headRow("First seen", "Replaced", "By", "Password"), body) : el("p", { className: "muted" }, "No history yet."));
@@ -154,6 +157,7 @@ async function openHistory(item) {
 credentials = initCredentials({
   environmentId: envId,
   isAdmin: isAdmin,
+  canReveal: canReveal,
   pageSizes: root.dataset.pageSizes.split(" "),
   openHistory: openHistory,
   emptyReason: emptyReason,
@@ -171,5 +175,6 @@ loadStatus();
 loadLastRuns();
 // The operator comes for a host: the search field has the focus, unless another view was asked for.
 if (window.location.hash === "#age") select(document.getElementById("tab-age"));
+else if (window.location.hash === "#access" && document.getElementById("tab-access")) select(document.getElementById("tab-access"));
 else document.getElementById("f-q").focus();
 setInterval(function () { if (!document.hidden && syncs.idle()) loadStatus(true); }, 30000);

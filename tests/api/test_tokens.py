@@ -190,7 +190,7 @@ def test_a_token_never_exceeds_its_owners_role(app, readonly, synced):
     value = _token(readonly, "admin")["token"]
     script = _script(app)
     refused = script.post(f"/api/v1/environments/{env['id']}/sync", headers=_bearer(value))
-    assert refused.status_code == 403 and "admin role" in refused.json["error"]
+    assert refused.status_code == 403 and "manage level" in refused.json["error"]
     assert script.get("/api/v1/tokens", headers=_bearer(value)).status_code == 403
 
 

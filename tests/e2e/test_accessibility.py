@@ -168,6 +168,31 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
         details.evaluate("(node) => { node.open = true; }")
     found += _violations(page, "users actions")
 
+    # Groups on the users page: one created (with a member) and its actions open; then the
+    # environment's Access tab with a grant to it.
+    group = "axe-" + scheme
+    page.fill("#new-group-name", group)
+    page.fill("#reauth-group-create", LAB_PASSWORD)
+    page.click("#add-group button[type=submit]")
+    _settle(page, "#groups-table")
+    row = page.locator("#groups-table tbody tr", has_text=group)
+    row.locator("details").evaluate("(node) => { node.open = true; }")
+    add = row.locator("form").filter(has=page.locator("select[name=username]"))
+    add.locator("input[name=confirm_password]").fill(LAB_PASSWORD)
+    add.locator("button[type=submit]").click()
+    _settle(page, "#groups-table form.inline-form")
+    for details in page.locator("#groups-table details").all():
+        details.evaluate("(node) => { node.open = true; }")
+    found += _violations(page, "users groups")
+    page.goto(lab.url + env + "#access")
+    _settle(page, "#panel-access:not([hidden])")
+    found += _violations(page, "environment access, no grant")
+    page.select_option("#access-new-subject", "group:" + group)
+    page.select_option("#access-new-level", "reveal")
+    page.click("#access-form button[type=submit]")
+    _settle(page, "#access-table")
+    found += _violations(page, "environment access, a grant")
+
     # Acting on credentials: the selection bar, the dry run, the progress of a rotation.
     lab.age_sessions(0)
     page.goto(lab.url + env)

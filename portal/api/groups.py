@@ -1,0 +1,158 @@
+"""Local groups, their members and role mappings; users' roles; grants on environments
+(admin)."""
+
+from __future__ import annotations
+
+from flask import abort, jsonify
+from flask_login import current_user
+from sqlalchemy import select
+
+from .. import grants, groups, users
+from ..access import admin_required, environment_for, token_or_recent_auth
+from ..extensions import db
+from ..http import json_error
+from ..models import Group, User
+from . import schemas as s
+from .base import bp
+from .spec import FieldErrors, api_operation
+
+
+def _reauth_refused():
+    if not current_user.is_authenticated:
+        return json_error(401, "Signed out after too many wrong passwords.")
+    return json_error(403, "Confirm your password: send it as confirm_password.")
+
+
+def _group(group_id: int) -> Group:
+    group = db.session.get(Group, group_id)
+    if group is None:
+        abort(404, description="No such group.")
+    return group
+
+
+@bp.get("/environments/<int:env_id>/grants")
+@admin_required
+@api_operation({200: s.GrantList})
+def list_grants(env_id: int):
+    """Every grant on an environment (`user:NAME` or `group:NAME` at a level)."""
+    return jsonify(grants.grants_of(environment_for(env_id)))
+
+
+@bp.put("/environments/<int:env_id>/grants")
+@admin_required
+@api_operation({200: s.GrantList}, s.GrantList, errors=(422,))
+def replace_grants(env_id: int, body: s.GrantList):
+    """Replace every grant on an environment; audited with the grants before and after."""
+    environment = environment_for(env_id)
+    try:
+        after = grants.set_grants(environment, [(g.subject, g.level) for g in body.root])
+    except grants.GrantError as exc:
+        db.session.rollback()
+        raise FieldErrors({exc.field: str(exc)}) from None
+    db.session.commit()
+    return jsonify(after)
+
+
+@bp.get("/groups")
+@admin_required
+@api_operation({200: s.GroupListOut})
+def list_groups():
+    """Every local group with its role and members."""
+    return jsonify(items=[groups.as_dict(g) for g in groups.listed()])
+
+
+@bp.post("/groups")
+@admin_required
+@api_operation({201: s.Group}, s.GroupIn, errors=(403, 422))
+def create_group(body: s.GroupIn):
+    """Create a group mapped to a role (a role above member needs a recent sign-in)."""
+    if body.role != "member" and not token_or_recent_auth():
+        return _reauth_refused()
+    try:
+        group = groups.create(body.name, body.role)
+        if body.members:
+            groups.set_members(group, body.members)
+    except groups.GroupError as exc:
+        db.session.rollback()
+        raise FieldErrors({exc.field: str(exc)}) from None
+    db.session.commit()
+    return jsonify(groups.as_dict(group)), 201
+
+
+@bp.get("/groups/<int:group_id>")
+@admin_required
+@api_operation({200: s.Group})
+def get_group(group_id: int):
+    """One group with its role and members."""
+    return jsonify(groups.as_dict(_group(group_id)))
+
+
+@bp.patch("/groups/<int:group_id>")
+@admin_required
+@api_operation({200: s.Group}, s.GroupChange, errors=(403, 422))
+def update_group(group_id: int, body: s.GroupChange):
+    """Change a group's role mapping and/or replace its members; audited before and after."""
+    group = _group(group_id)
+    if not token_or_recent_auth():
+        return _reauth_refused()
+    try:
+        if body.role is not None:
+            groups.set_role(group, body.role)
+        if body.members is not None:
+            groups.set_members(group, body.members)
+    except groups.GroupError as exc:
+        db.session.rollback()
+        raise FieldErrors({exc.field: str(exc)}) from None
+    db.session.commit()
+    return jsonify(groups.as_dict(group))
+
+
+@bp.delete("/groups/<int:group_id>")
+@admin_required
+@api_operation({204: None})
+def delete_group(group_id: int):
+    """Delete a group with its memberships and grants (audited)."""
+    groups.delete(_group(group_id))
+    db.session.commit()
+    return "", 204
+
+
+def _user_roles(user: User) -> dict:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "effective_role": user.effective_role,
+        "groups": [g.name for g in user.groups],
+        "disabled": bool(user.disabled),
+    }
+
+
+@bp.get("/users")
+@admin_required
+@api_operation({200: s.UserRolesList})
+def list_user_roles():
+    """Every user with their own role, groups and effective role."""
+    everyone = db.session.scalars(select(User).order_by(User.username))
+    return jsonify(items=[_user_roles(u) for u in everyone])
+
+
+@bp.patch("/users/<int:user_id>")
+@admin_required
+@api_operation({200: s.UserRoles}, s.RoleChange, errors=(403, 409, 422))
+def set_user_role(user_id: int, body: s.RoleChange):
+    """Give a user another own role (not oneself; an active admin always remains)."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404, description="No such user.")
+    if not token_or_recent_auth():
+        return _reauth_refused()
+    if user.id == current_user.id and body.role != user.role:
+        return json_error(409, "You cannot change your own role.")
+    try:
+        users.change_role(user, body.role)
+    except users.UserRuleError as exc:
+        db.session.rollback()
+        return json_error(409, str(exc))
+    db.session.commit()
+    return jsonify(_user_roles(user))

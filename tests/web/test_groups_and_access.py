@@ -1,0 +1,66 @@
+"""The Users page's groups and the environment page's Access tab."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from support import PASSWORD, Portal, client_for, create_env
+
+from portal.extensions import db
+from portal.models import Group, User
+from portal.security import hash_password
+
+
+def _add_member_user(app, name="erin"):
+    with app.app_context():
+        db.session.add(User(username=name, role="member", password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+
+
+def test_groups_on_the_users_page(app, admin):
+    _add_member_user(app)
+    assert admin.post("/users/groups", {"name": "ops", "role": "auditor"}).status_code == 302
+    with app.app_context():
+        group_id = db.session.scalar(select(Group.id).where(Group.name == "ops"))
+        erin_id = db.session.scalar(select(User.id).where(User.username == "erin"))
+    page = admin.client.get("/users/").get_data(as_text=True)
+    assert 'id="groups-table"' in page and 'for="new-group-name"' in page
+    added = admin.post(f"/users/groups/{group_id}/members", {"username": "erin"})
+    assert added.status_code == 302
+    erin = Portal(client_for(app))
+    assert erin.login("erin").status_code == 302
+    assert erin.client.get("/audit/").status_code == 200
+    page = admin.client.get("/users/").get_data(as_text=True)
+    assert "(through a group: auditor)" in page
+    removed = admin.post(f"/users/groups/{group_id}/members/{erin_id}/remove")
+    assert removed.status_code == 302
+    assert erin.client.get("/audit/").status_code == 403
+    assert admin.post(f"/users/groups/{group_id}/role", {"role": "boss"}).status_code == 409
+    assert admin.post(f"/users/groups/{group_id}/delete").status_code == 302
+    with app.app_context():
+        assert db.session.get(Group, group_id) is None
+
+
+def test_access_tab_edits_grants(app, admin, readonly, sim):
+    _add_member_user(app)
+    env = create_env(admin, sim)
+    page = admin.client.get(f"/environments/{env['id']}").get_data(as_text=True)
+    assert 'id="tab-access"' in page and 'for="access-new-subject"' in page
+    assert 'id="tab-access"' not in readonly.client.get(f"/environments/{env['id']}").get_data(
+        as_text=True
+    )
+    saved = admin.post(
+        f"/environments/{env['id']}/access", {"new_subject": "user:erin", "new_level": "view"}
+    )
+    assert saved.status_code == 302 and saved.headers["Location"].endswith("#access")
+    assert admin.client.get(f"/api/v1/environments/{env['id']}/grants").json == [
+        {"subject": "user:erin", "level": "view"}
+    ]
+    erin = Portal(client_for(app))
+    assert erin.login("erin").status_code == 302
+    view = erin.client.get(f"/environments/{env['id']}").get_data(as_text=True)
+    assert 'data-reveal="false"' in view and 'id="export-open"' not in view
+    removed = admin.post(
+        f"/environments/{env['id']}/access", {"subject": "user:erin", "level": "none"}
+    )
+    assert removed.status_code == 302
+    assert erin.client.get(f"/environments/{env['id']}").status_code == 404
