@@ -75,10 +75,16 @@ def _start(client, resource_type: str, sleep: Callable[[float], None]) -> str:
     raise AssertionError("unreachable")
 
 
-def check(endpoint: Endpoint, sleep: Callable[[float], None] = time.sleep) -> int:
+def check(
+    endpoint: Endpoint,
+    sleep: Callable[[float], None] = time.sleep,
+    may_continue: Callable[[], bool] | None = None,
+) -> int:
     """Run the checks of one source; returns how many expiry dates were written. Errors per
-    resource type are kept on the endpoint (`expiry_error`), the rest is stored."""
+    resource type are kept on the endpoint (`expiry_error`), the rest is stored. When
+    `may_continue` turns false (the scheduler stops), it stops waiting and keeps what came."""
     errors: list[str] = []
+    stopped = False
     reported: dict[str, tuple[str | None, str | None]] = {}
     started_at = clock.now()
     try:
@@ -91,6 +97,9 @@ def check(endpoint: Endpoint, sleep: Callable[[float], None] = time.sleep) -> in
                     errors.append(f"{resource_type}: {exc}")
             deadline = time.monotonic() + CHECK_TIMEOUT_SECONDS
             while checks and time.monotonic() < deadline:
+                if may_continue is not None and not may_continue():
+                    stopped = True
+                    break
                 for resource_type, check_id in list(checks.items()):
                     try:
                         result = client.expirations(check_id)
@@ -115,7 +124,7 @@ def check(endpoint: Endpoint, sleep: Callable[[float], None] = time.sleep) -> in
                         )
                 if checks:
                     sleep(POLL_SECONDS)
-            for resource_type in checks:
+            for resource_type in checks if not stopped else ():
                 errors.append(f"{resource_type}: no answer within {int(CHECK_TIMEOUT_SECONDS)} s")
     except VcfError as exc:
         errors.append(str(exc))
@@ -130,7 +139,8 @@ def check(endpoint: Endpoint, sleep: Callable[[float], None] = time.sleep) -> in
             )
             .values(expiry_date=date, expiry_status=status)
         ).rowcount
-    endpoint.expiry_checked_at = started_at
+    if not stopped:  # a check cut short by a stop stays asked for: the next start finishes it
+        endpoint.expiry_checked_at = started_at
     endpoint.expiry_error = escape_controls("; ".join(errors))[:2000] if errors else None
     db.session.commit()
     if errors:
@@ -149,6 +159,6 @@ def process(may_continue: Callable[[], bool] | None = None) -> int:
     for endpoint in pending():
         if may_continue is not None and not may_continue():
             break
-        check(endpoint)
+        check(endpoint, may_continue=may_continue)
         done += 1
     return done

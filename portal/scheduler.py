@@ -181,13 +181,18 @@ def reconcile(app: Flask, scheduler: BackgroundScheduler) -> None:
             db.session.remove()
 
 
+def _keeps_running() -> bool:
+    """False once the scheduler is stopping or has lost the lead: long jobs end early."""
+    return _state["scheduler"] is not None and still_leading()
+
+
 def _expiry_checks(app: Flask) -> None:
     """Ask SDDC Manager for expiry where a sync succeeded or a person asked (own thread: a
     check polls for a while and must not hold up syncs)."""
     with app.app_context():
         try:
             if still_leading():
-                expiry.process(may_continue=still_leading)
+                expiry.process(may_continue=_keeps_running)
         except Exception:  # noqa: BLE001 - the next round tries again
             log.exception("expiry checks failed")
         finally:

@@ -349,3 +349,14 @@ def test_actions_raise_alerts_without_the_password(app, admin, lab):
         kinds = [e.kind for e in events if e.kind.startswith("action.")]
         assert kinds == ["action.succeeded", "action.failed"]
         assert all("Alert-Pass-55!" not in (e.subject + e.body + (e.details or "")) for e in events)
+
+
+def test_an_expiry_check_cut_short_by_a_stop_stays_asked_for(app, admin, lab):
+    sim, env = lab
+    sim.task_delay = 30.0  # SDDC Manager takes its time
+    with app.app_context():
+        endpoint = db.session.scalar(select(Endpoint).where(Endpoint.source == "manager"))
+        started = time.monotonic()
+        expiry.check(endpoint, sleep=lambda _: None, may_continue=lambda: False)
+        assert time.monotonic() - started < 10
+        assert expiry.pending() == [endpoint]  # asked again at the next start
