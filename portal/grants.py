@@ -40,6 +40,8 @@ class GrantError(ValueError):
 def effective_role(user: User) -> str:
     """The highest of the user's own role and their groups' roles (unknown roles count as
     nothing)."""
+    if user.role == ROLES[-1]:
+        return user.role  # nothing ranks above: no need to read the groups
     roles = [user.role, *(group.role for group in user.groups)]
     return max((r for r in roles if r in ROLE_RANK), key=ROLE_RANK.__getitem__, default="member")
 
