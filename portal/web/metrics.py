@@ -6,7 +6,7 @@ import ipaddress
 
 from flask import Blueprint, Response, current_app, request
 
-from .. import metrics, tokens
+from .. import grants, metrics, tokens
 from ..security import client_ip
 
 bp = Blueprint("metrics", __name__)
@@ -39,6 +39,9 @@ def scrape():
         token = tokens.authenticate(header[7:].strip(), address)
         if token is None or not tokens.allows(token.scope, "read"):
             return _refusal(401, tokens.REFUSED)
+        if grants.visible_environment_ids(token.user) is not None:
+            # The figures name every environment: for owners who may see them all.
+            return _refusal(403, "The token's owner may not see every environment.")
     elif not _allowed_address(address):
         if current_app.config["PORTAL_SETTINGS"].metrics_allow:
             return _refusal(403, "This address may not read the metrics.")

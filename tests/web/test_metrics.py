@@ -13,9 +13,9 @@ from portal.extensions import db
 from portal.models import Credential, User
 
 
-def _token(app, scope: str = "read") -> str:
+def _token(app, scope: str = "read", owner: str = "bob") -> str:
     with app.app_context():
-        user = db.session.scalar(db.select(User).where(User.username == "bob"))
+        user = db.session.scalar(db.select(User).where(User.username == owner))
         _, value = tokens.create(user, "prometheus", scope, 30, None)
         db.session.commit()
     return value
@@ -127,3 +127,13 @@ def test_the_duration_histogram_on_postgresql(tmp_path, pg_url):
     assert samples[(bucket, (("le", "5.0"), ("source", "manager")))] == 1
     assert samples[(bucket, (("le", "60.0"), ("source", "manager")))] == 2
     assert samples[("vcf_portal_sync_duration_seconds_sum", (("source", "manager"),))] == 43
+
+
+def test_a_token_of_someone_who_sees_only_some_environments_is_refused(app, anon):
+    with app.app_context():
+        db.session.add(User(username="mia", role="member", password_hash="x"))
+        db.session.commit()
+    refused = anon.client.get(
+        "/metrics", headers={"Authorization": f"Bearer {_token(app, owner='mia')}"}
+    )
+    assert refused.status_code == 403
