@@ -163,6 +163,42 @@ def endpoint_body(sim, **extra):
     }
 
 
+def sim_settings(sim, **overrides):
+    """VCF client settings for the simulator `sim`, trusting its CA, with fast retries."""
+    from portal.vcf import EndpointSettings
+
+    values = {
+        "host": "127.0.0.1",
+        "port": sim.port,
+        "username": sim.admin_username,
+        "password": sim.admin_password,
+        "ca_pem": sim.ca_pem,
+        "retry_backoff": 0.01,
+        "connect_timeout": 3.0,
+        "read_timeout": 5.0,
+    }
+    values.update(overrides)
+    return EndpointSettings(**values)
+
+
+def update_spec(operation: str, elements: list[dict], password: str | None = None, **extra):
+    """A CredentialsUpdateSpec for simulator credential `elements` (one ResourceCredentials
+    each), as SDDC Manager's PATCH /v1/credentials takes it."""
+    items = []
+    for element in elements:
+        credential = {"credentialType": element["credentialType"], "username": element["username"]}
+        if password is not None:
+            credential["password"] = password
+        items.append(
+            {
+                "resourceName": element["resource"]["resourceName"],
+                "resourceType": element["resource"]["resourceType"],
+                "credentials": [credential],
+            }
+        )
+    return {"operationType": operation, "elements": items, **extra}
+
+
 def create_env(admin, sim, name="sfo", **extra):
     response = admin.api(
         "POST", "/api/v1/environments", json={"name": name, "manager": endpoint_body(sim, **extra)}

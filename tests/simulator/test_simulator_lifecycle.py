@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from support import update_spec as spec_for
 
 from portal.simulator import Simulator
 from portal.simulator.lifecycle import LIMIT_MESSAGE, MAX_CONCURRENT
@@ -51,23 +52,6 @@ def pick(sim: Simulator, rtype: str = "ESXI", n: int = 1, username: str = "root"
             names.add(name)
     assert len(found) >= n
     return found[:n]
-
-
-def spec_for(operation: str, elements: list[dict], password: str | None = None, **extra) -> dict:
-    """A CredentialsUpdateSpec for ``elements`` (one ResourceCredentials each)."""
-    items = []
-    for element in elements:
-        credential = {"credentialType": element["credentialType"], "username": element["username"]}
-        if password is not None:
-            credential["password"] = password
-        items.append(
-            {
-                "resourceName": element["resource"]["resourceName"],
-                "resourceType": element["resource"]["resourceType"],
-                "credentials": [credential],
-            }
-        )
-    return {"operationType": operation, "elements": items, **extra}
 
 
 def wait_task(sim, http, task_id: str, timeout: float = 5.0) -> dict:

@@ -11,6 +11,7 @@ import requests
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from support import update_spec as _update_spec
 
 from portal.simulator import Simulator
 
@@ -207,22 +208,6 @@ def test_the_validator_is_not_vacuous():
 # -- credential lifecycle (PATCH /v1/credentials, tasks, expirations) ---------------------
 
 MANAGER_91_FULL = "sddc-manager-openapi-9.1.0.0.json"
-
-
-def _update_spec(operation, elements, password=None, **extra):
-    items = []
-    for element in elements:
-        credential = {"credentialType": element["credentialType"], "username": element["username"]}
-        if password is not None:
-            credential["password"] = password
-        items.append(
-            {
-                "resourceName": element["resource"]["resourceName"],
-                "resourceType": element["resource"]["resourceType"],
-                "credentials": [credential],
-            }
-        )
-    return {"operationType": operation, "elements": items, **extra}
 
 
 def _by_type(sim, rtype, username, n):

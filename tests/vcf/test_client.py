@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+from support import sim_settings as settings_for
 
 from portal.simulator import Simulator
 from portal.simulator.certs import generate_certificates
@@ -49,22 +50,6 @@ def _fresh_state(request, caplog):
         simulator.set_hostile(False)
         simulator.reset_hits()
     yield
-
-
-def settings_for(sim: Simulator, **overrides) -> EndpointSettings:
-    """Settings that trust the simulator's CA, with fast retries."""
-    values = {
-        "host": "127.0.0.1",
-        "port": sim.port,
-        "username": sim.admin_username,
-        "password": sim.admin_password,
-        "ca_pem": sim.ca_pem,
-        "retry_backoff": 0.01,
-        "connect_timeout": 3.0,
-        "read_timeout": 5.0,
-    }
-    values.update(overrides)
-    return EndpointSettings(**values)
 
 
 def installer_settings(sim: Simulator, **overrides) -> EndpointSettings:

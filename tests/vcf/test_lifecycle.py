@@ -7,9 +7,10 @@ import logging
 import time
 
 import pytest
+from support import sim_settings as settings_for
 
 from portal.simulator import Simulator
-from portal.vcf import EndpointSettings, ExpirationCheck, SddcManagerClient, VcfError
+from portal.vcf import ExpirationCheck, SddcManagerClient, VcfError
 
 SECRET = "Upd4ted-Secret-Pw!"  # noqa: S105 - a test value that must never leak
 
@@ -20,22 +21,6 @@ def sim(caplog):
     caplog.set_level(logging.DEBUG, logger="portal.vcf")
     with Simulator(credentials=120, seed=31, task_delay=0.05) as simulator:
         yield simulator
-
-
-def settings_for(sim: Simulator, **overrides) -> EndpointSettings:
-    """Settings that trust the simulator's CA, with fast retries."""
-    values = {
-        "host": "127.0.0.1",
-        "port": sim.port,
-        "username": sim.admin_username,
-        "password": sim.admin_password,
-        "ca_pem": sim.ca_pem,
-        "retry_backoff": 0.01,
-        "connect_timeout": 3.0,
-        "read_timeout": 5.0,
-    }
-    values.update(overrides)
-    return EndpointSettings(**values)
 
 
 @pytest.fixture
