@@ -256,7 +256,9 @@ class Simulator:
         delay: float | None = None,
         message: str | None = None,
     ) -> None:
-        """Make the next ``count`` requests under ``path_prefix`` fail in ``mode``.
+        """Make the next ``count`` requests under ``path_prefix`` fail in ``mode``; a prefix
+        that ends in ``$`` names one path exactly (``/v1/credentials$``: the credential list,
+        not its expiry checks or tasks).
 
         ``delay`` overrides timeout_delay/slow_delay, and is the ``Retry-After`` of the
         429 mode (default 1 s); ``message`` replaces the error message of the
@@ -347,7 +349,7 @@ class Simulator:
     def _take_failure(self, path: str) -> _Failure | None:
         with self._lock:
             for failure in self._failures:
-                if failure.remaining > 0 and path.startswith(failure.path_prefix):
+                if failure.remaining > 0 and _matches(path, failure.path_prefix):
                     failure.remaining -= 1
                     if failure.remaining == 0:
                         self._failures.remove(failure)
@@ -613,6 +615,12 @@ class Simulator:
                 },
                 "task_delay": self._operations.task_delay,
             }
+
+
+def _matches(path: str, prefix: str) -> bool:
+    if prefix.endswith("$"):
+        return path == prefix[:-1]
+    return path.startswith(prefix)
 
 
 def _non_negative(text: str) -> int:

@@ -93,7 +93,7 @@ def test_two_nodes_share_one_scheduler(tmp_path, pg_url):
         _wait(lambda: any(r[2] == "success" for r in _runs(pg_url, env_id)), 30, "first sync")
 
         # A node starting while the leader syncs does not disturb that sync.
-        sim.inject_failure("slow", count=1, path_prefix="/v1/credentials", delay=4)
+        sim.inject_failure("slow", count=1, path_prefix="/v1/credentials$", delay=4)
         _wait(lambda: any(r[2] == "running" for r in _runs(pg_url, env_id)), 30, "a slow sync")
         busy = next(r for r in _runs(pg_url, env_id) if r[2] == "running")
         _copy_keys(a, tmp_path / "b")
@@ -116,7 +116,7 @@ def test_two_nodes_share_one_scheduler(tmp_path, pg_url):
 
             # "Sync now" pressed on both nodes at once gives one run.
             other = _signed_in(b)
-            sim.inject_failure("slow", count=1, path_prefix="/v1/credentials", delay=6)
+            sim.inject_failure("slow", count=1, path_prefix="/v1/credentials$", delay=6)
             url = f"/api/v1/environments/{env_id}/sync"
             with ThreadPoolExecutor(2) as pool:
                 answers = list(

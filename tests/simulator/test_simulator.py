@@ -533,3 +533,11 @@ def test_command_line(tmp_path):
         process.terminate()
         process.communicate(timeout=10)
     assert process.returncode == 0
+
+
+def test_a_failure_can_name_one_path_exactly():
+    from portal.simulator.server import _matches
+
+    assert _matches("/v1/credentials", "/v1/credentials$")
+    assert not _matches("/v1/credentials/expirations", "/v1/credentials$")
+    assert _matches("/v1/credentials/expirations", "/v1/credentials")
