@@ -8,6 +8,7 @@ from flask import abort, request
 from flask_login import current_user, login_required
 
 from . import clock, grants
+from .directory import accounts
 from .extensions import db
 from .models import Credential, Environment
 from .security import verify_password
@@ -89,7 +90,12 @@ def confirm_recent_auth() -> bool:
 def check_reauth_password(typed: str) -> bool:
     """Verify a re-typed password; a wrong one counts toward the account's lockout (the fifth
     locks it and ends the session)."""
-    if verify_password(current_user.password_hash, typed):
+    user = current_user._get_current_object()
+    if user.source == "local":
+        right = verify_password(user.password_hash, typed)
+    else:
+        right = accounts.ldap_password_ok(user, typed)
+    if right:
         row = current_session()
         if row is not None:
             row.authenticated_at = clock.now()

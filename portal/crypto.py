@@ -21,6 +21,7 @@ from .models import (
     Endpoint,
     NotificationChannel,
     PasswordHistory,
+    SignInProvider,
     User,
 )
 
@@ -35,6 +36,7 @@ ACTION_PASSWORD = "action.password"  # noqa: S105 - an encryption label
 SMTP_PASSWORD = "notify.smtp_password"  # noqa: S105 - an encryption label
 WEBHOOK_URL = "notify.webhook_url"
 WEBHOOK_SECRET = "notify.webhook_secret"  # noqa: S105 - an encryption label
+SIGN_IN_SECRET = "signin.secret"  # noqa: S105 - an encryption label (bind password, client secret)
 # Purpose label of the key (derived from the data key) of the keyed hash stored beside each
 # credential's ciphertext, so a sync tells an unchanged password without decrypting it.
 CREDENTIAL_PASSWORD_MAC = "credential.password.mac"  # noqa: S105 - a key-derivation label
@@ -50,6 +52,7 @@ ENCRYPTED_COLUMNS = (
     (NotificationChannel, "smtp_password_enc", SMTP_PASSWORD),
     (NotificationChannel, "webhook_url_enc", WEBHOOK_URL),
     (NotificationChannel, "webhook_secret_enc", WEBHOOK_SECRET),
+    (SignInProvider, "secret_enc", SIGN_IN_SECRET),
 )
 # (model, encrypted column, keyed-hash column, label): hashes recomputed on key rotation.
 # A keyed hash is not a secret on its own, but it is never logged, exported or shown.

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from . import audit
 from .extensions import db
-from .models import ROLES, Group, User
+from .models import GROUP_SOURCES, ROLES, Group, User
 
 GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$")
+# Directory and OIDC group names come as the directory spells them (a path, an e-mail, a
+# name with a comma): anything printable, up to 64 characters.
+DIRECTORY_GROUP_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]{0,63}$")
 
 
 class GroupError(ValueError):
@@ -32,6 +35,8 @@ def listed() -> list[Group]:
 
 def by_name(name: str) -> Group | None:
     """The group of this name, or None."""
+    if any(ord(c) < 32 for c in name):  # never a name; PostgreSQL refuses NUL in a query
+        return None
     return db.session.scalar(select(Group).where(Group.name == name))
 
 
@@ -41,6 +46,7 @@ def as_dict(group: Group) -> dict:
         "id": group.id,
         "name": group.name,
         "role": group.role,
+        "source": group.source,
         "members": [user.username for user in group.members],
     }
 
@@ -50,18 +56,24 @@ def _check_role(role: str) -> None:
         raise GroupError("role", f"The role is one of: {', '.join(ROLES)}.")
 
 
-def create(name: str, role: str = "member") -> Group:
-    """Create a group mapped to `role` (audited)."""
+def create(name: str, role: str = "member", source: str = "local") -> Group:
+    """Create a group mapped to `role` (audited). A "directory" group takes its members from
+    the directory or OpenID Provider groups of the same name at each sign-in."""
     name = name.strip()
-    if not GROUP_NAME_RE.match(name):
+    if source not in GROUP_SOURCES:
+        raise GroupError("source", f"The source is one of: {', '.join(GROUP_SOURCES)}.")
+    if source == "local" and not GROUP_NAME_RE.match(name):
         raise GroupError("name", "1 to 64 letters, digits, space, dot, dash, underscore or @.")
+    if source == "directory" and not DIRECTORY_GROUP_NAME_RE.match(name):
+        raise GroupError("name", "1 to 64 printable characters, as the directory names it.")
     _check_role(role)
-    if by_name(name) is not None:
+    taken = db.session.scalar(select(Group).where(func.lower(Group.name) == name.lower()))
+    if taken is not None:
         raise GroupError("name", "This group name is taken.")
-    group = Group(name=name, role=role)
+    group = Group(name=name, role=role, source=source)
     db.session.add(group)
     db.session.flush()
-    audit.record("group.create", name, details={"role": role})
+    audit.record("group.create", name, details={"role": role, "source": source})
     return group
 
 
@@ -85,6 +97,8 @@ def set_role(group: Group, role: str) -> None:
 def set_members(group: Group, usernames: list[str]) -> None:
     """Make `usernames` the group's members (audited with before and after)."""
     names = list(dict.fromkeys(usernames))
+    if group.source == "directory" and names != [u.username for u in group.members]:
+        raise GroupError("members", "The directory sets this group's members at each sign-in.")
     if any(ord(c) < 32 for name in names for c in name):  # PostgreSQL refuses NUL
         raise GroupError("members", "A user name has no control characters.")
     users = list(db.session.scalars(select(User).where(User.username.in_(names))))

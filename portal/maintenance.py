@@ -222,14 +222,15 @@ def rotate_key(app: Flask) -> KeyRotation:
             hashed = {(model, column): (mac, label) for model, column, mac, label in HASHED_COLUMNS}
             for model, column, purpose in ENCRYPTED_COLUMNS:
                 attr = getattr(model, column)
-                rows = db.session.execute(select(model.id, attr).where(attr.is_not(None))).all()
+                key = model.__mapper__.primary_key[0]  # an id, or a name (sign_in_providers)
+                rows = db.session.execute(select(key, attr).where(attr.is_not(None))).all()
                 for row_id, blob in rows:
                     plain = old_cipher.decrypt(blob, purpose)
                     values = {column: new_cipher.encrypt(plain, purpose)}
                     if (model, column) in hashed:
                         mac_column, label = hashed[(model, column)]
                         values[mac_column] = new_cipher.mac(plain, label)
-                    db.session.execute(update(model).where(model.id == row_id).values(values))
+                    db.session.execute(update(model).where(key == row_id).values(values))
                     count += 1
             meta = db.session.get(PortalMeta, "data_key_id")
             meta.value = key_id(new_key).hex()

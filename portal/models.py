@@ -29,6 +29,12 @@ ROLES = ("member", "auditor", "readonly", "admin")
 # Levels of a grant on one environment, lowest first.
 LEVELS = ("view", "reveal", "manage")
 SOURCES = ("manager", "installer")
+# Where an account signs in: a local password, an LDAP / Active Directory bind, or an OpenID
+# Provider. Directory and OIDC accounts are created at their first sign-in.
+SIGN_IN_SOURCES = ("local", "ldap", "oidc")
+# A group is managed on the Users page ("local"), or filled at each sign-in from the groups the
+# directory or the OpenID Provider names ("directory").
+GROUP_SOURCES = ("local", "directory")
 
 
 def utcnow() -> datetime:
@@ -40,6 +46,7 @@ class User(UserMixin, db.Model):
     """An operator account."""
 
     __tablename__ = "users"
+    __table_args__ = (Index("ix_users_source_external_id", "source", "external_id", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
@@ -66,6 +73,14 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # local, ldap or oidc; a directory or OIDC account has no usable password hash here.
+    source: Mapped[str] = mapped_column(
+        String(8), nullable=False, default="local", server_default="local"
+    )
+    # The LDAP entry's DN, or the OIDC issuer and subject: who the account is at its source.
+    external_id: Mapped[str | None] = mapped_column(String(512))
+    # When the directory last confirmed the account (sign-in or periodic check).
+    directory_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     @property
     def is_active(self) -> bool:
@@ -98,6 +113,11 @@ class Group(db.Model):
     name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     # The global role its members get at least; "member" gives none beyond their own.
     role: Mapped[str] = mapped_column(String(16), nullable=False, default="member")
+    # local: members managed here; directory: members are those whose directory or OpenID
+    # Provider names a group of this name (case-insensitive) at sign-in.
+    source: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="local", server_default="local"
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
     members: Mapped[list[User]] = relationship(
@@ -473,6 +493,20 @@ class AuditEvent(db.Model):
     target: Mapped[str] = mapped_column(String(512), nullable=False, default="")
     outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="success")
     details: Mapped[str | None] = mapped_column(Text)
+
+
+class SignInProvider(db.Model):
+    """The settings of one sign-in provider ("ldap" or "oidc"): the options as JSON, the one
+    secret (bind password, client secret) encrypted under the data key."""
+
+    __tablename__ = "sign_in_providers"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    options: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class PortalMeta(db.Model):

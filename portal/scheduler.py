@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from . import actions, expiry, locks, maintenance, notifications, sync, wakeup
 from .clock import UTC
+from .directory import accounts as directory_accounts
 from .extensions import db
 from .models import Endpoint
 
@@ -31,6 +32,8 @@ log = logging.getLogger("portal.scheduler")
 DISPATCH_SECONDS = 2
 RECONCILE_SECONDS = 10
 EXPIRY_SECONDS = 5
+# How often the directory check looks for signed-in LDAP users due a new lookup.
+DIRECTORY_SECONDS = 60
 START_DELAY_SECONDS = 5
 TAKEOVER_SECONDS = 15.0
 _state: dict = {
@@ -199,6 +202,22 @@ def _expiry_checks(app: Flask) -> None:
             db.session.remove()
 
 
+def _directory_checks(app: Flask) -> None:
+    """Look signed-in LDAP users up again: removed or disabled ones lose their sessions."""
+    with app.app_context():
+        try:
+            if still_leading():
+                counts = directory_accounts.recheck()
+                db.session.commit()
+                if counts["ended"]:
+                    log.warning("directory check ended the access of %d users", counts["ended"])
+        except Exception:  # noqa: BLE001 - the next round tries again
+            db.session.rollback()
+            log.exception("directory check failed")
+        finally:
+            db.session.remove()
+
+
 def _daily_backup(app: Flask) -> None:
     if app.config["PORTAL_SETTINGS"].sqlite_path is None:
         return
@@ -298,6 +317,14 @@ def _start(app: Flask, leadership) -> None:
         seconds=EXPIRY_SECONDS,
         args=(app,),
         id="expiry",
+        **common,
+    )
+    scheduler.add_job(
+        _directory_checks,
+        "interval",
+        seconds=DIRECTORY_SECONDS,
+        args=(app,),
+        id="directory",
         **common,
     )
     scheduler.add_job(

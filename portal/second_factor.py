@@ -39,6 +39,7 @@ from webauthn.helpers.structs import (
 
 from . import audit, clock
 from .crypto import TOTP_SECRET, cipher
+from .directory import options
 from .extensions import db
 from .models import Passkey, PortalMeta, RecoveryCode, User, UserSession
 
@@ -94,7 +95,11 @@ def set_policy(value: str, actor: User | None = None) -> str:
 
 
 def required_for(user: User) -> bool:
-    """True when the policy requires this user to have a second factor."""
+    """True when the policy requires this user to have a second factor. For directory and
+    OIDC accounts, their provider's settings may trust the provider to have done it."""
+    if user.source != "local":
+        if options.load(user.source).options.second_factor == "provider":
+            return False
     current = policy()
     return current == "everyone" or (current == "admins" and user.is_admin)
 

@@ -52,7 +52,12 @@ def add_user(username: str, role: str, password: str, actor: str | None = None) 
 
 
 def set_temporary_password(user: User, password: str, actor: str | None = None) -> None:
-    """Reset a password: must be changed at next sign-in; unlocks; ends sessions; audited."""
+    """Reset a password: must be changed at next sign-in; unlocks; ends sessions; audited.
+    Directory and OIDC accounts have no password here to reset."""
+    if user.source != "local":
+        raise UserRuleError(
+            f"{user.username} signs in through {user.source.upper()}: reset the password there."
+        )
     user.password_hash = hash_password(password)
     user.must_change_password = True
     user.failed_logins = 0

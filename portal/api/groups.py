@@ -57,7 +57,7 @@ def replace_grants(env_id: int, body: s.GrantList):
 @admin_required
 @api_operation({200: s.GroupListOut})
 def list_groups():
-    """Every local group with its role and members."""
+    """Every group with its role, source and members."""
     return jsonify(items=[groups.as_dict(g) for g in groups.listed()])
 
 
@@ -69,7 +69,7 @@ def create_group(body: s.GroupIn):
     if body.role != "member" and not token_or_recent_auth():
         return _reauth_refused()
     try:
-        group = groups.create(body.name, body.role)
+        group = groups.create(body.name, body.role, body.source)
         if body.members:
             groups.set_members(group, body.members)
     except groups.GroupError as exc:
@@ -125,6 +125,7 @@ def _user_roles(user: User) -> dict:
         "effective_role": user.effective_role,
         "groups": [g.name for g in user.groups],
         "disabled": bool(user.disabled),
+        "source": user.source,
     }
 
 

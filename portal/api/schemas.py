@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
 
 from ..credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS, CredentialFilters
+from ..directory.options import MAX_SECRET, LdapOptions, OidcOptions
 from ..environments import (
     MAX_DESCRIPTION,
     MAX_HOST,
@@ -538,6 +539,70 @@ class SecurityPolicyIn(SecurityPolicy):
     confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)
 
 
+# -- sign-in providers ------------------------------------------------------------------------
+
+
+def _settings_out(options: type[BaseModel], secret: str, name: str) -> type[BaseModel]:
+    """The stored settings as answered: every option, on or off, whether the secret is set."""
+    return create_model(
+        name,
+        __base__=options,
+        __doc__=f"The stored settings; the {secret.replace('_', ' ')} is never answered.",
+        enabled=(bool, ...),
+        updated_at=(str | None, Field(None, description="ISO 8601, UTC")),
+        updated_by=(str | None, None),
+        **{f"{secret}_set": (bool, ...)},
+    )
+
+
+def _settings_in(options: type[BaseModel], secret: str, name: str) -> type[BaseModel]:
+    """A change: any option (a missing one keeps its value), `enabled`, and the secret
+    (write-only; missing or null keeps the stored one, "" removes it)."""
+    fields: dict[str, Any] = {
+        field: (info.annotation | None, Field(None, description=info.description))
+        for field, info in options.model_fields.items()
+    }
+    fields["enabled"] = (bool | None, Field(None, description="Turned on only when complete"))
+    fields[secret] = (
+        str | None,
+        Field(None, max_length=MAX_SECRET, json_schema_extra={"writeOnly": True}),
+    )
+    return create_model(
+        name,
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Settings to change; a missing field keeps its value.",
+        **fields,
+    )
+
+
+LdapSettings = _settings_out(LdapOptions, "bind_password", "LdapSettings")
+LdapSettingsIn = _settings_in(LdapOptions, "bind_password", "LdapSettingsIn")
+OidcSettings = _settings_out(OidcOptions, "client_secret", "OidcSettings")
+OidcSettingsIn = _settings_in(OidcOptions, "client_secret", "OidcSettingsIn")
+
+
+class LdapTestIn(BaseModel):
+    """A user to look up with the stored LDAP settings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    username: str = Field(min_length=1, max_length=256)
+
+
+class LdapTestOut(BaseModel):
+    """What the directory says about the user: their entry, groups, and the portal groups
+    those give."""
+
+    dn: str
+    username: str
+    display_name: str
+    email: str
+    disabled: bool
+    groups: list[str]
+    portal_groups: list[str] = Field(description="Directory-sourced portal groups they match")
+    server: str
+
+
 # -- exports and tokens ------------------------------------------------------------------------
 
 
@@ -711,11 +776,15 @@ class GrantList(RootModel[list[Grant]]):
 
 
 class Group(BaseModel):
-    """A local group: the global role it maps to and its members."""
+    """A group: the global role it maps to, where its members come from, and its members."""
 
     id: int
     name: str
     role: RoleName
+    source: Literal["local", "directory"] = Field(
+        description="local: members managed in the portal; directory: members are the "
+        "directory or OpenID Provider users in a group of this name, set at each sign-in"
+    )
     members: list[str]
 
 
@@ -730,6 +799,7 @@ class GroupIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=64)
     role: RoleName = "member"
+    source: Literal["local", "directory"] = "local"
     members: list[str] = Field(default_factory=list, max_length=10000)
 
 
@@ -751,6 +821,9 @@ class UserRoles(BaseModel):
     effective_role: RoleName
     groups: list[str]
     disabled: bool
+    source: Literal["local", "ldap", "oidc"] = Field(
+        description="Where the user signs in: a local password, LDAP, or OpenID Connect"
+    )
 
 
 class UserRolesList(BaseModel):

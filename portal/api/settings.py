@@ -1,17 +1,18 @@
-"""Portal-wide security settings (JSON, admin): the second-factor policy."""
+"""Portal-wide settings (JSON, admin): the second-factor policy, LDAP and OpenID Connect."""
 
 from __future__ import annotations
 
 from flask import jsonify
 from flask_login import current_user
 
-from .. import audit, second_factor
+from .. import audit, clock, second_factor
 from ..access import admin_required, confirm_recent_auth
+from ..directory import accounts, ldap, options
 from ..extensions import db
 from ..http import json_error
 from . import schemas as s
 from .base import bp
-from .spec import api_operation
+from .spec import FieldErrors, api_operation
 
 
 @bp.get("/settings/security")
@@ -35,3 +36,87 @@ def set_security_policy(body: s.SecurityPolicyIn):
     second_factor.set_policy(body.require_second_factor, current_user._get_current_object())
     db.session.commit()
     return jsonify(require_second_factor=second_factor.policy())
+
+
+def _provider_answer(kind: str):
+    provider = options.load(kind)
+    body = provider.as_dict()
+    body["updated_at"] = clock.iso(provider.updated_at)
+    return jsonify(body)
+
+
+def _save_provider(kind: str, body):
+    changes = {key: value for key, value in body.model_dump(exclude_unset=True).items()}
+    changes = {key: value for key, value in changes.items() if value is not None}
+    try:
+        options.save(kind, changes, current_user.username)
+    except options.OptionsError as exc:
+        db.session.rollback()
+        raise FieldErrors({exc.field: str(exc)}) from None
+    db.session.commit()
+    return _provider_answer(kind)
+
+
+@bp.get("/settings/ldap")
+@admin_required
+@api_operation({200: s.LdapSettings}, scope="admin")
+def ldap_settings():
+    """Sign-in through LDAP or Active Directory: the stored settings (never the password)."""
+    return _provider_answer("ldap")
+
+
+@bp.put("/settings/ldap")
+@admin_required
+@api_operation({200: s.LdapSettings}, s.LdapSettingsIn, errors=(422,), scope="admin")
+def set_ldap_settings(body: s.LdapSettingsIn):
+    """Change the LDAP settings (audited with the values before and after). It is turned on
+    only when servers, a user base and filters are set; plain LDAP must be allowed explicitly."""
+    return _save_provider("ldap", body)
+
+
+@bp.post("/settings/ldap/test")
+@admin_required
+@api_operation({200: s.LdapTestOut}, s.LdapTestIn, errors=(404, 502), scope="admin")
+def test_ldap_settings(body: s.LdapTestIn):
+    """Bind with the stored settings and look up a user: their DN and groups, and the
+    directory-sourced portal groups those groups fill. Works while sign-in is still off."""
+    provider = options.load("ldap")
+    try:
+        found = ldap.lookup(provider.options, provider.secret(), body.username)
+    except ldap.DirectoryUnavailable as exc:
+        audit.record("settings.ldap_test", body.username, outcome="failure")
+        db.session.commit()
+        return json_error(502, f"The directory cannot be used: {exc}")
+    audit.record("settings.ldap_test", body.username, outcome="success" if found else "failure")
+    db.session.commit()
+    if found is None:
+        return json_error(404, "The user filter finds no entry (or several) for this name.")
+    wanted = {name.casefold() for name in found.groups}
+    return jsonify(
+        dn=found.dn,
+        username=found.username,
+        display_name=found.display_name,
+        email=found.email,
+        disabled=found.disabled,
+        groups=found.groups,
+        portal_groups=[g.name for g in accounts.directory_groups() if g.name.casefold() in wanted],
+        server=found.server,
+    )
+
+
+@bp.get("/settings/oidc")
+@admin_required
+@api_operation({200: s.OidcSettings}, scope="admin")
+def oidc_settings():
+    """Sign-in through an OpenID Provider: the stored settings (never the client secret)."""
+    return _provider_answer("oidc")
+
+
+@bp.put("/settings/oidc")
+@admin_required
+@api_operation({200: s.OidcSettings}, s.OidcSettingsIn, errors=(422,), scope="admin")
+def set_oidc_settings(body: s.OidcSettingsIn):
+    """Change the OpenID Connect settings (audited with the values before and after). It is
+    turned on only when the issuer, client id and client secret are set. The provider must
+    allow the redirect URI https://<this portal>/login/oidc/callback."""
+    return _save_provider("oidc", body)

@@ -33,6 +33,7 @@ _ERROR_TEXT = {
     413: "The request body is over the limit (8 MiB)",
     422: "Some fields are not valid (details per field)",
     429: "Too many reveals and exports this minute (see Retry-After)",
+    502: "A server the portal relies on (the directory) cannot be used; the error says why",
     503: "The database is busy with another task; retry (see Retry-After)",
 }
 # A download: the response of an export (CSV or Excel), not JSON.

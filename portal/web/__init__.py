@@ -3,7 +3,7 @@
 | URL | module |
 |---|---|
 | `/` | dashboard |
-| `/login`, `/login/verify`, `/logout`, `/change-password` | auth |
+| `/login`, `/login/verify`, `/login/oidc`, `/logout`, `/change-password` | auth |
 | `/account/security`, `/account/tokens` | account |
 | `/environments/...` | environments |
 | `/export` | export |
@@ -11,6 +11,7 @@
 | `/users/...` | users |
 | `/audit/...` | audit |
 | `/settings/notifications/...` | notifications |
+| `/settings/sign-in/...` | sign_in |
 | `/settings/...` | settings |
 | `/preferences` | preferences |
 | `/metrics` | metrics |
@@ -34,6 +35,7 @@ from . import (
     preferences,
     scheduler,
     settings,
+    sign_in,
     users,
 )
 
@@ -49,6 +51,7 @@ MODULES = (
     settings,
     preferences,
     notifications,
+    sign_in,
     health,
     metrics,
 )

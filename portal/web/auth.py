@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import (
     Blueprint,
     current_app,
@@ -10,12 +12,14 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_login import current_user, login_required
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from .. import audit, clock, second_factor
+from ..directory import accounts, ldap, oidc, options
 from ..extensions import db
 from ..http import json_error
 from ..models import User, UserSession
@@ -39,6 +43,11 @@ from ..signin import (
 )
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
+DIRECTORY_DOWN = (
+    "The directory cannot be reached, so directory accounts cannot sign in now. "
+    "Local accounts still can."
+)
 
 
 def _next_target() -> str:
@@ -46,22 +55,48 @@ def _next_target() -> str:
     return target if is_safe_next(target) else url_for("dashboard.index")
 
 
-def _refused(username: str, again: str, outcome: str):
+def _login_page(again: str, username: str = "", status: int = 200):
+    provider = options.enabled("oidc")
+    oidc_name = provider.options.display_name if provider is not None else None
+    return render_template(
+        "login.html", next=again, username=username[:128], oidc_name=oidc_name
+    ), status
+
+
+def _refused(username: str, again: str, outcome: str, source: str | None = None):
     """One answer for every refused sign-in, so it never tells whether an account exists or is
     locked (the audit log says which)."""
-    audit.record("auth.login", username or "(empty)", outcome=outcome, actor=username or "(empty)")
+    audit.record(
+        "auth.login",
+        username or "(empty)",
+        outcome=outcome,
+        actor=username or "(empty)",
+        details={"source": source} if source else None,
+    )
     db.session.commit()
     flash(REFUSED, "error")
-    return render_template("login.html", next=again, username=username[:128]), 401
+    return _login_page(again, username, 401)
+
+
+def _unlock_if_expired(user: User) -> None:
+    if user.locked_until is not None and user.locked_until <= clock.now():
+        # The lock has run out: a fresh count starts (conditional, so only one request resets).
+        db.session.execute(
+            update(User)
+            .where(User.id == user.id, User.locked_until <= clock.now())
+            .values(failed_logins=0, locked_until=None)
+        )
+        db.session.commit()
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Show the sign-in form and check the password; a second factor follows where one is set."""
+    """Show the sign-in form and check the password (local, or by the directory); a second
+    factor follows where one is set."""
     if current_user.is_authenticated and request.method == "GET":
         return redirect(_next_target())
     if request.method == "GET":
-        return render_template("login.html", next=request.args.get("next", ""))
+        return _login_page(request.args.get("next", ""))
     username = (request.form.get("username") or "").strip()
     password = request.form.get("password") or ""
     ip = client_ip()
@@ -71,24 +106,26 @@ def login():
         audit.record("auth.login", username, outcome="blocked", actor=username or "anonymous")
         db.session.commit()
         flash("Too many failed sign-ins from your address. Try again in 15 minutes.", "error")
-        return render_template("login.html", next=again, username=username[:128]), 429
+        return _login_page(again, username, 429)
     user = db.session.scalar(select(User).where(User.username == username)) if username else None
-    if user is None or user.disabled:
+    directory = options.enabled("ldap")
+    if directory is not None and username and (user is None or user.source == "ldap"):
+        if user is None:  # directories compare names without regard to case
+            user = db.session.scalar(
+                select(User).where(
+                    User.source == "ldap", func.lower(User.username) == username.lower()
+                )
+            )
+        return _directory_sign_in(directory, username, password, user, attempt, again)
+    if user is None or user.disabled or user.source != "local":
         verify_password(dummy_hash(), password)
         return _refused(username, again, "failure")
-    if user.locked_until is not None and user.locked_until <= clock.now():
-        # The lock has run out: a fresh count starts (conditional, so only one request resets).
-        db.session.execute(
-            update(User)
-            .where(User.id == user.id, User.locked_until <= clock.now())
-            .values(failed_logins=0, locked_until=None)
-        )
-        db.session.commit()
+    _unlock_if_expired(user)
     claim = claim_check(user)
     if claim == "busy":
         verify_password(dummy_hash(), password)
         flash("The sign-in service is busy. Try again in a moment.", "error")
-        return render_template("login.html", next=again, username=username[:128]), 503
+        return _login_page(again, username, 503)
     if claim == "locked":
         verify_password(dummy_hash(), password)
         return _refused(username, again, "locked")
@@ -100,21 +137,167 @@ def login():
             lock_account(user)
         return _refused(username, again, "failure")
     db.session.delete(attempt)  # a right password does not count against the address
+    return _first_factor_done(user, ip, again, accounts.sign_in_details(user))
+
+
+def _directory_sign_in(directory, username, password, user, attempt, again):
+    """Check the password by a bind as the user; create the account at the first sign-in and
+    apply the directory's groups at every one. Wrong passwords count as for local accounts."""
+    if user is not None:
+        if user.disabled:
+            return _refused(username, again, "failure", "ldap")
+        _unlock_if_expired(user)
+        claim = claim_check(user)
+        if claim == "busy":
+            flash("The sign-in service is busy. Try again in a moment.", "error")
+            return _login_page(again, username, 503)
+        if claim == "locked":
+            return _refused(username, again, "locked", "ldap")
+    try:
+        found = ldap.authenticate(directory.options, directory.secret(), username, password)
+    except ldap.DirectoryUnavailable as exc:
+        if user is not None:
+            release_check(user, True)  # the directory could not say: not a wrong password
+        log.warning("directory sign-in impossible: %s", exc)
+        audit.record(
+            "auth.login",
+            username,
+            outcome="error",
+            actor=username,
+            details={"source": "ldap", "reason": "directory unreachable"},
+        )
+        db.session.commit()
+        flash(DIRECTORY_DOWN, "error")
+        return _login_page(again, username, 503)
+    if found is None:
+        if user is not None and release_check(user, False) >= MAX_ACCOUNT_FAILURES:
+            db.session.refresh(user)
+            lock_account(user)
+        return _refused(username, again, "failure", "ldap")
+    if user is not None:
+        release_check(user, True)
+    identity = accounts.Identity("ldap", found.dn, found.username or username, found.groups)
+    try:
+        account = accounts.account_for(identity)
+    except accounts.AccountRefused as exc:
+        return _account_refused(username, "ldap", str(exc), again)
+    accounts.apply_groups(account, found.groups)
+    db.session.delete(attempt)
+    return _first_factor_done(
+        account, client_ip(), again, accounts.sign_in_details(account, found.groups)
+    )
+
+
+def _account_refused(username: str, source: str, message: str, again: str):
+    audit.record(
+        "auth.login",
+        username or "(empty)",
+        outcome="denied",
+        actor=username or "(empty)",
+        details={"source": source, "reason": message},
+    )
+    db.session.commit()
+    flash(message, "error")
+    return _login_page(again, username, 403)
+
+
+def _first_factor_done(user: User, ip: str, again: str, details: dict):
+    """The password (or the provider) proved who this is: ask the second factor where the
+    user has one, else finish."""
     if second_factor.has_factor(user):
         start_session(user, ip, pending=True)
-        audit.record("auth.password", user.username, actor=user.username)
+        audit.record("auth.password", user.username, actor=user.username, details=details)
         db.session.commit()
         return redirect(url_for("auth.verify", next=again or None))
-    return _signed_in(user, ip, again)
+    return _signed_in(user, ip, again, details=details)
 
 
-def _signed_in(user: User, ip: str, again: str, factor: str | None = None):
+def _redirect_uri() -> str:
+    return url_for("auth.oidc_callback", _external=True)
+
+
+def _trust_dir():
+    return current_app.config["PORTAL_SETTINGS"].data_dir / "trust"
+
+
+@bp.get("/login/oidc")
+def oidc_start():
+    """Send the browser to the OpenID Provider (authorization code flow with PKCE)."""
+    provider = options.enabled("oidc")
+    again = request.args.get("next", "")
+    if provider is None:
+        flash("Sign-in with an OpenID Provider is not set up.", "error")
+        return redirect(url_for("auth.login"))
+    try:
+        url, flow = oidc.begin(provider.options, provider.secret(), _redirect_uri(), _trust_dir())
+    except oidc.OidcError as exc:
+        log.warning("OpenID Connect sign-in cannot start: %s", exc)
+        flash(str(exc), "error")
+        return _login_page(again, status=503)
+    flow["next"] = again if is_safe_next(again) else ""
+    session["oidc_flow"] = flow
+    return redirect(url)
+
+
+@bp.get("/login/oidc/callback")
+def oidc_callback():
+    """The provider's answer: check it, then sign the person in (account made at first)."""
+    provider = options.enabled("oidc")
+    flow = session.pop("oidc_flow", None)
+    if provider is None:
+        flash("Sign-in with an OpenID Provider is not set up.", "error")
+        return redirect(url_for("auth.login"))
+    again = flow.get("next", "") if isinstance(flow, dict) else ""
+    try:
+        identity = oidc.finish(
+            provider.options,
+            provider.secret(),
+            _redirect_uri(),
+            request.args.to_dict(),
+            flow if isinstance(flow, dict) else {},
+            _trust_dir(),
+        )
+    except oidc.OidcError as exc:
+        audit.record(
+            "auth.login",
+            "(oidc)",
+            outcome="failure",
+            actor="(oidc)",
+            details={"source": "oidc", "reason": str(exc)},
+        )
+        db.session.commit()
+        flash(str(exc), "error")
+        return _login_page(again, status=401)
+    name = identity.username
+    if not oidc.domain_allowed(provider.options, identity):
+        return _account_refused(
+            name, "oidc", "Your e-mail domain is not allowed to sign in here.", again
+        )
+    external_id = f"{provider.options.issuer}|{identity.subject}"
+    try:
+        account = accounts.account_for(
+            accounts.Identity("oidc", external_id, name, identity.groups)
+        )
+    except accounts.AccountRefused as exc:
+        return _account_refused(name, "oidc", str(exc), again)
+    accounts.apply_groups(account, identity.groups)
+    return _first_factor_done(
+        account, client_ip(), again, accounts.sign_in_details(account, identity.groups)
+    )
+
+
+def _signed_in(
+    user: User, ip: str, again: str, factor: str | None = None, details: dict | None = None
+):
     """Finish a sign-in: a new session, the counts cleared, the next page."""
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = clock.now()
     start_session(user, ip)
-    audit.record("auth.login", user.username, details={"factor": factor} if factor else None)
+    details = dict(details or accounts.sign_in_details(user))
+    if factor:
+        details["factor"] = factor
+    audit.record("auth.login", user.username, actor=user.username, details=details)
     db.session.commit()
     if user.must_change_password:
         return redirect(url_for("auth.change_password"))
@@ -224,6 +407,11 @@ def logout():
 @login_required
 def change_password():
     """Change one's own password (forced after the first sign-in or a reset)."""
+    if current_user.source != "local":
+        flash(
+            "Your password is kept by your directory or identity provider: change it there.", "info"
+        )
+        return redirect(url_for("dashboard.index"))
     if request.method == "GET":
         return render_template("change_password.html")
     current = request.form.get("current_password") or ""

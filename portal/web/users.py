@@ -110,6 +110,8 @@ def reset_password(user_id: int):
         return refusal
     user = _target(user_id)
     password = request.form.get("password") or ""
+    if user.source != "local":
+        return _refuse(f"{user.username} signs in through the directory: reset it there.")
     if problem := password_problem(password, user.username):
         return _render({f"password_{user.id}": problem}, 400)
     users.set_temporary_password(user, password)
@@ -179,12 +181,14 @@ def _group_change(change, *args, done: str):
 @bp.post("/groups")
 @admin_required
 def create_group():
-    """Create a local group mapped to a global role."""
+    """Create a group mapped to a global role: local (members managed here) or filled from
+    the directory or OpenID Provider group of the same name."""
     if (refusal := _require_reauth()) is not None:
         return refusal
     name = (request.form.get("name") or "").strip()
     role = request.form.get("role") or "member"
-    return _group_change(groups.create, name, role, done=f"Group {name} created.")
+    source = request.form.get("source") or "local"
+    return _group_change(groups.create, name, role, source, done=f"Group {name} created.")
 
 
 @bp.post("/groups/<int:group_id>/role")

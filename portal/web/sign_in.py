@@ -1,0 +1,122 @@
+"""Settings → Sign-in (admin only): LDAP / Active Directory and OpenID Connect."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from .. import audit
+from ..access import admin_required, confirm_recent_auth
+from ..directory import accounts, ldap, options
+from ..extensions import db
+from ..models import Group
+
+bp = Blueprint("sign_in", __name__, url_prefix="/settings/sign-in")
+
+_CHECKBOXES = {
+    "ldap": ("start_tls", "allow_plain", "verify_certificates", "enabled"),
+    "oidc": ("enabled",),
+}
+_LISTS = {"urls", "allowed_domains"}
+_NUMBERS = {"timeout_seconds", "recheck_minutes"}
+
+
+def _changes(kind: str) -> dict:
+    """The form as changes for options.save: checkboxes as booleans, lines as lists, numbers
+    as numbers (a malformed one is left as text, for the validation to name), an empty
+    secret as "keep"."""
+    model = options.MODELS[kind]
+    changes: dict = {}
+    for name in model.model_fields:
+        if name in _CHECKBOXES[kind]:
+            changes[name] = request.form.get(name) == "on"
+        elif name in request.form:
+            value = request.form.get(name, "")
+            if name in _LISTS:
+                changes[name] = [line.strip() for line in value.splitlines() if line.strip()]
+            elif name in _NUMBERS:
+                changes[name] = int(value) if value.strip().isdigit() else value
+            else:
+                changes[name] = value
+    changes["enabled"] = request.form.get("enabled") == "on"
+    secret_name = options.SECRET_NAMES[kind]
+    secret = request.form.get(secret_name) or ""
+    if request.form.get(f"remove_{secret_name}") == "on":
+        changes[secret_name] = ""
+    elif secret:
+        changes[secret_name] = secret
+    return changes
+
+
+def _page(status: int = 200, errors: dict | None = None, test: dict | None = None):
+    directory_groups = list(
+        db.session.scalars(select(Group).where(Group.source == "directory").order_by(Group.name))
+    )
+    return render_template(
+        "settings_sign_in.html",
+        ldap=options.load("ldap"),
+        oidc=options.load("oidc"),
+        flavours=options.FLAVOURS,
+        redirect_uri=url_for("auth.oidc_callback", _external=True),
+        directory_groups=directory_groups,
+        errors=errors or {},
+        test=test,
+    ), status
+
+
+@bp.get("")
+@admin_required
+def overview():
+    """Both providers' settings, the LDAP test, and the groups they fill."""
+    return _page()
+
+
+@bp.post("/<kind>")
+@admin_required
+def save(kind: str):
+    """Save one provider's settings (re-typed password after 15 minutes)."""
+    if kind not in options.KINDS:
+        return _page(404)
+    if not confirm_recent_auth():
+        audit.record(f"settings.{kind}", kind, outcome="denied")
+        db.session.commit()
+        flash("Confirm your password for this change.", "error")
+        return _page(403)
+    try:
+        options.save(kind, _changes(kind), current_user.username)
+    except options.OptionsError as exc:
+        db.session.rollback()
+        flash(f"Not saved: {exc.field}: {exc}", "error")
+        return _page(400, errors={f"{kind}.{exc.field.split('.')[0]}": str(exc)})
+    db.session.commit()
+    flash(f"The {'LDAP' if kind == 'ldap' else 'OpenID Connect'} settings are saved.", "info")
+    return redirect(url_for("sign_in.overview") + f"#{kind}")
+
+
+@bp.post("/ldap/test")
+@admin_required
+def test_ldap():
+    """Bind with the stored settings and look a user up: DN and groups found."""
+    username = (request.form.get("username") or "").strip()
+    provider = options.load("ldap")
+    result: dict = {"username": username}
+    try:
+        found = ldap.lookup(provider.options, provider.secret(), username)
+    except ldap.DirectoryUnavailable as exc:
+        result["error"] = f"The directory cannot be used: {exc}"
+        found = None
+    else:
+        if found is None:
+            result["error"] = "The user filter finds no entry (or several) for this name."
+    audit.record("settings.ldap_test", username[:128], outcome="success" if found else "failure")
+    db.session.commit()
+    if found is not None:
+        wanted = {name.casefold() for name in found.groups}
+        result.update(
+            found=found,
+            portal_groups=[
+                g.name for g in accounts.directory_groups() if g.name.casefold() in wanted
+            ],
+        )
+    return _page(200 if found is not None else 400, test=result)
