@@ -122,11 +122,11 @@ class Portal:
         key = cookie.value if cookie is not None else None
         if key is not None and key == self._token_session:
             return self._token
-        html = self.client.get("/change-password").get_data(as_text=True)
-        match = CSRF_META.search(html)
-        if match is None:
-            html = self.client.get("/login").get_data(as_text=True)
-            match = CSRF_META.search(html)
+        match = None
+        for page in ("/change-password", "/preferences", "/login"):  # directory users: no
+            match = CSRF_META.search(self.client.get(page).get_data(as_text=True))  # password
+            if match is not None:
+                break
         cookie = self.client.get_cookie("portal_session")
         self._token_session = cookie.value if cookie is not None else None
         self._token = match.group(1)

@@ -81,16 +81,29 @@ def _open(options: LdapOptions, url: str, dn: str | None, password: str | None) 
         auto_referrals=False,
         raise_exceptions=False,
     )
-    connection.open()
-    if not secure and options.start_tls:
-        if not connection.start_tls():
-            connection.unbind()
-            raise ldap_errors.LDAPStartTLSError(f"StartTLS refused: {connection.result}")
-    elif not secure and not options.allow_plain:
-        connection.unbind()
-        raise ldap_errors.LDAPStartTLSError("plain LDAP is not allowed")
-    connection.bind()
+    try:
+        connection.open()
+        if not secure and options.start_tls:
+            if not connection.start_tls():
+                raise ldap_errors.LDAPStartTLSError(f"StartTLS refused: {connection.result}")
+        elif not secure and not options.allow_plain:
+            raise ldap_errors.LDAPStartTLSError("plain LDAP is not allowed")
+        connection.bind()
+    except BaseException:
+        _close(connection)
+        raise
     return connection
+
+
+def _close(connection: Connection) -> None:
+    """Unbind and close the socket, also after a failed open (ldap3 keeps it then)."""
+    try:
+        connection.unbind()
+    except ldap_errors.LDAPException:
+        pass
+    sock = getattr(connection, "socket", None)
+    if sock is not None:
+        sock.close()
 
 
 def _reason(exc: Exception) -> str:
@@ -112,7 +125,7 @@ def _service(options: LdapOptions, bind_password: str) -> tuple[Connection, str]
         if connection.bound:
             return connection, url
         description = connection.result.get("description", "refused")
-        connection.unbind()
+        _close(connection)
         problems.append(f"{url}: the service account was refused ({description})")
     raise DirectoryUnavailable("; ".join(problems))
 
@@ -243,7 +256,7 @@ def authenticate(
         except (ldap_errors.LDAPException, OSError) as exc:
             raise DirectoryUnavailable(f"{url}: {_reason(exc)}") from None
         right = as_user.bound
-        as_user.unbind()
+        _close(as_user)
         if not right:
             return None
         user = _describe(service, options, dn, attributes, url)
@@ -251,7 +264,7 @@ def authenticate(
     except ldap_errors.LDAPException as exc:
         raise DirectoryUnavailable(f"{url}: {_reason(exc)}") from None
     finally:
-        service.unbind()
+        _close(service)
 
 
 def lookup(options: LdapOptions, bind_password: str, username: str) -> DirectoryUser | None:
@@ -269,4 +282,4 @@ def lookup(options: LdapOptions, bind_password: str, username: str) -> Directory
     except ldap_errors.LDAPException as exc:
         raise DirectoryUnavailable(f"{url}: {_reason(exc)}") from None
     finally:
-        service.unbind()
+        _close(service)

@@ -1,0 +1,206 @@
+"""Settings → Sign-in and /api/v1/settings/ldap|oidc: validation, write-only secrets kept
+encrypted, audit with before and after, and directory-sourced groups. The directory and the
+OpenID Provider themselves are exercised in tests/e2e/test_directory_sign_in.py."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from sqlalchemy import select
+from support import PASSWORD, Portal, client_for
+
+from portal import maintenance
+from portal.directory import options
+from portal.extensions import db
+from portal.models import AuditEvent, Group, SignInProvider, User
+
+BIND_SECRET = "Bind-Canary-7d1f0c"  # noqa: S105 - a test value
+CLIENT_SECRET = "Client-Canary-92ab4e"  # noqa: S105 - a test value
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ldap_body(**extra) -> dict:
+    return {
+        "urls": [f"ldaps://127.0.0.1:{_closed_port()}"],
+        "user_base": "ou=people,dc=example,dc=test",
+        "bind_dn": "cn=portal,ou=services,dc=example,dc=test",
+        "bind_password": BIND_SECRET,
+        "timeout_seconds": 2,
+        **extra,
+    }
+
+
+def _audits(app, action: str) -> list[AuditEvent]:
+    with app.app_context():
+        return list(db.session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def test_ldap_settings_validate_and_keep_the_password_write_only(app, admin, tmp_path):
+    refused = admin.api("PUT", "/api/v1/settings/ldap", {"enabled": True})
+    assert refused.status_code == 422 and "urls" in json.dumps(refused.json)
+    plain = admin.api(
+        "PUT", "/api/v1/settings/ldap", _ldap_body(urls=["ldap://127.0.0.1:389"], start_tls=False)
+    )
+    assert plain.status_code == 422 and "clear" in json.dumps(plain.json)
+    bad_ca = admin.api("PUT", "/api/v1/settings/ldap", _ldap_body(ca_bundle="not a pem"))
+    assert bad_ca.status_code == 422 and "PEM" in json.dumps(bad_ca.json)
+    bad_url = admin.api("PUT", "/api/v1/settings/ldap", _ldap_body(urls=["http://dc1"]))
+    assert bad_url.status_code == 422
+    saved = admin.api("PUT", "/api/v1/settings/ldap", _ldap_body(enabled=True))
+    assert saved.status_code == 200, saved.json
+    body = saved.json
+    assert body["enabled"] is True and body["bind_password_set"] is True
+    assert BIND_SECRET not in json.dumps(body) and "bind_password" not in body
+    assert body["user_filter"] == ""  # empty: the flavour's default
+    # A change without the password keeps it; the audit names the change, never the secret.
+    again = admin.api("PUT", "/api/v1/settings/ldap", {"recheck_minutes": 5})
+    assert again.json["bind_password_set"] is True and again.json["recheck_minutes"] == 5
+    with app.app_context():
+        assert options.load("ldap").secret() == BIND_SECRET
+        row = db.session.get(SignInProvider, "ldap")
+        assert BIND_SECRET.encode() not in row.secret_enc
+    audits = _audits(app, "settings.ldap")
+    assert len(audits) == 2
+    last = json.loads(audits[-1].details)
+    assert last["changed"] == "recheck_minutes"
+    assert json.loads(last["before"]) == {"recheck_minutes": 15}
+    assert all(BIND_SECRET not in (a.details or "") for a in audits)
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".db", ".log", ".db-wal"):
+            assert BIND_SECRET.encode() not in path.read_bytes(), path
+    # The key rotation re-encrypts it like every other secret.
+    maintenance.rotate_key(app)
+    with app.app_context():
+        assert options.load("ldap").secret() == BIND_SECRET
+    # "" removes it.
+    cleared = admin.api("PUT", "/api/v1/settings/ldap", {"bind_password": ""})
+    assert cleared.json["bind_password_set"] is False
+
+
+def test_oidc_settings_need_https_and_a_secret(app, admin):
+    http = admin.api("PUT", "/api/v1/settings/oidc", {"issuer": "http://127.0.0.1:1"})
+    assert http.status_code == 422 and "https" in json.dumps(http.json)
+    no_openid = admin.api("PUT", "/api/v1/settings/oidc", {"scopes": "profile email"})
+    assert no_openid.status_code == 422
+    domain = admin.api("PUT", "/api/v1/settings/oidc", {"allowed_domains": ["not a domain"]})
+    assert domain.status_code == 422
+    unset = admin.api(
+        "PUT",
+        "/api/v1/settings/oidc",
+        {"issuer": "https://127.0.0.1:1", "client_id": "portal", "enabled": True},
+    )
+    assert unset.status_code == 422 and "client_secret" in json.dumps(unset.json)
+    saved = admin.api(
+        "PUT",
+        "/api/v1/settings/oidc",
+        {
+            "issuer": "https://127.0.0.1:1/",
+            "client_id": "portal",
+            "client_secret": CLIENT_SECRET,
+            "display_name": "Corp SSO",
+            "allowed_domains": ["@Example.COM"],
+            "enabled": True,
+        },
+    )
+    assert saved.status_code == 200, saved.json
+    assert saved.json["issuer"] == "https://127.0.0.1:1"
+    assert saved.json["allowed_domains"] == ["example.com"]
+    assert saved.json["client_secret_set"] is True and CLIENT_SECRET not in json.dumps(saved.json)
+    page = Portal(client_for(app)).client.get("/login").get_data(as_text=True)
+    assert "Sign in with Corp SSO" in page
+
+
+def test_settings_are_for_admins_only(readonly, anon):
+    assert readonly.client.get("/api/v1/settings/ldap").status_code == 403
+    assert readonly.client.get("/settings/sign-in").status_code == 403
+    assert anon.client.get("/api/v1/settings/oidc").status_code == 401
+    refused = readonly.api("POST", "/api/v1/settings/ldap/test", {"username": "x"})
+    assert refused.status_code == 403
+
+
+def test_the_sign_in_page_saves_both_providers(app, admin):
+    page = admin.client.get("/settings/sign-in").get_data(as_text=True)
+    assert 'id="ldap-urls"' in page and "/login/oidc/callback" in page
+    form = {
+        "flavor": "active_directory",
+        "urls": f"ldaps://127.0.0.1:{_closed_port()}\nldaps://127.0.0.1:{_closed_port()}",
+        "start_tls": "on",
+        "verify_certificates": "on",
+        "user_base": "DC=corp,DC=example",
+        "bind_dn": "CN=svc,DC=corp,DC=example",
+        "bind_password": BIND_SECRET,
+        "group_name_attribute": "cn",
+        "timeout_seconds": "2",
+        "recheck_minutes": "15",
+        "second_factor": "policy",
+        "enabled": "on",
+    }
+    saved = admin.post("/settings/sign-in/ldap", form)
+    assert saved.status_code == 302, saved.get_data(as_text=True)
+    with app.app_context():
+        stored = options.load("ldap")
+        assert stored.enabled and len(stored.options.urls) == 2
+        assert "userAccountControl" in stored.options.effective("user_filter")
+        assert stored.options.effective("group_mode") == "nested"
+    page = admin.client.get("/settings/sign-in").get_data(as_text=True)
+    assert BIND_SECRET not in page and "stored; empty keeps it" in page
+    bad = admin.post("/settings/sign-in/ldap", {**form, "timeout_seconds": "soon"})
+    assert bad.status_code == 400 and 'aria-invalid="true"' in bad.get_data(as_text=True)
+    # The test button with the servers down: a clear message, nothing else.
+    tested = admin.post("/settings/sign-in/ldap/test", {"username": "erin"})
+    assert tested.status_code == 400
+    assert "The directory cannot be used" in tested.get_data(as_text=True)
+
+
+def test_an_unreachable_directory_leaves_local_accounts_working(app, admin, anon):
+    assert admin.api("PUT", "/api/v1/settings/ldap", _ldap_body(enabled=True)).status_code == 200
+    refused = anon.login("erin", "whatever-it-is")
+    assert refused.status_code == 503
+    assert "directory cannot be reached" in refused.get_data(as_text=True)
+    assert anon.login("bob").status_code == 302  # a local account signs in as before
+    errors = [a for a in _audits(app, "auth.login") if a.outcome == "error"]
+    assert errors and json.loads(errors[0].details)["source"] == "ldap"
+    with app.app_context():
+        assert db.session.scalar(select(User).where(User.username == "erin")) is None
+
+
+def test_directory_groups_take_their_members_from_the_directory(app, admin):
+    made = admin.api("POST", "/api/v1/groups", {"name": "/Ops/VCF Admins", "source": "directory"})
+    assert made.status_code == 201 and made.json["source"] == "directory"
+    local_name = admin.api("POST", "/api/v1/groups", {"name": "/Ops/VCF Admins2"})
+    assert local_name.status_code == 422  # local names stay simple
+    clash = admin.api("POST", "/api/v1/groups", {"name": "/ops/vcf admins", "source": "directory"})
+    assert clash.status_code == 422
+    members = admin.api("PATCH", f"/api/v1/groups/{made.json['id']}", {"members": ["bob"]})
+    assert members.status_code == 422 and "directory" in json.dumps(members.json)
+    page = admin.client.get("/users/").get_data(as_text=True)
+    assert "From the directory or OpenID group of this name" in page
+
+
+def test_directory_accounts_have_no_local_password(app, admin):
+    with app.app_context():
+        db.session.add(
+            User(
+                username="dora",
+                role="member",
+                password_hash="!external",
+                source="ldap",
+                external_id="uid=dora,ou=people,dc=example,dc=test",
+            )
+        )
+        db.session.commit()
+        dora_id = db.session.scalar(select(User.id).where(User.username == "dora"))
+    reset = admin.post(f"/users/{dora_id}/reset-password", {"password": "A-new-one-4-dora!"})
+    assert reset.status_code == 409
+    # Without the directory turned on, the name does not sign in with any password.
+    anon = Portal(client_for(app))
+    assert anon.login("dora", "!external").status_code == 401
+    assert anon.login("dora", PASSWORD).status_code == 401
+    with app.app_context():
+        assert db.session.scalar(select(Group).where(Group.source == "directory")) is None
