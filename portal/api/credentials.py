@@ -32,7 +32,11 @@ def list_credentials(env_id: int, query: s.CredentialQuery):
 def search_credentials(query: s.CredentialQuery):
     """Search credentials across every environment; an account that several sources hold
     with the same password is one item naming them all (`sources`)."""
-    return jsonify(credentials.search_page(query, query.page, query.per_page, visible_ids()))
+    page = credentials.search_page(query, query.page, query.per_page, visible_ids())
+    revealable = visible_ids("reveal")
+    for item in page["items"]:
+        item["can_reveal"] = revealable is None or item["environment_id"] in revealable
+    return jsonify(page)
 
 
 @bp.get("/environments/<int:env_id>/password-age")

@@ -25,6 +25,7 @@ from .spec import api_operation
 def scheduler_state():
     """Every sync job: environment, source, interval, last run and outcome, next run."""
     within = visible_ids()
+    managed = visible_ids("manage")
     last_ids = restrict(
         select(func.max(SyncRun.id)).group_by(SyncRun.environment_id, SyncRun.source),
         SyncRun.environment_id,
@@ -58,6 +59,7 @@ def scheduler_state():
                 if endpoint.sync_enabled and not endpoint.sync_paused
                 else None,
                 "last_run": run_dict(last) if last else None,
+                "can_manage": managed is None or endpoint.environment_id in managed,
             }
         )
     # The scheduler lives in a Gunicorn master (of one node among several): ask its lock.

@@ -207,6 +207,7 @@ class SchedulerJob(BaseModel):
     interval_minutes: int
     next_run_at: Timestamp | None
     last_run: SyncRun | None
+    can_manage: bool = Field(description="The caller may pause, resume and run it (manage)")
 
 
 class SchedulerState(BaseModel):
@@ -247,6 +248,11 @@ class Credential(BaseModel):
     expiry_status: str | None
     auto_rotate_days: int | None
     environment: str | None = Field(None, description="Only in searches across environments")
+    can_reveal: bool | None = Field(
+        None,
+        description="Only in searches across environments: the caller may reveal and copy it "
+        "(reveal or more on its environment)",
+    )
     sources: list[Source] | None = Field(
         None,
         description="Only in searches across environments: every source that holds this "

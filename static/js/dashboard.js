@@ -198,9 +198,11 @@ function resultRow(item) {
     sourcesCell(item),
     el("td", { dataset: { label: "Status" } }, badge(item.status)),
     el("td", { className: "row-actions" },
-      el("div", { className: "buttons" },
-        button("reveal", "Reveal", "Reveal password of ", "false"),
-        button("copy", "Copy", "Copy password of ")),
+      item.can_reveal === false
+        ? el("span", { className: "muted" }, "View only")
+        : el("div", { className: "buttons" },
+          button("reveal", "Reveal", "Reveal password of ", "false"),
+          button("copy", "Copy", "Copy password of ")),
       el("span", { className: "secret-out", "aria-live": "polite" })));
 }
 

@@ -1,4 +1,5 @@
-// Scheduler page: every sync job with its last and next run; pause, resume, run now (admins).
+// Scheduler page: every sync job with its last and next run; pause, resume, run now (for the
+// jobs of environments the user manages).
 
 import { api, pages } from "./api.js";
 import { bidi, el, get, post, sourceLabel, timeEl, toast } from "./portal.js";
@@ -6,9 +7,10 @@ import { badge, describeRun, progressEl } from "./status.js";
 import { runKey, syncWatcher } from "./sync.js";
 
 const root = document.getElementById("scheduler");
-const isAdmin = root.dataset.admin === "true";
+let managing = root.dataset.admin === "true";
 const body = document.getElementById("jobs-body");
 const stateLine = document.getElementById("scheduler-state");
+const actionsHead = document.getElementById("jobs-actions");
 
 // A run shows live in its job's outcome cell while it lasts; the job's last run afterwards.
 const syncs = syncWatcher({
@@ -37,6 +39,7 @@ function outcome(job) {
 
 function actions(job) {
   const cell = el("td", { className: "nowrap" });
+  if (!job.can_manage) return cell;
   const base = { environmentId: job.environment_id, source: job.source };
   if (job.enabled) {
     cell.append(el("button", { type: "button", className: "small", dataset: Object.assign({ action: job.paused ? "resume" : "pause" }, base) },
@@ -52,8 +55,13 @@ function render(data) {
   stateLine.replaceChildren(data.running ? badge("success", "Scheduler running") : badge("failed", "Scheduler not running"),
     " " + data.jobs.length + " job" + (data.jobs.length === 1 ? "" : "s"));
   body.replaceChildren();
+  const manages = managing || data.jobs.some(function (job) { return job.can_manage; });
+  if (manages !== managing) {
+    managing = manages;
+    actionsHead.hidden = !managing;
+  }
   if (data.jobs.length === 0) {
-    body.append(el("tr", {}, el("td", { colspan: isAdmin ? "8" : "7", className: "empty" }, "No environment is configured.")));
+    body.append(el("tr", {}, el("td", { colspan: managing ? "8" : "7", className: "empty" }, "No environment is configured.")));
     return;
   }
   data.jobs.forEach(function (job) {
@@ -66,7 +74,7 @@ function render(data) {
       el("td", {}, timeEl(last ? (last.finished_at || last.started_at || last.created_at) : null, "Never")),
       outcome(job),
       el("td", {}, timeEl(job.next_run_at, job.enabled && !job.paused ? "Pending" : "—")),
-      isAdmin ? actions(job) : null));
+      managing ? actions(job) : null));
   });
 }
 
@@ -99,7 +107,7 @@ async function act(button) {
 
 body.addEventListener("click", function (event) {
   const button = event.target.closest("button[data-action]");
-  if (button && isAdmin) act(button);
+  if (button && managing) act(button);
 });
 document.getElementById("scheduler-refresh").addEventListener("click", function () { load(); });
 load();

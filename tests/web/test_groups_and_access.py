@@ -64,3 +64,29 @@ def test_access_tab_edits_grants(app, admin, readonly, sim):
     )
     assert removed.status_code == 302
     assert erin.client.get(f"/environments/{env['id']}").status_code == 404
+
+
+def test_scheduler_and_search_offer_only_what_the_level_allows(app, admin, synced):
+    _sim, env = synced
+    _add_member_user(app)
+    admin.api(
+        "PUT",
+        f"/api/v1/environments/{env['id']}/grants",
+        [{"subject": "user:erin", "level": "view"}],
+    )
+    erin = Portal(client_for(app))
+    assert erin.login("erin").status_code == 302
+    jobs = erin.client.get("/api/v1/scheduler").json["jobs"]
+    assert jobs and all(job["can_manage"] is False for job in jobs)
+    found = erin.client.get("/api/v1/credentials", query_string={"q": "esx"}).json["items"]
+    assert found and all(item["can_reveal"] is False for item in found)
+    admin.api(
+        "PUT",
+        f"/api/v1/environments/{env['id']}/grants",
+        [{"subject": "user:erin", "level": "manage"}],
+    )
+    jobs = erin.client.get("/api/v1/scheduler").json["jobs"]
+    assert all(job["can_manage"] is True for job in jobs)
+    found = erin.client.get("/api/v1/credentials", query_string={"q": "esx"}).json["items"]
+    assert all(item["can_reveal"] is True for item in found)
+    assert 'id="jobs-actions" hidden' in erin.client.get("/scheduler").get_data(as_text=True)
