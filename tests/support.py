@@ -100,12 +100,11 @@ class Portal:
     _token_session: str | None = None
 
     def csrf(self) -> str:
-        page = self.client.get("/login")
-        match = CSRF_META.search(page.get_data(as_text=True))
-        if match is None:
-            page = self.client.get("/change-password")
-            match = CSRF_META.search(page.get_data(as_text=True))
-        return match.group(1)
+        for path in ("/login", "/change-password", "/preferences"):  # signed in or not
+            match = CSRF_META.search(self.client.get(path).get_data(as_text=True))
+            if match is not None:
+                return match.group(1)
+        raise AssertionError("no page gave a CSRF token")
 
     def login(self, username: str, password: str = PASSWORD, **extra):
         token = self.csrf()

@@ -7,10 +7,9 @@ import { badge, describeRun, progressEl } from "./status.js";
 import { runKey, syncWatcher } from "./sync.js";
 
 const root = document.getElementById("scheduler");
-let managing = root.dataset.admin === "true";
+const managing = root.dataset.admin === "true"; // manages at least one environment
 const body = document.getElementById("jobs-body");
 const stateLine = document.getElementById("scheduler-state");
-const actionsHead = document.getElementById("jobs-actions");
 
 // A run shows live in its job's outcome cell while it lasts; the job's last run afterwards.
 const syncs = syncWatcher({
@@ -55,11 +54,6 @@ function render(data) {
   stateLine.replaceChildren(data.running ? badge("success", "Scheduler running") : badge("failed", "Scheduler not running"),
     " " + data.jobs.length + " job" + (data.jobs.length === 1 ? "" : "s"));
   body.replaceChildren();
-  const manages = managing || data.jobs.some(function (job) { return job.can_manage; });
-  if (manages !== managing) {
-    managing = manages;
-    actionsHead.hidden = !managing;
-  }
   if (data.jobs.length === 0) {
     body.append(el("tr", {}, el("td", { colspan: managing ? "8" : "7", className: "empty" }, "No environment is configured.")));
     return;
