@@ -4,7 +4,8 @@ description (status, content type, body schema).
 
 Nothing leaves the machine: a generated host name the portal would accept is replaced by
 127.0.0.1 before the request is sent (hosts it refuses are sent as generated, to check that
-they are refused), so a connection test or a sync only ever reaches loopback.
+they are refused), and LDAP server URLs and OIDC issuers point at a closed loopback port, so a
+connection test, a directory test or a sync only ever reaches loopback.
 
 Left out: schemathesis's "positive data acceptance" check (the request models describe the
 shape of a body; the services own the rules for values, a host name's syntax or a certificate
@@ -73,14 +74,31 @@ def api_schema(fuzz_lab):
     return schemathesis.openapi.from_dict(document)
 
 
+# Where the sign-in settings name a server: a closed loopback port (refused at once).
+CLOSED = "127.0.0.1:1"
+
+
+def _loopback_url(url: Any) -> Any:
+    if not isinstance(url, str) or "://" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    tail = rest.split("/", 1)[1] if "/" in rest else ""
+    return f"{scheme}://{CLOSED}" + (f"/{tail}" if tail else "")
+
+
 def _loopback_hosts(value: Any) -> Any:
-    """Every "host" the portal would accept, replaced by 127.0.0.1 (in place, recursively)."""
+    """Every "host" the portal would accept, replaced by 127.0.0.1, and every LDAP server and
+    OIDC issuer by a closed loopback port (in place, recursively)."""
     if isinstance(value, dict):
         for key, item in value.items():
             if key == "host" and isinstance(item, str):
                 host = item.strip()
                 if HOST_RE.match(host) or _is_ipv6(host):
                     value[key] = "127.0.0.1"
+            elif key == "urls" and isinstance(item, list):
+                value[key] = [_loopback_url(url) for url in item]
+            elif key == "issuer":
+                value[key] = _loopback_url(item)
             else:
                 _loopback_hosts(item)
     elif isinstance(value, list):
