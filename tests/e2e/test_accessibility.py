@@ -73,6 +73,7 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
         ("account security", "/account/security", "#passkey-register"),
         ("account tokens", "/account/tokens", "main form"),
         ("settings security", "/settings/security", "main form"),
+        ("settings sign-in", "/settings/sign-in", "#ldap-urls"),
         ("settings notifications", "/settings/notifications", "main h1"),
         (
             "notification channel new",
