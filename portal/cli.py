@@ -36,13 +36,14 @@ def _new_password(username: str) -> str:
 
 @users_cli.command("list")
 def list_users() -> None:
-    """List users with role and state."""
+    """List users with role, state and where they sign in (local, ldap, oidc)."""
     for user in db.session.scalars(select(User).order_by(User.username)):
         state = "disabled" if user.disabled else "active"
         if user.locked_until and user.locked_until > clock.now():
             state = "locked"
         flag = " (must change password)" if user.must_change_password else ""
-        click.echo(f"{user.username}\t{user.role}\t{state}{flag}")
+        source = f"\t{user.source}" if user.source != "local" else ""
+        click.echo(f"{user.username}\t{user.role}\t{state}{flag}{source}")
 
 
 @users_cli.command("create")
@@ -63,6 +64,10 @@ def create_user(username: str, role: str) -> None:
 def reset_password(username: str) -> None:
     """Set a temporary password, unlock and re-enable the account, end its sessions."""
     user = _get(username)
+    if user.source != "local":
+        raise click.ClickException(
+            f"{username} signs in through {user.source.upper()}: reset the password there"
+        )
     password = _new_password(username)
     user.disabled = False
     users.set_temporary_password(user, password, actor="cli")

@@ -166,3 +166,21 @@ def test_cli_create_applies_the_user_name_rule_of_the_page(app):
         args=["users", "create", "alice"], input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n"
     )
     assert taken.exit_code != 0 and "taken" in taken.output
+
+
+def test_cli_knows_directory_accounts(app):
+    with app.app_context():
+        db.session.add(
+            User(
+                username="dora",
+                role="member",
+                password_hash="!external",
+                source="ldap",
+                external_id="uid=dora,ou=people,dc=example,dc=test",
+            )
+        )
+        db.session.commit()
+    runner = app.test_cli_runner()
+    assert "dora\tmember\tactive\tldap" in runner.invoke(args=["users", "list"]).output
+    refused = runner.invoke(args=["users", "reset-password", "dora"])
+    assert refused.exit_code != 0 and "reset the password there" in refused.output
