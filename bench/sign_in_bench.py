@@ -107,9 +107,7 @@ def main() -> None:
                     "LDAP (LDAPS bind, groups)": lambda: _form_sign_in(
                         server, "lara", USER_PASSWORD
                     ),
-                    "OpenID Connect (code flow)": lambda: _oidc_sign_in(
-                        server, provider.ca_path
-                    ),
+                    "OpenID Connect (code flow)": lambda: _oidc_sign_in(server, provider.ca_path),
                 }
                 print(f"sign-in to the dashboard, {args.rounds} rounds each (ms)")
                 print(f"{'kind':<30} {'median':>8} {'slowest':>8}")
