@@ -16,7 +16,10 @@ from portal.directory import accounts, options
 from portal.extensions import db
 from portal.models import AuditEvent, User
 
-pytestmark = pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed")
+pytestmark = [
+    pytest.mark.e2e,  # starts slapd
+    pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed"),
+]
 
 
 @pytest.fixture(scope="module")

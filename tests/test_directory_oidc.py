@@ -17,7 +17,10 @@ from portal.directory import options
 from portal.extensions import db
 from portal.models import AuditEvent, User
 
-pytestmark = pytest.mark.skipif(node_missing() is not None, reason="Node.js is not installed")
+pytestmark = [
+    pytest.mark.e2e,  # starts the OpenID Provider under Node.js
+    pytest.mark.skipif(node_missing() is not None, reason="Node.js is not installed"),
+]
 # The in-process test client runs on http://localhost (Werkzeug's base URL wins over the
 # environ's scheme); the running portal's https callback is used in tests/e2e.
 CALLBACKS = ["http://localhost/login/oidc/callback", "https://localhost/login/oidc/callback"]
