@@ -97,7 +97,7 @@ def main() -> None:
                     assert saved.status_code == 200, saved.text
                 admin.post(
                     server.url + "/api/v1/groups",
-                    json={"name": "ops", "source": "directory"},
+                    json={"name": "ops", "source": "ldap"},
                     headers=headers,
                 )
                 cases = {

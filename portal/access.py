@@ -89,12 +89,18 @@ def confirm_recent_auth() -> bool:
 
 def check_reauth_password(typed: str) -> bool:
     """Verify a re-typed password; a wrong one counts toward the account's lockout (the fifth
-    locks it and ends the session)."""
+    locks it and ends the session). LDAP users type their directory password; when the
+    directory cannot be asked, nothing is counted. OpenID Connect users have no password
+    here: they sign in again with their provider."""
     user = current_user._get_current_object()
     if user.source == "local":
         right = verify_password(user.password_hash, typed)
+    elif user.source == "ldap":
+        right = accounts.ldap_password_check(user, typed)
     else:
-        right = accounts.ldap_password_ok(user, typed)
+        right = None
+    if right is None:
+        return False
     if right:
         row = current_session()
         if row is not None:

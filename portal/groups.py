@@ -57,14 +57,14 @@ def _check_role(role: str) -> None:
 
 
 def create(name: str, role: str = "member", source: str = "local") -> Group:
-    """Create a group mapped to `role` (audited). A "directory" group takes its members from
-    the directory or OpenID Provider groups of the same name at each sign-in."""
+    """Create a group mapped to `role` (audited). An "ldap" or "oidc" group takes its members
+    from the directory or OpenID Provider groups of the same name at each sign-in."""
     name = name.strip()
     if source not in GROUP_SOURCES:
         raise GroupError("source", f"The source is one of: {', '.join(GROUP_SOURCES)}.")
     if source == "local" and not GROUP_NAME_RE.match(name):
         raise GroupError("name", "1 to 64 letters, digits, space, dot, dash, underscore or @.")
-    if source == "directory" and not DIRECTORY_GROUP_NAME_RE.match(name):
+    if source != "local" and not DIRECTORY_GROUP_NAME_RE.match(name):
         raise GroupError("name", "1 to 64 printable characters, as the directory names it.")
     _check_role(role)
     taken = db.session.scalar(select(Group).where(func.lower(Group.name) == name.lower()))
@@ -97,7 +97,7 @@ def set_role(group: Group, role: str) -> None:
 def set_members(group: Group, usernames: list[str]) -> None:
     """Make `usernames` the group's members (audited with before and after)."""
     names = list(dict.fromkeys(usernames))
-    if group.source == "directory" and names != [u.username for u in group.members]:
+    if group.source != "local" and names != [u.username for u in group.members]:
         raise GroupError("members", "The directory sets this group's members at each sign-in.")
     if any(ord(c) < 32 for name in names for c in name):  # PostgreSQL refuses NUL
         raise GroupError("members", "A user name has no control characters.")

@@ -33,8 +33,8 @@ SOURCES = ("manager", "installer")
 # Provider. Directory and OIDC accounts are created at their first sign-in.
 SIGN_IN_SOURCES = ("local", "ldap", "oidc")
 # A group is managed on the Users page ("local"), or filled at each sign-in from the groups the
-# directory or the OpenID Provider names ("directory").
-GROUP_SOURCES = ("local", "directory")
+# LDAP directory ("ldap") or the OpenID Provider ("oidc") names: each source fills only its own.
+GROUP_SOURCES = ("local", "ldap", "oidc")
 
 
 def utcnow() -> datetime:
@@ -113,8 +113,8 @@ class Group(db.Model):
     name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     # The global role its members get at least; "member" gives none beyond their own.
     role: Mapped[str] = mapped_column(String(16), nullable=False, default="member")
-    # local: members managed here; directory: members are those whose directory or OpenID
-    # Provider names a group of this name (case-insensitive) at sign-in.
+    # local: members managed here; ldap or oidc: members are the users of that source whose
+    # directory or provider names a group of this name (case-insensitive) at sign-in.
     source: Mapped[str] = mapped_column(
         String(16), nullable=False, default="local", server_default="local"
     )

@@ -71,7 +71,15 @@ def parse_networks(values: list[str] | None) -> list[str]:
 def create(
     user: User, name: str, scope: str, days: int, networks: list[str] | None
 ) -> tuple[ApiToken, str]:
-    """A new token of `user`; returns it and its value (shown this once). The caller commits."""
+    """A new token of `user`; returns it and its value (shown this once). The caller commits.
+    Accounts of an OpenID Provider hold none: the portal cannot learn when the provider
+    removes or disables them (LDAP accounts are looked up again, tokens included)."""
+    if user.source == "oidc":
+        raise TokenError(
+            "owner",
+            "Accounts that sign in with an OpenID Provider cannot hold API tokens: use a "
+            "local or directory account for automation.",
+        )
     name = " ".join((name or "").split())
     if not name or len(name) > MAX_NAME:
         raise TokenError("name", f"Give the token a name of 1 to {MAX_NAME} characters.")

@@ -90,7 +90,7 @@ def test_a_directory_user_gets_the_access_of_their_groups_and_loses_it(app, admi
     slapd.add_user(name, password, cn="Dave Ops", mail=f"{name}@example.test")
     slapd.add_group(team, [name])
     _configure(admin, slapd)
-    group = admin.api("POST", "/api/v1/groups", {"name": team.upper(), "source": "directory"})
+    group = admin.api("POST", "/api/v1/groups", {"name": team.upper(), "source": "ldap"})
     assert group.status_code == 201
     sfo, nyc = create_env(admin, sim, "sfo"), create_env(admin, sim, "nyc")
     run_sync(app, admin, sfo["id"])
@@ -105,7 +105,7 @@ def test_a_directory_user_gets_the_access_of_their_groups_and_loses_it(app, admi
     assert dave.login(name, password).status_code == 302
     account = _user(app, name)
     assert account.source == "ldap" and account.role == "member"
-    assert account.external_id == slapd.user_dn(name)
+    assert account.external_id.startswith("entryUUID:")  # not the DN: entries move
     login = [a for a in _audits(app, "auth.login") if a.target == name][-1]
     details = json.loads(login.details)
     assert details["source"] == "ldap" and details["groups"] == team.upper()
@@ -192,7 +192,7 @@ def test_starttls_memberof_and_the_test_endpoint(app, admin, slapd):
     slapd.add_user(name, password, cn="Mona DBA")
     slapd.add_group(team, [name])
     _configure(admin, slapd, urls=[slapd.url_ldap], start_tls=True, group_mode="memberof")
-    admin.api("POST", "/api/v1/groups", {"name": team, "role": "auditor", "source": "directory"})
+    admin.api("POST", "/api/v1/groups", {"name": team, "role": "auditor", "source": "ldap"})
     tested = admin.api("POST", "/api/v1/settings/ldap/test", {"username": name})
     assert tested.status_code == 200, tested.json
     assert tested.json["dn"] == slapd.user_dn(name)
@@ -266,3 +266,105 @@ def test_a_directory_password_confirms_a_sensitive_action(app, admin, slapd):
         {"name": "cli", "scope": "read", "expires_in_days": 1, "confirm_password": password},
     )
     assert made.status_code == 201, made.json
+
+
+def test_an_entry_cannot_take_another_users_account(app, admin, slapd):
+    from ldap3 import MODIFY_ADD
+
+    victim, mallory = _name("vic"), _name("mal")
+    victim_pw, mallory_pw = _password(), _password()
+    slapd.add_user(victim, victim_pw)
+    slapd.add_user(mallory, mallory_pw)
+    _configure(admin, slapd)
+    assert Portal(client_for(app)).login(victim, victim_pw).status_code == 302
+    before = _user(app, victim).external_id
+    # A second uid value naming the victim: the entry is refused, whatever it is typed as.
+    slapd.admin.modify(slapd.user_dn(mallory), {"uid": [(MODIFY_ADD, [victim])]})
+    mal = Portal(client_for(app))
+    assert mal.login(mallory, mallory_pw).status_code == 401
+    assert mal.client.get("/api/v1/me").status_code == 401
+    assert _user(app, victim).external_id == before
+    # The victim leaves and a new entry takes the name: it is not the old account.
+    slapd.delete_user(victim)
+    slapd.add_user(victim, _password() + "n")
+    newcomer = Portal(client_for(app))
+    refused = newcomer.login(victim, victim_pw)
+    assert refused.status_code == 401
+    with app.app_context():
+        assert db.session.scalar(select(User.external_id).where(User.username == victim)) == before
+
+
+def test_a_reused_name_is_not_the_old_account(app, admin, slapd):
+    name, old_pw, new_pw = _name("ren"), _password(), _password()
+    slapd.add_user(name, old_pw)
+    _configure(admin, slapd)
+    assert Portal(client_for(app)).login(name, old_pw).status_code == 302
+    slapd.delete_user(name)
+    slapd.add_user(name, new_pw)
+    refused = Portal(client_for(app)).login(name, new_pw)
+    assert refused.status_code == 403
+    assert "belongs to another portal account" in refused.get_data(as_text=True)
+
+
+def test_removal_from_the_directory_revokes_api_tokens(app, admin, sim, slapd):
+    name, password, team = _name("tina"), _password(), _name("auto-")
+    slapd.add_user(name, password)
+    slapd.add_group(team, [name])
+    _configure(admin, slapd)
+    admin.api("POST", "/api/v1/groups", {"name": team, "source": "ldap", "role": "readonly"})
+    tina = Portal(client_for(app))
+    assert tina.login(name, password).status_code == 302
+    made = tina.api(
+        "POST", "/api/v1/me/tokens", {"name": "ci", "scope": "read", "expires_in_days": 30}
+    )
+    assert made.status_code == 201, made.json
+    bearer = {"Authorization": f"Bearer {made.json['token']}"}
+    script = app.test_client()
+    assert script.get("/api/v1/environments", headers=bearer).status_code == 200
+    tina.post("/logout")
+    assert tina.client.get("/api/v1/me").status_code == 401
+    slapd.delete_user(name)
+    counts = _recheck(app)  # no session left: the token alone makes it due
+    assert counts["ended"] >= 1
+    assert script.get("/api/v1/environments", headers=bearer).status_code == 401
+
+
+def test_wrong_passwords_count_whatever_name_is_typed(app, admin, anon, slapd):
+    name, password = _name("ali"), _password()
+    slapd.add_user(name, password, mail=f"{name}@corp.example")
+    _configure(
+        admin,
+        slapd,
+        user_filter="(&(objectClass=inetOrgPerson)(|(uid={username})(mail={username})))",
+    )
+    assert Portal(client_for(app)).login(f"{name}@corp.example", password).status_code == 302
+    assert _user(app, name) is not None  # the account is named by uid, however typed
+    for _ in range(5):
+        assert anon.login(f"{name}@corp.example", "wrong-" + password).status_code == 401
+    account = _user(app, name)
+    assert account.locked_until is not None
+    assert anon.login(name, password).status_code == 401
+
+
+def test_a_directory_that_cannot_answer_does_not_count_re_typed_passwords(app, admin, slapd):
+    from portal import clock
+
+    name, password = _name("ula"), _password()
+    slapd.add_user(name, password)
+    _configure(admin, slapd)
+    ula = Portal(client_for(app))
+    assert ula.login(name, password).status_code == 302
+    with app.app_context():
+        options.save("ldap", {"urls": ["ldaps://127.0.0.1:1"]}, "alice")
+        db.session.commit()
+    clock.offset = clock.timedelta(minutes=20)
+    for _ in range(6):
+        made = ula.api(
+            "POST",
+            "/api/v1/me/tokens",
+            {"name": "x", "scope": "read", "expires_in_days": 1, "confirm_password": password},
+        )
+        assert made.status_code == 403
+    account = _user(app, name)
+    assert account.failed_logins == 0 and account.locked_until is None
+    assert ula.client.get("/api/v1/me").status_code == 200

@@ -86,7 +86,7 @@ def test_an_oidc_user_gets_their_groups_access_and_loses_it(app, admin, sim, pro
     provider.set_accounts({"olga": _account("olga", ["vcf-sfo", "unrelated"])})
     _configure(admin, provider)
     assert (
-        admin.api("POST", "/api/v1/groups", {"name": "vcf-sfo", "source": "directory"}).status_code
+        admin.api("POST", "/api/v1/groups", {"name": "vcf-sfo", "source": "oidc"}).status_code
         == 201
     )
     sfo, nyc = create_env(admin, sim, "sfo"), create_env(admin, sim, "nyc")
@@ -120,9 +120,7 @@ def test_an_oidc_user_gets_their_groups_access_and_loses_it(app, admin, sim, pro
 def test_a_role_through_a_provider_group(app, admin, provider):
     provider.set_accounts({"ivan": _account("ivan", ["Auditors"])})
     _configure(admin, provider)
-    admin.api(
-        "POST", "/api/v1/groups", {"name": "auditors", "role": "auditor", "source": "directory"}
-    )
+    admin.api("POST", "/api/v1/groups", {"name": "auditors", "role": "auditor", "source": "oidc"})
     ivan, done = _sign_in(app, provider, "ivan")
     assert done.status_code == 302
     assert ivan.client.get("/audit/").status_code == 200
@@ -216,3 +214,39 @@ def test_an_unreachable_provider_is_a_clear_error(app, admin, provider):
     started = Portal(client_for(app)).client.get("/login/oidc")
     assert started.status_code == 503
     assert "cannot be reached" in started.get_data(as_text=True)
+
+
+def test_oidc_accounts_hold_no_tokens_and_locks_hold(app, admin, provider):
+    provider.set_accounts({"quinn": _account("quinn", [])})
+    _configure(admin, provider)
+    quinn, done = _sign_in(app, provider, "quinn")
+    assert done.status_code == 302
+    made = quinn.api(
+        "POST", "/api/v1/me/tokens", {"name": "ci", "scope": "read", "expires_in_days": 1}
+    )
+    assert made.status_code == 422 and "OpenID Provider" in json.dumps(made.json)
+    with app.app_context():
+        from portal import clock
+
+        account = db.session.scalar(select(User).where(User.username == "quinn"))
+        account.locked_until = clock.now() + clock.timedelta(minutes=10)
+        db.session.commit()
+    _, locked = _sign_in(app, provider, "quinn")
+    assert locked.status_code == 401
+
+
+def test_a_required_second_factor_method_must_be_in_the_id_token(app, admin, provider):
+    provider.set_accounts({"rex": _account("rex", [])})
+    _configure(admin, provider, second_factor="provider", required_amr=["mfa", "hwk"])
+    _, refused = _sign_in(app, provider, "rex")
+    assert refused.status_code == 403
+    assert "did not confirm a second factor" in refused.get_data(as_text=True)
+
+
+def test_an_unverified_e_mail_never_names_an_account(app, admin, provider):
+    provider.set_accounts({"sam": _account("sam", [], email_verified=False)})
+    _configure(admin, provider, username_claim="nickname")  # absent: the e-mail would be next
+    _, refused = _sign_in(app, provider, "sam")
+    assert refused.status_code == 403
+    with app.app_context():
+        assert db.session.scalar(select(User).where(User.source == "oidc")) is None

@@ -573,6 +573,16 @@ def _settings_in(options: type[BaseModel], secret: str, name: str) -> type[BaseM
         str | None,
         Field(None, max_length=MAX_SECRET, json_schema_extra={"writeOnly": True}),
     )
+    fields["confirm_password"] = (
+        str | None,
+        Field(
+            None,
+            min_length=1,
+            max_length=MAX_PASSWORD,
+            description="Your password, when you signed in more than 15 minutes ago",
+            json_schema_extra={"writeOnly": True},
+        ),
+    )
     return create_model(
         name,
         __config__=ConfigDict(extra="forbid"),
@@ -787,9 +797,10 @@ class Group(BaseModel):
     id: int
     name: str
     role: RoleName
-    source: Literal["local", "directory"] = Field(
-        description="local: members managed in the portal; directory: members are the "
-        "directory or OpenID Provider users in a group of this name, set at each sign-in"
+    source: Literal["local", "ldap", "oidc"] = Field(
+        description="local: members managed in the portal; ldap or oidc: members are the "
+        "users of that source whose directory or provider names a group of this name, set "
+        "at each sign-in"
     )
     members: list[str]
 
@@ -805,7 +816,7 @@ class GroupIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=64)
     role: RoleName = "member"
-    source: Literal["local", "directory"] = "local"
+    source: Literal["local", "ldap", "oidc"] = "local"
     members: list[str] = Field(default_factory=list, max_length=10000)
 
 

@@ -6,7 +6,7 @@ from flask import jsonify
 from flask_login import current_user
 
 from .. import audit, clock, second_factor
-from ..access import admin_required, confirm_recent_auth
+from ..access import admin_required, confirm_recent_auth, token_or_recent_auth
 from ..directory import accounts, ldap, options
 from ..extensions import db
 from ..http import json_error
@@ -46,7 +46,12 @@ def _provider_answer(kind: str):
 
 
 def _save_provider(kind: str, body):
-    changes = {key: value for key, value in body.model_dump(exclude_unset=True).items()}
+    if not token_or_recent_auth():
+        audit.record(f"settings.{kind}", kind, outcome="denied")
+        db.session.commit()
+        return json_error(403, "Confirm your password: send it as confirm_password.")
+    changes = body.model_dump(exclude_unset=True)
+    changes.pop("confirm_password", None)
     changes = {key: value for key, value in changes.items() if value is not None}
     try:
         options.save(kind, changes, current_user.username)
@@ -67,10 +72,11 @@ def ldap_settings():
 
 @bp.put("/settings/ldap")
 @admin_required
-@api_operation({200: s.LdapSettings}, s.LdapSettingsIn, errors=(422,), scope="admin")
+@api_operation({200: s.LdapSettings}, s.LdapSettingsIn, errors=(403, 422), scope="admin")
 def set_ldap_settings(body: s.LdapSettingsIn):
     """Change the LDAP settings (audited with the values before and after). It is turned on
-    only when servers, a user base and filters are set; plain LDAP must be allowed explicitly."""
+    only when servers, a user base and filters are set; plain LDAP must be allowed explicitly.
+    Needs a sign-in within 15 minutes or the password in `confirm_password`."""
     return _save_provider("ldap", body)
 
 
@@ -91,7 +97,6 @@ def test_ldap_settings(body: s.LdapTestIn):
     db.session.commit()
     if found is None:
         return json_error(404, "The user filter finds no entry (or several) for this name.")
-    wanted = {name.casefold() for name in found.groups}
     return jsonify(
         dn=found.dn,
         username=found.username,
@@ -99,7 +104,7 @@ def test_ldap_settings(body: s.LdapTestIn):
         email=found.email,
         disabled=found.disabled,
         groups=found.groups,
-        portal_groups=[g.name for g in accounts.directory_groups() if g.name.casefold() in wanted],
+        portal_groups=[g.name for g in accounts.matching("ldap", found.groups)],
         server=found.server,
     )
 
@@ -114,9 +119,10 @@ def oidc_settings():
 
 @bp.put("/settings/oidc")
 @admin_required
-@api_operation({200: s.OidcSettings}, s.OidcSettingsIn, errors=(422,), scope="admin")
+@api_operation({200: s.OidcSettings}, s.OidcSettingsIn, errors=(403, 422), scope="admin")
 def set_oidc_settings(body: s.OidcSettingsIn):
     """Change the OpenID Connect settings (audited with the values before and after). It is
     turned on only when the issuer, client id and client secret are set. The provider must
-    allow the redirect URI https://<this portal>/login/oidc/callback."""
+    allow the redirect URI https://<this portal>/login/oidc/callback. Needs a sign-in within
+    15 minutes or the password in `confirm_password`."""
     return _save_provider("oidc", body)

@@ -28,8 +28,9 @@ def my_tokens():
 def create_token(body: s.TokenIn):
     """Create a token; its value is answered this once. Needs a sign-in within 15 minutes or
     the password in `confirm_password`."""
+    name = current_user.username  # a fifth wrong password signs the user out below
     if not confirm_recent_auth():
-        audit.record("token.create", current_user.username, outcome="denied")
+        audit.record("token.create", name, outcome="denied", actor=name)
         db.session.commit()
         if not current_user.is_authenticated:
             return json_error(401, "Signed out after too many wrong passwords.")

@@ -3,9 +3,9 @@ time), their directory groups applied at every sign-in, and their access ended w
 directory no longer knows them.
 
 A directory group gives access through a portal group of the same name (compared without
-regard to case) whose source is "directory": the admin creates that group, maps it to a
-role and grants it environments; its members are whoever the directory names at sign-in.
-Local groups are never changed here. Callers commit.
+regard to case) whose source is the same ("ldap" or "oidc"): the admin creates that group,
+maps it to a role and grants it environments; its members are whoever the directory or the
+provider names at sign-in. Local groups are never changed here. Callers commit.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from .. import audit, clock
 from ..extensions import db
-from ..models import Group, User, UserSession
+from ..models import ApiToken, Group, User, UserSession
 from ..sessions import revoke_user_sessions
 from ..users import USERNAME_RE
 from . import ldap, options
@@ -47,27 +48,27 @@ class Identity:
     groups: list[str]
 
 
-def account_for(identity: Identity) -> User:
-    """The portal account of this identity, created on first sign-in with the role `member`
-    (only groups and grants give access). Raises AccountRefused when the name belongs to
-    another account (a local one, or another source's) or the account is disabled here."""
-    user = db.session.scalar(
+def _by_identity(identity: Identity) -> User | None:
+    return db.session.scalar(
         select(User).where(User.source == identity.source, User.external_id == identity.external_id)
     )
-    if user is None and identity.source == "ldap":
-        # The entry moved in the directory (a new DN), the user name is still unique there.
-        user = db.session.scalar(
-            select(User).where(User.source == "ldap", User.username == identity.username)
-        )
-        if user is not None:
-            user.external_id = identity.external_id
+
+
+def account_for(identity: Identity) -> User:
+    """The portal account of this identity (by its source's stable id), created on first
+    sign-in with the role `member` (only groups and grants give access). Raises
+    AccountRefused when the name belongs to another account (a local one, another source's,
+    or an earlier entry of the same directory), or the account is disabled here."""
+    user = _by_identity(identity)
     if user is None:
         if not USERNAME_RE.match(identity.username):
             raise AccountRefused(
                 "Your user name cannot be used here (2 to 64 letters, digits, dot, dash, "
                 "underscore or @). Ask an administrator."
             )
-        taken = db.session.scalar(select(User).where(User.username == identity.username))
+        taken = db.session.scalar(
+            select(User.id).where(func.lower(User.username) == identity.username.lower())
+        )
         if taken is not None:
             raise AccountRefused(
                 f"The user name {identity.username} belongs to another portal account. "
@@ -80,45 +81,63 @@ def account_for(identity: Identity) -> User:
             source=identity.source,
             external_id=identity.external_id,
         )
-        db.session.add(user)
-        db.session.flush()
-        audit.record(
-            "user.create",
-            user.username,
-            actor=user.username,
-            details={"role": "member", "source": identity.source},
-        )
+        try:
+            with db.session.begin_nested():  # a parallel first sign-in may have made it
+                db.session.add(user)
+        except IntegrityError:
+            user = _by_identity(identity)
+            if user is None:
+                raise AccountRefused(
+                    f"The user name {identity.username} belongs to another portal account. "
+                    "Ask an administrator."
+                ) from None
+        else:
+            audit.record(
+                "user.create",
+                user.username,
+                actor=user.username,
+                details={"role": "member", "source": identity.source},
+            )
     if user.disabled:
         raise AccountRefused("This account is disabled in the portal. Ask an administrator.")
     return user
 
 
-def ldap_password_ok(user: User, typed: str) -> bool:
-    """For a re-typed password: True when the directory accepts it for this LDAP user."""
+def ldap_password_check(user: User, typed: str) -> bool | None:
+    """For a re-typed password of an LDAP user: True when the directory accepts it, False
+    when it refuses it, None when it cannot be asked (the caller must not count that)."""
     provider = options.enabled("ldap")
     if provider is None or user.source != "ldap":
-        return False
+        return None
     try:
-        found = ldap.authenticate(provider.options, provider.secret(), user.username, typed)
-    except ldap.DirectoryUnavailable as exc:
+        with ldap.Directory(provider.options, provider.secret()) as directory:
+            entry = directory.find(user.username)
+            if entry is None or entry.stable_id != user.external_id:
+                return False
+            return directory.password_ok(entry, typed)
+    except (ldap.DirectoryUnavailable, ldap.SearchFailed) as exc:
         log.warning("password check impossible: %s", exc)
-        return False
-    return found is not None and found.dn.casefold() == (user.external_id or "").casefold()
+        return None
 
 
-def directory_groups() -> list[Group]:
-    """The portal groups filled from directory and OIDC group names."""
-    return list(db.session.scalars(select(Group).where(Group.source == "directory")))
+def directory_groups(source: str) -> list[Group]:
+    """The portal groups filled from the group names of `source` ("ldap" or "oidc")."""
+    return list(db.session.scalars(select(Group).where(Group.source == source)))
+
+
+def matching(source: str, names: list[str]) -> list[Group]:
+    """The portal groups of `source` named (without regard to case) in `names`."""
+    wanted = {name.casefold() for name in names}
+    return [g for g in directory_groups(source) if g.name.casefold() in wanted]
 
 
 def apply_groups(user: User, names: list[str]) -> list[str]:
-    """Make the user a member of exactly the directory-sourced portal groups named in
-    `names`; local groups are left alone. Audited when it changes. Returns the portal groups
-    (all sources) the user is now a member of."""
-    wanted = {name.casefold() for name in names}
-    before = sorted(g.name for g in user.groups if g.source == "directory")
-    keep = [g for g in user.groups if g.source != "directory"]
-    matched = [g for g in directory_groups() if g.name.casefold() in wanted]
+    """Make the user a member of exactly the portal groups of their source named in `names`;
+    local groups are left alone. Audited when it changes. Returns the portal groups (all
+    sources) the user is now a member of."""
+    before = sorted(g.name for g in user.groups if g.source == user.source)
+    keep = [g for g in user.groups if g.source != user.source]
+    matched = matching(user.source, names)
     user.groups = sorted(keep + matched, key=lambda g: g.name)
     after = sorted(g.name for g in matched)
     if before != after:
@@ -150,11 +169,16 @@ def sign_in_details(user: User, names: list[str] | None = None) -> dict:
 
 
 def end_access(user: User, reason: str) -> None:
-    """The directory no longer knows the user, or has disabled them: end their sessions and
-    take their directory groups (the account stays, for the audit trail; a new sign-in is
-    checked by the directory again)."""
+    """The directory no longer knows the user, or has disabled them: end their sessions,
+    revoke their API tokens and take their directory groups (the account stays, for the
+    audit trail; a new sign-in is checked by the directory again)."""
     revoke_user_sessions(user.id)
-    user.groups = [g for g in user.groups if g.source != "directory"]
+    now = clock.now()
+    for token in db.session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    ):
+        token.revoked_at = now
+    user.groups = [g for g in user.groups if g.source != user.source]
     audit.record(
         "auth.directory_removed",
         user.username,
@@ -164,51 +188,75 @@ def end_access(user: User, reason: str) -> None:
     )
 
 
-def _live_ldap_users(stale_before) -> list[User]:
-    live = (
-        select(UserSession.user_id)
-        .where(UserSession.revoked_at.is_(None), UserSession.pending_until.is_(None))
-        .distinct()
+def _active_ldap_users(stale_before) -> list[User]:
+    """LDAP users with a live session or a usable API token, not checked since
+    `stale_before`; the longest unchecked first."""
+    now = clock.now()
+    live = select(UserSession.user_id).where(
+        UserSession.revoked_at.is_(None), UserSession.pending_until.is_(None)
+    )
+    tokens = select(ApiToken.user_id).where(
+        ApiToken.revoked_at.is_(None), ApiToken.expires_at > now
     )
     return list(
         db.session.scalars(
-            select(User).where(
+            select(User)
+            .where(
                 User.source == "ldap",
-                User.id.in_(live),
-                or_(User.directory_checked_at.is_(None), User.directory_checked_at < stale_before),
+                User.disabled.is_(False),
+                or_(User.id.in_(live), User.id.in_(tokens)),
+                or_(
+                    User.directory_checked_at.is_(None), User.directory_checked_at < stale_before
+                ),
             )
+            .order_by(User.directory_checked_at.is_not(None), User.directory_checked_at)
         )
     )
 
 
 def recheck(force: bool = False) -> dict:
-    """Look up again, in the directory, every LDAP user with a live session who was not
-    checked within the configured minutes (all of them with `force`): gone or disabled users
-    lose their sessions, the others get their current groups. An unreachable directory
-    changes nothing. Returns counts for the log. The caller commits."""
+    """Look up again, in the directory, every LDAP user with a live session or API token who
+    was not checked within the configured minutes (all of them with `force`): gone or
+    disabled users lose their sessions and tokens, the others get their current groups. An
+    unreachable directory changes nothing; a user whose lookup fails is tried again at the
+    next pass. Returns counts for the log. The caller commits."""
     provider = options.enabled("ldap")
-    counts = {"checked": 0, "ended": 0, "unreachable": 0}
+    counts = {"checked": 0, "ended": 0, "failed": 0, "unreachable": 0}
     if provider is None:
         return counts
     minutes = provider.options.recheck_minutes
     if minutes == 0 and not force:
         return counts
     stale_before = clock.now() if force else clock.now() - timedelta(minutes=minutes)
-    secret = provider.secret()
-    for user in _live_ldap_users(stale_before):
-        try:
-            found = ldap.lookup(provider.options, secret, user.username)
-        except ldap.DirectoryUnavailable as exc:
-            log.warning("directory check postponed: %s", exc)
-            counts["unreachable"] += 1
-            break
-        counts["checked"] += 1
-        if found is None or found.dn.casefold() != (user.external_id or "").casefold():
-            end_access(user, "not found in the directory")
-            counts["ended"] += 1
-        elif found.disabled:
-            end_access(user, "disabled in the directory")
-            counts["ended"] += 1
-        else:
-            apply_groups(user, found.groups)
+    due = _active_ldap_users(stale_before)
+    if not due:
+        return counts
+    try:
+        directory = ldap.Directory(provider.options, provider.secret())
+    except ldap.DirectoryUnavailable as exc:
+        log.warning("directory check postponed: %s", exc)
+        counts["unreachable"] = len(due)
+        return counts
+    with directory:
+        for user in due:
+            try:
+                entry = directory.find(user.username)
+                found = directory.describe(entry) if entry is not None else None
+            except ldap.SearchFailed as exc:
+                log.warning("directory check of one user failed: %s", exc)
+                counts["failed"] += 1
+                continue
+            except ldap.DirectoryUnavailable as exc:
+                log.warning("directory check interrupted: %s", exc)
+                counts["unreachable"] += 1
+                break
+            counts["checked"] += 1
+            if found is None or found.stable_id != user.external_id:
+                end_access(user, "not found in the directory")
+                counts["ended"] += 1
+            elif found.disabled:
+                end_access(user, "disabled in the directory")
+                counts["ended"] += 1
+            else:
+                apply_groups(user, found.groups)
     return counts

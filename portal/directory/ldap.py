@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -27,6 +28,8 @@ MAX_USERNAME = 256
 MAX_GROUPS = 1000
 # Active Directory: userAccountControl bit 2 is ACCOUNTDISABLE.
 _AD_DISABLED = 0x2
+# OpenLDAP ppolicy: pwdAccountLockedTime with this value locks until an administrator unlocks.
+_PERMANENT_LOCK = b"000001010000Z"
 _USERNAME_OK = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 
@@ -40,6 +43,7 @@ class DirectoryUser:
     """A user as the directory describes them."""
 
     dn: str
+    stable_id: str
     username: str
     display_name: str = ""
     email: str = ""
@@ -144,98 +148,184 @@ def _rdn_value(dn: str) -> str:
         parts = parse_dn(dn)
     except ldap_errors.LDAPException:
         return ""
-    return (
-        parts[0][1].replace("\\,", ",").replace("\\+", "+").replace("\\\\", "\\") if parts else ""
-    )
+    if not parts:
+        return ""
+    return parts[0][1].replace("\\,", ",").replace("\\+", "+").replace("\\\\", "\\")
 
 
-def _find(connection: Connection, options: LdapOptions, username: str) -> tuple[str, dict] | None:
-    """The one entry the user filter finds for `username`: (dn, attributes), or None when
-    none or several match."""
-    query = options.effective("user_filter").replace("{username}", escape_filter_chars(username))
-    attributes = [
-        options.effective("username_attribute"),
-        "cn",
-        "displayName",
-        "mail",
-        "userAccountControl",
-        "pwdAccountLockedTime",
-    ]
-    if options.effective("group_mode") == "memberof":
-        attributes.append("memberOf")
-    connection.search(
-        options.user_base,
-        query,
-        search_scope=SUBTREE,
-        attributes=attributes,
-        size_limit=2,
-        time_limit=options.timeout_seconds,
-    )
-    entries = [e for e in connection.response or [] if e.get("type") == "searchResEntry"]
-    if connection.result.get("result") not in (0, 4):  # success, or size limit exceeded
-        raise DirectoryUnavailable(
-            f"the user search failed: {connection.result.get('description', 'error')}"
-        )
-    if len(entries) != 1:
-        if len(entries) > 1:
-            log.warning("the LDAP user filter matches several entries for one name")
-        return None
-    return entries[0]["dn"], entries[0].get("attributes", {})
+def _normal_dn(dn: str) -> str:
+    return re.sub(r"\s*,\s*", ",", dn.strip()).casefold()
 
 
-def _groups(connection: Connection, options: LdapOptions, dn: str, attributes: dict) -> list[str]:
-    mode = options.effective("group_mode")
-    names: list[str] = []
-    if mode == "memberof":
-        values = attributes.get("memberOf") or []
-        names = [_rdn_value(str(value)) for value in values]
-    else:
-        name_attribute = options.group_name_attribute
-        query = options.effective("group_filter").replace("{user_dn}", escape_filter_chars(dn))
-        connection.search(
-            options.group_base or options.user_base,
-            query,
-            search_scope=SUBTREE,
-            attributes=[name_attribute],
-            size_limit=MAX_GROUPS,
-            time_limit=options.timeout_seconds,
-        )
-        if connection.result.get("result") not in (0, 4):
-            raise DirectoryUnavailable(
-                f"the group search failed: {connection.result.get('description', 'error')}"
-            )
-        for entry in connection.response or []:
-            if entry.get("type") == "searchResEntry":
-                names.append(
-                    _first(entry.get("attributes", {}), name_attribute) or _rdn_value(entry["dn"])
-                )
-    cleaned = {name.strip() for name in names if name and _USERNAME_OK.match(name)}
-    return sorted(cleaned, key=str.lower)[:MAX_GROUPS]
+def _stable_id(dn: str, raw: dict) -> str:
+    """What names the entry for good: Active Directory's objectGUID, OpenLDAP's entryUUID, or
+    (for servers with neither) the DN. A DN changes when the entry moves; these do not, and a
+    new entry that reuses a user name gets a new one."""
+    guid = raw.get("objectGUID") or []
+    if guid and isinstance(guid[0], bytes) and len(guid[0]) == 16:
+        return f"objectGUID:{uuid.UUID(bytes_le=guid[0])}"
+    entry_uuid = raw.get("entryUUID") or []
+    if entry_uuid and isinstance(entry_uuid[0], bytes):
+        text = entry_uuid[0].decode("ascii", "replace").strip().lower()
+        if text:
+            return f"entryUUID:{text}"
+    return f"dn:{_normal_dn(dn)}"
 
 
-def _disabled(attributes: dict) -> bool:
+@dataclass
+class Entry:
+    """A user entry found by the user filter."""
+
+    dn: str
+    attributes: dict
+    raw: dict
+
+    @property
+    def stable_id(self) -> str:
+        """objectGUID, entryUUID or the DN (see _stable_id)."""
+        return _stable_id(self.dn, self.raw)
+
+
+class SearchFailed(Exception):
+    """The directory answered, but refused or could not finish one search (a time limit,
+    an access right): that user cannot be looked up now; others may."""
+
+
+def _disabled(attributes: dict, raw: dict) -> bool:
     control = _first(attributes, "userAccountControl")
     if control.isdigit() and int(control) & _AD_DISABLED:
         return True
-    return bool(attributes.get("pwdAccountLockedTime"))
-
-
-def _describe(
-    connection: Connection, options: LdapOptions, dn: str, attributes: dict, url: str
-) -> DirectoryUser:
-    return DirectoryUser(
-        dn=dn,
-        username=_first(attributes, options.effective("username_attribute")),
-        display_name=_first(attributes, "displayName") or _first(attributes, "cn"),
-        email=_first(attributes, "mail"),
-        groups=_groups(connection, options, dn, attributes),
-        disabled=_disabled(attributes),
-        server=url,
-    )
+    # OpenLDAP's password policy: this value is a lock an administrator set, which only an
+    # administrator lifts; other values are temporary lockouts that the bind itself enforces.
+    return any(value == _PERMANENT_LOCK for value in raw.get("pwdAccountLockedTime") or [])
 
 
 def _usable(username: str) -> bool:
     return 0 < len(username) <= MAX_USERNAME and bool(_USERNAME_OK.match(username))
+
+
+class Directory:
+    """A connection as the service account to the first server that accepts it, to find
+    users, check their passwords and read their groups. A context manager."""
+
+    def __init__(self, options: LdapOptions, bind_password: str):
+        self.options = options
+        self.connection, self.url = _service(options, bind_password)
+
+    def __enter__(self) -> Directory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Unbind and close the connection."""
+        _close(self.connection)
+
+    def _search(self, base: str, query: str, attributes: list[str], limit: int) -> list[dict]:
+        try:
+            self.connection.search(
+                base,
+                query,
+                search_scope=SUBTREE,
+                attributes=attributes,
+                size_limit=limit,
+                time_limit=self.options.timeout_seconds,
+            )
+        except ldap_errors.LDAPException as exc:  # the connection broke, timed out
+            raise DirectoryUnavailable(f"{self.url}: {_reason(exc)}") from None
+        result = self.connection.result or {}
+        if result.get("result") not in (0, 4):  # success, or size limit exceeded
+            raise SearchFailed(f"the search failed: {result.get('description', 'error')}")
+        return [e for e in self.connection.response or [] if e.get("type") == "searchResEntry"]
+
+    def find(self, username: str) -> Entry | None:
+        """The one entry the user filter finds for `username`, or None when none or several
+        match, or when its user name attribute does not hold exactly one value."""
+        if not _usable(username):
+            return None
+        options = self.options
+        name_attribute = options.effective("username_attribute")
+        query = options.effective("user_filter").replace(
+            "{username}", escape_filter_chars(username)
+        )
+        attributes = [
+            name_attribute,
+            "cn",
+            "displayName",
+            "mail",
+            "userAccountControl",
+            "pwdAccountLockedTime",
+            "entryUUID",
+            "objectGUID",
+        ]
+        if options.effective("group_mode") == "memberof":
+            attributes.append("memberOf")
+        entries = self._search(options.user_base, query, attributes, 2)
+        if len(entries) != 1:
+            if len(entries) > 1:
+                log.warning("the LDAP user filter matches several entries for one name")
+            return None
+        entry = Entry(
+            entries[0]["dn"], entries[0].get("attributes", {}), entries[0].get("raw_attributes", {})
+        )
+        names = entry.raw.get(name_attribute) or []
+        if len(names) != 1:  # a second value could name another user's account
+            log.warning("an LDAP entry has %d values of %s: refused", len(names), name_attribute)
+            return None
+        return entry
+
+    def password_ok(self, entry: Entry, password: str) -> bool:
+        """True when a bind as the entry with `password` succeeds (never with an empty one,
+        which would be an anonymous bind)."""
+        if not password:
+            return False
+        try:
+            as_user = _open(self.options, self.url, entry.dn, password)
+        except (ldap_errors.LDAPException, OSError) as exc:
+            raise DirectoryUnavailable(f"{self.url}: {_reason(exc)}") from None
+        right = as_user.bound
+        _close(as_user)
+        return right
+
+    def groups(self, entry: Entry) -> list[str]:
+        """The names of the entry's groups (group_name_attribute, or the first RDN)."""
+        options = self.options
+        names: list[str] = []
+        if options.effective("group_mode") == "memberof":
+            base = _normal_dn(options.group_base) if options.group_base else ""
+            for value in entry.attributes.get("memberOf") or []:
+                dn = str(value)
+                if not base or _normal_dn(dn).endswith("," + base):
+                    names.append(_rdn_value(dn))
+        else:
+            name_attribute = options.group_name_attribute
+            query = options.effective("group_filter").replace(
+                "{user_dn}", escape_filter_chars(entry.dn)
+            )
+            found = self._search(
+                options.group_base or options.user_base, query, [name_attribute], MAX_GROUPS
+            )
+            for group in found:
+                names.append(
+                    _first(group.get("attributes", {}), name_attribute) or _rdn_value(group["dn"])
+                )
+        cleaned = {name.strip() for name in names if name and _USERNAME_OK.match(name)}
+        return sorted(cleaned, key=str.lower)[:MAX_GROUPS]
+
+    def describe(self, entry: Entry) -> DirectoryUser:
+        """The user as the directory describes them, groups included."""
+        attributes = entry.attributes
+        return DirectoryUser(
+            dn=entry.dn,
+            stable_id=entry.stable_id,
+            username=_first(attributes, self.options.effective("username_attribute")),
+            display_name=_first(attributes, "displayName") or _first(attributes, "cn"),
+            email=_first(attributes, "mail"),
+            groups=self.groups(entry),
+            disabled=_disabled(attributes, entry.raw),
+            server=self.url,
+        )
 
 
 def authenticate(
@@ -245,41 +335,23 @@ def authenticate(
     disabled; None otherwise. Raises DirectoryUnavailable when the directory cannot say."""
     if not password or not _usable(username):  # an empty password would bind anonymously
         return None
-    service, url = _service(options, bind_password)
-    try:
-        found = _find(service, options, username)
-        if found is None:
-            return None
-        dn, attributes = found
+    with Directory(options, bind_password) as directory:
         try:
-            as_user = _open(options, url, dn, password)
-        except (ldap_errors.LDAPException, OSError) as exc:
-            raise DirectoryUnavailable(f"{url}: {_reason(exc)}") from None
-        right = as_user.bound
-        _close(as_user)
-        if not right:
-            return None
-        user = _describe(service, options, dn, attributes, url)
-        return None if user.disabled else user
-    except ldap_errors.LDAPException as exc:
-        raise DirectoryUnavailable(f"{url}: {_reason(exc)}") from None
-    finally:
-        _close(service)
+            entry = directory.find(username)
+            if entry is None or not directory.password_ok(entry, password):
+                return None
+            user = directory.describe(entry)
+        except SearchFailed as exc:
+            raise DirectoryUnavailable(f"{directory.url}: {exc}") from None
+    return None if user.disabled else user
 
 
 def lookup(options: LdapOptions, bind_password: str, username: str) -> DirectoryUser | None:
     """The user as the directory describes them now (with `disabled` set), or None when the
     user filter no longer finds them. Raises DirectoryUnavailable."""
-    if not _usable(username):
-        return None
-    service, url = _service(options, bind_password)
-    try:
-        found = _find(service, options, username)
-        if found is None:
-            return None
-        dn, attributes = found
-        return _describe(service, options, dn, attributes, url)
-    except ldap_errors.LDAPException as exc:
-        raise DirectoryUnavailable(f"{url}: {_reason(exc)}") from None
-    finally:
-        _close(service)
+    with Directory(options, bind_password) as directory:
+        try:
+            entry = directory.find(username)
+            return directory.describe(entry) if entry is not None else None
+        except SearchFailed as exc:
+            raise DirectoryUnavailable(f"{directory.url}: {exc}") from None

@@ -50,6 +50,7 @@ class OidcIdentity:
     email: str
     email_verified: bool
     groups: list[str]
+    amr: list[str]
 
 
 def _verify(options: OidcOptions, trust_dir: Path) -> str | bool:
@@ -91,7 +92,9 @@ def metadata(options: OidcOptions, trust_dir: Path, fresh: bool = False) -> dict
     if cached is not None and not fresh and cached[0] > time.monotonic():
         return cached[1]
     verify = _verify(options, trust_dir)
-    document = _get_json(f"{options.issuer}/.well-known/openid-configuration", options, verify)
+    document = _get_json(
+        f"{options.issuer.rstrip('/')}/.well-known/openid-configuration", options, verify
+    )
     if document.get("issuer") != options.issuer:
         raise OidcError("The discovery document names another issuer than the one configured.")
     for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
@@ -235,14 +238,26 @@ def finish(
             if info.get("sub") == data.get("sub"):
                 data = {**info, **data}
     email = _text(data.get("email"))
-    username = _text(data.get(options.username_claim)) or email
+    verified = data.get("email_verified") is True
+    # An unverified e-mail is any text the user typed at the provider: never a name here.
+    username = _text(data.get(options.username_claim)) or (email if verified else "")
+    amr = data.get("amr")
     return OidcIdentity(
         subject=str(data["sub"]),
         username=username,
         email=email,
-        email_verified=data.get("email_verified") is True,
+        email_verified=verified,
         groups=_groups(data.get(options.groups_claim)),
+        amr=[m for m in amr if isinstance(m, str)] if isinstance(amr, list) else [],
     )
+
+
+def second_factor_shown(options: OidcOptions, identity: OidcIdentity) -> bool:
+    """False when the settings trust the provider's second factor and name the methods that
+    prove it, and the ID token names none of them."""
+    if options.second_factor != "provider" or not options.required_amr:
+        return True
+    return bool(set(options.required_amr) & set(identity.amr))
 
 
 def domain_allowed(options: OidcOptions, identity: OidcIdentity) -> bool:

@@ -10,6 +10,7 @@ keeps the stored one. Callers commit.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Literal
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from ..crypto import SIGN_IN_SECRET, cipher
 from ..extensions import db
 from ..models import SignInProvider
 
+log = logging.getLogger(__name__)
 KINDS = ("ldap", "oidc")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_SECRET = 1024
@@ -211,6 +213,20 @@ class OidcOptions(BaseModel):
         description="policy: the portal's second-factor policy applies; provider: the "
         "OpenID Provider is trusted to enforce it",
     )
+    required_amr: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="With second_factor provider: the ID token's amr claim must name one of "
+        "these methods (for example mfa, otp, hwk); empty: not checked",
+    )
+
+    @field_validator("required_amr")
+    @classmethod
+    def _amr(cls, values: list[str]) -> list[str]:
+        cleaned = [_plain(value, "required_amr") for value in values]
+        if any(not re.fullmatch(r"[A-Za-z0-9._:/-]{1,64}", value) for value in cleaned):
+            raise ValueError("an authentication method is a short word such as mfa or otp")
+        return list(dict.fromkeys(cleaned))
 
     @field_validator("display_name", "client_id", "scopes", "groups_claim", "username_claim")
     @classmethod
@@ -226,7 +242,7 @@ class OidcOptions(BaseModel):
         parts = urlsplit(value)
         if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
             raise ValueError("the issuer is an https:// URL without query or fragment")
-        return value.rstrip("/")
+        return value  # exactly as the provider names itself (some end with "/")
 
     @field_validator("scopes")
     @classmethod
@@ -261,14 +277,31 @@ MODELS: dict[str, type[BaseModel]] = {"ldap": LdapOptions, "oidc": OidcOptions}
 SECRET_NAMES = {"ldap": "bind_password", "oidc": "client_secret"}
 
 
+def _stored_options(kind: str, row: SignInProvider | None):
+    """The stored options, without any this version does not know; None when they are not
+    valid (so that a changed option never takes the sign-in page down)."""
+    model = MODELS[kind]
+    if row is None:
+        return model()
+    try:
+        data = json.loads(row.options)
+        known = {key: value for key, value in data.items() if key in model.model_fields}
+        return model.model_validate(known)
+    except (ValueError, AttributeError, ValidationError):
+        return None
+
+
 class Provider:
     """One provider's stored settings, read once per use."""
 
     def __init__(self, kind: str, row: SignInProvider | None):
         self.kind = kind
         self.enabled = bool(row and row.enabled)
-        data = json.loads(row.options) if row is not None else {}
-        self.options = MODELS[kind].model_validate(data)
+        self.options = _stored_options(kind, row)
+        if row is not None and self.options is None:  # written by another version
+            log.error("the stored %s settings are not valid here: %s sign-in is off", kind, kind)
+            self.enabled = False
+        self.options = self.options or MODELS[kind]()
         self._secret_enc = row.secret_enc if row is not None else None
         self.updated_at = row.updated_at if row is not None else None
         self.updated_by = row.updated_by if row is not None else None

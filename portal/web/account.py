@@ -184,7 +184,7 @@ def create_token():
         token, value = tokens.create(_user(), form["name"], form["scope"], days, networks)
     except tokens.TokenError as exc:
         db.session.rollback()
-        field = {"expires_in_days": "days", "allowed_networks": "networks"}.get(
+        field = {"expires_in_days": "days", "allowed_networks": "networks", "owner": "name"}.get(
             exc.field, exc.field
         )
         return _tokens_page(400, form=form, errors={field: str(exc)})

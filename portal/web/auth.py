@@ -16,7 +16,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from .. import audit, clock, second_factor
 from ..directory import accounts, ldap, oidc, options
@@ -110,13 +110,7 @@ def login():
     user = db.session.scalar(select(User).where(User.username == username)) if username else None
     directory = options.enabled("ldap")
     if directory is not None and username and (user is None or user.source == "ldap"):
-        if user is None:  # directories compare names without regard to case
-            user = db.session.scalar(
-                select(User).where(
-                    User.source == "ldap", func.lower(User.username) == username.lower()
-                )
-            )
-        return _directory_sign_in(directory, username, password, user, attempt, again)
+        return _directory_sign_in(directory, username, password, attempt, again)
     if user is None or user.disabled or user.source != "local":
         verify_password(dummy_hash(), password)
         return _refused(username, again, "failure")
@@ -140,24 +134,43 @@ def login():
     return _first_factor_done(user, ip, again, accounts.sign_in_details(user))
 
 
-def _directory_sign_in(directory, username, password, user, attempt, again):
-    """Check the password by a bind as the user; create the account at the first sign-in and
-    apply the directory's groups at every one. Wrong passwords count as for local accounts."""
-    if user is not None:
-        if user.disabled:
-            return _refused(username, again, "failure", "ldap")
-        _unlock_if_expired(user)
-        claim = claim_check(user)
-        if claim == "busy":
-            flash("The sign-in service is busy. Try again in a moment.", "error")
-            return _login_page(again, username, 503)
-        if claim == "locked":
-            return _refused(username, again, "locked", "ldap")
+def _directory_sign_in(directory, username, password, attempt, again):
+    """Find the entry, then check the password by a bind as it; create the account at the
+    first sign-in and apply the directory's groups at every one. Wrong passwords count on
+    the account the entry belongs to, whatever name (uid, e-mail, UPN) was typed."""
+    claimed: User | None = None
     try:
-        found = ldap.authenticate(directory.options, directory.secret(), username, password)
-    except ldap.DirectoryUnavailable as exc:
-        if user is not None:
-            release_check(user, True)  # the directory could not say: not a wrong password
+        with ldap.Directory(directory.options, directory.secret()) as server:
+            entry = server.find(username)
+            if entry is None or not password:  # never an anonymous bind
+                return _refused(username, again, "failure", "ldap")
+            user = db.session.scalar(
+                select(User).where(User.source == "ldap", User.external_id == entry.stable_id)
+            )
+            if user is not None:
+                if user.disabled:
+                    return _refused(username, again, "failure", "ldap")
+                _unlock_if_expired(user)
+                claim = claim_check(user)
+                if claim == "busy":
+                    flash("The sign-in service is busy. Try again in a moment.", "error")
+                    return _login_page(again, username, 503)
+                if claim == "locked":
+                    return _refused(username, again, "locked", "ldap")
+                claimed = user
+            right = server.password_ok(entry, password)
+            if claimed is not None:
+                failures = release_check(claimed, right)
+                claimed = None
+                if not right and failures >= MAX_ACCOUNT_FAILURES:
+                    db.session.refresh(user)
+                    lock_account(user)
+            if not right:
+                return _refused(username, again, "failure", "ldap")
+            found = server.describe(entry)
+    except (ldap.DirectoryUnavailable, ldap.SearchFailed) as exc:
+        if claimed is not None:
+            release_check(claimed, True)  # the directory could not say: not a wrong password
         log.warning("directory sign-in impossible: %s", exc)
         audit.record(
             "auth.login",
@@ -169,14 +182,9 @@ def _directory_sign_in(directory, username, password, user, attempt, again):
         db.session.commit()
         flash(DIRECTORY_DOWN, "error")
         return _login_page(again, username, 503)
-    if found is None:
-        if user is not None and release_check(user, False) >= MAX_ACCOUNT_FAILURES:
-            db.session.refresh(user)
-            lock_account(user)
+    if found.disabled:
         return _refused(username, again, "failure", "ldap")
-    if user is not None:
-        release_check(user, True)
-    identity = accounts.Identity("ldap", found.dn, found.username or username, found.groups)
+    identity = accounts.Identity("ldap", found.stable_id, found.username, found.groups)
     try:
         account = accounts.account_for(identity)
     except accounts.AccountRefused as exc:
@@ -273,6 +281,14 @@ def oidc_callback():
         return _account_refused(
             name, "oidc", "Your e-mail domain is not allowed to sign in here.", again
         )
+    if not oidc.second_factor_shown(provider.options, identity):
+        return _account_refused(
+            name,
+            "oidc",
+            "The provider did not confirm a second factor for this sign-in. Sign in again "
+            "with it.",
+            again,
+        )
     external_id = f"{provider.options.issuer}|{identity.subject}"
     try:
         account = accounts.account_for(
@@ -280,6 +296,8 @@ def oidc_callback():
         )
     except accounts.AccountRefused as exc:
         return _account_refused(name, "oidc", str(exc), again)
+    if account.locked_until is not None and account.locked_until > clock.now():
+        return _refused(name, again, "locked", "oidc")  # wrong re-typed codes lock it too
     accounts.apply_groups(account, identity.groups)
     return _first_factor_done(
         account, client_ip(), again, accounts.sign_in_details(account, identity.groups)

@@ -36,7 +36,9 @@ def _changes(kind: str) -> dict:
             if name in _LISTS:
                 changes[name] = [line.strip() for line in value.splitlines() if line.strip()]
             elif name in _NUMBERS:
-                changes[name] = int(value) if value.strip().isdigit() else value
+                digits = value.strip()
+                is_number = digits.isascii() and digits.isdigit() and len(digits) <= 6
+                changes[name] = int(digits) if is_number else value
             else:
                 changes[name] = value
     changes["enabled"] = request.form.get("enabled") == "on"
@@ -51,7 +53,7 @@ def _changes(kind: str) -> dict:
 
 def _page(status: int = 200, errors: dict | None = None, test: dict | None = None):
     directory_groups = list(
-        db.session.scalars(select(Group).where(Group.source == "directory").order_by(Group.name))
+        db.session.scalars(select(Group).where(Group.source != "local").order_by(Group.name))
     )
     return render_template(
         "settings_sign_in.html",
@@ -112,11 +114,8 @@ def test_ldap():
     audit.record("settings.ldap_test", username[:128], outcome="success" if found else "failure")
     db.session.commit()
     if found is not None:
-        wanted = {name.casefold() for name in found.groups}
         result.update(
             found=found,
-            portal_groups=[
-                g.name for g in accounts.directory_groups() if g.name.casefold() in wanted
-            ],
+            portal_groups=[g.name for g in accounts.matching("ldap", found.groups)],
         )
     return _page(200 if found is not None else 400, test=result)

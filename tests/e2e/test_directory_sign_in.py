@@ -47,7 +47,7 @@ def setup(tmp_path_factory):
     ):
         lab = Lab(server, sim)
         provider = start_oidc_provider(
-            base / "op", [lab.url + "/login/oidc/callback"], _omar(["ops-sfo"])
+            base / "op", [lab.url + "/login/oidc/callback"], _omar(["sso-ops-sfo", "ops-sfo"])
         )
         try:
             slapd.add_user("lara", LDAP_PASSWORD, cn="Lara Ops")
@@ -85,11 +85,15 @@ def setup(tmp_path_factory):
                     "enabled": True,
                 },
             )
-            call("POST", "/api/v1/groups", {"name": "ops-sfo", "source": "directory"})
+            call("POST", "/api/v1/groups", {"name": "ops-sfo", "source": "ldap"})
+            call("POST", "/api/v1/groups", {"name": "sso-ops-sfo", "source": "oidc"})
             call(
                 "PUT",
                 f"/api/v1/environments/{lab.env_id}/grants",
-                [{"subject": "group:ops-sfo", "level": "reveal"}],
+                [
+                    {"subject": "group:ops-sfo", "level": "reveal"},
+                    {"subject": "group:sso-ops-sfo", "level": "view"},
+                ],
             )
             with sync_api.sync_playwright() as playwright:
                 browser = launch_chromium(playwright)
@@ -154,6 +158,7 @@ def test_an_oidc_user_signs_in_and_loses_access_with_the_group(setup):
         "SELECT details FROM audit_events WHERE action = 'auth.login' AND target = 'omar' "
         "ORDER BY id"
     )
-    assert '"source": "oidc"' in audit[0][0] and '"groups": "ops-sfo"' in audit[0][0]
+    # Only the provider's own group counts: "ops-sfo" is an LDAP group here.
+    assert '"source": "oidc"' in audit[0][0] and '"groups": "sso-ops-sfo"' in audit[0][0]
     assert '"groups": "(none)"' in audit[-1][0]
     context.close()

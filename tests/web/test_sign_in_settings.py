@@ -109,7 +109,7 @@ def test_oidc_settings_need_https_and_a_secret(app, admin):
         },
     )
     assert saved.status_code == 200, saved.json
-    assert saved.json["issuer"] == "https://127.0.0.1:1"
+    assert saved.json["issuer"] == "https://127.0.0.1:1/"  # as the provider names itself
     assert saved.json["allowed_domains"] == ["example.com"]
     assert saved.json["client_secret_set"] is True and CLIENT_SECRET not in json.dumps(saved.json)
     page = Portal(client_for(app)).client.get("/login").get_data(as_text=True)
@@ -171,16 +171,16 @@ def test_an_unreachable_directory_leaves_local_accounts_working(app, admin, anon
 
 
 def test_directory_groups_take_their_members_from_the_directory(app, admin):
-    made = admin.api("POST", "/api/v1/groups", {"name": "/Ops/VCF Admins", "source": "directory"})
-    assert made.status_code == 201 and made.json["source"] == "directory"
+    made = admin.api("POST", "/api/v1/groups", {"name": "/Ops/VCF Admins", "source": "oidc"})
+    assert made.status_code == 201 and made.json["source"] == "oidc"
     local_name = admin.api("POST", "/api/v1/groups", {"name": "/Ops/VCF Admins2"})
     assert local_name.status_code == 422  # local names stay simple
-    clash = admin.api("POST", "/api/v1/groups", {"name": "/ops/vcf admins", "source": "directory"})
+    clash = admin.api("POST", "/api/v1/groups", {"name": "/ops/vcf admins", "source": "oidc"})
     assert clash.status_code == 422
     members = admin.api("PATCH", f"/api/v1/groups/{made.json['id']}", {"members": ["bob"]})
-    assert members.status_code == 422 and "directory" in json.dumps(members.json)
+    assert members.status_code == 422 and "sign-in" in json.dumps(members.json)
     page = admin.client.get("/users/").get_data(as_text=True)
-    assert "From the directory or OpenID group of this name" in page
+    assert "From the LDAP group of this name" in page
 
 
 def test_directory_accounts_have_no_local_password(app, admin):
@@ -203,4 +203,33 @@ def test_directory_accounts_have_no_local_password(app, admin):
     assert anon.login("dora", "!external").status_code == 401
     assert anon.login("dora", PASSWORD).status_code == 401
     with app.app_context():
-        assert db.session.scalar(select(Group).where(Group.source == "directory")) is None
+        assert db.session.scalar(select(Group).where(Group.source != "local")) is None
+
+
+def test_settings_changes_need_a_recent_sign_in(app, admin):
+    from portal import clock
+
+    clock.offset = clock.timedelta(minutes=20)
+    refused = admin.api("PUT", "/api/v1/settings/ldap", {"recheck_minutes": 5})
+    assert refused.status_code == 403
+    accepted = admin.api(
+        "PUT", "/api/v1/settings/ldap", {"recheck_minutes": 5, "confirm_password": PASSWORD}
+    )
+    assert accepted.status_code == 200 and accepted.json["recheck_minutes"] == 5
+    assert "confirm_password" not in accepted.json
+
+
+def test_stored_settings_of_another_version_never_break_the_sign_in_page(app, anon):
+    with app.app_context():
+        db.session.add(
+            SignInProvider(kind="oidc", enabled=True, options=json.dumps({"removed_option": 1}))
+        )
+        db.session.add(
+            SignInProvider(kind="ldap", enabled=True, options=json.dumps({"timeout_seconds": -5}))
+        )
+        db.session.commit()
+        assert options.load("ldap").enabled is False  # not valid here: off, and logged
+        assert options.load("oidc").enabled is True  # an unknown option is left out
+    page = anon.client.get("/login")
+    assert page.status_code == 200
+    assert anon.login("bob").status_code == 302
