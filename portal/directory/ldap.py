@@ -8,6 +8,7 @@ decides (a wrong password on the first server is not tried on the next).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import ssl
@@ -52,12 +53,22 @@ class DirectoryUser:
     server: str = ""
 
 
-def _tls(options: LdapOptions) -> Tls:
+def _tls(options: LdapOptions, host: str) -> Tls:
+    named = not _is_address(host)
     return Tls(
         validate=ssl.CERT_REQUIRED if options.verify_certificates else ssl.CERT_NONE,
         ca_certs_data=options.ca_bundle or None,
         version=ssl.PROTOCOL_TLS_CLIENT,
+        sni=host if named else None,  # a load balancer in front of several DCs picks by it
     )
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _open(options: LdapOptions, url: str, dn: str | None, password: str | None) -> Connection:
@@ -71,7 +82,7 @@ def _open(options: LdapOptions, url: str, dn: str | None, password: str | None) 
         parts.hostname,
         port=parts.port or (636 if secure else 389),
         use_ssl=secure,
-        tls=_tls(options),
+        tls=_tls(options, parts.hostname),
         get_info=NONE,
         connect_timeout=options.timeout_seconds,
     )
