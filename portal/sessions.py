@@ -22,7 +22,15 @@ from .models import User, UserSession
 REAUTH_WINDOW = timedelta(minutes=15)
 PENDING_WINDOW = timedelta(minutes=5)
 _TOUCH_EVERY = timedelta(seconds=30)
-_OPEN_ENDPOINTS = {"auth.login", "auth.logout", "auth.change_password", "static", "health.healthz"}
+_OPEN_ENDPOINTS = {
+    "auth.login",
+    "auth.logout",
+    "auth.change_password",
+    "auth.oidc_start",
+    "auth.oidc_callback",
+    "static",
+    "health.healthz",
+}
 _ENROLMENT_PATHS = ("/account/security", "/api/v1/me/second-factor")
 
 

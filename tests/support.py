@@ -100,7 +100,7 @@ class Portal:
     _token_session: str | None = None
 
     def csrf(self) -> str:
-        for path in ("/login", "/change-password", "/preferences"):  # signed in or not
+        for path in ("/login", "/change-password", "/preferences", "/account/security"):
             match = CSRF_META.search(self.client.get(path).get_data(as_text=True))
             if match is not None:
                 return match.group(1)
@@ -122,8 +122,8 @@ class Portal:
         if key is not None and key == self._token_session:
             return self._token
         match = None
-        for page in ("/change-password", "/preferences", "/login"):  # directory users: no
-            match = CSRF_META.search(self.client.get(page).get_data(as_text=True))  # password
+        for page in ("/change-password", "/preferences", "/account/security", "/login"):
+            match = CSRF_META.search(self.client.get(page).get_data(as_text=True))
             if match is not None:
                 break
         cookie = self.client.get_cookie("portal_session")

@@ -250,3 +250,33 @@ def test_an_unverified_e_mail_never_names_an_account(app, admin, provider):
     assert refused.status_code == 403
     with app.app_context():
         assert db.session.scalar(select(User).where(User.source == "oidc")) is None
+
+
+def test_an_oidc_user_confirms_by_signing_in_again(app, admin, provider):
+    from portal import clock, second_factor
+
+    provider.set_accounts({"vera": _account("vera", [])})
+    _configure(admin, provider)
+    with app.app_context():
+        second_factor.set_policy("everyone")
+        db.session.commit()
+    vera, done = _sign_in(app, provider, "vera")
+    page = vera.client.get("/account/security").get_data(as_text=True)
+    assert "reauth-oidc" in page and 'name="password"' not in page
+    # Within 15 minutes of the provider's sign-in, setting up an app asks nothing more.
+    started = vera.post("/account/security/totp")
+    assert started.status_code == 200 and "secret-key" in started.get_data(as_text=True)
+    clock.offset = clock.timedelta(minutes=20)
+    assert vera.post("/account/security/totp").status_code == 403
+    # Signing in again asks the provider for the credentials again (prompt=login, max_age=0).
+    again = vera.client.get("/login/oidc?reauth=1&next=/account/security")
+    query = parse_qs(urlsplit(again.headers["Location"]).query)
+    assert query["prompt"] == ["login"] and query["max_age"] == ["0"]
+    clock.offset = clock.timedelta(0)
+    answer = login_with_requests(
+        requests.Session(), again.headers["Location"], "vera", PASSWORD, provider.ca_path
+    )
+    back = urlsplit(answer.headers["Location"])
+    done = vera.client.get(f"{back.path}?{back.query}")
+    assert done.status_code == 302 and done.headers["Location"].endswith("/account/security")
+    assert "secret-key" in vera.post("/account/security/totp").get_data(as_text=True)

@@ -205,9 +205,7 @@ def _active_ldap_users(stale_before) -> list[User]:
                 User.source == "ldap",
                 User.disabled.is_(False),
                 or_(User.id.in_(live), User.id.in_(tokens)),
-                or_(
-                    User.directory_checked_at.is_(None), User.directory_checked_at < stale_before
-                ),
+                or_(User.directory_checked_at.is_(None), User.directory_checked_at < stale_before),
             )
             .order_by(User.directory_checked_at.is_not(None), User.directory_checked_at)
         )

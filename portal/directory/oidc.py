@@ -119,22 +119,26 @@ def _client(options: OidcOptions, secret: str, redirect_uri: str) -> OAuth2Sessi
 
 
 def begin(
-    options: OidcOptions, secret: str, redirect_uri: str, trust_dir: Path
+    options: OidcOptions, secret: str, redirect_uri: str, trust_dir: Path, reauth: bool = False
 ) -> tuple[str, dict]:
     """The authorization URL to send the browser to, and the flow's values to keep in the
-    session (state, nonce, PKCE verifier, start time)."""
+    session (state, nonce, PKCE verifier, start time). With `reauth`, the provider is asked
+    to have the user authenticate again (prompt=login, max_age=0), not to reuse its session."""
     document = metadata(options, trust_dir)
     flow = {
         "state": secrets.token_urlsafe(32),
         "nonce": secrets.token_urlsafe(32),
         "verifier": secrets.token_urlsafe(64),
         "at": int(time.time()),
+        "reauth": reauth,
     }
+    extra = {"prompt": "login", "max_age": 0} if reauth else {}
     url, _state = _client(options, secret, redirect_uri).create_authorization_url(
         document["authorization_endpoint"],
         state=flow["state"],
         nonce=flow["nonce"],
         code_verifier=flow["verifier"],
+        **extra,
     )
     return url, flow
 
@@ -225,6 +229,10 @@ def finish(
         error = getattr(exc, "error", None) or type(exc).__name__
         raise OidcError(f"The OpenID Provider refused the authorization code ({error}).") from None
     claims = _id_token(options, document, token, flow["nonce"], trust_dir)
+    if flow.get("reauth"):
+        auth_time = claims.get("auth_time")
+        if not isinstance(auth_time, (int, float)) or auth_time < flow["at"] - LEEWAY_SECONDS:
+            raise OidcError("The provider did not ask for your credentials again. Start again.")
     data = dict(claims)
     if options.groups_claim not in data or options.username_claim not in data:
         endpoint = document.get("userinfo_endpoint")

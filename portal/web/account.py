@@ -10,6 +10,7 @@ from markupsafe import Markup
 from .. import second_factor, tokens
 from ..access import check_reauth_password, confirm_recent_auth
 from ..extensions import db
+from ..sessions import recently_authenticated
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -29,7 +30,10 @@ def _page(status: int = 200, **extra):
 
 
 def _password_refused():
-    """None when the typed password is right; else the page to answer."""
+    """None when the typed password is right; else the page to answer. Accounts of an OpenID
+    Provider have no password here: a sign-in with it within 15 minutes confirms."""
+    if current_user.source == "oidc":
+        return None if recently_authenticated() else _page(403, wrong_password=True)
     typed = request.form.get("password") or ""
     if not typed:
         return _page(400, missing_password=True)

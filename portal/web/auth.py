@@ -237,7 +237,13 @@ def oidc_start():
         flash("Sign-in with an OpenID Provider is not set up.", "error")
         return redirect(url_for("auth.login"))
     try:
-        url, flow = oidc.begin(provider.options, provider.secret(), _redirect_uri(), _trust_dir())
+        url, flow = oidc.begin(
+            provider.options,
+            provider.secret(),
+            _redirect_uri(),
+            _trust_dir(),
+            reauth=request.args.get("reauth") == "1",
+        )
     except oidc.OidcError as exc:
         log.warning("OpenID Connect sign-in cannot start: %s", exc)
         flash(str(exc), "error")
@@ -285,8 +291,7 @@ def oidc_callback():
         return _account_refused(
             name,
             "oidc",
-            "The provider did not confirm a second factor for this sign-in. Sign in again "
-            "with it.",
+            "The provider did not confirm a second factor for this sign-in. Sign in again with it.",
             again,
         )
     external_id = f"{provider.options.issuer}|{identity.subject}"
