@@ -18,7 +18,7 @@ _CHECKBOXES = {
     "ldap": ("start_tls", "allow_plain", "verify_certificates", "enabled"),
     "oidc": ("enabled",),
 }
-_LISTS = {"urls", "allowed_domains"}
+_LISTS = {"urls", "allowed_domains", "required_amr"}
 _NUMBERS = {"timeout_seconds", "recheck_minutes"}
 
 

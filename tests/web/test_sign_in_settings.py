@@ -152,6 +152,26 @@ def test_the_sign_in_page_saves_both_providers(app, admin):
     assert BIND_SECRET not in page and "stored; empty keeps it" in page
     bad = admin.post("/settings/sign-in/ldap", {**form, "timeout_seconds": "soon"})
     assert bad.status_code == 400 and 'aria-invalid="true"' in bad.get_data(as_text=True)
+    oidc_form = {
+        "display_name": "Corp SSO",
+        "issuer": "https://127.0.0.1:1/realms/ops",
+        "client_id": "portal",
+        "client_secret": CLIENT_SECRET,
+        "scopes": "openid profile email",
+        "groups_claim": "groups",
+        "username_claim": "preferred_username",
+        "allowed_domains": "example.com\ncorp.example",
+        "timeout_seconds": "5",
+        "second_factor": "provider",
+        "required_amr": "mfa\nhwk",
+        "enabled": "on",
+    }
+    assert admin.post("/settings/sign-in/oidc", oidc_form).status_code == 302
+    with app.app_context():
+        stored = options.load("oidc")
+        assert stored.enabled and stored.options.required_amr == ["mfa", "hwk"]
+        assert stored.options.allowed_domains == ["example.com", "corp.example"]
+        assert stored.secret() == CLIENT_SECRET
     # The test button with the servers down: a clear message, nothing else.
     tested = admin.post("/settings/sign-in/ldap/test", {"username": "erin"})
     assert tested.status_code == 400
