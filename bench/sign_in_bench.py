@@ -27,7 +27,12 @@ import requests  # noqa: E402
 
 from tests.ldap_server import start_slapd  # noqa: E402
 from tests.oidc_server import login_with_requests, start_oidc_provider  # noqa: E402
-from tests.support import PortalServer, first_admin  # noqa: E402
+from tests.support import (  # noqa: E402
+    PortalServer,
+    first_admin,
+    ldap_settings_body,
+    oidc_settings_body,
+)
 
 ADMIN_PASSWORD = "sign-in bench admin pass"  # noqa: S105 - a throwaway local instance
 USER_PASSWORD = "Bench-user-pass-42"  # noqa: S105 - a throwaway account
@@ -83,16 +88,9 @@ def main() -> None:
                 slapd.add_group("ops", ["lara"])
                 headers = {"X-CSRFToken": token}
                 for path, body in (
-                    ("/api/v1/settings/ldap", {
-                        "urls": [slapd.url_ldaps], "ca_bundle": slapd.ca_pem,
-                        "bind_dn": slapd.service_dn, "bind_password": slapd.service_password,
-                        "user_base": slapd.people_base, "group_base": slapd.groups_base,
-                        "enabled": True}),
-                    ("/api/v1/settings/oidc", {
-                        "issuer": provider.issuer, "client_id": provider.client_id,
-                        "client_secret": provider.client_secret, "ca_bundle": provider.ca_pem,
-                        "scopes": "openid profile email groups", "enabled": True}),
-                ):  # fmt: skip
+                    ("/api/v1/settings/ldap", ldap_settings_body(slapd)),
+                    ("/api/v1/settings/oidc", oidc_settings_body(provider)),
+                ):
                     saved = admin.put(server.url + path, json=body, headers=headers)
                     assert saved.status_code == 200, saved.text
                 admin.post(

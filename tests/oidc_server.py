@@ -21,10 +21,8 @@ and groups (groups); the claims of the granted scopes are in the ID token and at
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -42,10 +40,8 @@ from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from portal.simulator.certs import CA_FILE, generate_certificates
 
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
 PROVIDER_SCRIPT = OIDC_DIR / "provider.mjs"
@@ -142,86 +138,6 @@ def ensure_node_modules(timeout: float = 300) -> None:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-@dataclass(frozen=True)
-class _Certificates:
-    ca_pem: str
-    cert_pem: str
-    key_pem: str
-
-
-def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def generate_certificates() -> _Certificates:
-    """A new CA, and a server certificate it signed for 127.0.0.1 and localhost."""
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "VCF Portal tests"),
-            x509.NameAttribute(
-                NameOID.COMMON_NAME, f"Test OpenID Provider CA {secrets.token_hex(4)}"
-            ),
-        ]
-    )
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=False), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    return _Certificates(
-        ca_pem=ca_cert.public_bytes(pem).decode("ascii"),
-        cert_pem=cert.public_bytes(pem).decode("ascii"),
-        key_pem=key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode("ascii"),
-    )
-
-
 def _write_json_atomically(path: Path, data: Any) -> None:
     """Write ``data`` as JSON so that a reader sees either the old or the new file whole."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -315,7 +231,7 @@ def start_oidc_provider(
 ) -> OidcProvider:
     """Start an OpenID Provider on https://127.0.0.1:PORT with one client and ``accounts``.
 
-    Files go into ``directory`` (created if needed): the CA (``oidc-ca.pem``), the server
+    Files go into ``directory`` (created if needed): the CA (``sim-ca.pem``), the server
     certificate and key, ``client.json``, ``accounts.json`` and the provider's output. Port 0
     (the default) lets the system pick a free port while the provider binds it, so parallel
     test processes never race for one. ``token_endpoint_auth_method`` is
@@ -330,15 +246,10 @@ def start_oidc_provider(
     ensure_node_modules()
 
     directory.mkdir(parents=True, exist_ok=True)
-    certs = generate_certificates()
-    ca_path = directory / "oidc-ca.pem"
-    ca_path.write_text(certs.ca_pem, encoding="ascii")
-    cert_path = directory / "oidc-server.pem"
-    cert_path.write_text(certs.cert_pem, encoding="ascii")
-    key_path = directory / "oidc-server.key"
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(certs.key_pem)
+    # The simulator's certificate maker: a new CA, and a server certificate it signed.
+    certs = generate_certificates(["127.0.0.1", "localhost"])
+    cert_path, key_path = certs.write(directory)
+    ca_path = directory / CA_FILE
 
     client_secret = client_secret or secrets.token_urlsafe(32)
     config_path = directory / "client.json"

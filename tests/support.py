@@ -23,6 +23,8 @@ import requests
 from portal import create_app, sync
 from portal.bootstrap import initialize
 from portal.config import load_settings
+from portal.extensions import db
+from portal.models import User
 from portal.vcf import FetchedCredential
 
 BASE_URL = "https://localhost"
@@ -485,3 +487,48 @@ class Lab:
         self.sql(
             "UPDATE user_sessions SET authenticated_at = datetime('now', ?)", f"-{minutes} minutes"
         )
+
+
+def ldap_settings_body(slapd, **extra) -> dict:
+    """LDAP settings pointing at a test slapd (tests/ldap_server.py), turned on."""
+    return {
+        "flavor": "openldap",
+        "urls": [slapd.url_ldaps],
+        "ca_bundle": slapd.ca_pem,
+        "bind_dn": slapd.service_dn,
+        "bind_password": slapd.service_password,
+        "user_base": slapd.people_base,
+        "group_base": slapd.groups_base,
+        "timeout_seconds": 5,
+        "enabled": True,
+        **extra,
+    }
+
+
+def oidc_settings_body(provider, **extra) -> dict:
+    """OpenID Connect settings pointing at a test provider (tests/oidc_server.py), turned on."""
+    return {
+        "issuer": provider.issuer,
+        "client_id": provider.client_id,
+        "client_secret": provider.client_secret,
+        "ca_bundle": provider.ca_pem,
+        "scopes": "openid profile email groups",
+        "display_name": "Example SSO",
+        "enabled": True,
+        **extra,
+    }
+
+
+def add_directory_account(app, username: str, source: str = "ldap") -> None:
+    """A portal account of a directory user, as a first sign-in makes it."""
+    with app.app_context():
+        db.session.add(
+            User(
+                username=username,
+                role="member",
+                password_hash="!external",
+                source=source,
+                external_id=f"entryUUID:{username}",
+            )
+        )
+        db.session.commit()

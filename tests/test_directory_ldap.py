@@ -10,7 +10,7 @@ import secrets
 import pytest
 from ldap_server import slapd_binary, start_slapd
 from sqlalchemy import select
-from support import Portal, client_for, create_env, run_sync
+from support import Portal, client_for, create_env, ldap_settings_body, run_sync
 
 from portal.directory import accounts, options
 from portal.extensions import db
@@ -37,19 +37,7 @@ def _password() -> str:
 
 
 def _configure(admin, slapd, **extra) -> dict:
-    body = {
-        "flavor": "openldap",
-        "urls": [slapd.url_ldaps],
-        "ca_bundle": slapd.ca_pem,
-        "bind_dn": slapd.service_dn,
-        "bind_password": slapd.service_password,
-        "user_base": slapd.people_base,
-        "group_base": slapd.groups_base,
-        "timeout_seconds": 5,
-        "enabled": True,
-        **extra,
-    }
-    response = admin.api("PUT", "/api/v1/settings/ldap", body)
+    response = admin.api("PUT", "/api/v1/settings/ldap", ldap_settings_body(slapd, **extra))
     assert response.status_code == 200, response.json
     return response.json
 

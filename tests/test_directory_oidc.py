@@ -11,7 +11,7 @@ import pytest
 import requests
 from oidc_server import login_with_requests, node_missing, start_oidc_provider
 from sqlalchemy import select
-from support import Portal, client_for, create_env
+from support import Portal, client_for, create_env, oidc_settings_body
 
 from portal.directory import options
 from portal.extensions import db
@@ -45,17 +45,7 @@ def provider(tmp_path_factory):
 
 
 def _configure(admin, provider, **extra) -> None:
-    body = {
-        "issuer": provider.issuer,
-        "client_id": provider.client_id,
-        "client_secret": provider.client_secret,
-        "ca_bundle": provider.ca_pem,
-        "scopes": "openid profile email groups",
-        "display_name": "Example SSO",
-        "enabled": True,
-        **extra,
-    }
-    response = admin.api("PUT", "/api/v1/settings/oidc", body)
+    response = admin.api("PUT", "/api/v1/settings/oidc", oidc_settings_body(provider, **extra))
     assert response.status_code == 200, response.json
 
 

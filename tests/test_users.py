@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
-from support import PASSWORD, Portal, client_for
+from support import PASSWORD, Portal, add_directory_account, client_for
 
 from portal import clock
 from portal.extensions import db
@@ -169,17 +169,7 @@ def test_cli_create_applies_the_user_name_rule_of_the_page(app):
 
 
 def test_cli_knows_directory_accounts(app):
-    with app.app_context():
-        db.session.add(
-            User(
-                username="dora",
-                role="member",
-                password_hash="!external",
-                source="ldap",
-                external_id="uid=dora,ou=people,dc=example,dc=test",
-            )
-        )
-        db.session.commit()
+    add_directory_account(app, "dora")
     runner = app.test_cli_runner()
     assert "dora\tmember\tactive\tldap" in runner.invoke(args=["users", "list"]).output
     refused = runner.invoke(args=["users", "reset-password", "dora"])

@@ -10,7 +10,15 @@ import re
 import pytest
 from ldap_server import slapd_binary, start_slapd
 from oidc_server import node_missing, start_oidc_provider
-from support import CHROMIUM, Lab, launch_chromium, running_portal, sign_in
+from support import (
+    CHROMIUM,
+    Lab,
+    launch_chromium,
+    ldap_settings_body,
+    oidc_settings_body,
+    running_portal,
+    sign_in,
+)
 
 from portal.simulator import Simulator
 
@@ -59,32 +67,8 @@ def setup(tmp_path_factory):
                 assert response.status_code in (200, 201), response.text
                 return response.json()
 
-            call(
-                "PUT",
-                "/api/v1/settings/ldap",
-                {
-                    "urls": [slapd.url_ldaps],
-                    "ca_bundle": slapd.ca_pem,
-                    "bind_dn": slapd.service_dn,
-                    "bind_password": slapd.service_password,
-                    "user_base": slapd.people_base,
-                    "group_base": slapd.groups_base,
-                    "enabled": True,
-                },
-            )
-            call(
-                "PUT",
-                "/api/v1/settings/oidc",
-                {
-                    "issuer": provider.issuer,
-                    "client_id": provider.client_id,
-                    "client_secret": provider.client_secret,
-                    "ca_bundle": provider.ca_pem,
-                    "scopes": "openid profile email groups",
-                    "display_name": "Example SSO",
-                    "enabled": True,
-                },
-            )
+            call("PUT", "/api/v1/settings/ldap", ldap_settings_body(slapd))
+            call("PUT", "/api/v1/settings/oidc", oidc_settings_body(provider))
             call("POST", "/api/v1/groups", {"name": "ops-sfo", "source": "ldap"})
             call("POST", "/api/v1/groups", {"name": "sso-ops-sfo", "source": "oidc"})
             call(

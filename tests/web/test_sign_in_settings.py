@@ -8,7 +8,7 @@ import json
 import socket
 
 from sqlalchemy import select
-from support import PASSWORD, Portal, client_for
+from support import PASSWORD, Portal, add_directory_account, client_for
 
 from portal import maintenance
 from portal.directory import options
@@ -204,17 +204,8 @@ def test_directory_groups_take_their_members_from_the_directory(app, admin):
 
 
 def test_directory_accounts_have_no_local_password(app, admin):
+    add_directory_account(app, "dora")
     with app.app_context():
-        db.session.add(
-            User(
-                username="dora",
-                role="member",
-                password_hash="!external",
-                source="ldap",
-                external_id="uid=dora,ou=people,dc=example,dc=test",
-            )
-        )
-        db.session.commit()
         dora_id = db.session.scalar(select(User.id).where(User.username == "dora"))
     reset = admin.post(f"/users/{dora_id}/reset-password", {"password": "A-new-one-4-dora!"})
     assert reset.status_code == 409
