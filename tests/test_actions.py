@@ -181,7 +181,9 @@ def test_a_failure_per_resource_is_shown_and_retried(app, admin, lab):
         by_hostname.setdefault(cred["hostname"], cred)
     creds = list(by_hostname.values())[:3]  # three hosts, one credential each
     broken = creds[1]["hostname"]
-    sim.inject_credential_fault(broken, "fail", message="Unable to reach host over SSH", count=1)
+    sim.inject_credential_fault(
+        broken, "fail", "ROTATE", message="Unable to reach host over SSH", count=1
+    )
     queued = _queue(admin, operation="rotate", credential_ids=[c["id"] for c in creds])
     done = _finish(app, admin, queued.json["id"])
     by_host = {i["hostname"]: i for i in done["items"]}
@@ -339,7 +341,7 @@ def test_actions_raise_alerts_without_the_password(app, admin, lab):
         admin, operation="update", credential_ids=[creds[0]["id"]], password="Alert-Pass-55!"
     )
     _finish(app, admin, queued.json["id"])
-    sim.inject_credential_fault(creds[1]["hostname"], "fail", message="boom", count=1)
+    sim.inject_credential_fault(creds[1]["hostname"], "fail", "ROTATE", message="boom", count=1)
     queued = _queue(admin, operation="rotate", credential_ids=[creds[1]["id"]])
     _finish(app, admin, queued.json["id"])
     with app.app_context():
