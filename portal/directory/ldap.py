@@ -8,6 +8,7 @@ decides (a wrong password on the first server is not tried on the next).
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import logging
 import re
@@ -31,6 +32,9 @@ MAX_GROUPS = 1000
 _AD_DISABLED = 0x2
 # OpenLDAP ppolicy: pwdAccountLockedTime with this value locks until an administrator unlocks.
 _PERMANENT_LOCK = b"000001010000Z"
+# Active Directory's accountExpires: FILETIME (100 ns since 1601); this value means never.
+_AD_NEVER = 0x7FFFFFFFFFFFFFFF
+_AD_EPOCH = dt.datetime(1601, 1, 1)
 _USERNAME_OK = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 
@@ -202,9 +206,30 @@ class SearchFailed(Exception):
     an access right): that user cannot be looked up now; others may."""
 
 
-def _disabled(attributes: dict, raw: dict) -> bool:
-    control = _first(attributes, "userAccountControl")
-    if control.isdigit() and int(control) & _AD_DISABLED:
+def _raw_int(raw: dict, name: str) -> int | None:
+    values = raw.get(name) or []
+    text = values[0].decode("ascii", "replace").strip() if values else ""
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def _expired(raw: dict, now: dt.datetime) -> bool:
+    """Active Directory's accountExpires: 100 ns since 1601, 0 or the largest value for never."""
+    ticks = _raw_int(raw, "accountExpires")
+    if ticks is None or ticks <= 0 or ticks >= _AD_NEVER:
+        return False
+    try:
+        return _AD_EPOCH + dt.timedelta(microseconds=ticks // 10) <= now
+    except OverflowError:
+        return False
+
+
+def _disabled(raw: dict, now: dt.datetime | None = None) -> bool:
+    """True when the directory has disabled the account: Active Directory's ACCOUNTDISABLE
+    or a passed accountExpires, or an OpenLDAP administrative lock."""
+    control = _raw_int(raw, "userAccountControl")
+    if control is not None and control & _AD_DISABLED:
+        return True
+    if _expired(raw, now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)):
         return True
     # OpenLDAP's password policy: this value is a lock an administrator set, which only an
     # administrator lifts; other values are temporary lockouts that the bind itself enforces.
@@ -267,6 +292,7 @@ class Directory:
             "mail",
             "userAccountControl",
             "pwdAccountLockedTime",
+            "accountExpires",
             "entryUUID",
             "objectGUID",
         ]
@@ -334,7 +360,7 @@ class Directory:
             display_name=_first(attributes, "displayName") or _first(attributes, "cn"),
             email=_first(attributes, "mail"),
             groups=self.groups(entry),
-            disabled=_disabled(attributes, entry.raw),
+            disabled=_disabled(entry.raw),
             server=self.url,
         )
 

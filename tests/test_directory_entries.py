@@ -1,0 +1,44 @@
+"""How an LDAP entry's attributes are read: who it is for good (objectGUID, entryUUID, the DN)
+and whether the directory has disabled it (Active Directory's flags and expiry, OpenLDAP's
+administrative lock). The directory itself is exercised in tests/test_directory_ldap.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from portal.directory.ldap import _disabled, _stable_id
+
+NOW = dt.datetime(2026, 12, 4, 12, 0)
+
+
+def _filetime(when: dt.datetime) -> bytes:
+    return str(int((when - dt.datetime(1601, 1, 1)).total_seconds() * 10_000_000)).encode()
+
+
+def test_the_stable_id_prefers_the_directorys_own_ids():
+    guid = uuid.uuid4()
+    assert _stable_id("CN=x,DC=corp", {"objectGUID": [guid.bytes_le]}) == f"objectGUID:{guid}"
+    assert (
+        _stable_id("uid=x,dc=example", {"entryUUID": [b"0C84736C-8479-1041-8177-4134661CE834"]})
+        == "entryUUID:0c84736c-8479-1041-8177-4134661ce834"
+    )
+    assert _stable_id("UID=x, DC=Example", {}) == "dn:uid=x,dc=example"
+
+
+def test_active_directory_flags_and_expiry():
+    assert _disabled({"userAccountControl": [b"514"]}, NOW)  # NORMAL_ACCOUNT | ACCOUNTDISABLE
+    assert not _disabled({"userAccountControl": [b"512"]}, NOW)
+    past, future = NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=30)
+    assert _disabled({"accountExpires": [_filetime(past)]}, NOW)
+    assert not _disabled({"accountExpires": [_filetime(future)]}, NOW)
+    assert not _disabled({"accountExpires": [b"0"]}, NOW)
+    assert not _disabled({"accountExpires": [b"9223372036854775807"]}, NOW)
+    assert not _disabled({"accountExpires": [b"garbage"]}, NOW)
+
+
+def test_openldap_administrative_lock_only():
+    assert _disabled({"pwdAccountLockedTime": [b"000001010000Z"]}, NOW)
+    # A temporary lockout (a time) is the bind's business: the account is not disabled.
+    assert not _disabled({"pwdAccountLockedTime": [b"20261204115500Z"]}, NOW)
+    assert not _disabled({}, NOW)
