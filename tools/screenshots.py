@@ -112,6 +112,21 @@ def prepare(page, url: str, sim: Simulator) -> dict:
     page.select_option("#new-role", "readonly")
     page.fill("#new-password", "Night-shift-passphrase")
     page.click("#add-user button[type=submit]")
+    # Directory sign-in as an Active Directory site would fill it in. The LDAP settings stay
+    # off and nothing signs in through either, so nothing is sent to these example hosts.
+    api(page, "PUT", "/api/v1/settings/ldap", {
+        "flavor": "active_directory",
+        "urls": ["ldaps://dc1.corp.example.com", "ldaps://dc2.corp.example.com"],
+        "bind_dn": "CN=svc-vcf-portal,OU=Service Accounts,DC=corp,DC=example,DC=com",
+        "user_base": "OU=Staff,DC=corp,DC=example,DC=com",
+        "group_base": "OU=Groups,DC=corp,DC=example,DC=com",
+    })  # fmt: skip
+    api(page, "PUT", "/api/v1/settings/oidc", {
+        "display_name": "Corp SSO", "issuer": "https://sso.corp.example.com/realms/ops",
+        "client_id": "vcf-credential-portal", "client_secret": "example-client-secret",
+        "enabled": True,
+    })  # fmt: skip
+    api(page, "POST", "/api/v1/groups", {"name": "VCF-Operators", "source": "ldap"})
     return {"good": good["id"], "bad": bad["id"]}
 
 
@@ -127,6 +142,7 @@ def shoot(context, url: str, ids: dict, out: Path, scheme: str, viewport: dict) 
         ("audit", "/audit/", "#audit-table"),
         ("users", "/users/", "#users-table"),
         ("settings-certificate", "/settings/certificate", "dl.kv"),
+        ("settings-sign-in", "/settings/sign-in", "#ldap-urls"),
         ("settings-about", "/settings/about", "dl.kv"),
     ]
     for name, path, ready in shots:
