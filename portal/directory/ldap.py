@@ -9,6 +9,7 @@ decides (a wrong password on the first server is not tried on the next).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import logging
 import re
@@ -184,7 +185,8 @@ def _stable_id(dn: str, raw: dict) -> str:
         text = entry_uuid[0].decode("ascii", "replace").strip().lower()
         if text:
             return f"entryUUID:{text}"
-    return f"dn:{_normal_dn(dn)}"
+    named = f"dn:{_normal_dn(dn)}"
+    return named if len(named) <= 512 else "dn-sha256:" + hashlib.sha256(named.encode()).hexdigest()
 
 
 @dataclass

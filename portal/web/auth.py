@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from flask import (
@@ -44,6 +45,7 @@ from ..signin import (
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
+EXTERNAL_ID_MAX = 512  # users.external_id
 DIRECTORY_DOWN = (
     "The directory cannot be reached, so directory accounts cannot sign in now. "
     "Local accounts still can."
@@ -295,6 +297,8 @@ def oidc_callback():
             again,
         )
     external_id = f"{provider.options.issuer}|{identity.subject}"
+    if len(external_id) > EXTERNAL_ID_MAX:  # the column's size; a digest names it as well
+        external_id = "sha256:" + hashlib.sha256(external_id.encode()).hexdigest()
     try:
         account = accounts.account_for(
             accounts.Identity("oidc", external_id, name, identity.groups)
