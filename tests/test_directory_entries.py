@@ -42,3 +42,10 @@ def test_openldap_administrative_lock_only():
     # A temporary lockout (a time) is the bind's business: the account is not disabled.
     assert not _disabled({"pwdAccountLockedTime": [b"20261204115500Z"]}, NOW)
     assert not _disabled({}, NOW)
+
+
+def test_a_dn_longer_than_the_column_is_named_by_its_digest():
+    long_dn = "uid=x," + ",".join(f"ou=unit{n}" for n in range(80)) + ",dc=example"
+    named = _stable_id(long_dn, {})
+    assert named.startswith("dn-sha256:") and len(named) < 100
+    assert named == _stable_id(long_dn.upper(), {})  # the same entry, however spelled
