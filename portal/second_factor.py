@@ -97,11 +97,10 @@ def set_policy(value: str, actor: User | None = None) -> str:
 def required_for(user: User) -> bool:
     """True when the policy requires this user to have a second factor. For directory and
     OIDC accounts, their provider's settings may trust the provider to have done it."""
-    if user.source != "local":
-        if options.load(user.source).options.second_factor == "provider":
-            return False
     current = policy()
-    return current == "everyone" or (current == "admins" and user.is_admin)
+    if not (current == "everyone" or (current == "admins" and user.is_admin)):
+        return False  # the usual case: no provider settings to read on every request
+    return user.source == "local" or options.load(user.source).options.second_factor != "provider"
 
 
 def has_factor(user: User) -> bool:

@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from .. import audit, clock, second_factor
 from ..access import admin_required, confirm_recent_auth, token_or_recent_auth
-from ..directory import accounts, ldap, options
+from ..directory import accounts, options
 from ..extensions import db
 from ..http import json_error
 from . import schemas as s
@@ -86,17 +86,11 @@ def set_ldap_settings(body: s.LdapSettingsIn):
 def test_ldap_settings(body: s.LdapTestIn):
     """Bind with the stored settings and look up a user: their DN and groups, and the
     directory-sourced portal groups those groups fill. Works while sign-in is still off."""
-    provider = options.load("ldap")
-    try:
-        found = ldap.lookup(provider.options, provider.secret(), body.username)
-    except ldap.DirectoryUnavailable as exc:
-        audit.record("settings.ldap_test", body.username, outcome="failure")
-        db.session.commit()
-        return json_error(502, f"The directory cannot be used: {exc}")
-    audit.record("settings.ldap_test", body.username, outcome="success" if found else "failure")
+    result = accounts.lookup_for_test(body.username)
     db.session.commit()
+    found = result.found
     if found is None:
-        return json_error(404, "The user filter finds no entry (or several) for this name.")
+        return json_error(502 if result.unreachable else 404, result.error)
     return jsonify(
         dn=found.dn,
         username=found.username,
@@ -104,7 +98,7 @@ def test_ldap_settings(body: s.LdapTestIn):
         email=found.email,
         disabled=found.disabled,
         groups=found.groups,
-        portal_groups=[g.name for g in accounts.matching("ldap", found.groups)],
+        portal_groups=result.portal_groups,
         server=found.server,
     )
 

@@ -120,6 +120,34 @@ def ldap_password_check(user: User, typed: str) -> bool | None:
         return None
 
 
+@dataclass
+class LookupResult:
+    """What the settings' Test found: the user, the portal groups their groups fill, or why
+    not (`unreachable` when the directory could not be used at all)."""
+
+    found: ldap.DirectoryUser | None
+    portal_groups: list[str]
+    error: str | None = None
+    unreachable: bool = False
+
+
+def lookup_for_test(username: str) -> LookupResult:
+    """Look a user up with the stored LDAP settings (on or off) as a sign-in would, without
+    their password; audited (the caller commits)."""
+    provider = options.load("ldap")
+    try:
+        found = ldap.lookup(provider.options, provider.secret(), username)
+    except ldap.DirectoryUnavailable as exc:
+        result = LookupResult(None, [], f"The directory cannot be used: {exc}", unreachable=True)
+    else:
+        groups = [g.name for g in matching("ldap", found.groups)] if found else []
+        error = None if found else "The user filter finds no entry (or several) for this name."
+        result = LookupResult(found, groups, error)
+    outcome = "success" if result.found else "failure"
+    audit.record("settings.ldap_test", username[:128], outcome=outcome)
+    return result
+
+
 def directory_groups(source: str) -> list[Group]:
     """The portal groups filled from the group names of `source` ("ldap" or "oidc")."""
     return list(db.session.scalars(select(Group).where(Group.source == source)))

@@ -367,24 +367,6 @@ class Directory:
         )
 
 
-def authenticate(
-    options: LdapOptions, bind_password: str, username: str, password: str
-) -> DirectoryUser | None:
-    """The user when `password` is theirs (a bind as them succeeds) and they are not
-    disabled; None otherwise. Raises DirectoryUnavailable when the directory cannot say."""
-    if not password or not _usable(username):  # an empty password would bind anonymously
-        return None
-    with Directory(options, bind_password) as directory:
-        try:
-            entry = directory.find(username)
-            if entry is None or not directory.password_ok(entry, password):
-                return None
-            user = directory.describe(entry)
-        except SearchFailed as exc:
-            raise DirectoryUnavailable(f"{directory.url}: {exc}") from None
-    return None if user.disabled else user
-
-
 def lookup(options: LdapOptions, bind_password: str, username: str) -> DirectoryUser | None:
     """The user as the directory describes them now (with `disabled` set), or None when the
     user filter no longer finds them. Raises DirectoryUnavailable."""

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from .. import audit
 from ..access import admin_required, confirm_recent_auth
-from ..directory import accounts, ldap, options
+from ..directory import accounts, options
 from ..extensions import db
 from ..models import Group
 
@@ -101,21 +101,7 @@ def save(kind: str):
 def test_ldap():
     """Bind with the stored settings and look a user up: DN and groups found."""
     username = (request.form.get("username") or "").strip()
-    provider = options.load("ldap")
-    result: dict = {"username": username}
-    try:
-        found = ldap.lookup(provider.options, provider.secret(), username)
-    except ldap.DirectoryUnavailable as exc:
-        result["error"] = f"The directory cannot be used: {exc}"
-        found = None
-    else:
-        if found is None:
-            result["error"] = "The user filter finds no entry (or several) for this name."
-    audit.record("settings.ldap_test", username[:128], outcome="success" if found else "failure")
+    result = accounts.lookup_for_test(username)
     db.session.commit()
-    if found is not None:
-        result.update(
-            found=found,
-            portal_groups=[g.name for g in accounts.matching("ldap", found.groups)],
-        )
-    return _page(200 if found is not None else 400, test=result)
+    test = {"username": username, **vars(result)}
+    return _page(200 if result.found is not None else 400, test=test)
