@@ -1,6 +1,7 @@
 """Gunicorn settings: HTTPS with TLS 1.2+, Mozilla intermediate ciphers, preloaded app."""
 
 import logging
+import os
 import ssl
 import sys
 
@@ -20,7 +21,8 @@ wsgi_app = "app:app"
 preload_app = True
 bind = [_settings.bind]
 workers = _settings.workers
-worker_class = "gthread"
+# gthread with the TLS handshake in the poller: stalled or silent clients hold no thread.
+worker_class = "portal.worker.TLSThreadWorker"
 threads = 4
 timeout = 120
 graceful_timeout = 30
@@ -37,6 +39,9 @@ proc_name = "vcf-credential-portal"
 # Only the proxies named in PORTAL_TRUSTED_PROXIES may set X-Forwarded-Proto; by default none.
 forwarded_allow_ips = _settings.forwarded_allow_ips
 limit_request_line = 8190
+# No runtime control socket (it would let a local process change the worker count, and two
+# portals on one host would share its default path).
+control_socket_disable = True
 
 
 class TerminalErrorLogger(Logger):
@@ -100,6 +105,22 @@ def post_fork(server, worker):
 
         with module.app.app_context():
             db.engine.dispose(close=False)
+
+
+def on_exit(server):
+    """The master stops (SIGTERM, systemctl stop): end the scheduler's jobs now, release the
+    lead, and exit even if a job thread is still inside a call to SDDC Manager."""
+    from portal import scheduler
+
+    module = sys.modules.get("app")
+    if module is None or scheduler.running() is None and not scheduler.standing_by():
+        return
+    if not scheduler.halt(module.app):
+        server.log.warning(
+            "stopping without waiting for the running jobs (recorded as interrupted)"
+        )
+        logging.shutdown()
+        os._exit(0)
 
 
 def when_ready(server):

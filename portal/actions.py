@@ -20,7 +20,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
-from . import audit, clock, notifications, sync, wakeup
+from . import audit, clock, notifications, sync, wakeup, writes
 from .crypto import ACTION_PASSWORD, cipher
 from .environments import endpoint_settings
 from .extensions import db
@@ -363,19 +363,24 @@ def _overall(action: CredentialAction) -> str:
 def _end(action: CredentialAction, state: str, error: str | None) -> None:
     """Record the outcome: items, audit per credential, a sync of the source where something
     changed (the caller's session is committed here)."""
-    now = clock.now()
-    action.state, action.finished_at, action.error = state, now, error
     environment = db.session.get(Environment, action.environment_id)
-    for item in action.items:
-        if item.state in ("queued", "running"):
-            item.state, item.error = "failed", error or "Not carried out."
-        audit.record(
-            f"credential.{action.operation}",
-            _target(environment.name, item.resource_name, item.username, item.credential_type),
-            outcome="success" if item.state == "success" else item.state,
-            details={"action": action.id, **({"error": item.error} if item.error else {})},
-            actor=action.requested_by,
-        )
+    operation, action_id, requested_by = action.operation, action.id, action.requested_by
+
+    def record(part) -> None:
+        for item in part:
+            if item.state in ("queued", "running"):
+                item.state, item.error = "failed", error or "Not carried out."
+            audit.record(
+                f"credential.{operation}",
+                _target(environment.name, item.resource_name, item.username, item.credential_type),
+                outcome="success" if item.state == "success" else item.state,
+                details={"action": action_id, **({"error": item.error} if item.error else {})},
+                actor=requested_by,
+            )
+
+    # Items and their audit lines in short transactions; the action ends in the last one.
+    writes.commit_in_chunks(list(action.items), record)
+    action.state, action.finished_at, action.error = state, clock.now(), error
     failed = sum(1 for item in action.items if item.state == "failed")
     if state in ("success", "partial", "failed"):
         verb = action.operation.replace("_", "-").capitalize()

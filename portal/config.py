@@ -132,6 +132,14 @@ class Settings:
         return ",".join(dict.fromkeys(addresses))
 
     @property
+    def engine_url(self) -> str:
+        """The URL SQLAlchemy connects with: `postgresql://` through psycopg2, the driver the
+        portal ships (SQLAlchemy 2.1 would otherwise look for psycopg 3)."""
+        if self.database_url.startswith("postgresql://"):
+            return "postgresql+psycopg2://" + self.database_url[len("postgresql://") :]
+        return self.database_url
+
+    @property
     def sqlite_path(self) -> Path | None:
         """The SQLite file when the database is SQLite, else None."""
         prefix = "sqlite:///"

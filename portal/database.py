@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, current_app, has_app_context, has_request_context
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
 from .config import Settings
 from .extensions import db
+
+log = logging.getLogger("portal.database")
 
 # How long a statement waits for another connection's write lock before "database is
 # locked". Background work (syncs, backups, the command line) waits long; a web request
@@ -18,7 +22,7 @@ WEB_BUSY_TIMEOUT_MS = 3_000
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Configure SQLAlchemy; SQLite gets WAL, foreign keys and a busy timeout."""
-    app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings.engine_url
     app.config.setdefault("SQLITE_WEB_BUSY_TIMEOUT_MS", WEB_BUSY_TIMEOUT_MS)
     options: dict = {"pool_pre_ping": True}
     if settings.sqlite_path is not None:
@@ -60,7 +64,8 @@ def is_locked(exc: BaseException) -> bool:
 
 
 def database_status() -> str:
-    """ "ok", "busy" (SQLite's write lock is held elsewhere), or "error: <type>"."""
+    """ "ok", "busy" (SQLite's write lock is held elsewhere), or "unreachable" (the answer
+    names no exception: it is public; the log has the class)."""
     try:
         db.session.execute(text("SELECT 1"))
         if db.engine.dialect.name == "sqlite":
@@ -70,5 +75,11 @@ def database_status() -> str:
         db.session.rollback()
         return "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
-        db.session.rollback()
-        return "busy" if is_locked(exc) else f"error: {type(exc).__name__}"
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - the connection may be gone with the server
+            db.session.invalidate()
+        if is_locked(exc):
+            return "busy"
+        log.warning("health check: the database does not answer (%s)", type(exc).__name__)
+        return "unreachable"

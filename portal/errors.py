@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import traceback
 
-from flask import Flask, render_template, request
+from flask import Flask, current_app, g, request
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .database import is_locked
 from .extensions import db
+from .front import portal_config
 from .http import QueryError, json_error
 
 log = logging.getLogger("portal.errors")
@@ -24,16 +28,74 @@ _TITLES = {
     413: "Upload too large",
     429: "Too many requests",
     500: "Something went wrong",
-    503: "Database busy",
+    503: "Temporarily unavailable",
 }
 BUSY_MESSAGE = "The database is busy with another task; try again in a moment."
+UNREACHABLE_MESSAGE = (
+    "The database cannot be reached. The portal answers again by itself as soon as it is "
+    "back; try again in a moment."
+)
+# A bare page for the day even the template cannot be rendered (a broken template
+# directory): styled by the portal's own sheet, and naming nothing internal.
+_FALLBACK_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    "<title>{title} · VCF Credential Portal</title>"
+    '<link rel="stylesheet" href="/static/css/portal.css"></head><body><main id="main">'
+    '<section class="card narrow"><p class="muted">Error {code}</p><h1>{title}</h1>'
+    '<p>{message}</p><p><a class="button primary" href="/">Back to the portal</a></p>'
+    "</section></main></body></html>"
+)
+
+
+class _Visitor:
+    """Who the error page is for, read only from what this request already loaded: an error
+    page must render when the database cannot answer (it is often why there is an error)."""
+
+    def __init__(self) -> None:
+        self.is_authenticated = False
+        self.signed_in = False
+        self.username = self.role = ""
+        self.is_admin = self.must_change_password = False
+        user = g.get("_login_user")
+        if user is None or not getattr(user, "is_authenticated", False):
+            return
+        self.signed_in = True
+        try:
+            loaded = sa_inspect(user).dict  # never loads: what is here is what was read
+        except Exception:  # noqa: BLE001 - not a mapped user (an API token's principal)
+            return
+        if {"username", "role", "must_change_password"} <= loaded.keys():
+            self.is_authenticated = True
+            self.username, self.role = loaded["username"], loaded["role"]
+            self.must_change_password = bool(loaded["must_change_password"])
+            self.is_admin = self.role == "admin"
+
+
+def _page(code: int, title: str, message: str) -> str:
+    """The error page, rendered without the context processors (they read the database)."""
+    try:
+        return current_app.jinja_env.get_template("error.html").render(
+            code=code,
+            title=title,
+            message=message,
+            current_user=_Visitor(),
+            request=request,
+            portal_config=portal_config(with_preferences=False),
+            certificate_warning=None,
+        )
+    except Exception as exc:  # noqa: BLE001 - the error page itself must never fail
+        log.error("the error page could not be rendered: %s", type(exc).__name__)
+        return _FALLBACK_PAGE.format(
+            code=code, title=html.escape(title), message=html.escape(message)
+        )
 
 
 def respond(code: int, message: str):
+    """The error answer: the JSON error body under /api/, the styled page elsewhere."""
     if request.path.startswith("/api/"):
         return json_error(code, message)
     title = _TITLES.get(code, "Error")
-    return render_template("error.html", code=code, title=title, message=message), code
+    return _page(code, title, message), code
 
 
 def _handle_http(exc: HTTPException):
@@ -62,14 +124,42 @@ def _handle_unexpected(exc: Exception):
     return respond(500, InternalServerError.description)
 
 
-def _handle_database(exc: OperationalError):
-    if not is_locked(exc):
+def _unavailable(exc: BaseException) -> str | None:
+    """The message for a database that cannot answer for now, or None for a bug."""
+    if isinstance(exc, SATimeoutError):
+        return BUSY_MESSAGE  # every pooled connection is in use
+    if not isinstance(exc, DBAPIError):
+        return None
+    if is_locked(exc):
+        return BUSY_MESSAGE
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return UNREACHABLE_MESSAGE
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig).lower()
+        if type(exc.orig).__module__.startswith("psycopg2"):
+            return UNREACHABLE_MESSAGE  # connection lost or refused, server shutting down
+        if any(part in text for part in ("disk", "unable to open", "readonly", "read-only")):
+            return UNREACHABLE_MESSAGE
+    return None
+
+
+def _handle_database(exc: Exception):
+    message = _unavailable(exc)
+    if message is None:
         return _handle_unexpected(exc)
-    # Another process (a backup, a restore, a maintenance command, a long sync write) holds
-    # SQLite's write lock: a temporary state, not a bug.
-    db.session.rollback()
-    log.warning("database busy on %s %s", request.method, request.path)
-    response, code = respond(503, BUSY_MESSAGE)
+    # Another process holds SQLite's write lock, the pool is exhausted, or the database
+    # server is gone for a while: a temporary state, not a bug, and never a 500.
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection may be gone with the server
+        db.session.invalidate()
+    log.warning(
+        "database %s on %s %s",
+        "busy" if message == BUSY_MESSAGE else "unreachable",
+        request.method,
+        request.path,
+    )
+    response, code = respond(503, message)
     return response, code, {"Retry-After": "5"}
 
 
@@ -81,5 +171,6 @@ def init_app(app: Flask) -> None:
     """Register the error handlers."""
     app.register_error_handler(QueryError, _handle_query)
     app.register_error_handler(HTTPException, _handle_http)
-    app.register_error_handler(OperationalError, _handle_database)
+    app.register_error_handler(DBAPIError, _handle_database)
+    app.register_error_handler(SATimeoutError, _handle_database)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -11,9 +11,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
-from . import clock
+from . import clock, writes
 from .environments import endpoint_settings
 from .extensions import db
 from .models import Credential, Endpoint
@@ -128,17 +128,10 @@ def check(
                 errors.append(f"{resource_type}: no answer within {int(CHECK_TIMEOUT_SECONDS)} s")
     except VcfError as exc:
         errors.append(str(exc))
-    written = 0
-    for remote_id, (date, status) in reported.items():
-        written += db.session.execute(
-            update(Credential)
-            .where(
-                Credential.environment_id == endpoint.environment_id,
-                Credential.source == "manager",
-                Credential.remote_id == remote_id,
-            )
-            .values(expiry_date=date, expiry_status=status)
-        ).rowcount
+    written = writes.commit_in_chunks(
+        list(reported.items()),
+        lambda part: _write_dates(endpoint.environment_id, part),
+    )
     if not stopped:  # a check cut short by a stop stays asked for: the next start finishes it
         endpoint.expiry_checked_at = started_at
     endpoint.expiry_error = escape_controls("; ".join(errors))[:2000] if errors else None
@@ -151,6 +144,28 @@ def check(
             endpoint.expiry_error,
         )
     return written
+
+
+def _write_dates(environment_id: int, part) -> int:
+    """Store one slice of reported expiry dates (by SDDC Manager's credential id)."""
+    table = Credential.__table__
+    statement = (
+        update(table)
+        .where(
+            table.c.environment_id == environment_id,
+            table.c.source == "manager",
+            table.c.remote_id == bindparam("_remote_id"),
+        )
+        .values(expiry_date=bindparam("_date"), expiry_status=bindparam("_status"))
+    )
+    result = db.session.connection().execute(
+        statement,
+        [
+            {"_remote_id": remote_id, "_date": date, "_status": status}
+            for remote_id, (date, status) in part
+        ],
+    )
+    return max(result.rowcount, 0)
 
 
 def process(may_continue: Callable[[], bool] | None = None) -> int:

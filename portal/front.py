@@ -27,8 +27,9 @@ STATE_LABELS = {
 }
 
 
-def portal_config() -> dict:
-    """The labels and settings the page scripts use, read by static/js/portal.js."""
+def portal_config(with_preferences: bool = True) -> dict:
+    """The labels and settings the page scripts use, read by static/js/portal.js (error
+    pages leave out the user's preferences: they must render without the database)."""
     return {
         "revealSeconds": REVEAL_SECONDS,
         "searchPageSize": SEARCH_PAGE_SIZE,
@@ -37,7 +38,9 @@ def portal_config() -> dict:
         "sourceShortLabels": SOURCE_SHORT_LABELS,
         "stateLabels": STATE_LABELS,
         # Exact times in the browser's time zone ("local") or in UTC: the user's preference.
-        "timeZone": _preference("time_zone"),
+        "timeZone": _preference("time_zone")
+        if with_preferences
+        else DEFAULT_PREFERENCES["time_zone"],
     }
 
 

@@ -391,6 +391,8 @@ class Credential(db.Model):
             name="uq_credential_identity",
         ),
         Index("ix_credentials_env_host", "environment_id", "hostname"),
+        # Expiry checks and actions find credentials by SDDC Manager's id.
+        Index("ix_credentials_env_source_remote", "environment_id", "source", "remote_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

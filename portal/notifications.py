@@ -15,9 +15,9 @@ from datetime import timedelta
 
 from cryptography import x509
 from flask import Flask, current_app
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import exists, select, update
 
-from . import audit, certs, channels, clock
+from . import audit, certs, channels, clock, writes
 from .expiring import expiry_counts
 from .extensions import db
 from .models import (
@@ -459,16 +459,13 @@ def deliver_due(budget_seconds: float = PASS_BUDGET_SECONDS) -> int:
 def prune(keep_days: int = KEEP_DAYS) -> None:
     """Forget finished deliveries and their events after `keep_days` (outbox stays bounded)."""
     limit = clock.now() - timedelta(days=keep_days)
-    db.session.execute(
-        delete(NotificationDelivery).where(
-            NotificationDelivery.state != "pending", NotificationDelivery.finished_at < limit
-        )
+    writes.delete_in_chunks(
+        NotificationDelivery,
+        NotificationDelivery.state != "pending",
+        NotificationDelivery.finished_at < limit,
     )
     pending = exists().where(NotificationDelivery.outbox_id == NotificationOutbox.id)
-    db.session.execute(
-        delete(NotificationOutbox).where(NotificationOutbox.dispatched_at < limit, ~pending)
-    )
-    db.session.commit()
+    writes.delete_in_chunks(NotificationOutbox, NotificationOutbox.dispatched_at < limit, ~pending)
 
 
 def run_pass(app: Flask) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +37,10 @@ EXPIRY_SECONDS = 5
 DIRECTORY_SECONDS = 60
 START_DELAY_SECONDS = 5
 TAKEOVER_SECONDS = 15.0
+# How long a stopping leader waits for its running jobs to notice the stop before it exits
+# without them (their runs are already recorded as interrupted).
+HALT_SECONDS = 5.0
+STOPPED_REASON = "Interrupted: the portal was stopped during the sync."
 _state: dict = {
     "scheduler": None,
     "leadership": None,
@@ -233,6 +238,11 @@ def running() -> BackgroundScheduler | None:
     return _state["scheduler"]
 
 
+def standing_by() -> bool:
+    """True while this process waits to take over the scheduler."""
+    return _state["standby"] is not None
+
+
 def start_if_enabled(app: Flask) -> bool:
     """Start the scheduler unless disabled, run from the `flask` CLI, or held elsewhere."""
     settings = app.config["PORTAL_SETTINGS"]
@@ -357,6 +367,43 @@ def stop() -> None:
     if _state["leadership"] is not None:
         _state["leadership"].release()
     _state.update(scheduler=None, leadership=None, app=None, standby=None, stop=None)
+
+
+def halt(app: Flask, grace: float = HALT_SECONDS) -> bool:
+    """The service is stopping (SIGTERM to the Gunicorn master): stop now rather than when
+    the running jobs end. Long jobs see the stop and end early, this process's running syncs
+    are recorded as interrupted, and the lead is released at once so that another node (or
+    the next start) leads. Returns True when every job thread ended within `grace`; when
+    not, the caller exits without waiting for them (nothing of theirs is left to record)."""
+    scheduler, leadership = _state["scheduler"], _state["leadership"]
+    if _state["stop"] is not None:
+        _state["stop"].set()
+    _state["scheduler"] = None  # _keeps_running() turns false: expiry checks stop waiting
+    _stop_dispatcher()
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
+    if leadership is not None:
+        with app.app_context():
+            try:
+                failed = sync.fail_own_runs(STOPPED_REASON)
+                if failed:
+                    log.warning("%d sync runs were interrupted by the stop", failed)
+            except Exception as exc:  # noqa: BLE001 - the next leader fails them as stale
+                log.warning("could not record the interrupted runs: %s", type(exc).__name__)
+            finally:
+                db.session.remove()
+        leadership.release()
+    _state.update(leadership=None, standby=None, stop=None)
+    others = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and not t.daemon and t.is_alive()
+    ]
+    deadline = time.monotonic() + grace
+    while others and time.monotonic() < deadline:
+        time.sleep(0.1)
+        others = [t for t in others if t.is_alive()]
+    return not others
 
 
 def forget_in_child() -> None:

@@ -13,8 +13,10 @@ from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
+from sqlalchemy.exc import OperationalError
 
 from . import clock, second_factor
+from .database import is_locked
 from .extensions import db, login_manager
 from .http import json_error
 from .models import User, UserSession
@@ -136,7 +138,14 @@ def _load_user(user_id: str) -> User | None:
     background = request.headers.get("X-Portal-Background") == "1"
     if not background and now - row.last_seen_at > _TOUCH_EVERY:
         row.last_seen_at = now
-        db.session.commit()
+        try:
+            db.session.commit()
+        except OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            # Still locked after the wait: the touch is kept for the next request rather
+            # than refusing this one (it only moves the idle timeout).
+            db.session.rollback()
     return user
 
 

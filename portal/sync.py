@@ -15,6 +15,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,7 +23,7 @@ from flask import Flask, current_app
 from sqlalchemy import DateTime, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from . import audit, clock, notifications, wakeup
+from . import audit, clock, notifications, wakeup, writes
 from .clock import iso
 from .crypto import CREDENTIAL_PASSWORD, CREDENTIAL_PASSWORD_MAC, HISTORY_PASSWORD, cipher
 from .environments import endpoint_settings, refresh_counts
@@ -241,8 +242,15 @@ _BATCH = 2000
 _IDS_PER_STATEMENT = 500
 
 
-def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredential]) -> Counts:
-    """Upsert a complete fetch into the session (the caller commits): history, absences.
+def apply_fetch(
+    environment_id: int,
+    source: str,
+    fetched: list[FetchedCredential],
+    checkpoint: Callable[[], None] | None = None,
+) -> Counts:
+    """Upsert a complete fetch: history, absences. Without `checkpoint` everything is left in
+    the session (the caller commits); with one, it is called after each slice of writes, and
+    the caller commits what is left (the counts).
 
     An unchanged password is told by its keyed hash, so only new and changed passwords are
     encrypted, and only rows that changed are written (besides one UPDATE of last_seen_at).
@@ -313,39 +321,54 @@ def apply_fetch(environment_id: int, source: str, fetched: list[FetchedCredentia
         if change:
             change["id"] = row[_ID]
             updates.append(change)
-    if new_items:
-        _insert_new(environment_id, source, now, new_items)
-        counts.new = len(new_items)
-    _bulk_update(updates)
-    if changed_history:
-        ids = [cred_id for cred_id, _ in changed_history]
-        for start in range(0, len(ids), _IDS_PER_STATEMENT):
-            connection.execute(
+    # Written in slices of writes.CHUNK_ROWS, each followed by `checkpoint` (which commits,
+    # when the caller gives one): a large sync never holds the write lock for long. Absence is
+    # marked only after every fetched row is stored.
+    step = checkpoint or (lambda: None)
+    # After a checkpoint the session hands out a new connection: never keep one across.
+    for part in writes.chunks(new_items):
+        _insert_new(environment_id, source, now, list(part))
+        step()
+    counts.new = len(new_items)
+    changed_ids = {cred_id: password for cred_id, password in changed_history}
+    for part in writes.chunks(updates):
+        _bulk_update(list(part))
+        history = [(c["id"], changed_ids[c["id"]]) for c in part if c["id"] in changed_ids]
+        for ids in writes.chunks([cred_id for cred_id, _ in history], _IDS_PER_STATEMENT):
+            db.session.connection().execute(
                 update(PasswordHistory.__table__)
                 .where(
-                    PasswordHistory.credential_id.in_(ids[start : start + _IDS_PER_STATEMENT]),
+                    PasswordHistory.credential_id.in_(ids),
                     PasswordHistory.changed_at.is_(None),
                 )
                 .values(changed_at=now)
             )
-        _insert_history(now, changed_history)
+        if history:
+            _insert_history(now, history)
+        step()
     gone = [r[_ID] for r in existing if r[_PRESENT] and r[_ID] not in seen]
-    for start in range(0, len(gone), _IDS_PER_STATEMENT):
-        connection.execute(
+    for part in writes.chunks(gone, _IDS_PER_STATEMENT):
+        db.session.connection().execute(
             update(Credential.__table__)
-            .where(Credential.id.in_(gone[start : start + _IDS_PER_STATEMENT]))
+            .where(Credential.id.in_(part))
             .values(present=False, absent_since=now)
         )
+        step()
     counts.absent = len(gone)
-    connection.execute(
-        update(Credential.__table__)
-        .where(
-            Credential.environment_id == environment_id,
-            Credential.source == source,
-            Credential.present.is_(True),
+    # last_seen_at of the rows seen, by ranges of ids (new rows already carry it).
+    seen_ids = sorted(seen)
+    for part in writes.chunks(seen_ids):
+        db.session.connection().execute(
+            update(Credential.__table__)
+            .where(
+                Credential.environment_id == environment_id,
+                Credential.source == source,
+                Credential.id.between(part[0], part[-1]),
+                Credential.present.is_(True),
+            )
+            .values(last_seen_at=now)
         )
-        .values(last_seen_at=now)
-    )
+        step()
     refresh_counts(environment_id, source)
     return counts
 
@@ -618,11 +641,18 @@ def _failure_reason(exc: BaseException) -> str:
     if isinstance(exc, OperationalError) or type(orig).__name__ in ("OperationalError", "DiskFull"):
         if "locked" in text:
             return (
-                "The database was busy (another process held its write lock); nothing was stored."
+                "The database was busy (another process held its write lock); the sync "
+                "stopped before storing everything it fetched."
             )
         if "full" in text or "no space left" in text:
-            return "The disk holding the database is full; nothing was stored."
-    return f"Internal error ({type(exc).__name__}); nothing was stored; see the log."
+            return (
+                "The disk holding the database is full; the sync stopped before storing "
+                "everything it fetched. Free space and sync again."
+            )
+    return (
+        f"Internal error ({type(exc).__name__}); the sync stopped before storing everything "
+        "it fetched; see the log."
+    )
 
 
 def _record_failure(app: Flask, run_id: int, reason: str) -> None:
@@ -657,6 +687,17 @@ def _record_failure(app: Flask, run_id: int, reason: str) -> None:
                 )
                 return
             time.sleep(0.5)
+
+
+class _NoLongerOurs(Exception):
+    """The run was failed as interrupted (by another process) while it was writing."""
+
+
+def _checkpoint(run_id: int) -> None:
+    """Commit one slice of a sync's writes, while the run is still ours."""
+    if db.session.execute(select(SyncRun.id).where(*_ours(run_id))).first() is None:
+        raise _NoLongerOurs(run_id)
+    db.session.commit()
 
 
 def _carry_out(run_id: int, fetch) -> SyncRun:
@@ -711,13 +752,23 @@ def _carry_out(run_id: int, fetch) -> SyncRun:
         return run
     _set_phase(run_id, "writing")
     try:
-        counts = apply_fetch(run.environment_id, run.source, fetched)
+        counts = apply_fetch(
+            run.environment_id, run.source, fetched, checkpoint=lambda: _checkpoint(run_id)
+        )
+    except _NoLongerOurs:
+        db.session.rollback()
+        log.warning(
+            "sync %s: run %s was failed as interrupted meanwhile; the rest is not stored",
+            target,
+            run_id,
+        )
+        return db.session.get(SyncRun, run_id)
     except Exception as exc:
         db.session.rollback()
         log.exception("sync %s could not store: %s", target, type(exc).__name__)
         run, endpoint = db.session.get(SyncRun, run_id), db.session.get(Endpoint, endpoint.id)
         if endpoint is not None:
-            _finish(run, endpoint, "failed", "Storing the credentials failed; see the log.", None)
+            _finish(run, endpoint, "failed", _failure_reason(exc), None)
         else:
             _finish(run, None, "failed", "The environment was deleted during the sync.", None)
         db.session.commit()
@@ -851,6 +902,12 @@ def _process_gone(owner: str | None) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def fail_own_runs(reason: str) -> int:
+    """Fail the runs this process is carrying out (it is stopping): their sources can sync
+    again at once, on this node's next start or on the node that leads next."""
+    return _fail_interrupted(SyncRun.owner == owner_id(), reason)
 
 
 def fail_interrupted_runs() -> int:

@@ -110,8 +110,10 @@ def test_one_scheduler_with_four_workers(tmp_path):
         assert len(ids) == 1
         run_id = ids.pop()
         assert _wait(
-            lambda: _api(server, session, "GET", f"/api/v1/sync-runs/{run_id}").json()["state"]
-            == "success"
+            lambda: (
+                _api(server, session, "GET", f"/api/v1/sync-runs/{run_id}").json()["state"]
+                == "success"
+            )
         )
         assert [r[0] for r in _runs(db_path, env_b)] == [run_id]
         assert sim_b.hits["GET /v1/credentials"] == 1

@@ -15,14 +15,20 @@ import logging
 import secrets
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session
-from authlib.jose import JsonWebKey, JsonWebToken
-from authlib.jose.errors import JoseError
-from authlib.oidc.core import CodeIDToken
+
+with warnings.catch_warnings():
+    # Authlib 1.9 announces that authlib.jose moves to joserfc; it is kept until Authlib 2.0,
+    # and the warning would reach every command-line user.
+    warnings.filterwarnings("ignore", message="authlib.jose module is deprecated")
+    from authlib.jose import JsonWebKey, JsonWebToken
+    from authlib.jose.errors import JoseError
+    from authlib.oidc.core import CodeIDToken
 
 from .options import OidcOptions
 
