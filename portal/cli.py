@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from . import audit, clock, maintenance, second_factor, users
+from .database import is_locked
 from .extensions import db
 from .models import ROLES, User
 from .security import password_problem
@@ -103,6 +107,31 @@ def set_role(username: str, role: str) -> None:
     click.echo(f"{username}: {old} -> {role}")
 
 
+# How long a command waits for a database that another process keeps busy.
+BUSY_WAIT_SECONDS = 60
+
+
+def _write_patiently(write, what: str) -> None:
+    """Add what `write` adds and commit, waiting while the database is busy (a sync, the
+    portal's own backup); after BUSY_WAIT_SECONDS one line and a non-zero exit."""
+    waited = current_app.config.get("CLI_BUSY_WAIT_SECONDS", BUSY_WAIT_SECONDS)
+    deadline = time.monotonic() + waited
+    while True:
+        write()
+        try:
+            db.session.commit()
+            return
+        except OperationalError as exc:
+            db.session.rollback()
+            if not is_locked(exc):
+                raise click.ClickException(f"{what} could not be written: {exc.orig}") from None
+            if time.monotonic() >= deadline:
+                raise click.ClickException(
+                    f"{what} could not be written: the database stayed busy for "
+                    f"{waited} s; try again later"
+                ) from None
+
+
 @click.command("backup")
 @click.option(
     "--to",
@@ -124,11 +153,15 @@ def backup_command(to_dir: Path | None) -> None:
         path = maintenance.backup(app, to_dir, progress)
     except maintenance.MaintenanceError as exc:
         raise click.ClickException(str(exc)) from None
+    except sqlite3.Error as exc:  # the database file could not be read, the target written
+        raise click.ClickException(f"the backup failed: {exc}") from None
     if show:
         click.echo("", err=True)
-    audit.record("settings.backup", str(path.name), actor="cli")
-    db.session.commit()
     click.echo(f"backup written: {path}")
+    _write_patiently(
+        lambda: audit.record("settings.backup", str(path.name), actor="cli"),
+        "the backup is complete, but its audit record",
+    )
     click.echo("the data key (data.key) is not in the backup: keep a copy of it separately")
 
 

@@ -75,3 +75,69 @@ def test_locked_database_answers_503_quickly(app, anon, admin, credential_id):
     assert admin.api("POST", f"/api/v1/credentials/{credential_id}/reveal", json={}).json == {
         "password": "pw-123456789"
     }
+
+
+@contextmanager
+def database_gone(app, message: str = "disk I/O error"):
+    """Every statement fails as on a database that has gone away, for the block."""
+    from sqlalchemy import event
+
+    def refuse(*_args, **_kwargs):
+        raise sqlite3.OperationalError(message)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", refuse)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", refuse)
+
+
+@pytest.mark.parametrize("path", ["/", "/no-such-page", "/environments/1"])
+def test_pages_answer_a_styled_503_when_the_database_is_gone(app, admin, path):
+    with database_gone(app):
+        answer = admin.client.get(path)
+    assert answer.status_code == 503
+    text = answer.get_data(as_text=True)
+    assert "Temporarily unavailable" in text and "cannot be reached" in text
+    assert "/static/css/portal.css" in text  # the portal's own page, not a bare error
+    assert "OperationalError" not in text and "disk I/O" not in text
+    assert answer.headers["Retry-After"]
+    assert admin.client.get("/").status_code == 200  # back by itself
+
+
+def test_the_api_answers_a_json_503_when_the_database_is_gone(app, admin):
+    with database_gone(app):
+        answer = admin.client.get("/api/v1/environments")
+    assert answer.status_code == 503
+    assert answer.json["error"].startswith("The database cannot be reached")
+    assert "OperationalError" not in answer.get_data(as_text=True)
+
+
+def test_health_names_no_exception_class(app, anon):
+    with database_gone(app):
+        health = anon.client.get("/healthz")
+    assert health.status_code == 503
+    assert health.json["database"] == "unreachable"
+    assert "Error" not in health.get_data(as_text=True)
+
+
+def test_a_signed_in_error_page_keeps_its_navigation_without_the_database(app, admin):
+    admin.client.get("/")  # signed in: the next 404 knows who asks
+    answer = admin.client.get("/no-such-page")
+    assert answer.status_code == 404
+    text = answer.get_data(as_text=True)
+    assert "Signed in as" in text and "Back to the dashboard" in text
+
+
+def test_an_unrenderable_error_page_still_answers_the_portal_page(app, anon, monkeypatch):
+    from jinja2 import TemplateNotFound
+
+    def missing(*_args, **_kwargs):
+        raise TemplateNotFound("error.html")
+
+    monkeypatch.setattr(app.jinja_env, "get_template", missing)
+    answer = anon.client.get("/no-such-page")
+    assert answer.status_code == 404
+    assert "/static/css/portal.css" in answer.get_data(as_text=True)

@@ -261,3 +261,57 @@ def test_check_reports_a_loose_key_mode_without_changing_it(tmp_path, app):
     results = {r.name: r for r in maintenance.run_checks(app)}
     assert not results["data key"].ok and "mode 644" in results["data key"].detail
     assert key_path.stat().st_mode & 0o777 == 0o644
+
+
+def _hold_write_lock(app, seconds: float) -> threading.Thread:
+    """Another process's write transaction on the database, for `seconds`."""
+    import sqlite3
+    import time
+
+    ready = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(app.config["PORTAL_SETTINGS"].sqlite_path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        ready.set()
+        time.sleep(seconds)
+        conn.rollback()
+        conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    ready.wait(5)
+    return thread
+
+
+def test_backup_while_busy_waits_for_the_database(tmp_path, app):
+    from portal.cli import backup_command
+
+    app.config["SQLITE_BUSY_TIMEOUT_MS"] = 200
+    holder = _hold_write_lock(app, 1.0)
+    result = app.test_cli_runner().invoke(backup_command, ["--to", str(tmp_path / "b")])
+    holder.join()
+    assert result.exit_code == 0, result.output
+    assert "backup written" in result.output
+    with app.app_context():
+        from portal.models import AuditEvent
+
+        assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "settings.backup"))
+
+
+def test_backup_while_busy_for_too_long_ends_in_one_line(tmp_path, app):
+    from portal.cli import backup_command
+
+    app.config.update(SQLITE_BUSY_TIMEOUT_MS=200, CLI_BUSY_WAIT_SECONDS=0.5)
+    holder = _hold_write_lock(app, 2.0)
+    result = app.test_cli_runner().invoke(backup_command, ["--to", str(tmp_path / "b")])
+    holder.join()
+    assert result.exit_code == 1
+    assert (
+        "Traceback" not in result.output
+        and not isinstance(result.exception, Exception)
+        or (isinstance(result.exception, SystemExit))
+    )
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "stayed busy" in errors[0], result.output
+    assert maintenance.verify_backup(next((tmp_path / "b").glob("*.db")))  # the file is good

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
 import sys
+import threading
 
-from support import PASSWORD, ROOT, Portal, client_for, create_env, make_app, run_sync
+from support import (
+    PASSWORD,
+    ROOT,
+    Portal,
+    client_for,
+    create_env,
+    free_port,
+    make_app,
+    run_sync,
+)
 
 from portal.extensions import db
 from portal.models import User
@@ -52,3 +64,84 @@ def test_first_start_on_postgresql_prints_the_sign_in_hint(tmp_path, pg_url):
     assert "sign in as 'admin' with the password 'admin'" in first.stderr
     again = subprocess.run([*command, str(ROOT)], env=env, capture_output=True, text=True)
     assert again.returncode == 0 and "sign in as" not in again.stderr
+
+
+class Outage:
+    """A TCP forwarder on loopback in front of PostgreSQL that can be cut and restored: the
+    portal sees the database server go away and come back, as in a real outage."""
+
+    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)):
+        self.target = target
+        self.port = free_port()
+        self.sockets: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+
+    def url(self, pg_url: str) -> str:
+        return pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{self.port}")
+
+    def restore(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone would not.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_database_outage_answers_503_and_recovers_by_itself(tmp_path, pg_url):
+    outage = Outage()
+    outage.restore()
+    app = make_app(tmp_path, DATABASE_URL=outage.url(pg_url))
+    with app.app_context():
+        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    admin, anon = Portal(client_for(app)), Portal(client_for(app))
+    assert admin.login("alice").status_code == 302
+    assert admin.client.get("/api/v1/environments").status_code == 200
+    outage.cut()
+    try:
+        api = admin.client.get("/api/v1/environments")
+        assert api.status_code == 503 and api.json["error"].startswith("The database cannot")
+        page = admin.client.get("/")
+        assert page.status_code == 503 and "portal.css" in page.get_data(as_text=True)
+        health = anon.client.get("/healthz")
+        assert health.status_code == 503 and health.json["database"] == "unreachable"
+        for answer in (api, page, health):
+            assert "psycopg2" not in answer.get_data(as_text=True)
+            assert "OperationalError" not in answer.get_data(as_text=True)
+    finally:
+        outage.restore()
+    assert admin.client.get("/api/v1/environments").status_code == 200
+    assert anon.client.get("/healthz").status_code == 200
+    outage.cut()
+    with app.app_context():
+        db.engine.dispose()
