@@ -233,3 +233,17 @@ def test_the_heartbeat_is_renewed_while_the_run_works(app, env_id):
         assert sync.execute_run(run_id, fetch=fetch).state == "success"
         assert seen["owner"] == sync.owner_id()
     assert seen["beat"] - seen["started"] >= timedelta(seconds=0.2)
+
+
+def test_a_full_disk_while_storing_says_so(app, env_id, fail_writes):
+    fail_writes.append(
+        lambda statement, parameters: statement.startswith("INSERT INTO credentials")
+    )
+    run_id = _queue(app, env_id)
+    with app.app_context():
+        run = sync.execute_run(run_id, fetch=lambda settings: fetched(3))
+        endpoint_error = run.error
+    assert run.state == "failed"
+    assert endpoint_error.startswith("The disk holding the database is full")
+    assert "Free space and sync again" in endpoint_error
+    assert _stored(app) == 0

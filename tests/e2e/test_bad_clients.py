@@ -1,0 +1,92 @@
+"""The real Gunicorn over HTTPS against clients that misbehave at the TLS layer: closed in
+the middle of a handshake, silent after connecting, or stalled after the first bytes of a
+ClientHello. No worker dies, and a normal request is not held up by them."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import struct
+import subprocess
+import time
+
+import pytest
+import requests
+from support import running_portal
+
+pytestmark = pytest.mark.e2e
+
+# How long the silent and stalled clients hold their connections: longer than the portal's
+# handshake deadline, so they are dropped by it while normal requests go on.
+HOLD_SECONDS = 30
+CLOSED_MID_HANDSHAKE = 50
+SILENT = 10
+STALLED = 10
+
+
+def _client_hello() -> bytes:
+    """The first flight of a real TLS client (its ClientHello), made without a network."""
+    context = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def _workers(master: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()}
+
+
+def _timed_get(server) -> float:
+    started = time.monotonic()
+    answer = requests.get(server.url + "/healthz", verify=server.cert, timeout=10)
+    assert answer.status_code == 200
+    return time.monotonic() - started
+
+
+def test_bad_tls_clients_kill_no_worker_and_delay_no_request(tmp_path):
+    hello = _client_hello()
+    assert hello[0] == 0x16 and len(hello) > 100  # a TLS handshake record
+    with running_portal(tmp_path, workers=2) as server:
+        master = server.proc.pid
+        workers = _workers(master)
+        assert len(workers) == 2
+        baseline = min(_timed_get(server) for _ in range(5))
+
+        # Closed mid-handshake: half a ClientHello, then a reset (SO_LINGER 0), or the whole
+        # ClientHello and a close before reading the server's answer.
+        for n in range(CLOSED_MID_HANDSHAKE):
+            sock = _connect(server.port)
+            sock.sendall(hello if n % 2 else hello[: len(hello) // 2])
+            if n % 2 == 0:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+
+        held = [_connect(server.port) for _ in range(SILENT)]  # connect, then nothing
+        for _ in range(STALLED):
+            sock = _connect(server.port)
+            sock.sendall(hello[:60])  # the start of a ClientHello, then a stall
+            held.append(sock)
+        try:
+            delays = []
+            deadline = time.monotonic() + HOLD_SECONDS
+            while time.monotonic() < deadline:
+                delays.append(_timed_get(server) - baseline)
+                time.sleep(0.5)
+        finally:
+            for sock in held:
+                sock.close()
+
+        assert max(delays) < 1.0, f"a normal request waited {max(delays):.2f} s longer"
+        assert _workers(master) == workers, "a worker died or was replaced"
+        assert _timed_get(server) < baseline + 1.0
+        log = (tmp_path / "logs" / "error.log").read_text()  # before the stop's own lines
+    for sign in ("WORKER TIMEOUT", "was sent SIGKILL", "Worker exiting", "Traceback"):
+        assert sign not in log, sign
