@@ -23,6 +23,19 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 
+# sslyze (the TLS scan of the served configuration) pins an older cryptography than the
+# portal's: it gets a virtual environment of its own.
+scan_stamp=".venv-tls-scan/.requirements.sha256"
+scan_want=$(sha256sum requirements-tls-scan.txt | cut -d' ' -f1)
+if [ "$fast" = 0 ] && { [ ! -x .venv-tls-scan/bin/sslyze ] || [ "$(cat "$scan_stamp" 2>/dev/null)" != "$scan_want" ]; }; then
+  [ -x .venv-tls-scan/bin/python ] || "$PYTHON" -m venv .venv-tls-scan
+  .venv-tls-scan/bin/python -m pip install --quiet -r requirements-tls-scan.txt
+  echo "$scan_want" > "$scan_stamp"
+fi
+
+echo "== pip-audit (known vulnerabilities of the installed requirements)"
+.venv/bin/python tools/audit_dependencies.py
+
 echo "== ruff check"
 .venv/bin/ruff check .
 echo "== ruff format --check"
