@@ -1,0 +1,319 @@
+"""Availability under work, through the running portal: operators sign in, search, reveal,
+copy, export and press "Sync now" while the portal syncs a large estate every 30 s (2% of its
+passwords rotated upstream before each), checks expiry after each sync, carries out bulk
+rotations and writes backups.
+
+The portal runs as ./start_https.sh runs it (Gunicorn over HTTPS, 2 workers) on SQLite or on
+PostgreSQL, the simulator of SDDC Manager in a process of its own. It prints:
+
+- every answer that was not the expected one, by kind (5xx, 4xx, connection errors);
+- p50 / p95 / p99 per operation (sign-in, search, reveal, copy, export, "Sync now");
+- the longest write transaction of the portal (from its log: every transaction over 250 ms
+  is logged by portal.writes), or that none was over 250 ms;
+- the delay from a bulk rotation's end (its action reports success) to the first Reveal
+  that shows a rotated credential's new password.
+
+    .venv/bin/python bench/soak.py [--size 15000] [--minutes 3] [--users 20]
+                                   [--database sqlite|postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import sim_control, start_simulator  # noqa: E402
+from portal.simulator.server import DEFAULT_PASSWORD  # noqa: E402
+from tests.support import PortalServer  # noqa: E402
+
+ADMIN_PASSWORD = "soak bench admin passphrase"  # noqa: S105 - a throwaway local instance
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SYNC_SECONDS = 30
+ROTATE_FRACTION = 0.02
+BULK_ROTATE = 200
+HOLD = re.compile(r"held the database for (\d+) ms")
+
+
+class Figures:
+    """Latencies per operation and unexpected answers by kind, from every thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.times: dict[str, list[float]] = collections.defaultdict(list)
+        self.errors: collections.Counter = collections.Counter()
+        self.freshness: list[float] = []
+
+    def timed(self, operation: str, call, expect=(200,)):
+        """Run `call` (a request), record its time, or its failure by kind."""
+        started = time.perf_counter()
+        try:
+            answer = call()
+        except requests.RequestException as exc:
+            with self.lock:
+                self.errors[f"{operation}: {type(exc).__name__}"] += 1
+            return None
+        elapsed = time.perf_counter() - started
+        with self.lock:
+            if answer.status_code in expect:
+                self.times[operation].append(elapsed)
+            else:
+                self.errors[f"{operation}: HTTP {answer.status_code}"] += 1
+        return answer
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _sign_in(server, figures: Figures, username: str, password: str):
+    session = server.session()
+    token = server.csrf(session)
+    answer = figures.timed(
+        "sign-in",
+        lambda: session.post(
+            server.url + "/login",
+            data={"username": username, "password": password, "csrf_token": token},
+            allow_redirects=False,
+        ),
+        expect=(302,),
+    )
+    if answer is None or answer.status_code != 302:
+        return None
+    session.headers["X-CSRFToken"] = server.csrf(session, "/")
+    return session
+
+
+def _operator(server, figures, username, env_id, ids, stop: threading.Event) -> None:
+    rng = secrets.SystemRandom()
+    session = None
+    rounds = 0
+    while not stop.is_set():
+        if session is None or rounds % 10 == 0:
+            session = _sign_in(server, figures, username, ADMIN_PASSWORD)
+            if session is None:
+                time.sleep(1)
+                continue
+        rounds += 1
+        cred = rng.choice(ids)
+        calls = [
+            ("search", "get", "/api/v1/credentials", {"params": {"q": f"esx-{rng.randrange(99)}"}}),
+            ("reveal", "post", f"/api/v1/credentials/{cred}/reveal", {"json": {}}),
+            ("copy", "post", f"/api/v1/credentials/{cred}/reveal", {"json": {"purpose": "copy"}}),
+        ]
+        if rounds % 5 == 0:
+            calls.append(("export", "post", f"/api/v1/environments/{env_id}/export", {"json": {}}))
+        if rounds % 7 == 0:
+            body = {"json": {"source": "manager"}}
+            calls.append(("sync now", "post", f"/api/v1/environments/{env_id}/sync", body))
+        for operation, method, path, options in calls:
+            figures.timed(
+                operation,
+                partial(getattr(session, method), server.url + path, **options),
+                expect=(202,) if operation == "sync now" else (200,),
+            )
+        stop.wait(rng.uniform(0.2, 1.0))
+
+
+def _upstream_rotations(port, ca, stop: threading.Event) -> None:
+    while not stop.wait(SYNC_SECONDS - 2):
+        sim_control(port, ca, {"action": "rotate", "fraction": ROTATE_FRACTION})
+
+
+def _bulk_rotations(server, figures, env_id, ids, stop: threading.Event) -> None:
+    """Rotate BULK_ROTATE credentials through the portal, then time how long the portal
+    takes to show a new password after the action ended."""
+    session = _sign_in(server, figures, "admin", ADMIN_PASSWORD)
+    url = server.url
+    while not stop.wait(20):
+        batch = ids[:BULK_ROTATE]
+        probe = batch[0]
+        before = session.post(f"{url}/api/v1/credentials/{probe}/reveal", json={}).json()
+        action = session.post(
+            f"{url}/api/v1/credentials/actions",
+            json={"operation": "rotate", "credential_ids": batch},
+        )
+        if action.status_code != 202:
+            figures.errors[f"bulk rotate: HTTP {action.status_code}"] += 1
+            continue
+        action_id = action.json()["id"]
+        state = "queued"
+        while state in ("queued", "running") and not stop.is_set():
+            time.sleep(0.2)
+            state = session.get(f"{url}/api/v1/credential-actions/{action_id}").json()["state"]
+        if state != "success":
+            figures.errors[f"bulk rotate: {state}"] += 1
+            continue
+        done = time.perf_counter()
+        while not stop.is_set():
+            now = session.post(f"{url}/api/v1/credentials/{probe}/reveal", json={}).json()
+            if now.get("password") != before.get("password"):
+                with figures.lock:
+                    figures.freshness.append(time.perf_counter() - done)
+                break
+            time.sleep(0.5)
+
+
+def _backups(server, stop: threading.Event, env: dict) -> None:
+    while not stop.wait(45):
+        subprocess.run(
+            [str(ROOT / ".venv/bin/flask"), "--app", "app", "backup"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+
+
+def _create_database() -> str:
+    import psycopg2
+
+    name = f"soak_{secrets.token_hex(4)}"
+    conn = psycopg2.connect(PG_ADMIN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def _drop_database(url: str) -> None:
+    import psycopg2
+
+    name = url.rsplit("/", 1)[1]
+    conn = psycopg2.connect(PG_ADMIN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname=%s", (name,)
+        )
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+    conn.close()
+
+
+def main() -> None:
+    """Run the scenario and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=15000)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="soak", dir="/tmp"))
+    sim, port, ca = start_simulator(args.size, work)
+    database_url = _create_database() if args.database == "postgresql" else None
+    env = {
+        "PORTAL_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "PORTAL_TEST_INTERVAL_SECONDS": str(SYNC_SECONDS),
+        "PORTAL_REVEALS_PER_MINUTE": "100000",
+        **({"DATABASE_URL": database_url} if database_url else {}),
+    }
+    server = PortalServer(work / "portal", workers=2, env=env)
+    figures = Figures()
+    stop = threading.Event()
+    try:
+        server.start()
+        admin = _sign_in(server, figures, "admin", ADMIN_PASSWORD)
+        env_id = admin.post(
+            server.url + "/api/v1/environments",
+            json={
+                "name": "soak",
+                "manager": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "username": "administrator@vsphere.local",
+                    "password": DEFAULT_PASSWORD,
+                    "ca_pem": ca.read_text(),
+                },
+            },
+        ).json()["id"]
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            status = admin.get(f"{server.url}/api/v1/environments/{env_id}").json()["status"]
+            if status["manager"]["state"] == "success":
+                break
+            time.sleep(1)
+        ids = [
+            item["id"]
+            for item in admin.get(
+                f"{server.url}/api/v1/environments/{env_id}/credentials",
+                params={"per_page": 500, "q": "esx"},
+            ).json()["items"]
+        ]
+        print(f"{args.size} credentials synced; {args.users} operators for {args.minutes} min")
+        figures.times.clear()
+        figures.errors.clear()
+        threads = [
+            threading.Thread(
+                target=_operator, args=(server, figures, "admin", env_id, ids, stop), daemon=True
+            )
+            for _ in range(args.users)
+        ]
+        threads.append(threading.Thread(target=_upstream_rotations, args=(port, ca, stop)))
+        threads.append(
+            threading.Thread(target=_bulk_rotations, args=(server, figures, env_id, ids, stop))
+        )
+        if database_url is None:
+            threads.append(threading.Thread(target=_backups, args=(server, stop, server.env)))
+        for thread in threads:
+            thread.start()
+        time.sleep(args.minutes * 60)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        stop.set()
+        server.stop()
+        sim.terminate()
+        sim.wait()
+    log = (work / "portal" / "logs" / "portal.log").read_text(errors="replace")
+    holds = [int(ms) for ms in HOLD.findall(log)]
+    runs = log.count("sync soak / manager success")
+    print(f"\ndatabase: {args.database}; syncs that succeeded during the run: {runs}")
+    print(f"{'operation':<10} {'count':>7} {'p50 s':>8} {'p95 s':>8} {'p99 s':>8}")
+    for operation in ("sign-in", "search", "reveal", "copy", "export", "sync now"):
+        values = figures.times.get(operation) or [0.0]
+        print(
+            f"{operation:<10} {len(figures.times.get(operation, [])):>7} "
+            f"{statistics.median(values):>8.3f} {_percentile(values, 0.95):>8.3f} "
+            f"{_percentile(values, 0.99):>8.3f}"
+        )
+    total = sum(len(v) for v in figures.times.values())
+    errors = sum(figures.errors.values())
+    print(f"\nunexpected answers: {errors} of {total + errors}")
+    for kind, count in figures.errors.most_common():
+        print(f"  {kind}: {count}")
+    if holds:
+        print(f"write transactions over 250 ms: {len(holds)}, the longest {max(holds)} ms")
+    else:
+        print("write transactions over 250 ms: none")
+    if figures.freshness:
+        print(
+            "rotation end to new password shown: "
+            + ", ".join(f"{s:.1f}" for s in figures.freshness)
+            + f" s (max {max(figures.freshness):.1f} s; goal 60 s)"
+        )
+    if database_url:
+        _drop_database(database_url)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
