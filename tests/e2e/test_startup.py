@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 import socket
 import sqlite3
@@ -12,11 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from support import ROOT, free_port, running_portal
+from support import ROOT, ca_signed_pair, free_port, running_portal
 
 NEW_PASSWORD = "a brand new passphrase"  # noqa: S105
 
@@ -131,78 +125,13 @@ def test_bad_configuration_names_the_variable(tmp_path):
     assert "PORTAL_WORKERS" in result.stderr
 
 
-def _ca_signed_pair(ssl_dir: Path) -> Path:
-    """A private CA and a server certificate it signed, as an operator would install."""
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Root CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ssl_dir.mkdir(parents=True)
-    (ssl_dir / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (ssl_dir / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    ca_path = ssl_dir.parent / "ca.pem"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return ca_path
-
-
 def test_sslyze_mozilla_intermediate(tmp_path):
     # sslyze has a virtual environment of its own (./run_tests.sh makes it): it pins an
     # older cryptography than the portal's.
     sslyze = ROOT / ".venv-tls-scan" / "bin" / "sslyze"
     if not sslyze.exists():
         pytest.fail("sslyze is missing: ./run_tests.sh installs requirements-tls-scan.txt")
-    ca_path = _ca_signed_pair(tmp_path / "ssl")
+    ca_path = ca_signed_pair(tmp_path / "ssl")
     with running_portal(tmp_path, workers=1, ca=ca_path) as server:
         result = subprocess.run(
             [
