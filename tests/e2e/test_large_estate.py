@@ -29,7 +29,7 @@ def _expiry_done(data_dir, env_id: int) -> bool:
 def test_a_large_sync_and_its_expiry_check_leave_operators_answered(tmp_path):
     env = {"PORTAL_REVEALS_PER_MINUTE": "100000"}
     with (
-        Simulator(credentials=SIZE, seed=11, task_delay=0.5) as sim,
+        Simulator(credentials=SIZE, seed=11, task_delay=2.0) as sim,
         running_portal(tmp_path, workers=2, env=env) as server,
     ):
         admin, token = first_admin(server, LAB_PASSWORD)
@@ -42,17 +42,15 @@ def test_a_large_sync_and_its_expiry_check_leave_operators_answered(tmp_path):
         env_id = created.json()["id"]
         answers: list[tuple[str, int]] = []
         reveal_ids: list[int] = []
-        deadline = time.monotonic() + 600
-        while not _expiry_done(tmp_path / "data", env_id):
-            assert time.monotonic() < deadline, "no expiry check within 10 minutes"
+
+        def operate() -> None:
             operator = server.session()
-            signed_in = server.login(operator, "admin", LAB_PASSWORD)
-            answers.append(("sign-in", signed_in.status_code))
+            answers.append(("sign-in", server.login(operator, "admin", LAB_PASSWORD).status_code))
             csrf = server.csrf(operator, "/")
-            search = operator.get(server.url + "/api/v1/credentials", params={"q": "esx-1"})
+            search = operator.get(server.url + "/api/v1/credentials", params={"q": "esx"})
             answers.append(("search", search.status_code))
             if not reveal_ids and search.status_code == 200:
-                reveal_ids = [item["id"] for item in search.json()["items"][:3]]
+                reveal_ids.extend(item["id"] for item in search.json()["items"][:3])
             for cred_id in reveal_ids:
                 reveal = operator.post(
                     f"{server.url}/api/v1/credentials/{cred_id}/reveal",
@@ -60,6 +58,13 @@ def test_a_large_sync_and_its_expiry_check_leave_operators_answered(tmp_path):
                     headers={"X-CSRFToken": csrf},
                 )
                 answers.append(("reveal", reveal.status_code))
+
+        deadline = time.monotonic() + 600
+        while not _expiry_done(tmp_path / "data", env_id):  # the sync, then the expiry check
+            assert time.monotonic() < deadline, "no expiry check within 10 minutes"
+            operate()
+        for _ in range(3):
+            operate()
         status = admin.get(f"{server.url}/api/v1/environments/{env_id}").json()["status"]
         assert status["manager"]["state"] == "success"
         page = admin.get(f"{server.url}/api/v1/environments/{env_id}/credentials?per_page=1")
