@@ -47,7 +47,7 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYNC_SECONDS = 30
 ROTATE_FRACTION = 0.02
 BULK_ROTATE = 200
-HOLD = re.compile(r"held the database for (\d+) ms")
+HOLD = re.compile(r"held the database for (\d+) ms \((\d+) rows, (\d+) statements\)")
 
 
 class Figures:
@@ -157,6 +157,8 @@ def _bulk_rotations(server, figures, env_id, ids, stop: threading.Event) -> None
         while state in ("queued", "running") and not stop.is_set():
             time.sleep(0.2)
             state = session.get(f"{url}/api/v1/credential-actions/{action_id}").json()["state"]
+        if stop.is_set():
+            break  # the run ended while the action was still going: not a failure
         if state != "success":
             figures.errors[f"bulk rotate: {state}"] += 1
             continue
@@ -284,7 +286,9 @@ def main() -> None:
         sim.terminate()
         sim.wait()
     log = (work / "portal" / "logs" / "portal.log").read_text(errors="replace")
-    holds = [int(ms) for ms in HOLD.findall(log)]
+    holds = sorted(
+        ((int(ms), int(rows), int(n)) for ms, rows, n in HOLD.findall(log)), reverse=True
+    )
     runs = log.count("sync soak / manager success")
     print(f"\ndatabase: {args.database}; syncs that succeeded during the run: {runs}")
     print(f"{'operation':<10} {'count':>7} {'p50 s':>8} {'p95 s':>8} {'p99 s':>8}")
@@ -301,7 +305,9 @@ def main() -> None:
     for kind, count in figures.errors.most_common():
         print(f"  {kind}: {count}")
     if holds:
-        print(f"write transactions over 250 ms: {len(holds)}, the longest {max(holds)} ms")
+        print(f"write transactions over 250 ms: {len(holds)}, the longest {holds[0][0]} ms")
+        for ms, rows, statements in holds[:5]:
+            print(f"  {ms} ms: {rows} rows in {statements} statements")
     else:
         print("write transactions over 250 ms: none")
     if figures.freshness:

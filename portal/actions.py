@@ -360,6 +360,9 @@ def _overall(action: CredentialAction) -> str:
     return "failed"
 
 
+AUDIT_SLICE = 100
+
+
 def _end(action: CredentialAction, state: str, error: str | None) -> None:
     """Record the outcome: items, audit per credential, a sync of the source where something
     changed (the caller's session is committed here)."""
@@ -378,8 +381,9 @@ def _end(action: CredentialAction, state: str, error: str | None) -> None:
                 actor=requested_by,
             )
 
-    # Items and their audit lines in short transactions; the action ends in the last one.
-    writes.commit_in_chunks(list(action.items), record)
+    # Items and their audit lines in short transactions (an audit line is an ORM object and
+    # an INSERT of its own: smaller slices); the action ends in the last one.
+    writes.commit_in_chunks(list(action.items), record, size=AUDIT_SLICE)
     action.state, action.finished_at, action.error = state, clock.now(), error
     failed = sum(1 for item in action.items if item.state == "failed")
     if state in ("success", "partial", "failed"):
