@@ -42,6 +42,8 @@ MAX_PASSWORD = 128
 AUTO_ROTATE_DAYS = (1, 90)
 BUSY_WAIT = timedelta(seconds=30)
 LOST_AFTER = timedelta(minutes=30)
+# Credentials per transaction when an action ends (each has an audit line, an ORM INSERT).
+AUDIT_SLICE = 100
 _GENERATED_SPECIALS = "@!#$%^&*"
 
 
@@ -358,9 +360,6 @@ def _overall(action: CredentialAction) -> str:
     if states <= {"cancelled"}:
         return "cancelled"
     return "failed"
-
-
-AUDIT_SLICE = 100
 
 
 def _end(action: CredentialAction, state: str, error: str | None) -> None:
