@@ -2,6 +2,7 @@
 
 import logging
 import os
+import resource
 import ssl
 import sys
 
@@ -17,6 +18,23 @@ try:
 except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
 
+
+def _connection_limit(wanted: int = 1000) -> int:
+    """Raise the soft limit of open files toward 4096 where the hard limit allows, and keep
+    each worker's connections within it (a worker out of descriptors cannot accept)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError):  # not allowed here (systemd sets LimitNOFILE instead)
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(50, min(wanted, soft - 200))  # room for the database, logs and listeners
+
+
 wsgi_app = "app:app"
 preload_app = True
 bind = [_settings.bind]
@@ -24,6 +42,9 @@ workers = _settings.workers
 # gthread with the TLS handshake in the poller: stalled or silent clients hold no thread.
 worker_class = "portal.worker.TLSThreadWorker"
 threads = 4
+# Connections a worker holds at once (mostly clients in their TLS handshake or kept alive,
+# which cost a socket, not a thread), within the file descriptors this process may open.
+worker_connections = _connection_limit()
 timeout = 120
 graceful_timeout = 30
 keepalive = 5

@@ -73,3 +73,27 @@ def test_a_request_path_cannot_forge_a_line_in_access_log(tmp_path):
     assert "\n" not in line and "\r" not in line and "\x1b" not in line
     assert '"GET /\\r\\n127.0.0.1 - - [01/Dec/2026]' in line
     assert '"agent\\x1b[2J"' in line
+
+
+def _under_file_limit(limit: int, tmp_path) -> tuple[int, int]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PORTAL_")}
+    environment.update(PORTAL_DATA_DIR=str(tmp_path), PORTAL_LOG_DIR=str(tmp_path))
+    code = (
+        f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit}));"
+        "import gunicorn_config as c;"
+        "print(c.worker_connections, resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    connections, soft = done.stdout.split()
+    return int(connections), int(soft)
+
+
+def test_worker_connections_fit_the_open_file_limit(tmp_path):
+    assert _setting("worker_connections", tmp_path) == "1000"
+    assert _setting("worker_class", tmp_path) == "portal.worker.TLSThreadWorker"
+    assert _setting("control_socket_disable", tmp_path) == "True"
+    # A small hard limit: the workers hold fewer connections instead of running out.
+    assert _under_file_limit(400, tmp_path) == (200, 400)
