@@ -18,7 +18,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from . import audit, clock, notifications, sync, wakeup, writes
 from .crypto import ACTION_PASSWORD, cipher
@@ -156,26 +156,36 @@ def queue(
             action.auto_rotate_days = days
     elif auto_rotate is not None:
         raise ActionError("auto_rotate", "Only auto_rotate takes a policy.")
-    for cred in creds:
-        action.items.append(
-            CredentialActionItem(
-                credential_id=cred.id,
-                resource_name=cred.hostname,
-                resource_type=cred.resource_type,
-                username=cred.username,
-                credential_type=cred.credential_type,
-            )
-        )
     db.session.add(action)
     db.session.flush()
+    # One statement for every item (hundreds in a bulk action), not one INSERT each.
+    db.session.execute(
+        insert(CredentialActionItem),
+        [
+            {
+                "action_id": action.id,
+                "credential_id": cred.id,
+                "resource_name": cred.hostname,
+                "resource_type": cred.resource_type,
+                "username": cred.username,
+                "credential_type": cred.credential_type,
+            }
+            for cred in creds
+        ],
+    )
+    db.session.expire(action, ["items"])
     wakeup.announce(db.session, current_app.config["PORTAL_SETTINGS"])
-    for cred in creds:
-        audit.record(
-            f"credential.{operation}",
-            _target(environment.name, cred.hostname, cred.username, cred.credential_type),
-            outcome="requested",
-            details={"action": action.id},
-        )
+    audit.record_many(
+        f"credential.{operation}",
+        [
+            (
+                _target(environment.name, cred.hostname, cred.username, cred.credential_type),
+                "requested",
+                {"action": action.id},
+            )
+            for cred in creds
+        ],
+    )
     return action
 
 
@@ -372,13 +382,20 @@ def _end(action: CredentialAction, state: str, error: str | None) -> None:
         for item in part:
             if item.state in ("queued", "running"):
                 item.state, item.error = "failed", error or "Not carried out."
-            audit.record(
-                f"credential.{operation}",
-                _target(environment.name, item.resource_name, item.username, item.credential_type),
-                outcome="success" if item.state == "success" else item.state,
-                details={"action": action_id, **({"error": item.error} if item.error else {})},
-                actor=requested_by,
-            )
+        audit.record_many(
+            f"credential.{operation}",
+            [
+                (
+                    _target(
+                        environment.name, item.resource_name, item.username, item.credential_type
+                    ),
+                    "success" if item.state == "success" else item.state,
+                    {"action": action_id, **({"error": item.error} if item.error else {})},
+                )
+                for item in part
+            ],
+            actor=requested_by,
+        )
 
     # Items and their audit lines in short transactions (an audit line is an ORM object and
     # an INSERT of its own: smaller slices); the action ends in the last one.

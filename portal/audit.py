@@ -7,11 +7,11 @@ import logging
 
 from flask import g, has_request_context
 from flask_login import current_user
-from sqlalchemy import event
+from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
 from .extensions import db
-from .models import AuditEvent
+from .models import AuditEvent, utcnow
 from .security import client_ip
 from .text import escape_controls
 
@@ -33,6 +33,31 @@ def _request_actor_and_ip() -> tuple[str, str | None]:
     return actor, client_ip()
 
 
+def _values(
+    action: str, target: str, outcome: str, details: dict | None, actor: str | None
+) -> dict:
+    request_actor, ip = _request_actor_and_ip()
+    token = g.get("api_token") if has_request_context() else None
+    if token is not None:  # every record of a request a token signed names the token
+        details = {**(details or {}), "via_token": token.name, "token_id": token.id}
+    return {
+        "actor": clean(actor if actor is not None else request_actor, 128),
+        "ip": ip,
+        "action": action,
+        "target": clean(target),
+        "outcome": outcome,
+        "details": json.dumps({k: clean(v) for k, v in (details or {}).items()})
+        if details
+        else None,
+    }
+
+
+def _pending(values: dict) -> None:
+    db.session.info.setdefault(_PENDING, []).append(
+        (values["action"], values["actor"], values["ip"], values["target"], values["outcome"])
+    )
+
+
 def record(
     action: str,
     target: str = "",
@@ -42,23 +67,29 @@ def record(
 ) -> AuditEvent:
     """Add an audit event to the session (the caller commits); the log mirrors it once the
     transaction commits."""
-    request_actor, ip = _request_actor_and_ip()
-    token = g.get("api_token") if has_request_context() else None
-    if token is not None:  # every record of a request a token signed names the token
-        details = {**(details or {}), "via_token": token.name, "token_id": token.id}
-    entry = AuditEvent(
-        actor=clean(actor if actor is not None else request_actor, 128),
-        ip=ip,
-        action=action,
-        target=clean(target),
-        outcome=outcome,
-        details=json.dumps({k: clean(v) for k, v in (details or {}).items()}) if details else None,
-    )
+    values = _values(action, target, outcome, details, actor)
+    entry = AuditEvent(**values)
     db.session.add(entry)
-    db.session.info.setdefault(_PENDING, []).append(
-        (action, entry.actor, ip, entry.target, outcome)
-    )
+    _pending(values)
     return entry
+
+
+def record_many(
+    action: str,
+    entries: list[tuple[str, str, dict | None]],
+    actor: str | None = None,
+) -> None:
+    """Add one audit event per (target, outcome, details) in a single statement (an action
+    on hundreds of credentials); the caller commits, and the log mirrors them after."""
+    if not entries:
+        return
+    now = utcnow()
+    rows = []
+    for target, outcome, details in entries:
+        values = _values(action, target, outcome, details, actor)
+        rows.append({**values, "at": now})
+        _pending(values)
+    db.session.execute(insert(AuditEvent), rows)
 
 
 @event.listens_for(Session, "after_commit")
