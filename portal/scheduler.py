@@ -293,12 +293,23 @@ def _step_down(app: Flask) -> None:
         _stand_by(app, leadership)
 
 
+class _OverlapFilter(logging.Filter):
+    """A periodic job still running at its next turn is the normal case here (an expiry
+    check polls for minutes, every 5 s it is due again): not a warning for the journal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
 def _start(app: Flask, leadership) -> None:
     with app.app_context():
         interrupted = sync.fail_interrupted_runs()
         if interrupted:
             log.warning("%d sync runs were interrupted by the last stop", interrupted)
         db.session.remove()
+    overlap = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _OverlapFilter) for f in overlap.filters):
+        overlap.addFilter(_OverlapFilter())
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=4)}, timezone="UTC"
     )
