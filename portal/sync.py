@@ -332,8 +332,12 @@ def apply_fetch(
     counts.new = len(new_items)
     changed_ids = {cred_id: password for cred_id, password in changed_history}
     for part in writes.chunks(updates):
+        history = [
+            (c["id"], data_cipher.encrypt(changed_ids[c["id"]], HISTORY_PASSWORD))
+            for c in part
+            if c["id"] in changed_ids
+        ]
         _bulk_update(list(part))
-        history = [(c["id"], changed_ids[c["id"]]) for c in part if c["id"] in changed_ids]
         for ids in writes.chunks([cred_id for cred_id, _ in history], _IDS_PER_STATEMENT):
             db.session.connection().execute(
                 update(PasswordHistory.__table__)
@@ -434,6 +438,9 @@ def _insert_new(environment_id: int, source: str, now, items: list[FetchedCreden
     # Core executemany in batches, then the new ids: much faster than ORM inserts with
     # RETURNING for thousands of rows.
     data_cipher = cipher()
+    # Everything encrypted before the first INSERT: the write lock is then held only for the
+    # statements themselves.
+    history = [data_cipher.encrypt(item.password, HISTORY_PASSWORD) for item in items]
     connection = db.session.connection()
     before = _max_credential_id(connection)
     for start in range(0, len(items), _BATCH):
@@ -459,9 +466,7 @@ def _insert_new(environment_id: int, source: str, now, items: list[FetchedCreden
             ],
         )
     ids = _new_ids(connection, environment_id, source, now, items, before)
-    _insert_history(
-        now, [(cred_id, item.password) for cred_id, item in zip(ids, items, strict=True)]
-    )
+    _insert_history(now, list(zip(ids, history, strict=True)))
 
 
 def _max_credential_id(connection) -> int:
@@ -553,15 +558,15 @@ def _execute_on_sqlite(connection, sql: str, columns: list, rows: list[tuple]) -
 _HISTORY_COLUMNS = ("credential_id", "first_seen_at", "changed_at", "changed_by", "password_enc")
 
 
-def _insert_history(now, entries: list[tuple[int, str]]) -> None:
-    data_cipher = cipher()
+def _insert_history(now, entries: list[tuple[int, bytes]]) -> None:
+    """New history entries: (credential id, the password already encrypted for history)."""
     for start in range(0, len(entries), _BATCH):
         _insert_rows(
             PasswordHistory.__table__,
             _HISTORY_COLUMNS,
             [
-                (cred_id, now, None, "SYNC", data_cipher.encrypt(password, HISTORY_PASSWORD))
-                for cred_id, password in entries[start : start + _BATCH]
+                (cred_id, now, None, "SYNC", blob)
+                for cred_id, blob in entries[start : start + _BATCH]
             ],
         )
 
