@@ -17,7 +17,7 @@ log = logging.getLogger("portal.database")
 # locked". Background work (syncs, backups, the command line) waits long; a web request
 # answers 503 sooner rather than hold a worker thread while the browser waits.
 BUSY_TIMEOUT_MS = 10_000
-WEB_BUSY_TIMEOUT_MS = 3_000
+WEB_BUSY_TIMEOUT_MS = 5_000
 
 
 def init_app(app: Flask, settings: Settings) -> None:

@@ -703,6 +703,7 @@ def _checkpoint(run_id: int) -> None:
     if db.session.execute(select(SyncRun.id).where(*_ours(run_id))).first() is None:
         raise _NoLongerOurs(run_id)
     db.session.commit()
+    writes.let_others_write()
 
 
 def _carry_out(run_id: int, fetch) -> SyncRun:

@@ -38,6 +38,10 @@ log = logging.getLogger("portal.writes")
 CHUNK_ROWS = 500
 # A write transaction held longer than this is logged (the availability goal is 250 ms).
 SLOW_HOLD_SECONDS = 0.25
+# On SQLite, after each slice the lock is left free for about as long as the slice held it,
+# within these bounds: a writer waiting for it polls (SQLite's busy wait sleeps between
+# tries), and a job that took the lock back at once could keep it from ever getting a turn.
+PAUSE_SECONDS = (0.005, 0.1)
 
 T = TypeVar("T")
 
@@ -62,7 +66,17 @@ def commit_in_chunks(
         except BaseException:
             db.session.rollback()
             raise
+        let_others_write()
     return total
+
+
+def let_others_write() -> None:
+    """Between two slices of a job (after a commit): on SQLite, leave the write lock free for
+    a moment so that operators' writes waiting for it go first."""
+    if db.engine.dialect.name != "sqlite":
+        return
+    low, high = PAUSE_SECONDS
+    time.sleep(min(high, max(low, getattr(_last_hold, "seconds", 0.0))))
 
 
 def delete_in_chunks(model, *where) -> int:
@@ -80,6 +94,7 @@ def delete_in_chunks(model, *where) -> int:
             db.session.rollback()
             raise
         removed += len(ids)
+        let_others_write()
     return removed
 
 
@@ -110,6 +125,7 @@ class Watch:
 
 
 _watches: list[Watch] = []
+_last_hold = threading.local()  # how long this thread's last write transaction held the lock
 _watches_lock = threading.Lock()
 _KEY = "portal_write"
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
@@ -151,6 +167,7 @@ def _ended(connection) -> None:
     if state is None:
         return
     held = time.monotonic() - state[0]
+    _last_hold.seconds = held
     if held > SLOW_HOLD_SECONDS:
         log.warning(
             "a write transaction held the database for %d ms (%d rows, %d statements)",
