@@ -47,7 +47,7 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYNC_SECONDS = 30
 ROTATE_FRACTION = 0.02
 BULK_ROTATE = 200
-HOLD = re.compile(r"held the database for (\d+) ms \((\d+) rows, (\d+) statements\)")
+HOLD = re.compile(r"held the database for (\d+) ms \((\d+) rows, (\d+) statements, (\d+) ms of its")
 
 
 class Figures:
@@ -286,9 +286,7 @@ def main() -> None:
         sim.terminate()
         sim.wait()
     log = (work / "portal" / "logs" / "portal.log").read_text(errors="replace")
-    holds = sorted(
-        ((int(ms), int(rows), int(n)) for ms, rows, n in HOLD.findall(log)), reverse=True
-    )
+    holds = sorted((tuple(int(v) for v in found) for found in HOLD.findall(log)), reverse=True)
     runs = log.count("sync soak / manager success")
     print(f"\ndatabase: {args.database}; syncs that succeeded during the run: {runs}")
     print(f"{'operation':<10} {'count':>7} {'p50 s':>8} {'p95 s':>8} {'p99 s':>8}")
@@ -306,8 +304,8 @@ def main() -> None:
         print(f"  {kind}: {count}")
     if holds:
         print(f"write transactions over 250 ms: {len(holds)}, the longest {holds[0][0]} ms")
-        for ms, rows, statements in holds[:5]:
-            print(f"  {ms} ms: {rows} rows in {statements} statements")
+        for ms, rows, statements, cpu in holds[:5]:
+            print(f"  {ms} ms: {rows} rows in {statements} statements, {cpu} ms of CPU")
     else:
         print("write transactions over 250 ms: none")
     if figures.freshness:
