@@ -359,18 +359,11 @@ def apply_fetch(
         )
         step()
     counts.absent = len(gone)
-    # last_seen_at of the rows seen, by ranges of ids (new rows already carry it).
-    seen_ids = sorted(seen)
-    for part in writes.chunks(seen_ids):
+    # last_seen_at of the rows seen, by their ids (new rows already carry it): primary key
+    # lookups, where a condition on the environment would scan the whole source each time.
+    for part in writes.chunks(sorted(seen), _IDS_PER_STATEMENT):
         db.session.connection().execute(
-            update(Credential.__table__)
-            .where(
-                Credential.environment_id == environment_id,
-                Credential.source == source,
-                Credential.id.between(part[0], part[-1]),
-                Credential.present.is_(True),
-            )
-            .values(last_seen_at=now)
+            update(Credential.__table__).where(Credential.id.in_(part)).values(last_seen_at=now)
         )
         step()
     refresh_counts(environment_id, source)

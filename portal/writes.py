@@ -8,8 +8,8 @@ that writes per credential (or per audit line, per item) writes at most `CHUNK_R
 transaction, through `commit_in_chunks` or `chunks` with a commit after each.
 
 `watch()` measures what the rule promises: per committed or rolled-back transaction, the rows
-it wrote and how long it held the write lock (from the end of its first write statement,
-when the lock is certainly held, to its end).
+it wrote and how long it held the write lock (from its first write statement to its end; a
+wait for the lock is included, and the log gives the thread's CPU time beside it).
 Every transaction that held it longer than `SLOW_HOLD_SECONDS` is logged, so the longest
 hold of a running portal can be read from its log (`bench/soak.py` does).
 """
@@ -148,15 +148,19 @@ def _is_write(statement: str) -> bool:
     return statement.lstrip()[:7].upper().startswith(_WRITES)
 
 
+@event.listens_for(Engine, "before_cursor_execute")
+def _before_execute(connection, _cursor, statement, _parameters, _context, _many) -> None:
+    # The hold starts with the first write statement (on SQLite it takes the lock; a wait
+    # for the lock counts too, and shows as wall time without CPU time).
+    if _KEY not in connection.info and _is_write(statement):
+        connection.info[_KEY] = [time.monotonic(), 0, 0, time.thread_time()]
+
+
 @event.listens_for(Engine, "after_cursor_execute")
 def _after_execute(connection, cursor, statement, _parameters, _context, _many) -> None:
-    if not _is_write(statement):
-        return
     state = connection.info.get(_KEY)
-    if state is None:
-        # The first write statement has taken the lock once it has run (the time it waited
-        # for the lock is not a hold): the hold starts now.
-        state = connection.info[_KEY] = [time.monotonic(), 0, 0, time.thread_time()]
+    if state is None or not _is_write(statement):
+        return
     rowcount = cursor.rowcount
     state[1] += rowcount if rowcount and rowcount > 0 else 0
     state[2] += 1
