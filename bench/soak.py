@@ -47,7 +47,10 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYNC_SECONDS = 30
 ROTATE_FRACTION = 0.02
 BULK_ROTATE = 200
-HOLD = re.compile(r"held the database for (\d+) ms \((\d+) rows, (\d+) statements, (\d+) ms of its")
+HOLD = re.compile(
+    r"held the database for (\d+) ms \((\d+) rows, (\d+) statements, (\d+) ms of its "
+    r"thread's CPU; first: ([^)]*)\)"
+)
 
 
 class Figures:
@@ -286,7 +289,13 @@ def main() -> None:
         sim.terminate()
         sim.wait()
     log = (work / "portal" / "logs" / "portal.log").read_text(errors="replace")
-    holds = sorted((tuple(int(v) for v in found) for found in HOLD.findall(log)), reverse=True)
+    holds = sorted(
+        (
+            (int(ms), int(rows), int(n), int(cpu), first)
+            for ms, rows, n, cpu, first in HOLD.findall(log)
+        ),
+        reverse=True,
+    )
     runs = log.count("sync soak / manager success")
     print(f"\ndatabase: {args.database}; syncs that succeeded during the run: {runs}")
     print(f"{'operation':<10} {'count':>7} {'p50 s':>8} {'p95 s':>8} {'p99 s':>8}")
@@ -304,8 +313,8 @@ def main() -> None:
         print(f"  {kind}: {count}")
     if holds:
         print(f"write transactions over 250 ms: {len(holds)}, the longest {holds[0][0]} ms")
-        for ms, rows, statements, cpu in holds[:5]:
-            print(f"  {ms} ms: {rows} rows in {statements} statements, {cpu} ms of CPU")
+        for ms, rows, statements, cpu, first in holds[:8]:
+            print(f"  {ms} ms: {rows} rows in {statements} statements, {cpu} ms of CPU; {first}")
     else:
         print("write transactions over 250 ms: none")
     if figures.freshness:

@@ -153,7 +153,8 @@ def _before_execute(connection, _cursor, statement, _parameters, _context, _many
     # The hold starts with the first write statement (on SQLite it takes the lock; a wait
     # for the lock counts too, and shows as wall time without CPU time).
     if _KEY not in connection.info and _is_write(statement):
-        connection.info[_KEY] = [time.monotonic(), 0, 0, time.thread_time()]
+        first = " ".join(statement.split()[:3])[:60]  # "UPDATE credentials SET": no values
+        connection.info[_KEY] = [time.monotonic(), 0, 0, time.thread_time(), first]
 
 
 @event.listens_for(Engine, "after_cursor_execute")
@@ -176,11 +177,12 @@ def _ended(connection) -> None:
         # The thread's own CPU time beside the wall time: a busy machine shows as a gap.
         log.warning(
             "a write transaction held the database for %d ms (%d rows, %d statements, "
-            "%d ms of its thread's CPU)",
+            "%d ms of its thread's CPU; first: %s)",
             held * 1000,
             state[1],
             state[2],
             (time.thread_time() - state[3]) * 1000,
+            state[4],
         )
     if _watches:
         ended = Transaction(rows=state[1], seconds=held, statements=state[2])
