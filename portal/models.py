@@ -393,6 +393,8 @@ class Credential(db.Model):
         Index("ix_credentials_env_host", "environment_id", "hostname"),
         # Expiry checks and actions find credentials by SDDC Manager's id.
         Index("ix_credentials_env_source_remote", "environment_id", "source", "remote_id"),
+        # A source's present and absent counts, read from the index alone.
+        Index("ix_credentials_env_source_present", "environment_id", "source", "present"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -1,4 +1,5 @@
-"""an index on credentials by SDDC Manager's id, for expiry checks and actions
+"""indexes on credentials by SDDC Manager's id (expiry checks, actions) and by presence
+(a source's counts)
 
 Revision ID: 0011
 Revises: 0010
@@ -19,8 +20,12 @@ def upgrade() -> None:
         batch_op.create_index(
             'ix_credentials_env_source_remote', ['environment_id', 'source', 'remote_id']
         )
+        batch_op.create_index(
+            'ix_credentials_env_source_present', ['environment_id', 'source', 'present']
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table('credentials', schema=None) as batch_op:
+        batch_op.drop_index('ix_credentials_env_source_present')
         batch_op.drop_index('ix_credentials_env_source_remote')
