@@ -253,7 +253,7 @@ def apply_fetch(
     the caller commits what is left (the counts).
 
     An unchanged password is told by its keyed hash, so only new and changed passwords are
-    encrypted, and only rows that changed are written (besides one UPDATE of last_seen_at).
+    encrypted, and only rows that changed are written (besides last_seen_at of the rows seen).
     """
     now = clock.now()
     data_cipher = cipher()
@@ -324,8 +324,8 @@ def apply_fetch(
     # Written in slices of writes.CHUNK_ROWS, each followed by `checkpoint` (which commits,
     # when the caller gives one): a large sync never holds the write lock for long. Absence is
     # marked only after every fetched row is stored.
+    # After a checkpoint the session hands out a new connection: none is kept across one.
     step = checkpoint or (lambda: None)
-    # After a checkpoint the session hands out a new connection: never keep one across.
     for part in writes.chunks(new_items):
         _insert_new(environment_id, source, now, list(part))
         step()
