@@ -145,3 +145,42 @@ def test_a_database_outage_answers_503_and_recovers_by_itself(tmp_path, pg_url):
     outage.cut()
     with app.app_context():
         db.engine.dispose()
+
+
+def test_a_large_first_sync_refreshes_the_planner_statistics(tmp_path, pg_url):
+    import psycopg2
+    from support import fetched
+
+    from portal import sync
+    from portal.crypto import ENDPOINT_PASSWORD, cipher
+    from portal.models import Environment
+
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    with app.app_context():
+        env = Environment(name="statistics")
+        db.session.add(env)
+        db.session.commit()
+        run = sync.request_sync(env.id, "manager", "manual", "alice")
+        db.session.add(
+            sync.Endpoint(
+                environment_id=env.id,
+                source="manager",
+                host="127.0.0.1",
+                username="svc-portal@vsphere.local",
+                password_enc=cipher().encrypt("unused: the fetch is the test's", ENDPOINT_PASSWORD),
+            )
+        )
+        db.session.commit()
+        done = sync.execute_run(run.id, fetch=lambda _settings: fetched(sync.ANALYZE_AFTER_NEW))
+        assert done.state == "success"
+        db.engine.dispose()
+    conn = psycopg2.connect(pg_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables"
+                " WHERE relname IN ('credentials', 'password_history') ORDER BY relname"
+            )
+            assert cur.fetchall() == [("credentials", True), ("password_history", True)]
+    finally:
+        conn.close()
