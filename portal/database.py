@@ -27,6 +27,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     options: dict = {"pool_pre_ping": True}
     if settings.sqlite_path is not None:
         options["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    else:
+        # UPDATEs of many rows (a sync's changed passwords, expiry dates) in pages of 500
+        # per round trip; psycopg2's own executemany makes one round trip per row.
+        options.update(executemany_mode="values_plus_batch", executemany_batch_page_size=500)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
     db.init_app(app)
     if settings.sqlite_path is not None:

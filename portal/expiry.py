@@ -165,7 +165,8 @@ def _write_dates(environment_id: int, part) -> int:
             for remote_id, (date, status) in part
         ],
     )
-    return max(result.rowcount, 0)
+    # PostgreSQL's batched UPDATEs report no row count: then the dates reported are counted.
+    return result.rowcount if result.rowcount >= 0 else len(part)
 
 
 def process(may_continue: Callable[[], bool] | None = None) -> int:
