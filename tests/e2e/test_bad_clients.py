@@ -56,7 +56,9 @@ def test_bad_tls_clients_kill_no_worker_and_delay_no_request(tmp_path):
     assert hello[0] == 0x16 and len(hello) > 100  # a TLS handshake record
     with running_portal(tmp_path, workers=2) as server:
         master = server.proc.pid
-        workers = _workers(master)
+        deadline = time.monotonic() + 30  # /healthz answers as soon as one worker serves
+        while len(workers := _workers(master)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert len(workers) == 2
         baseline = min(_timed_get(server) for _ in range(5))
 

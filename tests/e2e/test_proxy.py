@@ -140,12 +140,10 @@ def test_rolling_restart_and_a_killed_leader_behind_haproxy(tmp_path, pg_url):
     b = PortalServer(tmp_path / "b", workers=2, env=env, ca=ca).start()
     port = free_port()
     config = _proxy_config(tmp_path, port, [a, b], ca)
-    proxy = subprocess.Popen(
-        [haproxy, "-db", "-f", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with open(tmp_path / "haproxy.log", "wb") as output:  # the proxy's log, for a failure
+        proxy = subprocess.Popen(
+            [haproxy, "-db", "-f", str(config)], stdout=output, stderr=subprocess.STDOUT
+        )
     url = f"https://127.0.0.1:{port}"
     try:
         _wait(lambda: _healthy(url, ca), 30, "the proxy")
