@@ -468,7 +468,9 @@ def _max_credential_id(connection) -> int:
 
 def _new_ids(connection, environment_id: int, source: str, now, items, before: int) -> list[int]:
     """The ids of the rows just inserted for `items`, in the same order."""
+    # Only rows after `before`: the earlier slices of the same sync carry the same stamp.
     stamped = (
+        Credential.id > before,
         Credential.environment_id == environment_id,
         Credential.source == source,
         Credential.first_seen_at == now,

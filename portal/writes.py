@@ -38,10 +38,12 @@ log = logging.getLogger("portal.writes")
 CHUNK_ROWS = 500
 # A write transaction held longer than this is logged (the availability goal is 250 ms).
 SLOW_HOLD_SECONDS = 0.25
-# On SQLite, after each slice the lock is left free for about as long as the slice held it,
-# within these bounds: a writer waiting for it polls (SQLite's busy wait sleeps between
-# tries), and a job that took the lock back at once could keep it from ever getting a turn.
-PAUSE_SECONDS = (0.005, 0.1)
+# On SQLite, after each slice the lock is left free for half as long as the slice held it,
+# within these bounds: a writer waiting for it polls (SQLite's busy wait sleeps 1 to 100 ms
+# between tries), and a job that took the lock back at once could keep it from ever getting
+# a turn; a third of the time free gives every poll a fair chance.
+PAUSE_SHARE = 0.5
+PAUSE_SECONDS = (0.005, 0.05)
 
 T = TypeVar("T")
 
@@ -76,7 +78,7 @@ def let_others_write() -> None:
     if db.engine.dialect.name != "sqlite":
         return
     low, high = PAUSE_SECONDS
-    time.sleep(min(high, max(low, getattr(_last_hold, "seconds", 0.0))))
+    time.sleep(min(high, max(low, PAUSE_SHARE * getattr(_last_hold, "seconds", 0.0))))
 
 
 def delete_in_chunks(model, *where) -> int:
