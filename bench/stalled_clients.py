@@ -13,9 +13,7 @@ other and timed at once, so all of them are held while the normal requests are m
 from __future__ import annotations
 
 import argparse
-import contextlib
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -28,16 +26,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import PortalServer  # noqa: E402
-
-
-def _client_hello() -> bytes:
-    context = ssl.create_default_context()
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with contextlib.suppress(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
+from tests.support import PortalServer, tls_client_hello  # noqa: E402
 
 
 def _workers(master: int) -> set[int]:
@@ -59,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", default="0,250,500,1000,1500,1900")
     args = parser.parse_args()
-    hello = _client_hello()[:60]
+    hello = tls_client_hello()[:60]
     work = Path(tempfile.mkdtemp(prefix="stall", dir="/tmp"))
     server = PortalServer(work, workers=2).start()
     try:

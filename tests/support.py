@@ -6,6 +6,7 @@ Used by the tests (through conftest.py) and by tools/screenshots.py.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -14,6 +15,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import time
 from contextlib import contextmanager
@@ -307,6 +309,16 @@ def ca_signed_pair(ssl_dir: Path) -> Path:
     ca_path = ssl_dir.parent / "ca.pem"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     return ca_path
+
+
+def tls_client_hello() -> bytes:
+    """The first flight of a real TLS client (its ClientHello), made without a network."""
+    context = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
 
 
 def free_port() -> int:

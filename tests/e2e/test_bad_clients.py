@@ -4,16 +4,14 @@ ClientHello. No worker dies, and a normal request is not held up by them."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import ssl
 import struct
 import subprocess
 import time
 
 import pytest
 import requests
-from support import running_portal
+from support import running_portal, tls_client_hello
 
 pytestmark = pytest.mark.e2e
 
@@ -23,16 +21,6 @@ HOLD_SECONDS = 30
 CLOSED_MID_HANDSHAKE = 50
 SILENT = 10
 STALLED = 10
-
-
-def _client_hello() -> bytes:
-    """The first flight of a real TLS client (its ClientHello), made without a network."""
-    context = ssl.create_default_context()
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with contextlib.suppress(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
 
 
 def _connect(port: int) -> socket.socket:
@@ -52,7 +40,7 @@ def _timed_get(server) -> float:
 
 
 def test_bad_tls_clients_kill_no_worker_and_delay_no_request(tmp_path):
-    hello = _client_hello()
+    hello = tls_client_hello()
     assert hello[0] == 0x16 and len(hello) > 100  # a TLS handshake record
     with running_portal(tmp_path, workers=2) as server:
         master = server.proc.pid
