@@ -4,7 +4,10 @@ passwords rotated upstream before each), checks expiry after each sync, carries 
 rotations and writes backups.
 
 The portal runs as ./start_https.sh runs it (Gunicorn over HTTPS, 2 workers) on SQLite or on
-PostgreSQL, the simulator of SDDC Manager in a process of its own. It prints:
+PostgreSQL, or as several such nodes on one PostgreSQL database behind the real HAProxy
+(deploy/haproxy-several-nodes.cfg, health checks on); the simulator of SDDC Manager runs in a
+process of its own. Every operator is a user of their own who signs in with a password and an
+authenticator-app code (the second step), and signs in again every minute. It prints:
 
 - every answer that was not the expected one, by kind (5xx, 4xx, connection errors);
 - p50 / p95 / p99 per operation (sign-in, search, reveal, copy, export, "Sync now");
@@ -14,13 +17,14 @@ PostgreSQL, the simulator of SDDC Manager in a process of its own. It prints:
   that shows a rotated credential's new password.
 
     .venv/bin/python bench/soak.py [--size 15000] [--minutes 3] [--users 20]
-                                   [--database sqlite|postgresql]
+                                   [--database sqlite|postgresql] [--nodes 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import re
 import secrets
 import shutil
@@ -33,6 +37,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import pyotp
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,9 +45,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import sim_control, start_simulator  # noqa: E402
 from portal.simulator.server import DEFAULT_PASSWORD  # noqa: E402
-from tests.support import PortalServer  # noqa: E402
+from tests.support import PortalServer, ProxiedNodes  # noqa: E402
 
 ADMIN_PASSWORD = "soak bench admin passphrase"  # noqa: S105 - a throwaway local instance
+OPERATOR_PASSWORD = "soak bench operator passphrase"  # noqa: S105 - the same
+SIGN_IN_AGAIN_SECONDS = 60
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYNC_SECONDS = 30
 ROTATE_FRACTION = 0.02
@@ -85,33 +92,104 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def _sign_in(server, figures: Figures, username: str, password: str):
-    session = server.session()
-    token = server.csrf(session)
-    answer = figures.timed(
-        "sign-in",
-        lambda: session.post(
-            server.url + "/login",
+def _sign_in(front, figures: Figures, username: str, password: str, otp=None):
+    """A signed-in session (None on failure). With `otp` (an Authenticator), the sign-in is
+    password then code, timed as one operation."""
+    session = front.session()
+    token = front.csrf(session)
+
+    def both_steps():
+        answer = session.post(
+            front.url + "/login",
             data={"username": username, "password": password, "csrf_token": token},
             allow_redirects=False,
-        ),
-        expect=(302,),
-    )
+        )
+        if otp is None or answer.status_code != 302:
+            return answer
+        if not answer.headers["Location"].startswith("/login/verify"):
+            raise requests.RequestException("no second step was asked for")
+        step_token = front.csrf(session, "/login/verify")
+        return session.post(
+            front.url + "/login/verify",
+            data={"code": otp.next_code(), "csrf_token": step_token},
+            allow_redirects=False,
+        )
+
+    answer = figures.timed("sign-in", both_steps, expect=(302,))
     if answer is None or answer.status_code != 302:
         return None
-    session.headers["X-CSRFToken"] = server.csrf(session, "/")
+    session.headers["X-CSRFToken"] = front.csrf(session, "/")
     return session
 
 
-def _operator(server, figures, username, env_id, ids, stop, export_every: int) -> None:
+class Authenticator:
+    """A user's authenticator app: a fresh code for each sign-in (the portal takes each 30 s
+    step once, and the step after the current one; a third sign-in within one step waits)."""
+
+    def __init__(self, secret: str):
+        self.totp = pyotp.TOTP(secret)
+        self.last_step = 0
+
+    def next_code(self) -> str:
+        while True:
+            now = int(time.time()) // 30
+            step = max(now, self.last_step + 1)
+            if step <= now + 1:
+                self.last_step = step
+                return self.totp.generate_otp(step)
+            time.sleep(1)
+
+
+def _new_operator(front, admin, number: int) -> tuple[str, Authenticator]:
+    """An admin of their own with an authenticator app; its name and its app."""
+    name = f"operator{number}"
+    created = admin.post(
+        front.url + "/users/",
+        data={
+            "csrf_token": admin.headers["X-CSRFToken"],
+            "username": name,
+            "role": "admin",
+            "password": ADMIN_PASSWORD,
+        },
+        allow_redirects=False,
+    )
+    assert created.status_code == 302, created.text[:300]
+    session = front.session()
+    assert front.login(session, name, ADMIN_PASSWORD).status_code == 302
+    changed = session.post(
+        front.url + "/change-password",
+        data={
+            "csrf_token": front.csrf(session, "/change-password"),
+            "current_password": ADMIN_PASSWORD,
+            "new_password": OPERATOR_PASSWORD,
+            "confirm_password": OPERATOR_PASSWORD,
+        },
+        allow_redirects=False,
+    )
+    assert changed.status_code == 302, changed.text[:300]
+    session.headers["X-CSRFToken"] = front.csrf(session, "/account/security")
+    started = session.post(
+        front.url + "/api/v1/me/second-factor/totp", json={"password": OPERATOR_PASSWORD}
+    )
+    otp = Authenticator(started.json()["secret"])
+    confirmed = session.post(
+        front.url + "/api/v1/me/second-factor/totp/confirm", json={"code": otp.next_code()}
+    )
+    assert confirmed.status_code == 200, confirmed.text[:300]
+    return name, otp
+
+
+def _operator(front, figures, username, otp, env_id, ids, stop, export_every: int) -> None:
     rng = secrets.SystemRandom()
     session = None
+    signed_in = 0.0
     rounds = 0
     while not stop.is_set():
-        if session is None or rounds % 10 == 0:
-            session = _sign_in(server, figures, username, ADMIN_PASSWORD)
+        if session is None or time.monotonic() - signed_in > SIGN_IN_AGAIN_SECONDS:
+            session = _sign_in(front, figures, username, OPERATOR_PASSWORD, otp)
+            signed_in = time.monotonic()
             if session is None:
-                time.sleep(1)
+                stop.wait(1)
                 continue
         rounds += 1
         cred = rng.choice(ids)
@@ -128,7 +206,7 @@ def _operator(server, figures, username, env_id, ids, stop, export_every: int) -
         for operation, method, path, options in calls:
             figures.timed(
                 operation,
-                partial(getattr(session, method), server.url + path, **options),
+                partial(getattr(session, method), front.url + path, **options),
                 expect=(202,) if operation == "sync now" else (200,),
             )
         stop.wait(rng.uniform(0.2, 1.0))
@@ -139,11 +217,11 @@ def _upstream_rotations(port, ca, stop: threading.Event) -> None:
         sim_control(port, ca, {"action": "rotate", "fraction": ROTATE_FRACTION})
 
 
-def _bulk_rotations(server, figures, env_id, ids, stop: threading.Event) -> None:
+def _bulk_rotations(front, figures, env_id, ids, stop: threading.Event) -> None:
     """Rotate BULK_ROTATE credentials through the portal, then time how long the portal
     takes to show a new password after the action ended."""
-    session = _sign_in(server, figures, "admin", ADMIN_PASSWORD)
-    url = server.url
+    session = _sign_in(front, figures, "admin", ADMIN_PASSWORD)
+    url = front.url
     while not stop.wait(20):
         batch = ids[:BULK_ROTATE]
         probe = batch[0]
@@ -220,6 +298,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="2 or more: that many nodes on PostgreSQL behind HAProxy",
+    )
+    parser.add_argument(
         "--export-every",
         type=int,
         default=20,
@@ -227,6 +311,8 @@ def main() -> None:
         "copy, then a pause of 0.2-1 s)",
     )
     args = parser.parse_args()
+    if args.nodes > 1:
+        args.database = "postgresql"
 
     work = Path(tempfile.mkdtemp(prefix="soak", dir="/tmp"))
     sim, port, ca = start_simulator(args.size, work)
@@ -237,14 +323,19 @@ def main() -> None:
         "PORTAL_REVEALS_PER_MINUTE": "100000",
         **({"DATABASE_URL": database_url} if database_url else {}),
     }
-    server = PortalServer(work / "portal", workers=2, env=env)
+    if args.nodes > 1:
+        front = ProxiedNodes(work / "portal", env, count=args.nodes)
+        nodes = front.nodes
+    else:
+        front = PortalServer(work / "portal" / "node1", workers=2, env=env)
+        nodes = [front]
     figures = Figures()
     stop = threading.Event()
     try:
-        server.start()
-        admin = _sign_in(server, figures, "admin", ADMIN_PASSWORD)
+        front.start()
+        admin = _sign_in(front, figures, "admin", ADMIN_PASSWORD)
         env_id = admin.post(
-            server.url + "/api/v1/environments",
+            front.url + "/api/v1/environments",
             json={
                 "name": "soak",
                 "manager": {
@@ -256,48 +347,63 @@ def main() -> None:
                 },
             },
         ).json()["id"]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            operators = list(
+                pool.map(partial(_new_operator, front, admin), range(1, args.users + 1))
+            )
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            status = admin.get(f"{server.url}/api/v1/environments/{env_id}").json()["status"]
+            status = admin.get(f"{front.url}/api/v1/environments/{env_id}").json()["status"]
             if status["manager"]["state"] == "success":
                 break
             time.sleep(1)
         ids = [
             item["id"]
             for item in admin.get(
-                f"{server.url}/api/v1/environments/{env_id}/credentials",
+                f"{front.url}/api/v1/environments/{env_id}/credentials",
                 params={"per_page": 500, "q": "esx"},
             ).json()["items"]
         ]
-        print(f"{args.size} credentials synced; {args.users} operators for {args.minutes} min")
+        print(
+            f"{args.size} credentials synced; {args.users} operators for {args.minutes} min "
+            f"on {args.nodes} node(s), {args.database}"
+        )
         figures.times.clear()
         figures.errors.clear()
         threads = [
             threading.Thread(
                 target=_operator,
-                args=(server, figures, "admin", env_id, ids, stop, args.export_every),
+                args=(front, figures, name, otp, env_id, ids, stop, args.export_every),
                 daemon=True,
             )
-            for _ in range(args.users)
+            for name, otp in operators
         ]
         threads.append(threading.Thread(target=_upstream_rotations, args=(port, ca, stop)))
         threads.append(
-            threading.Thread(target=_bulk_rotations, args=(server, figures, env_id, ids, stop))
+            threading.Thread(target=_bulk_rotations, args=(front, figures, env_id, ids, stop))
         )
         if database_url is None:
-            threads.append(threading.Thread(target=_backups, args=(server, stop, server.env)))
+            threads.append(threading.Thread(target=_backups, args=(front, stop, front.env)))
         for thread in threads:
             thread.start()
         time.sleep(args.minutes * 60)
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
+        _report(args, nodes, figures)
     finally:
         stop.set()
-        server.stop()
+        front.stop()
         sim.terminate()
         sim.wait()
-    log = (work / "portal" / "logs" / "portal.log").read_text(errors="replace")
+        if database_url:
+            _drop_database(database_url)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _report(args, nodes, figures: Figures) -> None:
+    """Print the figures of the run."""
+    log = "".join((node.base / "logs" / "portal.log").read_text(errors="replace") for node in nodes)
     holds = sorted(
         (
             (int(ms), int(rows), int(n), int(cpu), first)
@@ -306,7 +412,10 @@ def main() -> None:
         reverse=True,
     )
     runs = log.count("sync soak / manager success")
-    print(f"\ndatabase: {args.database}; syncs that succeeded during the run: {runs}")
+    print(
+        f"\ndatabase: {args.database}, {args.nodes} node(s); "
+        f"syncs that succeeded during the run: {runs}"
+    )
     print(f"{'operation':<10} {'count':>7} {'p50 s':>8} {'p95 s':>8} {'p99 s':>8}")
     for operation in ("sign-in", "search", "reveal", "copy", "export", "sync now"):
         values = figures.times.get(operation) or [0.0]
@@ -337,9 +446,6 @@ def main() -> None:
             + ", ".join(f"{s:.1f}" for s in figures.freshness)
             + f" s (max {max(figures.freshness):.1f} s; goal 60 s)"
         )
-    if database_url:
-        _drop_database(database_url)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -327,7 +327,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class PortalServer:
+class Endpoint:
+    """What a client talks to (`url`, trusting `cert`): sessions, CSRF tokens, sign-in."""
+
+    url: str
+
+    @property
+    def cert(self) -> str:
+        raise NotImplementedError
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+        session.verify = self.cert
+        session.headers["Referer"] = self.url + "/"
+        return session
+
+    def csrf(self, session: requests.Session, path: str = "/login") -> str:
+        return CSRF_META.search(session.get(self.url + path).text).group(1)
+
+    def login(self, session: requests.Session, username: str, password: str):
+        token = self.csrf(session)
+        return session.post(
+            self.url + "/login",
+            data={"username": username, "password": password, "csrf_token": token},
+            allow_redirects=False,
+        )
+
+
+class PortalServer(Endpoint):
     """A running ./start_https.sh; `session()` gives a requests session that trusts its cert."""
 
     def __init__(
@@ -386,23 +414,83 @@ class PortalServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
-    def session(self) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-        session.verify = self.cert
-        session.headers["Referer"] = self.url + "/"
-        return session
 
-    def csrf(self, session: requests.Session, path: str = "/login") -> str:
-        return CSRF_META.search(session.get(self.url + path).text).group(1)
+def haproxy_config(folder: Path, port: int, nodes: list[PortalServer], ca: Path) -> Path:
+    """deploy/haproxy-several-nodes.cfg with these addresses, certificate and nodes (the nodes
+    share one certificate, signed by `ca`, for the name localhost); its path."""
+    text = (ROOT / "deploy" / "haproxy-several-nodes.cfg").read_text()
+    pem = folder / "proxy.pem"
+    ssl_dir = nodes[0].base / "ssl"
+    pem.write_text((ssl_dir / "cert.pem").read_text() + (ssl_dir / "key.pem").read_text())
+    bind = "bind :443 ssl crt /etc/haproxy/tls/vcf-portal.pem"
+    text = text.replace(bind, f"bind 127.0.0.1:{port} ssl crt {pem}")
+    text = text.replace("/etc/haproxy/tls/portal-nodes-ca.pem", str(ca))
+    text = text.replace("vcf-portal.example.com", "localhost")  # the test certificate's name
+    servers = "\n".join(
+        f"    server node{n} 127.0.0.1:{node.port}" for n, node in enumerate(nodes, 1)
+    )
+    text = re.sub(r"(?m)^    server node\d .*\n", "", text) + servers + "\n"
+    assert f"127.0.0.1:{port}" in text and str(ca) in text
+    path = folder / "haproxy.cfg"
+    path.write_text(text)
+    return path
 
-    def login(self, session: requests.Session, username: str, password: str):
-        token = self.csrf(session)
-        return session.post(
-            self.url + "/login",
-            data={"username": username, "password": password, "csrf_token": token},
-            allow_redirects=False,
-        )
+
+class ProxiedNodes(Endpoint):
+    """Several ./start_https.sh nodes on one PostgreSQL database (one data key, one session
+    key, one certificate signed by a test CA) behind the real HAProxy, configured from
+    deploy/haproxy-several-nodes.cfg. `url` is the proxy's; `ca` what to trust."""
+
+    def __init__(self, folder: Path, env: dict, count: int = 2, workers: int = 2):
+        self.folder = folder
+        self.ca = ca_signed_pair(folder / "node1" / "ssl")
+        shared = {
+            "PORTAL_SECRET_KEY": "a session key every node shares, 32+ chars",
+            "PORTAL_TRUSTED_PROXIES": "127.0.0.1",
+            **env,
+        }
+        for n in range(2, count + 1):
+            shutil.copytree(folder / "node1" / "ssl", folder / f"node{n}" / "ssl")
+        self.nodes = [
+            PortalServer(folder / f"node{n}", workers=workers, env=shared, ca=self.ca)
+            for n in range(1, count + 1)
+        ]
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.proxy: subprocess.Popen | None = None
+
+    @property
+    def cert(self) -> str:
+        return str(self.ca)
+
+    def start(self) -> ProxiedNodes:
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        assert Path(haproxy).exists(), "haproxy is not installed (.ci/run installs it)"
+        first = self.nodes[0].start()
+        for node in self.nodes[1:]:  # the first node made the data key: every node uses it
+            (node.base / "data").mkdir(mode=0o700, parents=True)
+            shutil.copy2(first.base / "data" / "data.key", node.base / "data" / "data.key")
+            node.start()
+        config = haproxy_config(self.folder, self.port, self.nodes, self.ca)
+        with open(self.folder / "haproxy.log", "wb") as output:  # the proxy's log
+            self.proxy = subprocess.Popen(
+                [haproxy, "-db", "-f", str(config)], stdout=output, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(self.url + "/healthz", verify=str(self.ca), timeout=3).ok:
+                    return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("the proxy did not answer /healthz within 30 s")
+
+    def stop(self) -> None:
+        if self.proxy is not None and self.proxy.poll() is None:
+            self.proxy.terminate()
+            self.proxy.wait(timeout=10)
+        for node in self.nodes:
+            node.stop()
 
 
 @contextmanager

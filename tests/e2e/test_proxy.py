@@ -7,42 +7,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from support import ROOT, PortalServer, ca_signed_pair, free_port
+from support import PortalServer, ProxiedNodes
 
 pytestmark = pytest.mark.e2e
 
 ADMIN_PASSWORD = "proxy nodes admin pass"  # noqa: S105 - a throwaway local instance
 OPERATORS = 8
-NAME = "vcf-portal.example.com"  # the example's name, replaced by the test certificate's
-
-
-def _proxy_config(tmp_path: Path, port: int, nodes: list[PortalServer], ca: Path) -> Path:
-    """The documented configuration with this test's addresses, certificate and nodes."""
-    text = (ROOT / "deploy" / "haproxy-several-nodes.cfg").read_text()
-    pem = tmp_path / "proxy.pem"
-    ssl_dir = nodes[0].base / "ssl"
-    pem.write_text((ssl_dir / "cert.pem").read_text() + (ssl_dir / "key.pem").read_text())
-    bind = "bind :443 ssl crt /etc/haproxy/tls/vcf-portal.pem"
-    text = text.replace(bind, f"bind 127.0.0.1:{port} ssl crt {pem}")
-    text = text.replace("/etc/haproxy/tls/portal-nodes-ca.pem", str(ca))
-    text = text.replace(NAME, "localhost")  # the name the test certificate carries
-    servers = "\n".join(
-        f"    server node{n} 127.0.0.1:{node.port}" for n, node in enumerate(nodes, 1)
-    )
-    text = re.sub(r"(?m)^    server node\d .*\n", "", text) + servers + "\n"
-    assert f"127.0.0.1:{port}" in text and str(ca) in text
-    path = tmp_path / "haproxy.cfg"
-    path.write_text(text)
-    return path
 
 
 class Operators:
@@ -122,32 +99,15 @@ def _wait(predicate, timeout: float, what: str) -> None:
 
 
 def test_rolling_restart_and_a_killed_leader_behind_haproxy(tmp_path, pg_url):
-    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    assert Path(haproxy).exists(), "haproxy is not installed (.ci/run installs it)"
-    ca = ca_signed_pair(tmp_path / "a" / "ssl")
-    (tmp_path / "b").mkdir()
-    shutil.copytree(tmp_path / "a" / "ssl", tmp_path / "b" / "ssl")
     env = {
         "DATABASE_URL": pg_url,
-        "PORTAL_SECRET_KEY": "a session key both nodes share, 32+ chars",
         "PORTAL_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "PORTAL_TRUSTED_PROXIES": "127.0.0.1",
         "PORTAL_REVEALS_PER_MINUTE": "100000",
     }
-    a = PortalServer(tmp_path / "a", workers=2, env=env, ca=ca).start()
-    (tmp_path / "b" / "data").mkdir(mode=0o700)
-    shutil.copy2(tmp_path / "a" / "data" / "data.key", tmp_path / "b" / "data" / "data.key")
-    b = PortalServer(tmp_path / "b", workers=2, env=env, ca=ca).start()
-    port = free_port()
-    config = _proxy_config(tmp_path, port, [a, b], ca)
-    with open(tmp_path / "haproxy.log", "wb") as output:  # the proxy's log, for a failure
-        proxy = subprocess.Popen(
-            [haproxy, "-db", "-f", str(config)], stdout=output, stderr=subprocess.STDOUT
-        )
-    url = f"https://127.0.0.1:{port}"
+    cluster = ProxiedNodes(tmp_path, env).start()
+    a, b = cluster.nodes
     try:
-        _wait(lambda: _healthy(url, ca), 30, "the proxy")
-        with Operators(url, ca) as operators:
+        with Operators(cluster.url, cluster.ca) as operators:
             _wait(lambda: operators.count()[0] > 50, 60, "traffic through the proxy")
             for node in (a, b):  # rolling restart: one node at a time
                 node.proc.send_signal(signal.SIGTERM)
@@ -171,14 +131,4 @@ def test_rolling_restart_and_a_killed_leader_behind_haproxy(tmp_path, pg_url):
         lost = failed - before[1]
         assert lost <= OPERATORS, operators.failures[before[1] :]
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
-        for node in (a, b):
-            node.stop()
-
-
-def _healthy(url: str, ca: Path) -> bool:
-    try:
-        return requests.get(url + "/healthz", verify=str(ca), timeout=3).status_code == 200
-    except requests.RequestException:
-        return False
+        cluster.stop()
