@@ -28,6 +28,7 @@ import concurrent.futures
 import re
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,7 +75,7 @@ class Figures:
         started = time.perf_counter()
         try:
             answer = call()
-        except requests.RequestException as exc:
+        except (requests.RequestException, AttributeError) as exc:  # AttributeError: no form
             with self.lock:
                 self.errors[f"{operation}: {type(exc).__name__}"] += 1
             return None
@@ -96,7 +97,12 @@ def _sign_in(front, figures: Figures, username: str, password: str, otp=None):
     """A signed-in session (None on failure). With `otp` (an Authenticator), the sign-in is
     password then code, timed as one operation."""
     session = front.session()
-    token = front.csrf(session)
+    try:
+        token = front.csrf(session)
+    except (requests.RequestException, AttributeError):  # no answer, or an error page
+        with figures.lock:
+            figures.errors["sign-in: the form did not load"] += 1
+        return None
 
     def both_steps():
         answer = session.post(
@@ -108,7 +114,7 @@ def _sign_in(front, figures: Figures, username: str, password: str, otp=None):
             return answer
         if not answer.headers["Location"].startswith("/login/verify"):
             raise requests.RequestException("no second step was asked for")
-        step_token = front.csrf(session, "/login/verify")
+        step_token = front.csrf(session, "/login/verify")  # AttributeError: an error page
         return session.post(
             front.url + "/login/verify",
             data={"code": otp.next_code(), "csrf_token": step_token},
@@ -118,7 +124,12 @@ def _sign_in(front, figures: Figures, username: str, password: str, otp=None):
     answer = figures.timed("sign-in", both_steps, expect=(302,))
     if answer is None or answer.status_code != 302:
         return None
-    session.headers["X-CSRFToken"] = front.csrf(session, "/")
+    try:
+        session.headers["X-CSRFToken"] = front.csrf(session, "/")
+    except (requests.RequestException, AttributeError):
+        with figures.lock:
+            figures.errors["sign-in: the dashboard did not load"] += 1
+        return None
     return session
 
 
@@ -311,6 +322,8 @@ def main() -> None:
         "copy, then a pause of 0.2-1 s)",
     )
     args = parser.parse_args()
+    # A SIGTERM (timeout, kill) ends the run through its clean-up: nodes, database, files.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     if args.nodes > 1:
         args.database = "postgresql"
 

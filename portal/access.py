@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
 
-from flask import abort, request
+from flask import abort, redirect, request, url_for
 from flask_login import current_user, login_required
 
-from . import clock, grants
+from . import audit, clock, grants
 from .directory import accounts
 from .extensions import db
+from .http import json_error
 from .models import Credential, Environment
 from .security import verify_password
 from .sessions import current_session, end_session, recently_authenticated
@@ -60,6 +62,67 @@ def credential_for(cred_id: int, needed: str = "view") -> Credential:
 def visible_ids(needed: str = "view") -> set[int] | None:
     """The environments the current user has `needed` on (None: all)."""
     return grants.visible_environment_ids(current_user, needed)
+
+
+RECENT_SIGN_IN_MESSAGE = (
+    "Confirm your password: this needs a sign-in within the last 15 minutes. Send the "
+    "password as confirm_password, or to POST /api/v1/me/reauth first."
+)
+
+
+def recent_sign_in(action: str, refuse: Callable | None = None):
+    """Declare a view sensitive: the one rule for exports, grants, users, groups, settings,
+    keys and tokens, honoured alike by pages and the API (a page's GET shows its form).
+
+    A browser session needs a sign-in within 15 minutes, or the password re-typed
+    (`confirm_password` in the form or the JSON body, or `POST /api/v1/me/reauth` before).
+    An API token passes: it was made after a recent sign-in, for a scope the route checks,
+    and a script has no password to type. A refusal is audited once as `action` with
+    outcome `denied`; it answers `refuse()` (a page's own form) or 403: the JSON error
+    (`details.needs: "recent_sign_in"`) under /api/, the error page elsewhere.
+    """
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            name = current_user.username if current_user.is_authenticated else None
+            if request.method in ("GET", "HEAD") or token_or_recent_auth():
+                _drop_confirm_password(view)
+                return view(*args, **kwargs)
+            audit.record(
+                action,
+                request.path,
+                outcome="denied",
+                details={"reason": "no sign-in within 15 minutes"},
+                actor=name,
+            )
+            db.session.commit()
+            if not current_user.is_authenticated:  # the fifth wrong password signed them out
+                if request.path.startswith("/api/"):
+                    return json_error(401, "Signed out after too many wrong passwords.")
+                return redirect(url_for("auth.login"))
+            if refuse is not None:
+                return refuse()
+            if request.path.startswith("/api/"):
+                return json_error(403, RECENT_SIGN_IN_MESSAGE, {"needs": "recent_sign_in"})
+            abort(403, description="Confirm your password: sign in again, then retry.")
+
+        wrapper.recent_sign_in = action  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _drop_confirm_password(view) -> None:
+    # Taken by the rule: the body's model (which may forbid unknown fields) does not see it,
+    # unless it declares the field itself.
+    op = getattr(view, "api_operation", None)
+    body = op.body if op is not None else None
+    if body is None or "confirm_password" in body.model_fields or not request.is_json:
+        return
+    data = request.get_json(silent=True)  # the parsed body is cached: the view reads this
+    if isinstance(data, dict):
+        data.pop("confirm_password", None)
 
 
 def token_or_recent_auth() -> bool:

@@ -6,7 +6,7 @@ from flask import abort, jsonify
 from flask_login import login_required
 
 from .. import audit, credentials, environments, ratelimit
-from ..access import credential_for, environment_for, visible_ids
+from ..access import credential_for, environment_for, recent_sign_in, visible_ids
 from ..credentials import CredentialFilters
 from ..extensions import db
 from ..http import json_error
@@ -119,6 +119,7 @@ def _export(environment, body: s.CredentialExportRequest):
 
 @bp.post("/environments/<int:env_id>/export")
 @login_required
+@recent_sign_in("credential.export")
 @api_operation({200: FILE}, s.CredentialExportRequest, scope="reveal", errors=(429,))
 def export_environment(env_id: int, body: s.CredentialExportRequest):
     """Download an environment's credentials with passwords (`text/csv` or Excel), filtered as
@@ -128,6 +129,7 @@ def export_environment(env_id: int, body: s.CredentialExportRequest):
 
 @bp.post("/credentials/export")
 @login_required
+@recent_sign_in("credential.export")
 @api_operation({200: FILE}, s.CredentialExportRequest, scope="reveal", errors=(429,))
 def export_credentials(body: s.CredentialExportRequest):
     """Download the credentials of every environment with passwords, filtered; audited."""

@@ -8,19 +8,13 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from .. import grants, groups, users
-from ..access import admin_required, environment_for, token_or_recent_auth
+from ..access import admin_required, environment_for, recent_sign_in
 from ..extensions import db
 from ..http import json_error
 from ..models import Group, User
 from . import schemas as s
 from .base import bp
 from .spec import FieldErrors, api_operation
-
-
-def _reauth_refused():
-    if not current_user.is_authenticated:
-        return json_error(401, "Signed out after too many wrong passwords.")
-    return json_error(403, "Confirm your password: send it as confirm_password.")
 
 
 def _group(group_id: int) -> Group:
@@ -40,6 +34,7 @@ def list_grants(env_id: int):
 
 @bp.put("/environments/<int:env_id>/grants")
 @admin_required
+@recent_sign_in("environment.grants")
 @api_operation({200: s.GrantList}, s.GrantList, errors=(422,))
 def replace_grants(env_id: int, body: s.GrantList):
     """Replace every grant on an environment; audited with the grants before and after."""
@@ -63,11 +58,10 @@ def list_groups():
 
 @bp.post("/groups")
 @admin_required
+@recent_sign_in("group.create")
 @api_operation({201: s.Group}, s.GroupIn, errors=(403, 422))
 def create_group(body: s.GroupIn):
-    """Create a group mapped to a role (a role above member needs a recent sign-in)."""
-    if body.role != "member" and not token_or_recent_auth():
-        return _reauth_refused()
+    """Create a group mapped to a role."""
     try:
         group = groups.create(body.name, body.role, body.source)
         if body.members:
@@ -89,12 +83,11 @@ def get_group(group_id: int):
 
 @bp.patch("/groups/<int:group_id>")
 @admin_required
+@recent_sign_in("group.update")
 @api_operation({200: s.Group}, s.GroupChange, errors=(403, 422))
 def update_group(group_id: int, body: s.GroupChange):
     """Change a group's role mapping and/or replace its members; audited before and after."""
     group = _group(group_id)
-    if not token_or_recent_auth():
-        return _reauth_refused()
     try:
         if body.role is not None:
             groups.set_role(group, body.role)
@@ -109,7 +102,8 @@ def update_group(group_id: int, body: s.GroupChange):
 
 @bp.delete("/groups/<int:group_id>")
 @admin_required
-@api_operation({204: None})
+@recent_sign_in("group.delete")
+@api_operation({204: None}, errors=(403,))
 def delete_group(group_id: int):
     """Delete a group with its memberships and grants (audited)."""
     groups.delete(_group(group_id))
@@ -140,14 +134,13 @@ def list_user_roles():
 
 @bp.patch("/users/<int:user_id>")
 @admin_required
+@recent_sign_in("user.role")
 @api_operation({200: s.UserRoles}, s.RoleChange, errors=(403, 409, 422))
 def set_user_role(user_id: int, body: s.RoleChange):
     """Give a user another own role (not oneself; an active admin always remains)."""
     user = db.session.get(User, user_id)
     if user is None:
         abort(404, description="No such user.")
-    if not token_or_recent_auth():
-        return _reauth_refused()
     if user.id == current_user.id and body.role != user.role:
         return json_error(409, "You cannot change your own role.")
     try:

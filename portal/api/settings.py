@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import jsonify
 from flask_login import current_user
 
-from .. import audit, clock, second_factor
-from ..access import admin_required, confirm_recent_auth, token_or_recent_auth
+from .. import clock, second_factor
+from ..access import admin_required, recent_sign_in
 from ..directory import accounts, options
 from ..extensions import db
 from ..http import json_error
@@ -25,14 +25,10 @@ def security_policy():
 
 @bp.patch("/settings/security")
 @admin_required
+@recent_sign_in("settings.security")
 @api_operation({200: s.SecurityPolicy}, s.SecurityPolicyIn, errors=(403, 409))
 def set_security_policy(body: s.SecurityPolicyIn):
-    """Change who must have a second factor (audited). Needs a sign-in within 15 minutes or
-    the password in `confirm_password`."""
-    if not confirm_recent_auth():
-        audit.record("settings.security", second_factor.POLICY_KEY, outcome="denied")
-        db.session.commit()
-        return json_error(403, "Confirm your password: send it as confirm_password.")
+    """Change who must have a second factor (audited)."""
     second_factor.set_policy(body.require_second_factor, current_user._get_current_object())
     db.session.commit()
     return jsonify(require_second_factor=second_factor.policy())
@@ -46,10 +42,6 @@ def _provider_answer(kind: str):
 
 
 def _save_provider(kind: str, body):
-    if not token_or_recent_auth():
-        audit.record(f"settings.{kind}", kind, outcome="denied")
-        db.session.commit()
-        return json_error(403, "Confirm your password: send it as confirm_password.")
     changes = body.model_dump(exclude_unset=True)
     changes.pop("confirm_password", None)
     changes = {key: value for key, value in changes.items() if value is not None}
@@ -72,6 +64,7 @@ def ldap_settings():
 
 @bp.put("/settings/ldap")
 @admin_required
+@recent_sign_in("settings.ldap")
 @api_operation({200: s.LdapSettings}, s.LdapSettingsIn, errors=(403, 422), scope="admin")
 def set_ldap_settings(body: s.LdapSettingsIn):
     """Change the LDAP settings (audited with the values before and after). It is turned on
@@ -113,6 +106,7 @@ def oidc_settings():
 
 @bp.put("/settings/oidc")
 @admin_required
+@recent_sign_in("settings.oidc")
 @api_operation({200: s.OidcSettings}, s.OidcSettingsIn, errors=(403, 422), scope="admin")
 def set_oidc_settings(body: s.OidcSettingsIn):
     """Change the OpenID Connect settings (audited with the values before and after). It is

@@ -197,6 +197,14 @@ def _operation(rule, method: str, view: Callable, op: Operation, ref: Callable) 
         {"sessionCookie": [], "csrfToken": []} if method in _CHANGES else {"sessionCookie": []}
     )
     result["security"] = [browser] if scope == "session" else [{"bearerToken": []}, browser]
+    if getattr(view, "recent_sign_in", None):
+        # portal.access.recent_sign_in: a session needs a fresh sign-in; a token passes.
+        result["x-recent-sign-in"] = True
+        result["description"] = (
+            "From a browser session: needs a sign-in within 15 minutes, or the password as "
+            "`confirm_password` in the body, or `POST /api/v1/me/reauth` first (403 with "
+            "`details.needs: recent_sign_in` otherwise). An API token passes."
+        )
     if op.query is not None:
         result["parameters"] = _query_parameters(op.query)
     if op.body is not None:

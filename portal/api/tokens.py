@@ -5,10 +5,9 @@ from __future__ import annotations
 from flask import abort, jsonify
 from flask_login import current_user, login_required
 
-from .. import audit, clock, tokens
-from ..access import admin_required, confirm_recent_auth
+from .. import clock, tokens
+from ..access import admin_required, recent_sign_in
 from ..extensions import db
-from ..http import json_error
 from . import schemas as s
 from .base import bp
 from .spec import FieldErrors, api_operation
@@ -24,17 +23,10 @@ def my_tokens():
 
 @bp.post("/me/tokens")
 @login_required
+@recent_sign_in("token.create")
 @api_operation({201: s.TokenCreated}, s.TokenIn, errors=(403,), scope="session")
 def create_token(body: s.TokenIn):
-    """Create a token; its value is answered this once. Needs a sign-in within 15 minutes or
-    the password in `confirm_password`."""
-    name = current_user.username  # a fifth wrong password signs the user out below
-    if not confirm_recent_auth():
-        audit.record("token.create", name, outcome="denied", actor=name)
-        db.session.commit()
-        if not current_user.is_authenticated:
-            return json_error(401, "Signed out after too many wrong passwords.")
-        return json_error(403, "Confirm your password: send it as confirm_password.")
+    """Create a token; its value is answered this once."""
     try:
         token, value = tokens.create(
             current_user._get_current_object(),

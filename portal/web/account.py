@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 
 from .. import second_factor, tokens
-from ..access import check_reauth_password, confirm_recent_auth
+from ..access import check_reauth_password, recent_sign_in
 from ..extensions import db
 from ..sessions import recently_authenticated
 
@@ -169,16 +169,21 @@ def token_list():
     return _tokens_page()
 
 
+def _token_form() -> dict:
+    return {key: request.form.get(key, "") for key in ("name", "scope", "days", "networks")}
+
+
+def _token_refused():
+    errors = {"confirm_password": "Type your password."}
+    return _tokens_page(403, form=_token_form(), errors=errors)
+
+
 @bp.post("/tokens")
 @login_required
+@recent_sign_in("token.create", refuse=_token_refused)
 def create_token():
     """Create a token (re-authenticated like exports); its value is shown this once."""
-    form = {key: request.form.get(key, "") for key in ("name", "scope", "days", "networks")}
-    if not confirm_recent_auth():
-        db.session.commit()
-        if not current_user.is_authenticated:
-            return redirect(url_for("auth.login"))
-        return _tokens_page(403, form=form, errors={"confirm_password": "Type your password."})
+    form = _token_form()
     try:
         days = int(form["days"] or "0")
     except ValueError:

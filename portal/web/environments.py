@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from .. import grants, groups
-from ..access import admin_required, environment_for
+from ..access import admin_required, environment_for, recent_sign_in
 from ..credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
 from ..environments import LIMITS
 from ..extensions import db
@@ -62,13 +62,20 @@ def edit_environment(env_id: int):
 
 @bp.post("/<int:env_id>/export")
 @login_required
+@recent_sign_in("credential.export")
 def export_environment(env_id: int):
     """Download one environment's credentials (filtered view or all) as CSV or Excel."""
     return send_export(environment_for(env_id, "reveal"))
 
 
+def _access_refused():
+    flash("Access not changed: you signed in over 15 minutes ago; type your password.", "error")
+    return redirect(request.path.removesuffix("/access") + "#access")
+
+
 @bp.post("/<int:env_id>/access")
 @admin_required
+@recent_sign_in("environment.grants", refuse=_access_refused)
 def save_access(env_id: int):
     """Replace the environment's grants from the Access tab (admins); audited."""
     env = environment_for(env_id)

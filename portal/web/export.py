@@ -6,7 +6,7 @@ from flask import Blueprint, Response, abort, request
 from flask_login import login_required
 
 from .. import audit, exports, ratelimit
-from ..access import confirm_recent_auth, visible_ids
+from ..access import recent_sign_in, visible_ids
 from ..credentials import CredentialFilters
 from ..extensions import db
 from ..http import parse_form
@@ -22,15 +22,6 @@ def send_export(environment: Environment | None) -> Response:
     scope = request.form.get("scope", "view")
     if fmt not in exports.MIMETYPES or scope not in ("view", "all"):
         abort(400, description="format is csv or xlsx; scope is view or all")
-    if not confirm_recent_auth():
-        audit.record(
-            "credential.export",
-            environment.name if environment else "all",
-            outcome="denied",
-            details={"reason": "re-authentication needed"},
-        )
-        db.session.commit()
-        abort(403, description="Confirm your password to export passwords.")
     filters = parse_form(CredentialFilters) if scope == "view" else CredentialFilters()
     return stream(environment, fmt, filters, {"format": fmt, "scope": scope})
 
@@ -60,6 +51,7 @@ def stream(
 
 @bp.post("/export")
 @login_required
+@recent_sign_in("credential.export")
 def export_all():
     """Download credentials of every environment as CSV or Excel."""
     return send_export(None)

@@ -6,19 +6,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from .. import audit, channels, notifications
-from ..access import admin_required, confirm_recent_auth
+from ..access import admin_required, recent_sign_in
 from ..extensions import db
 from ..models import NotificationChannel
 
 bp = Blueprint("notifications", __name__, url_prefix="/settings/notifications")
 
 
-def _refused(action: str, target: str):
-    """Without a recent sign-in or the re-typed password, nothing changes (audited)."""
-    if confirm_recent_auth():
-        return None
-    audit.record(action, target, outcome="denied")
-    db.session.commit()
+def _refused():
     flash("Confirm your password for this change.", "error")
     return redirect(url_for("notifications.overview"))
 
@@ -65,10 +60,9 @@ def select_channels():
 
 @bp.post("/thresholds")
 @admin_required
+@recent_sign_in("settings.notifications", refuse=_refused)
 def save_thresholds():
     """Save after how many failed syncs a source is failing, and the digest's horizon."""
-    if (refusal := _refused("settings.notifications", "thresholds")) is not None:
-        return refusal
     try:
         failing = int(request.form.get("failing_after", ""))
         days = int(request.form.get("expiry_days", ""))
@@ -97,8 +91,6 @@ def _render_form(channel: NotificationChannel, status: int = 200, error_field: s
 
 
 def _save(channel: NotificationChannel, action: str):
-    if (refusal := _refused(action, channel.name or "new channel")) is not None:
-        return refusal
     try:
         changed = channels.apply_form(channel, _form(), tuple(notifications.KINDS))
     except channels.ChannelError as exc:
@@ -134,6 +126,7 @@ def _save(channel: NotificationChannel, action: str):
 
 @bp.route("/channels/new", methods=["GET", "POST"])
 @admin_required
+@recent_sign_in("settings.notification_channel_create", refuse=_refused)
 def new_channel():
     """Add an e-mail or webhook channel (`kind` in the query)."""
     kind = request.args.get("kind", "email")
@@ -149,6 +142,7 @@ def new_channel():
 
 @bp.route("/channels/<int:channel_id>", methods=["GET", "POST"])
 @admin_required
+@recent_sign_in("settings.notification_channel_update", refuse=_refused)
 def edit_channel(channel_id: int):
     """Change a channel; blank secret fields keep the stored secrets."""
     channel = _channel(channel_id)
@@ -159,11 +153,10 @@ def edit_channel(channel_id: int):
 
 @bp.post("/channels/<int:channel_id>/delete")
 @admin_required
+@recent_sign_in("settings.notification_channel_delete", refuse=_refused)
 def delete_channel(channel_id: int):
     """Remove a channel and its pending deliveries."""
     channel = _channel(channel_id)
-    if (refusal := _refused("settings.notification_channel_delete", channel.name)) is not None:
-        return refusal
     name = channel.name
     db.session.delete(channel)
     audit.record("settings.notification_channel_delete", name)

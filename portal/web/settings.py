@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 
 from .. import audit, certs, clock, locks, second_factor
-from ..access import admin_required, confirm_recent_auth
+from ..access import admin_required, recent_sign_in
 from ..extensions import db
 from ..http import parse_query
 from ..version import STARTED_AT, __version__
@@ -79,13 +79,14 @@ def _file(name: str) -> bytes:
     return data
 
 
-def _reauth_or_refuse(action: str):
-    if confirm_recent_auth():
-        return None
-    audit.record(action, "certificate", outcome="denied")
-    db.session.commit()
+def _certificate_refused():
     flash("Confirm your password for this change.", "error")
     return redirect(url_for("settings.certificate"))
+
+
+def _security_refused():
+    flash("Confirm your password for this change.", "error")
+    return render_template("settings_security.html", policy=second_factor.policy()), 403
 
 
 @bp.get("/certificate")
@@ -137,10 +138,9 @@ def _install_checked(
 
 @bp.post("/certificate/upload")
 @admin_required
+@recent_sign_in("settings.certificate_upload", refuse=_certificate_refused)
 def upload_certificate():
     """Install an uploaded certificate, key and optional chain after validating them."""
-    if (refusal := _reauth_or_refuse("settings.certificate_upload")) is not None:
-        return refusal
     cert_pem, key_pem, chain_pem = _file("certificate"), _file("key"), _file("chain")
     if not cert_pem or not key_pem:
         flash("Choose a certificate file and its key.", "error")
@@ -153,10 +153,9 @@ def upload_certificate():
 
 @bp.post("/certificate/self-signed")
 @admin_required
+@recent_sign_in("settings.certificate_generate", refuse=_certificate_refused)
 def generate_certificate():
     """Replace the certificate with a new self-signed one."""
-    if (refusal := _reauth_or_refuse("settings.certificate_generate")) is not None:
-        return refusal
     tmp = _settings().ssl_dir / ".generate"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o700, parents=True)
@@ -170,10 +169,9 @@ def generate_certificate():
 
 @bp.post("/certificate/csr")
 @admin_required
+@recent_sign_in("settings.certificate_csr", refuse=_certificate_refused)
 def certificate_request():
     """Create a key and a certificate signing request for the operator's CA."""
-    if (refusal := _reauth_or_refuse("settings.certificate_csr")) is not None:
-        return refusal
     common_name = (request.form.get("common_name") or "").strip()
     names = [n.strip() for n in re.split(r"[,\s]+", request.form.get("names") or "") if n.strip()]
     if (
@@ -195,10 +193,9 @@ def certificate_request():
 
 @bp.post("/certificate/accept")
 @admin_required
+@recent_sign_in("settings.certificate_accept", refuse=_certificate_refused)
 def accept_certificate():
     """Install the certificate the CA signed for the pending key (with its chain)."""
-    if (refusal := _reauth_or_refuse("settings.certificate_accept")) is not None:
-        return refusal
     pending = _settings().ssl_dir / "pending-key.pem"
     if not pending.exists():
         flash("There is no pending certificate request.", "error")
@@ -327,6 +324,7 @@ def about():
 
 @bp.route("/security", methods=["GET", "POST"])
 @admin_required
+@recent_sign_in("settings.security", refuse=_security_refused)
 def security():
     """Who must have a second factor: nobody, admins, or everyone."""
     if request.method == "POST":
@@ -334,11 +332,6 @@ def security():
         if value not in second_factor.POLICIES:
             flash("Choose one of the listed policies.", "error")
             return render_template("settings_security.html", policy=second_factor.policy()), 400
-        if not confirm_recent_auth():
-            audit.record("settings.security", second_factor.POLICY_KEY, outcome="denied")
-            db.session.commit()
-            flash("Confirm your password for this change.", "error")
-            return render_template("settings_security.html", policy=second_factor.policy()), 403
         try:
             second_factor.set_policy(value, current_user._get_current_object())
         except second_factor.FactorError as exc:

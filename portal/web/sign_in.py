@@ -6,8 +6,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import audit
-from ..access import admin_required, confirm_recent_auth
+from ..access import admin_required, recent_sign_in
 from ..directory import accounts, options
 from ..extensions import db
 from ..models import Group
@@ -74,17 +73,18 @@ def overview():
     return _page()
 
 
+def _refused():
+    flash("Confirm your password for this change.", "error")
+    return _page(403)
+
+
 @bp.post("/<kind>")
 @admin_required
+@recent_sign_in("settings.sign_in", refuse=_refused)
 def save(kind: str):
     """Save one provider's settings (re-typed password after 15 minutes)."""
     if kind not in options.KINDS:
         return _page(404)
-    if not confirm_recent_auth():
-        audit.record(f"settings.{kind}", kind, outcome="denied")
-        db.session.commit()
-        flash("Confirm your password for this change.", "error")
-        return _page(403)
     try:
         options.save(kind, _changes(kind), current_user.username)
     except options.OptionsError as exc:

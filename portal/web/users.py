@@ -7,7 +7,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from .. import groups, second_factor, users
-from ..access import admin_required, confirm_recent_auth
+from ..access import admin_required, recent_sign_in
 from ..extensions import db
 from ..models import ROLES, Group, User
 from ..security import password_problem
@@ -28,11 +28,9 @@ def _render(errors: dict | None = None, status: int = 200):
     ), status
 
 
-def _require_reauth():
-    if not confirm_recent_auth():
-        flash("Confirm your own password to manage users.", "error")
-        return _render({"confirm_password": "Your password is required."}, 403)
-    return None
+def _reauth_refused():
+    flash("Confirm your own password to manage users.", "error")
+    return _render({"confirm_password": "Your password is required."}, 403)
 
 
 def _target(user_id: int) -> User:
@@ -63,10 +61,9 @@ def list_users():
 
 @bp.post("/")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def create_user():
     """Create a user with a temporary password to be changed at first sign-in."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     username = (request.form.get("username") or "").strip()
     role = request.form.get("role") or "readonly"
     password = request.form.get("password") or ""
@@ -85,10 +82,9 @@ def create_user():
 
 @bp.post("/<int:user_id>/role")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def set_role(user_id: int):
     """Change a user's role; the last active admin and oneself cannot be demoted."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     user = _target(user_id)
     role = request.form.get("role")
     if role not in ROLES:
@@ -104,10 +100,9 @@ def set_role(user_id: int):
 
 @bp.post("/<int:user_id>/reset-password")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def reset_password(user_id: int):
     """Set a temporary password; the user must change it at next sign-in."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     user = _target(user_id)
     password = request.form.get("password") or ""
     if user.source != "local":
@@ -120,10 +115,9 @@ def reset_password(user_id: int):
 
 @bp.post("/<int:user_id>/disable")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def toggle_disabled(user_id: int):
     """Disable or re-enable a user; disabling ends their sessions."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     user = _target(user_id)
     disable = request.form.get("disabled") == "1"
     if disable and user.id == current_user.id:
@@ -137,10 +131,9 @@ def toggle_disabled(user_id: int):
 
 @bp.post("/<int:user_id>/delete")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def delete_user(user_id: int):
     """Delete a user; nobody can delete themselves or the last active admin."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     user = _target(user_id)
     if user.id == current_user.id:
         return _refuse("You cannot delete yourself.")
@@ -154,10 +147,9 @@ def delete_user(user_id: int):
 
 @bp.post("/<int:user_id>/reset-second-factor")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def reset_second_factor(user_id: int):
     """Remove a user's second factors and recovery codes; they enrol again at next sign-in."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     user = _target(user_id)
     second_factor.reset(user)
     return _done(f"Second factors of {user.username} removed; they set one up again.")
@@ -180,11 +172,10 @@ def _group_change(change, *args, done: str):
 
 @bp.post("/groups")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def create_group():
     """Create a group mapped to a global role: local (members managed here) or filled from
     the directory or OpenID Provider group of the same name."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     name = (request.form.get("name") or "").strip()
     role = request.form.get("role") or "member"
     source = request.form.get("source") or "local"
@@ -193,10 +184,9 @@ def create_group():
 
 @bp.post("/groups/<int:group_id>/role")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def set_group_role(group_id: int):
     """Map a group to another global role; its members' access changes at once."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     group = _group(group_id)
     role = request.form.get("role") or ""
     return _group_change(groups.set_role, group, role, done=f"Group {group.name} maps to {role}.")
@@ -204,10 +194,9 @@ def set_group_role(group_id: int):
 
 @bp.post("/groups/<int:group_id>/members")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def add_group_member(group_id: int):
     """Add a user to a group."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     group = _group(group_id)
     user = db.session.scalar(select(User).where(User.username == request.form.get("username")))
     if user is None:
@@ -219,10 +208,9 @@ def add_group_member(group_id: int):
 
 @bp.post("/groups/<int:group_id>/members/<int:user_id>/remove")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def remove_group_member(group_id: int, user_id: int):
     """Remove a user from a group; the access it gave ends at their next request."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     group = _group(group_id)
     user = _target(user_id)
     return _group_change(
@@ -232,10 +220,9 @@ def remove_group_member(group_id: int, user_id: int):
 
 @bp.post("/groups/<int:group_id>/delete")
 @admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
 def delete_group(group_id: int):
     """Delete a group with its memberships and grants."""
-    if (refusal := _require_reauth()) is not None:
-        return refusal
     group = _group(group_id)
     name = group.name
     return _group_change(groups.delete, group, done=f"Group {name} deleted.")
