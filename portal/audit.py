@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from .extensions import db
 from .models import AuditEvent, utcnow
 from .security import client_ip
-from .text import escape_controls
+from .text import escape_controls, quoted
 
 log = logging.getLogger("portal.audit")
 
@@ -97,7 +97,7 @@ def _log_committed(session: Session) -> None:
     # The log says what happened only once the database does: an event rolled back with its
     # transaction is never logged.
     for line in session.info.pop(_PENDING, []):
-        log.info("audit action=%s actor=%s ip=%s target=%s outcome=%s", *line)
+        log.info("audit action=%s actor=%s ip=%s target=%s outcome=%s", *map(quoted, line))
 
 
 @event.listens_for(Session, "after_rollback")

@@ -21,6 +21,14 @@ def escape_controls(value: object) -> str:
     )
 
 
+def quoted(value: object) -> str:
+    """A value for a `key="value"` log field (logfmt): always in double quotes, with `\\` and
+    `"` escaped by a backslash and control characters escaped as above, so no value can end
+    its field early or add a field of its own."""
+    text = "" if value is None else str(value)
+    return '"' + escape_controls(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
 def has_hidden(text: str) -> bool:
     """Whether `visible` would change the text."""
     return _HIDDEN.search(text) is not None

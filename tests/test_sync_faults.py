@@ -81,8 +81,8 @@ def test_a_database_error_while_ending_the_run_fails_it_with_its_reason(
     # The fetch was complete: its slices were stored (in short transactions) before the
     # run's end could not be written; the run still says it failed, and why.
     assert _stored(app) == 3
-    finishes = [line for line in caplog.text.splitlines() if "action=sync.finish" in line]
-    assert finishes and all("outcome=failed" in line for line in finishes)
+    finishes = [line for line in caplog.text.splitlines() if 'action="sync.finish"' in line]
+    assert finishes and all('outcome="failed"' in line for line in finishes)
     fail_writes.clear()
     again = _queue(app, env_id)
     with app.app_context():
