@@ -121,12 +121,27 @@ def count_account_attempt(user: User) -> int:
     return count
 
 
-def lock_account(user: User, actor: str | None = None) -> None:
-    """Lock an account for 15 minutes and end its sessions (the caller commits)."""
-    user.locked_until = clock.now() + LOCKOUT
+def lock_account(user: User, actor: str | None = None) -> bool:
+    """Lock an account for 15 minutes and end its sessions (the caller commits).
+
+    Atomic: of requests that reach the limit together (a wrong password counted here, a
+    parallel sign-in finding the count full), one locks; the others find the account locked
+    and add nothing. So one lockout is one audit record, one metric count and one alert.
+    Returns whether this call locked it."""
+    now = clock.now()
+    locked = db.session.execute(
+        update(User)
+        .where(User.id == user.id, or_(User.locked_until.is_(None), User.locked_until <= now))
+        .values(locked_until=now + LOCKOUT)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(user, ["locked_until"])
+    if locked != 1:
+        return False
     revoke_user_sessions(user.id)
     audit.record("auth.lockout", user.username, outcome="failure", actor=actor or user.username)
     notifications.account_locked(user.username, int(LOCKOUT.total_seconds() // 60))
+    return True
 
 
 def password_failure(user: User, action: str) -> bool:

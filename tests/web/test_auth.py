@@ -12,7 +12,7 @@ from support import PASSWORD, Portal, client_for, make_app
 from portal import clock
 from portal.extensions import db
 from portal.models import AuditEvent, LoginFailure, User, UserSession
-from portal.signin import REFUSED
+from portal.signin import REFUSED, lock_account
 
 
 def _audit(app, action):
@@ -376,3 +376,28 @@ def test_a_refused_sign_in_keeps_the_user_name_escaped_and_never_the_password(an
     assert 'id="password" name="password" type="password" required autofocus' in html
     fresh = anon.client.get("/login").get_data(as_text=True)
     assert 'value=""' in fresh and 'name="username" value="" required autofocus' in fresh
+
+
+def test_one_lockout_is_one_record(app):
+    """Parallel wrong passwords lock the account once per window: one audit record (which
+    the metric counts) and one alert, however the requests interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def guess(i):
+        portal = Portal(client_for(app))
+        token = portal.csrf()
+        return portal.client.post(
+            "/login",
+            data={"username": "alice", "password": f"wrong guess {i}", "csrf_token": token},
+        ).status_code
+
+    for window in range(4):
+        clock.offset = timedelta(minutes=16 * window)  # the previous lock has run out
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert set(pool.map(guess, range(12))) == {401}
+        assert len(_audit(app, "auth.lockout")) == window + 1
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        lock_account(user)  # already locked: nothing more is recorded
+        db.session.commit()
+    assert len(_audit(app, "auth.lockout")) == 4
