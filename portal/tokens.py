@@ -150,6 +150,28 @@ def find(token_id: int, user: User | None = None) -> ApiToken | None:
     return token
 
 
+def revoke_all(user: User, reason: str, actor: str | None = None) -> int:
+    """Revoke every live token of a user for good (disabled, password reset, gone from the
+    directory): enabling the user again brings none back. One audit record names how many
+    and why; returns the count. The caller commits."""
+    now = clock.now()
+    live = list(
+        db.session.scalars(
+            select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        )
+    )
+    for token in live:
+        token.revoked_at = now
+    if live:
+        audit.record(
+            "token.revoke",
+            user.username,
+            details={"tokens": len(live), "reason": reason},
+            actor=actor,
+        )
+    return len(live)
+
+
 def revoke(token: ApiToken) -> None:
     """Revoke a token at once (the caller commits)."""
     token.revoked_at = clock.now()

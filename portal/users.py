@@ -8,7 +8,7 @@ import re
 
 from sqlalchemy import func, select
 
-from . import audit, clock
+from . import audit, clock, tokens
 from .extensions import db
 from .models import ROLES, User
 from .security import hash_password
@@ -52,7 +52,8 @@ def add_user(username: str, role: str, password: str, actor: str | None = None) 
 
 
 def set_temporary_password(user: User, password: str, actor: str | None = None) -> None:
-    """Reset a password: must be changed at next sign-in; unlocks; ends sessions; audited.
+    """Reset a password: must be changed at next sign-in; unlocks; ends sessions and revokes
+    the user's API tokens; audited.
     Directory and OIDC accounts have no password here to reset."""
     if user.source != "local":
         raise UserRuleError(
@@ -64,6 +65,7 @@ def set_temporary_password(user: User, password: str, actor: str | None = None) 
     user.locked_until = None
     user.password_changed_at = clock.now()
     revoke_user_sessions(user.id)
+    tokens.revoke_all(user, "password reset", actor=actor)
     audit.record("user.reset_password", user.username, actor=actor)
 
 
@@ -106,11 +108,13 @@ def change_role(user: User, role: str, actor: str | None = None) -> str:
 
 
 def set_disabled(user: User, disabled: bool, actor: str | None = None) -> None:
-    """Disable (ending the user's sessions) or re-enable (unlocking) a user; audited."""
+    """Disable (ending the user's sessions and revoking their tokens for good) or re-enable
+    (unlocking) a user; audited."""
     ensure_active_admin_remains(user, disabled=disabled)
     user.disabled = disabled
     if disabled:
         revoke_user_sessions(user.id)
+        tokens.revoke_all(user, "user disabled", actor=actor)
     else:
         user.failed_logins = 0
         user.locked_until = None

@@ -21,6 +21,7 @@ from .. import audit, clock
 from ..extensions import db
 from ..models import ApiToken, Group, User, UserSession
 from ..sessions import revoke_user_sessions
+from ..tokens import revoke_all as revoke_tokens
 from ..users import USERNAME_RE
 from . import ldap, options
 
@@ -201,11 +202,7 @@ def end_access(user: User, reason: str) -> None:
     revoke their API tokens and take their directory groups (the account stays, for the
     audit trail; a new sign-in is checked by the directory again)."""
     revoke_user_sessions(user.id)
-    now = clock.now()
-    for token in db.session.scalars(
-        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-    ):
-        token.revoked_at = now
+    revoke_tokens(user, reason, actor="scheduler")
     user.groups = [g for g in user.groups if g.source != user.source]
     audit.record(
         "auth.directory_removed",

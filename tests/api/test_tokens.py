@@ -274,3 +274,30 @@ def test_reveals_beyond_the_limit_answer_429_audited_once(tmp_path, sim):
     clock.offset = timedelta(minutes=1)
     again = script.post(f"/api/v1/credentials/{cred_id}/reveal", headers=_bearer(value))
     assert again.status_code == 200
+
+
+def test_disabling_or_resetting_a_user_ends_their_tokens_for_good(app, admin, readonly):
+    script = _script(app)
+    with app.app_context():
+        bob = db.session.scalar(select(User).where(User.username == "bob")).id
+    first = _token(readonly, "read", name="before disable")["token"]
+    second = _token(readonly, "read", name="before reset")["token"]
+    assert script.get("/api/v1/environments", headers=_bearer(first)).status_code == 200
+
+    assert admin.post(f"/users/{bob}/disable", {"disabled": "1"}).status_code == 302
+    assert script.get("/api/v1/environments", headers=_bearer(first)).status_code == 401
+    assert admin.api("GET", "/api/v1/tokens").json["items"] == []  # not listed as live
+    assert admin.post(f"/users/{bob}/disable", {"disabled": "0"}).status_code == 302
+    with app.app_context():
+        assert db.session.get(User, bob).disabled is False
+    for value in (first, second):  # nothing comes back
+        assert script.get("/api/v1/environments", headers=_bearer(value)).status_code == 401
+    revoked = [a for a in _audits(app, "token.revoke") if a.target == "bob"]
+    assert len(revoked) == 1 and '"reason": "user disabled"' in revoked[0].details
+
+    bob_again = Portal(client_for(app))
+    assert bob_again.login("bob").status_code == 302
+    third = _token(bob_again, "read", name="before reset")["token"]
+    reset = admin.post(f"/users/{bob}/reset-password", {"password": "A-temporary-pass-77"})
+    assert reset.status_code == 302
+    assert script.get("/api/v1/environments", headers=_bearer(third)).status_code == 401
