@@ -235,7 +235,11 @@ def save_environment(
         errors["name"] = f"Enter a name (at most {MAX_NAME} characters)."
     else:
         name = name.strip()
-        clash = db.session.scalar(select(Environment.id).where(Environment.name == name))
+        # Unique without regard to case (an index says so too). Only admins create and
+        # rename environments, and they see every one: the answer reveals nothing hidden.
+        clash = db.session.scalar(
+            select(Environment.id).where(func.lower(Environment.name) == name.lower())
+        )
         if clash is not None and (env is None or clash != env.id):
             errors["name"] = "Another environment has this name."
     description = data.get("description", env.description if env else "")

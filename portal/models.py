@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -333,6 +334,10 @@ class Environment(db.Model):
     endpoints: Mapped[list[Endpoint]] = relationship(
         back_populates="environment", cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+# Environment names are unique without regard to case (migration 0012).
+Index("ix_environments_name_any_case", func.lower(Environment.name), unique=True)
 
 
 class Endpoint(db.Model):

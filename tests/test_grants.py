@@ -8,11 +8,12 @@ import json
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from support import PASSWORD, Portal, client_for, create_env
 
 from portal import grants
 from portal.extensions import db
-from portal.models import AuditEvent, Credential, Group, User
+from portal.models import AuditEvent, Credential, Environment, Group, User
 from portal.security import hash_password
 
 
@@ -249,3 +250,34 @@ def test_effective_role_is_the_highest_of_own_and_groups(app, two):
         assert grants.visible_environment_ids(erin, "view") is None
         assert grants.visible_environment_ids(erin, "reveal") == set()
         assert grants.level(erin, 999999) is None
+
+
+def test_a_manager_cannot_learn_hidden_names_by_renaming(app, admin, two):
+    _put_grants(admin, two["sfo"], [{"subject": "user:erin", "level": "manage"}])
+    erin = _signed_in(app, "erin")
+    url = f"/api/v1/environments/{two['sfo']}"
+    answers = [
+        erin.api("PATCH", url, json={"name": name})
+        for name in ("lax", "LAX", "never-used-name")  # hidden, hidden in other case, unused
+    ]
+    assert {a.status_code for a in answers} == {403}
+    assert len({(a.json["error"], str(a.json["details"])) for a in answers}) == 1
+    # The same name in another case, and the other fields, stay theirs to change.
+    same = erin.api("PATCH", url, json={"name": "SFO", "description": "west"})
+    assert same.status_code == 200 and same.json["name"] == "SFO"
+    assert "readonly" in erin.client.get(f"/environments/{two['sfo']}/edit").get_data(as_text=True)
+
+
+def test_environment_names_are_unique_in_any_case(app, admin, two):
+    clash = admin.api("PATCH", f"/api/v1/environments/{two['sfo']}", json={"name": "Lax"})
+    assert clash.status_code == 422
+    assert clash.json["details"] == {"name": "Another environment has this name."}
+    made = admin.api(
+        "POST", "/api/v1/environments", json={"name": " SFO ", "manager": None, "installer": None}
+    )
+    assert made.status_code == 422 and "name" in made.json["details"]
+    with app.app_context():  # the database holds the rule too, whoever writes
+        db.session.add(Environment(name="LAX"))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()

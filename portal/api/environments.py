@@ -10,6 +10,7 @@ from .. import audit, environments, grants, sync
 from ..access import admin_required, environment_for, visible_ids
 from ..environments import ValidationError
 from ..extensions import db
+from ..http import json_error
 from ..models import Endpoint
 from ..vcf import test_connection as vcf_test_connection
 from . import schemas as s
@@ -56,11 +57,17 @@ def get_environment(env_id: int):
 
 @bp.patch("/environments/<int:env_id>")
 @login_required
-@api_operation({200: s.Environment}, s.EnvironmentIn, validate=False, errors=(422,))
+@api_operation({200: s.Environment}, s.EnvironmentIn, validate=False, errors=(403, 422))
 def update_environment(env_id: int, body: dict):
-    """Change an environment (manage level); an empty or missing password keeps the stored
-    one."""
+    """Change an environment (manage level; a new name: admins only); an empty or missing
+    password keeps the stored one."""
     env = environment_for(env_id, "manage")
+    name = body.get("name")
+    renamed = isinstance(name, str) and name.strip().lower() != env.name.lower()
+    if renamed and not grants.has_role(current_user, ("admin",)):
+        # Names are unique across environments a manager may not see: whatever the name,
+        # the answer is the same, so it cannot tell whether a hidden one holds it.
+        return json_error(403, "Only an admin can rename an environment.")
     env, changed = environments.save_environment(body, env)
     audit.record(
         "environment.update",
