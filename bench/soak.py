@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import os
 import re
 import secrets
 import shutil
@@ -69,6 +70,7 @@ class Figures:
         self.times: dict[str, list[float]] = collections.defaultdict(list)
         self.errors: collections.Counter = collections.Counter()
         self.freshness: list[float] = []
+        self.killed_at: int | None = None  # unexpected answers before a node was killed
 
     def timed(self, operation: str, call, expect=(200,)):
         """Run `call` (a request), record its time, or its failure by kind."""
@@ -264,6 +266,23 @@ def _bulk_rotations(front, figures, env_id, ids, stop: threading.Event) -> None:
             time.sleep(0.5)
 
 
+def _kill_leader(nodes, figures: Figures) -> None:
+    """SIGKILL the leading node's processes (its master and workers), as a crash would."""
+    for node in nodes:
+        try:
+            role = node.session().get(node.url + "/healthz", timeout=10).json()["scheduler"]
+        except (requests.RequestException, ValueError, KeyError):
+            continue
+        if role == "leader":
+            with figures.lock:
+                figures.killed_at = sum(figures.errors.values())
+            os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc.wait(timeout=10)
+            print(f"killed the leader {node.base.name} (kill -9)")
+            return
+    print("no leader found to kill")
+
+
 def _backups(server, stop: threading.Event, env: dict) -> None:
     while not stop.wait(45):
         subprocess.run(
@@ -313,6 +332,12 @@ def main() -> None:
         type=int,
         default=1,
         help="2 or more: that many nodes on PostgreSQL behind HAProxy",
+    )
+    parser.add_argument(
+        "--kill-leader",
+        action="store_true",
+        help="half way, kill -9 the node that runs the scheduler (with --nodes 2 or more); the "
+        "unexpected answers are then also counted from that moment",
     )
     parser.add_argument(
         "--export-every",
@@ -399,7 +424,12 @@ def main() -> None:
             threads.append(threading.Thread(target=_backups, args=(front, stop, front.env)))
         for thread in threads:
             thread.start()
-        time.sleep(args.minutes * 60)
+        if args.kill_leader:
+            time.sleep(args.minutes * 30)
+            _kill_leader(nodes, figures)
+            time.sleep(args.minutes * 30)
+        else:
+            time.sleep(args.minutes * 60)
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
@@ -442,6 +472,8 @@ def _report(args, nodes, figures: Figures) -> None:
     print(f"\nunexpected answers: {errors} of {total + errors}")
     for kind, count in figures.errors.most_common():
         print(f"  {kind}: {count}")
+    if figures.killed_at is not None:
+        print(f"unexpected answers from the kill of the leader on: {errors - figures.killed_at}")
     if holds:
         busiest = max(holds, key=lambda hold: hold[3])
         print(
