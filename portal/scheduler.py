@@ -128,8 +128,9 @@ def _stop_dispatcher() -> None:
     dispatcher = _state.get("dispatcher")
     _state["dispatcher"] = None
     if dispatcher is not None:
-        thread, stopped, _ = dispatcher
+        thread, stopped, listener = dispatcher
         stopped.set()
+        listener.release_path()
         if thread is not threading.current_thread():
             thread.join(timeout=DISPATCH_SECONDS + 5)
 

@@ -51,6 +51,7 @@ class Listener:
         self.settings = settings
         self.sock: socket.socket | None = None
         self.conn = None
+        self.bound: Path | None = None  # the socket's path, while this process owns it
 
     def open(self) -> Listener:
         """Start listening (the process that runs the scheduler)."""
@@ -59,6 +60,7 @@ class Listener:
             path.unlink(missing_ok=True)
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.sock.bind(str(path))
+            self.bound = path
             os.chmod(path, 0o600)
         else:
             self.conn = dedicated_connection(self.settings.database_url, "vcf-portal-dispatcher")
@@ -90,8 +92,16 @@ class Listener:
         time.sleep(timeout)
         return False
 
+    def release_path(self) -> None:
+        """Remove the socket's file (stopping): nothing is left behind in the data directory
+        (a copy of it, a backup) even when the process ends before `close`."""
+        if self.bound is not None:
+            self.bound.unlink(missing_ok=True)
+            self.bound = None
+
     def close(self) -> None:
         """Stop listening."""
+        self.release_path()
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -103,6 +113,7 @@ class Listener:
         if self.sock is not None:
             self.sock.close()  # the parent's socket stays open and bound
             self.sock = None
+            self.bound = None  # and its file is the parent's to remove
         if self.conn is not None:
             disown_connection(self.conn)
             self.conn = None

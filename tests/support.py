@@ -16,6 +16,7 @@ import signal
 import socket
 import sqlite3
 import ssl
+import stat
 import subprocess
 import time
 from contextlib import contextmanager
@@ -309,6 +310,23 @@ def ca_signed_pair(ssl_dir: Path) -> Path:
     ca_path = ssl_dir.parent / "ca.pem"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     return ca_path
+
+
+def not_copied(*patterns: str):
+    """An `ignore` for shutil.copytree: the patterns, and every socket or FIFO (a portal
+    killed while running leaves its scheduler.sock, which cannot be copied)."""
+    by_name = shutil.ignore_patterns(*patterns)
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        special = set()
+        for name in names:
+            with contextlib.suppress(OSError):
+                mode = os.lstat(os.path.join(folder, name)).st_mode
+                if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+                    special.add(name)
+        return set(by_name(folder, names)) | special
+
+    return ignore
 
 
 def tls_client_hello() -> bytes:

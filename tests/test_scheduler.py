@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support import make_app, running_portal
 
-from portal import locks, scheduler, sync
+from portal import locks, scheduler, sync, wakeup
 from portal.clock import UTC
 from portal.crypto import ENDPOINT_PASSWORD, cipher
 from portal.extensions import db
@@ -208,3 +208,23 @@ def test_sync_now_starts_at_once(request, short_dir, monkeypatch, database):
             with app.app_context():
                 db.session.remove()
                 db.engine.dispose()
+
+
+def test_the_wake_up_socket_is_removed_on_stop(short_dir, monkeypatch):
+    """A stopped portal leaves no socket in its data directory (copies and backups of the
+    folder would trip on it)."""
+    app = make_app(short_dir, PORTAL_SCHEDULER="on")
+    monkeypatch.setattr(scheduler.sys, "argv", ["gunicorn"])
+    path = app.config["PORTAL_SETTINGS"].data_dir / wakeup.SOCKET_NAME
+    with app.app_context():
+        assert scheduler.start_if_enabled(app)
+    try:
+        assert path.is_socket()
+    finally:
+        scheduler.stop()
+    assert not path.exists()
+    with app.app_context():
+        assert scheduler.start_if_enabled(app)
+    assert path.is_socket()
+    scheduler.halt(app)
+    assert not path.exists()

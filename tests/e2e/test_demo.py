@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import ROOT, free_port
+from support import ROOT, free_port, not_copied
 
 NOT_COPIED = (".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", "dist", "docs")
 
@@ -111,7 +111,7 @@ def test_sigterm_stops_the_portal_and_the_simulator(tmp_path):
 def checkout_copy(tmp_path):
     """A copy of the checkout (so its default data directory is a temporary one)."""
     copy = tmp_path / "portal"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*NOT_COPIED))
+    shutil.copytree(ROOT, copy, ignore=not_copied(*NOT_COPIED))
     (copy / ".venv").symlink_to(ROOT / ".venv")
     return copy
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import not_copied
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -110,7 +111,7 @@ class Deployment:
     def source(self, name: str, broken: bool = False) -> Path:
         """A copy of the repository marked with `name`; a broken one fails the health check."""
         src = self.tmp / name
-        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*NOT_COPIED))
+        shutil.copytree(ROOT, src, ignore=not_copied(*NOT_COPIED))
         (src / "MARKER").write_text(name)
         if broken:
             (src / "BROKEN").write_text("")
