@@ -5,7 +5,19 @@ from __future__ import annotations
 from flask import Flask
 from markupsafe import Markup
 
-from . import api, cli, database, errors, front, logs, security, sessions, tokens, web
+from . import (
+    api,
+    cli,
+    database,
+    errors,
+    front,
+    logs,
+    refusals,
+    security,
+    sessions,
+    tokens,
+    web,
+)
 from .config import PROJECT_ROOT, Settings, load_settings
 from .extensions import csrf, login_manager
 from .http import IdConverter, JSONProvider
@@ -81,6 +93,7 @@ def _init_extensions(app: Flask) -> None:
     sessions.init_app(app)
     security.init_app(app)
     errors.init_app(app)
+    refusals.init_app(app)
     front.init_app(app)
 
 

@@ -68,6 +68,8 @@ def record(
     """Add an audit event to the session (the caller commits); the log mirrors it once the
     transaction commits."""
     values = _values(action, target, outcome, details, actor)
+    if outcome == "denied" and has_request_context():
+        g.refusal_audited = True  # the route audited its own refusal (portal.refusals)
     entry = AuditEvent(**values)
     db.session.add(entry)
     _pending(values)

@@ -101,9 +101,9 @@ def respond(code: int, message: str):
 def _handle_http(exc: HTTPException):
     if isinstance(exc, CSRFError):
         return respond(400, "The form expired or was sent from another site; reload and retry.")
-    response, code = respond(
-        exc.code or 500, exc.description or _TITLES.get(exc.code or 500, "Error")
-    )
+    message = exc.description or _TITLES.get(exc.code or 500, "Error")
+    g.refusal_reason = message  # for the audit of a refusal (portal.refusals)
+    response, code = respond(exc.code or 500, message)
     # Headers the error carries (Allow on a 405, WWW-Authenticate) stay with our body.
     kept = [
         (k, v) for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")
