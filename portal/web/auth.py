@@ -445,7 +445,8 @@ def change_password():
     new = request.form.get("new_password") or ""
     confirm = request.form.get("confirm_password") or ""
     errors: dict[str, str] = {}
-    if not verify_password(current_user.password_hash, current):
+    checked_hash = current_user.password_hash  # the password the typed one is checked against
+    if not verify_password(checked_hash, current):
         errors["current_password"] = "The current password is not correct."
         if password_failure(current_user._get_current_object(), "user.password_change"):
             end_session()
@@ -467,9 +468,28 @@ def change_password():
         db.session.commit()
         return render_template("change_password.html", errors=errors), 400
     user = current_user._get_current_object()
-    user.password_hash = hash_password(new)
-    user.must_change_password = False
-    user.password_changed_at = clock.now()
+    # Compare and set: of parallel changes checked against the same password, one wins; the
+    # others find it changed and say so, and never report a password that does not work.
+    changed = db.session.execute(
+        update(User)
+        .where(User.id == user.id, User.password_hash == checked_hash)
+        .values(
+            password_hash=hash_password(new),
+            must_change_password=False,
+            password_changed_at=clock.now(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        db.session.rollback()
+        errors["current_password"] = (
+            "Your password was changed meanwhile (another window or request): sign in again "
+            "with the new one if you do not know it."
+        )
+        audit.record("user.password_change", current_user.username, outcome="conflict")
+        db.session.commit()
+        return render_template("change_password.html", errors=errors), 409
+    db.session.refresh(user)
     row = current_session()
     revoke_user_sessions(user.id, keep=row)
     if row is not None:

@@ -401,3 +401,41 @@ def test_one_lockout_is_one_record(app):
         lock_account(user)  # already locked: nothing more is recorded
         db.session.commit()
     assert len(_audit(app, "auth.lockout")) == 4
+
+
+def test_parallel_password_changes_exactly_one_wins(app):
+    """Six windows change one password at once: one succeeds, the others say it changed
+    meanwhile (or find their session ended by the winner); only the winner's works."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    windows = [Portal(client_for(app)) for _ in range(6)]
+    for window in windows:
+        assert window.login("bob").status_code == 302
+    tokens = [window.csrf_token_for_session() for window in windows]
+    start = threading.Barrier(len(windows))
+
+    def change(i):
+        start.wait()
+        new = f"A brand new passphrase {i}"
+        data = {
+            "csrf_token": tokens[i],
+            "current_password": PASSWORD,
+            "new_password": new,
+            "confirm_password": new,
+        }
+        return windows[i].client.post("/change-password", data=data)
+
+    with ThreadPoolExecutor(max_workers=len(windows)) as pool:
+        answers = list(pool.map(change, range(len(windows))))
+    won = [i for i, a in enumerate(answers) if a.status_code == 302 and a.location == "/"]
+    assert len(won) == 1, [(a.status_code, a.location) for a in answers]
+    for i, answer in enumerate(answers):
+        if i != won[0]:
+            assert answer.status_code == 409 or "/login" in answer.location, answer.status_code
+    works = [
+        i
+        for i in range(len(windows))
+        if Portal(client_for(app)).login("bob", f"A brand new passphrase {i}").status_code == 302
+    ]
+    assert works == won
