@@ -86,8 +86,18 @@ class Figures:
             if answer.status_code in expect:
                 self.times[operation].append(elapsed)
             else:
-                self.errors[f"{operation}: HTTP {answer.status_code}"] += 1
+                self.errors[f"{operation}: HTTP {answer.status_code}{_who(answer)}"] += 1
         return answer
+
+
+def _who(answer: requests.Response) -> str:
+    """Whose error: the portal's (its JSON error body) or the proxy's (its own page)."""
+    if answer.status_code < 500:
+        return ""
+    try:
+        return f" (portal: {answer.json()['error'][:60]})"
+    except (ValueError, KeyError, TypeError):
+        return " (not the portal: the proxy)"
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -234,36 +244,47 @@ def _bulk_rotations(front, figures, env_id, ids, stop: threading.Event) -> None:
     """Rotate BULK_ROTATE credentials through the portal, then time how long the portal
     takes to show a new password after the action ended."""
     session = _sign_in(front, figures, "admin", ADMIN_PASSWORD)
-    url = front.url
-    while not stop.wait(20):
-        batch = ids[:BULK_ROTATE]
-        probe = batch[0]
-        before = session.post(f"{url}/api/v1/credentials/{probe}/reveal", json={}).json()
-        action = session.post(
-            f"{url}/api/v1/credentials/actions",
-            json={"operation": "rotate", "credential_ids": batch},
-        )
-        if action.status_code != 202:
-            figures.errors[f"bulk rotate: HTTP {action.status_code}"] += 1
-            continue
-        action_id = action.json()["id"]
-        state = "queued"
-        while state in ("queued", "running") and not stop.is_set():
-            time.sleep(0.2)
-            state = session.get(f"{url}/api/v1/credential-actions/{action_id}").json()["state"]
-        if stop.is_set():
-            break  # the run ended while the action was still going: not a failure
-        if state != "success":
+    while session is not None and not stop.wait(20):
+        try:
+            _one_bulk_rotation(front.url, session, figures, ids, stop)
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            with figures.lock:
+                figures.errors[f"bulk rotate: {type(exc).__name__}"] += 1
+
+
+def _one_bulk_rotation(url, session, figures, ids, stop: threading.Event) -> None:
+    batch = ids[:BULK_ROTATE]
+    probe = batch[0]
+    before = session.post(f"{url}/api/v1/credentials/{probe}/reveal", json={}).json()
+    action = session.post(
+        f"{url}/api/v1/credentials/actions",
+        json={"operation": "rotate", "credential_ids": batch},
+    )
+    if action.status_code != 202:
+        with figures.lock:
+            figures.errors[f"bulk rotate: HTTP {action.status_code}{_who(action)}"] += 1
+        return
+    action_id = action.json()["id"]
+    state = "queued"
+    while state in ("queued", "running") and not stop.is_set():
+        time.sleep(0.2)
+        answer = session.get(f"{url}/api/v1/credential-actions/{action_id}")
+        if answer.status_code == 200:
+            state = answer.json()["state"]
+    if stop.is_set():
+        return  # the run ended while the action was still going: not a failure
+    if state != "success":
+        with figures.lock:
             figures.errors[f"bulk rotate: {state}"] += 1
-            continue
-        done = time.perf_counter()
-        while not stop.is_set():
-            now = session.post(f"{url}/api/v1/credentials/{probe}/reveal", json={}).json()
-            if now.get("password") != before.get("password"):
-                with figures.lock:
-                    figures.freshness.append(time.perf_counter() - done)
-                break
-            time.sleep(0.5)
+        return
+    done = time.perf_counter()
+    while not stop.is_set():
+        answer = session.post(f"{url}/api/v1/credentials/{probe}/reveal", json={})
+        if answer.status_code == 200 and answer.json().get("password") != before.get("password"):
+            with figures.lock:
+                figures.freshness.append(time.perf_counter() - done)
+            return
+        time.sleep(0.5)
 
 
 def _kill_leader(nodes, figures: Figures) -> None:
@@ -472,6 +493,19 @@ def _report(args, nodes, figures: Figures) -> None:
     print(f"\nunexpected answers: {errors} of {total + errors}")
     for kind, count in figures.errors.most_common():
         print(f"  {kind}: {count}")
+    proxy_log = nodes[0].base.parent / "haproxy.log"
+    if proxy_log.exists():
+        # HAProxy's own answers by termination state (sQ: waited its turn in the queue too
+        # long; SC: no node would take it; see HAProxy's "Session state at disconnection").
+        text = proxy_log.read_text(errors="replace")
+        states = collections.Counter(
+            m.groups() for m in re.finditer(r" (5\d\d) \d+ - - (\S{4}) ", text)
+        )
+        if states:
+            print(
+                "  proxy answers 5xx by status and state: "
+                + ", ".join(f"{status} {state}: {n}" for (status, state), n in states.most_common())
+            )
     if figures.killed_at is not None:
         print(f"unexpected answers from the kill of the leader on: {errors - figures.killed_at}")
     if holds:
