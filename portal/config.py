@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +61,31 @@ def _bind(env: Mapping[str, str]) -> str:
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ConfigError(f"PORTAL_BIND: expected HOST:PORT, got {raw!r}")
     return raw
+
+
+def _external_url(env: Mapping[str, str]) -> str | None:
+    raw = (_raw(env, "PORTAL_EXTERNAL_URL") or "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or port == -1
+    ):
+        raise ConfigError(
+            "PORTAL_EXTERNAL_URL: expected https://HOST or https://HOST:PORT (the address "
+            f"browsers use), got {raw!r}"
+        )
+    return f"https://{parts.netloc.lower()}"
 
 
 MAX_PROXY_NETWORK = 256
@@ -124,6 +150,7 @@ class Settings:
     backup_keep: int = 14
     reveals_per_minute: int = 120
     metrics_allow: tuple = ()
+    external_url: str | None = None
 
     @property
     def forwarded_allow_ips(self) -> str:
@@ -184,4 +211,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backup_keep=_int(env, "PORTAL_BACKUP_KEEP", 14, 1, 1000),
         reveals_per_minute=_int(env, "PORTAL_REVEALS_PER_MINUTE", 120, 1, 100000),
         metrics_allow=tuple(_cidrs(env, "PORTAL_METRICS_ALLOW")),
+        external_url=_external_url(env),
     )

@@ -42,6 +42,7 @@ from ..signin import (
     password_failure,
     release_check,
 )
+from ..urls import external_url
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ def _first_factor_done(user: User, ip: str, again: str, details: dict):
 
 
 def _redirect_uri() -> str:
-    return url_for("auth.oidc_callback", _external=True)
+    return external_url("auth.oidc_callback")
 
 
 def _trust_dir():

@@ -5,11 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 
 from ..access import admin_required, recent_sign_in
 from ..directory import accounts, options
 from ..extensions import db
 from ..models import Group
+from ..urls import external_url
 
 bp = Blueprint("sign_in", __name__, url_prefix="/settings/sign-in")
 
@@ -50,6 +52,15 @@ def _changes(kind: str) -> dict:
     return changes
 
 
+def _shown_redirect_uri() -> str:
+    """The callback to register at the provider (from PORTAL_EXTERNAL_URL, or this host when
+    it is one of the portal's)."""
+    try:
+        return external_url("auth.oidc_callback")
+    except HTTPException:
+        return "(unknown: set PORTAL_EXTERNAL_URL to the address browsers use)"
+
+
 def _page(status: int = 200, errors: dict | None = None, test: dict | None = None):
     directory_groups = list(
         db.session.scalars(select(Group).where(Group.source != "local").order_by(Group.name))
@@ -59,7 +70,7 @@ def _page(status: int = 200, errors: dict | None = None, test: dict | None = Non
         ldap=options.load("ldap"),
         oidc=options.load("oidc"),
         flavours=options.FLAVOURS,
-        redirect_uri=url_for("auth.oidc_callback", _external=True),
+        redirect_uri=_shown_redirect_uri(),
         directory_groups=directory_groups,
         errors=errors or {},
         test=test,
