@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import smtplib
 import socket
@@ -23,6 +24,8 @@ from .models import NotificationChannel
 from .text import escape_controls
 from .vcf import VcfError
 from .vcf.tls import EndpointTlsAdapter, build_ca_context
+
+log = logging.getLogger("portal.channels")
 
 KINDS = ("email", "webhook")
 SMTP_SECURITY = ("starttls", "tls", "none")
@@ -275,8 +278,12 @@ def _send_email(channel: NotificationChannel, config: dict, message: Message) ->
     except smtplib.SMTPNotSupportedError:
         raise DeliveryError(f"{host}:{port} does not offer STARTTLS or sign-in") from None
     except smtplib.SMTPResponseException as exc:
+        # The far side's own words stay in the log: an operator sees the code and what it
+        # means, never text a server (or something posing as one) chose.
         text = exc.smtp_error.decode("utf-8", "replace") if exc.smtp_error else ""
-        raise DeliveryError(f"{host}:{port} answered {exc.smtp_code} {text}") from None
+        log.warning("SMTP %s:%s answered %s %s", host, port, exc.smtp_code, text[:200])
+        meaning = _smtp_meaning(exc.smtp_code)
+        raise DeliveryError(f"{host}:{port} answered {exc.smtp_code} ({meaning})") from None
     except smtplib.SMTPRecipientsRefused:
         raise DeliveryError(f"{host}:{port} refused every recipient") from None
     except (ssl.SSLError, ssl.CertificateError) as exc:
@@ -289,6 +296,23 @@ def _send_email(channel: NotificationChannel, config: dict, message: Message) ->
     except (OSError, smtplib.SMTPException) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise DeliveryError(f"cannot send through {host}:{port}: {reason}") from None
+
+
+def _smtp_meaning(code: int) -> str:
+    """What an SMTP reply code means, in general terms (RFC 5321, section 4.2)."""
+    if code in (421, 554):
+        return "the service refused the session"
+    if code in (530, 534, 535, 538):
+        return "sign-in needed or refused"
+    if code in (550, 551, 553):
+        return "mailbox or sender refused; check the addresses and relaying"
+    if code == 552:
+        return "message too large or storage exceeded"
+    if 400 <= code < 500:
+        return "a temporary failure; it will be retried"
+    if 500 <= code < 550:
+        return "the server did not accept a command"
+    return "an unexpected reply; see portal.log"
 
 
 def _send_webhook(channel: NotificationChannel, config: dict, message: Message) -> None:

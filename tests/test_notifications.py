@@ -343,3 +343,20 @@ def test_changes_need_a_recent_sign_in_or_the_password(app, admin):
         assert (notifications.failing_after(), notifications.expiry_days()) == (5, 30)
     page = admin.client.get("/settings/notifications").get_data(as_text=True)
     assert 'value="5"' in page and "Notifications" in page
+
+
+def test_the_channel_test_shows_the_code_not_the_far_sides_words(app, admin, tmp_path):
+    class Refusing:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook
+            return "550 <b>FAR-SIDE-WORDS</b> relay.internal.example denied"
+
+    with smtp_server(tmp_path) as mail:
+        mail.controller.handler = Refusing()
+        form = {**mail.form(), "events": ["sync.failing"], "confirm_password": PASSWORD}
+        assert admin.post("/settings/notifications/channels/new?kind=email", data=form)
+        with app.app_context():
+            channel_id = db.session.scalar(select(NotificationChannel.id))
+        admin.post(f"/settings/notifications/channels/{channel_id}/test")
+    page = admin.client.get("/settings/notifications").get_data(as_text=True)
+    assert "answered 550 (mailbox or sender refused" in page
+    assert "FAR-SIDE-WORDS" not in page and "relay.internal" not in page

@@ -75,7 +75,7 @@ def set_ldap_settings(body: s.LdapSettingsIn):
 
 @bp.post("/settings/ldap/test")
 @admin_required
-@api_operation({200: s.LdapTestOut}, s.LdapTestIn, errors=(404, 502), scope="admin")
+@api_operation({200: s.LdapTestOut}, s.LdapTestIn, errors=(404, 409, 502), scope="admin")
 def test_ldap_settings(body: s.LdapTestIn):
     """Bind with the stored settings and look up a user: their DN and groups, and the
     directory-sourced portal groups those groups fill. Works while sign-in is still off."""
@@ -83,7 +83,8 @@ def test_ldap_settings(body: s.LdapTestIn):
     db.session.commit()
     found = result.found
     if found is None:
-        return json_error(502 if result.unreachable else 404, result.error)
+        status = 409 if result.unconfigured else 502 if result.unreachable else 404
+        return json_error(status, result.error)
     return jsonify(
         dn=found.dn,
         username=found.username,

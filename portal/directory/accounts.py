@@ -130,12 +130,17 @@ class LookupResult:
     portal_groups: list[str]
     error: str | None = None
     unreachable: bool = False
+    unconfigured: bool = False  # no server to ask: nothing was tried
 
 
 def lookup_for_test(username: str) -> LookupResult:
     """Look a user up with the stored LDAP settings (on or off) as a sign-in would, without
     their password; audited (the caller commits)."""
     provider = options.load("ldap")
+    if not provider.options.urls:
+        return LookupResult(
+            None, [], "No LDAP server is configured: save the servers first.", unconfigured=True
+        )
     try:
         found = ldap.lookup(provider.options, provider.secret(), username)
     except ldap.DirectoryUnavailable as exc:

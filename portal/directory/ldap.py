@@ -127,6 +127,10 @@ def _close(connection: Connection) -> None:
 
 
 def _reason(exc: Exception) -> str:
+    if not isinstance(exc, (ldap_errors.LDAPException, OSError)):
+        # ldap3 parsing what another kind of service sent (a web server, say) fails with
+        # KeyError, IndexError and the like: that is an answer that is not LDAP.
+        return f"the server did not answer as an LDAP server ({type(exc).__name__})"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
@@ -139,7 +143,7 @@ def _service(options: LdapOptions, bind_password: str) -> tuple[Connection, str]
     for url in options.urls:
         try:
             connection = _open(options, url, options.bind_dn or None, bind_password or None)
-        except (ldap_errors.LDAPException, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of this server: try the next
             problems.append(f"{url}: {_reason(exc)}")
             continue
         if connection.bound:
@@ -270,7 +274,7 @@ class Directory:
                 size_limit=limit,
                 time_limit=self.options.timeout_seconds,
             )
-        except ldap_errors.LDAPException as exc:  # the connection broke, timed out
+        except Exception as exc:  # noqa: BLE001 - broke, timed out, or not LDAP at all
             raise DirectoryUnavailable(f"{self.url}: {_reason(exc)}") from None
         result = self.connection.result or {}
         if result.get("result") not in (0, 4):  # success, or size limit exceeded
@@ -321,7 +325,7 @@ class Directory:
             return False
         try:
             as_user = _open(self.options, self.url, entry.dn, password)
-        except (ldap_errors.LDAPException, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - as for the service account
             raise DirectoryUnavailable(f"{self.url}: {_reason(exc)}") from None
         right = as_user.bound
         _close(as_user)

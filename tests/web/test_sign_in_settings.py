@@ -4,8 +4,10 @@ OpenID Provider themselves are exercised in tests/e2e/test_directory_sign_in.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
 
 from sqlalchemy import select
 from support import PASSWORD, Portal, add_directory_account, client_for
@@ -244,3 +246,53 @@ def test_stored_settings_of_another_version_never_break_the_sign_in_page(app, an
     page = anon.client.get("/login")
     assert page.status_code == 200
     assert anon.login("bob").status_code == 302
+
+
+class _NotLdap:
+    """A service on loopback that answers every connection like a web server would."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_the_ldap_test_says_what_is_wrong_never_500(app, admin, anon):
+    unset = admin.api("POST", "/api/v1/settings/ldap/test", {"username": "x"})
+    assert unset.status_code == 409
+    assert unset.json["error"] == "No LDAP server is configured: save the servers first."
+
+    service = _NotLdap()
+    try:
+        body = _ldap_body(
+            urls=[f"ldap://127.0.0.1:{service.port}"], start_tls=False, allow_plain=True
+        )
+        saved = admin.api("PUT", "/api/v1/settings/ldap", {**body, "enabled": True})
+        assert saved.status_code == 200, saved.json
+        tested = admin.api("POST", "/api/v1/settings/ldap/test", {"username": "x"})
+        assert tested.status_code == 502, tested.json
+        assert "did not answer as an LDAP server" in tested.json["error"]
+        # The same code runs at sign-in: the directory cannot be reached, never a 500.
+        signed = anon.login("someone", "a password")
+        assert signed.status_code == 503
+        assert "The directory cannot be reached" in signed.get_data(as_text=True)
+    finally:
+        service.close()
