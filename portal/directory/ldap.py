@@ -126,13 +126,22 @@ def _close(connection: Connection) -> None:
         sock.close()
 
 
+_VERIFY_FAILED = re.compile(r"(certificate verify failed: [^(\]]*)")
+
+
 def _reason(exc: Exception) -> str:
     if not isinstance(exc, (ldap_errors.LDAPException, OSError)):
         # ldap3 parsing what another kind of service sent (a web server, say) fails with
         # KeyError, IndexError and the like: that is an answer that is not LDAP.
         return f"the server did not answer as an LDAP server ({type(exc).__name__})"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+    text = " ".join(str(exc).split())
+    # A TLS failure's reason comes first, not after the certificate ldap3 prints before it.
+    mismatch = text.find("doesn't match")
+    if mismatch >= 0:
+        text = "the server's certificate " + text[mismatch:]
+    elif (failed := _VERIFY_FAILED.search(text)) is not None:
+        text = failed.group(1)
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def _service(options: LdapOptions, bind_password: str) -> tuple[Connection, str]:
