@@ -501,6 +501,13 @@ def _report(args, nodes, figures: Figures) -> None:
         states = collections.Counter(
             m.groups() for m in re.finditer(r" (5\d\d) \d+ - - (\S{4}) ", text)
         )
+        changes = [
+            line.strip()
+            for line in text.splitlines()
+            if line.startswith("Server nodes/") and (" is DOWN" in line or " is UP" in line)
+        ]
+        for line in changes[:12]:
+            print(f"  proxy: {line[:160]}")
         if states:
             print(
                 "  proxy answers 5xx by status and state: "
