@@ -121,6 +121,28 @@ def set_disabled(user: User, disabled: bool, actor: str | None = None) -> None:
     audit.record("user.disable" if disabled else "user.enable", user.username, actor=actor)
 
 
+def locked_until(user: User):
+    """When the account's lock after failed sign-ins ends, or None when it is not locked."""
+    if user.locked_until is not None and user.locked_until > clock.now():
+        return user.locked_until
+    return None
+
+
+def unlock(user: User, actor: str | None = None) -> bool:
+    """End a lock after failed sign-ins now, and forget the failures (audited). False when
+    the account was not locked: nothing is done."""
+    until = locked_until(user)
+    if until is None:
+        return False
+    user.locked_until = None
+    user.failed_logins = 0
+    user.login_checks = 0
+    audit.record(
+        "user.unlock", user.username, details={"was_locked_until": clock.iso(until)}, actor=actor
+    )
+    return True
+
+
 def delete_user(user: User, actor: str | None = None) -> None:
     """Delete a user (audited); never the last active admin."""
     ensure_active_admin_remains(user, deleting=True)

@@ -42,6 +42,8 @@ SENSITIVE = {
     "users.delete_group": "user.manage",
     "users.add_group_member": "user.manage",
     "users.remove_group_member": "user.manage",
+    "users.unlock_user": "user.manage",
+    "api.unlock_user": "user.unlock",
     # settings and keys
     "api.set_security_policy": "settings.security",
     "settings.security": "settings.security",

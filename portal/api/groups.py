@@ -7,7 +7,7 @@ from flask import abort, jsonify
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import grants, groups, users
+from .. import clock, grants, groups, users
 from ..access import admin_required, environment_for, recent_sign_in
 from ..extensions import db
 from ..http import json_error
@@ -119,6 +119,7 @@ def _user_roles(user: User) -> dict:
         "effective_role": user.effective_role,
         "groups": [g.name for g in user.groups],
         "disabled": bool(user.disabled),
+        "locked_until": clock.iso(users.locked_until(user)),
         "source": user.source,
     }
 
@@ -130,6 +131,21 @@ def list_user_roles():
     """Every user with their own role, groups and effective role."""
     everyone = db.session.scalars(select(User).order_by(User.username))
     return jsonify(items=[_user_roles(u) for u in everyone])
+
+
+@bp.post("/users/<int:user_id>/unlock")
+@admin_required
+@recent_sign_in("user.unlock")
+@api_operation({200: s.UserRoles}, errors=(403, 409))
+def unlock_user(user_id: int):
+    """End a user's lock after failed sign-ins now (audited); 409 when not locked."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404, description="No such user.")
+    if not users.unlock(user):
+        return json_error(409, f"{user.username} is not locked.")
+    db.session.commit()
+    return jsonify(_user_roles(user))
 
 
 @bp.patch("/users/<int:user_id>")

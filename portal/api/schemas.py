@@ -838,6 +838,9 @@ class UserRoles(BaseModel):
     effective_role: RoleName
     groups: list[str]
     disabled: bool
+    locked_until: str | None = Field(
+        None, description="While locked after failed sign-ins: when the lock ends (UTC)"
+    )
     source: Literal["local", "ldap", "oidc"] = Field(
         description="Where the user signs in: a local password, LDAP, or OpenID Connect"
     )

@@ -21,6 +21,7 @@ def _render(errors: dict | None = None, status: int = 200):
     return render_template(
         "users.html",
         users=rows,
+        locked={user.id: until for user in rows if (until := users.locked_until(user))},
         groups=groups.listed(),
         roles=ROLES,
         factors=second_factor.kinds_by_user(),
@@ -127,6 +128,17 @@ def toggle_disabled(user_id: int):
     except UserRuleError as exc:
         return _refuse(str(exc))
     return _done(f"{user.username} is {'disabled' if disable else 'enabled'}.")
+
+
+@bp.post("/<int:user_id>/unlock")
+@admin_required
+@recent_sign_in("user.manage", refuse=_reauth_refused)
+def unlock_user(user_id: int):
+    """End a lock after failed sign-ins (audited)."""
+    user = _target(user_id)
+    if not users.unlock(user):
+        return _refuse(f"{user.username} is not locked.")
+    return _done(f"{user.username} is unlocked.")
 
 
 @bp.post("/<int:user_id>/delete")

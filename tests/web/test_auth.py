@@ -449,3 +449,25 @@ def test_parallel_password_changes_exactly_one_wins(app):
     assert (
         Portal(client_for(app)).login("bob", f"A brand new passphrase {won[0]}").status_code == 302
     )
+
+
+def test_an_admin_sees_a_locked_user_and_unlocks_them(app, admin):
+    for _ in range(5):
+        assert Portal(client_for(app)).login("bob", "wrong password!").status_code == 401
+    listed = {u["username"]: u for u in admin.client.get("/api/v1/users").json["items"]}
+    assert listed["bob"]["locked_until"].endswith("Z")
+    assert listed["alice"]["locked_until"] is None
+    page = admin.client.get("/users/").get_data(as_text=True)
+    assert "locked until" in page and "Unlock" in page
+    with app.app_context():
+        bob = db.session.scalar(select(User).where(User.username == "bob")).id
+    assert admin.post(f"/users/{bob}/unlock").status_code == 302
+    assert Portal(client_for(app)).login("bob").status_code == 302
+    assert _audit(app, "user.unlock")[0].actor == "alice"
+    again = admin.api("POST", f"/api/v1/users/{bob}/unlock")
+    assert again.status_code == 409  # not locked any more
+    for _ in range(5):
+        Portal(client_for(app)).login("bob", "wrong password!")
+    unlocked = admin.api("POST", f"/api/v1/users/{bob}/unlock")
+    assert unlocked.status_code == 200 and unlocked.json["locked_until"] is None
+    assert Portal(client_for(app)).login("bob").status_code == 302
