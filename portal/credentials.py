@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Literal
 
@@ -80,6 +81,27 @@ class CredentialFilters(BaseModel):
         return sort
 
 
+# The fields the search box looks in.
+SEARCHED = (
+    Credential.hostname,
+    Credential.username,
+    Credential.resource_type,
+    Credential.domain,
+    Credential.resource_ip,
+)
+MAX_WORDS = 8
+_WORD = re.compile(r'"([^"]+)"|(\S+)')
+
+
+def search_words(text: str | None) -> list[str]:
+    """The search box's words: separated by spaces, a "quoted phrase" kept as one; at most
+    MAX_WORDS (the rest are ignored)."""
+    if not text:
+        return []
+    words = [quoted or plain for quoted, plain in _WORD.findall(text)]
+    return [word for word in words if word.strip()][:MAX_WORDS]
+
+
 def _like(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -95,22 +117,11 @@ def filtered_query(
         query = query.where(Credential.environment_id == environment_id)
     if within is not None:
         query = query.where(Credential.environment_id.in_(sorted(within)))
-    if filters.q:
-        pattern = _like(filters.q)
-        query = query.where(
-            or_(
-                *(
-                    column.ilike(pattern, escape="\\")
-                    for column in (
-                        Credential.hostname,
-                        Credential.username,
-                        Credential.resource_type,
-                        Credential.domain,
-                        Credential.resource_ip,
-                    )
-                )
-            )
-        )
+    for word in search_words(filters.q):
+        # Every word matches, each in any of the searched fields: "esx05 root" finds root on
+        # esx05, wherever each word appears.
+        pattern = _like(word)
+        query = query.where(or_(*(column.ilike(pattern, escape="\\") for column in SEARCHED)))
     for name, column in FILTERS.items():
         value = getattr(filters, name)
         if value:

@@ -103,3 +103,37 @@ def _check_search_of_both_sources(app, admin):
     # Within one environment, every copy stays a row of its own.
     rows = admin.client.get(f"/api/v1/environments/{env_id}/credentials?q=esx-00").json
     assert rows["total"] == 7 and "sources" not in rows["items"][0]
+
+
+def test_search_matches_every_word_in_any_field(app, admin):
+    with app.app_context():
+        manager = {"host": "sddc.example.net", "username": "svc", "password": "x"}
+        env, _ = save_environment({"name": "words", "manager": manager})
+        db.session.flush()
+        for host, user, kind in (
+            ("esx05.lab.example", "root", "ESXI"),
+            ("esx05.lab.example", "vpxuser", "ESXI"),
+            ("esx06.lab.example", "root", "ESXI"),
+            ("vc01.lab.example", "root", "VCENTER"),
+        ):
+            db.session.add(
+                Credential(
+                    environment_id=env.id,
+                    source="manager",
+                    hostname=host,
+                    username=user,
+                    resource_type=kind,
+                )
+            )
+        db.session.commit()
+
+    def found(q: str) -> list[tuple[str, str]]:
+        items = admin.client.get("/api/v1/credentials", query_string={"q": q}).json["items"]
+        return sorted((i["hostname"], i["username"]) for i in items)
+
+    assert found("esx05 root") == [("esx05.lab.example", "root")]
+    assert found("ROOT   esx05") == [("esx05.lab.example", "root")]
+    assert found("root esxi") == [("esx05.lab.example", "root"), ("esx06.lab.example", "root")]
+    assert found('"esx05 root"') == []  # a quoted phrase stays one piece
+    assert found("vcenter root lab") == [("vc01.lab.example", "root")]
+    assert len(found("lab")) == 4
