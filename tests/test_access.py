@@ -49,8 +49,8 @@ ACCESS = {
     "api.export_environment": "env:reveal",
     "api.export_credentials": "reveal-somewhere",
     "api.queue_action": "manage-somewhere",
-    "api.get_action": "env:manage",
-    "api.list_actions": "env:manage",
+    "api.get_action": "env:view",
+    "api.list_actions": "env:view",
     "api.retry_action": "env:manage",
     "api.cancel_action": "env:manage",
     "api.request_expiry_check": "env:manage",
@@ -77,6 +77,7 @@ ACCESS = {
     "users.reset_password": "admin",
     "users.toggle_disabled": "admin",
     "users.delete_user": "admin",
+    "users.unlock_user": "admin",
     "audit.audit_log": "auditor",
     "api.openapi": "user",
     "api.list_environments": "user",
@@ -139,6 +140,7 @@ ACCESS = {
     "api.delete_group": "admin",
     "api.list_user_roles": "admin",
     "api.set_user_role": "admin",
+    "api.unlock_user": "admin",
     # Its own access rule (an API token or an allowed address): tests/web/test_metrics.py.
     "metrics.scrape": "public",
 }

@@ -26,13 +26,13 @@ def _refused():
     return json_error(403, "Confirm your password: send it as confirm_password.")
 
 
-def _action(action_id: int) -> CredentialAction:
-    """The action, when the user has the manage level on its environment (404 when they may
-    not see it, 403 below manage)."""
+def _action(action_id: int, needed: str = "manage") -> CredentialAction:
+    """The action, when the user has `needed` on its environment (404 when they may not see
+    it, 403 below `needed`). Reading one is metadata (view); acting on one needs manage."""
     action = db.session.get(CredentialAction, action_id)
     if action is None or grants.level(current_user, action.environment_id) is None:
         abort(404, description="No such action.")
-    environment_for(action.environment_id, "manage")
+    environment_for(action.environment_id, needed)
     return action
 
 
@@ -106,7 +106,7 @@ def queue_action(body: s.ActionIn):
 @api_operation({200: s.Action})
 def get_action(action_id: int):
     """An action's state and the outcome per credential."""
-    return jsonify(actions.as_dict(_action(action_id)))
+    return jsonify(actions.as_dict(_action(action_id, "view")))
 
 
 @bp.get("/environments/<int:env_id>/credential-actions")
@@ -114,7 +114,7 @@ def get_action(action_id: int):
 @api_operation({200: s.ActionList})
 def list_actions(env_id: int):
     """The environment's 20 most recent actions."""
-    environment_for(env_id, "manage")
+    environment_for(env_id, "view")
     return jsonify(items=[actions.as_dict(a) for a in actions.recent(env_id)])
 
 
