@@ -49,6 +49,22 @@ def environment_for(env_id: int, needed: str = "view") -> Environment:
     return db.session.get(Environment, env_id)
 
 
+def environment_level(needed: str):
+    """Check the level on the route's environment (`env_id`) before anything else of the
+    request is looked at: whoever may not act there learns nothing from how the body would
+    have been judged (404 or 403 comes first, never 422)."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            environment_for(kwargs["env_id"], needed)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def credential_for(cred_id: int, needed: str = "view") -> Credential:
     """The credential, when the current user has `needed` on its environment; 404 for a
     credential they may not see, 403 for one they see at a lower level."""

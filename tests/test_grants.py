@@ -281,3 +281,14 @@ def test_environment_names_are_unique_in_any_case(app, admin, two):
         with pytest.raises(IntegrityError):
             db.session.commit()
         db.session.rollback()
+
+
+def test_the_level_is_checked_before_the_body(app, admin, two):
+    _put_grants(admin, two["sfo"], [{"subject": "user:erin", "level": "view"}])
+    erin = _signed_in(app, "erin")
+    bad = {"source": "nonsense", "unknown": 1}
+    for path in ("pause", "resume", "sync", "export"):
+        hidden = erin.api("POST", f"/api/v1/environments/{two['lax']}/{path}", json=bad)
+        assert hidden.status_code == 404, (path, hidden.json)
+        low = erin.api("POST", f"/api/v1/environments/{two['sfo']}/{path}", json=bad)
+        assert low.status_code == 403, (path, low.json)

@@ -13,7 +13,7 @@ from support import PASSWORD, create_env
 
 from portal import clock
 from portal.extensions import db
-from portal.models import AuditEvent
+from portal.models import AuditEvent, Environment
 
 # Every sensitive operation, by endpoint. A new sensitive route must be added here and carry
 # @recent_sign_in; a route that loses it fails below.
@@ -94,6 +94,9 @@ def test_every_sensitive_operation_declares_the_rule(app):
 
 
 def test_every_sensitive_operation_refuses_an_old_sign_in(app, admin):
+    with app.app_context():  # ids in paths are 1: this environment exists
+        db.session.add(Environment(name="first"))
+        db.session.commit()
     clock.offset = timedelta(minutes=20)
     for rule in app.url_map.iter_rules():
         action = SENSITIVE.get(rule.endpoint)

@@ -6,7 +6,13 @@ from flask import abort, jsonify
 from flask_login import login_required
 
 from .. import audit, credentials, environments, ratelimit
-from ..access import credential_for, environment_for, recent_sign_in, visible_ids
+from ..access import (
+    credential_for,
+    environment_for,
+    environment_level,
+    recent_sign_in,
+    visible_ids,
+)
 from ..credentials import CredentialFilters
 from ..extensions import db
 from ..http import json_error
@@ -119,6 +125,7 @@ def _export(environment, body: s.CredentialExportRequest):
 
 @bp.post("/environments/<int:env_id>/export")
 @login_required
+@environment_level("reveal")
 @recent_sign_in("credential.export")
 @api_operation({200: FILE}, s.CredentialExportRequest, scope="reveal", errors=(429,))
 def export_environment(env_id: int, body: s.CredentialExportRequest):

@@ -7,7 +7,7 @@ from flask_login import login_required
 from sqlalchemy import func, select
 
 from .. import audit, locks
-from ..access import environment_for, visible_ids
+from ..access import environment_for, environment_level, visible_ids
 from ..clock import iso
 from ..environments import environment_dict
 from ..extensions import db
@@ -82,6 +82,7 @@ def _set_paused(env_id: int, source: str, paused: bool):
 
 @bp.post("/environments/<int:env_id>/pause")
 @login_required
+@environment_level("manage")
 @api_operation({200: s.Environment}, s.SourceChoice, body_required=False)
 def pause_sync(env_id: int, body: s.SourceChoice):
     """Pause the scheduled sync of one source."""
@@ -90,6 +91,7 @@ def pause_sync(env_id: int, body: s.SourceChoice):
 
 @bp.post("/environments/<int:env_id>/resume")
 @login_required
+@environment_level("manage")
 @api_operation({200: s.Environment}, s.SourceChoice, body_required=False)
 def resume_sync(env_id: int, body: s.SourceChoice):
     """Resume the scheduled sync of one source."""

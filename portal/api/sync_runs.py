@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from .. import grants, sync
-from ..access import environment_for
+from ..access import environment_for, environment_level
 from ..extensions import db
 from ..http import json_error
 from ..models import SyncRun
@@ -18,6 +18,7 @@ from .spec import api_operation
 
 @bp.post("/environments/<int:env_id>/sync")
 @login_required
+@environment_level("manage")
 @api_operation({202: s.SyncRunsQueued}, s.SyncRequest, body_required=False, errors=(409,))
 def sync_environment(env_id: int, body: s.SyncRequest):
     """Queue a sync of one source (or each configured source; manage level); 202 with the
