@@ -292,3 +292,13 @@ def test_the_level_is_checked_before_the_body(app, admin, two):
         assert hidden.status_code == 404, (path, hidden.json)
         low = erin.api("POST", f"/api/v1/environments/{two['sfo']}/{path}", json=bad)
         assert low.status_code == 403, (path, low.json)
+
+
+def test_the_export_button_is_offered_only_with_reveal_somewhere(app, admin, two):
+    erin = _signed_in(app, "erin")
+    assert 'id="export-open"' not in erin.client.get("/").get_data(as_text=True)
+    _put_grants(admin, two["sfo"], [{"subject": "user:erin", "level": "view"}])
+    assert 'id="export-open"' not in erin.client.get("/").get_data(as_text=True)
+    _put_grants(admin, two["sfo"], [{"subject": "user:erin", "level": "reveal"}])
+    assert 'id="export-open"' in erin.client.get("/").get_data(as_text=True)
+    assert 'id="export-open"' in admin.client.get("/").get_data(as_text=True)

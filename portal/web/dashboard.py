@@ -16,6 +16,10 @@ EXPIRY_NOTICE_DAYS = 14
 @login_required
 def index():
     """Show the dashboard."""
+    revealable = visible_ids("reveal")
     return render_template(
-        "dashboard.html", expiring=expiring.summary(EXPIRY_NOTICE_DAYS, visible_ids())
+        "dashboard.html",
+        expiring=expiring.summary(EXPIRY_NOTICE_DAYS, visible_ids()),
+        # The export holds passwords: offered only where some environment may be revealed.
+        can_export=revealable is None or bool(revealable),
     )
