@@ -240,8 +240,20 @@ def _claim_step(user: User, step: int) -> bool:
     return claimed == 1
 
 
-def confirm_totp(user: User, code: str) -> list[str]:
-    """Confirm the app being set up with its first code; returns 10 new recovery codes."""
+def _end_other_sessions(user: User, keep: UserSession | None) -> None:
+    """A new factor ends the user's other sessions, as a new password does: a session opened
+    with the password alone (by someone who had it) does not outlive the change."""
+    others = update(UserSession).where(
+        UserSession.user_id == user.id, UserSession.revoked_at.is_(None)
+    )
+    if keep is not None:
+        others = others.where(UserSession.id != keep.id)
+    db.session.execute(others.values(revoked_at=clock.now()))
+
+
+def confirm_totp(user: User, code: str, keep: UserSession | None = None) -> list[str]:
+    """Confirm the app being set up with its first code; returns 10 new recovery codes. The
+    user's other sessions end (`keep`: the one confirming)."""
     pending = pending_totp(user)
     if pending is None:
         raise FactorError("Start setting up an authenticator app first.")
@@ -258,6 +270,7 @@ def confirm_totp(user: User, code: str) -> list[str]:
     user.totp_pending_enc = None
     user.totp_confirmed_at = clock.now()
     user.totp_last_step = step
+    _end_other_sessions(user, keep)
     audit.record("user.second_factor.confirm", user.username, details={"factor": "totp"})
     return new_recovery_codes(user)
 
@@ -320,13 +333,16 @@ def _use_recovery_code(user: User, code: str) -> bool:
 
 def check_code(user: User, code: str) -> str | None:
     """Check a code typed at sign-in: "totp" or "recovery" when it is good (and now used),
-    None when not. A recovery code used is audited."""
+    "used" for a right code already taken, None when wrong. A recovery code used is
+    audited."""
     code = (code or "")[:CODE_MAX]
     if user.totp_secret_enc is not None:
         secret = cipher().decrypt(user.totp_secret_enc, TOTP_SECRET)
         step = _matching_step(secret, _normalise(code))
         if step is not None:
-            return "totp" if _claim_step(user, step) else None
+            # A right code whose step is taken (the same code twice, or a race of parallel
+            # sign-ins) is "used": refused, but not a wrong guess.
+            return "totp" if _claim_step(user, step) else "used"
     if _use_recovery_code(user, code):
         audit.record(
             "auth.recovery_code",
@@ -403,7 +419,8 @@ def _credential_text(credential: object) -> str:
 
 
 def register_passkey(user: User, row: UserSession, credential: object, name: str) -> Passkey:
-    """Verify the browser's registration response and keep the new passkey."""
+    """Verify the browser's registration response and keep the new passkey; the user's
+    sessions other than `row` end."""
     name = " ".join((name or "").split())[:PASSKEY_NAME_MAX]
     if not name:
         raise FactorError("Give the passkey a name.")
@@ -442,6 +459,7 @@ def register_passkey(user: User, row: UserSession, credential: object, name: str
     )
     db.session.add(key)
     db.session.flush()
+    _end_other_sessions(user, row)
     audit.record(
         "user.second_factor.confirm",
         user.username,

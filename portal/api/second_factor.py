@@ -48,7 +48,7 @@ def start_totp(body: s.PasswordIn):
 def confirm_totp(body: s.CodeIn):
     """Confirm the app with its first code; answers 10 new recovery codes, shown this once."""
     try:
-        codes = second_factor.confirm_totp(_user(), body.code)
+        codes = second_factor.confirm_totp(_user(), body.code, keep=current_session())
     except second_factor.FactorError:
         db.session.commit()  # the failure is audited
         raise

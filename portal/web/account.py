@@ -10,7 +10,7 @@ from markupsafe import Markup
 from .. import second_factor, tokens
 from ..access import check_reauth_password, recent_sign_in
 from ..extensions import db
-from ..sessions import recently_authenticated
+from ..sessions import current_session, recently_authenticated
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -83,7 +83,8 @@ def confirm_totp():
     """Confirm the app with its first code; show the recovery codes once."""
     user = _user()
     try:
-        codes = second_factor.confirm_totp(user, request.form.get("code") or "")
+        code = request.form.get("code") or ""
+        codes = second_factor.confirm_totp(user, code, keep=current_session())
     except second_factor.FactorError as exc:
         db.session.commit()
         pending = second_factor.pending_totp(user)

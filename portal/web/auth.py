@@ -361,6 +361,14 @@ def verify():
             "verify.html", next=again, has_passkey=has_passkey, has_totp=bool(user.totp_secret_enc)
         )
     factor = second_factor.check_code(user, request.form.get("code") or "")
+    if factor == "used":
+        # Right, but taken already (typed twice, or parallel sign-ins): not a wrong guess.
+        audit.record("auth.second_factor", user.username, outcome="replayed")
+        db.session.commit()
+        flash("That code was used already. Wait for the next code of your app.", "error")
+        return render_template(
+            "verify.html", next=again, has_passkey=has_passkey, has_totp=bool(user.totp_secret_enc)
+        ), 401
     if factor is None:
         if _factor_failed(user):
             end_session()

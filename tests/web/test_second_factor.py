@@ -86,9 +86,10 @@ def test_sign_in_asks_for_the_code_and_nothing_answers_before_it(app, enrolled):
     assert portal.client.get("/api/v1/environments").status_code == 401
     page = portal.client.get("/login/verify").get_data(as_text=True)
     assert 'name="code"' in page and "csrf_token" in page
-    # The code that confirmed the app was used: it is refused (replay).
+    # The code that confirmed the app was used: it is refused (replay), not counted as wrong.
     assert _verify(portal, _code(secret)).status_code == 401
-    assert _audit(app, "auth.second_factor", "failure") == 1
+    assert _audit(app, "auth.second_factor", "replayed") == 1
+    assert _audit(app, "auth.second_factor", "failure") == 0
     clock.offset = timedelta(seconds=30)
     done = _verify(portal, _code(secret))
     assert done.status_code == 302 and done.headers["Location"] == "/"
@@ -318,3 +319,40 @@ def test_an_admin_without_a_factor_cannot_require_one_of_themselves(app, admin):
         ).status_code
         == 200
     )
+
+
+def test_parallel_sign_ins_with_one_right_code_count_no_wrong_code(app, enrolled):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    secret, _ = enrolled
+    clock.offset = timedelta(seconds=30)  # a step the confirmation did not use
+    portals = [Portal(client_for(app)) for _ in range(10)]
+    for portal in portals:
+        assert portal.login("bob").status_code == 302
+    tokens = [portal.csrf() for portal in portals]
+    code = _code(secret)
+    start = threading.Barrier(len(portals))
+
+    def verify(i):
+        start.wait()
+        return portals[i].client.post("/login/verify", data={"code": code, "csrf_token": tokens[i]})
+
+    with ThreadPoolExecutor(max_workers=len(portals)) as pool:
+        answers = list(pool.map(verify, range(len(portals))))
+    assert sorted(a.status_code for a in answers) == [302] + [401] * 9
+    assert "used already" in next(a for a in answers if a.status_code == 401).get_data(True)
+    assert _audit(app, "auth.second_factor", "failure") == 0
+    assert _audit(app, "auth.second_factor", "replayed") == 9
+    with app.app_context():
+        bob = db.session.scalar(select(User).where(User.username == "bob"))
+        assert bob.failed_logins == 0 and bob.locked_until is None
+
+
+def test_setting_up_a_factor_ends_the_users_other_sessions(app, readonly):
+    elsewhere = Portal(client_for(app))
+    assert elsewhere.login("bob").status_code == 302
+    assert elsewhere.client.get("/api/v1/me").status_code == 200
+    _enrol(readonly)
+    assert elsewhere.client.get("/api/v1/me").status_code == 401  # ended
+    assert readonly.client.get("/api/v1/me").status_code == 200  # the one that set it up
