@@ -508,6 +508,9 @@ def _report(args, nodes, figures: Figures) -> None:
         ]
         for line in changes[:12]:
             print(f"  proxy: {line[:160]}")
+        refused = [line for line in text.splitlines() if " 503 " in line]
+        for line in refused[:3] + refused[-3:]:
+            print(f"  proxy 503: {line[:220]}")
         if states:
             print(
                 "  proxy answers 5xx by status and state: "
