@@ -1,4 +1,5 @@
-"""Reveals and exports per minute, per token or per session (PORTAL_REVEALS_PER_MINUTE).
+"""Reveals and exports per minute, per token or per session (PORTAL_REVEALS_PER_MINUTE), and
+connection tests per minute and user (TESTS_PER_MINUTE: the test reaches any host and port).
 
 Counted in the database, so the limit holds across workers and nodes; the first refusal of a
 window is audited, the others only answered (429 with Retry-After).
@@ -20,6 +21,7 @@ from .models import RateWindow
 from .sessions import current_session
 
 WINDOW = timedelta(minutes=1)
+TESTS_PER_MINUTE = 10
 _KEEP = timedelta(minutes=10)
 
 
@@ -53,16 +55,13 @@ def _count(subject: str, window) -> int:
     return count
 
 
-def refused():
-    """None while under the limit; else the 429 answer (JSON under /api/, a page otherwise)."""
-    limit = current_app.config["PORTAL_SETTINGS"].reveals_per_minute
+def _over(subject: str, limit: int, what: str):
     now = clock.now()
     window = now.replace(second=0, microsecond=0)
-    subject = _subject()
     count = _count(subject, window)
     if count <= limit:
         return None
-    if count == limit + 1:
+    if count == limit + 1:  # the first refusal of the window is audited, the rest answered
         audit.record(
             "rate_limit",
             request.path,
@@ -71,5 +70,16 @@ def refused():
         )
         db.session.commit()
     retry = max(1, int((window + WINDOW - now).total_seconds()) + 1)
-    response, code = respond(429, f"More than {limit} reveals and exports a minute; retry later.")
+    response, code = respond(429, f"More than {limit} {what} a minute; retry later.")
     return response, code, {"Retry-After": str(retry)}
+
+
+def refused():
+    """None while under the limit; else the 429 answer (JSON under /api/, a page otherwise)."""
+    limit = current_app.config["PORTAL_SETTINGS"].reveals_per_minute
+    return _over(_subject(), limit, "reveals and exports")
+
+
+def tests_refused():
+    """Connection tests of one user: None under TESTS_PER_MINUTE, else the 429 answer."""
+    return _over(f"test:{current_user.get_id()}", TESTS_PER_MINUTE, "connection tests")

@@ -6,7 +6,7 @@ from flask import abort, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import audit, environments, grants, sync
+from .. import audit, environments, grants, ratelimit, sync
 from ..access import admin_required, environment_for, visible_ids
 from ..environments import ValidationError
 from ..extensions import db
@@ -93,7 +93,7 @@ def delete_environment(env_id: int):
 
 @bp.post("/environments/test-connection")
 @login_required
-@api_operation({200: s.ConnectionTest}, s.ConnectionTestIn, validate=False, errors=(422,))
+@api_operation({200: s.ConnectionTest}, s.ConnectionTestIn, validate=False, errors=(422, 429))
 def test_connection(body: dict):
     """Try unsaved endpoint settings: token and one page; report the certificate seen. For a
     new environment admins only; for a stored one the manage level on it."""
@@ -113,6 +113,8 @@ def test_connection(body: dict):
                 Endpoint.environment_id == choice.environment_id, Endpoint.source == source
             )
         )
+    if (limited := ratelimit.tests_refused()) is not None:
+        return limited
     errors: dict[str, str] = {}
     # Parsed as new settings: nothing is taken from the stored endpoint but its password,
     # and that only when host, port, account and TLS trust are exactly the saved ones.
@@ -129,6 +131,7 @@ def test_connection(body: dict):
         "environment.test_connection",
         f"{source} {values['host']}:{values['port']}",
         outcome="success" if result.ok else "failure",
+        details=None if result.ok else {"reason": result.message[:200]},
     )
     db.session.commit()
     return jsonify(

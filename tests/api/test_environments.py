@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 from sqlalchemy import func, select
 from support import create_env, endpoint_body, run_sync
 
+from portal import ratelimit
 from portal.environments import (
     MAX_DESCRIPTION,
     MAX_HOST,
@@ -234,3 +237,29 @@ def test_field_limits_are_written_once(admin, sim):
     form = admin.client.get(f"/environments/{at_the_limits['id']}/edit").get_data(as_text=True)
     assert f'maxlength="{MAX_NAME}"' in form and f'max="{MAX_PORT}"' in form
     assert f'min="{MIN_INTERVAL}" max="{MAX_INTERVAL}"' in form
+
+
+def test_connection_tests_are_limited_and_audited_with_their_target(app, admin, sim):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    body = {"source": "manager", **endpoint_body(sim), "port": port}
+    answers = [
+        admin.api("POST", "/api/v1/environments/test-connection", json=body)
+        for _ in range(ratelimit.TESTS_PER_MINUTE + 2)
+    ]
+    assert [a.status_code for a in answers] == [200] * ratelimit.TESTS_PER_MINUTE + [429, 429]
+    assert answers[0].json["ok"] is False and answers[0].json["message"]  # still explained
+    assert answers[-1].headers["Retry-After"]
+    with app.app_context():
+        tests = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "environment.test_connection")
+        ).all()
+        limited = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "rate_limit")
+        ).all()
+    assert len(tests) == ratelimit.TESTS_PER_MINUTE
+    assert {t.target for t in tests} == {f"manager {sim.host}:{port}"}
+    assert all(t.outcome == "failure" and "reason" in t.details for t in tests)
+    assert len(limited) == 1
