@@ -26,7 +26,8 @@ from ..environments import (
 from ..http import MAX_ID
 
 Source = Literal["manager", "installer"]
-Timestamp = str  # ISO 8601, UTC
+# ISO 8601 in UTC with a Z ("2026-12-07T09:12:01Z"): RFC 3339's date-time.
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
 class Error(BaseModel):
@@ -838,7 +839,7 @@ class UserRoles(BaseModel):
     effective_role: RoleName
     groups: list[str]
     disabled: bool
-    locked_until: str | None = Field(
+    locked_until: Timestamp | None = Field(
         None, description="While locked after failed sign-ins: when the lock ends (UTC)"
     )
     source: Literal["local", "ldap", "oidc"] = Field(

@@ -19,6 +19,7 @@ from pydantic import ValidationError as ModelError
 from pydantic.json_schema import models_json_schema
 
 from ..http import MAX_ID, parse_query
+from ..version import __version__
 from .schemas import Error
 
 M = TypeVar("M", bound=BaseModel)
@@ -38,11 +39,13 @@ _ERROR_TEXT = {
 }
 # A download: the response of an export (CSV or Excel), not JSON.
 FILE = "file"
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# A download is a file, kept byte for byte: binary (OpenAPI 3.0's format, which generators
+# read, and 3.1's contentMediaType). The CSV too: it starts with a byte order mark and is
+# saved, not read as text, and a generated client keeps one type for both.
 _FILE_CONTENT = {
-    "text/csv": {"schema": {"type": "string"}},
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
-        "schema": {"type": "string", "contentMediaType": "application/octet-stream"}
-    },
+    media: {"schema": {"type": "string", "format": "binary", "contentMediaType": media}}
+    for media in (_XLSX, "text/csv")  # a generator reads the first: bytes, not text
 }
 _CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -168,8 +171,9 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
     params = []
     for name, prop in schema["properties"].items():
         described = _not_null(prop)
-        if name not in required:
-            # An empty argument means the default (as an HTML form sends it): say so.
+        if name not in required and described.get("type") == "string":
+            # An empty argument means the default (as an HTML form sends it): say so. (A
+            # number stays a number here; the server takes an empty one as the default too.)
             default = described.pop("default", None)
             described = {"anyOf": [described, {"type": "string", "maxLength": 0}]}
             if default is not None:
@@ -272,7 +276,7 @@ def openapi_document(app: Flask) -> dict:
         "openapi": "3.1.0",
         "info": {
             "title": "VCF Credential Portal API",
-            "version": "1",
+            "version": __version__,
             "description": "Two ways in. Scripts: a personal token (created on the Tokens "
             "page or POST /me/tokens) in `Authorization: Bearer <token>`; no CSRF token, no "
             "session. Its scope (read, reveal or admin; each operation names the one it needs "
