@@ -58,6 +58,10 @@ def _pending(values: dict) -> None:
     )
 
 
+# Outcomes that record a refusal: a request that wrote one is not audited again as refused.
+REFUSALS = frozenset({"denied", "failure", "blocked", "locked"})
+
+
 def record(
     action: str,
     target: str = "",
@@ -68,7 +72,7 @@ def record(
     """Add an audit event to the session (the caller commits); the log mirrors it once the
     transaction commits."""
     values = _values(action, target, outcome, details, actor)
-    if outcome == "denied" and has_request_context():
+    if outcome in REFUSALS and has_request_context():
         g.refusal_audited = True  # the route audited its own refusal (portal.refusals)
     entry = AuditEvent(**values)
     db.session.add(entry)
