@@ -3,6 +3,7 @@ by whichever process notices; a run whose owner is alive is never touched."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import subprocess
@@ -13,9 +14,10 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select
-from support import create_env, fetched
+from support import create_env, fetched, make_app
 
 from portal import clock, sync
+from portal.environments import save_environment
 from portal.extensions import db
 from portal.models import Credential, Endpoint, SyncRun
 
@@ -247,3 +249,55 @@ def test_a_full_disk_while_storing_says_so(app, env_id, fail_writes):
     assert endpoint_error.startswith("The disk holding the database is full")
     assert "Free space and sync again" in endpoint_error
     assert _stored(app) == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real filesystem of 4 MiB (tmpfs) for the data directory, unmounted afterwards."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.decode()[:200]}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_really_full_disk_fails_the_sync_and_keeps_what_is_stored(tmp_path, small_disk):
+    app = make_app(small_disk, PORTAL_LOG_DIR=str(tmp_path / "logs"))
+    with app.app_context():
+        manager = {"host": "sddc.example.net", "username": "svc", "password": "x"}
+        env, _ = save_environment({"name": "full", "manager": manager})
+        db.session.execute(db.delete(SyncRun))
+        db.session.commit()
+        first = sync.request_sync(env.id, "manager", "manual", "alice").id
+        assert sync.execute_run(first, fetch=lambda settings: fetched(200)).state == "success"
+        before = sorted(c.remote_id for c in db.session.scalars(select(Credential)))
+
+        # Fill the filesystem, leaving a little room: the next sync cannot store 20,000.
+        filler = small_disk / "filler"
+        with open(filler, "wb") as out:
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(b"\0" * 65536)
+                    out.flush()
+        filler.write_bytes(filler.read_bytes()[: -64 * 1024])  # give back 64 KiB
+        run = sync.request_sync(env.id, "manager", "manual", "alice").id
+        failed = sync.execute_run(run, fetch=lambda settings: fetched(20000, rotated=200))
+        assert failed.state == "failed"
+        assert failed.error.startswith("The disk holding the database is full")
+        db.session.expire_all()
+        after = db.session.scalars(select(Credential)).all()
+        assert sorted(c.remote_id for c in after) == before  # nothing lost, nothing half-added
+
+        filler.unlink()  # room again: the next sync stores everything
+        again = sync.request_sync(env.id, "manager", "manual", "alice").id
+        assert sync.execute_run(again, fetch=lambda settings: fetched(2000)).state == "success"
+        assert db.session.scalar(select(func.count(Credential.id))) == 2000
+        db.engine.dispose()
