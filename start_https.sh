@@ -50,7 +50,7 @@ mkdir -p "$log_dir" "$ssl_dir"
 mkdir -p "$data_dir"
 chmod 0700 "$data_dir"
 
-.venv/bin/python -m portal.certs ensure "$ssl_dir/cert.pem" "$ssl_dir/key.pem"
+.venv/bin/python -m portal.ensure_certificate "$ssl_dir/cert.pem" "$ssl_dir/key.pem"
 if $prepare_only; then
   exit 0
 fi

@@ -267,7 +267,7 @@ write_env_file() {
 
 make_certificate() {
   service_env
-  run_as_service "$CODE/.venv/bin/python" -m portal.certs ensure "$SSL/cert.pem" "$SSL/key.pem"
+  run_as_service "$CODE/.venv/bin/python" -m portal.ensure_certificate "$SSL/cert.pem" "$SSL/key.pem"
 }
 
 portal_url() {

@@ -7,7 +7,6 @@ import datetime as dt
 import ipaddress
 import os
 import socket
-import sys
 from pathlib import Path
 
 from cryptography import x509
@@ -106,8 +105,9 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m portal.certs ensure CERT KEY`: create a self-signed pair when none exists."""
-    parser = argparse.ArgumentParser(prog="python -m portal.certs")
+    """`ensure CERT KEY`: create a self-signed pair when none exists (the command is
+    `python -m portal.ensure_certificate CERT KEY`)."""
+    parser = argparse.ArgumentParser(prog="python -m portal.ensure_certificate")
     parser.add_argument("command", choices=["ensure"])
     parser.add_argument("cert", type=Path)
     parser.add_argument("key", type=Path)
@@ -120,10 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     print("  names: " + ", ".join(str(n.value) for n in sans))
     print(f"  SHA-256 fingerprint: {fingerprint(cert)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 class CertificateError(ValueError):

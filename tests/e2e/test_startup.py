@@ -49,6 +49,8 @@ def test_fresh_install_and_restart_with_gunicorn(tmp_path):
         assert (tmp_path / "ssl" / "key.pem").stat().st_mode & 0o777 == 0o600
         output = server.output.read_text()
         assert "sign in as 'admin'" in output and server.url.split("//")[1] in output
+        assert "Generated a self-signed certificate" in output
+        assert "Warning" not in output, output  # a start prints no Python warning
         session = server.session()
         page = session.get(server.url + "/login")
         assert page.status_code == 200 and 'name="password"' in page.text
