@@ -146,6 +146,9 @@ def create_key(path: Path) -> bool:
     return write_secret_file(path, secrets.token_hex(32).encode() + b"\n")
 
 
+_NOT_A_KEY = "is not in the portal's format (64 hexadecimal digits on one line)"
+
+
 def load_key(path: Path, repair_mode: bool = True) -> bytes:
     """Read the 32-byte data key at path; KeyFileError names the file when it is missing or bad.
 
@@ -156,12 +159,14 @@ def load_key(path: Path, repair_mode: bool = True) -> bytes:
         raw = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         raise KeyFileError(f"data key file {path} is missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"data key file {path} cannot be read: {exc}") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"data key file {path} {_NOT_A_KEY}: it holds binary data") from None
+    except OSError as exc:
+        raise KeyFileError(f"data key file {path} cannot be read: {exc.strerror}") from None
     try:
         key = bytes.fromhex(raw)
     except ValueError:
-        raise KeyFileError(f"data key file {path} is not valid hex") from None
+        raise KeyFileError(f"data key file {path} {_NOT_A_KEY}: it is not hex") from None
     if len(key) != 32:
         raise KeyFileError(f"data key file {path} does not hold a 32-byte key")
     if mode & 0o077 and repair_mode:

@@ -49,3 +49,17 @@ def test_key_file_created_once_with_mode_0600(tmp_path):
         load_key(path)
     with pytest.raises(KeyFileError, match="missing"):
         load_key(tmp_path / "absent.key")
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [(b"\xff\xfe\x00binary key\x89", "binary data"), (b"not-hex-at-all\n", "not hex")],
+)
+def test_a_key_in_the_wrong_format_is_named_plainly(tmp_path, content, reason):
+    path = tmp_path / "data.key"
+    path.write_bytes(content)
+    with pytest.raises(KeyFileError) as info:
+        load_key(path)
+    message = str(info.value)
+    assert "64 hexadecimal digits" in message and reason in message
+    assert "codec" not in message and "0x" not in message

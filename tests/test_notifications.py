@@ -360,3 +360,8 @@ def test_the_channel_test_shows_the_code_not_the_far_sides_words(app, admin, tmp
     page = admin.client.get("/settings/notifications").get_data(as_text=True)
     assert "answered 550 (mailbox or sender refused" in page
     assert "FAR-SIDE-WORDS" not in page and "relay.internal" not in page
+
+
+def test_the_empty_notifications_page_says_what_happens_to_alerts(admin):
+    page = admin.client.get("/settings/notifications").get_data(as_text=True)
+    assert "alerts are recorded but sent nowhere" in page and "for none" not in page
