@@ -549,16 +549,19 @@ class SecurityPolicyIn(SecurityPolicy):
 # -- sign-in providers ------------------------------------------------------------------------
 
 
-def _settings_out(options: type[BaseModel], secret: str, name: str) -> type[BaseModel]:
+def _settings_out(
+    options: type[BaseModel], secret: str, name: str, **extra: Any
+) -> type[BaseModel]:
     """The stored settings as answered: every option, on or off, whether the secret is set."""
     return create_model(
         name,
         __base__=options,
         __doc__=f"The stored settings; the {secret.replace('_', ' ')} is never answered.",
         enabled=(bool, ...),
-        updated_at=(str | None, Field(None, description="ISO 8601, UTC")),
+        updated_at=(Timestamp | None, Field(None, description="ISO 8601, UTC")),
         updated_by=(str | None, None),
         **{f"{secret}_set": (bool, ...)},
+        **extra,
     )
 
 
@@ -592,7 +595,18 @@ def _settings_in(options: type[BaseModel], secret: str, name: str) -> type[BaseM
     )
 
 
-LdapSettings = _settings_out(LdapOptions, "bind_password", "LdapSettings")
+LdapSettings = _settings_out(
+    LdapOptions,
+    "bind_password",
+    "LdapSettings",
+    in_use=(
+        dict[str, str],
+        Field(
+            description="The filters and attributes in use: the option, or the flavour's "
+            "default where the option is empty"
+        ),
+    ),
+)
 LdapSettingsIn = _settings_in(LdapOptions, "bind_password", "LdapSettingsIn")
 OidcSettings = _settings_out(OidcOptions, "client_secret", "OidcSettings")
 OidcSettingsIn = _settings_in(OidcOptions, "client_secret", "OidcSettingsIn")

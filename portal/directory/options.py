@@ -319,13 +319,18 @@ class Provider:
 
     def as_dict(self) -> dict:
         """The API shape: enabled, the options, whether the secret is set (never the secret)."""
-        return {
+        answer = {
             "enabled": self.enabled,
             **self.options.model_dump(),
             f"{SECRET_NAMES[self.kind]}_set": self.has_secret,
             "updated_at": self.updated_at,
             "updated_by": self.updated_by,
         }
+        if self.kind == "ldap":
+            # An empty option means the flavour's default: say which value is in use.
+            flavour = FLAVOURS[self.options.flavor]
+            answer["in_use"] = {name: self.options.effective(name) for name in flavour}
+        return answer
 
 
 def load(kind: str) -> Provider:

@@ -331,3 +331,16 @@ def test_a_certificate_for_another_name_is_reported_reason_first(app, admin, tmp
         assert "serialNumber" not in tested.json["error"]
     finally:
         listener.close()
+
+
+def test_ldap_settings_say_which_filters_are_in_use(admin):
+    stored = admin.client.get("/api/v1/settings/ldap").json
+    assert stored["user_filter"] == ""  # empty: the flavour's default applies
+    flavour = options.FLAVOURS[stored["flavor"]]
+    assert stored["in_use"]["user_filter"] == flavour["user_filter"]
+    custom = "(&(objectClass=person)(cn={username}))"
+    body = {**_ldap_body(), "user_filter": custom}
+    assert admin.api("PUT", "/api/v1/settings/ldap", body).status_code == 200
+    changed = admin.client.get("/api/v1/settings/ldap").json
+    assert changed["in_use"]["user_filter"] == custom
+    assert changed["in_use"]["username_attribute"] == flavour["username_attribute"]
