@@ -471,3 +471,27 @@ def test_an_admin_sees_a_locked_user_and_unlocks_them(app, admin):
     unlocked = admin.api("POST", f"/api/v1/users/{bob}/unlock")
     assert unlocked.status_code == 200 and unlocked.json["locked_until"] is None
     assert Portal(client_for(app)).login("bob").status_code == 302
+
+
+def test_a_forced_password_change_offers_no_link_that_bounces_and_states_the_rule(app, admin):
+    with app.app_context():
+        bob = db.session.scalar(select(User).where(User.username == "bob"))
+        bob.must_change_password = True
+        db.session.commit()
+    forced = Portal(client_for(app))
+    forced.login("bob")
+    page = forced.client.get("/change-password").get_data(as_text=True)
+    header = page.split("</header>")[0]
+    for path in ("/", "/preferences", "/account/security"):
+        assert f'href="{path}"' not in header, path  # each would send them back here
+    assert "Sign out" in header
+    assert "hard to guess" in page and "user name" in page
+    weak = forced.post(
+        "/change-password",
+        {
+            "current_password": PASSWORD,
+            "new_password": "password1234",
+            "confirm_password": "password1234",
+        },
+    )
+    assert weak.status_code == 400
