@@ -281,13 +281,28 @@ def run_checks(app: Flask) -> list[CheckResult]:
             results.append(CheckResult("database", False, f"{type(exc).__name__}: {exc}"[:300]))
         results.append(_check_key(app, settings.data_dir / "data.key"))
     results.append(_check_certificate(settings.ssl_dir / "cert.pem"))
-    holder = locks.scheduler_lock_holder(settings.data_dir)
-    results.append(
-        CheckResult(
+    with app.app_context():
+        results.append(_check_scheduler(settings))
+    return results
+
+
+def _check_scheduler(settings) -> CheckResult:
+    """Who runs the scheduler: on SQLite this data directory's lock, on PostgreSQL whichever
+    node holds the database's advisory lock (it may be another machine)."""
+    if settings.sqlite_path is not None:
+        holder = locks.scheduler_lock_holder(settings.data_dir)
+        return CheckResult(
             "scheduler lock", True, f"held by pid {holder}" if holder else "free (portal stopped)"
         )
-    )
-    return results
+    try:
+        leader = locks.current_leader(db.session, settings)
+    except Exception as exc:  # noqa: BLE001 - reported as the check's answer
+        db.session.rollback()
+        reason = f"cannot ask the database: {type(exc).__name__}"
+        return CheckResult("scheduler lock", False, reason)
+    if leader is None:
+        return CheckResult("scheduler lock", True, "free: no node runs the scheduler")
+    return CheckResult("scheduler lock", True, f"held by {leader} (host and process)")
 
 
 def _check_key(app: Flask, path: Path) -> CheckResult:

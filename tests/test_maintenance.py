@@ -315,3 +315,23 @@ def test_backup_while_busy_for_too_long_ends_in_one_line(tmp_path, app):
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "stayed busy" in errors[0], result.output
     assert maintenance.verify_backup(next((tmp_path / "b").glob("*.db")))  # the file is good
+
+
+def test_check_on_postgresql_names_the_node_that_leads(tmp_path, pg_url):
+    from portal import locks
+
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    try:
+        idle = {r.name: r for r in maintenance.run_checks(app)}["scheduler lock"]
+        assert idle.ok and idle.detail == "free: no node runs the scheduler"
+        leadership = locks.PostgresLeadership(pg_url)  # another node, as far as check knows
+        assert leadership.acquire()
+        try:
+            led = {r.name: r for r in maintenance.run_checks(app)}["scheduler lock"]
+            assert led.ok and "held by" in led.detail and "stopped" not in led.detail
+            assert str(os.getpid()) in led.detail
+        finally:
+            leadership.release()
+    finally:
+        with app.app_context():
+            db.engine.dispose()
