@@ -296,10 +296,17 @@ def _step_down(app: Flask) -> None:
 
 class _OverlapFilter(logging.Filter):
     """A periodic job still running at its next turn is the normal case here (an expiry
-    check polls for minutes, every 5 s it is due again): not a warning for the journal."""
+    check polls for minutes, every 5 s it is due again): not a warning for the journal.
+    A turn that came late because the machine was busy (coalesced into the next) is news,
+    not trouble: it is logged as information."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances reached" not in record.getMessage()
+        message = record.getMessage()
+        if "maximum number of running instances reached" in message:
+            return False
+        if "was missed by" in message and record.levelno > logging.INFO:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 def _start(app: Flask, leadership) -> None:
@@ -308,9 +315,10 @@ def _start(app: Flask, leadership) -> None:
         if interrupted:
             log.warning("%d sync runs were interrupted by the last stop", interrupted)
         db.session.remove()
-    overlap = logging.getLogger("apscheduler.scheduler")
-    if not any(isinstance(f, _OverlapFilter) for f in overlap.filters):
-        overlap.addFilter(_OverlapFilter())
+    for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
+        overlap = logging.getLogger(name)
+        if not any(isinstance(f, _OverlapFilter) for f in overlap.filters):
+            overlap.addFilter(_OverlapFilter())
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=4)}, timezone="UTC"
     )

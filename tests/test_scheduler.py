@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
@@ -228,3 +229,27 @@ def test_the_wake_up_socket_is_removed_on_stop(short_dir, monkeypatch):
     assert path.is_socket()
     scheduler.halt(app)
     assert not path.exists()
+
+
+def test_overlapping_and_late_turns_do_not_look_like_errors(caplog):
+    record = logging.LogRecord(
+        "apscheduler.executors.default",
+        logging.WARNING,
+        __file__,
+        1,
+        'Run time of job "%s" was missed by %s',
+        ("sync:1:manager", "0:00:02"),
+        None,
+    )
+    busy = logging.LogRecord(
+        "apscheduler.scheduler",
+        logging.WARNING,
+        __file__,
+        1,
+        'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+        ("expiry", 1),
+        None,
+    )
+    keep = scheduler._OverlapFilter()
+    assert keep.filter(record) and record.levelname == "INFO"
+    assert not keep.filter(busy)
