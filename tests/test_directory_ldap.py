@@ -356,3 +356,53 @@ def test_a_directory_that_cannot_answer_does_not_count_re_typed_passwords(app, a
     account = _user(app, name)
     assert account.failed_logins == 0 and account.locked_until is None
     assert ula.client.get("/api/v1/me").status_code == 200
+
+
+def test_a_user_renamed_in_the_directory_keeps_access_and_the_name_follows(app, admin, slapd):
+    old, new, password = _name("olga"), _name("olgan"), _password()
+    slapd.add_user(old, password)
+    _configure(admin, slapd)
+    olga = Portal(client_for(app))
+    assert olga.login(old, password).status_code == 302
+    made = olga.api(
+        "POST", "/api/v1/me/tokens", {"name": "cli", "scope": "read", "expires_in_days": 1}
+    )
+    assert made.status_code == 201, made.json
+    key = _user(app, old).external_id
+
+    # The directory renames the entry (same entryUUID, a new uid and DN).
+    assert slapd.admin.modify_dn(slapd.user_dn(old), f"uid={new}", delete_old_dn=True)
+    counts = _recheck(app)
+    assert counts["ended"] == 0, counts
+    assert _user(app, old) is None and _user(app, new).external_id == key
+    assert olga.client.get("/api/v1/me").json["username"] == new  # the session lives on
+    script = app.test_client(use_cookies=False)
+    script.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "localhost"})
+    bearer = {"Authorization": f"Bearer {made.json['token']}"}
+    assert script.get("/api/v1/environments", headers=bearer).status_code == 200
+    renamed = _audits(app, "user.rename")
+    assert json.loads(renamed[-1].details) == {"from": old, "to": new, "source": "ldap"}
+
+    # The password re-check finds the entry by its key: the right password works.
+    from portal import clock
+
+    clock.offset = clock.timedelta(minutes=20)
+    confirmed = olga.api("POST", "/api/v1/me/reauth", {"password": password})
+    assert confirmed.status_code == 204
+    assert _user(app, new).failed_logins == 0
+    clock.offset = clock.timedelta(0)
+
+    # Signing in with the new name opens the same account.
+    again = Portal(client_for(app))
+    assert again.login(new, password).status_code == 302
+    assert again.client.get("/api/v1/me").json["username"] == new
+
+
+def test_a_name_with_letters_beyond_ascii_is_told_why_it_cannot_sign_in(app, admin, slapd):
+    name, password = "j\u00fcrgen" + secrets.token_hex(2), _password()
+    slapd.add_user(name, password)
+    _configure(admin, slapd)
+    refused = Portal(client_for(app)).login(name, password)
+    assert refused.status_code in (401, 403)
+    assert "ASCII" in refused.get_data(as_text=True)
+    assert _user(app, name) is None

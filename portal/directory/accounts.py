@@ -64,8 +64,9 @@ def account_for(identity: Identity) -> User:
     if user is None:
         if not USERNAME_RE.match(identity.username):
             raise AccountRefused(
-                "Your user name cannot be used here (2 to 64 letters, digits, dot, dash, "
-                "underscore or @). Ask an administrator."
+                "Your user name cannot be used here: the portal takes 2 to 64 ASCII letters, "
+                "digits, dot, dash, underscore or @ (not letters such as ü, so that no "
+                "look-alike name can take another account). Ask an administrator."
             )
         taken = db.session.scalar(
             select(User.id).where(func.lower(User.username) == identity.username.lower())
@@ -101,7 +102,41 @@ def account_for(identity: Identity) -> User:
             )
     if user.disabled:
         raise AccountRefused("This account is disabled in the portal. Ask an administrator.")
+    follow_rename(user, identity.username)
     return user
+
+
+def current_entry(directory: ldap.Directory, user: User) -> ldap.Entry | None:
+    """The user's entry as the directory holds it now: looked up by its stable id (objectGUID,
+    entryUUID, DN), so a rename in the directory keeps the account; by the portal name only
+    for a key that cannot be searched, and then only when the ids match."""
+    entry = directory.find_by_key(user.external_id or "")
+    if entry is None and (user.external_id or "").startswith("dn-sha256:"):
+        entry = directory.find(user.username)
+    if entry is None or entry.stable_id != user.external_id:
+        return None
+    return entry
+
+
+def follow_rename(user: User, name: str) -> None:
+    """The directory renamed the user (same entry, new name): the portal name follows, unless
+    the new name is not usable here or belongs to another account (then it stays, logged).
+    Audited with both names."""
+    if not name or name == user.username:
+        return
+    taken = db.session.scalar(
+        select(User.id).where(func.lower(User.username) == name.lower(), User.id != user.id)
+    )
+    if not USERNAME_RE.match(name) or taken is not None:
+        log.warning("a directory rename of %s to %s was not followed", user.username, name)
+        return
+    audit.record(
+        "user.rename",
+        name,
+        actor="directory",
+        details={"from": user.username, "to": name, "source": user.source},
+    )
+    user.username = name
 
 
 def ldap_password_check(user: User, typed: str) -> bool | None:
@@ -112,8 +147,8 @@ def ldap_password_check(user: User, typed: str) -> bool | None:
         return None
     try:
         with ldap.Directory(provider.options, provider.secret()) as directory:
-            entry = directory.find(user.username)
-            if entry is None or entry.stable_id != user.external_id:
+            entry = current_entry(directory, user)
+            if entry is None:
                 return False
             return directory.password_ok(entry, typed)
     except (ldap.DirectoryUnavailable, ldap.SearchFailed) as exc:
@@ -268,7 +303,7 @@ def recheck(force: bool = False) -> dict:
     with directory:
         for user in due:
             try:
-                entry = directory.find(user.username)
+                entry = current_entry(directory, user)
                 found = directory.describe(entry) if entry is not None else None
             except ldap.SearchFailed as exc:
                 log.warning("directory check of one user failed: %s", exc)
@@ -286,5 +321,6 @@ def recheck(force: bool = False) -> dict:
                 end_access(user, "disabled in the directory")
                 counts["ended"] += 1
             else:
+                follow_rename(user, found.username)
                 apply_groups(user, found.groups)
     return counts

@@ -18,9 +18,9 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ldap3 import ANONYMOUS, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
+from ldap3 import ANONYMOUS, BASE, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
 from ldap3.core import exceptions as ldap_errors
-from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.conv import escape_bytes, escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
 from .options import LdapOptions
@@ -273,12 +273,14 @@ class Directory:
         """Unbind and close the connection."""
         _close(self.connection)
 
-    def _search(self, base: str, query: str, attributes: list[str], limit: int) -> list[dict]:
+    def _search(
+        self, base: str, query: str, attributes: list[str], limit: int, scope=SUBTREE
+    ) -> list[dict]:
         try:
             self.connection.search(
                 base,
                 query,
-                search_scope=SUBTREE,
+                search_scope=scope,
                 attributes=attributes,
                 size_limit=limit,
                 time_limit=self.options.timeout_seconds,
@@ -326,6 +328,39 @@ class Directory:
             log.warning("an LDAP entry has %d values of %s: refused", len(names), name_attribute)
             return None
         return entry
+
+    def find_by_key(self, key: str) -> Entry | None:
+        """The entry whose stable id is `key` (objectGUID, entryUUID or DN), under the name it
+        has now: found by that id, then by its current user name through the user filter, so
+        the filter still decides who is a user. None when it is gone, filtered out, or holds
+        no single name; for a key that cannot be searched (a hashed long DN) too."""
+        kind, _, value = key.partition(":")
+        name_attribute = self.options.effective("username_attribute")
+        base, scope = self.options.user_base, SUBTREE
+        try:
+            if kind == "objectGUID":
+                query = f"(objectGUID={escape_bytes(uuid.UUID(value).bytes_le)})"
+            elif kind == "entryUUID":
+                query = f"(entryUUID={escape_filter_chars(value)})"
+            elif kind == "dn":
+                base, scope, query = value, BASE, "(objectClass=*)"
+            else:
+                return None
+        except ValueError:
+            return None
+        try:
+            entries = self._search(base, query, [name_attribute], 2, scope)
+        except SearchFailed:
+            if (self.connection.result or {}).get("result") == 32:  # noSuchObject: the DN
+                return None
+            raise
+        if len(entries) != 1:
+            return None
+        names = (entries[0].get("raw_attributes") or {}).get(name_attribute) or []
+        if len(names) != 1:
+            return None
+        entry = self.find(names[0].decode("utf-8", "replace"))
+        return entry if entry is not None and entry.stable_id == key else None
 
     def password_ok(self, entry: Entry, password: str) -> bool:
         """True when a bind as the entry with `password` succeeds (never with an empty one,
