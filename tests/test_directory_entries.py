@@ -7,6 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
+
+from portal.directory import ldap
 from portal.directory.ldap import _disabled, _stable_id
 
 NOW = dt.datetime(2026, 12, 4, 12, 0)
@@ -49,3 +52,21 @@ def test_a_dn_longer_than_the_column_is_named_by_its_digest():
     named = _stable_id(long_dn, {})
     assert named.startswith("dn-sha256:") and len(named) < 100
     assert named == _stable_id(long_dn.upper(), {})  # the same entry, however spelled
+
+
+# Active Directory's answer to a bind: invalidCredentials, the reason in "data ...".
+AD_BIND = "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {}, v4563"
+
+
+@pytest.mark.parametrize("code", ["773", "701", "532", "533"])
+def test_active_directory_account_states_are_not_wrong_passwords(code):
+    result = {"result": 49, "description": "invalidCredentials", "message": AD_BIND.format(code)}
+    state = ldap.account_state(result)
+    assert state is not None and state.code == code
+    assert state.reason == ldap.AD_ACCOUNT_STATES[code]
+
+
+def test_a_wrong_password_stays_a_wrong_password():
+    assert ldap.account_state({"result": 49, "message": AD_BIND.format("52e")}) is None
+    assert ldap.account_state({"result": 49, "message": ""}) is None  # OpenLDAP: nothing more
+    assert ldap.account_state({"result": 0, "message": "data 773,"}) is None

@@ -151,6 +151,9 @@ def ldap_password_check(user: User, typed: str) -> bool | None:
             if entry is None:
                 return False
             return directory.password_ok(entry, typed)
+    except ldap.AccountState as state:
+        log.warning("password check of %s: %s", user.username, state.reason)
+        return None  # right, or at least not wrong: never counted
     except (ldap.DirectoryUnavailable, ldap.SearchFailed) as exc:
         log.warning("password check impossible: %s", exc)
         return None

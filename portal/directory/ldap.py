@@ -39,6 +39,44 @@ _AD_EPOCH = dt.datetime(1601, 1, 1)
 _USERNAME_OK = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 
+class AccountState(Exception):
+    """The directory took the password as right but will not let the account in for now
+    (Active Directory: must change the password, password or account expired, disabled,
+    locked). Not a wrong password: `reason` says what to do."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+# Active Directory's sub-codes of invalidCredentials ("... AcceptSecurityContext error, data
+# 773, v4563"). 52e is a wrong password: that one stays a wrong password.
+AD_ACCOUNT_STATES = {
+    "530": "Sign-in is not allowed at this time for your account (logon hours).",
+    "531": "Your account may not sign in from this computer (workstation restriction).",
+    "532": "Your password has expired. Change it (in Windows or with your directory's tools), "
+    "then sign in.",
+    "533": "Your account is disabled in the directory. Ask an administrator.",
+    "701": "Your account has expired in the directory. Ask an administrator.",
+    "773": "You must change your password before signing in. Change it (in Windows or with your "
+    "directory's tools), then sign in.",
+    "775": "Your account is locked in the directory. Wait, or ask an administrator.",
+}
+_AD_DATA = re.compile(r"\bdata ([0-9a-f]{3}),", re.IGNORECASE)
+
+
+def account_state(result: dict) -> AccountState | None:
+    """The account state an invalidCredentials answer names, or None (a wrong password)."""
+    if (result or {}).get("result") != 49:
+        return None
+    found = _AD_DATA.search(str((result or {}).get("message") or ""))
+    if found is None or found.group(1).lower() not in AD_ACCOUNT_STATES:
+        return None
+    code = found.group(1).lower()
+    return AccountState(code, AD_ACCOUNT_STATES[code])
+
+
 class DirectoryUnavailable(Exception):
     """No server could be reached, TLS failed, or the service account was refused. The
     message names the servers and the reasons, never a password."""
@@ -364,7 +402,8 @@ class Directory:
 
     def password_ok(self, entry: Entry, password: str) -> bool:
         """True when a bind as the entry with `password` succeeds (never with an empty one,
-        which would be an anonymous bind)."""
+        which would be an anonymous bind). Raises AccountState when the directory names an
+        account state rather than a wrong password (must change, expired, disabled)."""
         if not password:
             return False
         try:
@@ -372,7 +411,10 @@ class Directory:
         except Exception as exc:  # noqa: BLE001 - as for the service account
             raise DirectoryUnavailable(f"{self.url}: {_reason(exc)}") from None
         right = as_user.bound
+        state = None if right else account_state(as_user.result)
         _close(as_user)
+        if state is not None:
+            raise state
         return right
 
     def groups(self, entry: Entry) -> list[str]:

@@ -171,6 +171,11 @@ def _directory_sign_in(directory, username, password, attempt, again):
             if not right:
                 return _refused(username, again, "failure", "ldap")
             found = server.describe(entry)
+    except ldap.AccountState as state:
+        # The password was right, the account cannot sign in now: say why, count nothing.
+        if claimed is not None:
+            release_check(claimed, True)
+        return _account_refused(username, "ldap", state.reason, again)
     except (ldap.DirectoryUnavailable, ldap.SearchFailed) as exc:
         if claimed is not None:
             release_check(claimed, True)  # the directory could not say: not a wrong password
