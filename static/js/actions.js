@@ -23,6 +23,7 @@ const DOING = {
 const FINAL = ["success", "partial", "failed", "cancelled"];
 const POLL_MS = 1000;
 const EXPIRING_PAGE = 200;
+const MAX_PER_ACTION = 500; // the portal's limit of credentials in one action
 
 // options: environmentId, credentials (the table: selection(), select(), onSelection()),
 // onFinished() (reload the page's status and table).
@@ -91,17 +92,38 @@ export function initActions(options) {
     }
   }
 
+  // Every expiring password, the soonest first, up to what one action takes; when there are
+  // more, say how many and how to do the rest.
   async function listExpiring() {
     const days = $("action-days").value || "0";
+    more("");
     try {
-      const data = await get(api.environmentAction(envId, "credentials", {
-        expiring_within: days, source: "manager", status: "present", per_page: EXPIRING_PAGE, sort: "expiry_date",
-      }));
-      await dryRun(data.items.map(function (item) { return item.id; }));
+      let ids = [];
+      let total = 0;
+      for (let page = 1; ids.length < MAX_PER_ACTION; page++) {
+        const data = await get(api.environmentAction(envId, "credentials", {
+          expiring_within: days, source: "manager", status: "present", per_page: EXPIRING_PAGE,
+          sort: "expiry_date", page: page,
+        }));
+        total = data.total;
+        ids = ids.concat(data.items.map(function (item) { return item.id; }));
+        if (data.items.length < EXPIRING_PAGE || ids.length >= total) break;
+      }
+      ids = ids.slice(0, MAX_PER_ACTION);
+      await dryRun(ids);
+      if (total > ids.length) {
+        more((total - ids.length) + " more expire in this window: one action takes at most " +
+          MAX_PER_ACTION + ", those that expire first. When it ends, open Rotate expiring… again for the rest.");
+      }
     } catch (e) {
       renderPlan([]);
       error(e.message);
     }
+  }
+
+  function more(message) {
+    $("action-more").textContent = message;
+    show("action-more", Boolean(message));
   }
 
   function passwordRows() {
@@ -115,6 +137,7 @@ export function initActions(options) {
 
   async function open(op, ids, expiring) {
     stop();
+    more("");
     operation = op;
     actionId = null;
     form.reset();
