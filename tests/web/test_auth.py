@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from markupsafe import escape
@@ -248,16 +249,20 @@ def test_user_sessions_recorded(app, admin):
     assert any(r.revoked_at is None for r in rows)
 
 
+def _wrong_guess(app, i: int) -> int:
+    """One sign-in as alice with a wrong password, from a browser of its own."""
+    portal = Portal(client_for(app))
+    token = portal.csrf()
+    return portal.client.post(
+        "/login",
+        data={"username": "alice", "password": f"wrong guess {i}", "csrf_token": token},
+    ).status_code
+
+
 def test_parallel_guesses_are_bounded(app):
     from concurrent.futures import ThreadPoolExecutor
 
-    def guess(i):
-        portal = Portal(client_for(app))
-        token = portal.csrf()
-        return portal.client.post(
-            "/login",
-            data={"username": "alice", "password": f"wrong guess {i}", "csrf_token": token},
-        ).status_code
+    guess = partial(_wrong_guess, app)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         codes = list(pool.map(guess, range(16)))
@@ -384,13 +389,7 @@ def test_one_lockout_is_one_record(app):
     the metric counts) and one alert, however the requests interleave."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def guess(i):
-        portal = Portal(client_for(app))
-        token = portal.csrf()
-        return portal.client.post(
-            "/login",
-            data={"username": "alice", "password": f"wrong guess {i}", "csrf_token": token},
-        ).status_code
+    guess = partial(_wrong_guess, app)
 
     for window in range(4):
         clock.offset = timedelta(minutes=16 * window)  # the previous lock has run out
