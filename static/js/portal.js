@@ -204,6 +204,16 @@ setInterval(refreshTimes, 30000);
 document.querySelectorAll("[data-close-dialog]").forEach(function (button) {
   button.addEventListener("click", function () { button.closest("dialog").close(); });
 });
+// A form that cannot be undone asks first: data-confirm holds the question, data-confirm-label
+// the button's word. Without scripts the form posts as it is.
+document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+  form.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    const yes = await confirmDialog(form.dataset.confirmTitle || "Are you sure?",
+      form.dataset.confirm, form.dataset.confirmLabel);
+    if (yes) form.submit();
+  });
+});
 
 // The signed-in user and their preferences; null when it cannot be read.
 export function me() {

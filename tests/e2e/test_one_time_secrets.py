@@ -32,6 +32,17 @@ def test_one_time_secrets_copy_download_and_print(lab, browser):
         page.click("button[data-copy=new-token]")
         assert _clipboard(page) == token and token.startswith("vcfp_")
 
+        # Revoking asks first: Cancel keeps the token, Revoke ends it.
+        mine = "section[aria-labelledby=mine-title] button:has-text('Revoke kept')"
+        revoke = page.locator(mine)
+        revoke.click()
+        expect(page.locator("dialog[open]")).to_contain_text("stop working at once")
+        page.locator("dialog[open] button:has-text('Cancel')").click()
+        expect(revoke).to_have_count(1)
+        revoke.click()
+        page.locator("dialog[open] button:has-text('Revoke')").click()
+        expect(revoke).to_have_count(0)
+
         page.goto(lab.url + "/account/security")
         page.fill("#password-totp", LAB_PASSWORD)
         page.locator("#password-totp").press("Enter")
