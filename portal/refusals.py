@@ -62,8 +62,8 @@ def _count(actor: str) -> int:
 def _audit_refusal(response: Response) -> Response:
     if response.status_code not in REFUSED or g.get("refusal_audited"):
         return response
-    if request.endpoint == "static" or not current_user.is_authenticated:
-        return response
+    if request.endpoint in (None, "static") or not current_user.is_authenticated:
+        return response  # no route (a mistyped address) refuses nothing; files are files
     actor = current_user.username
     count = _count(actor)
     if count > LIMIT_PER_MINUTE + 1:

@@ -110,6 +110,12 @@ def test_a_probe_cannot_flood_the_trail(app, estate, monkeypatch):
     assert [r.outcome for r in recorded[-2:]] == ["denied", "rate-limited"]
 
 
+def test_an_address_with_no_page_is_not_a_refusal(app, estate):
+    erin = _erin(app)
+    assert erin.client.get("/no-such-page").status_code == 404
+    assert _refusals(app) == []
+
+
 def test_anonymous_requests_and_successes_are_not_refusals(app, anon, admin, estate):
     assert anon.client.get(f"/api/v1/environments/{estate['env']}").status_code == 401
     assert admin.api("POST", f"/api/v1/credentials/{estate['cred']}/reveal", json={}).status_code
