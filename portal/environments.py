@@ -238,7 +238,7 @@ def save_environment(
         # Unique without regard to case (an index says so too). Only admins create and
         # rename environments, and they see every one: the answer reveals nothing hidden.
         clash = db.session.scalar(
-            select(Environment.id).where(func.lower(Environment.name) == name.lower())
+            select(Environment.id).where(func.lower(Environment.name) == func.lower(name))
         )
         if clash is not None and (env is None or clash != env.id):
             errors["name"] = "Another environment has this name."
