@@ -482,6 +482,13 @@ class ProxiedNodes(Endpoint):
         return str(self.ca)
 
     def start(self) -> ProxiedNodes:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # whatever started is stopped: no node outlives a failed start
+            raise
+
+    def _start(self) -> ProxiedNodes:
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         assert Path(haproxy).exists(), "haproxy is not installed (.ci/run installs it)"
         first = self.nodes[0].start()
@@ -500,7 +507,6 @@ class ProxiedNodes(Endpoint):
                 if requests.get(self.url + "/healthz", verify=str(self.ca), timeout=3).ok:
                     return self
             time.sleep(0.2)
-        self.stop()
         raise RuntimeError("the proxy did not answer /healthz within 30 s")
 
     def stop(self) -> None:
