@@ -210,8 +210,16 @@ const search = document.getElementById("global-search");
 const results = document.getElementById("search-results");
 const searchStatus = document.getElementById("search-status");
 let searchSeq = 0;
+// The search lives in the address (?q=): a reload, a shared link and a sign-in after the
+// session ended (which comes back to this address) bring it back.
+function rememberSearch(q) {
+  const url = new URL(window.location.href);
+  if (q) url.searchParams.set("q", q); else url.searchParams.delete("q");
+  window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+}
 const runSearch = debounce(async function () {
   const q = search.value.trim();
+  rememberSearch(q);
   const seq = ++searchSeq;
   if (q.length < 2) {
     results.replaceChildren();
@@ -236,7 +244,9 @@ const runSearch = debounce(async function () {
   }
 }, 250);
 search.addEventListener("input", runSearch);
-// Typed before this module ran (the field has the focus on load): search now.
+const remembered = new URLSearchParams(window.location.search).get("q");
+if (remembered && !search.value.trim()) search.value = remembered.slice(0, 200);
+// Typed before this module ran (the field has the focus on load), or remembered: search now.
 if (search.value.trim()) runSearch();
 results.addEventListener("click", function (event) {
   const button = event.target.closest("button[data-action]");
