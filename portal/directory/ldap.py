@@ -289,6 +289,19 @@ def _disabled(raw: dict, now: dt.datetime | None = None) -> bool:
     return any(value == _PERMANENT_LOCK for value in raw.get("pwdAccountLockedTime") or [])
 
 
+def _primary_group_sid(raw: dict) -> bytes | None:
+    """Active Directory: the SID of the user's primary group (the user's domain SID and the
+    primaryGroupID as its last part), or None. A primary group does not list its members in
+    `member`, so neither memberOf nor the nested group search finds it."""
+    rid = _raw_int(raw, "primaryGroupID")
+    sids = raw.get("objectSid") or []
+    sid = sids[0] if sids and isinstance(sids[0], bytes) else b""
+    # Revision, count of sub-authorities, 6 bytes of authority, then 4 bytes each.
+    if rid is None or not 0 < rid < 2**32 or len(sid) < 12 or len(sid) != 8 + 4 * sid[1]:
+        return None
+    return sid[:-4] + rid.to_bytes(4, "little")
+
+
 def _usable(username: str) -> bool:
     return 0 < len(username) <= MAX_USERNAME and bool(_USERNAME_OK.match(username))
 
@@ -353,6 +366,8 @@ class Directory:
         ]
         if options.effective("group_mode") == "memberof":
             attributes.append("memberOf")
+        if options.flavor == "active_directory":
+            attributes += ["primaryGroupID", "objectSid"]
         entries = self._search(options.user_base, query, attributes, 2)
         if len(entries) != 1:
             if len(entries) > 1:
@@ -418,7 +433,8 @@ class Directory:
         return right
 
     def groups(self, entry: Entry) -> list[str]:
-        """The names of the entry's groups (group_name_attribute, or the first RDN)."""
+        """The names of the entry's groups (group_name_attribute, or the first RDN); on
+        Active Directory its primary group too (and, with nested groups, those holding it)."""
         options = self.options
         names: list[str] = []
         if options.effective("group_mode") == "memberof":
@@ -428,19 +444,43 @@ class Directory:
                 if not base or _normal_dn(dn).endswith("," + base):
                     names.append(_rdn_value(dn))
         else:
-            name_attribute = options.group_name_attribute
-            query = options.effective("group_filter").replace(
-                "{user_dn}", escape_filter_chars(entry.dn)
-            )
-            found = self._search(
-                options.group_base or options.user_base, query, [name_attribute], MAX_GROUPS
-            )
-            for group in found:
-                names.append(
-                    _first(group.get("attributes", {}), name_attribute) or _rdn_value(group["dn"])
-                )
+            names += self._groups_holding(entry.dn)
+        ad = options.flavor == "active_directory"
+        primary_sid = _primary_group_sid(entry.raw) if ad else None
+        if primary_sid is not None:
+            names += self._primary_groups(primary_sid)
         cleaned = {name.strip() for name in names if name and _USERNAME_OK.match(name)}
         return sorted(cleaned, key=str.lower)[:MAX_GROUPS]
+
+    def _group_names(self, query: str) -> list[str]:
+        name_attribute = self.options.group_name_attribute
+        base = self.options.group_base or self.options.user_base
+        found = self._search(base, query, [name_attribute], MAX_GROUPS)
+        return [
+            _first(group.get("attributes", {}), name_attribute) or _rdn_value(group["dn"])
+            for group in found
+        ]
+
+    def _groups_holding(self, member_dn: str) -> list[str]:
+        """The groups the group filter finds for `member_dn` (a user or a group)."""
+        query = self.options.effective("group_filter").replace(
+            "{user_dn}", escape_filter_chars(member_dn)
+        )
+        return self._group_names(query)
+
+    def _primary_groups(self, sid: bytes) -> list[str]:
+        """The primary group found by its SID under the group base, and with nested groups
+        every group that holds it."""
+        name_attribute = self.options.group_name_attribute
+        base = self.options.group_base or self.options.user_base
+        found = self._search(base, f"(objectSid={escape_bytes(sid)})", [name_attribute], 1)
+        if not found:
+            return []
+        group = found[0]
+        names = [_first(group.get("attributes", {}), name_attribute) or _rdn_value(group["dn"])]
+        if self.options.effective("group_mode") == "nested":
+            names += self._groups_holding(group["dn"])
+        return names
 
     def describe(self, entry: Entry) -> DirectoryUser:
         """The user as the directory describes them, groups included."""

@@ -38,9 +38,10 @@ MAX_SECRET = 1024
 # What each flavour of directory usually needs; an empty option takes these.
 FLAVOURS = {
     "active_directory": {
+        # Disabled accounts are found, so that they are refused as disabled, not as unknown.
         "user_filter": (
-            "(&(objectClass=user)(|(sAMAccountName={username})(userPrincipalName={username}))"
-            "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"
+            "(&(objectClass=user)(objectCategory=person)"
+            "(|(sAMAccountName={username})(userPrincipalName={username})))"
         ),
         "username_attribute": "sAMAccountName",
         "group_mode": "nested",

@@ -150,7 +150,7 @@ def test_the_sign_in_page_saves_both_providers(app, admin):
     with app.app_context():
         stored = options.load("ldap")
         assert stored.enabled and len(stored.options.urls) == 2
-        assert "userAccountControl" in stored.options.effective("user_filter")
+        assert "sAMAccountName" in stored.options.effective("user_filter")
         assert stored.options.effective("group_mode") == "nested"
     page = admin.client.get("/settings/sign-in").get_data(as_text=True)
     assert BIND_SECRET not in page and "stored; empty keeps it" in page
