@@ -141,3 +141,20 @@ def test_an_unrenderable_error_page_still_answers_the_portal_page(app, anon, mon
     answer = anon.client.get("/no-such-page")
     assert answer.status_code == 404
     assert "/static/css/portal.css" in answer.get_data(as_text=True)
+
+
+def test_the_page_for_a_broken_template_still_has_a_language_and_landmarks(app, admin, monkeypatch):
+    def broken(_name, *args, **kwargs):
+        raise RuntimeError("the template folder is gone")
+
+    with app.app_context():
+        monkeypatch.setattr(app.jinja_env, "get_template", broken)
+        from portal.errors import respond
+
+        with app.test_request_context("/no-such-page"):
+            text, code = respond(404, "There is no such page.")
+    assert code == 404
+    assert text.startswith('<!doctype html><html lang="en">')
+    assert '<main id="main">' in text and "<h1>Not found</h1>" in text
+    assert "There is no such page." in text and "RuntimeError" not in text
+    assert "/static/css/portal.css" in text

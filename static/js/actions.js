@@ -54,7 +54,34 @@ export function initActions(options) {
     $("actions-clear").disabled = n === 0;
     // Shown only while something is selected: it takes no room from the table otherwise.
     $("actions-bar").hidden = n === 0;
+    roveTo(null);
   }
+
+  // The bar is one Tab stop (a toolbar): Shift+Tab from a row's checkbox lands on Rotate…,
+  // arrow keys, Home and End move between the actions that can be used now.
+  const barButtons = Array.from($("actions-bar").querySelectorAll("button"));
+  let current = null;
+  function usable() { return barButtons.filter(function (b) { return !b.disabled; }); }
+  function roveTo(button) {
+    const open = usable();
+    if (!button || open.indexOf(button) < 0) button = open.indexOf(current) >= 0 ? current : open[0];
+    current = button || null;
+    barButtons.forEach(function (b) { b.tabIndex = b === current ? 0 : -1; });
+  }
+  $("actions-bar").addEventListener("keydown", function (event) {
+    const open = usable();
+    const index = open.indexOf(event.target);
+    if (index < 0) return;
+    const moves = { ArrowRight: index + 1, ArrowDown: index + 1, ArrowLeft: index - 1, ArrowUp: index - 1, Home: 0, End: open.length - 1 };
+    if (!(event.key in moves)) return;
+    event.preventDefault();
+    const next = open[(moves[event.key] + open.length) % open.length];
+    roveTo(next);
+    next.focus();
+  });
+  $("actions-bar").addEventListener("focusin", function (event) {
+    if (barButtons.indexOf(event.target) >= 0) roveTo(event.target);
+  });
   table.onSelection(updateBar);
   updateBar(table.selection());
   $("actions-clear").addEventListener("click", function () { table.select([]); });
@@ -135,7 +162,10 @@ export function initActions(options) {
   }
   $("action-generate").addEventListener("change", passwordRows);
 
+  let opener = null;
+
   async function open(op, ids, expiring) {
+    opener = document.activeElement;
     stop();
     more("");
     operation = op;
@@ -228,10 +258,20 @@ export function initActions(options) {
       case "queued": return action.error ? "Waiting: " + action.error : "Queued…";
       case "running": return "Running in SDDC Manager… " + (action.error || "");
       case "success": return "Done: " + total + " of " + total + " succeeded. The source is syncing to show the new passwords.";
-      case "partial": return "Partly done: " + done + " of " + total + " succeeded; see the messages below.";
+      case "partial": return "Partly done: " + done + " of " + total + " succeeded. Where it failed, the previous password still applies; see each row.";
       case "cancelled": return "Cancelled.";
       default: return "Failed" + (action.error ? ": " + action.error : "; see the messages below.");
     }
+  }
+
+  // Which password works on the resource now, by the state of its step.
+  function passwordNow(state) {
+    if (state === "success") return "The new one: the portal shows it once the sync has run.";
+    if (state === "failed" || state === "cancelled") {
+      return "The previous one, which SDDC Manager and the portal still hold (Reveal shows it). " +
+        "If the host refuses it, the change reached the host before failing: Remediate with the password the host has.";
+    }
+    return "The previous one, until this step succeeds.";
   }
 
   function render(action) {
@@ -242,6 +282,7 @@ export function initActions(options) {
         el("td", { className: "cell-text" }, bidi(item.username)),
         el("td", {}, visible(item.credential_type)),
         el("td", {}, badge(item.state)),
+        el("td", { className: "password-now" }, passwordNow(item.state)),
         el("td", { className: "cell-text" }, item.error ? visible(item.error) : ""));
     }));
     const final = FINAL.indexOf(action.state) >= 0;
@@ -274,6 +315,8 @@ export function initActions(options) {
     show("action-progress", true);
     $("action-state").textContent = "Queued…";
     itemsBody.replaceChildren();
+    // The form is gone: the progress takes the focus, not the page's body.
+    $("action-state").focus();
     poll();
   }
 
@@ -301,5 +344,12 @@ export function initActions(options) {
     }
   });
 
-  dialog.addEventListener("close", stop);
+  dialog.addEventListener("close", function () {
+    stop();
+    // Back where the dialog was opened; when that button has gone with the selection, to
+    // the table the action changed.
+    const back = opener && opener.isConnected && !opener.disabled && opener.getClientRects().length ? opener : $("credentials-table");
+    opener = null;
+    back.focus();
+  });
 }

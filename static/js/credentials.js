@@ -132,7 +132,7 @@ export function initCredentials(options) {
     const statusCell = el("td", { className: "nowrap", dataset: { label: "Status" } }, badge(item.status));
     if (item.absent_since) statusCell.append(" ", el("span", { className: "muted" }, "since "), timeEl(item.absent_since));
     return el("tr", { dataset: { id: item.id }, className: item.status === "absent" ? "absent" : null },
-      el("td", { className: "cell-text col-host" }, hostName(item.hostname), item.resource_ip ? el("div", { className: "muted" }, visible(item.resource_ip)) : null),
+      hostCell(item),
       el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
       el("td", { className: "cell-text col-type", dataset: { label: "Credential type" } }, visible(item.credential_type)),
       el("td", { className: "cell-text col-type", dataset: { label: "Account type" } }, visible(item.account_type)),
@@ -142,20 +142,26 @@ export function initCredentials(options) {
       statusCell,
       el("td", { className: "nowrap", dataset: { label: "Last changed" } }, timeEl(item.last_changed_at)),
       expiryCell(item),
-      actionsCell(item),
-      selectable ? selectCell(item) : null);
+      actionsCell(item));
   }
 
-  // Last in the row, so that it adds no Tab stop before Reveal and Copy.
-  function selectCell(item) {
-    const cell = el("td", { className: "col-select", dataset: { label: "Select" } });
-    if (item.source === "manager" && item.status === "present") {
+  // The host, and for those who act on credentials the row's checkbox before it: the first
+  // Tab stop of the row, in the column that never scrolls out of view.
+  function hostCell(item) {
+    const cell = el("td", { className: "cell-text col-host" });
+    const name = el("div", { className: "host-name" }, hostName(item.hostname),
+      item.resource_ip ? el("div", { className: "muted" }, visible(item.resource_ip)) : null);
+    if (selectable && item.source === "manager" && item.status === "present") {
       const box = el("input", {
         type: "checkbox", className: "select-row", dataset: { id: item.id },
         "aria-label": "Select " + item.username + " on " + item.hostname + " (" + item.credential_type + ") for an action",
       });
       box.checked = selected.has(String(item.id));
-      cell.append(el("label", { className: "select-label" }, box));
+      cell.append(el("div", { className: "host-select" }, el("label", { className: "select-label" }, box), name));
+    } else if (selectable) {
+      cell.append(el("div", { className: "host-select" }, el("span", { className: "select-label" }), name));
+    } else {
+      cell.append(name);
     }
     return cell;
   }

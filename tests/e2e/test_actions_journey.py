@@ -5,6 +5,7 @@ resource shown with SDDC Manager's message, and the dashboard's count of expirin
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -138,6 +139,11 @@ def test_a_failure_on_one_resource_shows_sddc_managers_message(lab, page):
     dialog.locator("#action-submit").click()
     expect(dialog.locator("#action-state")).to_contain_text("Failed", timeout=30000)
     expect(dialog.locator("#action-items")).to_contain_text("Host unreachable over SSH")
+    # Which password works on the failed host: the previous one, which the portal still shows.
+    expect(dialog.locator("#action-items thead")).to_contain_text("Password that works now")
+    expect(dialog.locator("#action-items tbody td.password-now")).to_contain_text(
+        "The previous one, which SDDC Manager and the portal still hold"
+    )
     expect(dialog.locator("#action-retry")).to_be_visible()
     dialog.locator("#action-retry").click()
     expect(dialog.locator("#action-state")).to_contain_text("succeeded", timeout=30000)
@@ -195,3 +201,56 @@ def test_remediate_and_the_auto_rotate_policy(lab, page):
             break
         time.sleep(0.3)
     assert [row[0] for row in rows] == [45, 45]
+
+
+def _focused(page) -> dict:
+    return page.evaluate(
+        """() => { const a = document.activeElement;
+            return {id: a.id, tag: a.tagName, classes: a.className || "",
+                    action: (a.dataset && a.dataset.actionOpen) || ""}; }"""
+    )
+
+
+def test_rotate_by_keyboard_takes_few_keys_and_keeps_the_focus(lab, page):
+    _open_environment(page, lab)
+    host = page.locator("#credentials-body tr td.col-host bdi").first.inner_text()
+    page.focus("#f-q")
+    page.keyboard.type(host)
+    expect(page).to_have_url(re.compile(r"q="))
+    expect(page.locator("#credentials-table")).to_have_attribute("aria-busy", "false")
+    keys = []
+
+    def press(key: str) -> dict:
+        keys.append(key)
+        page.keyboard.press(key)
+        return _focused(page)
+
+    # The row's checkbox is its first Tab stop, right after the column headers.
+    for _ in range(6):
+        if "select-row" in press("Tab")["classes"]:
+            break
+    assert "select-row" in _focused(page)["classes"], keys
+    press("Space")
+    expect(page.locator("#actions-count")).to_have_text("1 credential selected.")
+    # The actions bar is the next stop back, one stop for all of its buttons: Rotate… first.
+    for _ in range(3):
+        if press("Shift+Tab")["action"] == "rotate":
+            break
+    assert _focused(page)["action"] == "rotate", keys
+    assert press("ArrowRight")["action"] == "update"
+    assert press("ArrowLeft")["action"] == "rotate"
+    press("Enter")
+    dialog = page.locator("#action-dialog")
+    expect(dialog.locator("#action-plan tbody tr")).to_have_count(1)
+    for _ in range(4):
+        if press("Tab")["id"] == "action-submit":
+            break
+    press("Enter")
+    # The form goes away: the progress has the focus, not the page's body.
+    expect(dialog.locator("#action-state")).to_be_focused()
+    expect(dialog.locator("#action-state")).to_contain_text("Done: 1 of 1", timeout=30000)
+    assert len(keys) <= 14, keys  # was 34 with the checkbox last in its row
+    press("Escape")
+    expect(dialog).not_to_be_visible()
+    # The bar went with the selection: the focus is on the table the action changed.
+    expect(page.locator("#credentials-table")).to_be_focused()

@@ -225,6 +225,7 @@ def test_exact_times_are_text_in_the_operators_zone_or_utc(lab, browser):
     expect(sync_time).to_have_text(re.compile(r" E[SD]T$"))
 
     # "Show times in UTC": chosen on the preferences page with the keyboard, kept.
+    page.get_by_role("link", name="Your account").click()
     page.get_by_role("link", name="Preferences").click()
     expect(page.locator("h1")).to_have_text("Preferences")
     utc = page.get_by_label("Show times in UTC")
@@ -294,3 +295,76 @@ def test_keyboard_journey_from_sign_in_to_the_clipboard(lab, browser):
     assert keys <= JOURNEY_KEYS
     watcher.check()
     context.close()
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (1280, 800)])
+def test_a_laptop_screen_keeps_the_bar_on_one_line_and_the_first_row_in_view(lab, admin_page, size):
+    page, _ = admin_page
+    width, height = size
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    first = page.locator("#credentials-body tr").first
+    expect(first.locator("input.select-row")).to_be_visible()
+    first.locator("input.select-row").check()  # the actions bar shows too
+    expect(page.locator("#actions-bar")).to_be_visible()
+    # The top bar is one line: every link and button of it on the same row.
+    tops = {round(box["y"] + box["h"] / 2) for box in _boxes(page, ".topbar a, .topbar button")}
+    assert max(tops) - min(tops) <= 4, tops
+    # The first row, its checkbox and its Reveal are on screen without scrolling.
+    row = first.bounding_box()
+    assert row["y"] + row["height"] <= height, row
+    for node in (first.locator("input.select-row"), first.locator("[data-action=reveal]")):
+        box = node.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_a_phone_shows_every_item_of_the_navigation(lab, admin_page):
+    page, _ = admin_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(lab.url + "/")
+    links = _boxes(page, ".topbar nav a, .topbar .who a, .topbar .who button")
+    names = [box["name"] for box in links]
+    assert any("Settings" in name for name in names), names
+    for box in links:
+        assert box["x"] >= 0 and box["x"] + box["w"] <= 390, box
+
+
+def test_a_revealed_password_has_a_readable_view_for_typing(lab, admin_page):
+    page, _ = admin_page
+    page.goto(f"{lab.url}/environments/{lab.env_id}")
+    first = page.locator("#credentials-body tr").first
+    first.locator("[data-action=reveal]").click()
+    password = first.locator(".secret").inner_text()
+    assert password
+    first.locator(".readable-open").click()
+    dialog = page.locator("#readable-dialog")
+    expect(dialog).to_be_visible()
+    groups = dialog.locator(".ch-group")
+    expect(groups).to_have_count((len(password) + 3) // 4)
+    shown = page.evaluate(
+        """() => Array.from(document.querySelectorAll('#readable-password .ch-group'))
+            .map((g) => Array.from(g.children).filter((c) => !c.classList.contains('ch-position'))
+              .map((c) => [c.textContent, c.className]))"""
+    )
+    kinds = {"ch-upper": str.isupper, "ch-lower": str.islower, "ch-digit": str.isdigit}
+    flat = [pair for group in shown for pair in group]
+    assert "".join(" " if text == "\u2423" else text for text, _ in flat) == password
+    for text, kind in flat:
+        if kind in kinds:
+            assert kinds[kind](text) and text.isascii(), (text, kind)
+        else:
+            assert kind in ("ch-symbol", "ch-space") and not text.isalnum(), (text, kind)
+    positions = dialog.locator(".ch-position").all_inner_texts()
+    assert positions[:3] == ["1", "5", "9"][: len(positions)]
+    # Never in an attribute, and gone when the view closes.
+    in_attributes = page.evaluate(
+        """(secret) => Array.from(document.querySelectorAll('*')).some((node) =>
+            Array.from(node.attributes).some((a) => a.value.includes(secret)))""",
+        password,
+    )
+    assert not in_attributes
+    page.keyboard.press("Escape")
+    expect(dialog).not_to_be_visible()
+    assert dialog.locator("#readable-password").inner_text() == ""
+    expect(first.locator(".readable-open")).to_be_focused()
