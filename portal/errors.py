@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+import json
 import logging
+import re
 import traceback
 
 from flask import Flask, current_app, g, request
@@ -45,6 +47,41 @@ _FALLBACK_PAGE = (
     '<p>{message}</p><p><a class="button primary" href="/">Back to the portal</a></p>'
     "</section></main></body></html>"
 )
+
+
+# Answers to requests the HTTP server itself could not read (Gunicorn's parser): no request
+# reaches the application, so no template and no session; said plainly, without echoing
+# anything the client sent.
+_PROTOCOL_MESSAGES = {
+    400: "The request could not be read.",
+    403: "The request was refused.",
+    414: "The address is too long. Shorten the search or the filters and try again.",
+    417: "The request's Expect header cannot be met.",
+    431: "The request's headers are too large. Clearing this site's cookies may help.",
+    501: "The request's transfer coding is not supported.",
+}
+
+
+def protocol_error_answer(code: int, reason: str, path: str) -> bytes:
+    """A whole HTTP/1.1 answer (closing the connection) for a request Gunicorn refused: the
+    JSON error body under /api/, the portal's plain error page elsewhere."""
+    message = _PROTOCOL_MESSAGES.get(code, "Something went wrong.")
+    title = _TITLES.get(code) or reason or "Error"
+    if path.startswith("/api/"):
+        body = json.dumps({"error": message, "details": {}}).encode()
+        kind = "application/json"
+    else:
+        body = _FALLBACK_PAGE.format(
+            code=code, title=html.escape(title), message=html.escape(message)
+        ).encode()
+        kind = "text/html; charset=utf-8"
+    reason = re.sub(r"[^A-Za-z -]", "", reason) or "Error"
+    head = (
+        f"HTTP/1.1 {code} {reason}\r\nConnection: close\r\nContent-Type: {kind}\r\n"
+        f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n"
+        "X-Content-Type-Options: nosniff\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
 
 
 class _Visitor:

@@ -20,16 +20,59 @@ import time
 from collections import deque
 from functools import partial
 
-from gunicorn import http
+from gunicorn import http, util
 from gunicorn import sock as gsock
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from .errors import protocol_error_answer
 
 # How long a client may take from its connection to the end of its TLS handshake.
 HANDSHAKE_SECONDS = 10.0
 
 
+class _Captured:
+    """Stands in for the client's socket while Gunicorn writes its own error answer: what it
+    wrote (its status line) is kept, nothing is sent."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def gettimeout(self) -> float:
+        return 0.0
+
+    def setblocking(self, _flag) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+    def send(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+
 class TLSThreadWorker(ThreadWorker):
-    """gthread with non-blocking TLS handshakes in the poller."""
+    """gthread with non-blocking TLS handshakes in the poller, and the portal's own answer to
+    requests Gunicorn cannot read."""
+
+    def handle_error(self, req, client, addr, exc):
+        """Gunicorn decides the status and logs (a malformed request, an address too long,
+        headers too large); the portal writes the answer: its JSON error under /api/, else a
+        page with a language, landmarks and its style sheet, never echoing what was sent."""
+        captured = _Captured()
+        super().handle_error(req, captured, addr, exc)
+        status_line = captured.data.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            return
+        code = int(parts[1])
+        reason = parts[2] if len(parts) > 2 else ""
+        known = req if req is not None else getattr(exc, "req", None)
+        path = getattr(known, "path", None) or ""
+        try:
+            util.write_nonblock(client, protocol_error_answer(code, reason, path))
+        except Exception:  # noqa: BLE001 - the client may be gone already
+            self.log.debug("Failed to send error message.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

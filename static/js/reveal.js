@@ -115,7 +115,7 @@ export function revealer() {
         const large = el("button", { type: "button", className: "small link-button readable-open" }, "Readable view");
         large.addEventListener("click", function () { openReadable(key, password, large); });
         out.replaceChildren(el("span", { className: "secret" }, password),
-          el("span", { className: "hint secret-hint" }, "Hides in " + revealSeconds() + " s · ", large));
+          el("span", { className: "hint secret-hint" }, "Hides in " + revealSeconds() + " s"), large);
       }
       button.setAttribute("aria-pressed", "true");
       shown.set(key, { out: out, button: button, timer: setTimeout(function () { hide(key); }, revealSeconds() * 1000) });

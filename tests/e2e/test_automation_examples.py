@@ -1,4 +1,4 @@
-"""The README's automation examples (curl and Python), run as written against the running
+"""The automation examples of docs/API.md (curl and Python), run as written against the running
 portal with a token: each prints the password of the named host and account."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ EXAMPLE = re.compile(r"<!-- example: (\w+) -->\n```\w+\n(.*?)```", re.DOTALL)
 
 
 def _examples() -> dict[str, str]:
-    return dict(EXAMPLE.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+    return dict(EXAMPLE.findall((ROOT / "docs" / "API.md").read_text(encoding="utf-8")))
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ ClientHello. No worker dies, and a normal request is not held up by them."""
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import subprocess
@@ -80,3 +81,53 @@ def test_bad_tls_clients_kill_no_worker_and_delay_no_request(tmp_path):
         log = (tmp_path / "logs" / "error.log").read_text()  # before the stop's own lines
     for sign in ("WORKER TIMEOUT", "was sent SIGKILL", "Worker exiting", "Traceback"):
         assert sign not in log, sign
+
+
+def _raw(server, request: bytes) -> tuple[int, dict, bytes]:
+    """Send `request` as it is over TLS; the status, headers and body of the answer."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(server.cert))
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as plain,
+        context.wrap_socket(plain, server_hostname="127.0.0.1") as sock,
+    ):
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ")[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def test_requests_the_server_cannot_read_get_the_portals_answers(tmp_path):
+    """Gunicorn refuses malformed requests before the application sees them: the answer is
+    still the portal's, JSON under /api/ and a page with a language and landmarks elsewhere,
+    and it never echoes what was sent."""
+    with running_portal(tmp_path, workers=1) as server:
+        bad_header = b"Content-Length: <script>qT</script>\r\n"
+        code, headers, body = _raw(
+            server,
+            b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n" + bad_header + b"\r\n",
+        )
+        assert code == 400 and headers["content-type"] == "application/json"
+        assert json.loads(body) == {"error": "The request could not be read.", "details": {}}
+
+        code, headers, body = _raw(
+            server, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + bad_header + b"\r\n"
+        )
+        page = body.decode()
+        assert code == 400 and headers["content-type"].startswith("text/html")
+        assert '<html lang="en">' in page and '<main id="main">' in page and "<h1>" in page
+        assert "script" not in page and "qT" not in page
+
+        # An address too long for the server (a huge search from the browser's address bar).
+        code, headers, body = _raw(
+            server, b"GET /?q=" + b"x" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        page = body.decode()
+        assert code == 414 and '<html lang="en">' in page and "too long" in page
+        assert "xxxxxxxx" not in page
+        assert int(headers["content-length"]) == len(body)
