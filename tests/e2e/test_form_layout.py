@@ -36,3 +36,20 @@ def test_boxes_sit_beside_their_labels(lab, browser, path):
         watcher.check()
     finally:
         context.close()
+
+
+def test_delete_environment_is_set_apart_from_save(lab, browser):
+    watcher = Watcher(lab.url)
+    context, page = new_page(browser, lab, watcher)
+    try:
+        sign_in(page, lab, "admin", LAB_PASSWORD)
+        page.goto(f"{lab.url}/environments/{lab.env_id}/edit")
+        save = page.locator("#save").bounding_box()
+        zone = page.locator(".danger-zone").bounding_box()
+        delete = page.locator("#delete-environment")
+        # A separate card well below Save, and disabled until the name is typed.
+        assert zone["y"] - (save["y"] + save["height"]) >= 48, (save, zone)
+        assert delete.is_disabled()
+        watcher.check()
+    finally:
+        context.close()
