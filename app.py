@@ -14,7 +14,7 @@ if "--version" in sys.argv[1:]:
 
 from portal import create_app, scheduler  # noqa: E402 - after the cheap --version exit
 from portal.bootstrap import StartupError, first_sign_in_hint, initialize, startup_wanted
-from portal.config import ConfigError
+from portal.platform.config import ConfigError
 
 try:
     app = create_app()

@@ -10,8 +10,8 @@ import gunicorn.http.wsgi
 from gunicorn.glogging import Logger
 
 from portal.certs import MOZILLA_INTERMEDIATE_CIPHERS
-from portal.config import ConfigError, load_settings
-from portal.text import escape_controls
+from portal.platform.config import ConfigError, load_settings
+from portal.platform.text import escape_controls
 
 try:
     _settings = load_settings()
@@ -122,7 +122,7 @@ def post_fork(server, worker):
     scheduler.forget_in_child()
     module = sys.modules.get("app")
     if module is not None:
-        from portal.extensions import db
+        from portal.platform.extensions import db
 
         with module.app.app_context():
             db.engine.dispose(close=False)

@@ -40,6 +40,8 @@ echo "== ruff check"
 .venv/bin/ruff check .
 echo "== ruff format --check"
 .venv/bin/ruff format --check .
+echo "== lint-imports (the layers in pyproject.toml)"
+.venv/bin/lint-imports --no-cache
 if [ "$fast" = 1 ]; then
   echo "== pytest (fast: no server processes, no browser)"
   # Twice as many workers as cores: many of these tests wait on a socket or a timer.

@@ -57,12 +57,13 @@ def seed(data: Path) -> list[int]:
     )
     from sqlalchemy import insert
 
-    from portal import clock, create_app
+    from portal import create_app
     from portal.bootstrap import initialize
     from portal.crypto import CREDENTIAL_PASSWORD, cipher
     from portal.environments import refresh_counts, save_environment
-    from portal.extensions import db
     from portal.models import Credential
+    from portal.platform import clock
+    from portal.platform.extensions import db
 
     app = create_app()
     initialize(app)

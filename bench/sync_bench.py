@@ -56,7 +56,7 @@ def sync_rounds(port: int, ca: Path, size: int, rounds: int, work: Path) -> dict
     from portal import create_app, sync
     from portal.bootstrap import initialize
     from portal.environments import save_environment
-    from portal.extensions import db
+    from portal.platform.extensions import db
     from portal.simulator.server import DEFAULT_PASSWORD
     from portal.vcf import client_for
 

@@ -35,7 +35,7 @@ TARGETS = {  # case: (target seconds, baseline seconds or None)
 def _populate(app, count: int) -> int:
     from portal import sync
     from portal.environments import save_environment
-    from portal.extensions import db
+    from portal.platform.extensions import db
     from portal.vcf import FetchedCredential
 
     kinds = [

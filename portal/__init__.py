@@ -8,20 +8,19 @@ from markupsafe import Markup
 from . import (
     api,
     cli,
-    database,
     errors,
     front,
-    logs,
     refusals,
     security,
     sessions,
     tokens,
     web,
 )
-from .config import PROJECT_ROOT, Settings, load_settings
-from .extensions import csrf, login_manager
-from .http import IdConverter, JSONProvider
-from .text import visible
+from .platform import database, logs
+from .platform.config import PROJECT_ROOT, Settings, load_settings
+from .platform.extensions import csrf, login_manager
+from .platform.http import IdConverter, JSONProvider
+from .platform.text import visible
 from .version import STARTED_AT, __version__
 
 __all__ = ["STARTED_AT", "__version__", "create_app"]

@@ -8,11 +8,12 @@ from functools import wraps
 from flask import abort, redirect, request, url_for
 from flask_login import current_user, login_required
 
-from . import audit, clock, grants
+from . import audit, grants
 from .directory import accounts
-from .extensions import db
-from .http import json_error
 from .models import Credential, Environment
+from .platform import clock
+from .platform.extensions import db
+from .platform.http import json_error
 from .security import verify_password
 from .sessions import current_session, end_session, recently_authenticated
 from .signin import password_failure

@@ -20,12 +20,13 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import insert, select, update
 
-from . import audit, clock, notifications, sync, wakeup, writes
+from . import audit, notifications, sync, writes
 from .crypto import ACTION_PASSWORD, cipher
 from .environments import endpoint_settings
-from .extensions import db
 from .models import Credential, CredentialAction, CredentialActionItem, Endpoint, Environment
-from .text import escape_controls
+from .platform import clock, wakeup
+from .platform.extensions import db
+from .platform.text import escape_controls
 from .vcf import VcfError, client_for
 
 log = logging.getLogger("portal.actions")

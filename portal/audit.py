@@ -10,10 +10,10 @@ from flask_login import current_user
 from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
-from .extensions import db
 from .models import AuditEvent, utcnow
+from .platform.extensions import db
+from .platform.text import escape_controls, quoted
 from .security import client_ip
-from .text import escape_controls, quoted
 
 log = logging.getLogger("portal.audit")
 

@@ -21,11 +21,12 @@ from alembic.script import ScriptDirectory
 from flask import Flask
 from sqlalchemy import inspect, select
 
-from . import audit, locks
+from . import audit
 from .crypto import DataCipher, KeyFileError, create_key, load_key, set_cipher, write_secret_file
 from .crypto import key_id as data_key_id
-from .extensions import db
 from .models import PortalMeta, User
+from .platform import locks
+from .platform.extensions import db
 from .security import hash_password
 
 log = logging.getLogger("portal.bootstrap")

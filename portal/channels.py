@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from . import clock
 from .crypto import SMTP_PASSWORD, WEBHOOK_SECRET, WEBHOOK_URL, cipher
 from .models import NotificationChannel
-from .text import escape_controls
+from .platform import clock
+from .platform.text import escape_controls
 from .vcf import VcfError
 from .vcf.tls import EndpointTlsAdapter, build_ca_context
 

@@ -13,10 +13,11 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from . import audit, clock, maintenance, second_factor, users
-from .database import is_locked
-from .extensions import db
+from . import audit, maintenance, second_factor, users
 from .models import ROLES, User
+from .platform import clock
+from .platform.database import is_locked
+from .platform.extensions import db
 from .security import password_problem
 from .sessions import revoke_user_sessions
 from .version import __version__

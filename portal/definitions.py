@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from . import clock
 from .crypto import ENDPOINT_PASSWORD, cipher
 from .environments import ValidationError, save_environment
-from .extensions import db
 from .models import SOURCES, Environment
+from .platform import clock
+from .platform.extensions import db
 
 FORMAT = "vcf-credential-portal/environments"
 VERSION = 1

@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from . import create_app, sync
 from .bootstrap import StartupError, first_sign_in_hint, initialize
-from .config import ConfigError
 from .environments import save_environment
-from .extensions import db
 from .models import Environment
+from .platform.config import ConfigError
+from .platform.extensions import db
 from .simulator.server import DEFAULT_PASSWORD
 
 DEMO_NAME = "Demo lab (simulator)"

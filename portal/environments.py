@@ -10,11 +10,11 @@ from cryptography import x509
 from flask import abort, current_app
 from sqlalchemy import func, select, update
 
-from . import clock
-from .clock import iso
 from .crypto import ENDPOINT_PASSWORD, cipher
-from .extensions import db
 from .models import SOURCES, Credential, Endpoint, Environment, SyncRun
+from .platform import clock
+from .platform.clock import iso
+from .platform.extensions import db
 from .vcf import EndpointSettings, format_fingerprint, normalize_fingerprint
 
 # The limits of environment fields, written once: the service checks them, the API models

@@ -15,10 +15,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from .database import is_locked
-from .extensions import db
 from .front import portal_config
-from .http import QueryError, json_error
+from .platform.database import is_locked
+from .platform.extensions import db
+from .platform.http import QueryError, json_error
 
 log = logging.getLogger("portal.errors")
 

@@ -13,11 +13,12 @@ from collections.abc import Callable
 
 from sqlalchemy import bindparam, or_, select, update
 
-from . import clock, writes
+from . import writes
 from .environments import endpoint_settings
-from .extensions import db
 from .models import Credential, Endpoint
-from .text import escape_controls
+from .platform import clock
+from .platform.extensions import db
+from .platform.text import escape_controls
 from .vcf import VcfError, client_for
 from .vcf.lifecycle import EXPIRATION_RESOURCE_TYPES
 

@@ -12,12 +12,12 @@ from typing import BinaryIO
 import xlsxwriter
 from sqlalchemy import select
 
-from . import clock
 from .credentials import CredentialFilters, count_matching, export_query
 from .crypto import CREDENTIAL_PASSWORD, cipher
-from .extensions import db
 from .models import Environment
-from .text import has_hidden, visible
+from .platform import clock
+from .platform.extensions import db
+from .platform.text import has_hidden, visible
 
 COLUMNS = (
     "Environment",

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from sqlalchemy import or_, select
 
 from . import audit
-from .extensions import db
 from .models import LEVELS, ROLES, Environment, EnvironmentGrant, Group, GroupMember, User
+from .platform.extensions import db
 
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 LEVEL_RANK = {level: rank for rank, level in enumerate(LEVELS)}

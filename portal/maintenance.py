@@ -14,9 +14,8 @@ from cryptography import x509
 from flask import Flask
 from sqlalchemy import select, text, update
 
-from . import audit, locks
+from . import audit
 from .bootstrap import current_revision, head_revision, known_revisions, stored_key_id
-from .clock import UTC
 from .crypto import (
     CREDENTIAL_PASSWORD,
     ENCRYPTED_COLUMNS,
@@ -30,8 +29,10 @@ from .crypto import (
     set_cipher,
     write_secret_file,
 )
-from .extensions import db
 from .models import Credential, PortalMeta
+from .platform import locks
+from .platform.clock import UTC
+from .platform.extensions import db
 
 BACKUP_PREFIX = "vcf_credentials-"
 

@@ -14,9 +14,7 @@ from prometheus_client.core import (
 )
 from sqlalchemy import case, extract, func, select
 
-from .clock import UTC
 from .expiring import expiry_counts
-from .extensions import db
 from .models import (
     AuditEvent,
     CredentialAction,
@@ -26,6 +24,8 @@ from .models import (
     NotificationDelivery,
     SyncRun,
 )
+from .platform.clock import UTC
+from .platform.extensions import db
 from .version import __version__
 
 PREFIX = "vcf_portal"

@@ -21,8 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from . import clock
-from .extensions import db
+from .platform import clock
+from .platform.extensions import db
 
 # Global roles, lowest first: a user's effective role is the highest of their own and their
 # groups' (portal/grants.py).

@@ -17,9 +17,8 @@ from cryptography import x509
 from flask import Flask, current_app
 from sqlalchemy import exists, select, update
 
-from . import audit, certs, channels, clock, writes
+from . import audit, certs, channels, writes
 from .expiring import expiry_counts
-from .extensions import db
 from .models import (
     Environment,
     NotificationChannel,
@@ -28,7 +27,9 @@ from .models import (
     PortalMeta,
     SyncRun,
 )
-from .text import escape_controls
+from .platform import clock
+from .platform.extensions import db
+from .platform.text import escape_controls
 
 log = logging.getLogger("portal.notifications")
 

@@ -14,10 +14,11 @@ from flask_login import current_user
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, clock
+from . import audit
 from .errors import respond
-from .extensions import db
 from .models import RateWindow
+from .platform import clock
+from .platform.extensions import db
 from .sessions import current_session
 
 WINDOW = timedelta(minutes=1)

@@ -22,7 +22,7 @@ from flask import Flask, Response, g, request
 from flask_login import current_user
 
 from . import audit
-from .extensions import db
+from .platform.extensions import db
 
 log = logging.getLogger("portal.refusals")
 

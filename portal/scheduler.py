@@ -22,11 +22,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import select
 
-from . import actions, expiry, locks, maintenance, notifications, sync, wakeup
-from .clock import UTC
+from . import actions, expiry, maintenance, notifications, sync
 from .directory import accounts as directory_accounts
-from .extensions import db
 from .models import Endpoint
+from .platform import locks, wakeup
+from .platform.clock import UTC
+from .platform.extensions import db
 
 log = logging.getLogger("portal.scheduler")
 

@@ -37,11 +37,12 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from . import audit, clock
+from . import audit
 from .crypto import TOTP_SECRET, cipher
 from .directory import options
-from .extensions import db
 from .models import Passkey, PortalMeta, RecoveryCode, User, UserSession
+from .platform import clock
+from .platform.extensions import db
 
 ISSUER = "VCF Credential Portal"
 STEP_SECONDS = 30

@@ -23,12 +23,13 @@ from flask import Flask, current_app
 from sqlalchemy import DateTime, bindparam, case, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from . import audit, clock, notifications, wakeup, writes
-from .clock import iso
+from . import audit, notifications, writes
 from .crypto import CREDENTIAL_PASSWORD, CREDENTIAL_PASSWORD_MAC, HISTORY_PASSWORD, cipher
 from .environments import endpoint_settings, refresh_counts
-from .extensions import db
 from .models import Credential, Endpoint, Environment, PasswordHistory, SyncRun
+from .platform import clock, wakeup
+from .platform.clock import iso
+from .platform.extensions import db
 from .vcf import FetchedCredential, VcfError, client_for
 
 log = logging.getLogger("portal.sync")

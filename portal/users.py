@@ -8,9 +8,10 @@ import re
 
 from sqlalchemy import func, select
 
-from . import audit, clock, tokens
-from .extensions import db
+from . import audit, tokens
 from .models import ROLES, User
+from .platform import clock
+from .platform.extensions import db
 from .security import hash_password
 from .sessions import revoke_user_sessions
 

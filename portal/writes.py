@@ -27,7 +27,7 @@ from typing import TypeVar
 from sqlalchemy import delete, event, select
 from sqlalchemy.engine import Engine
 
-from .extensions import db
+from .platform.extensions import db
 
 log = logging.getLogger("portal.writes")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from support import PASSWORD, Portal, client_for, create_env, make_app, run_sync
 
-from portal import clock
-from portal.extensions import db
 from portal.models import User
+from portal.platform import clock
+from portal.platform.extensions import db
 from portal.security import hash_password
 from portal.simulator import Simulator
 

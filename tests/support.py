@@ -31,9 +31,9 @@ from cryptography.x509.oid import NameOID
 
 from portal import create_app, sync
 from portal.bootstrap import initialize
-from portal.config import load_settings
-from portal.extensions import db
 from portal.models import User
+from portal.platform.config import load_settings
+from portal.platform.extensions import db
 from portal.vcf import FetchedCredential
 
 BASE_URL = "https://localhost"
@@ -70,7 +70,7 @@ def _prepared_data(tmp_path) -> None:
         base = Path(tempfile.mkdtemp(prefix="portal-template-"))
         app = _build_app(base, {})
         with app.app_context():
-            from portal.extensions import db
+            from portal.platform.extensions import db
 
             db.engine.dispose()  # the last connection closes: SQLite folds its WAL in
         _template["dir"] = base / "data"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from support import PASSWORD, create_env
 
-from portal.extensions import db
 from portal.models import Credential, CredentialAction, EnvironmentGrant, User
+from portal.platform.extensions import db
 from portal.security import hash_password
 
 # Who may use each endpoint: "public" (no sign-in), "user" (any signed-in role), "auditor"

@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import func, select
 from support import PASSWORD, create_env, run_sync
 
-from portal import actions, clock, expiry, sync
-from portal.extensions import db
+from portal import actions, expiry, sync
 from portal.models import AuditEvent, Credential, CredentialAction, Endpoint, PasswordHistory
+from portal.platform import clock
+from portal.platform.extensions import db
 from portal.simulator import Simulator
 
 

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from portal import credentials
 from portal.credentials import CredentialFilters
-from portal.extensions import db
+from portal.platform.extensions import db
 
 
 def test_filters_are_stripped_and_checked_once():

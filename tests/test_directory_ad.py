@@ -14,10 +14,10 @@ from ad_server import samba_missing, start_samba_ad
 from sqlalchemy import select
 from support import Portal, client_for, create_env, run_sync
 
-from portal import clock
 from portal.directory import accounts
-from portal.extensions import db
 from portal.models import AuditEvent, User
+from portal.platform import clock
+from portal.platform.extensions import db
 
 pytestmark = [
     pytest.mark.e2e,  # starts Samba

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from support import Portal, client_for, create_env, ldap_settings_body, run_sync
 
 from portal.directory import accounts, options
-from portal.extensions import db
 from portal.models import AuditEvent, User
+from portal.platform.extensions import db
 
 pytestmark = [
     pytest.mark.e2e,  # starts slapd
@@ -239,7 +239,7 @@ def test_a_directory_password_confirms_a_sensitive_action(app, admin, slapd):
     rita = Portal(client_for(app))
     assert rita.login(name, password).status_code == 302
     assert rita.client.get("/change-password").status_code == 302  # kept by the directory
-    from portal import clock
+    from portal.platform import clock
 
     clock.offset = clock.timedelta(minutes=20)  # the sign-in is no longer recent
     made = rita.api(
@@ -335,7 +335,7 @@ def test_wrong_passwords_count_whatever_name_is_typed(app, admin, anon, slapd):
 
 
 def test_a_directory_that_cannot_answer_does_not_count_re_typed_passwords(app, admin, slapd):
-    from portal import clock
+    from portal.platform import clock
 
     name, password = _name("ula"), _password()
     slapd.add_user(name, password)
@@ -384,7 +384,7 @@ def test_a_user_renamed_in_the_directory_keeps_access_and_the_name_follows(app, 
     assert json.loads(renamed[-1].details) == {"from": old, "to": new, "source": "ldap"}
 
     # The password re-check finds the entry by its key: the right password works.
-    from portal import clock
+    from portal.platform import clock
 
     clock.offset = clock.timedelta(minutes=20)
     confirmed = olga.api("POST", "/api/v1/me/reauth", {"password": password})

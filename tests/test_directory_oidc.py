@@ -14,8 +14,8 @@ from sqlalchemy import select
 from support import Portal, client_for, create_env, oidc_settings_body
 
 from portal.directory import options
-from portal.extensions import db
 from portal.models import AuditEvent, User
+from portal.platform.extensions import db
 
 pytestmark = [
     pytest.mark.e2e,  # starts the OpenID Provider under Node.js
@@ -216,7 +216,7 @@ def test_oidc_accounts_hold_no_tokens_and_locks_hold(app, admin, provider):
     )
     assert made.status_code == 422 and "OpenID Provider" in json.dumps(made.json)
     with app.app_context():
-        from portal import clock
+        from portal.platform import clock
 
         account = db.session.scalar(select(User).where(User.username == "quinn"))
         account.locked_until = clock.now() + clock.timedelta(minutes=10)
@@ -243,7 +243,8 @@ def test_an_unverified_e_mail_never_names_an_account(app, admin, provider):
 
 
 def test_an_oidc_user_confirms_by_signing_in_again(app, admin, provider):
-    from portal import clock, second_factor
+    from portal import second_factor
+    from portal.platform import clock
 
     provider.set_accounts({"vera": _account("vera", [])})
     _configure(admin, provider)

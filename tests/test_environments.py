@@ -11,8 +11,8 @@ from support import fetched, make_app
 from portal import sync
 from portal.bootstrap import alembic_config
 from portal.environments import save_environment
-from portal.extensions import db
 from portal.models import Credential, Endpoint
+from portal.platform.extensions import db
 
 
 @pytest.fixture

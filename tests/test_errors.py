@@ -10,8 +10,8 @@ import pytest
 
 from portal.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.errors import BUSY_MESSAGE
-from portal.extensions import db
 from portal.models import Credential, Environment
+from portal.platform.extensions import db
 
 
 @contextmanager

@@ -10,11 +10,11 @@ import openpyxl
 import pytest
 from sqlalchemy import insert
 
-from portal import clock
 from portal.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.environments import save_environment
-from portal.extensions import db
 from portal.models import Credential
+from portal.platform import clock
+from portal.platform.extensions import db
 
 ROWS = 8_000
 # Peak Python memory growth while serving an export of ROWS credentials. Building the export in

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from support import PASSWORD, Portal, client_for, create_env
 
 from portal import grants
-from portal.extensions import db
 from portal.models import AuditEvent, Credential, Environment, Group, User
+from portal.platform.extensions import db
 from portal.security import hash_password
 
 

@@ -9,9 +9,10 @@ import psycopg2
 import pytest
 from support import make_app
 
-from portal import locks, sync
-from portal.extensions import db
+from portal import sync
 from portal.models import Environment
+from portal.platform import locks
+from portal.platform.extensions import db
 
 
 @pytest.fixture

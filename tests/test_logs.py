@@ -8,8 +8,8 @@ import sys
 
 from support import create_env, run_sync
 
-from portal.logs import SafeFormatter
-from portal.text import quoted
+from portal.platform.logs import SafeFormatter
+from portal.platform.text import quoted
 
 FORGED = "2026-12-01 00:00:00,000 INFO [1] portal.audit: audit action=auth.login actor=root"
 

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import select
 from support import create_env, make_app, run_sync
 
-from portal import locks, maintenance
-from portal.extensions import db
+from portal import maintenance
 from portal.models import Credential
+from portal.platform import locks
+from portal.platform.extensions import db
 from portal.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,7 +319,7 @@ def test_backup_while_busy_for_too_long_ends_in_one_line(tmp_path, app):
 
 
 def test_check_on_postgresql_names_the_node_that_leads(tmp_path, pg_url):
-    from portal import locks
+    from portal.platform import locks
 
     app = make_app(tmp_path, DATABASE_URL=pg_url)
     try:

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from support import make_app
 
-from portal.extensions import db
+from portal.platform.extensions import db
 
 # Indexes on an expression (lower(name)): SQLite's reflection cannot read them back, so they
 # are compared by their definition in the database instead.

@@ -19,8 +19,8 @@ from support import (
     run_sync,
 )
 
-from portal.extensions import db
 from portal.models import User
+from portal.platform.extensions import db
 from portal.security import hash_password
 from portal.simulator import Simulator
 

@@ -11,9 +11,9 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from support import PASSWORD, create_env
 
-from portal import clock
-from portal.extensions import db
 from portal.models import AuditEvent, Environment
+from portal.platform import clock
+from portal.platform.extensions import db
 
 # Every sensitive operation, by endpoint. A new sensitive route must be added here and carry
 # @recent_sign_in; a route that loses it fails below.

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 from support import PASSWORD, Portal, client_for, create_env
 
-from portal import clock, refusals
-from portal.extensions import db
+from portal import refusals
 from portal.models import AuditEvent, Credential, User
+from portal.platform import clock
+from portal.platform.extensions import db
 from portal.security import hash_password
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from support import make_app, running_portal
 
-from portal import locks, scheduler, sync, wakeup
-from portal.clock import UTC
+from portal import scheduler, sync
 from portal.crypto import ENDPOINT_PASSWORD, cipher
-from portal.extensions import db
 from portal.models import Endpoint, Environment, SyncRun
+from portal.platform import locks, wakeup
+from portal.platform.clock import UTC
+from portal.platform.extensions import db
 from portal.simulator import Simulator
 
 ADMIN_PASSWORD = "scheduler test admin"  # noqa: S105

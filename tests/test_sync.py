@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from support import create_env, run_sync
 
 from portal import sync
-from portal.extensions import db
 from portal.models import AuditEvent, Credential, Endpoint, PasswordHistory, SyncRun
+from portal.platform.extensions import db
 from portal.simulator import Simulator
 from portal.vcf import FetchedCredential
 

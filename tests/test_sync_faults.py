@@ -16,10 +16,11 @@ import pytest
 from sqlalchemy import event, func, select
 from support import create_env, fetched, make_app
 
-from portal import clock, sync
+from portal import sync
 from portal.environments import save_environment
-from portal.extensions import db
 from portal.models import Credential, Endpoint, SyncRun
+from portal.platform import clock
+from portal.platform.extensions import db
 
 
 @pytest.fixture

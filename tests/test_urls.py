@@ -7,7 +7,7 @@ import pytest
 from support import make_app
 from werkzeug.exceptions import BadRequest
 
-from portal.config import ConfigError, load_settings
+from portal.platform.config import ConfigError, load_settings
 from portal.urls import external_url
 
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 from sqlalchemy import select
 from support import PASSWORD, Portal, add_directory_account, client_for
 
-from portal import clock
-from portal.extensions import db
 from portal.models import AuditEvent, User
+from portal.platform import clock
+from portal.platform.extensions import db
 
 NEW_PASSWORD = "temporary password 1"  # noqa: S105
 

@@ -11,8 +11,8 @@ import time
 from sqlalchemy import func, select
 
 from portal import expiry, sync, writes
-from portal.extensions import db
 from portal.models import Credential, Endpoint
+from portal.platform.extensions import db
 from portal.simulator import Simulator
 from tests.support import PASSWORD, Portal, client_for, create_env, run_sync
 

@@ -7,11 +7,12 @@ from flask import abort, current_app, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import actions, audit, clock, expiry, grants
+from .. import actions, audit, expiry, grants
 from ..access import environment_for, token_or_recent_auth
-from ..extensions import db
-from ..http import json_error
 from ..models import Credential, CredentialAction, Endpoint
+from ..platform import clock
+from ..platform.extensions import db
+from ..platform.http import json_error
 from ..vcf import VcfError
 from . import schemas as s
 from .base import bp

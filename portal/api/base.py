@@ -8,8 +8,8 @@ from flask_login import current_user
 from .. import tokens
 from ..access import check_reauth_password
 from ..environments import ValidationError
-from ..extensions import db
-from ..http import QueryError, json_error
+from ..platform.extensions import db
+from ..platform.http import QueryError, json_error
 from ..second_factor import FactorError
 from .spec import FieldErrors
 

@@ -14,9 +14,9 @@ from ..access import (
     visible_ids,
 )
 from ..credentials import CredentialFilters
-from ..extensions import db
-from ..http import json_error
 from ..models import PasswordHistory
+from ..platform.extensions import db
+from ..platform.http import json_error
 from ..web.export import stream
 from . import schemas as s
 from .base import bp

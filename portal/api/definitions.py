@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Response, abort, jsonify
 
-from .. import audit, clock, definitions
+from .. import audit, definitions
 from ..access import admin_required, check_reauth_password
-from ..extensions import db
+from ..platform import clock
+from ..platform.extensions import db
 from . import schemas as s
 from .base import bp
 from .spec import api_operation

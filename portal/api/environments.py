@@ -9,9 +9,9 @@ from sqlalchemy import select
 from .. import audit, environments, grants, ratelimit, sync
 from ..access import admin_required, environment_for, visible_ids
 from ..environments import ValidationError
-from ..extensions import db
-from ..http import json_error
 from ..models import Endpoint
+from ..platform.extensions import db
+from ..platform.http import json_error
 from ..vcf import test_connection as vcf_test_connection
 from . import schemas as s
 from .base import bp

@@ -7,11 +7,12 @@ from flask import abort, jsonify
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import clock, grants, groups, users
+from .. import grants, groups, users
 from ..access import admin_required, environment_for, recent_sign_in
-from ..extensions import db
-from ..http import json_error
 from ..models import Group, User
+from ..platform import clock
+from ..platform.extensions import db
+from ..platform.http import json_error
 from . import schemas as s
 from .base import bp
 from .spec import FieldErrors, api_operation

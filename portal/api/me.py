@@ -7,8 +7,8 @@ from flask_login import current_user, login_required
 
 from .. import audit, second_factor, users
 from ..access import check_reauth_password, environment_for
-from ..extensions import db
-from ..http import json_error
+from ..platform.extensions import db
+from ..platform.http import json_error
 from ..sessions import recently_authenticated
 from . import schemas as s
 from .base import bp

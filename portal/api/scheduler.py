@@ -6,13 +6,14 @@ from flask import abort, current_app, jsonify
 from flask_login import login_required
 from sqlalchemy import func, select
 
-from .. import audit, locks
+from .. import audit
 from ..access import environment_for, environment_level, visible_ids
-from ..clock import iso
 from ..environments import environment_dict
-from ..extensions import db
 from ..grants import restrict
 from ..models import Endpoint, Environment, SyncRun
+from ..platform import locks
+from ..platform.clock import iso
+from ..platform.extensions import db
 from ..sync import run_dict
 from . import schemas as s
 from .base import bp

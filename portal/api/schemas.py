@@ -23,7 +23,7 @@ from ..environments import (
     MIN_INTERVAL,
     MIN_PORT,
 )
-from ..http import MAX_ID
+from ..platform.http import MAX_ID
 
 Source = Literal["manager", "installer"]
 # ISO 8601 in UTC with a Z ("2026-12-07T09:12:01Z"): RFC 3339's date-time.

@@ -9,8 +9,8 @@ from flask import current_app, jsonify
 from flask_login import current_user, login_required
 
 from .. import second_factor
-from ..extensions import db
-from ..http import json_error
+from ..platform.extensions import db
+from ..platform.http import json_error
 from ..sessions import current_session
 from . import schemas as s
 from .base import bp, password_refused

@@ -5,11 +5,12 @@ from __future__ import annotations
 from flask import jsonify
 from flask_login import current_user
 
-from .. import clock, second_factor
+from .. import second_factor
 from ..access import admin_required, recent_sign_in
 from ..directory import accounts, options
-from ..extensions import db
-from ..http import json_error
+from ..platform import clock
+from ..platform.extensions import db
+from ..platform.http import json_error
 from . import schemas as s
 from .base import bp
 from .spec import FieldErrors, api_operation

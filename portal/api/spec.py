@@ -18,7 +18,7 @@ from pydantic import BaseModel, RootModel
 from pydantic import ValidationError as ModelError
 from pydantic.json_schema import models_json_schema
 
-from ..http import MAX_ID, parse_query
+from ..platform.http import MAX_ID, parse_query
 from ..version import __version__
 from .schemas import Error
 

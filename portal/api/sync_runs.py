@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from .. import grants, sync
 from ..access import environment_for, environment_level
-from ..extensions import db
-from ..http import json_error
 from ..models import SyncRun
+from ..platform.extensions import db
+from ..platform.http import json_error
 from . import schemas as s
 from .base import bp
 from .spec import api_operation

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import abort, jsonify
 from flask_login import current_user, login_required
 
-from .. import clock, tokens
+from .. import tokens
 from ..access import admin_required, recent_sign_in
-from ..extensions import db
+from ..platform import clock
+from ..platform.extensions import db
 from . import schemas as s
 from .base import bp
 from .spec import FieldErrors, api_operation

@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from portal import models  # noqa: F401  (registers the tables on the metadata)
-from portal.extensions import db
+from portal.platform.extensions import db
 
 config = context.config
 target_metadata = db.metadata

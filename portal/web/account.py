@@ -9,7 +9,7 @@ from markupsafe import Markup
 
 from .. import second_factor, tokens
 from ..access import check_reauth_password, recent_sign_in
-from ..extensions import db
+from ..platform.extensions import db
 from ..sessions import current_session, recently_authenticated
 
 bp = Blueprint("account", __name__, url_prefix="/account")

@@ -10,12 +10,13 @@ from flask import Blueprint, Response, render_template
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, select
 
-from .. import audit, clock
+from .. import audit
 from ..access import role_required
 from ..exports import neutralise
-from ..extensions import db
-from ..http import parse_query
 from ..models import AuditEvent
+from ..platform import clock
+from ..platform.extensions import db
+from ..platform.http import parse_query
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 

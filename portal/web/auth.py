@@ -19,11 +19,12 @@ from flask import (
 from flask_login import current_user, login_required
 from sqlalchemy import select, update
 
-from .. import audit, clock, second_factor
+from .. import audit, second_factor
 from ..directory import accounts, ldap, oidc, options
-from ..extensions import db
-from ..http import json_error
 from ..models import User, UserSession
+from ..platform import clock
+from ..platform.extensions import db
+from ..platform.http import json_error
 from ..security import client_ip, hash_password, is_safe_next, password_problem, verify_password
 from ..sessions import (
     current_session,

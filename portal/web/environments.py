@@ -10,8 +10,8 @@ from .. import grants, groups
 from ..access import admin_required, environment_for, recent_sign_in
 from ..credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
 from ..environments import LIMITS
-from ..extensions import db
 from ..models import LEVELS, SOURCES, User
+from ..platform.extensions import db
 from .export import send_export
 
 bp = Blueprint("environments", __name__, url_prefix="/environments")

@@ -8,9 +8,9 @@ from flask_login import login_required
 from .. import audit, exports, ratelimit
 from ..access import recent_sign_in, visible_ids
 from ..credentials import CredentialFilters
-from ..extensions import db
-from ..http import parse_form
 from ..models import Environment
+from ..platform.extensions import db
+from ..platform.http import parse_form
 
 bp = Blueprint("export", __name__)
 

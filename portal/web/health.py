@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from .. import locks
 from ..crypto import has_cipher
-from ..database import database_status
-from ..extensions import db
+from ..platform import locks
+from ..platform.database import database_status
+from ..platform.extensions import db
 
 bp = Blueprint("health", __name__)
 

@@ -7,8 +7,8 @@ from flask_login import current_user
 
 from .. import audit, channels, notifications
 from ..access import admin_required, recent_sign_in
-from ..extensions import db
 from ..models import NotificationChannel
+from ..platform.extensions import db
 
 bp = Blueprint("notifications", __name__, url_prefix="/settings/notifications")
 

@@ -7,7 +7,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import users
-from ..extensions import db
+from ..platform.extensions import db
 
 bp = Blueprint("preferences", __name__)
 

@@ -27,10 +27,11 @@ from flask_login import current_user
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 
-from .. import audit, certs, clock, locks, second_factor
+from .. import audit, certs, second_factor
 from ..access import admin_required, recent_sign_in
-from ..extensions import db
-from ..http import parse_query
+from ..platform import clock, locks
+from ..platform.extensions import db
+from ..platform.http import parse_query
 from ..version import STARTED_AT, __version__
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")

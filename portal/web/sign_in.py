@@ -9,8 +9,8 @@ from werkzeug.exceptions import HTTPException
 
 from ..access import admin_required, recent_sign_in
 from ..directory import accounts, options
-from ..extensions import db
 from ..models import Group
+from ..platform.extensions import db
 from ..urls import external_url
 
 bp = Blueprint("sign_in", __name__, url_prefix="/settings/sign-in")

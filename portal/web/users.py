@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from .. import groups, second_factor, users
 from ..access import admin_required, recent_sign_in
-from ..extensions import db
 from ..models import ROLES, Group, User
+from ..platform.extensions import db
 from ..security import password_problem
 from ..users import UserRuleError
 

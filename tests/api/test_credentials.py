@@ -8,10 +8,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from support import PASSWORD, Portal, client_for, fetched, make_app
 
-from portal import clock, sync
+from portal import sync
 from portal.environments import save_environment
-from portal.extensions import db
 from portal.models import Credential, User
+from portal.platform import clock
+from portal.platform.extensions import db
 from portal.security import hash_password
 
 

@@ -19,8 +19,8 @@ from portal.environments import (
     MIN_INTERVAL,
     MIN_PORT,
 )
-from portal.extensions import db
 from portal.models import AuditEvent, Credential, Endpoint, PasswordHistory, SyncRun
+from portal.platform.extensions import db
 
 
 def test_environment_api_password_write_only(app, admin, sim):

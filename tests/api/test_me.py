@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import select
 from support import PASSWORD, Portal, client_for
 
-from portal import clock
-from portal.extensions import db
 from portal.models import AuditEvent, Environment
+from portal.platform import clock
+from portal.platform.extensions import db
 
 
 def test_preferences(admin):

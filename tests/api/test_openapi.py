@@ -8,8 +8,8 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
-from portal.extensions import db
 from portal.models import Credential, PasswordHistory
+from portal.platform.extensions import db
 
 ENDPOINT = {"host": "vcf.example.test", "username": "svc", "password": "pw"}
 

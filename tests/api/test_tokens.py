@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 from support import PASSWORD, Portal, client_for, make_app
 
-from portal import clock
-from portal.extensions import db
 from portal.models import ApiToken, AuditEvent, User, UserSession
+from portal.platform import clock
+from portal.platform.extensions import db
 from portal.security import hash_password
 
 

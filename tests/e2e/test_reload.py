@@ -9,7 +9,7 @@ import time
 import requests
 from support import running_portal
 
-from portal.locks import scheduler_lock_holder as lock_holder
+from portal.platform.locks import scheduler_lock_holder as lock_holder
 
 ADMIN_PASSWORD = "reload test admin pass"  # noqa: S105
 

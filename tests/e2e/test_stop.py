@@ -11,7 +11,7 @@ import time
 import pytest
 from support import LAB_PASSWORD, PortalServer, endpoint_body, first_admin
 
-from portal import locks
+from portal.platform import locks
 from portal.simulator import Simulator
 
 pytestmark = pytest.mark.e2e

@@ -10,9 +10,9 @@ from markupsafe import escape
 from sqlalchemy import func, select
 from support import PASSWORD, Portal, client_for, make_app
 
-from portal import clock
-from portal.extensions import db
 from portal.models import AuditEvent, LoginFailure, User, UserSession
+from portal.platform import clock
+from portal.platform.extensions import db
 from portal.security import verify_password
 from portal.signin import REFUSED, lock_account
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from support import PASSWORD, Portal, client_for, create_env
 
-from portal.extensions import db
 from portal.models import Group, User
+from portal.platform.extensions import db
 from portal.security import hash_password
 
 

@@ -8,9 +8,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import PASSWORD, client_for, make_app
 
-from portal import clock, tokens
-from portal.extensions import db
+from portal import tokens
 from portal.models import Credential, User
+from portal.platform import clock
+from portal.platform.extensions import db
 
 
 def _token(app, scope: str = "read", owner: str = "bob") -> str:
@@ -49,7 +50,7 @@ def test_allowed_networks(tmp_path):
 
 
 def test_a_bad_network_stops_the_start(tmp_path):
-    from portal.config import ConfigError, load_settings
+    from portal.platform.config import ConfigError, load_settings
 
     with pytest.raises(ConfigError, match="PORTAL_METRICS_ALLOW"):
         load_settings({"PORTAL_DATA_DIR": str(tmp_path), "PORTAL_METRICS_ALLOW": "nonsense"})

@@ -9,8 +9,8 @@ import pytest
 
 from portal.credentials import MAX_STALE_DAYS, REVEAL_SECONDS, SEARCH_PAGE_SIZE, STALE_DAYS
 from portal.crypto import CREDENTIAL_PASSWORD, cipher
-from portal.extensions import db
 from portal.models import SOURCES, Credential
+from portal.platform.extensions import db
 
 HOSTILE = "<script>alert(1)</script>\"'\\\u202eexe"
 # A JSON data block is never run, so the CSP allows it; any other script needs a src.

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from support import PASSWORD, Portal, client_for
 
-from portal import clock
-from portal.extensions import db
 from portal.models import AuditEvent, RecoveryCode, User
+from portal.platform import clock
+from portal.platform.extensions import db
 
 
 def _code(secret: str, steps_ahead: int = 0) -> str:

@@ -16,8 +16,8 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from portal import certs
-from portal.extensions import db
 from portal.models import AuditEvent
+from portal.platform.extensions import db
 
 
 def _pem_pair(key=None, days=30, issuer_key=None, issuer_name=None, name="portal.example"):

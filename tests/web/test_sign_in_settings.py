@@ -16,8 +16,8 @@ from support import PASSWORD, Portal, add_directory_account, ca_signed_pair, cli
 
 from portal import maintenance
 from portal.directory import options
-from portal.extensions import db
 from portal.models import AuditEvent, Group, SignInProvider, User
+from portal.platform.extensions import db
 
 BIND_SECRET = "Bind-Canary-7d1f0c"  # noqa: S105 - a test value
 CLIENT_SECRET = "Client-Canary-92ab4e"  # noqa: S105 - a test value
@@ -222,7 +222,7 @@ def test_directory_accounts_have_no_local_password(app, admin):
 
 
 def test_settings_changes_need_a_recent_sign_in(app, admin):
-    from portal import clock
+    from portal.platform import clock
 
     clock.offset = clock.timedelta(minutes=20)
     refused = admin.api("PUT", "/api/v1/settings/ldap", {"recheck_minutes": 5})

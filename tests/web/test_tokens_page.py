@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import select
 from support import PASSWORD
 
-from portal import clock
-from portal.extensions import db
 from portal.models import UserSession
+from portal.platform import clock
+from portal.platform.extensions import db
 
 NEW_TOKEN = re.compile(r'<code class="secret-key" id="new-token">(vcfp_[A-Za-z0-9_-]+)</code>')
 

@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from .locks import close_quietly, dedicated_connection, disown_connection
 
-log = logging.getLogger("portal.wakeup")
+log = logging.getLogger("portal.platform.wakeup")
 
 CHANNEL = "portal_sync"
 SOCKET_NAME = "scheduler.sock"

@@ -27,7 +27,7 @@ import psycopg2
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-log = logging.getLogger("portal.locks")
+log = logging.getLogger("portal.platform.locks")
 
 INIT_LOCK = ".init.lock"
 SCHEDULER_LOCK = "scheduler.lock"

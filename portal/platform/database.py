@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from .config import Settings
 from .extensions import db
 
-log = logging.getLogger("portal.database")
+log = logging.getLogger("portal.platform.database")
 
 # How long a statement waits for another connection's write lock before "database is
 # locked". Background work (syncs, backups, the command line) waits long; a web request
