@@ -11,6 +11,7 @@ from . import (
     errors,
     front,
     refusals,
+    second_factor,
     security,
     sessions,
     tokens,
@@ -90,6 +91,7 @@ def _init_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     tokens.init_app(app)
     sessions.init_app(app)
+    second_factor.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     refusals.init_app(app)

@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import xlsxwriter
+from flask import Response, abort
 from sqlalchemy import select
 
+from . import audit, ratelimit
+from .access import visible_ids
 from .credentials import CredentialFilters, count_matching, export_query
 from .crypto import CREDENTIAL_PASSWORD, cipher
 from .models import Environment
@@ -230,3 +233,28 @@ def prepare(
         body, size, count = xlsx_chunks(env_id, filters, within)
         headers["Content-Length"] = str(size)
     return body, headers, count
+
+
+def respond(
+    environment: Environment | None, fmt: str, filters: CredentialFilters, details: dict
+) -> Response:
+    """The answer to an export, for pages and API alike: the reveal level across
+    environments (the caller checked it on one), the rate limit, the audit record (committed
+    before the first byte), then the file, read from the database as it is sent."""
+    within = None
+    if environment is None:
+        # Across environments: only those whose passwords the user may read.
+        within = visible_ids("reveal")
+        if within is not None and not within:
+            abort(403, description="Exports need the reveal level on an environment.")
+    if (limited := ratelimit.refused()) is not None:
+        return limited
+    body, headers, count = prepare(environment, fmt, filters, within)
+    target = environment.name if environment else "all environments"
+    try:
+        audit.record("credential.export", target, details={**details, "rows": count})
+        db.session.commit()
+    except BaseException:
+        body.close()
+        raise
+    return Response(body, mimetype=MIMETYPES[fmt], headers=headers, direct_passthrough=True)

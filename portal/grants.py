@@ -15,10 +15,16 @@ from collections.abc import Iterable
 from sqlalchemy import or_, select
 
 from . import audit
-from .models import LEVELS, ROLES, Environment, EnvironmentGrant, Group, GroupMember, User
+from .models import (
+    LEVELS,
+    Environment,
+    EnvironmentGrant,
+    Group,
+    GroupMember,
+    User,
+)
 from .platform.extensions import db
 
-ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 LEVEL_RANK = {level: rank for rank, level in enumerate(LEVELS)}
 # The level a global role gives on every environment.
 ROLE_LEVEL: dict[str, str | None] = {
@@ -38,12 +44,8 @@ class GrantError(ValueError):
 
 
 def effective_role(user: User) -> str:
-    """The highest of the user's own role and their groups' roles (unknown roles count as
-    nothing)."""
-    if user.role == ROLES[-1]:
-        return user.role  # nothing ranks above: no need to read the groups
-    roles = [user.role, *(group.role for group in user.groups)]
-    return max((r for r in roles if r in ROLE_RANK), key=ROLE_RANK.__getitem__, default="member")
+    """The highest of the user's own role and their groups' roles (`User.effective_role`)."""
+    return user.effective_role
 
 
 def has_role(user: User, roles: tuple[str, ...]) -> bool:

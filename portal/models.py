@@ -27,6 +27,7 @@ from .platform.extensions import db
 # Global roles, lowest first: a user's effective role is the highest of their own and their
 # groups' (portal/grants.py).
 ROLES = ("member", "auditor", "readonly", "admin")
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 # Levels of a grant on one environment, lowest first.
 LEVELS = ("view", "reveal", "manage")
 SOURCES = ("manager", "installer")
@@ -94,10 +95,14 @@ class User(UserMixin, db.Model):
 
     @property
     def effective_role(self) -> str:
-        """The highest of the user's own role and their groups' roles."""
-        from .grants import effective_role
-
-        return effective_role(self)
+        """The highest of the user's own role and their groups' roles (unknown roles count
+        as nothing)."""
+        if self.role == ROLES[-1]:
+            return self.role  # nothing ranks above: no need to read the groups
+        roles = [self.role, *(group.role for group in self.groups)]
+        return max(
+            (r for r in roles if r in ROLE_RANK), key=ROLE_RANK.__getitem__, default="member"
+        )
 
     @property
     def is_admin(self) -> bool:

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 import pyotp
 import segno
-from flask import request
+from flask import Flask, redirect, request, url_for
+from flask_login import current_user
 from sqlalchemy import delete, func, or_, select, update
 from webauthn import (
     generate_authentication_options,
@@ -37,12 +38,13 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from . import audit
+from . import audit, sessions
 from .crypto import TOTP_SECRET, cipher
 from .directory import options
 from .models import Passkey, PortalMeta, RecoveryCode, User, UserSession
 from .platform import clock
 from .platform.extensions import db
+from .platform.http import json_error
 
 ISSUER = "VCF Credential Portal"
 STEP_SECONDS = 30
@@ -241,17 +243,6 @@ def _claim_step(user: User, step: int) -> bool:
     return claimed == 1
 
 
-def _end_other_sessions(user: User, keep: UserSession | None) -> None:
-    """A new factor ends the user's other sessions, as a new password does: a session opened
-    with the password alone (by someone who had it) does not outlive the change."""
-    others = update(UserSession).where(
-        UserSession.user_id == user.id, UserSession.revoked_at.is_(None)
-    )
-    if keep is not None:
-        others = others.where(UserSession.id != keep.id)
-    db.session.execute(others.values(revoked_at=clock.now()))
-
-
 def confirm_totp(user: User, code: str, keep: UserSession | None = None) -> list[str]:
     """Confirm the app being set up with its first code; returns 10 new recovery codes. The
     user's other sessions end (`keep`: the one confirming)."""
@@ -271,7 +262,7 @@ def confirm_totp(user: User, code: str, keep: UserSession | None = None) -> list
     user.totp_pending_enc = None
     user.totp_confirmed_at = clock.now()
     user.totp_last_step = step
-    _end_other_sessions(user, keep)
+    sessions.revoke_user_sessions(user.id, keep)
     audit.record("user.second_factor.confirm", user.username, details={"factor": "totp"})
     return new_recovery_codes(user)
 
@@ -460,7 +451,7 @@ def register_passkey(user: User, row: UserSession, credential: object, name: str
     )
     db.session.add(key)
     db.session.flush()
-    _end_other_sessions(user, row)
+    sessions.revoke_user_sessions(user.id, row)
     audit.record(
         "user.second_factor.confirm",
         user.username,
@@ -555,3 +546,27 @@ def reset(user: User, actor: str | None = None) -> None:
     db.session.execute(delete(Passkey).where(Passkey.user_id == user.id))
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     audit.record("user.second_factor.reset", user.username, actor=actor)
+
+
+# --- the policy, before every request ---------------------------------------------------------
+
+_ENROLMENT_PATHS = ("/account/security", "/api/v1/me/second-factor")
+
+
+def _forced_enrolment():
+    """Where the policy requires a second factor the user lacks, only setting one up (and
+    signing out) is reachable, as with the forced password change."""
+    if not current_user.is_authenticated or current_user.must_change_password:
+        return None
+    if request.endpoint in sessions.OPEN_ENDPOINTS or request.path.startswith(_ENROLMENT_PATHS):
+        return None
+    if request.path == "/api/v1/me" or not needs_enrolment(current_user):
+        return None
+    if request.path.startswith("/api/"):
+        return json_error(403, "Set up a second factor first")
+    return redirect(url_for("account.security"))
+
+
+def init_app(app: Flask) -> None:
+    """Install the policy's check; after the session checks (sessions.init_app)."""
+    app.before_request(_forced_enrolment)

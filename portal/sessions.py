@@ -15,7 +15,6 @@ from flask import Flask, abort, current_app, g, redirect, request, session, url_
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy.exc import OperationalError
 
-from . import second_factor
 from .models import User, UserSession
 from .platform import clock
 from .platform.database import is_locked
@@ -25,7 +24,8 @@ from .platform.http import json_error
 REAUTH_WINDOW = timedelta(minutes=15)
 PENDING_WINDOW = timedelta(minutes=5)
 _TOUCH_EVERY = timedelta(seconds=30)
-_OPEN_ENDPOINTS = {
+# Reachable while a password change or a second factor is forced on the user.
+OPEN_ENDPOINTS = {
     "auth.login",
     "auth.logout",
     "auth.change_password",
@@ -34,7 +34,6 @@ _OPEN_ENDPOINTS = {
     "static",
     "health.healthz",
 }
-_ENROLMENT_PATHS = ("/account/security", "/api/v1/me/second-factor")
 
 
 def _token_hash(token: str) -> str:
@@ -99,15 +98,16 @@ def current_session() -> UserSession | None:
 
 
 def revoke_user_sessions(user_id: int, keep: UserSession | None = None) -> None:
-    """End every session of a user (password reset, disable, delete), except `keep`."""
-    now = clock.now()
-    for row in db.session.scalars(
-        db.select(UserSession).where(
-            UserSession.user_id == user_id, UserSession.revoked_at.is_(None)
-        )
-    ):
-        if keep is None or row.id != keep.id:
-            row.revoked_at = now
+    """End every session of a user (password reset, disable, delete, a new second factor),
+    except `keep`: one statement, and the rows loaded in this session see it."""
+    others = db.update(UserSession).where(
+        UserSession.user_id == user_id, UserSession.revoked_at.is_(None)
+    )
+    if keep is not None:
+        others = others.where(UserSession.id != keep.id)
+    db.session.execute(
+        others.values(revoked_at=clock.now()).execution_options(synchronize_session="fetch")
+    )
 
 
 def _session_is_live(row: UserSession) -> bool:
@@ -173,25 +173,11 @@ def _forced_password_change():
     """Until the default or reset password is changed, only the change page is reachable."""
     if not current_user.is_authenticated or not current_user.must_change_password:
         return None
-    if request.endpoint in _OPEN_ENDPOINTS:
+    if request.endpoint in OPEN_ENDPOINTS:
         return None
     if request.path.startswith("/api/"):
         return json_error(403, "Change your password first")
     return redirect(url_for("auth.change_password"))
-
-
-def _forced_enrolment():
-    """Where the policy requires a second factor the user lacks, only setting one up (and
-    signing out) is reachable, as with the forced password change."""
-    if not current_user.is_authenticated or current_user.must_change_password:
-        return None
-    if request.endpoint in _OPEN_ENDPOINTS or request.path.startswith(_ENROLMENT_PATHS):
-        return None
-    if request.path == "/api/v1/me" or not second_factor.needs_enrolment(current_user):
-        return None
-    if request.path.startswith("/api/"):
-        return json_error(403, "Set up a second factor first")
-    return redirect(url_for("account.security"))
 
 
 def init_app(app: Flask) -> None:
@@ -202,4 +188,3 @@ def init_app(app: Flask) -> None:
     )
     app.before_request(_same_origin_check)
     app.before_request(_forced_password_change)
-    app.before_request(_forced_enrolment)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, jsonify
 from flask_login import login_required
 
-from .. import audit, credentials, environments, ratelimit
+from .. import audit, credentials, environments, exports, ratelimit
 from ..access import (
     credential_for,
     environment_for,
@@ -17,7 +17,6 @@ from ..credentials import CredentialFilters
 from ..models import PasswordHistory
 from ..platform.extensions import db
 from ..platform.http import json_error
-from ..web.export import stream
 from . import schemas as s
 from .base import bp
 from .spec import FILE, api_operation
@@ -120,7 +119,9 @@ def purge_credential(cred_id: int):
 
 def _export(environment, body: s.CredentialExportRequest):
     filters = CredentialFilters.model_validate(body.model_dump(exclude={"format"}))
-    return stream(environment, body.format, filters, {"format": body.format, "scope": "api"})
+    return exports.respond(
+        environment, body.format, filters, {"format": body.format, "scope": "api"}
+    )
 
 
 @bp.post("/environments/<int:env_id>/export")

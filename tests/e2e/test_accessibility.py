@@ -22,7 +22,13 @@ AXE = (Path(__file__).resolve().parent.parent / "vendor" / "axe.min.js").read_te
 
 
 def _violations(page, state: str) -> list[str]:
-    """Run axe-core on the page as it is; one line per violation and node."""
+    """Run axe-core on the page as it is, once its style sheet has applied (the load event;
+    before it, the browser's own colours fail the contrast check); one line per violation
+    and node."""
+    page.wait_for_load_state("load")
+    page.wait_for_function(
+        "() => Array.from(document.styleSheets).some((s) => (s.href || '').endsWith('portal.css'))"
+    )
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.evaluate(AXE)
     result = page.evaluate(

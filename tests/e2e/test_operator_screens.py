@@ -366,5 +366,5 @@ def test_a_revealed_password_has_a_readable_view_for_typing(lab, admin_page):
     assert not in_attributes
     page.keyboard.press("Escape")
     expect(dialog).not_to_be_visible()
-    assert dialog.locator("#readable-password").inner_text() == ""
+    expect(dialog.locator("#readable-password")).to_be_empty()
     expect(first.locator(".readable-open")).to_be_focused()
