@@ -19,7 +19,7 @@ from support import (
     run_sync,
 )
 
-from portal.models import User
+from portal.models import Endpoint, User
 from portal.platform.extensions import db
 from portal.security import hash_password
 from portal.simulator import Simulator
@@ -162,7 +162,7 @@ def test_a_large_first_sync_refreshes_the_planner_statistics(tmp_path, pg_url):
         db.session.commit()
         run = sync.request_sync(env.id, "manager", "manual", "alice")
         db.session.add(
-            sync.Endpoint(
+            Endpoint(
                 environment_id=env.id,
                 source="manager",
                 host="127.0.0.1",

@@ -356,10 +356,11 @@ def test_keyed_hash_is_never_shown_exported_or_logged(app, admin, sim, caplog):
 @pytest.mark.parametrize("ids_by_key", [False, True])
 def test_batched_writes_link_history_and_metadata(app, admin, monkeypatch, ids_by_key):
     from portal.crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
+    from portal.sync import store
 
-    monkeypatch.setattr(sync, "_BATCH", 7)  # several statements for a few rows
+    monkeypatch.setattr(store, "_BATCH", 7)  # several statements for a few rows
     if ids_by_key:  # the new ids read back by key instead of counted from the last id
-        monkeypatch.setattr(sync, "_max_credential_id", lambda _connection: -5)
+        monkeypatch.setattr(store, "_max_credential_id", lambda _connection: -5)
     env = admin.api(
         "POST",
         "/api/v1/environments",

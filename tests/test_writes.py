@@ -11,7 +11,7 @@ import time
 from sqlalchemy import func, select
 
 from portal import expiry, sync, writes
-from portal.models import Credential, Endpoint
+from portal.models import Credential, Endpoint, SyncRun
 from portal.platform.extensions import db
 from portal.simulator import Simulator
 from tests.support import PASSWORD, Portal, client_for, create_env, run_sync
@@ -138,8 +138,8 @@ def test_a_sync_that_is_no_longer_its_own_stops_writing(app, admin):
         def fetch(_settings):
             # Another process fails the run as interrupted while this one fetches.
             db.session.execute(
-                sync.SyncRun.__table__.update()
-                .where(sync.SyncRun.id == run.id)
+                SyncRun.__table__.update()
+                .where(SyncRun.id == run.id)
                 .values(state="failed", error="Interrupted: test")
             )
             db.session.commit()
