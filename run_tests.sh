@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Lint and test the portal.
 #   ./run_tests.sh [pytest arguments]          everything, on every core; the 15 slowest tests listed
-#   ./run_tests.sh --fast [pytest arguments]   lint and every test that starts no server process
-#                                              or browser (tests marked e2e are left out), two
-#                                              pytest-xdist workers per core
+#   ./run_tests.sh --fast [pytest arguments]   lint and every test that starts no process, no
+#                                              browser and needs no PostgreSQL (tests marked
+#                                              e2e or slow are left out), two pytest-xdist
+#                                              workers per core
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -43,9 +44,9 @@ echo "== ruff format --check"
 echo "== lint-imports (the layers in pyproject.toml)"
 .venv/bin/lint-imports --no-cache
 if [ "$fast" = 1 ]; then
-  echo "== pytest (fast: no server processes, no browser)"
+  echo "== pytest (fast: no process, no browser, no PostgreSQL)"
   # Twice as many workers as cores: many of these tests wait on a socket or a timer.
-  exec .venv/bin/python -m pytest -m "not e2e" -n "$(( $(nproc) * 2 ))" "$@"
+  exec .venv/bin/python -m pytest -m "not e2e and not slow" -n "$(( $(nproc) * 2 ))" "$@"
 fi
 echo "== pytest"
 exec .venv/bin/python -m pytest -n auto --durations=15 "$@"

@@ -6,6 +6,7 @@ Helpers (make_app, Portal, create_env, running_portal, ...) live in support.py.
 from __future__ import annotations
 
 import secrets
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,33 @@ from portal.simulator import Simulator
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
 
 
+# Fixtures that need the machine's PostgreSQL server: their tests are `slow`.
+POSTGRES_FIXTURES = {"pg_url"}
+
+
 def pytest_collection_modifyitems(items):
-    """Tests under tests/e2e/ start servers or a browser: mark them for --fast to leave out."""
+    """Tests under tests/e2e/ start servers or a browser, tests on PostgreSQL need its server:
+    mark them for --fast to leave out."""
     for item in items:
         if E2E_DIR in Path(item.fspath).resolve().parents:
             item.add_marker(pytest.mark.e2e)
+        if POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_unless_marked(request, monkeypatch):
+    """The fast tier starts no process: a test that starts one (a command, slapd, a mount)
+    must be marked `slow` (or be an e2e test), and fails here otherwise."""
+    if request.node.get_closest_marker("e2e") or request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(self, args, *more, **options):
+        raise AssertionError(
+            f"{request.node.nodeid} starts a process ({args!r}): mark it pytest.mark.slow"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(autouse=True)

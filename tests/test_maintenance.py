@@ -204,6 +204,7 @@ def _one_line_error(result: subprocess.CompletedProcess, words: str) -> None:
     assert words in result.stderr, result.stderr
 
 
+@pytest.mark.slow  # runs the commands as an operator does
 def test_restore_into_a_new_data_directory(tmp_path, app):
     backup_file = maintenance.backup(app, tmp_path / "b")
     key = (tmp_path / "data" / "data.key").read_text()

@@ -166,7 +166,7 @@ def short_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def test_sync_now_starts_at_once(request, short_dir, monkeypatch, database):
     env = {"DATABASE_URL": request.getfixturevalue("pg_url")} if database == "postgresql" else {}
     app = make_app(short_dir, PORTAL_SCHEDULER="on", **env)

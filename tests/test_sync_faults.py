@@ -185,6 +185,7 @@ def test_a_live_owner_is_never_failed(app, env_id):
     assert _run(app, run_id).state == "running"
 
 
+@pytest.mark.slow  # runs a process that ends, for a pid that is gone
 def test_starting_fails_only_the_runs_of_this_hosts_stopped_processes(app, env_id, admin, sim):
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -270,6 +271,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow  # mounts a small filesystem
 def test_a_really_full_disk_fails_the_sync_and_keeps_what_is_stored(tmp_path, small_disk):
     app = make_app(small_disk, PORTAL_LOG_DIR=str(tmp_path / "logs"))
     with app.app_context():
