@@ -5,18 +5,8 @@ from __future__ import annotations
 from flask import Flask
 from markupsafe import Markup
 
-from . import (
-    api,
-    cli,
-    errors,
-    front,
-    refusals,
-    second_factor,
-    security,
-    sessions,
-    tokens,
-    web,
-)
+from . import api, cli, errors, front, refusals, security, web
+from .identity import second_factor, sessions, tokens
 from .platform import database, logs
 from .platform.config import PROJECT_ROOT, Settings, load_settings
 from .platform.extensions import csrf, login_manager

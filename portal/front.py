@@ -6,7 +6,7 @@ from flask import Flask
 from flask_login import current_user
 
 from .credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
-from .users import DEFAULT_PREFERENCES, preferences
+from .identity.users import DEFAULT_PREFERENCES, preferences
 
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
 SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer"}

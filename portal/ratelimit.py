@@ -16,10 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from . import audit
 from .errors import respond
+from .identity.sessions import current_session
 from .models import RateWindow
 from .platform import clock
 from .platform.extensions import db
-from .sessions import current_session
 
 WINDOW = timedelta(minutes=1)
 TESTS_PER_MINUTE = 10

@@ -23,7 +23,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from . import actions, expiry, maintenance, notifications, sync
-from .directory import accounts as directory_accounts
+from .identity.directory import accounts as directory_accounts
 from .models import Endpoint
 from .platform import locks, wakeup
 from .platform.clock import UTC

@@ -14,7 +14,7 @@ from ad_server import samba_missing, start_samba_ad
 from sqlalchemy import select
 from support import Portal, client_for, create_env, run_sync
 
-from portal.directory import accounts
+from portal.identity.directory import accounts
 from portal.models import AuditEvent, User
 from portal.platform import clock
 from portal.platform.extensions import db

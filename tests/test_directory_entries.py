@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from portal.directory import ldap
-from portal.directory.ldap import _disabled, _stable_id
+from portal.identity.directory import ldap
+from portal.identity.directory.ldap import _disabled, _stable_id
 
 NOW = dt.datetime(2026, 12, 4, 12, 0)
 

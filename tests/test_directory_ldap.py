@@ -12,7 +12,7 @@ from ldap_server import slapd_binary, start_slapd
 from sqlalchemy import select
 from support import Portal, client_for, create_env, ldap_settings_body, run_sync
 
-from portal.directory import accounts, options
+from portal.identity.directory import accounts, options
 from portal.models import AuditEvent, User
 from portal.platform.extensions import db
 
@@ -217,7 +217,7 @@ def test_second_factor_policy_per_source(app, admin, slapd):
     slapd.add_user(name, password)
     _configure(admin, slapd)
     with app.app_context():
-        from portal import second_factor
+        from portal.identity import second_factor
 
         second_factor.set_policy("everyone")
         db.session.commit()

@@ -13,7 +13,7 @@ from oidc_server import login_with_requests, node_missing, start_oidc_provider
 from sqlalchemy import select
 from support import Portal, client_for, create_env, oidc_settings_body
 
-from portal.directory import options
+from portal.identity.directory import options
 from portal.models import AuditEvent, User
 from portal.platform.extensions import db
 
@@ -185,7 +185,7 @@ def test_second_factor_for_oidc_users_follows_the_provider_setting(app, admin, p
     provider.set_accounts({"pia": _account("pia", [])})
     _configure(admin, provider, second_factor="policy")
     with app.app_context():
-        from portal import second_factor
+        from portal.identity import second_factor
 
         second_factor.set_policy("everyone")
         db.session.commit()
@@ -243,7 +243,7 @@ def test_an_unverified_e_mail_never_names_an_account(app, admin, provider):
 
 
 def test_an_oidc_user_confirms_by_signing_in_again(app, admin, provider):
-    from portal import second_factor
+    from portal.identity import second_factor
     from portal.platform import clock
 
     provider.set_accounts({"vera": _account("vera", [])})

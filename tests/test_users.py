@@ -145,7 +145,7 @@ def test_cli_applies_the_same_last_active_admin_rule(app):
 
 
 def test_services_do_not_commit(app):
-    from portal import users
+    from portal.identity import users
 
     with app.app_context():
         users.add_user("carol", "readonly", NEW_PASSWORD, actor="test")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 from flask_login import current_user
 
-from .. import tokens
 from ..access import check_reauth_password
 from ..environments import ValidationError
+from ..identity import tokens
+from ..identity.second_factor import FactorError
 from ..platform.extensions import db
 from ..platform.http import QueryError, json_error
-from ..second_factor import FactorError
 from .spec import FieldErrors
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -7,8 +7,9 @@ from flask import abort, jsonify
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import grants, groups, users
+from .. import grants, groups
 from ..access import admin_required, environment_for, recent_sign_in
+from ..identity import users
 from ..models import Group, User
 from ..platform import clock
 from ..platform.extensions import db

@@ -5,11 +5,12 @@ from __future__ import annotations
 from flask import jsonify
 from flask_login import current_user, login_required
 
-from .. import audit, second_factor, users
+from .. import audit
 from ..access import check_reauth_password, environment_for
+from ..identity import second_factor, users
+from ..identity.sessions import recently_authenticated
 from ..platform.extensions import db
 from ..platform.http import json_error
-from ..sessions import recently_authenticated
 from . import schemas as s
 from .base import bp
 from .spec import api_operation

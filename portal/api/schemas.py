@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
 
 from ..credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS, CredentialFilters
-from ..directory.options import MAX_SECRET, LdapOptions, OidcOptions
 from ..environments import (
     MAX_DESCRIPTION,
     MAX_HOST,
@@ -23,6 +22,7 @@ from ..environments import (
     MIN_INTERVAL,
     MIN_PORT,
 )
+from ..identity.directory.options import MAX_SECRET, LdapOptions, OidcOptions
 from ..platform.http import MAX_ID
 
 Source = Literal["manager", "installer"]

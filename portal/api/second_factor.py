@@ -8,10 +8,10 @@ from __future__ import annotations
 from flask import current_app, jsonify
 from flask_login import current_user, login_required
 
-from .. import second_factor
+from ..identity import second_factor
+from ..identity.sessions import current_session
 from ..platform.extensions import db
 from ..platform.http import json_error
-from ..sessions import current_session
 from . import schemas as s
 from .base import bp, password_refused
 from .spec import api_operation

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import jsonify
 from flask_login import current_user
 
-from .. import second_factor
 from ..access import admin_required, recent_sign_in
-from ..directory import accounts, options
+from ..identity import second_factor
+from ..identity.directory import accounts, options
 from ..platform import clock
 from ..platform.extensions import db
 from ..platform.http import json_error

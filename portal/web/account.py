@@ -7,10 +7,10 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
-from .. import second_factor, tokens
 from ..access import check_reauth_password, recent_sign_in
+from ..identity import second_factor, tokens
+from ..identity.sessions import current_session, recently_authenticated
 from ..platform.extensions import db
-from ..sessions import current_session, recently_authenticated
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 

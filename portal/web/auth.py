@@ -19,21 +19,17 @@ from flask import (
 from flask_login import current_user, login_required
 from sqlalchemy import select, update
 
-from .. import audit, second_factor
-from ..directory import accounts, ldap, oidc, options
-from ..models import User, UserSession
-from ..platform import clock
-from ..platform.extensions import db
-from ..platform.http import json_error
-from ..security import client_ip, hash_password, is_safe_next, password_problem, verify_password
-from ..sessions import (
+from .. import audit
+from ..identity import second_factor
+from ..identity.directory import accounts, ldap, oidc, options
+from ..identity.sessions import (
     current_session,
     end_session,
     pending_session,
     revoke_user_sessions,
     start_session,
 )
-from ..signin import (
+from ..identity.signin import (
     MAX_ACCOUNT_FAILURES,
     REFUSED,
     claim_attempt,
@@ -43,6 +39,11 @@ from ..signin import (
     password_failure,
     release_check,
 )
+from ..models import User, UserSession
+from ..platform import clock
+from ..platform.extensions import db
+from ..platform.http import json_error
+from ..security import client_ip, hash_password, is_safe_next, password_problem, verify_password
 from ..urls import external_url
 
 bp = Blueprint("auth", __name__)

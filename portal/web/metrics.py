@@ -6,7 +6,8 @@ import ipaddress
 
 from flask import Blueprint, Response, current_app, request
 
-from .. import grants, metrics, tokens
+from .. import grants, metrics
+from ..identity import tokens
 from ..security import client_ip
 
 bp = Blueprint("metrics", __name__)

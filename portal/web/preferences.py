@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import users
+from ..identity import users
 from ..platform.extensions import db
 
 bp = Blueprint("preferences", __name__)

@@ -27,8 +27,9 @@ from flask_login import current_user
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 
-from .. import audit, certs, second_factor
+from .. import audit, certs
 from ..access import admin_required, recent_sign_in
+from ..identity import second_factor
 from ..platform import clock, locks
 from ..platform.extensions import db
 from ..platform.http import parse_query

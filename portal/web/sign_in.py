@@ -8,7 +8,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from ..access import admin_required, recent_sign_in
-from ..directory import accounts, options
+from ..identity.directory import accounts, options
 from ..models import Group
 from ..platform.extensions import db
 from ..urls import external_url

@@ -6,12 +6,13 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import groups, second_factor, users
+from .. import groups
 from ..access import admin_required, recent_sign_in
+from ..identity import second_factor, users
+from ..identity.users import UserRuleError
 from ..models import ROLES, Group, User
 from ..platform.extensions import db
 from ..security import password_problem
-from ..users import UserRuleError
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 

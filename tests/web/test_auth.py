@@ -10,11 +10,11 @@ from markupsafe import escape
 from sqlalchemy import func, select
 from support import PASSWORD, Portal, client_for, make_app
 
+from portal.identity.signin import REFUSED, lock_account
 from portal.models import AuditEvent, LoginFailure, User, UserSession
 from portal.platform import clock
 from portal.platform.extensions import db
 from portal.security import verify_password
-from portal.signin import REFUSED, lock_account
 
 
 def _audit(app, action):

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import PASSWORD, client_for, make_app
 
-from portal import tokens
+from portal.identity import tokens
 from portal.models import Credential, User
 from portal.platform import clock
 from portal.platform.extensions import db

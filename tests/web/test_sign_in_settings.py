@@ -15,7 +15,7 @@ from sqlalchemy import select
 from support import PASSWORD, Portal, add_directory_account, ca_signed_pair, client_for
 
 from portal import maintenance
-from portal.directory import options
+from portal.identity.directory import options
 from portal.models import AuditEvent, Group, SignInProvider, User
 from portal.platform.extensions import db
 

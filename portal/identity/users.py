@@ -8,11 +8,12 @@ import re
 
 from sqlalchemy import func, select
 
-from . import audit, tokens
-from .models import ROLES, User
-from .platform import clock
-from .platform.extensions import db
-from .security import hash_password
+from .. import audit
+from ..models import ROLES, User
+from ..platform import clock
+from ..platform.extensions import db
+from ..security import hash_password
+from . import tokens
 from .sessions import revoke_user_sessions
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")

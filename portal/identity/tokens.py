@@ -19,12 +19,12 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from . import audit
-from .models import ApiToken, User
-from .platform import clock
-from .platform.extensions import csrf, db
-from .platform.http import json_error
-from .security import client_ip
+from .. import audit
+from ..models import ApiToken, User
+from ..platform import clock
+from ..platform.extensions import csrf, db
+from ..platform.http import json_error
+from ..security import client_ip
 
 SCOPES = ("read", "reveal", "admin")
 _RANK = {"read": 0, "reveal": 1, "admin": 2}

@@ -17,10 +17,10 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import audit
-from ..models import ApiToken, Group, User, UserSession
-from ..platform import clock
-from ..platform.extensions import db
+from ... import audit
+from ...models import ApiToken, Group, User, UserSession
+from ...platform import clock
+from ...platform.extensions import db
 from ..sessions import revoke_user_sessions
 from ..tokens import revoke_all as revoke_tokens
 from ..users import USERNAME_RE

@@ -13,11 +13,11 @@ from flask import (
 )
 from sqlalchemy import case, func, or_, select, update
 
-from . import audit, notifications
-from .models import LoginFailure, User
-from .platform import clock
-from .platform.extensions import db
-from .security import hash_password
+from .. import audit, notifications
+from ..models import LoginFailure, User
+from ..platform import clock
+from ..platform.extensions import db
+from ..security import hash_password
 from .sessions import revoke_user_sessions
 
 MAX_ACCOUNT_FAILURES = 5

@@ -25,11 +25,11 @@ from pydantic import (
     model_validator,
 )
 
-from .. import audit
-from ..crypto import SIGN_IN_SECRET, cipher
-from ..models import SignInProvider
-from ..platform import clock
-from ..platform.extensions import db
+from ... import audit
+from ...crypto import SIGN_IN_SECRET, cipher
+from ...models import SignInProvider
+from ...platform import clock
+from ...platform.extensions import db
 
 log = logging.getLogger(__name__)
 KINDS = ("ldap", "oidc")

@@ -15,11 +15,11 @@ from flask import Flask, abort, current_app, g, redirect, request, session, url_
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy.exc import OperationalError
 
-from .models import User, UserSession
-from .platform import clock
-from .platform.database import is_locked
-from .platform.extensions import db, login_manager
-from .platform.http import json_error
+from ..models import User, UserSession
+from ..platform import clock
+from ..platform.database import is_locked
+from ..platform.extensions import db, login_manager
+from ..platform.http import json_error
 
 REAUTH_WINDOW = timedelta(minutes=15)
 PENDING_WINDOW = timedelta(minutes=5)

@@ -38,13 +38,14 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from . import audit, sessions
-from .crypto import TOTP_SECRET, cipher
+from .. import audit
+from ..crypto import TOTP_SECRET, cipher
+from ..models import Passkey, PortalMeta, RecoveryCode, User, UserSession
+from ..platform import clock
+from ..platform.extensions import db
+from ..platform.http import json_error
+from . import sessions
 from .directory import options
-from .models import Passkey, PortalMeta, RecoveryCode, User, UserSession
-from .platform import clock
-from .platform.extensions import db
-from .platform.http import json_error
 
 ISSUER = "VCF Credential Portal"
 STEP_SECONDS = 30
