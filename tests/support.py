@@ -715,6 +715,25 @@ def oidc_settings_body(provider, **extra) -> dict:
     }
 
 
+def user_named(app, name: str) -> User | None:
+    """The portal's user `name` as stored now (detached), or None."""
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username == name))
+        if user is not None:
+            db.session.expunge(user)
+        return user
+
+
+def recheck_directory(app) -> dict:
+    """Run the periodic directory check now, for every signed-in directory user."""
+    from portal.identity.directory import accounts
+
+    with app.app_context():
+        counts = accounts.recheck(force=True)
+        db.session.commit()
+        return counts
+
+
 def add_directory_account(app, username: str, source: str = "ldap") -> None:
     """A portal account of a directory user, as a first sign-in makes it."""
     with app.app_context():

@@ -12,10 +12,9 @@ import secrets
 import pytest
 from ad_server import samba_missing, start_samba_ad
 from sqlalchemy import select
-from support import Portal, client_for, create_env, run_sync
+from support import Portal, client_for, create_env, recheck_directory, run_sync, user_named
 
-from portal.identity.directory import accounts
-from portal.models import AuditEvent, User
+from portal.models import AuditEvent
 from portal.platform import clock
 from portal.platform.extensions import db
 
@@ -56,21 +55,6 @@ def _configure(admin, ad, **extra) -> dict:
     return response.json
 
 
-def _user(app, name: str) -> User | None:
-    with app.app_context():
-        user = db.session.scalar(select(User).where(User.username == name))
-        if user is not None:
-            db.session.expunge(user)
-        return user
-
-
-def _recheck(app) -> dict:
-    with app.app_context():
-        counts = accounts.recheck(force=True)
-        db.session.commit()
-        return counts
-
-
 def _audits(app, action: str, target: str) -> list[dict]:
     with app.app_context():
         rows = db.session.scalars(
@@ -102,7 +86,7 @@ def test_account_name_and_upn_open_one_account_with_nested_groups(app, admin, si
 
     dora = Portal(client_for(app))
     assert dora.login(name, password).status_code == 302
-    account = _user(app, name)
+    account = user_named(app, name)
     assert account.external_id.startswith("objectGUID:")
     assert dora.client.get("/audit/").status_code == 200  # auditor through the nested group
     items = dora.client.get(f"/api/v1/environments/{sfo['id']}/credentials").json["items"]
@@ -159,12 +143,12 @@ def test_a_user_renamed_in_active_directory_keeps_access_and_the_name_follows(ap
         "POST", "/api/v1/me/tokens", {"name": "cli", "scope": "read", "expires_in_days": 1}
     )
     assert made.status_code == 201, made.json
-    key = _user(app, old).external_id
+    key = user_named(app, old).external_id
 
     ad.rename_user(old, new)  # same objectGUID, new sAMAccountName, UPN and CN
-    counts = _recheck(app)
+    counts = recheck_directory(app)
     assert counts["ended"] == 0, counts
-    assert _user(app, old) is None and _user(app, new).external_id == key
+    assert user_named(app, old) is None and user_named(app, new).external_id == key
     assert olaf.client.get("/api/v1/me").json["username"] == new
     script = app.test_client(use_cookies=False)
     script.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "localhost"})
@@ -178,7 +162,7 @@ def test_a_user_renamed_in_active_directory_keeps_access_and_the_name_follows(ap
         assert confirmed.status_code == 204
     finally:
         clock.offset = clock.timedelta(0)
-    assert _user(app, new).failed_logins == 0
+    assert user_named(app, new).failed_logins == 0
     again = Portal(client_for(app))
     assert again.login(f"{new}@example.test", password).status_code == 302
     assert again.client.get("/api/v1/me").json["username"] == new
@@ -212,9 +196,9 @@ def test_account_states_are_said_audited_and_not_counted(app, admin, anon, ad):
         denied = _audits(app, "auth.login", name)[-1]
         assert denied["outcome"] == "denied" and text in denied["reason"].lower(), denied
     for name in (expired, disabled):
-        account = _user(app, name)
+        account = user_named(app, name)
         assert account.failed_logins == 0 and account.locked_until is None, name
-    assert _user(app, must) is None  # never signed in: no account made
+    assert user_named(app, must) is None  # never signed in: no account made
 
 
 def test_a_disabled_account_is_signed_out_as_disabled_not_as_missing(app, admin, ad):
@@ -224,7 +208,7 @@ def test_a_disabled_account_is_signed_out_as_disabled_not_as_missing(app, admin,
     dirk = Portal(client_for(app))
     assert dirk.login(name, password).status_code == 302
     ad.disable_user(name)
-    assert _recheck(app)["ended"] >= 1
+    assert recheck_directory(app)["ended"] >= 1
     assert dirk.client.get("/api/v1/me").status_code == 401
     removed = _audits(app, "auth.directory_removed", name)
     assert removed and removed[-1]["reason"] == "disabled in the directory", removed
@@ -239,7 +223,7 @@ def test_a_name_beyond_ascii_is_told_why_it_cannot_sign_in(app, admin, anon, ad)
     refused = anon.login(name, password)
     assert refused.status_code in (401, 403)
     assert "ASCII" in refused.get_data(as_text=True)
-    assert _user(app, name) is None
+    assert user_named(app, name) is None
 
 
 def test_starttls_and_the_settings_test_against_the_domain_controller(app, admin, ad):

@@ -10,9 +10,17 @@ import secrets
 import pytest
 from ldap_server import slapd_binary, start_slapd
 from sqlalchemy import select
-from support import Portal, client_for, create_env, ldap_settings_body, run_sync
+from support import (
+    Portal,
+    client_for,
+    create_env,
+    ldap_settings_body,
+    recheck_directory,
+    run_sync,
+    user_named,
+)
 
-from portal.identity.directory import accounts, options
+from portal.identity.directory import options
 from portal.models import AuditEvent, User
 from portal.platform.extensions import db
 
@@ -40,21 +48,6 @@ def _configure(admin, slapd, **extra) -> dict:
     response = admin.api("PUT", "/api/v1/settings/ldap", ldap_settings_body(slapd, **extra))
     assert response.status_code == 200, response.json
     return response.json
-
-
-def _user(app, name: str) -> User | None:
-    with app.app_context():
-        user = db.session.scalar(select(User).where(User.username == name))
-        if user is not None:
-            db.session.expunge(user)
-        return user
-
-
-def _recheck(app) -> dict:
-    with app.app_context():
-        counts = accounts.recheck(force=True)
-        db.session.commit()
-        return counts
 
 
 def _env_names(portal) -> list[str]:
@@ -91,7 +84,7 @@ def test_a_directory_user_gets_the_access_of_their_groups_and_loses_it(app, admi
 
     dave = Portal(client_for(app))
     assert dave.login(name, password).status_code == 302
-    account = _user(app, name)
+    account = user_named(app, name)
     assert account.source == "ldap" and account.role == "member"
     assert account.external_id.startswith("entryUUID:")  # not the DN: entries move
     login = [a for a in _audits(app, "auth.login") if a.target == name][-1]
@@ -111,7 +104,7 @@ def test_a_directory_user_gets_the_access_of_their_groups_and_loses_it(app, admi
 
     # The directory takes them out of the group: the periodic check applies it at once.
     slapd.remove_member(team, name)
-    counts = _recheck(app)
+    counts = recheck_directory(app)
     assert counts["checked"] >= 1
     assert _env_names(dave) == []
     assert dave.client.get(f"/api/v1/environments/{sfo['id']}").status_code == 404
@@ -123,7 +116,7 @@ def test_a_directory_user_gets_the_access_of_their_groups_and_loses_it(app, admi
     assert dave.login(name, password).status_code == 302
     assert _env_names(dave) == ["sfo"]
     slapd.delete_user(name)
-    counts = _recheck(app)
+    counts = recheck_directory(app)
     assert counts["ended"] >= 1
     assert dave.client.get("/api/v1/environments").status_code == 401
     assert dave.login(name, password).status_code == 401
@@ -139,7 +132,7 @@ def test_disabled_in_the_directory_means_signed_out(app, admin, slapd):
     assert lena.login(name, password).status_code == 302
     assert lena.client.get("/api/v1/me").status_code == 200
     slapd.lock_user(name)
-    assert _recheck(app)["ended"] >= 1
+    assert recheck_directory(app)["ended"] >= 1
     assert lena.client.get("/api/v1/me").status_code == 401
     assert lena.login(name, password).status_code == 401
     slapd.unlock_user(name)
@@ -152,13 +145,13 @@ def test_wrong_and_empty_passwords_are_refused_and_counted(app, admin, anon, sla
     _configure(admin, slapd)
     assert anon.login(name, "").status_code == 401  # never an anonymous bind
     assert anon.login(name, password + "x").status_code == 401
-    assert _user(app, name) is None  # no account before a right password
+    assert user_named(app, name) is None  # no account before a right password
     assert anon.login(_name("nobody"), password).status_code == 401
     walt = Portal(client_for(app))
     assert walt.login(name, password).status_code == 302
     for _ in range(5):
         assert anon.login(name, "wrong-" + password).status_code == 401
-    assert _user(app, name).locked_until is not None
+    assert user_named(app, name).locked_until is not None
     assert anon.login(name, password).status_code == 401  # locked like a local account
     assert walt.client.get("/api/v1/me").status_code == 401  # the lock ends its sessions
     texts = {anon.login(name, "x").get_data(as_text=True).count("Sign-in failed")}
@@ -169,7 +162,7 @@ def test_local_accounts_keep_their_names_and_break_glass(app, admin, anon, slapd
     slapd.add_user("bob", "Directory-Bob-1!")  # a local "bob" exists already
     _configure(admin, slapd)
     assert anon.login("bob", "Directory-Bob-1!").status_code == 401
-    assert _user(app, "bob").source == "local"
+    assert user_named(app, "bob").source == "local"
     assert Portal(client_for(app)).login("bob").status_code == 302
     assert Portal(client_for(app)).login("alice").status_code == 302
 
@@ -265,13 +258,13 @@ def test_an_entry_cannot_take_another_users_account(app, admin, slapd):
     slapd.add_user(mallory, mallory_pw)
     _configure(admin, slapd)
     assert Portal(client_for(app)).login(victim, victim_pw).status_code == 302
-    before = _user(app, victim).external_id
+    before = user_named(app, victim).external_id
     # A second uid value naming the victim: the entry is refused, whatever it is typed as.
     slapd.admin.modify(slapd.user_dn(mallory), {"uid": [(MODIFY_ADD, [victim])]})
     mal = Portal(client_for(app))
     assert mal.login(mallory, mallory_pw).status_code == 401
     assert mal.client.get("/api/v1/me").status_code == 401
-    assert _user(app, victim).external_id == before
+    assert user_named(app, victim).external_id == before
     # The victim leaves and a new entry takes the name: it is not the old account.
     slapd.delete_user(victim)
     slapd.add_user(victim, _password() + "n")
@@ -312,7 +305,7 @@ def test_removal_from_the_directory_revokes_api_tokens(app, admin, sim, slapd):
     tina.post("/logout")
     assert tina.client.get("/api/v1/me").status_code == 401
     slapd.delete_user(name)
-    counts = _recheck(app)  # no session left: the token alone makes it due
+    counts = recheck_directory(app)  # no session left: the token alone makes it due
     assert counts["ended"] >= 1
     assert script.get("/api/v1/environments", headers=bearer).status_code == 401
 
@@ -326,10 +319,10 @@ def test_wrong_passwords_count_whatever_name_is_typed(app, admin, anon, slapd):
         user_filter="(&(objectClass=inetOrgPerson)(|(uid={username})(mail={username})))",
     )
     assert Portal(client_for(app)).login(f"{name}@corp.example", password).status_code == 302
-    assert _user(app, name) is not None  # the account is named by uid, however typed
+    assert user_named(app, name) is not None  # the account is named by uid, however typed
     for _ in range(5):
         assert anon.login(f"{name}@corp.example", "wrong-" + password).status_code == 401
-    account = _user(app, name)
+    account = user_named(app, name)
     assert account.locked_until is not None
     assert anon.login(name, password).status_code == 401
 
@@ -353,7 +346,7 @@ def test_a_directory_that_cannot_answer_does_not_count_re_typed_passwords(app, a
             {"name": "x", "scope": "read", "expires_in_days": 1, "confirm_password": password},
         )
         assert made.status_code == 403
-    account = _user(app, name)
+    account = user_named(app, name)
     assert account.failed_logins == 0 and account.locked_until is None
     assert ula.client.get("/api/v1/me").status_code == 200
 
@@ -368,13 +361,13 @@ def test_a_user_renamed_in_the_directory_keeps_access_and_the_name_follows(app, 
         "POST", "/api/v1/me/tokens", {"name": "cli", "scope": "read", "expires_in_days": 1}
     )
     assert made.status_code == 201, made.json
-    key = _user(app, old).external_id
+    key = user_named(app, old).external_id
 
     # The directory renames the entry (same entryUUID, a new uid and DN).
     assert slapd.admin.modify_dn(slapd.user_dn(old), f"uid={new}", delete_old_dn=True)
-    counts = _recheck(app)
+    counts = recheck_directory(app)
     assert counts["ended"] == 0, counts
-    assert _user(app, old) is None and _user(app, new).external_id == key
+    assert user_named(app, old) is None and user_named(app, new).external_id == key
     assert olga.client.get("/api/v1/me").json["username"] == new  # the session lives on
     script = app.test_client(use_cookies=False)
     script.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "localhost"})
@@ -389,7 +382,7 @@ def test_a_user_renamed_in_the_directory_keeps_access_and_the_name_follows(app, 
     clock.offset = clock.timedelta(minutes=20)
     confirmed = olga.api("POST", "/api/v1/me/reauth", {"password": password})
     assert confirmed.status_code == 204
-    assert _user(app, new).failed_logins == 0
+    assert user_named(app, new).failed_logins == 0
     clock.offset = clock.timedelta(0)
 
     # Signing in with the new name opens the same account.
@@ -405,4 +398,4 @@ def test_a_name_with_letters_beyond_ascii_is_told_why_it_cannot_sign_in(app, adm
     refused = Portal(client_for(app)).login(name, password)
     assert refused.status_code in (401, 403)
     assert "ASCII" in refused.get_data(as_text=True)
-    assert _user(app, name) is None
+    assert user_named(app, name) is None
