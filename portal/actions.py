@@ -20,7 +20,8 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import insert, select, update
 
-from . import audit, notifications, sync, writes
+from . import audit, sync, writes
+from .alerts import notifications
 from .crypto import ACTION_PASSWORD, cipher
 from .environments import endpoint_settings
 from .models import Credential, CredentialAction, CredentialActionItem, Endpoint, Environment

@@ -22,7 +22,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import select
 
-from . import actions, expiry, maintenance, notifications, sync
+from . import actions, expiry, maintenance, sync
+from .alerts import notifications
 from .identity.directory import accounts as directory_accounts
 from .models import Endpoint
 from .platform import locks, wakeup

@@ -11,7 +11,8 @@ from receivers import SMTP_PASSWORD, WEBHOOK_SECRET, smtp_server, webhook_receiv
 from sqlalchemy import select
 from support import PASSWORD
 
-from portal import certs, channels, notifications, sync
+from portal import certs, sync
+from portal.alerts import channels, notifications
 from portal.crypto import CREDENTIAL_PASSWORD, ENDPOINT_PASSWORD, HISTORY_PASSWORD, cipher
 from portal.models import (
     AuditEvent,

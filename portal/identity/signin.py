@@ -13,7 +13,8 @@ from flask import (
 )
 from sqlalchemy import case, func, or_, select, update
 
-from .. import audit, notifications
+from .. import audit
+from ..alerts import notifications
 from ..models import LoginFailure, User
 from ..platform import clock
 from ..platform.extensions import db

@@ -11,7 +11,8 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from .. import audit, notifications
+from .. import audit
+from ..alerts import notifications
 from ..models import Endpoint, SyncRun
 from ..platform import clock
 from ..platform.extensions import db

@@ -16,7 +16,8 @@ from flask import Flask, current_app
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from .. import audit, notifications, writes
+from .. import audit, writes
+from ..alerts import notifications
 from ..environments import endpoint_settings
 from ..models import Endpoint, Environment, SyncRun
 from ..platform import clock, wakeup

@@ -6,7 +6,8 @@ import ipaddress
 
 from flask import Blueprint, Response, current_app, request
 
-from .. import grants, metrics
+from .. import grants
+from ..alerts import metrics
 from ..identity import tokens
 from ..security import client_ip
 

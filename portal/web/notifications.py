@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from .. import audit, channels, notifications
+from .. import audit
 from ..access import admin_required, recent_sign_in
+from ..alerts import channels, notifications
 from ..models import NotificationChannel
 from ..platform.extensions import db
 

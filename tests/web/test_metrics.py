@@ -98,7 +98,7 @@ def test_figures_match_the_database(app, synced, anon):
 
 
 def test_the_duration_histogram_on_postgresql(tmp_path, pg_url):
-    from portal import metrics
+    from portal.alerts import metrics
     from portal.models import Environment, SyncRun
 
     app = make_app(tmp_path, DATABASE_URL=pg_url)

@@ -14,8 +14,8 @@ from prometheus_client.core import (
 )
 from sqlalchemy import case, extract, func, select
 
-from .expiring import expiry_counts
-from .models import (
+from ..expiring import expiry_counts
+from ..models import (
     AuditEvent,
     CredentialAction,
     Endpoint,
@@ -24,9 +24,9 @@ from .models import (
     NotificationDelivery,
     SyncRun,
 )
-from .platform.clock import UTC
-from .platform.extensions import db
-from .version import __version__
+from ..platform.clock import UTC
+from ..platform.extensions import db
+from ..version import __version__
 
 PREFIX = "vcf_portal"
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800)

@@ -18,14 +18,14 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .crypto import SMTP_PASSWORD, WEBHOOK_SECRET, WEBHOOK_URL, cipher
-from .models import NotificationChannel
-from .platform import clock
-from .platform.text import escape_controls
-from .vcf import VcfError
-from .vcf.tls import EndpointTlsAdapter, build_ca_context
+from ..crypto import SMTP_PASSWORD, WEBHOOK_SECRET, WEBHOOK_URL, cipher
+from ..models import NotificationChannel
+from ..platform import clock
+from ..platform.text import escape_controls
+from ..vcf import VcfError
+from ..vcf.tls import EndpointTlsAdapter, build_ca_context
 
-log = logging.getLogger("portal.channels")
+log = logging.getLogger("portal.alerts.channels")
 
 KINDS = ("email", "webhook")
 SMTP_SECURITY = ("starttls", "tls", "none")

@@ -17,9 +17,9 @@ from cryptography import x509
 from flask import Flask, current_app
 from sqlalchemy import exists, select, update
 
-from . import audit, certs, channels, writes
-from .expiring import expiry_counts
-from .models import (
+from .. import audit, certs, writes
+from ..expiring import expiry_counts
+from ..models import (
     Environment,
     NotificationChannel,
     NotificationDelivery,
@@ -27,11 +27,12 @@ from .models import (
     PortalMeta,
     SyncRun,
 )
-from .platform import clock
-from .platform.extensions import db
-from .platform.text import escape_controls
+from ..platform import clock
+from ..platform.extensions import db
+from ..platform.text import escape_controls
+from . import channels
 
-log = logging.getLogger("portal.notifications")
+log = logging.getLogger("portal.alerts.notifications")
 
 # Every kind of event, with the label the settings page shows.
 KINDS = {
