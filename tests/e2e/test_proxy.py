@@ -98,6 +98,16 @@ def _wait(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _unusual_proxy_lines(folder: Path, limit: int = 20) -> list[str]:
+    """HAProxy's log lines (httplog) whose answer was not 200 or whose termination state was
+    not normal ("----"), at most `limit`."""
+    try:
+        lines = (folder / "haproxy.log").read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    return [line for line in lines if " 200 " not in line or " ---- " not in line][-limit:]
+
+
 def test_rolling_restart_and_a_killed_leader_behind_haproxy(tmp_path, pg_url):
     env = {
         "DATABASE_URL": pg_url,
@@ -116,7 +126,8 @@ def test_rolling_restart_and_a_killed_leader_behind_haproxy(tmp_path, pg_url):
                 _wait(lambda: operators.count()[0] > 0, 5, "traffic")
                 time.sleep(3)  # the proxy sees the node healthy again (rise 2, inter 2 s)
             ok, failed = operators.count()
-            assert failed == 0, operators.failures[:10]
+            # On a failure, the proxy's own lines that were not a plain 200 say where it was.
+            assert failed == 0, (operators.failures[:10], _unusual_proxy_lines(tmp_path))
             assert ok > 200
 
             leader = a if _role(a) == "leader" else b
