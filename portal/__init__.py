@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Flask
 from markupsafe import Markup
 
-from . import api, cli, errors, front, refusals, security, web
+from . import api, cli, errors, front, security, web
+from .access import refusals
 from .identity import second_factor, sessions, tokens
 from .platform import database, logs
 from .platform.config import PROJECT_ROOT, Settings, load_settings

@@ -13,8 +13,9 @@ import xlsxwriter
 from flask import Response, abort
 from sqlalchemy import select
 
-from . import audit, ratelimit
-from .access import visible_ids
+from . import audit
+from .access import ratelimit
+from .access.guards import visible_ids
 from .credentials import CredentialFilters, count_matching, export_query
 from .crypto import CREDENTIAL_PASSWORD, cipher
 from .models import Environment

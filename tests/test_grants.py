@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from support import PASSWORD, Portal, client_for, create_env
 
-from portal import grants
+from portal.access import grants
 from portal.models import AuditEvent, Credential, Environment, Group, User
 from portal.platform.extensions import db
 from portal.security import hash_password

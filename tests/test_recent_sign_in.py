@@ -1,4 +1,4 @@
-"""The one rule for sensitive operations (portal.access.recent_sign_in): every export, grant,
+"""The one rule for sensitive operations (portal.access.guards.recent_sign_in): every export, grant,
 user, group, settings, certificate and token change needs a sign-in within 15 minutes (or the
 password again) from a browser session, through pages and API alike; each refusal is audited
 once; an API token passes."""

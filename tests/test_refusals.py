@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from support import PASSWORD, Portal, client_for, create_env
 
-from portal import refusals
+from portal.access import refusals
 from portal.models import AuditEvent, Credential, User
 from portal.platform import clock
 from portal.platform.extensions import db

@@ -7,8 +7,9 @@ from flask import abort, current_app, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import actions, audit, expiry, grants
-from ..access import environment_for, token_or_recent_auth
+from .. import actions, audit, expiry
+from ..access import grants
+from ..access.guards import environment_for, token_or_recent_auth
 from ..models import Credential, CredentialAction, Endpoint
 from ..platform import clock
 from ..platform.extensions import db

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 from flask_login import current_user
 
-from ..access import check_reauth_password
+from ..access.guards import check_reauth_password
 from ..environments import ValidationError
 from ..identity import tokens
 from ..identity.second_factor import FactorError

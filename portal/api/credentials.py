@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import abort, jsonify
 from flask_login import login_required
 
-from .. import audit, credentials, environments, exports, ratelimit
-from ..access import (
+from .. import audit, credentials, environments, exports
+from ..access import ratelimit
+from ..access.guards import (
     credential_for,
     environment_for,
     environment_level,

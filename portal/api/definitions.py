@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, abort, jsonify
 
 from .. import audit, definitions
-from ..access import admin_required, check_reauth_password
+from ..access.guards import admin_required, check_reauth_password
 from ..platform import clock
 from ..platform.extensions import db
 from . import schemas as s

@@ -6,8 +6,9 @@ from flask import abort, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import audit, environments, grants, ratelimit, sync
-from ..access import admin_required, environment_for, visible_ids
+from .. import audit, environments, sync
+from ..access import grants, ratelimit
+from ..access.guards import admin_required, environment_for, visible_ids
 from ..environments import ValidationError
 from ..models import Endpoint
 from ..platform.extensions import db

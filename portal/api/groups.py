@@ -7,8 +7,8 @@ from flask import abort, jsonify
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import grants, groups
-from ..access import admin_required, environment_for, recent_sign_in
+from ..access import grants, groups
+from ..access.guards import admin_required, environment_for, recent_sign_in
 from ..identity import users
 from ..models import Group, User
 from ..platform import clock

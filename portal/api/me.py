@@ -6,7 +6,7 @@ from flask import jsonify
 from flask_login import current_user, login_required
 
 from .. import audit
-from ..access import check_reauth_password, environment_for
+from ..access.guards import check_reauth_password, environment_for
 from ..identity import second_factor, users
 from ..identity.sessions import recently_authenticated
 from ..platform.extensions import db

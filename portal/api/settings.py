@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 from flask_login import current_user
 
-from ..access import admin_required, recent_sign_in
+from ..access.guards import admin_required, recent_sign_in
 from ..identity import second_factor
 from ..identity.directory import accounts, options
 from ..platform import clock

@@ -6,8 +6,9 @@ from flask import abort, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import grants, sync
-from ..access import environment_for, environment_level
+from .. import sync
+from ..access import grants
+from ..access.guards import environment_for, environment_level
 from ..models import SyncRun
 from ..platform.extensions import db
 from ..platform.http import json_error

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, jsonify
 from flask_login import current_user, login_required
 
-from ..access import admin_required, recent_sign_in
+from ..access.guards import admin_required, recent_sign_in
 from ..identity import tokens
 from ..platform import clock
 from ..platform.extensions import db

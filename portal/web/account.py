@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
-from ..access import check_reauth_password, recent_sign_in
+from ..access.guards import check_reauth_password, recent_sign_in
 from ..identity import second_factor, tokens
 from ..identity.sessions import current_session, recently_authenticated
 from ..platform.extensions import db

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, select
 
 from .. import audit
-from ..access import role_required
+from ..access.guards import role_required
 from ..exports import neutralise
 from ..models import AuditEvent
 from ..platform import clock

@@ -6,7 +6,7 @@ from flask import Blueprint, render_template
 from flask_login import login_required
 
 from .. import expiring
-from ..access import visible_ids
+from ..access.guards import visible_ids
 
 bp = Blueprint("dashboard", __name__)
 EXPIRY_NOTICE_DAYS = 14

@@ -6,8 +6,8 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import grants, groups
-from ..access import admin_required, environment_for, recent_sign_in
+from ..access import grants, groups
+from ..access.guards import admin_required, environment_for, recent_sign_in
 from ..credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
 from ..environments import LIMITS
 from ..models import LEVELS, SOURCES, User

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, abort, request
 from flask_login import login_required
 
 from .. import exports
-from ..access import recent_sign_in
+from ..access.guards import recent_sign_in
 from ..credentials import CredentialFilters
 from ..models import Environment
 from ..platform.http import parse_form

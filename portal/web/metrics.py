@@ -6,7 +6,7 @@ import ipaddress
 
 from flask import Blueprint, Response, current_app, request
 
-from .. import grants
+from ..access import grants
 from ..alerts import metrics
 from ..identity import tokens
 from ..security import client_ip

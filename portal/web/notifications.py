@@ -6,7 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from .. import audit
-from ..access import admin_required, recent_sign_in
+from ..access.guards import admin_required, recent_sign_in
 from ..alerts import channels, notifications
 from ..models import NotificationChannel
 from ..platform.extensions import db

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask_login import login_required
 
-from ..access import visible_ids
+from ..access.guards import visible_ids
 
 bp = Blueprint("scheduler", __name__)
 

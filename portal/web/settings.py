@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 
 from .. import audit, certs
-from ..access import admin_required, recent_sign_in
+from ..access.guards import admin_required, recent_sign_in
 from ..identity import second_factor
 from ..platform import clock, locks
 from ..platform.extensions import db

@@ -7,7 +7,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from ..access import admin_required, recent_sign_in
+from ..access.guards import admin_required, recent_sign_in
 from ..identity.directory import accounts, options
 from ..models import Group
 from ..platform.extensions import db

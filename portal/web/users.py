@@ -6,8 +6,8 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import groups
-from ..access import admin_required, recent_sign_in
+from ..access import groups
+from ..access.guards import admin_required, recent_sign_in
 from ..identity import second_factor, users
 from ..identity.users import UserRuleError
 from ..models import ROLES, Group, User

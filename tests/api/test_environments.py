@@ -7,7 +7,7 @@ import socket
 from sqlalchemy import func, select
 from support import create_env, endpoint_body, run_sync
 
-from portal import ratelimit
+from portal.access import ratelimit
 from portal.environments import (
     MAX_DESCRIPTION,
     MAX_HOST,

@@ -21,10 +21,10 @@ import time
 from flask import Flask, Response, g, request
 from flask_login import current_user
 
-from . import audit
-from .platform.extensions import db
+from .. import audit
+from ..platform.extensions import db
 
-log = logging.getLogger("portal.refusals")
+log = logging.getLogger("portal.access.refusals")
 
 LIMIT_PER_MINUTE = 20
 REFUSED = (403, 404)

@@ -14,12 +14,12 @@ from flask_login import current_user
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit
-from .errors import respond
-from .identity.sessions import current_session
-from .models import RateWindow
-from .platform import clock
-from .platform.extensions import db
+from .. import audit
+from ..errors import respond
+from ..identity.sessions import current_session
+from ..models import RateWindow
+from ..platform import clock
+from ..platform.extensions import db
 
 WINDOW = timedelta(minutes=1)
 TESTS_PER_MINUTE = 10

@@ -8,15 +8,16 @@ from functools import wraps
 from flask import abort, redirect, request, url_for
 from flask_login import current_user, login_required
 
-from . import audit, grants
-from .identity.directory import accounts
-from .identity.sessions import current_session, end_session, recently_authenticated
-from .identity.signin import password_failure
-from .models import Credential, Environment
-from .platform import clock
-from .platform.extensions import db
-from .platform.http import json_error
-from .security import verify_password
+from .. import audit
+from ..identity.directory import accounts
+from ..identity.sessions import current_session, end_session, recently_authenticated
+from ..identity.signin import password_failure
+from ..models import Credential, Environment
+from ..platform import clock
+from ..platform.extensions import db
+from ..platform.http import json_error
+from ..security import verify_password
+from . import grants
 
 
 def role_required(*roles: str):
@@ -145,7 +146,7 @@ def _drop_confirm_password(view) -> None:
 def token_or_recent_auth() -> bool:
     """For sensitive API actions: a token is its own proof; a session needs a sign-in within
     15 minutes or the password in `confirm_password`."""
-    from .identity.tokens import current
+    from ..identity.tokens import current
 
     return current() is not None or confirm_recent_auth()
 

@@ -14,16 +14,9 @@ from collections.abc import Iterable
 
 from sqlalchemy import or_, select
 
-from . import audit
-from .models import (
-    LEVELS,
-    Environment,
-    EnvironmentGrant,
-    Group,
-    GroupMember,
-    User,
-)
-from .platform.extensions import db
+from .. import audit
+from ..models import LEVELS, Environment, EnvironmentGrant, Group, GroupMember, User
+from ..platform.extensions import db
 
 LEVEL_RANK = {level: rank for rank, level in enumerate(LEVELS)}
 # The level a global role gives on every environment.

@@ -10,9 +10,9 @@ import re
 
 from sqlalchemy import func, select
 
-from . import audit
-from .models import GROUP_SOURCES, ROLES, Group, User
-from .platform.extensions import db
+from .. import audit
+from ..models import GROUP_SOURCES, ROLES, Group, User
+from ..platform.extensions import db
 
 GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$")
 # Directory and OIDC group names come as the directory spells them (a path, an e-mail, a
