@@ -12,8 +12,9 @@ if "--version" in sys.argv[1:]:
     print(f"VCF Credential Portal {__version__}")
     sys.exit(0)
 
-from portal import create_app, scheduler  # noqa: E402 - after the cheap --version exit
-from portal.bootstrap import StartupError, first_sign_in_hint, initialize, startup_wanted
+from portal import create_app
+from portal.ops import scheduler  # noqa: E402 - after the cheap --version exit
+from portal.ops.bootstrap import StartupError, first_sign_in_hint, initialize, startup_wanted
 from portal.platform.config import ConfigError
 
 try:

@@ -9,7 +9,7 @@ import sys
 import gunicorn.http.wsgi
 from gunicorn.glogging import Logger
 
-from portal.certs import MOZILLA_INTERMEDIATE_CIPHERS
+from portal.platform.certs import MOZILLA_INTERMEDIATE_CIPHERS
 from portal.platform.config import ConfigError, load_settings
 from portal.platform.text import escape_controls
 
@@ -117,7 +117,7 @@ gunicorn.http.wsgi.Response.default_headers = _headers_without_server
 
 def post_fork(server, worker):
     """Each worker opens its own database connections; never the master's."""
-    from portal import scheduler
+    from portal.ops import scheduler
 
     scheduler.forget_in_child()
     module = sys.modules.get("app")
@@ -131,7 +131,7 @@ def post_fork(server, worker):
 def on_exit(server):
     """The master stops (SIGTERM, systemctl stop): end the scheduler's jobs now, release the
     lead, and exit even if a job thread is still inside a call to SDDC Manager."""
-    from portal import scheduler
+    from portal.ops import scheduler
 
     module = sys.modules.get("app")
     if module is None or scheduler.running() is None and not scheduler.standing_by():

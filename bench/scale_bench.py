@@ -58,11 +58,11 @@ def seed(data: Path) -> list[int]:
     from sqlalchemy import insert
 
     from portal import create_app
-    from portal.bootstrap import initialize
-    from portal.crypto import CREDENTIAL_PASSWORD, cipher
-    from portal.environments import refresh_counts, save_environment
+    from portal.environments.service import refresh_counts, save_environment
     from portal.models import Credential
+    from portal.ops.bootstrap import initialize
     from portal.platform import clock
+    from portal.platform.crypto import CREDENTIAL_PASSWORD, cipher
     from portal.platform.extensions import db
 
     app = create_app()

@@ -12,7 +12,7 @@ authenticator-app code (the second step), and signs in again every minute. It pr
 - every answer that was not the expected one, by kind (5xx, 4xx, connection errors);
 - p50 / p95 / p99 per operation (sign-in, search, reveal, copy, export, "Sync now");
 - the longest write transaction of the portal (from its log: every transaction over 250 ms
-  is logged by portal.writes), or that none was over 250 ms;
+  is logged by portal.platform.writes), or that none was over 250 ms;
 - the delay from a bulk rotation's end (its action reports success) to the first Reveal
   that shows a rotated credential's new password.
 

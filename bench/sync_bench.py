@@ -54,8 +54,8 @@ def sync_rounds(port: int, ca: Path, size: int, rounds: int, work: Path) -> dict
         PORTAL_SCHEDULER="off",
     )
     from portal import create_app, sync
-    from portal.bootstrap import initialize
-    from portal.environments import save_environment
+    from portal.environments.service import save_environment
+    from portal.ops.bootstrap import initialize
     from portal.platform.extensions import db
     from portal.simulator.server import DEFAULT_PASSWORD
     from portal.vcf import client_for

@@ -34,7 +34,7 @@ TARGETS = {  # case: (target seconds, baseline seconds or None)
 
 def _populate(app, count: int) -> int:
     from portal import sync
-    from portal.environments import save_environment
+    from portal.environments.service import save_environment
     from portal.platform.extensions import db
     from portal.vcf import FetchedCredential
 
@@ -104,7 +104,7 @@ def main() -> int:
         PORTAL_ADMIN_PASSWORD=PASSWORD,
     )
     from portal import create_app
-    from portal.bootstrap import initialize
+    from portal.ops.bootstrap import initialize
 
     app = create_app()
     initialize(app)

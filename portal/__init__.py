@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Flask
 from markupsafe import Markup
 
-from . import api, cli, errors, front, security, web
+from . import api, cli, errors, front, web
 from .access import refusals
 from .identity import second_factor, sessions, tokens
-from .platform import database, logs
+from .platform import database, logs, security
 from .platform.config import PROJECT_ROOT, Settings, load_settings
 from .platform.extensions import csrf, login_manager
 from .platform.http import IdConverter, JSONProvider

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from .models import AuditEvent, utcnow
 from .platform.extensions import db
+from .platform.security import client_ip
 from .platform.text import escape_controls, quoted
-from .security import client_ip
 
 log = logging.getLogger("portal.audit")
 

@@ -13,14 +13,15 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from . import audit, maintenance
+from . import audit
 from .identity import second_factor, users
 from .identity.sessions import revoke_user_sessions
 from .models import ROLES, User
+from .ops import maintenance
 from .platform import clock
 from .platform.database import is_locked
 from .platform.extensions import db
-from .security import password_problem
+from .platform.security import password_problem
 from .version import __version__
 
 users_cli = AppGroup("users", help="Manage portal users (for a locked-out operator).")

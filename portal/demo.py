@@ -10,9 +10,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from . import create_app, sync
-from .bootstrap import StartupError, first_sign_in_hint, initialize
-from .environments import save_environment
+from .environments.service import save_environment
 from .models import Environment
+from .ops.bootstrap import StartupError, first_sign_in_hint, initialize
 from .platform.config import ConfigError
 from .platform.extensions import db
 from .simulator.server import DEFAULT_PASSWORD

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Flask
 from flask_login import current_user
 
-from .credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
 from .identity.users import DEFAULT_PREFERENCES, preferences
+from .vault.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
 
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
 SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer"}

@@ -25,7 +25,7 @@ from .platform import clock
 from .platform.extensions import db
 
 # Global roles, lowest first: a user's effective role is the highest of their own and their
-# groups' (portal/grants.py).
+# groups' (portal/access/grants.py).
 ROLES = ("member", "auditor", "readonly", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 # Levels of a grant on one environment, lowest first.

@@ -15,7 +15,7 @@ from support import PASSWORD, Portal, client_for, create_env, make_app, run_sync
 from portal.models import User
 from portal.platform import clock
 from portal.platform.extensions import db
-from portal.security import hash_password
+from portal.platform.security import hash_password
 from portal.simulator import Simulator
 
 E2E_DIR = Path(__file__).resolve().parent / "e2e"

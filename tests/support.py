@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from portal import create_app, sync
-from portal.bootstrap import initialize
 from portal.models import User
+from portal.ops.bootstrap import initialize
 from portal.platform.config import load_settings
 from portal.platform.extensions import db
 from portal.vcf import FetchedCredential

@@ -8,7 +8,7 @@ from support import PASSWORD, create_env
 
 from portal.models import Credential, CredentialAction, EnvironmentGrant, User
 from portal.platform.extensions import db
-from portal.security import hash_password
+from portal.platform.security import hash_password
 
 # Who may use each endpoint: "public" (no sign-in), "user" (any signed-in role), "auditor"
 # (auditors and admins), "admin", "reveal-somewhere" (the reveal level on at

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import func, select
 from support import PASSWORD, create_env, run_sync
 
-from portal import actions, expiry, sync
+from portal import sync
+from portal.lifecycle import actions, expiry_checks
 from portal.models import AuditEvent, Credential, CredentialAction, Endpoint, PasswordHistory
 from portal.platform import clock
 from portal.platform.extensions import db
@@ -279,13 +280,13 @@ def test_expiry_check_stores_dates_and_the_filter_finds_them(app, admin, lab):
     with app.app_context():
         endpoint = db.session.scalar(select(Endpoint).where(Endpoint.source == "manager"))
         assert endpoint.expiry_requested_at is not None  # asked for by the successful sync
-        written = expiry.check(endpoint, sleep=lambda _: time.sleep(0.05))
+        written = expiry_checks.check(endpoint, sleep=lambda _: time.sleep(0.05))
         assert written > 0 and endpoint.expiry_error is None
         with_dates = db.session.scalar(
             select(func.count(Credential.id)).where(Credential.expiry_date.is_not(None))
         )
         assert with_dates >= written
-        assert expiry.pending() == []
+        assert expiry_checks.pending() == []
     page = admin.api(
         "GET", f"/api/v1/environments/{env['id']}/credentials?expiring_within=14&per_page=200"
     ).json
@@ -294,19 +295,19 @@ def test_expiry_check_stores_dates_and_the_filter_finds_them(app, admin, lab):
     asked = admin.api("POST", f"/api/v1/environments/{env['id']}/expiry-check")
     assert asked.status_code == 202
     with app.app_context():
-        assert len(expiry.pending()) == 1
+        assert len(expiry_checks.pending()) == 1
 
 
 def test_an_expiry_check_that_fails_keeps_what_is_stored(app, admin, lab):
     sim, env = lab
     with app.app_context():
         endpoint = db.session.scalar(select(Endpoint).where(Endpoint.source == "manager"))
-        expiry.check(endpoint, sleep=lambda _: time.sleep(0.05))
+        expiry_checks.check(endpoint, sleep=lambda _: time.sleep(0.05))
         before = dict(db.session.execute(select(Credential.id, Credential.expiry_date)).all())
     sim.inject_failure("500", count=50, path_prefix="/v1/credentials/expirations")
     with app.app_context():
         endpoint = db.session.scalar(select(Endpoint).where(Endpoint.source == "manager"))
-        assert expiry.check(endpoint, sleep=lambda _: None) == 0
+        assert expiry_checks.check(endpoint, sleep=lambda _: None) == 0
         assert endpoint.expiry_error
         after = dict(db.session.execute(select(Credential.id, Credential.expiry_date)).all())
     assert after == before
@@ -360,6 +361,6 @@ def test_an_expiry_check_cut_short_by_a_stop_stays_asked_for(app, admin, lab):
     with app.app_context():
         endpoint = db.session.scalar(select(Endpoint).where(Endpoint.source == "manager"))
         started = time.monotonic()
-        expiry.check(endpoint, sleep=lambda _: None, may_continue=lambda: False)
+        expiry_checks.check(endpoint, sleep=lambda _: None, may_continue=lambda: False)
         assert time.monotonic() - started < 10
-        assert expiry.pending() == [endpoint]  # asked again at the next start
+        assert expiry_checks.pending() == [endpoint]  # asked again at the next start

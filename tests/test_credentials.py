@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from portal import credentials
-from portal.credentials import CredentialFilters
 from portal.platform.extensions import db
+from portal.vault import credentials
+from portal.vault.credentials import CredentialFilters
 
 
 def test_filters_are_stripped_and_checked_once():

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from portal.crypto import DataCipher, DecryptionError, KeyFileError, create_key, load_key
+from portal.platform.crypto import DataCipher, DecryptionError, KeyFileError, create_key, load_key
 
 
 def test_round_trip_and_purpose_binding():

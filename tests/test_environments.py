@@ -9,9 +9,9 @@ from sqlalchemy import event, select, text
 from support import fetched, make_app
 
 from portal import sync
-from portal.bootstrap import alembic_config
-from portal.environments import save_environment
+from portal.environments.service import save_environment
 from portal.models import Credential, Endpoint
+from portal.ops.bootstrap import alembic_config
 from portal.platform.extensions import db
 
 

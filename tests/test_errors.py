@@ -8,9 +8,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from portal.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.errors import BUSY_MESSAGE
 from portal.models import Credential, Environment
+from portal.platform.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.platform.extensions import db
 
 

@@ -10,10 +10,10 @@ import openpyxl
 import pytest
 from sqlalchemy import insert
 
-from portal.crypto import CREDENTIAL_PASSWORD, cipher
-from portal.environments import save_environment
+from portal.environments.service import save_environment
 from portal.models import Credential
 from portal.platform import clock
+from portal.platform.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.platform.extensions import db
 
 ROWS = 8_000

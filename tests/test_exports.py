@@ -12,12 +12,12 @@ from markupsafe import escape
 from sqlalchemy import select
 from support import PASSWORD
 
-from portal.crypto import cipher
-from portal.exports import neutralise
 from portal.models import AuditEvent, Credential
 from portal.platform import clock
+from portal.platform.crypto import cipher
 from portal.platform.extensions import db
 from portal.platform.text import visible
+from portal.vault.exports import neutralise
 
 
 @pytest.mark.parametrize("value", ["=1+1", "+cmd", "-2", "@SUM(A1)", "\tx", "\rx"])

@@ -14,7 +14,7 @@ from support import PASSWORD, Portal, client_for, create_env
 from portal.access import grants
 from portal.models import AuditEvent, Credential, Environment, Group, User
 from portal.platform.extensions import db
-from portal.security import hash_password
+from portal.platform.security import hash_password
 
 
 @pytest.fixture

@@ -95,8 +95,8 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_the_graph_sees_relative_imports():
     graph = import_graph()
-    assert "portal.crypto" in graph["portal.maintenance"]
-    assert "portal.platform.locks" in graph["portal.scheduler"]
+    assert "portal.platform.crypto" in graph["portal.ops.maintenance"]
+    assert "portal.platform.locks" in graph["portal.ops.scheduler"]
 
 
 # Not in a layer: the package's own __init__ (create_app builds everything), the version

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select
 from support import create_env, make_app, run_sync
 
-from portal import maintenance
 from portal.models import Credential
+from portal.ops import maintenance
 from portal.platform import locks
 from portal.platform.extensions import db
 from portal.simulator import Simulator
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _passwords(app):
-    from portal.credentials import reveal
+    from portal.vault.credentials import reveal
 
     with app.app_context():
         return {
@@ -103,7 +103,7 @@ def test_rotate_key_round_trip(tmp_path, app, admin, synced):
     assert done.old_key.read_text() == old_key
     assert _passwords(app) == before
     with app.app_context():  # the keyed hashes follow the new key
-        from portal.crypto import CREDENTIAL_PASSWORD, CREDENTIAL_PASSWORD_MAC, cipher
+        from portal.platform.crypto import CREDENTIAL_PASSWORD, CREDENTIAL_PASSWORD_MAC, cipher
 
         new_cipher = cipher()
         for blob, mac in db.session.execute(

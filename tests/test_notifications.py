@@ -11,9 +11,8 @@ from receivers import SMTP_PASSWORD, WEBHOOK_SECRET, smtp_server, webhook_receiv
 from sqlalchemy import select
 from support import PASSWORD
 
-from portal import certs, sync
+from portal import sync
 from portal.alerts import channels, notifications
-from portal.crypto import CREDENTIAL_PASSWORD, ENDPOINT_PASSWORD, HISTORY_PASSWORD, cipher
 from portal.models import (
     AuditEvent,
     Credential,
@@ -23,7 +22,8 @@ from portal.models import (
     NotificationOutbox,
     PasswordHistory,
 )
-from portal.platform import clock
+from portal.platform import certs, clock
+from portal.platform.crypto import CREDENTIAL_PASSWORD, ENDPOINT_PASSWORD, HISTORY_PASSWORD, cipher
 from portal.platform.extensions import db
 from portal.vcf import VcfError
 

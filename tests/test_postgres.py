@@ -21,7 +21,7 @@ from support import (
 
 from portal.models import Endpoint, User
 from portal.platform.extensions import db
-from portal.security import hash_password
+from portal.platform.security import hash_password
 from portal.simulator import Simulator
 
 
@@ -152,8 +152,8 @@ def test_a_large_first_sync_refreshes_the_planner_statistics(tmp_path, pg_url):
     from support import fetched
 
     from portal import sync
-    from portal.crypto import ENDPOINT_PASSWORD, cipher
     from portal.models import Environment
+    from portal.platform.crypto import ENDPOINT_PASSWORD, cipher
 
     app = make_app(tmp_path, DATABASE_URL=pg_url)
     with app.app_context():

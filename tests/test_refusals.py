@@ -14,7 +14,7 @@ from portal.access import refusals
 from portal.models import AuditEvent, Credential, User
 from portal.platform import clock
 from portal.platform.extensions import db
-from portal.security import hash_password
+from portal.platform.security import hash_password
 
 
 @pytest.fixture

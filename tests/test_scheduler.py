@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from support import make_app, running_portal
 
-from portal import scheduler, sync
-from portal.crypto import ENDPOINT_PASSWORD, cipher
+from portal import sync
 from portal.models import Endpoint, Environment, SyncRun
+from portal.ops import scheduler
 from portal.platform import locks, wakeup
 from portal.platform.clock import UTC
+from portal.platform.crypto import ENDPOINT_PASSWORD, cipher
 from portal.platform.extensions import db
 from portal.simulator import Simulator
 

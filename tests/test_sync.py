@@ -282,7 +282,7 @@ def _fetched(password: str, hostname: str = "esx9.example") -> FetchedCredential
 
 
 def test_unchanged_passwords_are_found_without_decrypting(app, admin, sim, monkeypatch):
-    from portal.crypto import CREDENTIAL_PASSWORD_MAC, DataCipher, cipher
+    from portal.platform.crypto import CREDENTIAL_PASSWORD_MAC, DataCipher, cipher
 
     env = create_env(admin, sim)
     run_sync(app, admin, env["id"])
@@ -306,7 +306,7 @@ def test_unchanged_passwords_are_found_without_decrypting(app, admin, sim, monke
 
 
 def test_rows_without_a_keyed_hash_are_compared_once_and_get_one(app, admin):
-    from portal.crypto import CREDENTIAL_PASSWORD_MAC, cipher
+    from portal.platform.crypto import CREDENTIAL_PASSWORD_MAC, cipher
 
     env = admin.api(
         "POST",
@@ -355,7 +355,7 @@ def test_keyed_hash_is_never_shown_exported_or_logged(app, admin, sim, caplog):
 
 @pytest.mark.parametrize("ids_by_key", [False, True])
 def test_batched_writes_link_history_and_metadata(app, admin, monkeypatch, ids_by_key):
-    from portal.crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
+    from portal.platform.crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
     from portal.sync import store
 
     monkeypatch.setattr(store, "_BATCH", 7)  # several statements for a few rows

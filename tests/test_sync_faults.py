@@ -17,7 +17,7 @@ from sqlalchemy import event, func, select
 from support import create_env, fetched, make_app
 
 from portal import sync
-from portal.environments import save_environment
+from portal.environments.service import save_environment
 from portal.models import Credential, Endpoint, SyncRun
 from portal.platform import clock
 from portal.platform.extensions import db

@@ -8,7 +8,7 @@ from support import make_app
 from werkzeug.exceptions import BadRequest
 
 from portal.platform.config import ConfigError, load_settings
-from portal.urls import external_url
+from portal.platform.urls import external_url
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-"""Background jobs write in short transactions (portal.writes): the largest transaction of a
-sync or an expiry check does not grow with the number of credentials, and operators' writes
-(sign-in, Reveal) go through while those jobs run."""
+"""Background jobs write in short transactions (portal.platform.writes): the largest
+transaction of a sync or an expiry check does not grow with the number of credentials, and
+operators' writes (sign-in, Reveal) go through while those jobs run."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import time
 
 from sqlalchemy import func, select
 
-from portal import expiry, sync, writes
+from portal import sync
+from portal.lifecycle import expiry_checks
 from portal.models import Credential, Endpoint, SyncRun
+from portal.platform import writes
 from portal.platform.extensions import db
 from portal.simulator import Simulator
 from tests.support import PASSWORD, Portal, client_for, create_env, run_sync
@@ -43,7 +45,7 @@ def test_syncs_and_expiry_checks_write_in_slices_of_a_bounded_size(app, admin):
             run = run_sync(app, admin, env["id"])
         assert run["counts"]["changed"] > writes.CHUNK_ROWS
         with app.app_context(), writes.watch() as checked:
-            written = expiry.check(_manager(env["id"]), sleep=_quick_sleep)
+            written = expiry_checks.check(_manager(env["id"]), sleep=_quick_sleep)
             dated = db.session.scalar(
                 select(func.count()).where(Credential.expiry_date.is_not(None))
             )
@@ -103,7 +105,7 @@ def test_sign_in_and_reveal_answer_while_an_expiry_check_writes(app, admin):
             try:
                 with app.app_context():
                     for _ in range(3):
-                        expiry.check(_manager(env["id"]), sleep=_quick_sleep)
+                        expiry_checks.check(_manager(env["id"]), sleep=_quick_sleep)
                         db.session.execute(Credential.__table__.update().values(expiry_date=None))
                         db.session.commit()
             except Exception as exc:  # noqa: BLE001 - reported by the test

@@ -1,7 +1,7 @@
 """Local groups: creation, deletion, members, and the global role each one maps to.
 
 Every change is audited with the value before and after; callers commit. Access follows at
-once: roles and grants are read from the database on every request (portal/grants.py).
+once: roles and grants are read from the database on every request (portal/access/grants.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Role and level checks for views (the rules themselves live in portal/grants.py)."""
+"""Role and level checks for views (the rules themselves live in portal/access/grants.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..models import Credential, Environment
 from ..platform import clock
 from ..platform.extensions import db
 from ..platform.http import json_error
-from ..security import verify_password
+from ..platform.security import verify_password
 from . import grants
 
 

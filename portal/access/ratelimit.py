@@ -13,9 +13,9 @@ from flask import current_app, g, request
 from flask_login import current_user
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import TooManyRequests
 
 from .. import audit
-from ..errors import respond
 from ..identity.sessions import current_session
 from ..models import RateWindow
 from ..platform import clock
@@ -56,12 +56,12 @@ def _count(subject: str, window) -> int:
     return count
 
 
-def _over(subject: str, limit: int, what: str):
+def _over(subject: str, limit: int, what: str) -> None:
     now = clock.now()
     window = now.replace(second=0, microsecond=0)
     count = _count(subject, window)
     if count <= limit:
-        return None
+        return
     if count == limit + 1:  # the first refusal of the window is audited, the rest answered
         audit.record(
             "rate_limit",
@@ -71,16 +71,16 @@ def _over(subject: str, limit: int, what: str):
         )
         db.session.commit()
     retry = max(1, int((window + WINDOW - now).total_seconds()) + 1)
-    response, code = respond(429, f"More than {limit} {what} a minute; retry later.")
-    return response, code, {"Retry-After": str(retry)}
+    raise TooManyRequests(f"More than {limit} {what} a minute; retry later.", retry_after=retry)
 
 
-def refused():
-    """None while under the limit; else the 429 answer (JSON under /api/, a page otherwise)."""
+def enforce() -> None:
+    """Count a reveal or an export; over the limit, raise 429 (the error handlers answer JSON
+    under /api/ and a page elsewhere, with Retry-After)."""
     limit = current_app.config["PORTAL_SETTINGS"].reveals_per_minute
-    return _over(_subject(), limit, "reveals and exports")
+    _over(_subject(), limit, "reveals and exports")
 
 
-def tests_refused():
-    """Connection tests of one user: None under TESTS_PER_MINUTE, else the 429 answer."""
-    return _over(f"test:{current_user.get_id()}", TESTS_PER_MINUTE, "connection tests")
+def enforce_tests() -> None:
+    """Count a connection test of this user; over TESTS_PER_MINUTE, raise 429."""
+    _over(f"test:{current_user.get_id()}", TESTS_PER_MINUTE, "connection tests")

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..crypto import SMTP_PASSWORD, WEBHOOK_SECRET, WEBHOOK_URL, cipher
 from ..models import NotificationChannel
 from ..platform import clock
+from ..platform.crypto import SMTP_PASSWORD, WEBHOOK_SECRET, WEBHOOK_URL, cipher
 from ..platform.text import escape_controls
 from ..vcf import VcfError
 from ..vcf.tls import EndpointTlsAdapter, build_ca_context

@@ -14,7 +14,6 @@ from prometheus_client.core import (
 )
 from sqlalchemy import case, extract, func, select
 
-from ..expiring import expiry_counts
 from ..models import (
     AuditEvent,
     CredentialAction,
@@ -27,6 +26,7 @@ from ..models import (
 from ..platform.clock import UTC
 from ..platform.extensions import db
 from ..version import __version__
+from .expiring import expiry_counts
 
 PREFIX = "vcf_portal"
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800)

@@ -17,8 +17,7 @@ from cryptography import x509
 from flask import Flask, current_app
 from sqlalchemy import exists, select, update
 
-from .. import audit, certs, writes
-from ..expiring import expiry_counts
+from .. import audit
 from ..models import (
     Environment,
     NotificationChannel,
@@ -27,10 +26,11 @@ from ..models import (
     PortalMeta,
     SyncRun,
 )
-from ..platform import clock
+from ..platform import certs, clock, writes
 from ..platform.extensions import db
 from ..platform.text import escape_controls
 from . import channels
+from .expiring import expiry_counts
 
 log = logging.getLogger("portal.alerts.notifications")
 

@@ -7,9 +7,10 @@ from flask import abort, current_app, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import actions, audit, expiry
+from .. import audit
 from ..access import grants
 from ..access.guards import environment_for, token_or_recent_auth
+from ..lifecycle import actions, expiry_checks
 from ..models import Credential, CredentialAction, Endpoint
 from ..platform import clock
 from ..platform.extensions import db
@@ -171,7 +172,7 @@ def request_expiry_check(env_id: int):
     endpoint = next((e for e in environment.endpoints if e.source == "manager"), None)
     if not isinstance(endpoint, Endpoint):
         return json_error(409, "This environment has no SDDC Manager configured.")
-    expiry.request(endpoint)
+    expiry_checks.request(endpoint)
     audit.record("credential.expiry_check", environment.name)
     db.session.commit()
     return jsonify(requested_at=clock.iso(endpoint.expiry_requested_at)), 202

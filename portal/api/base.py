@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, request
 from flask_login import current_user
 
 from ..access.guards import check_reauth_password
-from ..environments import ValidationError
+from ..environments.service import ValidationError
 from ..identity import tokens
 from ..identity.second_factor import FactorError
 from ..platform.extensions import db

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, jsonify
 from flask_login import login_required
 
-from .. import audit, credentials, environments, exports
+from .. import audit
 from ..access import ratelimit
 from ..access.guards import (
     credential_for,
@@ -14,10 +14,12 @@ from ..access.guards import (
     recent_sign_in,
     visible_ids,
 )
-from ..credentials import CredentialFilters
+from ..environments import service
 from ..models import PasswordHistory
 from ..platform.extensions import db
 from ..platform.http import json_error
+from ..vault import credentials, exports
+from ..vault.credentials import CredentialFilters
 from . import schemas as s
 from .base import bp
 from .spec import FILE, api_operation
@@ -60,8 +62,7 @@ def password_age(env_id: int, query: s.PasswordAgeQuery):
 def reveal_password(cred_id: int, body: s.RevealRequest):
     """Return one password and audit it (as a reveal, or as a copy)."""
     cred = credential_for(cred_id, "reveal")
-    if (limited := ratelimit.refused()) is not None:
-        return limited
+    ratelimit.enforce()
     action = "credential.copy" if body.purpose == "copy" else "credential.reveal"
     password = credentials.reveal(cred)
     audit.record(
@@ -91,8 +92,7 @@ def reveal_history_password(cred_id: int, entry_id: int):
     entry = db.session.get(PasswordHistory, entry_id)
     if entry is None or entry.credential_id != cred.id:
         abort(404, description="No such history entry.")
-    if (limited := ratelimit.refused()) is not None:
-        return limited
+    ratelimit.enforce()
     password = credentials.reveal_history(entry)
     audit.record(
         "credential.history_reveal", credentials.audit_target(cred), details={"entry": entry.id}
@@ -112,7 +112,7 @@ def purge_credential(cred_id: int):
     target = credentials.audit_target(cred)
     db.session.delete(cred)
     db.session.flush()
-    environments.refresh_counts(cred.environment_id, cred.source)
+    service.refresh_counts(cred.environment_id, cred.source)
     audit.record("credential.purge", target)
     db.session.commit()
     return "", 204

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Response, abort, jsonify
 
-from .. import audit, definitions
+from .. import audit
 from ..access.guards import admin_required, check_reauth_password
+from ..environments import definitions
 from ..platform import clock
 from ..platform.extensions import db
 from . import schemas as s

@@ -6,10 +6,11 @@ from flask import abort, jsonify
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .. import audit, environments, sync
+from .. import audit, sync
 from ..access import grants, ratelimit
 from ..access.guards import admin_required, environment_for, visible_ids
-from ..environments import ValidationError
+from ..environments import service
+from ..environments.service import ValidationError
 from ..models import Endpoint
 from ..platform.extensions import db
 from ..platform.http import json_error
@@ -24,7 +25,7 @@ from .spec import api_operation, validated
 @api_operation({200: s.EnvironmentList})
 def list_environments():
     """Every environment with its per-source status."""
-    return jsonify(items=environments.environment_list(visible_ids()))
+    return jsonify(items=service.environment_list(visible_ids()))
 
 
 @bp.post("/environments")
@@ -32,7 +33,7 @@ def list_environments():
 @api_operation({201: s.Environment}, s.EnvironmentIn, validate=False, errors=(422,))
 def create_environment(body: dict):
     """Create an environment; its first sync is queued when sync is enabled."""
-    env, _ = environments.save_environment(body)
+    env, _ = service.save_environment(body)
     db.session.flush()
     audit.record("environment.create", env.name, details={"id": env.id})
     db.session.commit()
@@ -45,7 +46,7 @@ def create_environment(body: dict):
     for run in runs:
         sync.record_request(env.name, run)
     db.session.commit()
-    return jsonify(environments.environment_dict(env)), 201
+    return jsonify(service.environment_dict(env)), 201
 
 
 @bp.get("/environments/<int:env_id>")
@@ -53,7 +54,7 @@ def create_environment(body: dict):
 @api_operation({200: s.Environment})
 def get_environment(env_id: int):
     """One environment (the service-account password is never returned)."""
-    return jsonify(environments.environment_dict(environment_for(env_id)))
+    return jsonify(service.environment_dict(environment_for(env_id)))
 
 
 @bp.patch("/environments/<int:env_id>")
@@ -69,14 +70,14 @@ def update_environment(env_id: int, body: dict):
         # Names are unique across environments a manager may not see: whatever the name,
         # the answer is the same, so it cannot tell whether a hidden one holds it.
         return json_error(403, "Only an admin can rename an environment.")
-    env, changed = environments.save_environment(body, env)
+    env, changed = service.save_environment(body, env)
     audit.record(
         "environment.update",
         env.name,
         details={"id": env.id, "fields": ", ".join(changed)},
     )
     db.session.commit()
-    return jsonify(environments.environment_dict(env))
+    return jsonify(service.environment_dict(env))
 
 
 @bp.delete("/environments/<int:env_id>")
@@ -114,20 +115,17 @@ def test_connection(body: dict):
                 Endpoint.environment_id == choice.environment_id, Endpoint.source == source
             )
         )
-    if (limited := ratelimit.tests_refused()) is not None:
-        return limited
+    ratelimit.enforce_tests()
     errors: dict[str, str] = {}
     # Parsed as new settings: nothing is taken from the stored endpoint but its password,
     # and that only when host, port, account and TLS trust are exactly the saved ones.
-    values = environments.parse_endpoint(
-        body, source, source, None, errors, password_required=False
-    )
+    values = service.parse_endpoint(body, source, source, None, errors, password_required=False)
     if errors:
         raise ValidationError(errors)
-    password = values.get("password") or environments.stored_password_for(stored, values)
+    password = values.get("password") or service.stored_password_for(stored, values)
     if not password:
         raise ValidationError({f"{source}.password": "Enter the password to test these settings."})
-    result = vcf_test_connection(source, environments.endpoint_settings(values, password))
+    result = vcf_test_connection(source, service.endpoint_settings(values, password))
     audit.record(
         "environment.test_connection",
         f"{source} {values['host']}:{values['port']}",

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from .. import audit
 from ..access.grants import restrict
 from ..access.guards import environment_for, environment_level, visible_ids
-from ..environments import environment_dict
+from ..environments.service import environment_dict
 from ..models import Endpoint, Environment, SyncRun
 from ..platform import locks
 from ..platform.clock import iso

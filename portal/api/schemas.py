@@ -10,8 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
 
-from ..credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS, CredentialFilters
-from ..environments import (
+from ..environments.service import (
     MAX_DESCRIPTION,
     MAX_HOST,
     MAX_INTERVAL,
@@ -24,6 +23,7 @@ from ..environments import (
 )
 from ..identity.directory.options import MAX_SECRET, LdapOptions, OidcOptions
 from ..platform.http import MAX_ID
+from ..vault.credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS, CredentialFilters
 
 Source = Literal["manager", "installer"]
 # ISO 8601 in UTC with a Z ("2026-12-07T09:12:01Z"): RFC 3339's date-time.

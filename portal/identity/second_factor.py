@@ -39,9 +39,9 @@ from webauthn.helpers.structs import (
 )
 
 from .. import audit
-from ..crypto import TOTP_SECRET, cipher
 from ..models import Passkey, PortalMeta, RecoveryCode, User, UserSession
 from ..platform import clock
+from ..platform.crypto import TOTP_SECRET, cipher
 from ..platform.extensions import db
 from ..platform.http import json_error
 from . import sessions

@@ -18,7 +18,7 @@ from ..alerts import notifications
 from ..models import LoginFailure, User
 from ..platform import clock
 from ..platform.extensions import db
-from ..security import hash_password
+from ..platform.security import hash_password
 from .sessions import revoke_user_sessions
 
 MAX_ACCOUNT_FAILURES = 5

@@ -24,7 +24,7 @@ from ..models import ApiToken, User
 from ..platform import clock
 from ..platform.extensions import csrf, db
 from ..platform.http import json_error
-from ..security import client_ip
+from ..platform.security import client_ip
 
 SCOPES = ("read", "reveal", "admin")
 _RANK = {"read": 0, "reveal": 1, "admin": 2}

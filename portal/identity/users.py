@@ -12,7 +12,7 @@ from .. import audit
 from ..models import ROLES, User
 from ..platform import clock
 from ..platform.extensions import db
-from ..security import hash_password
+from ..platform.security import hash_password
 from . import tokens
 from .sessions import revoke_user_sessions
 

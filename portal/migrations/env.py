@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed over by portal.bootstrap."""
+"""Alembic environment: runs on the connection handed over by portal.ops.bootstrap."""
 
 from alembic import context
 from sqlalchemy import create_engine

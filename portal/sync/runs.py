@@ -16,11 +16,11 @@ from flask import Flask, current_app
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from .. import audit, writes
+from .. import audit
 from ..alerts import notifications
-from ..environments import endpoint_settings
+from ..environments.service import endpoint_settings
 from ..models import Endpoint, Environment, SyncRun
-from ..platform import clock, wakeup
+from ..platform import clock, wakeup, writes
 from ..platform.clock import iso
 from ..platform.extensions import db
 from ..vcf import VcfError, client_for

@@ -14,11 +14,10 @@ from datetime import datetime
 
 from sqlalchemy import DateTime, bindparam, case, func, select, update
 
-from .. import writes
-from ..crypto import CREDENTIAL_PASSWORD, CREDENTIAL_PASSWORD_MAC, HISTORY_PASSWORD, cipher
-from ..environments import refresh_counts
+from ..environments.service import refresh_counts
 from ..models import Credential, PasswordHistory
-from ..platform import clock
+from ..platform import clock, writes
+from ..platform.crypto import CREDENTIAL_PASSWORD, CREDENTIAL_PASSWORD_MAC, HISTORY_PASSWORD, cipher
 from ..platform.extensions import db
 from ..vcf import FetchedCredential
 

@@ -12,11 +12,11 @@ from sqlalchemy import Select, select
 
 from .. import audit
 from ..access.guards import role_required
-from ..exports import neutralise
 from ..models import AuditEvent
 from ..platform import clock
 from ..platform.extensions import db
 from ..platform.http import parse_query
+from ..vault.exports import neutralise
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 

@@ -43,8 +43,14 @@ from ..models import User, UserSession
 from ..platform import clock
 from ..platform.extensions import db
 from ..platform.http import json_error
-from ..security import client_ip, hash_password, is_safe_next, password_problem, verify_password
-from ..urls import external_url
+from ..platform.security import (
+    client_ip,
+    hash_password,
+    is_safe_next,
+    password_problem,
+    verify_password,
+)
+from ..platform.urls import external_url
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask_login import login_required
 
-from .. import expiring
 from ..access.guards import visible_ids
+from ..alerts import expiring
 
 bp = Blueprint("dashboard", __name__)
 EXPIRY_NOTICE_DAYS = 14

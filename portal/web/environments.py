@@ -8,10 +8,10 @@ from sqlalchemy import select
 
 from ..access import grants, groups
 from ..access.guards import admin_required, environment_for, recent_sign_in
-from ..credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
-from ..environments import LIMITS
+from ..environments.service import LIMITS
 from ..models import LEVELS, SOURCES, User
 from ..platform.extensions import db
+from ..vault.credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
 from .export import send_export
 
 bp = Blueprint("environments", __name__, url_prefix="/environments")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, request
 from flask_login import login_required
 
-from .. import exports
 from ..access.guards import recent_sign_in
-from ..credentials import CredentialFilters
 from ..models import Environment
 from ..platform.http import parse_form
+from ..vault import exports
+from ..vault.credentials import CredentialFilters
 
 bp = Blueprint("export", __name__)
 

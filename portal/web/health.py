@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from ..crypto import has_cipher
 from ..platform import locks
+from ..platform.crypto import has_cipher
 from ..platform.database import database_status
 from ..platform.extensions import db
 

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, request
 from ..access import grants
 from ..alerts import metrics
 from ..identity import tokens
-from ..security import client_ip
+from ..platform.security import client_ip
 
 bp = Blueprint("metrics", __name__)
 

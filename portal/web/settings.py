@@ -27,10 +27,10 @@ from flask_login import current_user
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 
-from .. import audit, certs
+from .. import audit
 from ..access.guards import admin_required, recent_sign_in
 from ..identity import second_factor
-from ..platform import clock, locks
+from ..platform import certs, clock, locks
 from ..platform.extensions import db
 from ..platform.http import parse_query
 from ..version import STARTED_AT, __version__

@@ -11,7 +11,7 @@ from ..access.guards import admin_required, recent_sign_in
 from ..identity.directory import accounts, options
 from ..models import Group
 from ..platform.extensions import db
-from ..urls import external_url
+from ..platform.urls import external_url
 
 bp = Blueprint("sign_in", __name__, url_prefix="/settings/sign-in")
 

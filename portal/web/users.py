@@ -12,7 +12,7 @@ from ..identity import second_factor, users
 from ..identity.users import UserRuleError
 from ..models import ROLES, Group, User
 from ..platform.extensions import db
-from ..security import password_problem
+from ..platform.security import password_problem
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 

@@ -9,11 +9,11 @@ from sqlalchemy import select
 from support import PASSWORD, Portal, client_for, fetched, make_app
 
 from portal import sync
-from portal.environments import save_environment
+from portal.environments.service import save_environment
 from portal.models import Credential, User
 from portal.platform import clock
 from portal.platform.extensions import db
-from portal.security import hash_password
+from portal.platform.security import hash_password
 
 
 def test_password_age(app, admin, synced):

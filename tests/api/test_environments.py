@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from support import create_env, endpoint_body, run_sync
 
 from portal.access import ratelimit
-from portal.environments import (
+from portal.environments.service import (
     MAX_DESCRIPTION,
     MAX_HOST,
     MAX_INTERVAL,

@@ -15,7 +15,7 @@ from support import PASSWORD, Portal, client_for, make_app
 from portal.models import ApiToken, AuditEvent, User, UserSession
 from portal.platform import clock
 from portal.platform.extensions import db
-from portal.security import hash_password
+from portal.platform.security import hash_password
 
 
 def _age_sessions(app, minutes: int = 20) -> None:

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from support import endpoint_body, first_admin, running_portal
 
-from portal.environments import HOST_RE, _is_ipv6
+from portal.environments.service import HOST_RE, _is_ipv6
 from portal.simulator import Simulator
 
 ADMIN_PASSWORD = "Fuzzing-admin-passphrase-7"  # noqa: S105 - test password

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from support import CHROMIUM, Watcher, launch_chromium, new_page, running_portal, sign_in
 
-from portal.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
 from portal.simulator import Simulator
+from portal.vault.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
 
 ADMIN_PASSWORD = "Journey-admin-passphrase-1"  # noqa: S105 - test password
 VIEWER_PASSWORD = "Journey-viewer-passphrase-1"  # noqa: S105 - test password

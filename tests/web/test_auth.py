@@ -14,7 +14,7 @@ from portal.identity.signin import REFUSED, lock_account
 from portal.models import AuditEvent, LoginFailure, User, UserSession
 from portal.platform import clock
 from portal.platform.extensions import db
-from portal.security import verify_password
+from portal.platform.security import verify_password
 
 
 def _audit(app, action):

@@ -7,7 +7,7 @@ from support import PASSWORD, Portal, client_for, create_env
 
 from portal.models import Group, User
 from portal.platform.extensions import db
-from portal.security import hash_password
+from portal.platform.security import hash_password
 
 
 def _add_member_user(app, name="erin"):

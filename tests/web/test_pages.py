@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from portal.credentials import MAX_STALE_DAYS, REVEAL_SECONDS, SEARCH_PAGE_SIZE, STALE_DAYS
-from portal.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.models import SOURCES, Credential
+from portal.platform.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.platform.extensions import db
+from portal.vault.credentials import MAX_STALE_DAYS, REVEAL_SECONDS, SEARCH_PAGE_SIZE, STALE_DAYS
 
 HOSTILE = "<script>alert(1)</script>\"'\\\u202eexe"
 # A JSON data block is never run, so the CSP allows it; any other script needs a src.

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
-from portal import certs
 from portal.models import AuditEvent
+from portal.platform import certs
 from portal.platform.extensions import db
 
 

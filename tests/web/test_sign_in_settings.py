@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 from support import PASSWORD, Portal, add_directory_account, ca_signed_pair, client_for
 
-from portal import maintenance
 from portal.identity.directory import options
 from portal.models import AuditEvent, Group, SignInProvider, User
+from portal.ops import maintenance
 from portal.platform.extensions import db
 
 BIND_SECRET = "Bind-Canary-7d1f0c"  # noqa: S105 - a test value

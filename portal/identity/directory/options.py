@@ -26,9 +26,9 @@ from pydantic import (
 )
 
 from ... import audit
-from ...crypto import SIGN_IN_SECRET, cipher
 from ...models import SignInProvider
 from ...platform import clock
+from ...platform.crypto import SIGN_IN_SECRET, cipher
 from ...platform.extensions import db
 
 log = logging.getLogger(__name__)

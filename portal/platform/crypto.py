@@ -15,16 +15,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, current_app
 
-from .models import (
-    Credential,
-    CredentialAction,
-    Endpoint,
-    NotificationChannel,
-    PasswordHistory,
-    SignInProvider,
-    User,
-)
-
 # Purpose labels, bound to each ciphertext as associated data: a blob decrypts only for the
 # purpose it was written for. The strings are stored implicitly in every database; never
 # change one.
@@ -41,22 +31,6 @@ SIGN_IN_SECRET = "signin.secret"  # noqa: S105 - an encryption label (bind passw
 # credential's ciphertext, so a sync tells an unchanged password without decrypting it.
 CREDENTIAL_PASSWORD_MAC = "credential.password.mac"  # noqa: S105 - a key-derivation label
 
-# (model, column, purpose): every secret the portal stores, for key rotation and checks.
-ENCRYPTED_COLUMNS = (
-    (Endpoint, "password_enc", ENDPOINT_PASSWORD),
-    (Credential, "password_enc", CREDENTIAL_PASSWORD),
-    (PasswordHistory, "password_enc", HISTORY_PASSWORD),
-    (User, "totp_secret_enc", TOTP_SECRET),
-    (User, "totp_pending_enc", TOTP_SECRET),
-    (CredentialAction, "password_enc", ACTION_PASSWORD),
-    (NotificationChannel, "smtp_password_enc", SMTP_PASSWORD),
-    (NotificationChannel, "webhook_url_enc", WEBHOOK_URL),
-    (NotificationChannel, "webhook_secret_enc", WEBHOOK_SECRET),
-    (SignInProvider, "secret_enc", SIGN_IN_SECRET),
-)
-# (model, encrypted column, keyed-hash column, label): hashes recomputed on key rotation.
-# A keyed hash is not a secret on its own, but it is never logged, exported or shown.
-HASHED_COLUMNS = ((Credential, "password_enc", "password_mac", CREDENTIAL_PASSWORD_MAC),)
 
 _EXTENSION = "portal_cipher"
 _VERSION = b"\x01"
@@ -172,7 +146,7 @@ def load_key(path: Path, repair_mode: bool = True) -> bytes:
     if mode & 0o077 and repair_mode:
         # The key must be readable by the service user only; put that right, loudly.
         path.chmod(0o600)
-        logging.getLogger("portal.crypto").warning(
+        logging.getLogger("portal.platform.crypto").warning(
             "data key file %s had mode %o; changed to 600", path, mode
         )
     return key

@@ -21,17 +21,24 @@ from alembic.script import ScriptDirectory
 from flask import Flask
 from sqlalchemy import inspect, select
 
-from . import audit
-from .crypto import DataCipher, KeyFileError, create_key, load_key, set_cipher, write_secret_file
-from .crypto import key_id as data_key_id
-from .models import PortalMeta, User
-from .platform import locks
-from .platform.extensions import db
-from .security import hash_password
+from .. import audit
+from ..models import PortalMeta, User
+from ..platform import locks
+from ..platform.crypto import (
+    DataCipher,
+    KeyFileError,
+    create_key,
+    load_key,
+    set_cipher,
+    write_secret_file,
+)
+from ..platform.crypto import key_id as data_key_id
+from ..platform.extensions import db
+from ..platform.security import hash_password
 
-log = logging.getLogger("portal.bootstrap")
+log = logging.getLogger("portal.ops.bootstrap")
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 DEFAULT_ADMIN_PASSWORD = "admin"  # noqa: S105 - usable once: the first sign-in forces a change
 # `flask` commands that look at or replace the data directory as it is: start-up, which
 # creates keys and a database, must not run before them.

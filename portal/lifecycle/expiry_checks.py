@@ -13,16 +13,15 @@ from collections.abc import Callable
 
 from sqlalchemy import bindparam, or_, select, update
 
-from . import writes
-from .environments import endpoint_settings
-from .models import Credential, Endpoint
-from .platform import clock
-from .platform.extensions import db
-from .platform.text import escape_controls
-from .vcf import VcfError, client_for
-from .vcf.lifecycle import EXPIRATION_RESOURCE_TYPES
+from ..environments.service import endpoint_settings
+from ..models import Credential, Endpoint
+from ..platform import clock, writes
+from ..platform.extensions import db
+from ..platform.text import escape_controls
+from ..vcf import VcfError, client_for
+from ..vcf.lifecycle import EXPIRATION_RESOURCE_TYPES
 
-log = logging.getLogger("portal.expiry")
+log = logging.getLogger("portal.lifecycle.expiry_checks")
 
 POLL_SECONDS = 1.0
 CHECK_TIMEOUT_SECONDS = 120.0

@@ -27,9 +27,9 @@ from typing import TypeVar
 from sqlalchemy import delete, event, select
 from sqlalchemy.engine import Engine
 
-from .platform.extensions import db
+from .extensions import db
 
-log = logging.getLogger("portal.writes")
+log = logging.getLogger("portal.platform.writes")
 
 # Rows per transaction of a background job: small enough that a transaction holds SQLite's
 # write lock for a few milliseconds on a quiet machine (500 new credentials and their history,

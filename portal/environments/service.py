@@ -10,12 +10,12 @@ from cryptography import x509
 from flask import abort, current_app
 from sqlalchemy import func, select, update
 
-from .crypto import ENDPOINT_PASSWORD, cipher
-from .models import SOURCES, Credential, Endpoint, Environment, SyncRun
-from .platform import clock
-from .platform.clock import iso
-from .platform.extensions import db
-from .vcf import EndpointSettings, format_fingerprint, normalize_fingerprint
+from ..models import SOURCES, Credential, Endpoint, Environment, SyncRun
+from ..platform import clock
+from ..platform.clock import iso
+from ..platform.crypto import ENDPOINT_PASSWORD, cipher
+from ..platform.extensions import db
+from ..vcf import EndpointSettings, format_fingerprint, normalize_fingerprint
 
 # The limits of environment fields, written once: the service checks them, the API models
 # and the form describe them.

@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
-from .crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
-from .models import Credential, Environment, PasswordHistory
-from .platform import clock
-from .platform.clock import iso
-from .platform.extensions import db
+from ..models import Credential, Environment, PasswordHistory
+from ..platform import clock
+from ..platform.clock import iso
+from ..platform.crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
+from ..platform.extensions import db
 
 PAGE_SIZES = (50, 100, 500)
 # The cross-environment search on the dashboard shows this many matches at most.

@@ -20,17 +20,17 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import insert, select, update
 
-from . import audit, sync, writes
-from .alerts import notifications
-from .crypto import ACTION_PASSWORD, cipher
-from .environments import endpoint_settings
-from .models import Credential, CredentialAction, CredentialActionItem, Endpoint, Environment
-from .platform import clock, wakeup
-from .platform.extensions import db
-from .platform.text import escape_controls
-from .vcf import VcfError, client_for
+from .. import audit, sync
+from ..alerts import notifications
+from ..environments.service import endpoint_settings
+from ..models import Credential, CredentialAction, CredentialActionItem, Endpoint, Environment
+from ..platform import clock, wakeup, writes
+from ..platform.crypto import ACTION_PASSWORD, cipher
+from ..platform.extensions import db
+from ..platform.text import escape_controls
+from ..vcf import VcfError, client_for
 
-log = logging.getLogger("portal.actions")
+log = logging.getLogger("portal.lifecycle.actions")
 
 OPERATIONS = {
     "rotate": "ROTATE",

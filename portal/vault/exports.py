@@ -13,15 +13,15 @@ import xlsxwriter
 from flask import Response, abort
 from sqlalchemy import select
 
-from . import audit
-from .access import ratelimit
-from .access.guards import visible_ids
+from .. import audit
+from ..access import ratelimit
+from ..access.guards import visible_ids
+from ..models import Environment
+from ..platform import clock
+from ..platform.crypto import CREDENTIAL_PASSWORD, cipher
+from ..platform.extensions import db
+from ..platform.text import has_hidden, visible
 from .credentials import CredentialFilters, count_matching, export_query
-from .crypto import CREDENTIAL_PASSWORD, cipher
-from .models import Environment
-from .platform import clock
-from .platform.extensions import db
-from .platform.text import has_hidden, visible
 
 COLUMNS = (
     "Environment",
@@ -248,8 +248,7 @@ def respond(
         within = visible_ids("reveal")
         if within is not None and not within:
             abort(403, description="Exports need the reveal level on an environment.")
-    if (limited := ratelimit.refused()) is not None:
-        return limited
+    ratelimit.enforce()
     body, headers, count = prepare(environment, fmt, filters, within)
     target = environment.name if environment else "all environments"
     try:

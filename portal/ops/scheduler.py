@@ -22,15 +22,17 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import select
 
-from . import actions, expiry, maintenance, sync
-from .alerts import notifications
-from .identity.directory import accounts as directory_accounts
-from .models import Endpoint
-from .platform import locks, wakeup
-from .platform.clock import UTC
-from .platform.extensions import db
+from .. import sync
+from ..alerts import notifications
+from ..identity.directory import accounts as directory_accounts
+from ..lifecycle import actions, expiry_checks
+from ..models import Endpoint
+from ..platform import locks, wakeup
+from ..platform.clock import UTC
+from ..platform.extensions import db
+from . import maintenance
 
-log = logging.getLogger("portal.scheduler")
+log = logging.getLogger("portal.ops.scheduler")
 
 DISPATCH_SECONDS = 2
 RECONCILE_SECONDS = 10
@@ -203,7 +205,7 @@ def _expiry_checks(app: Flask) -> None:
     with app.app_context():
         try:
             if still_leading():
-                expiry.process(may_continue=_keeps_running)
+                expiry_checks.process(may_continue=_keeps_running)
         except Exception:  # noqa: BLE001 - the next round tries again
             log.exception("expiry checks failed")
         finally:

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from .crypto import ENDPOINT_PASSWORD, cipher
-from .environments import ValidationError, save_environment
-from .models import SOURCES, Environment
-from .platform import clock
-from .platform.extensions import db
+from ..models import SOURCES, Environment
+from ..platform import clock
+from ..platform.crypto import ENDPOINT_PASSWORD, cipher
+from ..platform.extensions import db
+from .service import ValidationError, save_environment
 
 FORMAT = "vcf-credential-portal/environments"
 VERSION = 1

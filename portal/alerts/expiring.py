@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 
-from .models import Credential, Environment
-from .platform import clock
-from .platform.clock import UTC
-from .platform.extensions import db
+from ..models import Credential, Environment
+from ..platform import clock
+from ..platform.clock import UTC
+from ..platform.extensions import db
 
 
 def parse_expiry(text: str | None) -> datetime | None:

@@ -14,12 +14,30 @@ from cryptography import x509
 from flask import Flask
 from sqlalchemy import select, text, update
 
-from . import audit
-from .bootstrap import current_revision, head_revision, known_revisions, stored_key_id
-from .crypto import (
+from .. import audit
+from ..models import (
+    Credential,
+    CredentialAction,
+    Endpoint,
+    NotificationChannel,
+    PasswordHistory,
+    PortalMeta,
+    SignInProvider,
+    User,
+)
+from ..platform import locks
+from ..platform.clock import UTC
+from ..platform.crypto import (
+    ACTION_PASSWORD,
     CREDENTIAL_PASSWORD,
-    ENCRYPTED_COLUMNS,
-    HASHED_COLUMNS,
+    CREDENTIAL_PASSWORD_MAC,
+    ENDPOINT_PASSWORD,
+    HISTORY_PASSWORD,
+    SIGN_IN_SECRET,
+    SMTP_PASSWORD,
+    TOTP_SECRET,
+    WEBHOOK_SECRET,
+    WEBHOOK_URL,
     DataCipher,
     DecryptionError,
     KeyFileError,
@@ -29,10 +47,25 @@ from .crypto import (
     set_cipher,
     write_secret_file,
 )
-from .models import Credential, PortalMeta
-from .platform import locks
-from .platform.clock import UTC
-from .platform.extensions import db
+from ..platform.extensions import db
+from .bootstrap import current_revision, head_revision, known_revisions, stored_key_id
+
+# (model, column, purpose): every secret the portal stores, for key rotation and checks.
+ENCRYPTED_COLUMNS = (
+    (Endpoint, "password_enc", ENDPOINT_PASSWORD),
+    (Credential, "password_enc", CREDENTIAL_PASSWORD),
+    (PasswordHistory, "password_enc", HISTORY_PASSWORD),
+    (User, "totp_secret_enc", TOTP_SECRET),
+    (User, "totp_pending_enc", TOTP_SECRET),
+    (CredentialAction, "password_enc", ACTION_PASSWORD),
+    (NotificationChannel, "smtp_password_enc", SMTP_PASSWORD),
+    (NotificationChannel, "webhook_url_enc", WEBHOOK_URL),
+    (NotificationChannel, "webhook_secret_enc", WEBHOOK_SECRET),
+    (SignInProvider, "secret_enc", SIGN_IN_SECRET),
+)
+# (model, encrypted column, keyed-hash column, label): hashes recomputed on key rotation.
+# A keyed hash is not a secret on its own, but it is never logged, exported or shown.
+HASHED_COLUMNS = ((Credential, "password_enc", "password_mac", CREDENTIAL_PASSWORD_MAC),)
 
 BACKUP_PREFIX = "vcf_credentials-"
 
