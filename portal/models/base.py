@@ -1,0 +1,26 @@
+"""Names and values shared by the tables: roles, levels, sources, the stored time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..platform import clock
+
+# Global roles, lowest first: a user's effective role is the highest of their own and their
+# groups' (portal/access/grants.py).
+ROLES = ("member", "auditor", "readonly", "admin")
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+# Levels of a grant on one environment, lowest first.
+LEVELS = ("view", "reveal", "manage")
+SOURCES = ("manager", "installer")
+# Where an account signs in: a local password, an LDAP / Active Directory bind, or an OpenID
+# Provider. Directory and OIDC accounts are created at their first sign-in.
+SIGN_IN_SOURCES = ("local", "ldap", "oidc")
+# A group is managed on the Users page ("local"), or filled at each sign-in from the groups the
+# LDAP directory ("ldap") or the OpenID Provider ("oidc") names: each source fills only its own.
+GROUP_SOURCES = ("local", "ldap", "oidc")
+
+
+def utcnow() -> datetime:
+    """Current UTC time, naive, as stored in the database."""
+    return clock.now()

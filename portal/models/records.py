@@ -1,0 +1,114 @@
+"""The audit trail, the portal's own metadata, and the notification channels, outbox and
+deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..platform.extensions import db
+from .base import utcnow
+
+
+class AuditEvent(db.Model):
+    """An audit record: who did what to which target, from where, with what outcome."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    target: Mapped[str] = mapped_column(String(512), nullable=False, default="")
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="success")
+    details: Mapped[str | None] = mapped_column(Text)
+
+
+class PortalMeta(db.Model):
+    """Small key/value facts about this installation (key check value, install time)."""
+
+    __tablename__ = "portal_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class NotificationChannel(db.Model):
+    """Where alerts go: an SMTP e-mail channel or a webhook, with the event kinds it gets."""
+
+    __tablename__ = "notification_channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # email, webhook
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    events: Mapped[str] = mapped_column(Text, nullable=False, default="[]")  # JSON list of kinds
+    # Settings that are not secret, as JSON: SMTP host, port, security, user, from, to,
+    # verify_tls, ca_pem; the webhook's format, verify_tls, ca_pem and the URL's host (shown).
+    config: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    smtp_password_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The whole webhook URL is a secret: Slack's and Teams' URLs embed their key.
+    webhook_url_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    webhook_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Failed delivery attempts since the channel was created; only grows (a metric counter).
+    failure_count: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+
+
+class NotificationOutbox(db.Model):
+    """An event to announce, added in the transaction of what it reports; the scheduler's
+    process fans it out to the channels that want its kind and delivers it."""
+
+    __tablename__ = "notification_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    subject: Mapped[str] = mapped_column(String(255), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    details: Mapped[str | None] = mapped_column(Text)  # JSON object
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    # Set once delivery rows exist for every channel that wanted it.
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+
+
+class NotificationDelivery(db.Model):
+    """One event for one channel: pending (with its next attempt), delivered or abandoned."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (Index("ix_notification_deliveries_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_outbox.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_channels.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    outbox: Mapped[NotificationOutbox] = relationship()
+    channel: Mapped[NotificationChannel] = relationship()
