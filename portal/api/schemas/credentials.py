@@ -1,0 +1,222 @@
+"""Credentials: pages, password age, reveals, history, exports, and actions through SDDC Manager."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...environments.service import (
+    MAX_PASSWORD,
+)
+from ...platform.http import MAX_ID
+from ...vault.credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS, CredentialFilters
+from .common import Source, Timestamp
+
+
+class CredentialQuery(CredentialFilters):
+    """Search box, column filters (substring for host, user and domain), sort and page."""
+
+    page: int = Field(1, ge=1, le=10**6)
+    per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
+
+
+class Credential(BaseModel):
+    """Credential metadata; never the password."""
+
+    id: int
+    environment_id: int
+    hostname: str
+    username: str
+    credential_type: str | None
+    account_type: str | None
+    resource_type: str | None
+    resource_ip: str | None
+    domain: str | None
+    source: Source
+    status: Literal["present", "absent"]
+    absent_since: Timestamp | None
+    first_seen_at: Timestamp | None
+    last_changed_at: Timestamp | None
+    expiry_date: str | None
+    expiry_status: str | None
+    auto_rotate_days: int | None
+    environment: str | None = Field(None, description="Only in searches across environments")
+    can_reveal: bool | None = Field(
+        None,
+        description="Only in searches across environments: the caller may reveal and copy it "
+        "(reveal or more on its environment)",
+    )
+    sources: list[Source] | None = Field(
+        None,
+        description="Only in searches across environments: every source that holds this "
+        "account with this password (the item is the copy of the first)",
+    )
+    differs_from: list[Source] | None = Field(
+        None,
+        description="Only in searches across environments: sources that hold this account "
+        "with another password (each is an item of its own)",
+    )
+
+
+class CredentialPage(BaseModel):
+    """One page of credentials and the total that match."""
+
+    items: list[Credential]
+    total: int
+    page: int
+    per_page: int
+
+
+class PasswordAgeQuery(BaseModel):
+    """The age in days beyond which a password is stale."""
+
+    days: int = Field(STALE_DAYS, ge=1, le=MAX_STALE_DAYS)
+
+
+class AgeBucket(BaseModel):
+    """How many current passwords have an age in this range."""
+
+    label: str
+    min_days: int
+    max_days: int | None
+    count: int
+
+
+class AgedCredential(Credential):
+    """A credential with the age of its password."""
+
+    age_days: int
+
+
+class PasswordAge(BaseModel):
+    """Password age buckets, stale passwords, and those SDDC Manager flags as expiring."""
+
+    threshold_days: int
+    buckets: list[AgeBucket]
+    stale: list[AgedCredential]
+    expiring: list[AgedCredential]
+
+
+class RevealRequest(BaseModel):
+    """Why the password is shown: "copy" is audited as a copy, anything else as a reveal."""
+
+    purpose: str | None = Field(None, examples=["reveal", "copy"])
+
+
+class Password(BaseModel):
+    """A password (null when the credential has none)."""
+
+    password: str | None
+
+
+class HistoryEntry(BaseModel):
+    """One password a credential had; never the password itself."""
+
+    id: int
+    first_seen_at: Timestamp | None
+    changed_at: Timestamp | None
+    changed_by: str | None
+    current: bool
+
+
+class HistoryList(BaseModel):
+    """Password history, newest first."""
+
+    items: list[HistoryEntry]
+
+
+class CredentialExportRequest(CredentialFilters):
+    """An export with passwords: the format and the credential list's filters."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    format: Literal["csv", "xlsx"] = "csv"
+
+
+class AutoRotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    enabled: bool
+    frequency_days: int | None = Field(None, ge=1, le=90)
+
+
+class ActionIn(BaseModel):
+    """An operation through SDDC Manager on credentials of one environment."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    operation: Literal["rotate", "update", "remediate", "auto_rotate"]
+    credential_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        min_length=1, max_length=500
+    )
+    password: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PASSWORD,
+        description="update: the new password; remediate: the one already set on the component",
+        json_schema_extra={"writeOnly": True},
+    )
+    generate_password: bool = Field(
+        False, description="update: let the portal generate a strong password instead"
+    )
+    auto_rotate: AutoRotateIn | None = None
+    dry_run: bool = Field(False, description="Only answer what would be done")
+    confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)
+
+
+class ActionItem(BaseModel):
+    credential_id: int | None
+    hostname: str
+    username: str
+    credential_type: str
+    state: str
+    error: str | None
+
+
+class ActionPlan(BaseModel):
+    """A dry run: the exact list an action would carry out."""
+
+    environment_id: int
+    operation: str
+    items: list[ActionItem]
+
+
+class ActionQueued(BaseModel):
+    id: int
+
+
+class Action(BaseModel):
+    """An action and the outcome per credential (never a password)."""
+
+    id: int
+    environment_id: int
+    operation: Literal["rotate", "update", "remediate", "auto_rotate"]
+    state: Literal["queued", "running", "success", "partial", "failed", "cancelled"]
+    requested_by: str
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    upstream_task_id: str | None
+    error: str | None
+    auto_rotate: dict[str, Any] | None
+    retryable: bool
+    cancellable: bool
+    items: list[ActionItem]
+
+
+class ActionList(BaseModel):
+    items: list[Action]
+
+
+class RetryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    password: str | None = Field(
+        None, min_length=1, max_length=MAX_PASSWORD, json_schema_extra={"writeOnly": True}
+    )
+    confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)
+
+
+class ExpiryCheckQueued(BaseModel):
+    requested_at: Timestamp
