@@ -8,28 +8,23 @@ any known secret masked before it reaches an exception or a log line.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import logging
-import socket
-import ssl
 import threading
 import time
-import unicodedata
 import warnings
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import requests
 import urllib3
 
+from . import failures
+from .failures import MAX_SERVER_TEXT, clean_text
 from .models import EndpointSettings, VcfError
 from .tls import (
     EndpointTlsAdapter,
     build_ca_context,
     fetch_certificate_sha256,
-    format_fingerprint,
     normalize_fingerprint,
 )
 
@@ -43,18 +38,6 @@ RENEW_MARGIN_S = 120.0
 # every 20 minutes for the same reason.
 UNKNOWN_LIFETIME_S = 20 * 60.0
 MAX_BODY_BYTES = 64 * 1024 * 1024
-MAX_SERVER_TEXT = 300
-
-
-def clean_text(value: object, limit: int = MAX_SERVER_TEXT) -> str:
-    """Return server-provided text safe for a message: no control chars, at most ``limit``."""
-    text = value if isinstance(value, str) else repr(value)
-    # Cc covers CR/LF (log forging), Cf covers bidi overrides such as U+202E.
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text
 
 
 def decode_jwt_claims(token: str) -> dict[str, Any] | None:
@@ -84,21 +67,6 @@ def token_lifetime(token: str, now: float | None = None) -> float:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
-            if isinstance(linked, BaseException):
-                stack.append(linked)
-        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
 
 
 class ApiTransport:
@@ -386,61 +354,6 @@ class ApiTransport:
         if delay > 0:
             time.sleep(delay)
 
-    # -- error mapping -----------------------------------------------------------------
-
-    def _transport_error(self, exc: requests.RequestException) -> VcfError:
-        host, port = self.settings.host, self.settings.port
-        where = f"{host}:{port}"
-        chain = list(_exception_chain(exc))
-        if isinstance(exc, requests.exceptions.SSLError):
-            return self._tls_error(chain)
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return VcfError(
-                "timeout",
-                f"timed out connecting to {where} after {self.settings.connect_timeout:g} s",
-            )
-        if isinstance(exc, requests.exceptions.ReadTimeout):
-            return VcfError(
-                "timeout", f"{where} did not answer within {self.settings.read_timeout:g} s"
-            )
-        if any(
-            isinstance(e, (socket.gaierror, urllib3.exceptions.NameResolutionError)) for e in chain
-        ):
-            return VcfError("dns", f"cannot resolve host {host}")
-        if any(isinstance(e, ConnectionRefusedError) for e in chain):
-            return VcfError("refused", f"connection refused by {where}")
-        if any(isinstance(e, (TimeoutError, socket.timeout)) for e in chain):
-            return VcfError("timeout", f"timed out talking to {where}")
-        if any(
-            isinstance(e, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected))
-            for e in chain
-        ) or isinstance(exc, requests.exceptions.ChunkedEncodingError):
-            return VcfError("connection", f"connection reset by {where}")
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            return VcfError("connection", f"connection to {where} failed")
-        return VcfError("connection", f"request to {where} failed ({type(exc).__name__})")
-
-    def _tls_error(self, chain: list[BaseException]) -> VcfError:
-        where = f"{self.settings.host}:{self.settings.port}"
-        seen = self._seen_fingerprint()
-        seen_text = f"; certificate SHA-256 fingerprint seen: {seen}" if seen else ""
-        if self._pin_hex:
-            pinned = format_fingerprint(self._pin_hex)
-            if seen is None or seen != pinned:
-                return VcfError(
-                    "tls",
-                    f"the certificate of {where} does not match the pinned fingerprint{seen_text}",
-                    certificate_sha256=seen,
-                )
-        reason = "certificate verification failed"
-        for item in chain:
-            if isinstance(item, ssl.SSLCertVerificationError) and item.verify_message:
-                reason = f"certificate verification failed: {clean_text(item.verify_message, 120)}"
-                break
-        return VcfError(
-            "tls", f"TLS error with {where}: {reason}{seen_text}", certificate_sha256=seen
-        )
-
     def _seen_fingerprint(self) -> str | None:
         try:
             seen = fetch_certificate_sha256(
@@ -451,6 +364,14 @@ class ApiTransport:
         self.last_certificate_sha256 = seen
         return seen
 
+    # -- error mapping (portal/vcf/failures.py) ---------------------------------------
+
+    def _transport_error(self, exc: requests.RequestException) -> VcfError:
+        return failures.transport_error(exc, self.settings, self._tls_error)
+
+    def _tls_error(self, chain: list[BaseException]) -> VcfError:
+        return failures.tls_error(chain, self.settings, self._pin_hex, self._seen_fingerprint())
+
     def _status_error(
         self,
         response: requests.Response,
@@ -459,119 +380,26 @@ class ApiTransport:
         after_relogin: bool = False,
         secrets: tuple[str, ...] = (),
     ) -> VcfError:
-        status = response.status_code
-        log.warning("%s %s %s failed: HTTP %d", self.source, method, path, status)
-        user = clean_text(self.settings.username, 120)
-        shown_path = clean_text(path, 160)
-        detail = self._server_detail(response, secrets)
-        code = self._error_code(response, secrets)
-        if status == 401:
-            text = "the access token was rejected" if after_relogin else "not authenticated"
-            return VcfError("auth", f"{text} (HTTP 401) for user {user}", status=status)
-        if status == 429:
-            retry_after = _retry_after(response.headers.get("Retry-After"))
-            when = f"; retry after {retry_after:g} s" if retry_after is not None else ""
-            return VcfError(
-                "rate_limited",
-                f"{method} {shown_path}: too many requests (HTTP 429){when}{detail}",
-                status=status,
-                error_code=code,
-                retry_after=retry_after,
-            )
-        if status == 403 and method != "GET" and "concurrent" in detail.lower():
-            # SDDC Manager answers 403 when 10 password operations already run (CONTRACT.md
-            # 2.5): not a missing role, but a reason to try again later.
-            return VcfError(
-                "rate_limited",
-                f"SDDC Manager refused {method} {shown_path} (HTTP 403){detail}",
-                status=status,
-                error_code=code,
-            )
-        if status == 400 and method != "GET":
-            return VcfError(
-                "rejected",
-                f"SDDC Manager refused {method} {shown_path} (HTTP 400){detail}",
-                status=status,
-                error_code=code,
-            )
-        if status == 403:
-            return VcfError(
-                "forbidden",
-                f"access denied for user {user}: the account needs the ADMIN role",
-                status=status,
-            )
-        if status == 404:
-            return VcfError(
-                "not_found",
-                f"{method} {shown_path}: not found (HTTP 404){detail}",
-                status=status,
-                error_code=code,
-            )
-        if status >= 500:
-            return VcfError(
-                "server",
-                f"server error HTTP {status} on {method} {shown_path}{detail}",
-                status=status,
-            )
-        return VcfError(
-            "http", f"unexpected HTTP {status} on {method} {shown_path}{detail}", status=status
+        log.warning("%s %s %s failed: HTTP %d", self.source, method, path, response.status_code)
+        return failures.status_error(
+            response, method, path, self.settings, self._own_secrets(secrets), after_relogin
         )
 
-    @staticmethod
-    def _error_body(response: requests.Response) -> dict[str, Any]:
-        try:
-            body = json.loads(response.content or b"null")
-        except (ValueError, UnicodeError):
-            return {}
-        return body if isinstance(body, dict) else {}
-
-    def _server_detail(self, response: requests.Response, secrets: tuple[str, ...] = ()) -> str:
-        body = self._error_body(response)
-        parts = []
-        message = body.get("message")
-        if isinstance(message, str) and message.strip():
-            parts.append(": " + self.safe_text(message, secrets=secrets))
-        reference = body.get("referenceToken")
-        if isinstance(reference, str) and reference.strip():
-            parts.append(f" (referenceToken {self.safe_text(reference, 80, secrets)})")
-        return "".join(parts)
-
-    def _error_code(self, response: requests.Response, secrets: tuple[str, ...]) -> str | None:
-        code = self._error_body(response).get("errorCode")
-        if not isinstance(code, str) or not code.strip():
-            return None
-        return self.safe_text(code, 120, secrets)
+    def _own_secrets(self, secrets: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """The secrets a server could echo back: ours and the caller's."""
+        return tuple(
+            s for s in (self.settings.password, self._access_token, self._refresh_id, *secrets) if s
+        )
 
     def safe_text(
         self, text: str, limit: int = MAX_SERVER_TEXT, secrets: tuple[str, ...] = ()
     ) -> str:
-        """Server text for a message: secrets masked before and after cleaning (which folds
-        whitespace and could rebuild one), and only then truncated."""
-        cleaned = clean_text(self._mask(text, secrets), limit=len(text) + 1)
-        return clean_text(self._mask(cleaned, secrets), limit)
+        """Server text for a message: secrets masked, cleaned, truncated."""
+        return failures.safe_text(text, limit, self._own_secrets(secrets))
 
     def mask(self, text: str, secrets: tuple[str, ...] = ()) -> str:
         """``text`` with our own secrets and ``secrets`` replaced by ``***``."""
-        return self._mask(text, secrets)
-
-    def _mask(self, text: str, secrets: tuple[str, ...] = ()) -> str:
-        # A misbehaving server could echo what we sent it; never let that reach a message.
-        # Masked on the raw text, before cleaning and truncation could split or reshape a
-        # secret, and in the forms a server is likely to echo it in (JSON-escaped, URL-encoded).
-        for secret in (self.settings.password, self._access_token, self._refresh_id, *secrets):
-            if not secret or len(secret) < 4:
-                continue
-            forms = {
-                secret,
-                json.dumps(secret)[1:-1],
-                quote(secret, safe=""),
-                quote_plus(secret),
-                " ".join(secret.split()),
-            }
-            for form in sorted(forms, key=len, reverse=True):
-                if len(form) >= 4:
-                    text = text.replace(form, "***")
-        return text
+        return failures.mask(text, self._own_secrets(secrets))
 
     def _json(self, response: requests.Response, method: str, path: str) -> Any:
         try:
@@ -588,10 +416,3 @@ class ApiTransport:
 
 def _looks_like_token(value: str) -> bool:
     return bool(value) and len(value) < 65536 and not any(ch.isspace() for ch in value)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header given in seconds (an HTTP date is ignored)."""
-    if value is None or not value.strip().isdigit():
-        return None
-    return min(float(value.strip()), 3600.0)

@@ -25,7 +25,7 @@ from portal.vcf import (
     parse_credential,
     test_connection,
 )
-from portal.vcf._http import clean_text
+from portal.vcf.failures import clean_text
 from portal.vcf.manager import CONCURRENT_PAGES
 
 CREDENTIALS = 1234
