@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import current_app, jsonify
 from flask_login import current_user, login_required
 
-from ..identity import second_factor
+from ..identity import passkeys, second_factor
 from ..identity.sessions import current_session
 from ..platform.extensions import db
 from ..platform.http import json_error
@@ -64,8 +64,6 @@ def remove_totp(body: s.PasswordIn):
     refused = password_refused(body.password)
     if refused is not None:
         return refused
-    if _user().totp_secret_enc is not None:
-        second_factor.keep_one_factor(_user())
     second_factor.remove_totp(_user())
     db.session.commit()
     return "", 204
@@ -79,8 +77,6 @@ def regenerate_codes(body: s.PasswordIn):
     refused = password_refused(body.password)
     if refused is not None:
         return refused
-    if not second_factor.has_factor(_user()):
-        raise second_factor.FactorError("Set up an authenticator app or a passkey first.")
     codes = second_factor.new_recovery_codes(_user())
     db.session.commit()
     return jsonify(recovery_codes=codes)
@@ -97,7 +93,7 @@ def passkey_options(body: s.PasswordIn):
     row = current_session()
     if row is None:
         return json_error(403, "Passkeys are registered from a signed-in browser session.")
-    options = second_factor.registration_options(_user(), row)
+    options = passkeys.registration_options(_user(), row)
     db.session.commit()
     return current_app.response_class(options, mimetype="application/json")
 
@@ -113,7 +109,7 @@ def add_passkey(body: s.PasskeyIn):
     user = _user()
     first = not second_factor.has_factor(user)
     try:
-        key = second_factor.register_passkey(user, row, body.credential, body.name)
+        key = passkeys.register_passkey(user, row, body.credential, body.name)
     except second_factor.FactorError:
         db.session.commit()  # the challenge is used up and the failure audited
         raise
@@ -131,7 +127,6 @@ def remove_passkey(passkey_id: int, body: s.PasswordIn):
     refused = password_refused(body.password)
     if refused is not None:
         return refused
-    second_factor.keep_one_factor(_user())
-    second_factor.remove_passkey(_user(), passkey_id)
+    passkeys.remove_passkey(_user(), passkey_id)
     db.session.commit()
     return "", 204

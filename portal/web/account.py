@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 
 from ..access.guards import check_reauth_password, recent_sign_in
-from ..identity import second_factor, tokens
+from ..identity import passkeys, second_factor, tokens
 from ..identity.sessions import current_session, recently_authenticated
 from ..platform.extensions import db
 
@@ -104,8 +104,6 @@ def remove_totp():
         return refused
     user = _user()
     try:
-        if user.totp_secret_enc is not None:
-            second_factor.keep_one_factor(user)
         second_factor.remove_totp(user)
     except second_factor.FactorError as exc:
         db.session.rollback()
@@ -122,11 +120,11 @@ def regenerate_codes():
     """Replace the recovery codes (needs the current password)."""
     if (refused := _password_refused()) is not None:
         return refused
-    user = _user()
-    if not second_factor.has_factor(user):
-        flash("Set up an authenticator app or a passkey first.", "error")
+    try:
+        codes = second_factor.new_recovery_codes(_user())
+    except second_factor.FactorError as exc:
+        flash(str(exc), "error")
         return _page(409)
-    codes = second_factor.new_recovery_codes(user)
     db.session.commit()
     return _codes_page(codes, "New recovery codes")
 
@@ -139,8 +137,7 @@ def remove_passkey(passkey_id: int):
         return refused
     user = _user()
     try:
-        second_factor.keep_one_factor(user)
-        name = second_factor.remove_passkey(user, passkey_id)
+        name = passkeys.remove_passkey(user, passkey_id)
     except second_factor.FactorError as exc:
         db.session.rollback()
         flash(str(exc), "error")

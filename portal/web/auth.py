@@ -20,7 +20,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select, update
 
 from .. import audit
-from ..identity import second_factor
+from ..identity import passkeys, second_factor
 from ..identity.directory import accounts, ldap, oidc, options
 from ..identity.sessions import (
     current_session,
@@ -410,7 +410,7 @@ def passkey_options():
         return json_error(401, "The sign-in step expired. Sign in again.")
     row, user = pending
     try:
-        options = second_factor.authentication_options(user, row)
+        options = passkeys.authentication_options(user, row)
     except second_factor.FactorError as exc:
         return json_error(400, str(exc))
     db.session.commit()
@@ -427,7 +427,7 @@ def passkey_verify():
     body = request.get_json(silent=True)
     credential = body.get("credential") if isinstance(body, dict) else None
     again = body.get("next", "") if isinstance(body, dict) else ""
-    key = second_factor.check_passkey(user, row, credential)
+    key = passkeys.check_passkey(user, row, credential)
     if key is None:
         db.session.commit()  # the challenge is used up either way
         if _factor_failed(user):
