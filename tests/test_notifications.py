@@ -12,7 +12,7 @@ from sqlalchemy import select
 from support import PASSWORD
 
 from portal import sync
-from portal.alerts import channels, notifications
+from portal.alerts import channels, delivery, notifications
 from portal.models import (
     AuditEvent,
     Credential,
@@ -40,8 +40,8 @@ def _channel(kind: str, form: dict, events=None) -> int:
 
 def _deliver_all(rounds: int = 3) -> None:
     for _ in range(rounds):
-        notifications.dispatch()
-        notifications.deliver_due()
+        delivery.dispatch()
+        delivery.deliver_due()
 
 
 def _failing_fetch(settings):
@@ -222,7 +222,7 @@ def test_every_event_kind_arrives_by_mail_and_webhook_without_a_password(
 def test_plain_and_implicit_tls_smtp(app, tmp_path, mode):
     with smtp_server(tmp_path, mode) as mail, app.app_context():
         channel_id = _channel("email", mail.form(), ["account.locked"])
-        assert notifications.send_test(db.session.get(NotificationChannel, channel_id), "t") is None
+        assert delivery.send_test(db.session.get(NotificationChannel, channel_id), "t") is None
         notifications.account_locked("carol", 15)
         db.session.commit()
         _deliver_all()
@@ -234,13 +234,13 @@ def test_smtp_refuses_an_untrusted_certificate_and_a_wrong_password(app, tmp_pat
         untrusted = db.session.get(
             NotificationChannel, _channel("email", mail.form(name="a", ca_pem=""))
         )
-        error = notifications.send_test(untrusted, "t")
+        error = delivery.send_test(untrusted, "t")
         assert error is not None and "TLS" in error
         wrong = db.session.get(
             NotificationChannel,
             _channel("email", mail.form(name="b", smtp_password="wrong-password-123")),
         )
-        error = notifications.send_test(wrong, "t")
+        error = delivery.send_test(wrong, "t")
         assert "sign-in refused" in error and "wrong-password-123" not in error
         assert mail.messages == []
 
@@ -268,25 +268,25 @@ def test_a_failing_channel_is_retried_with_backoff_and_its_failure_shown(app, ad
         hook.fail_next = 2
         notifications.account_locked("carol", 15)
         db.session.commit()
-        notifications.dispatch()
-        assert notifications.deliver_due() == 1
-        delivery = db.session.scalar(select(NotificationDelivery))
-        assert (delivery.state, delivery.attempts) == ("pending", 1)
-        assert delivery.next_attempt_at - delivery.last_attempt_at == timedelta(seconds=30)
-        assert "answered HTTP 500" in delivery.error
-        assert "s3cr3t-path-token" not in delivery.error
-        assert notifications.deliver_due() == 0  # not due yet
+        delivery.dispatch()
+        assert delivery.deliver_due() == 1
+        row = db.session.scalar(select(NotificationDelivery))
+        assert (row.state, row.attempts) == ("pending", 1)
+        assert row.next_attempt_at - row.last_attempt_at == timedelta(seconds=30)
+        assert "answered HTTP 500" in row.error
+        assert "s3cr3t-path-token" not in row.error
+        assert delivery.deliver_due() == 0  # not due yet
         clock.offset = timedelta(seconds=31)
-        notifications.deliver_due()
-        delivery = db.session.scalar(select(NotificationDelivery))
-        assert (delivery.state, delivery.attempts) == ("pending", 2)
-        assert delivery.next_attempt_at - delivery.last_attempt_at == timedelta(seconds=120)
+        delivery.deliver_due()
+        row = db.session.scalar(select(NotificationDelivery))
+        assert (row.state, row.attempts) == ("pending", 2)
+        assert row.next_attempt_at - row.last_attempt_at == timedelta(seconds=120)
         page = admin.client.get("/settings/notifications").get_data(as_text=True)
         assert "answered HTTP 500" in page and "s3cr3t-path-token" not in page
         clock.offset = timedelta(seconds=200)
-        notifications.deliver_due()
-        delivery = db.session.scalar(select(NotificationDelivery))
-        assert (delivery.state, delivery.attempts) == ("delivered", 3)
+        delivery.deliver_due()
+        row = db.session.scalar(select(NotificationDelivery))
+        assert (row.state, row.attempts) == ("delivered", 3)
         assert [d["kind"] for d in hook.documents()] == ["account.locked"]
         assert db.session.get(NotificationChannel, channel_id).failure_count == 2
 
@@ -299,10 +299,10 @@ def test_delivery_is_abandoned_after_the_last_retry_and_old_rows_pruned(app, tmp
         notifications.account_locked("carol", 15)
         db.session.commit()
         _deliver_all(rounds=4)
-        delivery = db.session.scalar(select(NotificationDelivery))
-        assert (delivery.state, delivery.attempts) == ("abandoned", 3)
-        clock.offset = timedelta(days=notifications.KEEP_DAYS + 1)
-        notifications.prune()
+        row = db.session.scalar(select(NotificationDelivery))
+        assert (row.state, row.attempts) == ("abandoned", 3)
+        clock.offset = timedelta(days=delivery.KEEP_DAYS + 1)
+        delivery.prune()
         assert db.session.scalar(select(NotificationDelivery)) is None
         assert db.session.scalar(select(NotificationOutbox)) is None
 

@@ -23,7 +23,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from .. import sync
-from ..alerts import notifications
+from ..alerts import delivery
 from ..identity.directory import accounts as directory_accounts
 from ..lifecycle import actions, expiry_checks
 from ..models import Endpoint
@@ -362,9 +362,9 @@ def _start(app: Flask, leadership) -> None:
         **common,
     )
     scheduler.add_job(
-        notifications.run_pass,
+        delivery.run_pass,
         "interval",
-        seconds=notifications.PASS_SECONDS,
+        seconds=delivery.PASS_SECONDS,
         args=(app,),
         id="notifications",
         **common,

@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from .. import audit
 from ..access.guards import admin_required, recent_sign_in
-from ..alerts import channels, notifications
+from ..alerts import channels, delivery, notifications
 from ..models import NotificationChannel
 from ..platform.extensions import db
 
@@ -50,7 +50,7 @@ def overview():
         kinds=notifications.KINDS,
         failing_after=notifications.failing_after(),
         expiry_days=notifications.expiry_days(),
-        failures=notifications.recent_failures(),
+        failures=delivery.recent_failures(),
     )
 
 
@@ -171,7 +171,7 @@ def delete_channel(channel_id: int):
 def test_channel(channel_id: int):
     """Send a test message to the channel now and say whether it arrived."""
     channel = _channel(channel_id)
-    error = notifications.send_test(channel, current_user.username)
+    error = delivery.send_test(channel, current_user.username)
     db.session.commit()
     if error is None:
         flash(f"A test message went to {channel.name}.", "info")
