@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from support import PASSWORD, create_env, run_sync
 
 from portal import sync
-from portal.lifecycle import actions, expiry_checks
+from portal.lifecycle import action_runs, actions, expiry_checks
 from portal.models import AuditEvent, Credential, CredentialAction, Endpoint, PasswordHistory
 from portal.platform import clock
 from portal.platform.extensions import db
@@ -53,7 +53,7 @@ def _finish(app, admin, action_id, timeout=20.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with app.app_context():
-            actions.advance()
+            action_runs.advance()
             sync.process_queue()
             db.session.remove()
         state = admin.api("GET", f"/api/v1/credential-actions/{action_id}").json
@@ -206,7 +206,7 @@ def test_sddc_manager_busy_keeps_the_action_queued(app, admin, lab):
     sim.inject_credential_fault(cred["hostname"], "busy", count=1)
     queued = _queue(admin, operation="rotate", credential_ids=[cred["id"]])
     with app.app_context():
-        actions.advance()
+        action_runs.advance()
         action = db.session.get(CredentialAction, queued.json["id"])
         assert action.state == "queued" and action.not_before > clock.now()
         assert "busy" in action.error
@@ -231,7 +231,7 @@ def test_a_queued_action_can_be_cancelled(app, admin, lab):
     cancelled = admin.api("POST", f"/api/v1/credential-actions/{queued.json['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json["state"] == "cancelled"
     with app.app_context():
-        assert actions.advance() == 0
+        assert action_runs.advance() == 0
 
 
 def test_dry_run_lists_exactly_what_would_be_done(app, admin, lab):

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from .. import sync
 from ..alerts import delivery
 from ..identity.directory import accounts as directory_accounts
-from ..lifecycle import actions, expiry_checks
+from ..lifecycle import action_runs, expiry_checks
 from ..models import Endpoint
 from ..platform import locks, wakeup
 from ..platform.clock import UTC
@@ -96,7 +96,7 @@ def _dispatch(app: Flask) -> None:
                 sync.fail_stale_runs()
                 sync.process_queue(may_claim=still_leading)
                 # Credential actions: start the queued, follow the running (one step each).
-                actions.advance(may_claim=still_leading)
+                action_runs.advance(may_claim=still_leading)
             finally:
                 db.session.remove()
     finally:
