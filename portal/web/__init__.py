@@ -3,7 +3,8 @@
 | URL | module |
 |---|---|
 | `/` | dashboard |
-| `/login`, `/login/verify`, `/login/oidc`, `/logout`, `/change-password` | auth |
+| `/login`, `/login/oidc`, `/logout`, `/change-password` | auth |
+| `/login/verify` | auth_verify (routes of the auth blueprint) |
 | `/account/security`, `/account/tokens` | account |
 | `/environments/...` | environments |
 | `/export` | export |
@@ -26,6 +27,7 @@ from . import (
     account,
     audit,
     auth,
+    auth_verify,  # noqa: F401 - its routes (/login/verify) belong to auth.bp
     dashboard,
     environments,
     export,
