@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
-from portal.identity.directory import ldap
-from portal.identity.directory.ldap import _disabled, _stable_id
+from portal.identity.directory import account_state as states
+from portal.identity.directory.account_state import disabled
+from portal.identity.directory.ldap import _stable_id
 
 NOW = dt.datetime(2026, 12, 4, 12, 0)
 
@@ -30,21 +31,21 @@ def test_the_stable_id_prefers_the_directorys_own_ids():
 
 
 def test_active_directory_flags_and_expiry():
-    assert _disabled({"userAccountControl": [b"514"]}, NOW)  # NORMAL_ACCOUNT | ACCOUNTDISABLE
-    assert not _disabled({"userAccountControl": [b"512"]}, NOW)
+    assert disabled({"userAccountControl": [b"514"]}, NOW)  # NORMAL_ACCOUNT | ACCOUNTDISABLE
+    assert not disabled({"userAccountControl": [b"512"]}, NOW)
     past, future = NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=30)
-    assert _disabled({"accountExpires": [_filetime(past)]}, NOW)
-    assert not _disabled({"accountExpires": [_filetime(future)]}, NOW)
-    assert not _disabled({"accountExpires": [b"0"]}, NOW)
-    assert not _disabled({"accountExpires": [b"9223372036854775807"]}, NOW)
-    assert not _disabled({"accountExpires": [b"garbage"]}, NOW)
+    assert disabled({"accountExpires": [_filetime(past)]}, NOW)
+    assert not disabled({"accountExpires": [_filetime(future)]}, NOW)
+    assert not disabled({"accountExpires": [b"0"]}, NOW)
+    assert not disabled({"accountExpires": [b"9223372036854775807"]}, NOW)
+    assert not disabled({"accountExpires": [b"garbage"]}, NOW)
 
 
 def test_openldap_administrative_lock_only():
-    assert _disabled({"pwdAccountLockedTime": [b"000001010000Z"]}, NOW)
+    assert disabled({"pwdAccountLockedTime": [b"000001010000Z"]}, NOW)
     # A temporary lockout (a time) is the bind's business: the account is not disabled.
-    assert not _disabled({"pwdAccountLockedTime": [b"20261204115500Z"]}, NOW)
-    assert not _disabled({}, NOW)
+    assert not disabled({"pwdAccountLockedTime": [b"20261204115500Z"]}, NOW)
+    assert not disabled({}, NOW)
 
 
 def test_a_dn_longer_than_the_column_is_named_by_its_digest():
@@ -61,12 +62,12 @@ AD_BIND = "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext erro
 @pytest.mark.parametrize("code", ["773", "701", "532", "533"])
 def test_active_directory_account_states_are_not_wrong_passwords(code):
     result = {"result": 49, "description": "invalidCredentials", "message": AD_BIND.format(code)}
-    state = ldap.account_state(result)
+    state = states.account_state(result)
     assert state is not None and state.code == code
-    assert state.reason == ldap.AD_ACCOUNT_STATES[code]
+    assert state.reason == states.AD_ACCOUNT_STATES[code]
 
 
 def test_a_wrong_password_stays_a_wrong_password():
-    assert ldap.account_state({"result": 49, "message": AD_BIND.format("52e")}) is None
-    assert ldap.account_state({"result": 49, "message": ""}) is None  # OpenLDAP: nothing more
-    assert ldap.account_state({"result": 0, "message": "data 773,"}) is None
+    assert states.account_state({"result": 49, "message": AD_BIND.format("52e")}) is None
+    assert states.account_state({"result": 49, "message": ""}) is None  # OpenLDAP: nothing more
+    assert states.account_state({"result": 0, "message": "data 773,"}) is None

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from .. import audit
 from ..identity import second_factor
 from ..identity.directory import accounts, ldap, oidc, options
+from ..identity.directory.account_state import AccountState
 from ..identity.sessions import (
     current_session,
     end_session,
@@ -176,7 +177,7 @@ def _directory_sign_in(directory, username, password, attempt, again):
             if not right:
                 return _refused(username, again, "failure", "ldap")
             found = server.describe(entry)
-    except ldap.AccountState as state:
+    except AccountState as state:
         # The password was right, the account cannot sign in now: say why, count nothing.
         if claimed is not None:
             release_check(claimed, True)

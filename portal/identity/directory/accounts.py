@@ -25,6 +25,7 @@ from ..sessions import revoke_user_sessions
 from ..tokens import revoke_all as revoke_tokens
 from ..users import USERNAME_RE
 from . import ldap, options
+from .account_state import AccountState
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def ldap_password_check(user: User, typed: str) -> bool | None:
             if entry is None:
                 return False
             return directory.password_ok(entry, typed)
-    except ldap.AccountState as state:
+    except AccountState as state:
         log.warning("password check of %s: %s", user.username, state.reason)
         return None  # right, or at least not wrong: never counted
     except (ldap.DirectoryUnavailable, ldap.SearchFailed) as exc:
