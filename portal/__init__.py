@@ -8,7 +8,7 @@ from markupsafe import Markup
 from . import api, cli, errors, front, web
 from .access import refusals
 from .identity import second_factor, sessions, tokens
-from .platform import database, logs, security
+from .platform import database, logs, security, transaction
 from .platform.config import PROJECT_ROOT, Settings, load_settings
 from .platform.extensions import csrf, login_manager
 from .platform.http import IdConverter, JSONProvider
@@ -87,6 +87,7 @@ def _init_extensions(app: Flask) -> None:
     errors.init_app(app)
     refusals.init_app(app)
     front.init_app(app)
+    transaction.init_app(app)  # last: its hook runs first
 
 
 def _init_blueprints(app: Flask) -> None:

@@ -12,7 +12,7 @@ from ..access import grants
 from ..access.guards import environment_for, token_or_recent_auth
 from ..lifecycle import actions, expiry_checks
 from ..models import Credential, CredentialAction, Endpoint
-from ..platform import clock
+from ..platform import clock, transaction
 from ..platform.extensions import db
 from ..platform.http import json_error
 from ..vcf import VcfError
@@ -23,7 +23,7 @@ from .spec import FieldErrors, api_operation
 
 def _refused():
     audit.record("credential.action", "", outcome="denied", details={"reason": "re-auth"})
-    db.session.commit()
+    transaction.keep()
     if not current_user.is_authenticated:
         return json_error(401, "Signed out after too many wrong passwords.")
     return json_error(403, "Confirm your password: send it as confirm_password.")
@@ -99,8 +99,8 @@ def queue_action(body: s.ActionIn):
     except actions.ActionError as exc:
         db.session.rollback()
         raise FieldErrors({exc.field: str(exc)}) from None
-    db.session.commit()
-    actions.wake(current_app.config["PORTAL_SETTINGS"])
+    settings = current_app.config["PORTAL_SETTINGS"]
+    transaction.after_commit(lambda: actions.wake(settings))
     return jsonify(id=action.id), 202
 
 
@@ -130,8 +130,8 @@ def _change(action: CredentialAction, change, *args):
     except VcfError as exc:
         db.session.rollback()
         return json_error(409, f"SDDC Manager refused: {exc}")
-    db.session.commit()
-    actions.wake(current_app.config["PORTAL_SETTINGS"])
+    settings = current_app.config["PORTAL_SETTINGS"]
+    transaction.after_commit(lambda: actions.wake(settings))
     return jsonify(actions.as_dict(action))
 
 
@@ -174,5 +174,4 @@ def request_expiry_check(env_id: int):
         return json_error(409, "This environment has no SDDC Manager configured.")
     expiry_checks.request(endpoint)
     audit.record("credential.expiry_check", environment.name)
-    db.session.commit()
     return jsonify(requested_at=clock.iso(endpoint.expiry_requested_at)), 202

@@ -9,7 +9,7 @@ from ..access.guards import check_reauth_password
 from ..environments.service import ValidationError
 from ..identity import tokens
 from ..identity.second_factor import FactorError
-from ..platform.extensions import db
+from ..platform import transaction
 from ..platform.http import QueryError, json_error
 from .spec import FieldErrors
 
@@ -66,7 +66,7 @@ def password_refused(password: str):
     toward the lockout, and the fifth ends the session)."""
     if check_reauth_password(password):
         return None
-    db.session.commit()
+    transaction.keep()
     if not current_user.is_authenticated:
         return json_error(401, "Signed out after too many wrong passwords.")
     return json_error(403, "That password is not correct.")

@@ -70,7 +70,6 @@ def reveal_password(cred_id: int, body: s.RevealRequest):
         credentials.audit_target(cred),
         outcome="success" if password is not None else "empty",
     )
-    db.session.commit()
     return jsonify(password=password)
 
 
@@ -97,7 +96,6 @@ def reveal_history_password(cred_id: int, entry_id: int):
     audit.record(
         "credential.history_reveal", credentials.audit_target(cred), details={"entry": entry.id}
     )
-    db.session.commit()
     return jsonify(password=password)
 
 
@@ -114,7 +112,6 @@ def purge_credential(cred_id: int):
     db.session.flush()
     service.refresh_counts(cred.environment_id, cred.source)
     audit.record("credential.purge", target)
-    db.session.commit()
     return "", 204
 
 

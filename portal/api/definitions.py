@@ -7,8 +7,7 @@ from flask import Response, abort, jsonify
 from .. import audit
 from ..access.guards import admin_required, check_reauth_password
 from ..environments import definitions
-from ..platform import clock
-from ..platform.extensions import db
+from ..platform import clock, transaction
 from . import schemas as s
 from .base import bp
 from .spec import api_operation
@@ -29,7 +28,6 @@ def _download(document: dict) -> Response:
 def export_definitions():
     """Download environment definitions without passwords."""
     audit.record("environment.export_definitions", "all", details={"passwords": "no"})
-    db.session.commit()
     return _download(definitions.export_document(False))
 
 
@@ -45,10 +43,9 @@ def export_definitions_with_passwords(body: dict):
         audit.record(
             "environment.export_definitions", "all", outcome="denied", details={"passwords": "yes"}
         )
-        db.session.commit()
+        transaction.keep()
         abort(403, description="Confirm your password to export service-account passwords.")
     audit.record("environment.export_definitions", "all", details={"passwords": "yes"})
-    db.session.commit()
     return _download(definitions.export_document(True))
 
 
@@ -71,7 +68,6 @@ def import_definitions(body: dict):
             "errors": len(outcome.errors),
         },
     )
-    db.session.commit()
     return jsonify(
         created=outcome.created,
         updated=outcome.updated,

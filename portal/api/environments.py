@@ -36,7 +36,6 @@ def create_environment(body: dict):
     env, _ = service.save_environment(body)
     db.session.flush()
     audit.record("environment.create", env.name, details={"id": env.id})
-    db.session.commit()
     runs = [
         sync.request_sync(env.id, endpoint.source, "schedule", current_user.username)
         for endpoint in env.endpoints
@@ -45,7 +44,6 @@ def create_environment(body: dict):
     # Audited after every run is queued: request_sync commits, or rolls back on a clash.
     for run in runs:
         sync.record_request(env.name, run)
-    db.session.commit()
     return jsonify(service.environment_dict(env)), 201
 
 
@@ -76,7 +74,6 @@ def update_environment(env_id: int, body: dict):
         env.name,
         details={"id": env.id, "fields": ", ".join(changed)},
     )
-    db.session.commit()
     return jsonify(service.environment_dict(env))
 
 
@@ -89,7 +86,6 @@ def delete_environment(env_id: int):
     name = env.name
     db.session.delete(env)
     audit.record("environment.delete", name, details={"id": env_id})
-    db.session.commit()
     return "", 204
 
 
@@ -132,7 +128,6 @@ def test_connection(body: dict):
         outcome="success" if result.ok else "failure",
         details=None if result.ok else {"reason": result.message[:200]},
     )
-    db.session.commit()
     return jsonify(
         ok=result.ok,
         message=result.message,

@@ -46,7 +46,6 @@ def replace_grants(env_id: int, body: s.GrantList):
     except grants.GrantError as exc:
         db.session.rollback()
         raise FieldErrors({exc.field: str(exc)}) from None
-    db.session.commit()
     return jsonify(after)
 
 
@@ -71,7 +70,6 @@ def create_group(body: s.GroupIn):
     except groups.GroupError as exc:
         db.session.rollback()
         raise FieldErrors({exc.field: str(exc)}) from None
-    db.session.commit()
     return jsonify(groups.as_dict(group)), 201
 
 
@@ -98,7 +96,6 @@ def update_group(group_id: int, body: s.GroupChange):
     except groups.GroupError as exc:
         db.session.rollback()
         raise FieldErrors({exc.field: str(exc)}) from None
-    db.session.commit()
     return jsonify(groups.as_dict(group))
 
 
@@ -109,7 +106,6 @@ def update_group(group_id: int, body: s.GroupChange):
 def delete_group(group_id: int):
     """Delete a group with its memberships and grants (audited)."""
     groups.delete(_group(group_id))
-    db.session.commit()
     return "", 204
 
 
@@ -146,7 +142,6 @@ def unlock_user(user_id: int):
         abort(404, description="No such user.")
     if not users.unlock(user):
         return json_error(409, f"{user.username} is not locked.")
-    db.session.commit()
     return jsonify(_user_roles(user))
 
 
@@ -166,5 +161,4 @@ def set_user_role(user_id: int, body: s.RoleChange):
     except users.UserRuleError as exc:
         db.session.rollback()
         return json_error(409, str(exc))
-    db.session.commit()
     return jsonify(_user_roles(user))

@@ -9,7 +9,7 @@ from .. import audit
 from ..access.guards import check_reauth_password, environment_for
 from ..identity import second_factor, users
 from ..identity.sessions import recently_authenticated
-from ..platform.extensions import db
+from ..platform import transaction
 from ..platform.http import json_error
 from . import schemas as s
 from .base import bp
@@ -36,7 +36,6 @@ def who_am_i():
 def set_preferences(body: s.PreferencesIn):
     """Change preferences (dashboard_view: cards or list; time_zone: local or utc)."""
     current = users.set_preferences(current_user, body.model_dump(exclude_none=True))
-    db.session.commit()
     return jsonify(preferences=current)
 
 
@@ -52,7 +51,6 @@ def confirm_password(body: s.ReauthIn):
             target = environment_for(body.environment_id).name
     username = current_user.username
     if check_reauth_password(body.password):
-        db.session.commit()
         return "", 204
     if target is not None:
         audit.record(
@@ -62,7 +60,7 @@ def confirm_password(body: s.ReauthIn):
             details={"reason": "wrong password"},
             actor=username,
         )
-        db.session.commit()
+        transaction.keep()
     if not current_user.is_authenticated:
         return json_error(401, "Signed out after too many wrong passwords.")
     return json_error(403, "That password is not correct.")

@@ -77,7 +77,6 @@ def _set_paused(env_id: int, source: str, paused: bool):
     if paused:
         endpoint.next_run_at = None
     audit.record("scheduler.pause" if paused else "scheduler.resume", f"{env.name} / {source}")
-    db.session.commit()
     return jsonify(environment_dict(env))
 
 

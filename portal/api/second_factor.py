@@ -10,7 +10,7 @@ from flask_login import current_user, login_required
 
 from ..identity import passkeys, second_factor
 from ..identity.sessions import current_session
-from ..platform.extensions import db
+from ..platform import transaction
 from ..platform.http import json_error
 from . import schemas as s
 from .base import bp, password_refused
@@ -38,7 +38,6 @@ def start_totp(body: s.PasswordIn):
     if refused is not None:
         return refused
     secret, uri = second_factor.start_totp(_user())
-    db.session.commit()
     return jsonify(secret=secret, otpauth_uri=uri)
 
 
@@ -50,9 +49,8 @@ def confirm_totp(body: s.CodeIn):
     try:
         codes = second_factor.confirm_totp(_user(), body.code, keep=current_session())
     except second_factor.FactorError:
-        db.session.commit()  # the failure is audited
+        transaction.keep()  # the failure is audited
         raise
-    db.session.commit()
     return jsonify(recovery_codes=codes)
 
 
@@ -65,7 +63,6 @@ def remove_totp(body: s.PasswordIn):
     if refused is not None:
         return refused
     second_factor.remove_totp(_user())
-    db.session.commit()
     return "", 204
 
 
@@ -78,7 +75,6 @@ def regenerate_codes(body: s.PasswordIn):
     if refused is not None:
         return refused
     codes = second_factor.new_recovery_codes(_user())
-    db.session.commit()
     return jsonify(recovery_codes=codes)
 
 
@@ -94,7 +90,6 @@ def passkey_options(body: s.PasswordIn):
     if row is None:
         return json_error(403, "Passkeys are registered from a signed-in browser session.")
     options = passkeys.registration_options(_user(), row)
-    db.session.commit()
     return current_app.response_class(options, mimetype="application/json")
 
 
@@ -111,10 +106,9 @@ def add_passkey(body: s.PasskeyIn):
     try:
         key = passkeys.register_passkey(user, row, body.credential, body.name)
     except second_factor.FactorError:
-        db.session.commit()  # the challenge is used up and the failure audited
+        transaction.keep()  # the challenge is used up and the failure audited
         raise
     codes = second_factor.new_recovery_codes(user) if first else None
-    db.session.commit()
     summary = next(p for p in second_factor.summary(user).passkeys if p["id"] == key.id)
     return jsonify(passkey=summary, recovery_codes=codes), 201
 
@@ -128,5 +122,4 @@ def remove_passkey(passkey_id: int, body: s.PasswordIn):
     if refused is not None:
         return refused
     passkeys.remove_passkey(_user(), passkey_id)
-    db.session.commit()
     return "", 204

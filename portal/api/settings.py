@@ -8,7 +8,7 @@ from flask_login import current_user
 from ..access.guards import admin_required, recent_sign_in
 from ..identity import second_factor
 from ..identity.directory import accounts, options
-from ..platform import clock
+from ..platform import clock, transaction
 from ..platform.extensions import db
 from ..platform.http import json_error
 from . import schemas as s
@@ -31,7 +31,6 @@ def security_policy():
 def set_security_policy(body: s.SecurityPolicyIn):
     """Change who must have a second factor (audited)."""
     second_factor.set_policy(body.require_second_factor, current_user._get_current_object())
-    db.session.commit()
     return jsonify(require_second_factor=second_factor.policy())
 
 
@@ -51,7 +50,6 @@ def _save_provider(kind: str, body):
     except options.OptionsError as exc:
         db.session.rollback()
         raise FieldErrors({exc.field: str(exc)}) from None
-    db.session.commit()
     return _provider_answer(kind)
 
 
@@ -81,7 +79,7 @@ def test_ldap_settings(body: s.LdapTestIn):
     """Bind with the stored settings and look up a user: their DN and groups, and the
     directory-sourced portal groups those groups fill. Works while sign-in is still off."""
     result = accounts.lookup_for_test(body.username)
-    db.session.commit()
+    transaction.keep()
     found = result.found
     if found is None:
         status = 409 if result.unconfigured else 502 if result.unreachable else 404

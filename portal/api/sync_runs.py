@@ -33,7 +33,6 @@ def sync_environment(env_id: int, body: s.SyncRequest):
     runs = [sync.request_sync(env.id, s, "manual", current_user.username) for s in sources]
     for run in runs:
         sync.record_request(env.name, run)
-    db.session.commit()
     body = sync.run_dict(runs[0])
     body["runs"] = [sync.run_dict(r) for r in runs]
     return jsonify(body), 202

@@ -8,7 +8,6 @@ from flask_login import current_user, login_required
 from ..access.guards import admin_required, recent_sign_in
 from ..identity import tokens
 from ..platform import clock
-from ..platform.extensions import db
 from . import schemas as s
 from .base import bp
 from .spec import FieldErrors, api_operation
@@ -38,7 +37,6 @@ def create_token(body: s.TokenIn):
         )
     except tokens.TokenError as exc:
         raise FieldErrors({exc.field: str(exc)}) from None
-    db.session.commit()
     return jsonify(
         id=token.id,
         token=value,
@@ -57,7 +55,6 @@ def revoke_my_token(token_id: int):
     if token is None:
         abort(404, description="No such token.")
     tokens.revoke(token)
-    db.session.commit()
     return "", 204
 
 
@@ -78,5 +75,4 @@ def revoke_token(token_id: int):
     if token is None:
         abort(404, description="No such token.")
     tokens.revoke(token)
-    db.session.commit()
     return "", 204

@@ -43,6 +43,18 @@ def dummy_hash() -> str:
     return _DUMMY_HASH_CACHE[method]
 
 
+def unlock_if_expired(user: User) -> None:
+    """A lock that has run out starts a fresh count (conditional, so only one request resets
+    it); committed at once, like every sign-in counter."""
+    if user.locked_until is not None and user.locked_until <= clock.now():
+        db.session.execute(
+            update(User)
+            .where(User.id == user.id, User.locked_until <= clock.now())
+            .values(failed_logins=0, locked_until=None)
+        )
+        db.session.commit()
+
+
 def claim_attempt(username: str, ip: str) -> tuple[LoginFailure, bool]:
     """Record the attempt as a failure before the password is checked, so that parallel
     guesses count at once; returns it and whether the address is over its limit."""

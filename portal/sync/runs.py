@@ -72,13 +72,13 @@ def request_sync(environment_id: int, source: str, trigger: str, requested_by: s
         state="queued",
         phase="queued",
     )
-    db.session.add(run)
     settings = current_app.config["PORTAL_SETTINGS"]
     try:
-        wakeup.announce(db.session, settings)
-        db.session.commit()
+        # A savepoint: a refused claim rolls back only itself, never the caller's work.
+        with db.session.begin_nested():
+            db.session.add(run)
+            wakeup.announce(db.session, settings)
     except IntegrityError:
-        db.session.rollback()
         existing = db.session.scalar(
             select(SyncRun).where(
                 SyncRun.environment_id == environment_id,
@@ -89,6 +89,7 @@ def request_sync(environment_id: int, source: str, trigger: str, requested_by: s
         if existing is None:  # finished between our insert and this read: try once more
             return request_sync(environment_id, source, trigger, requested_by)
         return existing
+    db.session.commit()  # the claim is visible to the scheduler at once
     wakeup.poke(settings)
     return run
 

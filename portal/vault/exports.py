@@ -241,7 +241,7 @@ def respond(
 ) -> Response:
     """The answer to an export, for pages and API alike: the reveal level across
     environments (the caller checked it on one), the rate limit, the audit record (committed
-    before the first byte), then the file, read from the database as it is sent."""
+    with the request, before the first byte), then the file, read as it is sent."""
     within = None
     if environment is None:
         # Across environments: only those whose passwords the user may read.
@@ -252,8 +252,8 @@ def respond(
     body, headers, count = prepare(environment, fmt, filters, within)
     target = environment.name if environment else "all environments"
     try:
+        # Committed with the request, before the first byte is sent.
         audit.record("credential.export", target, details={**details, "rows": count})
-        db.session.commit()
     except BaseException:
         body.close()
         raise

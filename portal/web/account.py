@@ -10,6 +10,7 @@ from markupsafe import Markup
 from ..access.guards import check_reauth_password, recent_sign_in
 from ..identity import passkeys, second_factor, tokens
 from ..identity.sessions import current_session, recently_authenticated
+from ..platform import transaction
 from ..platform.extensions import db
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -39,7 +40,7 @@ def _password_refused():
         return _page(400, missing_password=True)
     if check_reauth_password(typed):
         return None
-    db.session.commit()
+    transaction.keep()
     if not current_user.is_authenticated:
         flash("Signed out: too many wrong passwords locked the account for 15 minutes.", "error")
         return redirect(url_for("auth.login"))
@@ -73,7 +74,6 @@ def start_totp():
     if (refused := _password_refused()) is not None:
         return refused
     secret, uri = second_factor.start_totp(_user())
-    db.session.commit()
     return _setup_page(secret, uri)
 
 
@@ -86,13 +86,12 @@ def confirm_totp():
         code = request.form.get("code") or ""
         codes = second_factor.confirm_totp(user, code, keep=current_session())
     except second_factor.FactorError as exc:
-        db.session.commit()
+        transaction.keep()
         pending = second_factor.pending_totp(user)
         if pending is None:
             flash(str(exc), "error")
             return redirect(url_for("account.security"))
         return _setup_page(*pending, error=str(exc), status=400)
-    db.session.commit()
     return _codes_page(codes, "Authenticator app set up")
 
 
@@ -109,7 +108,6 @@ def remove_totp():
         db.session.rollback()
         flash(str(exc), "error")
         return _page(409)
-    db.session.commit()
     flash("The authenticator app is removed.", "info")
     return redirect(url_for("account.security"))
 
@@ -125,7 +123,6 @@ def regenerate_codes():
     except second_factor.FactorError as exc:
         flash(str(exc), "error")
         return _page(409)
-    db.session.commit()
     return _codes_page(codes, "New recovery codes")
 
 
@@ -142,7 +139,6 @@ def remove_passkey(passkey_id: int):
         db.session.rollback()
         flash(str(exc), "error")
         return _page(409)
-    db.session.commit()
     flash(f"Passkey {name} removed.", "info")
     return redirect(url_for("account.security"))
 
@@ -195,7 +191,6 @@ def create_token():
             exc.field, exc.field
         )
         return _tokens_page(400, form=form, errors={field: str(exc)})
-    db.session.commit()
     return _tokens_page(201, created={"name": token.name, "value": value})
 
 
@@ -209,6 +204,5 @@ def revoke_token(token_id: int):
         abort(404, description="No such token.")
     name = token.name
     tokens.revoke(token)
-    db.session.commit()
     flash(f"Token {name} revoked.", "info")
     return redirect(url_for("account.token_list"))

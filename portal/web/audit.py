@@ -90,7 +90,6 @@ def export_audit_csv():
             ]
         )
     audit.record("audit.export", "audit log")
-    db.session.commit()
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     return Response(
         ("\ufeff" + buffer.getvalue()).encode(),

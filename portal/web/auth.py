@@ -19,7 +19,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select, update
 
 from .. import audit
-from ..identity import second_factor
+from ..identity import second_factor, signin
 from ..identity.directory import accounts, ldap, oidc, options
 from ..identity.directory.account_state import AccountState
 from ..identity.sessions import (
@@ -39,7 +39,7 @@ from ..identity.signin import (
     release_check,
 )
 from ..models import User
-from ..platform import clock
+from ..platform import clock, transaction
 from ..platform.extensions import db
 from ..platform.security import (
     client_ip,
@@ -82,20 +82,9 @@ def _refused(username: str, again: str, outcome: str, source: str | None = None)
         actor=username or "(empty)",
         details={"source": source} if source else None,
     )
-    db.session.commit()
+    transaction.keep()
     flash(REFUSED, "error")
     return _login_page(again, username, 401)
-
-
-def _unlock_if_expired(user: User) -> None:
-    if user.locked_until is not None and user.locked_until <= clock.now():
-        # The lock has run out: a fresh count starts (conditional, so only one request resets).
-        db.session.execute(
-            update(User)
-            .where(User.id == user.id, User.locked_until <= clock.now())
-            .values(failed_logins=0, locked_until=None)
-        )
-        db.session.commit()
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -113,7 +102,7 @@ def login():
     attempt, address_over = claim_attempt(username or "(empty)", ip)
     if address_over:
         audit.record("auth.login", username, outcome="blocked", actor=username or "anonymous")
-        db.session.commit()
+        transaction.keep()
         flash("Too many failed sign-ins from your address. Try again in 15 minutes.", "error")
         return _login_page(again, username, 429)
     user = db.session.scalar(select(User).where(User.username == username)) if username else None
@@ -123,7 +112,7 @@ def login():
     if user is None or user.disabled or user.source != "local":
         verify_password(dummy_hash(), password)
         return _refused(username, again, "failure")
-    _unlock_if_expired(user)
+    signin.unlock_if_expired(user)
     claim = claim_check(user)
     if claim == "busy":
         verify_password(dummy_hash(), password)
@@ -159,7 +148,7 @@ def _directory_sign_in(directory, username, password, attempt, again):
             if user is not None:
                 if user.disabled:
                     return _refused(username, again, "failure", "ldap")
-                _unlock_if_expired(user)
+                signin.unlock_if_expired(user)
                 claim = claim_check(user)
                 if claim == "busy":
                     flash("The sign-in service is busy. Try again in a moment.", "error")
@@ -193,7 +182,7 @@ def _directory_sign_in(directory, username, password, attempt, again):
             actor=username,
             details={"source": "ldap", "reason": "directory unreachable"},
         )
-        db.session.commit()
+        transaction.keep()
         flash(DIRECTORY_DOWN, "error")
         return _login_page(again, username, 503)
     if found.disabled:
@@ -218,7 +207,7 @@ def _account_refused(username: str, source: str, message: str, again: str):
         actor=username or "(empty)",
         details={"source": source, "reason": message},
     )
-    db.session.commit()
+    transaction.keep()
     flash(message, "error")
     return _login_page(again, username, 403)
 
@@ -229,7 +218,6 @@ def _first_factor_done(user: User, ip: str, again: str, details: dict):
     if second_factor.has_factor(user):
         start_session(user, ip, pending=True)
         audit.record("auth.password", user.username, actor=user.username, details=details)
-        db.session.commit()
         return redirect(url_for("auth.verify", next=again or None))
     return _signed_in(user, ip, again, details=details)
 
@@ -293,7 +281,7 @@ def oidc_callback():
             actor="(oidc)",
             details={"source": "oidc", "reason": str(exc)},
         )
-        db.session.commit()
+        transaction.keep()
         flash(str(exc), "error")
         return _login_page(again, status=401)
     name = identity.username
@@ -337,7 +325,6 @@ def _signed_in(
     if factor:
         details["factor"] = factor
     audit.record("auth.login", user.username, actor=user.username, details=details)
-    db.session.commit()
     if user.must_change_password:
         return redirect(url_for("auth.change_password"))
     return redirect(again if is_safe_next(again) else url_for("dashboard.index"))
@@ -350,7 +337,6 @@ def logout():
         name = current_user.username
         end_session()
         audit.record("auth.logout", name, actor=name)
-        db.session.commit()
     else:
         end_session()
     flash("You are signed out.", "info")
@@ -392,7 +378,7 @@ def change_password():
         errors["new_password"] = "Choose a password different from the current one."
     if errors:
         audit.record("user.password_change", current_user.username, outcome="failure")
-        db.session.commit()
+        transaction.keep()
         return render_template("change_password.html", errors=errors), 400
     user = current_user._get_current_object()
     # Compare and set: of parallel changes checked against the same password, one wins; the
@@ -414,7 +400,7 @@ def change_password():
             "with the new one if you do not know it."
         )
         audit.record("user.password_change", current_user.username, outcome="conflict")
-        db.session.commit()
+        transaction.keep()
         return render_template("change_password.html", errors=errors), 409
     db.session.refresh(user)
     row = current_session()
@@ -422,6 +408,5 @@ def change_password():
     if row is not None:
         row.authenticated_at = clock.now()
     audit.record("user.password_change", user.username)
-    db.session.commit()
     flash("Your password has been changed.", "info")
     return redirect(url_for("dashboard.index"))

@@ -24,6 +24,7 @@ from ..identity.signin import (
     password_failure,
 )
 from ..models import User, UserSession
+from ..platform import transaction
 from ..platform.extensions import db
 from ..platform.http import json_error
 from ..platform.security import (
@@ -64,7 +65,7 @@ def verify():
     if factor == "used":
         # Right, but taken already (typed twice, or parallel sign-ins): not a wrong guess.
         audit.record("auth.second_factor", user.username, outcome="replayed")
-        db.session.commit()
+        transaction.keep()
         flash("That code was used already. Wait for the next code of your app.", "error")
         return render_template(
             "verify.html", next=again, has_passkey=has_passkey, has_totp=bool(user.totp_secret_enc)
@@ -100,7 +101,6 @@ def passkey_options():
         options = passkeys.authentication_options(user, row)
     except second_factor.FactorError as exc:
         return json_error(400, str(exc))
-    db.session.commit()
     return current_app.response_class(options, mimetype="application/json")
 
 
@@ -116,7 +116,7 @@ def passkey_verify():
     again = body.get("next", "") if isinstance(body, dict) else ""
     key = passkeys.check_passkey(user, row, credential)
     if key is None:
-        db.session.commit()  # the challenge is used up either way
+        transaction.keep()  # the challenge is used up either way
         if _factor_failed(user):
             end_session()
             return json_error(401, REFUSED)

@@ -95,6 +95,5 @@ def save_access(env_id: int):
         db.session.rollback()
         flash(f"Access not changed: {exc}", "error")
     else:
-        db.session.commit()
         flash("Access saved.", "info")
     return redirect(url_for("environments.view_environment", env_id=env.id) + "#access")

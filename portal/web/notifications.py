@@ -72,7 +72,6 @@ def save_thresholds():
         db.session.rollback()
         flash("Failed syncs: 1 to 100; expiry horizon: 1 to 365 days.", "error")
         return redirect(url_for("notifications.overview"))
-    db.session.commit()
     flash("The notification settings are saved.", "info")
     return redirect(url_for("notifications.overview"))
 
@@ -120,7 +119,6 @@ def _save(channel: NotificationChannel, action: str):
             "changed": ", ".join(changed),
         },
     )
-    db.session.commit()
     flash(f"The channel {channel.name} is saved.", "info")
     return redirect(url_for("notifications.overview"))
 
@@ -161,7 +159,6 @@ def delete_channel(channel_id: int):
     name = channel.name
     db.session.delete(channel)
     audit.record("settings.notification_channel_delete", name)
-    db.session.commit()
     flash(f"The channel {name} is removed.", "info")
     return redirect(url_for("notifications.overview"))
 
@@ -172,7 +169,6 @@ def test_channel(channel_id: int):
     """Send a test message to the channel now and say whether it arrived."""
     channel = _channel(channel_id)
     error = delivery.send_test(channel, current_user.username)
-    db.session.commit()
     if error is None:
         flash(f"A test message went to {channel.name}.", "info")
     else:

@@ -7,7 +7,6 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..identity import users
-from ..platform.extensions import db
 
 bp = Blueprint("preferences", __name__)
 
@@ -33,6 +32,5 @@ def save_preferences():
             return redirect(url_for("preferences.preferences"), 303)
         changes[name] = value
     users.set_preferences(current_user, changes)
-    db.session.commit()
     flash("Preferences saved.", "info")
     return redirect(url_for("preferences.preferences"), 303)

@@ -117,7 +117,6 @@ def _apply(cert_pem: bytes, key_pem: bytes, action: str, detail: str):
             "how": detail,
         },
     )
-    db.session.commit()
     flash(f"Certificate installed. {graceful_reload()}", "info")
     return redirect(url_for("settings.certificate"))
 
@@ -131,7 +130,6 @@ def _install_checked(
         chain = certs.validate_pair(cert_pem, key_pem, chain_pem)
     except certs.CertificateError as exc:
         audit.record(action, "certificate", outcome="failure", details={"reason": str(exc)})
-        db.session.commit()
         flash(f"Not installed: {exc}.", "error")
         return redirect(url_for("settings.certificate")), False
     full = b"".join(c.public_bytes(certs.serialization.Encoding.PEM) for c in chain)
@@ -185,7 +183,6 @@ def certificate_request():
         return redirect(url_for("settings.certificate"))
     csr = certs.make_csr(_settings().ssl_dir, common_name, names or [common_name])
     audit.record("settings.certificate_csr", common_name)
-    db.session.commit()
     return Response(
         csr,
         mimetype="application/pkcs10",
@@ -221,7 +218,6 @@ def restart():
         return redirect(url_for("settings.about"))
     message = graceful_reload()
     audit.record("settings.restart", "web workers")
-    db.session.commit()
     flash(message, "info")
     return redirect(url_for("settings.about"))
 
@@ -287,7 +283,6 @@ def download_log():
     """Download one whole log file."""
     path = _named_log(request.args.get("file"))
     audit.record("settings.log_download", path.name)
-    db.session.commit()
     return send_file(path, mimetype="text/plain", as_attachment=True, download_name=path.name)
 
 
@@ -340,7 +335,6 @@ def security():
             db.session.rollback()
             flash(str(exc), "error")
             return render_template("settings_security.html", policy=second_factor.policy()), 409
-        db.session.commit()
         flash("The second-factor policy is saved.", "info")
         return redirect(url_for("settings.security"))
     return render_template("settings_security.html", policy=second_factor.policy())

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from ..access.guards import admin_required, recent_sign_in
 from ..identity.directory import accounts, options
 from ..models import Group
+from ..platform import transaction
 from ..platform.extensions import db
 from ..platform.urls import external_url
 
@@ -102,7 +103,6 @@ def save(kind: str):
         db.session.rollback()
         flash(f"Not saved: {exc.field}: {exc}", "error")
         return _page(400, errors={f"{kind}.{exc.field.split('.')[0]}": str(exc)})
-    db.session.commit()
     flash(f"The {'LDAP' if kind == 'ldap' else 'OpenID Connect'} settings are saved.", "info")
     return redirect(url_for("sign_in.overview") + f"#{kind}")
 
@@ -113,6 +113,6 @@ def test_ldap():
     """Bind with the stored settings and look a user up: DN and groups found."""
     username = (request.form.get("username") or "").strip()
     result = accounts.lookup_for_test(username)
-    db.session.commit()
+    transaction.keep()
     test = {"username": username, **vars(result)}
     return _page(200 if result.found is not None else 400, test=test)

@@ -49,7 +49,6 @@ def _refuse(message: str):
 
 
 def _done(message: str):
-    db.session.commit()
     flash(message, "info")
     return redirect(url_for("users.list_users"))
 
