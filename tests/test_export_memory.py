@@ -76,6 +76,7 @@ def _peak_growth(call, out) -> int:
     return peak
 
 
+@pytest.mark.slow  # thousands of credentials
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_large_export_streams_with_bounded_memory(app, admin, many, tmp_path, fmt):
     url = f"/environments/{many}/export"

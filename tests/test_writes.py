@@ -8,6 +8,7 @@ import dataclasses
 import threading
 import time
 
+import pytest
 from sqlalchemy import func, select
 
 from portal import sync
@@ -83,6 +84,7 @@ def test_commit_in_chunks_keeps_the_slices_before_a_failure(app):
     assert after - before == 20
 
 
+@pytest.mark.slow  # thousands of credentials
 def test_sign_in_and_reveal_answer_while_an_expiry_check_writes(app, admin):
     # Operators' writes may wait 0.5 s at most here: a job that held the write lock for the
     # whole of its work (as the expiry check once did) makes them answer 503.

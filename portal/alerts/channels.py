@@ -260,7 +260,10 @@ def _send_email(channel: NotificationChannel, config: dict, message: Message) ->
             smtp = smtplib.SMTP_SSL(host, port, timeout=SEND_TIMEOUT, context=context)
         else:
             smtp = smtplib.SMTP(host, port, timeout=SEND_TIMEOUT)
-        with smtp:
+        # Not `with smtp`: its exit sends QUIT and waits for the answer, which a server left
+        # mid-handshake (a refused certificate) never gives: the test would hang for the
+        # whole timeout. A failure closes the socket at once.
+        try:
             smtp.ehlo()
             if security == "starttls":
                 smtp.starttls(context=context)
@@ -273,6 +276,9 @@ def _send_email(channel: NotificationChannel, config: dict, message: Message) ->
                     code = getattr(exc, "smtp_code", "disconnected")
                     raise DeliveryError(f"SMTP sign-in refused by {host}:{port} ({code})") from None
             smtp.send_message(mail)
+            smtp.quit()
+        finally:
+            smtp.close()
     except smtplib.SMTPAuthenticationError as exc:
         raise DeliveryError(f"SMTP sign-in refused by {host}:{port} ({exc.smtp_code})") from None
     except smtplib.SMTPNotSupportedError:

@@ -9,6 +9,7 @@ the session key: `create_app()` alone leaves the data directory as it finds it, 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -77,15 +78,21 @@ def alembic_config() -> Config:
     return cfg
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    # The migrations shipped with this code: read once per process (they never change under
+    # a running portal).
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
     """The newest migration revision shipped with this code."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return _scripts().get_current_head()
 
 
 def known_revisions() -> set[str]:
     """Every migration revision shipped with this code (a database at any of them migrates)."""
-    script = ScriptDirectory.from_config(alembic_config())
-    return {revision.revision for revision in script.walk_revisions()}
+    return {revision.revision for revision in _scripts().walk_revisions()}
 
 
 def current_revision(connection) -> str | None:
@@ -94,9 +101,12 @@ def current_revision(connection) -> str | None:
 
 
 def upgrade_schema() -> None:
-    """Bring the schema to the newest revision, in one transaction."""
+    """Bring the schema to the newest revision, in one transaction (nothing to do when it is
+    there already)."""
     cfg = alembic_config()
     with db.engine.begin() as connection:
+        if current_revision(connection) == head_revision():
+            return
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 
