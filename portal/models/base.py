@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..platform import clock
+from ..platform.extensions import db
+
+if TYPE_CHECKING:
+    # What type checkers see: SQLAlchemy's declarative base (keyword constructor, __table__);
+    # at run time the same class as Flask-SQLAlchemy's db.Model.
+    from ..platform.extensions import Base as Model
+else:
+    Model = db.Model
 
 # Global roles, lowest first: a user's effective role is the highest of their own and their
 # groups' (portal/access/grants.py).

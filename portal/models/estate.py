@@ -20,11 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..platform.extensions import db
-from .base import utcnow
+from .base import Model, utcnow
 
 
-class CredentialAction(db.Model):
+class CredentialAction(Model):
     """An operation on credentials carried out by SDDC Manager: rotate, update, remediate, or
     the auto-rotate policy. Queued by a person, run by the scheduler's process."""
 
@@ -56,7 +55,7 @@ class CredentialAction(db.Model):
     )
 
 
-class CredentialActionItem(db.Model):
+class CredentialActionItem(Model):
     """One credential of an action, with its own outcome."""
 
     __tablename__ = "credential_action_items"
@@ -78,7 +77,7 @@ class CredentialActionItem(db.Model):
     action: Mapped[CredentialAction] = relationship(back_populates="items")
 
 
-class Environment(db.Model):
+class Environment(Model):
     """A VCF environment: an SDDC Manager and/or a VCF Installer."""
 
     __tablename__ = "environments"
@@ -98,7 +97,7 @@ class Environment(db.Model):
 Index("ix_environments_name_any_case", func.lower(Environment.name), unique=True)
 
 
-class Endpoint(db.Model):
+class Endpoint(Model):
     """One source of an environment (SDDC Manager or VCF Installer) and its sync settings."""
 
     __tablename__ = "endpoints"
@@ -140,7 +139,7 @@ class Endpoint(db.Model):
     environment: Mapped[Environment] = relationship(back_populates="endpoints")
 
 
-class Credential(db.Model):
+class Credential(Model):
     """A credential fetched from a source; the password is encrypted."""
 
     __tablename__ = "credentials"
@@ -190,7 +189,7 @@ class Credential(db.Model):
     auto_rotate_next: Mapped[str | None] = mapped_column(String(64))
 
 
-class PasswordHistory(db.Model):
+class PasswordHistory(Model):
     """Every value a credential's password has had, newest last."""
 
     __tablename__ = "password_history"
@@ -205,7 +204,7 @@ class PasswordHistory(db.Model):
     changed_by: Mapped[str] = mapped_column(String(16), nullable=False, default="SYNC")
 
 
-class SyncRun(db.Model):
+class SyncRun(Model):
     """One sync of one environment source, from queued to its outcome."""
 
     __tablename__ = "sync_runs"

@@ -19,11 +19,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..platform.extensions import db
-from .base import ROLE_RANK, ROLES, utcnow
+from .base import ROLE_RANK, ROLES, Model, utcnow
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """An operator account."""
 
     __tablename__ = "users"
@@ -89,7 +88,7 @@ class User(UserMixin, db.Model):
         return self.effective_role == "admin"
 
 
-class Group(db.Model):
+class Group(Model):
     """A local group of users: mapped to a global role, and a subject of grants."""
 
     __tablename__ = "groups"
@@ -110,7 +109,7 @@ class Group(db.Model):
     )
 
 
-class GroupMember(db.Model):
+class GroupMember(Model):
     """A user's membership of a group."""
 
     __tablename__ = "group_members"
@@ -123,7 +122,7 @@ class GroupMember(db.Model):
     )
 
 
-class EnvironmentGrant(db.Model):
+class EnvironmentGrant(Model):
     """Access to one environment at one level, for a user or for a group (exactly one)."""
 
     __tablename__ = "environment_grants"
@@ -149,7 +148,7 @@ class EnvironmentGrant(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
 
-class UserSession(db.Model):
+class UserSession(Model):
     """A signed-in browser session, held on the server so that logout revokes it."""
 
     __tablename__ = "user_sessions"
@@ -172,7 +171,7 @@ class UserSession(db.Model):
     user: Mapped[User] = relationship()
 
 
-class RecoveryCode(db.Model):
+class RecoveryCode(Model):
     """A single-use recovery code, kept as a hash (the code itself is shown once)."""
 
     __tablename__ = "recovery_codes"
@@ -186,7 +185,7 @@ class RecoveryCode(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A personal API token: its value is shown once and kept only as a SHA-256 hash."""
 
     __tablename__ = "api_tokens"
@@ -208,7 +207,7 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship()
 
 
-class RateWindow(db.Model):
+class RateWindow(Model):
     """Reveals and exports counted per token or session per minute, across workers."""
 
     __tablename__ = "rate_windows"
@@ -220,7 +219,7 @@ class RateWindow(db.Model):
     count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
-class Passkey(db.Model):
+class Passkey(Model):
     """A WebAuthn credential (passkey or security key) registered as a second factor."""
 
     __tablename__ = "passkeys"
@@ -238,7 +237,7 @@ class Passkey(db.Model):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
-class LoginFailure(db.Model):
+class LoginFailure(Model):
     """One failed sign-in, kept to throttle by address across workers and restarts."""
 
     __tablename__ = "login_failures"
@@ -250,7 +249,7 @@ class LoginFailure(db.Model):
     at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
 
-class SignInProvider(db.Model):
+class SignInProvider(Model):
     """The settings of one sign-in provider ("ldap" or "oidc"): the options as JSON, the one
     secret (bind password, client secret) encrypted under the data key."""
 

@@ -17,11 +17,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..platform.extensions import db
-from .base import utcnow
+from .base import Model, utcnow
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """An audit record: who did what to which target, from where, with what outcome."""
 
     __tablename__ = "audit_events"
@@ -37,7 +36,7 @@ class AuditEvent(db.Model):
     details: Mapped[str | None] = mapped_column(Text)
 
 
-class PortalMeta(db.Model):
+class PortalMeta(Model):
     """Small key/value facts about this installation (key check value, install time)."""
 
     __tablename__ = "portal_meta"
@@ -46,7 +45,7 @@ class PortalMeta(db.Model):
     value: Mapped[str] = mapped_column(Text, nullable=False)
 
 
-class NotificationChannel(db.Model):
+class NotificationChannel(Model):
     """Where alerts go: an SMTP e-mail channel or a webhook, with the event kinds it gets."""
 
     __tablename__ = "notification_channels"
@@ -74,7 +73,7 @@ class NotificationChannel(db.Model):
     )
 
 
-class NotificationOutbox(db.Model):
+class NotificationOutbox(Model):
     """An event to announce, added in the transaction of what it reports; the scheduler's
     process fans it out to the channels that want its kind and delivers it."""
 
@@ -90,7 +89,7 @@ class NotificationOutbox(db.Model):
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
 
 
-class NotificationDelivery(db.Model):
+class NotificationDelivery(Model):
     """One event for one channel: pending (with its next attempt), delivered or abandoned."""
 
     __tablename__ = "notification_deliveries"
