@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lint and test the portal.
-#   ./run_tests.sh [pytest arguments]          everything, on every core; the 15 slowest tests listed
+#   ./run_tests.sh [pytest arguments]          everything, on every core; the 15 slowest tests
+#                                              listed; with no arguments, the coverage gate too
 #   ./run_tests.sh --fast [pytest arguments]   lint and every test that starts no process, no
 #                                              browser and needs no PostgreSQL (tests marked
 #                                              e2e or slow are left out), two pytest-xdist
@@ -47,6 +48,11 @@ if [ "$fast" = 1 ]; then
   echo "== pytest (fast: no process, no browser, no PostgreSQL)"
   # Twice as many workers as cores: many of these tests wait on a socket or a timer.
   exec .venv/bin/python -m pytest -m "not e2e and not slow" -n "$(( $(nproc) * 2 ))" "$@"
+fi
+if [ "$#" -eq 0 ]; then
+  # The whole run: coverage of portal/ and its gate (fail_under in pyproject.toml).
+  echo "== pytest (with the coverage gate of pyproject.toml)"
+  exec .venv/bin/python -m pytest -n auto --durations=15 --cov --cov-report=term
 fi
 echo "== pytest"
 exec .venv/bin/python -m pytest -n auto --durations=15 "$@"
