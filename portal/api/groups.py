@@ -154,10 +154,8 @@ def set_user_role(user_id: int, body: s.RoleChange):
     user = db.session.get(User, user_id)
     if user is None:
         abort(404, description="No such user.")
-    if user.id == current_user.id and body.role != user.role:
-        return json_error(409, "You cannot change your own role.")
     try:
-        users.change_role(user, body.role)
+        users.change_role(user, body.role, by=current_user._get_current_object())
     except users.UserRuleError as exc:
         db.session.rollback()
         return json_error(409, str(exc))

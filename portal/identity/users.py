@@ -99,19 +99,31 @@ def ensure_active_admin_remains(
         raise UserRuleError(f"The last active admin cannot be {verb}.")
 
 
-def change_role(user: User, role: str, actor: str | None = None) -> str:
-    """Give `user` another role (audited); returns the previous one."""
+def _not_oneself(user: User, by: User | None, message: str) -> None:
+    if by is not None and by.id == user.id:
+        raise UserRuleError(message)
+
+
+def change_role(user: User, role: str, actor: str | None = None, by: User | None = None) -> str:
+    """Give `user` another role (audited); returns the previous one. Nobody (`by`) changes
+    their own role, and an active admin always remains."""
     if role not in ROLES:
         raise UserRuleError(f"Unknown role {role!r}.")
+    if role != user.role:
+        _not_oneself(user, by, "You cannot change your own role.")
     ensure_active_admin_remains(user, role=role)
     old, user.role = user.role, role
     audit.record("user.role", user.username, details={"from": old, "to": role}, actor=actor)
     return old
 
 
-def set_disabled(user: User, disabled: bool, actor: str | None = None) -> None:
+def set_disabled(
+    user: User, disabled: bool, actor: str | None = None, by: User | None = None
+) -> None:
     """Disable (ending the user's sessions and revoking their tokens for good) or re-enable
-    (unlocking) a user; audited."""
+    (unlocking) a user; audited. Nobody (`by`) disables themselves."""
+    if disabled:
+        _not_oneself(user, by, "You cannot disable yourself.")
     ensure_active_admin_remains(user, disabled=disabled)
     user.disabled = disabled
     if disabled:
@@ -145,8 +157,9 @@ def unlock(user: User, actor: str | None = None) -> bool:
     return True
 
 
-def delete_user(user: User, actor: str | None = None) -> None:
-    """Delete a user (audited); never the last active admin."""
+def delete_user(user: User, actor: str | None = None, by: User | None = None) -> None:
+    """Delete a user (audited); never the last active admin, and nobody (`by`) themselves."""
+    _not_oneself(user, by, "You cannot delete yourself.")
     ensure_active_admin_remains(user, deleting=True)
     name = user.username
     db.session.delete(user)

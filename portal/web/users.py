@@ -90,10 +90,8 @@ def set_role(user_id: int):
     role = request.form.get("role")
     if role not in ROLES:
         return _render({"role": "Unknown role."}, 400)
-    if user.id == current_user.id and role != user.role:
-        return _refuse("You cannot change your own role.")
     try:
-        users.change_role(user, role)
+        users.change_role(user, role, by=current_user._get_current_object())
     except UserRuleError as exc:
         return _refuse(str(exc))
     return _done(f"{user.username} is now {role}.")
@@ -121,10 +119,8 @@ def toggle_disabled(user_id: int):
     """Disable or re-enable a user; disabling ends their sessions."""
     user = _target(user_id)
     disable = request.form.get("disabled") == "1"
-    if disable and user.id == current_user.id:
-        return _refuse("You cannot disable yourself.")
     try:
-        users.set_disabled(user, disable)
+        users.set_disabled(user, disable, by=current_user._get_current_object())
     except UserRuleError as exc:
         return _refuse(str(exc))
     return _done(f"{user.username} is {'disabled' if disable else 'enabled'}.")
@@ -147,11 +143,9 @@ def unlock_user(user_id: int):
 def delete_user(user_id: int):
     """Delete a user; nobody can delete themselves or the last active admin."""
     user = _target(user_id)
-    if user.id == current_user.id:
-        return _refuse("You cannot delete yourself.")
     name = user.username
     try:
-        users.delete_user(user)
+        users.delete_user(user, by=current_user._get_current_object())
     except UserRuleError as exc:
         return _refuse(str(exc))
     return _done(f"User {name} deleted.")
