@@ -174,3 +174,50 @@ def test_cli_knows_directory_accounts(app):
     assert "dora\tmember\tactive\tldap" in runner.invoke(args=["users", "list"]).output
     refused = runner.invoke(args=["users", "reset-password", "dora"])
     assert refused.exit_code != 0 and "reset the password there" in refused.output
+
+
+def test_nobody_changes_their_own_role_disables_or_deletes_themselves(app, admin):
+    """One rule in the users service, for the page and the API alike; another admin may."""
+    alice = _user(app, "alice")
+    for path, form, message in (
+        (f"/users/{alice.id}/role", {"role": "readonly"}, "You cannot change your own role."),
+        (f"/users/{alice.id}/disable", {"disabled": "1"}, "You cannot disable yourself."),
+        (f"/users/{alice.id}/delete", {}, "You cannot delete yourself."),
+    ):
+        refused = admin.post(path, form)
+        page = admin.client.get("/users/").get_data(as_text=True)
+        assert refused.status_code in (302, 409) and message in (
+            refused.get_data(as_text=True) + page
+        ), path
+    answer = admin.api("PATCH", f"/api/v1/users/{alice.id}", json={"role": "readonly"})
+    assert answer.status_code == 409 and answer.json["error"] == "You cannot change your own role."
+    alice = _user(app, "alice")
+    assert (alice.role, alice.disabled) == ("admin", False)
+    # Another admin may change alice's role.
+    with app.app_context():
+        db.session.add(User(username="dora", role="admin", password_hash=alice.password_hash))
+        db.session.commit()
+    dora = Portal(client_for(app))
+    assert dora.login("dora").status_code == 302
+    assert (
+        dora.api("PATCH", f"/api/v1/users/{alice.id}", json={"role": "readonly"}).status_code == 200
+    )
+    assert _user(app, "alice").role == "readonly"
+
+
+def test_the_oneself_rules_live_in_the_service(app):
+    from portal.identity import users
+
+    with app.app_context():
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        for call in (
+            lambda: users.change_role(alice, "readonly", by=alice),
+            lambda: users.set_disabled(alice, True, by=alice),
+            lambda: users.delete_user(alice, by=alice),
+        ):
+            try:
+                call()
+            except users.UserRuleError:
+                continue
+            raise AssertionError("a rule about oneself did not hold")
+        db.session.rollback()
