@@ -13,7 +13,7 @@ from ..identity.directory import accounts
 from ..identity.sessions import current_session, end_session, recently_authenticated
 from ..identity.signin import password_failure
 from ..models import Credential, Environment
-from ..platform import clock
+from ..platform import clock, transaction
 from ..platform.extensions import db
 from ..platform.http import json_error
 from ..platform.security import verify_password
@@ -114,7 +114,7 @@ def recent_sign_in(action: str, refuse: Callable | None = None):
                 details={"reason": "no sign-in within 15 minutes"},
                 actor=name,
             )
-            db.session.commit()
+            transaction.keep()  # the refusal is audited, whatever the answer
             if not current_user.is_authenticated:  # the fifth wrong password signed them out
                 if request.path.startswith("/api/"):
                     return json_error(401, "Signed out after too many wrong passwords.")
