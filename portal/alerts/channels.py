@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import smtplib
 import socket
 import ssl
@@ -24,29 +23,20 @@ from ..platform.crypto import SMTP_PASSWORD, WEBHOOK_SECRET, WEBHOOK_URL, cipher
 from ..platform.text import escape_controls
 from ..vcf import VcfError
 from ..vcf.tls import EndpointTlsAdapter, build_ca_context
+from .channel_forms import (
+    ChannelError,
+    EmailForm,
+    WebhookForm,
+    parse,
+)
 
 log = logging.getLogger("portal.alerts.channels")
 
 KINDS = ("email", "webhook")
-SMTP_SECURITY = ("starttls", "tls", "none")
-DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
-WEBHOOK_FORMATS = ("json", "text")
 SIGNATURE_HEADER = "X-Portal-Signature"
 CONNECT_TIMEOUT = 5.0
 SEND_TIMEOUT = 10.0
-MAX_RECIPIENTS = 20
-MIN_SECRET = 16
 MAX_ERROR = 300
-_ADDRESS = re.compile(r"^[^@\s<>,;\"']{1,64}@[A-Za-z0-9.-]{1,253}$")
-_HOST = re.compile(r"^[A-Za-z0-9.:_-]{1,253}$")
-
-
-class ChannelError(Exception):
-    """A channel setting we refuse; `field` names the form field."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field = field_name
 
 
 class DeliveryError(Exception):
@@ -82,121 +72,21 @@ def events_of(channel: NotificationChannel) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _flag(form: dict, name: str) -> bool:
-    return str(form.get(name) or "").lower() in ("1", "on", "true", "yes")
-
-
-def _text(form: dict, name: str, limit: int = 255) -> str:
-    value = str(form.get(name) or "").strip()
-    if len(value) > limit or any(not ch.isprintable() for ch in value):
-        raise ChannelError(name, f"At most {limit} printable characters.")
-    return value
-
-
-def _ca_pem(form: dict) -> str | None:
-    pem = str(form.get("ca_pem") or "").strip()
-    if not pem:
-        return None
-    if len(pem) > 256 * 1024:
-        raise ChannelError("ca_pem", "The CA bundle is larger than 256 KiB.")
-    try:
-        build_ca_context(pem)
-    except VcfError as exc:
-        raise ChannelError("ca_pem", str(exc).capitalize() + ".") from None
-    return pem
-
-
 def apply_form(channel: NotificationChannel, form: dict, valid_events: tuple[str, ...]) -> list:
-    """Check the form and write it into the channel (secrets encrypted; a blank secret field
-    keeps the stored one). Returns the names of the fields that changed, for the audit."""
+    """Check the form (channel_forms) and write it into the channel (secrets encrypted; a blank
+    secret field keeps the stored one). Returns the names of the fields that changed, for the
+    audit."""
     before = (channel.name, channel.enabled, channel.events, channel.config)
-    name = _text(form, "name", 64)
-    if not name:
-        raise ChannelError("name", "Give the channel a name.")
-    events = [e for e in form.get("events") or [] if e in valid_events]
-    config: dict = {"verify_tls": _flag(form, "verify_tls"), "ca_pem": _ca_pem(form)}
-    secrets_changed = []
-    data_cipher = cipher()
     if channel.kind == "email":
-        security = form.get("smtp_security") or "starttls"
-        if security not in SMTP_SECURITY:
-            raise ChannelError("smtp_security", "Choose STARTTLS, TLS or none.")
-        host = _text(form, "smtp_host")
-        if not host or not _HOST.match(host):
-            raise ChannelError("smtp_host", "Enter the SMTP server's host name or address.")
-        port_text = _text(form, "smtp_port", 5) or str(DEFAULT_PORTS[security])
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-            raise ChannelError("smtp_port", "The port is a number from 1 to 65535.")
-        username = _text(form, "smtp_username")
-        password = str(form.get("smtp_password") or "")
-        if len(password) > 256:
-            raise ChannelError("smtp_password", "At most 256 characters.")
-        if username and security == "none":
-            raise ChannelError(
-                "smtp_username", "Sign-in needs STARTTLS or TLS: a password is never sent in clear."
-            )
-        sender = _text(form, "mail_from")
-        if not _ADDRESS.match(sender):
-            raise ChannelError("mail_from", "Enter one e-mail address.")
-        recipients = [r for r in re.split(r"[,;\s]+", str(form.get("mail_to") or "")) if r]
-        if not recipients or len(recipients) > MAX_RECIPIENTS:
-            raise ChannelError("mail_to", f"Enter 1 to {MAX_RECIPIENTS} e-mail addresses.")
-        for address in recipients:
-            if not _ADDRESS.match(address):
-                shown = escape_controls(address)[:80]
-                raise ChannelError("mail_to", f"{shown!r} is not an e-mail address.")
-        config.update(
-            host=host,
-            port=int(port_text),
-            security=security,
-            username=username,
-            mail_from=sender,
-            mail_to=list(dict.fromkeys(recipients)),
-        )
-        if not username:
-            if channel.smtp_password_enc is not None:
-                secrets_changed.append("smtp_password")
-            channel.smtp_password_enc = None
-        elif password:
-            channel.smtp_password_enc = data_cipher.encrypt(password, SMTP_PASSWORD)
-            secrets_changed.append("smtp_password")
-        elif channel.smtp_password_enc is None:
-            raise ChannelError("smtp_password", "Enter the password of this SMTP user.")
+        values = parse(EmailForm, form)
+        config, secrets_changed = _email_settings(channel, values)
     else:
-        webhook_format = form.get("webhook_format") or "json"
-        if webhook_format not in WEBHOOK_FORMATS:
-            raise ChannelError("webhook_format", "Choose JSON or text.")
-        url = str(form.get("webhook_url") or "").strip()
-        if url:
-            parts = urlsplit(url)
-            if (
-                parts.scheme != "https"
-                or not parts.hostname
-                or len(url) > 2048
-                or any(not ch.isprintable() or ch.isspace() for ch in url)
-            ):
-                raise ChannelError("webhook_url", "Enter an https:// URL.")
-            channel.webhook_url_enc = data_cipher.encrypt(url, WEBHOOK_URL)
-            config["url_host"] = parts.hostname
-            secrets_changed.append("webhook_url")
-        elif channel.webhook_url_enc is None:
-            raise ChannelError("webhook_url", "Enter the webhook's URL.")
-        else:
-            config["url_host"] = config_of(channel).get("url_host", "")
-        secret = str(form.get("webhook_secret") or "")
-        if secret:
-            if not MIN_SECRET <= len(secret) <= 256:
-                raise ChannelError(
-                    "webhook_secret", f"The signing secret has {MIN_SECRET} to 256 characters."
-                )
-            channel.webhook_secret_enc = data_cipher.encrypt(secret, WEBHOOK_SECRET)
-            secrets_changed.append("webhook_secret")
-        elif webhook_format == "json" and channel.webhook_secret_enc is None:
-            raise ChannelError("webhook_secret", "JSON messages are signed: enter a secret.")
-        config["format"] = webhook_format
-    channel.name = name
-    channel.enabled = _flag(form, "enabled")
-    channel.events = json.dumps(events)
+        values = parse(WebhookForm, form)
+        config, secrets_changed = _webhook_settings(channel, values)
+    config.update(verify_tls=values.verify_tls, ca_pem=values.ca_pem)
+    channel.name = values.name
+    channel.enabled = values.enabled
+    channel.events = json.dumps([e for e in values.events if e in valid_events])
     channel.config = json.dumps(config, sort_keys=True)
     channel.updated_at = clock.now()
     after = (channel.name, channel.enabled, channel.events, channel.config)
@@ -204,6 +94,47 @@ def apply_form(channel: NotificationChannel, form: dict, valid_events: tuple[str
     return [label for label, a, b in zip(labels, before, after, strict=True) if a != b] + (
         secrets_changed
     )
+
+
+def _email_settings(channel: NotificationChannel, values: EmailForm) -> tuple[dict, list[str]]:
+    config = {
+        "host": values.smtp_host,
+        "port": values.port,
+        "security": values.smtp_security,
+        "username": values.smtp_username,
+        "mail_from": values.mail_from,
+        "mail_to": values.mail_to,
+    }
+    changed = []
+    if not values.smtp_username:
+        if channel.smtp_password_enc is not None:
+            changed.append("smtp_password")
+        channel.smtp_password_enc = None
+    elif values.smtp_password:
+        channel.smtp_password_enc = cipher().encrypt(values.smtp_password, SMTP_PASSWORD)
+        changed.append("smtp_password")
+    elif channel.smtp_password_enc is None:
+        raise ChannelError("smtp_password", "Enter the password of this SMTP user.")
+    return config, changed
+
+
+def _webhook_settings(channel: NotificationChannel, values: WebhookForm) -> tuple[dict, list[str]]:
+    config: dict = {"format": values.webhook_format}
+    changed = []
+    if values.webhook_url:
+        channel.webhook_url_enc = cipher().encrypt(values.webhook_url, WEBHOOK_URL)
+        config["url_host"] = urlsplit(values.webhook_url).hostname
+        changed.append("webhook_url")
+    elif channel.webhook_url_enc is None:
+        raise ChannelError("webhook_url", "Enter the webhook's URL.")
+    else:
+        config["url_host"] = config_of(channel).get("url_host", "")
+    if values.webhook_secret:
+        channel.webhook_secret_enc = cipher().encrypt(values.webhook_secret, WEBHOOK_SECRET)
+        changed.append("webhook_secret")
+    elif values.webhook_format == "json" and channel.webhook_secret_enc is None:
+        raise ChannelError("webhook_secret", "JSON messages are signed: enter a secret.")
+    return config, changed
 
 
 def describe(channel: NotificationChannel) -> str:
