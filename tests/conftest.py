@@ -10,7 +10,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import PASSWORD, Portal, client_for, create_env, make_app, run_sync
+from support import (
+    PASSWORD,
+    Portal,
+    client_for,
+    create_env,
+    make_app,
+    run_sync,
+    unit_transaction,
+)
 
 from portal.models import User
 from portal.platform import clock
@@ -20,6 +28,26 @@ from portal.simulator import Simulator
 
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
 
+
+# The unit tier: tests in these folders and files get `unit_app` as `app` (see there). Tests
+# that run threads on connections of their own (parallel sign-ins), export, or check the
+# database's health stay on a portal of their own.
+TESTS = Path(__file__).resolve().parent
+UNIT_PATHS = [
+    TESTS / "api",
+    *(
+        TESTS / "web" / f"test_{name}.py"
+        for name in (
+            "audit",
+            "groups_and_access",
+            "metrics",
+            "pages",
+            "preferences",
+            "sign_in_settings",
+            "tokens_page",
+        )
+    ),
+]
 
 # Fixtures that need the machine's PostgreSQL server: their tests are `slow`.
 POSTGRES_FIXTURES = {"pg_url"}
@@ -31,6 +59,9 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if E2E_DIR in Path(item.fspath).resolve().parents:
             item.add_marker(pytest.mark.e2e)
+        path = Path(item.fspath).resolve()
+        if any(place == path or place in path.parents for place in UNIT_PATHS):
+            item.add_marker(pytest.mark.unit)
         if POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
@@ -58,19 +89,55 @@ def _reset_clock():
 
 
 @pytest.fixture
-def app(tmp_path):
+def portal_app(tmp_path):
     app = make_app(tmp_path)
     with app.app_context():
-        for name, role in (("alice", "admin"), ("bob", "readonly")):
-            db.session.add(User(username=name, role=role, password_hash=hash_password(PASSWORD)))
-        admin = db.session.scalar(db.select(User).where(User.username == "admin"))
-        admin.must_change_password = False
-        admin.password_hash = hash_password(PASSWORD)
-        db.session.commit()
+        _seed_users()
     yield app
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+def _seed_users() -> None:
+    for name, role in (("alice", "admin"), ("bob", "readonly")):
+        db.session.add(User(username=name, role=role, password_hash=hash_password(PASSWORD)))
+    admin = db.session.scalar(db.select(User).where(User.username == "admin"))
+    admin.must_change_password = False
+    admin.password_hash = hash_password(PASSWORD)
+    db.session.commit()
+
+
+@pytest.fixture(scope="session")
+def _shared_app(tmp_path_factory):
+    """One portal per test worker for the unit tier (see `unit_app`)."""
+    app = make_app(tmp_path_factory.mktemp("unit"))
+    with app.app_context():
+        _seed_users()
+    return app
+
+
+@pytest.fixture
+def unit_app(_shared_app):
+    """The unit tier: the worker's one portal, each test inside a transaction rolled back at
+    its end (`unit_transaction`), so what a test writes is gone for the next one and no test
+    pays for a new portal.
+
+    For tests on one connection: not for syncs, exports, backups, the scheduler, threads or
+    anything that opens connections of its own (mark those `own_database`: they get
+    `portal_app`)."""
+    with unit_transaction(_shared_app) as app:
+        yield app
+
+
+@pytest.fixture
+def app(request, tmp_path):
+    """A portal for the test: its own data directory (`portal_app`), or the unit tier's
+    shared one where the folder's conftest chooses it and the test is not `own_database`."""
+    node = request.node
+    if node.get_closest_marker("unit") and not node.get_closest_marker("own_database"):
+        return request.getfixturevalue("unit_app")
+    return request.getfixturevalue("portal_app")
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from flask_sqlalchemy.session import Session as FlaskSession
 
 from portal import create_app, sync
 from portal.models import User
@@ -747,3 +748,40 @@ def add_directory_account(app, username: str, source: str = "ldap") -> None:
             )
         )
         db.session.commit()
+
+
+class _BoundSession(FlaskSession):
+    """Flask-SQLAlchemy's session, on the test's connection when one is given."""
+
+    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
+        if bind is None and self.bind is not None:
+            return self.bind
+        return super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+
+
+@contextmanager
+def unit_transaction(app):
+    """The test's transaction on `app`: what the application commits inside is released
+    savepoints of it, rolled back at the end; the configuration is restored too."""
+    config = dict(app.config)
+    factory = db.session.session_factory
+    with app.app_context():
+        connection = db.engine.connect()
+        # pysqlite starts no transaction before a SAVEPOINT: begin one, so that releasing the
+        # application's savepoints never commits.
+        connection.exec_driver_sql("BEGIN")
+        db.session.remove()
+        factory.class_ = _BoundSession
+        db.session.configure(bind=connection, join_transaction_mode="create_savepoint")
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            factory.kw.pop("bind", None)
+            factory.kw.pop("join_transaction_mode", None)
+            factory.class_ = FlaskSession
+        connection.exec_driver_sql("ROLLBACK")
+        connection.close()
+        app.config.clear()
+        app.config.update(config)

@@ -161,6 +161,7 @@ def test_read_scope_reads_metadata_and_nothing_more(app, admin, synced):
         assert "scope is read" in refused.json["error"]
 
 
+@pytest.mark.own_database  # the export reads on a connection of its own
 def test_reveal_scope_exports_csv_with_formula_safety_and_audit(app, admin, synced):
     _, env = synced
     value = _token(admin, "reveal")["token"]
