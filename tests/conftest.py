@@ -47,6 +47,10 @@ UNIT_PATHS = [
             "tokens_page",
         )
     ),
+    *(
+        TESTS / f"test_{name}.py"
+        for name in ("channel_forms", "credentials", "recent_sign_in", "refusals", "urls", "users")
+    ),
 ]
 
 # Fixtures that need the machine's PostgreSQL server: their tests are `slow`.
