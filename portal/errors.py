@@ -189,7 +189,7 @@ def _handle_database(exc: Exception):
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection may be gone with the server
-        db.session.invalidate()
+        db.session().invalidate()
     log.warning(
         "database %s on %s %s",
         "busy" if message == BUSY_MESSAGE else "unreachable",

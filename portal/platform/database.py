@@ -82,7 +82,7 @@ def database_status() -> str:
         try:
             db.session.rollback()
         except Exception:  # noqa: BLE001 - the connection may be gone with the server
-            db.session.invalidate()
+            db.session().invalidate()
         if is_locked(exc):
             return "busy"
         log.warning("health check: the database does not answer (%s)", type(exc).__name__)
