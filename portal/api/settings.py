@@ -8,6 +8,7 @@ from flask_login import current_user
 from ..access.guards import admin_required, recent_sign_in
 from ..identity import second_factor
 from ..identity.directory import accounts, options
+from ..identity.users import actor
 from ..platform import clock, transaction
 from ..platform.extensions import db
 from ..platform.http import json_error
@@ -30,7 +31,7 @@ def security_policy():
 @api_operation({200: s.SecurityPolicy}, s.SecurityPolicyIn, errors=(403, 409))
 def set_security_policy(body: s.SecurityPolicyIn):
     """Change who must have a second factor (audited)."""
-    second_factor.set_policy(body.require_second_factor, current_user._get_current_object())
+    second_factor.set_policy(body.require_second_factor, actor())
     return jsonify(require_second_factor=second_factor.policy())
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from .. import sync
 from ..access import grants
 from ..access.guards import environment_for, environment_level
+from ..identity.users import actor
 from ..models import SyncRun
 from ..platform.extensions import db
 from ..platform.http import json_error
@@ -44,7 +45,7 @@ def sync_environment(env_id: int, body: s.SyncRequest):
 def get_sync_run(run_id: int):
     """Progress and result of one sync run."""
     run = db.session.get(SyncRun, run_id)
-    if run is None or grants.level(current_user, run.environment_id) is None:
+    if run is None or grants.level(actor(), run.environment_id) is None:
         abort(404, description="No such sync run.")
     return jsonify(sync.run_dict(run))
 

@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from .. import audit
 from ..access.guards import admin_required, recent_sign_in
 from ..identity import second_factor
+from ..identity.users import actor
 from ..platform import certs, clock, locks
 from ..platform.extensions import db
 from ..platform.http import parse_query
@@ -330,7 +331,7 @@ def security():
             flash("Choose one of the listed policies.", "error")
             return render_template("settings_security.html", policy=second_factor.policy()), 400
         try:
-            second_factor.set_policy(value, current_user._get_current_object())
+            second_factor.set_policy(value, actor())
         except second_factor.FactorError as exc:
             db.session.rollback()
             flash(str(exc), "error")
