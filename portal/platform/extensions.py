@@ -1,13 +1,20 @@
 """Flask extensions, created here and attached in the application factory."""
 
+from typing import TYPE_CHECKING, ClassVar
+
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import Table
 from sqlalchemy.orm import DeclarativeBase
 
 
 class Base(DeclarativeBase):
     """Declarative base shared by every model."""
+
+    if TYPE_CHECKING:
+        # Every model maps one Table (SQLAlchemy types it as any FromClause, such as a join).
+        __table__: ClassVar[Table]
 
 
 db = SQLAlchemy(model_class=Base)
