@@ -14,6 +14,7 @@ from .. import audit, sync
 from ..alerts import notifications
 from ..models import CredentialAction, Environment
 from ..platform import clock, writes
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 from ..platform.text import escape_controls
 from ..vcf import VcfError
@@ -32,11 +33,11 @@ log = logging.getLogger("portal.lifecycle.action_runs")
 
 def _claim(action_id: int) -> bool:
     now = clock.now()
-    claimed = db.session.execute(
+    claimed = changed_rows(
         update(CredentialAction)
         .where(CredentialAction.id == action_id, CredentialAction.state == "queued")
         .values(state="running", started_at=now, heartbeat_at=now)
-    ).rowcount
+    )
     db.session.commit()
     return claimed == 1
 

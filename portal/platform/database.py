@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from flask import Flask, current_app, has_app_context, has_request_context
-from sqlalchemy import event, text
+from sqlalchemy import CursorResult, Executable, event, text
 from sqlalchemy.exc import OperationalError
 
 from .config import Settings
@@ -65,6 +66,14 @@ def _busy_timeout_for_caller(dbapi_connection, _record, _proxy) -> None:
 def is_locked(exc: BaseException) -> bool:
     """True for SQLite's "database is locked": another connection holds the write lock."""
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def changed_rows(statement: Executable) -> int:
+    """Run an UPDATE or DELETE in the session; the number of rows it matched.
+
+    The session answers such a statement with a CursorResult (SQLAlchemy types it as the
+    plain Result, which has no row count)."""
+    return cast(CursorResult, db.session.execute(statement)).rowcount
 
 
 def database_status() -> str:

@@ -22,6 +22,7 @@ from ..environments.service import endpoint_settings
 from ..models import Endpoint, Environment, SyncRun
 from ..platform import clock, wakeup, writes
 from ..platform.clock import iso
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 from ..vcf import VcfError, client_for
 from .store import Counts, apply_fetch
@@ -114,7 +115,7 @@ def owner_id() -> str:
 
 def _claim(run_id: int) -> bool:
     now = clock.now()
-    result = db.session.execute(
+    claimed = changed_rows(
         update(SyncRun)
         .where(SyncRun.id == run_id, SyncRun.state == "queued")
         .values(
@@ -122,7 +123,7 @@ def _claim(run_id: int) -> bool:
         )
     )
     db.session.commit()
-    return result.rowcount == 1
+    return claimed == 1
 
 
 def _ours(run_id: int):
@@ -189,8 +190,8 @@ def _finish(
             count_unchanged=counts.unchanged,
             count_absent=counts.absent,
         )
-    ended = db.session.execute(update(SyncRun).where(*_ours(run.id)).values(**values))
-    if ended.rowcount != 1:
+    ended = changed_rows(update(SyncRun).where(*_ours(run.id)).values(**values))
+    if ended != 1:
         return False
     if endpoint is not None:
         endpoint.last_status = state
