@@ -18,6 +18,7 @@ import pyotp
 import segno
 from flask import Flask, redirect, request, url_for
 from flask_login import current_user
+from pyotp.totp import TOTP  # where pyotp defines it: its __init__ does not re-export it
 from sqlalchemy import delete, func, or_, select, update
 
 from .. import audit
@@ -183,7 +184,7 @@ def start_totp(user: User) -> tuple[str, str]:
 
 
 def provisioning_uri(user: User, secret: str) -> str:
-    return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=ISSUER)
+    return TOTP(secret).provisioning_uri(name=user.username, issuer_name=ISSUER)
 
 
 def pending_totp(user: User) -> tuple[str, str] | None:
@@ -206,7 +207,7 @@ def _normalise(code: str) -> str:
 def _matching_step(secret: str, code: str) -> int | None:
     if not (len(code) == 6 and code.isdigit()):
         return None
-    totp = pyotp.TOTP(secret)
+    totp = TOTP(secret)
     now_step = int(clock.now().replace(tzinfo=clock.UTC).timestamp()) // STEP_SECONDS
     found = None
     for step in range(now_step - STEPS_EITHER_SIDE, now_step + STEPS_EITHER_SIDE + 1):

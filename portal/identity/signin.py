@@ -11,7 +11,7 @@ from datetime import timedelta
 from flask import (
     current_app,
 )
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 
 from .. import audit
 from ..alerts import notifications
@@ -114,7 +114,9 @@ def claim_check(user: User) -> str:
 
 def release_check(user: User, right: bool) -> int:
     """End a claimed check; a wrong password is counted. Returns the account's wrong count."""
-    values = {"login_checks": case((User.login_checks > 0, User.login_checks - 1), else_=0)}
+    values: dict[str, ColumnElement[int]] = {
+        "login_checks": case((User.login_checks > 0, User.login_checks - 1), else_=0)
+    }
     if not right:
         values["failed_logins"] = User.failed_logins + 1
     count = db.session.execute(
