@@ -117,7 +117,7 @@ def test_connection(body: dict):
     # Parsed as new settings: nothing is taken from the stored endpoint but its password,
     # and that only when host, port, account and TLS trust are exactly the saved ones.
     values = service.parse_endpoint(body, source, source, None, errors, password_required=False)
-    if errors:
+    if errors or values is None:  # None comes with an error
         raise ValidationError(errors)
     password = values.get("password") or service.stored_password_for(stored, values)
     if not password:

@@ -34,9 +34,9 @@ def sync_environment(env_id: int, body: s.SyncRequest):
     runs = [sync.request_sync(env.id, s, "manual", current_user.username) for s in sources]
     for run in runs:
         sync.record_request(env.name, run)
-    body = sync.run_dict(runs[0])
-    body["runs"] = [sync.run_dict(r) for r in runs]
-    return jsonify(body), 202
+    answer = sync.run_dict(runs[0])
+    answer["runs"] = [sync.run_dict(r) for r in runs]
+    return jsonify(answer), 202
 
 
 @bp.get("/sync-runs/<int:run_id>")
