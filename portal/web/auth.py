@@ -161,10 +161,10 @@ def _directory_sign_in(directory, username, password, attempt, again):
             right = server.password_ok(entry, password)
             if claimed is not None:
                 failures = release_check(claimed, right)
-                claimed = None
+                account, claimed = claimed, None
                 if not right and failures >= MAX_ACCOUNT_FAILURES:
-                    db.session.refresh(user)
-                    lock_account(user)
+                    db.session.refresh(account)
+                    lock_account(account)
             if not right:
                 return _refused(username, again, "failure", "ldap")
             found = server.describe(entry)

@@ -26,6 +26,7 @@ from flask import (
 from flask_login import current_user
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
+from werkzeug.wrappers import Response as BaseResponse
 
 from .. import audit
 from ..access.guards import admin_required, recent_sign_in
@@ -124,7 +125,7 @@ def _apply(cert_pem: bytes, key_pem: bytes, action: str, detail: str):
 
 def _install_checked(
     cert_pem: bytes, key_pem: bytes, chain_pem: bytes, action: str, how: str
-) -> tuple[Response, bool]:
+) -> tuple[BaseResponse, bool]:
     """Validate certificate, key and chain, then install them; a refusal is audited and
     shown. Returns the response and whether the pair was installed."""
     try:
