@@ -158,7 +158,7 @@ def _handle_unexpected(exc: Exception):
         request.path,
         extra={"trace": frames},
     )
-    return respond(500, InternalServerError.description)
+    return respond(500, str(InternalServerError.description))
 
 
 def _unavailable(exc: BaseException) -> str | None:
