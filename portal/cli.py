@@ -20,7 +20,7 @@ from .models import ROLES, User
 from .ops import maintenance
 from .platform import clock
 from .platform.database import is_locked
-from .platform.extensions import db
+from .platform.extensions import app_object, db
 from .platform.security import password_problem
 from .version import __version__
 
@@ -145,7 +145,7 @@ def _write_patiently(write, what: str) -> None:
 @with_appcontext
 def backup_command(to_dir: Path | None) -> None:
     """Online, consistent backup of the SQLite database (safe while the portal runs)."""
-    app = current_app._get_current_object()
+    app = app_object()
     show = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -173,7 +173,7 @@ def backup_command(to_dir: Path | None) -> None:
 @with_appcontext
 def restore_command(backup_file: Path) -> None:
     """Replace the database with a backup (portal stopped); keeps the replaced database."""
-    app = current_app._get_current_object()
+    app = app_object()
     try:
         kept = maintenance.restore(app, backup_file)
     except maintenance.MaintenanceError as exc:
@@ -189,7 +189,7 @@ def restore_command(backup_file: Path) -> None:
 def rotate_key_command() -> None:
     """Re-encrypt every secret under a new data key (one transaction)."""
     try:
-        done = maintenance.rotate_key(current_app._get_current_object())
+        done = maintenance.rotate_key(app_object())
     except maintenance.MaintenanceError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
@@ -202,7 +202,7 @@ def rotate_key_command() -> None:
 @with_appcontext
 def check_command() -> None:
     """Check database integrity, schema, data key, certificate and scheduler lock."""
-    results = maintenance.run_checks(current_app._get_current_object())
+    results = maintenance.run_checks(app_object())
     for result in results:
         click.echo(f"[{'ok' if result.ok else 'FAIL'}] {result.name}: {result.detail}")
     if not all(r.ok for r in results):

@@ -158,7 +158,7 @@ def _handle_unexpected(exc: Exception):
         request.path,
         extra={"trace": frames},
     )
-    return respond(500, InternalServerError.description)
+    return respond(500, str(InternalServerError.description))
 
 
 def _unavailable(exc: BaseException) -> str | None:
@@ -189,7 +189,7 @@ def _handle_database(exc: Exception):
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection may be gone with the server
-        db.session.invalidate()
+        db.session().invalidate()
     log.warning(
         "database %s on %s %s",
         "busy" if message == BUSY_MESSAGE else "unreachable",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_login import current_user
 
-from .identity.users import DEFAULT_PREFERENCES, preferences
+from .identity.users import DEFAULT_PREFERENCES, actor, preferences
 from .vault.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
 
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
@@ -46,7 +46,7 @@ def portal_config(with_preferences: bool = True) -> dict:
 
 def _preference(name: str) -> str:
     if current_user and current_user.is_authenticated:
-        return preferences(current_user)[name]
+        return preferences(actor())[name]
     return DEFAULT_PREFERENCES[name]
 
 

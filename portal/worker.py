@@ -15,10 +15,12 @@ from __future__ import annotations
 import errno
 import os
 import selectors
+import socket
 import ssl
 import time
 from collections import deque
 from functools import partial
+from typing import cast
 
 from gunicorn import http, util
 from gunicorn import sock as gsock
@@ -60,7 +62,8 @@ class TLSThreadWorker(ThreadWorker):
         headers too large); the portal writes the answer: its JSON error under /api/, else a
         page with a language, landmarks and its style sheet, never echoing what was sent."""
         captured = _Captured()
-        super().handle_error(req, captured, addr, exc)
+        # The stand-in has the socket methods Gunicorn's own answer uses.
+        super().handle_error(req, cast(socket.socket, captured), addr, exc)
         status_line = captured.data.split(b"\r\n", 1)[0].decode("latin-1", "replace")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[1].isdigit():
@@ -117,8 +120,9 @@ class TLSThreadWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_handshake, conn))
 
     def _on_handshake(self, conn: TConn, _sock) -> None:
+        tls = cast(ssl.SSLSocket, conn.sock)  # wrapped in accept()
         try:
-            conn.sock.do_handshake()
+            tls.do_handshake()
         except ssl.SSLWantReadError:
             self.poller.modify(conn.sock, selectors.EVENT_READ, partial(self._on_handshake, conn))
             return
@@ -133,7 +137,7 @@ class TLSThreadWorker(ThreadWorker):
         # What TConn.init would do after its own handshake: an HTTP/1.1 parser on the socket.
         conn.initialized = True
         conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
-        if conn.sock.pending():
+        if tls.pending():
             conn.data_ready = True  # the request came with the handshake's last flight
             self.enqueue_req(conn)
             return
@@ -165,7 +169,8 @@ class TLSThreadWorker(ThreadWorker):
         """Also close handshakes past their deadline (all of them once the worker stops)."""
         super().murder_pending()
         now = time.monotonic()
-        while self.handshaking and (not self.alive or self.handshaking[0].timeout <= now):
+        # Every connection in handshaking got its deadline in accept().
+        while self.handshaking and (not self.alive or (self.handshaking[0].timeout or 0) <= now):
             conn = self.handshaking[0]
             self._forget(conn)
             self._drop(conn)

@@ -12,6 +12,7 @@ from .. import audit
 from ..identity.directory import accounts
 from ..identity.sessions import current_session, end_session, recently_authenticated
 from ..identity.signin import password_failure
+from ..identity.users import actor
 from ..models import Credential, Environment
 from ..platform import clock, transaction
 from ..platform.extensions import db
@@ -27,7 +28,7 @@ def role_required(*roles: str):
         @wraps(view)
         @login_required
         def wrapper(*args, **kwargs):
-            if not grants.has_role(current_user, roles):
+            if not grants.has_role(actor(), roles):
                 abort(403, description=f"This action needs the {' or '.join(roles)} role.")
             return view(*args, **kwargs)
 
@@ -43,12 +44,15 @@ admin_required.__doc__ = "Allow the view to admins only; everyone else gets 403.
 def environment_for(env_id: int, needed: str = "view") -> Environment:
     """The environment, when the current user has `needed` on it; 404 when they may not see
     it at all (its existence does not leak), 403 when they see it at a lower level."""
-    level = grants.level(current_user, env_id)
+    level = grants.level(actor(), env_id)
     if level is None:
         abort(404, description="No such environment.")
     if not grants.at_least(level, needed):
         abort(403, description=f"This action needs the {needed} level on this environment.")
-    return db.session.get(Environment, env_id)
+    env = db.session.get(Environment, env_id)
+    if env is None:  # level() found it; only a deletion in between ends here
+        abort(404, description="No such environment.")
+    return env
 
 
 def environment_level(needed: str):
@@ -71,7 +75,7 @@ def credential_for(cred_id: int, needed: str = "view") -> Credential:
     """The credential, when the current user has `needed` on its environment; 404 for a
     credential they may not see, 403 for one they see at a lower level."""
     cred = db.session.get(Credential, cred_id)
-    if cred is None or grants.level(current_user, cred.environment_id) is None:
+    if cred is None or grants.level(actor(), cred.environment_id) is None:
         abort(404, description="No such credential.")
     environment_for(cred.environment_id, needed)
     return cred
@@ -79,7 +83,7 @@ def credential_for(cred_id: int, needed: str = "view") -> Credential:
 
 def visible_ids(needed: str = "view") -> set[int] | None:
     """The environments the current user has `needed` on (None: all)."""
-    return grants.visible_environment_ids(current_user, needed)
+    return grants.visible_environment_ids(actor(), needed)
 
 
 RECENT_SIGN_IN_MESSAGE = (
@@ -173,7 +177,7 @@ def check_reauth_password(typed: str) -> bool:
     locks it and ends the session). LDAP users type their directory password; when the
     directory cannot be asked, nothing is counted. OpenID Connect users have no password
     here: they sign in again with their provider."""
-    user = current_user._get_current_object()
+    user = actor()
     if user.source == "local":
         right = verify_password(user.password_hash, typed)
     elif user.source == "ldap":
@@ -187,6 +191,6 @@ def check_reauth_password(typed: str) -> bool:
         if row is not None:
             row.authenticated_at = clock.now()
         return True
-    if password_failure(current_user._get_current_object(), "auth.reauth"):
+    if password_failure(user, "auth.reauth"):
         end_session()
     return False

@@ -217,7 +217,8 @@ def _send_email(channel: NotificationChannel, config: dict, message: Message) ->
     except smtplib.SMTPResponseException as exc:
         # The far side's own words stay in the log: an operator sees the code and what it
         # means, never text a server (or something posing as one) chose.
-        text = exc.smtp_error.decode("utf-8", "replace") if exc.smtp_error else ""
+        said = exc.smtp_error  # the reply's bytes, or text smtplib wrote itself
+        text = said.decode("utf-8", "replace") if isinstance(said, bytes) else said or ""
         log.warning("SMTP %s:%s answered %s %s", host, port, exc.smtp_code, text[:200])
         meaning = _smtp_meaning(exc.smtp_code)
         raise DeliveryError(f"{host}:{port} answered {exc.smtp_code} ({meaning})") from None
@@ -253,6 +254,8 @@ def _smtp_meaning(code: int) -> str:
 
 
 def _send_webhook(channel: NotificationChannel, config: dict, message: Message) -> None:
+    if channel.webhook_url_enc is None:
+        raise DeliveryError("the webhook channel has no URL")
     url = cipher().decrypt(channel.webhook_url_enc, WEBHOOK_URL)
     secret = None
     if channel.webhook_secret_enc is not None:

@@ -19,6 +19,7 @@ from ..models import (
     NotificationOutbox,
 )
 from ..platform import clock, writes
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 from . import channels
 from .notifications import daily_checks
@@ -86,7 +87,7 @@ def _backoff() -> tuple[int, ...]:
 
 def _claim_delivery(delivery_id: int, attempts: int) -> bool:
     now = clock.now()
-    claimed = db.session.execute(
+    claimed = changed_rows(
         update(NotificationDelivery)
         .where(
             NotificationDelivery.id == delivery_id,
@@ -96,7 +97,7 @@ def _claim_delivery(delivery_id: int, attempts: int) -> bool:
         )
         .values(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     db.session.commit()
     return claimed == 1
 

@@ -24,6 +24,7 @@ from ..models import (
     SyncRun,
 )
 from ..platform import certs, clock
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 from ..platform.text import escape_controls
 from .expiring import expiry_counts
@@ -209,12 +210,12 @@ def _claim_day(key: str) -> bool:
         db.session.add(PortalMeta(key=key, value=today))
         db.session.flush()
         return True
-    claimed = db.session.execute(
+    claimed = changed_rows(
         update(PortalMeta)
         .where(PortalMeta.key == key, PortalMeta.value != today)
         .values(value=today)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     return claimed == 1
 
 

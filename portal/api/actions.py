@@ -10,6 +10,7 @@ from sqlalchemy import select
 from .. import audit
 from ..access import grants
 from ..access.guards import environment_for, token_or_recent_auth
+from ..identity.users import actor
 from ..lifecycle import actions, expiry_checks
 from ..models import Credential, CredentialAction, Endpoint
 from ..platform import clock, transaction
@@ -33,7 +34,7 @@ def _action(action_id: int, needed: str = "manage") -> CredentialAction:
     """The action, when the user has `needed` on its environment (404 when they may not see
     it, 403 below `needed`). Reading one is metadata (view); acting on one needs manage."""
     action = db.session.get(CredentialAction, action_id)
-    if action is None or grants.level(current_user, action.environment_id) is None:
+    if action is None or grants.level(actor(), action.environment_id) is None:
         abort(404, description="No such action.")
     environment_for(action.environment_id, needed)
     return action
@@ -47,7 +48,7 @@ def _check_selection(credential_ids: list[int]) -> None:
             Credential.id.in_(list(dict.fromkeys(credential_ids))[: actions.MAX_ITEMS + 1])
         )
     ).all()
-    visible = grants.visible_environment_ids(current_user)
+    visible = grants.visible_environment_ids(actor())
     for cred_id, environment_id in rows:
         if visible is not None and environment_id not in visible:
             raise FieldErrors({"credential_ids": f"No such credential: {cred_id}."})
@@ -61,7 +62,7 @@ def _check_selection(credential_ids: list[int]) -> None:
 def queue_action(body: s.ActionIn):
     """Queue an operation through SDDC Manager (202 with its id), or with `dry_run` answer
     the exact list it would carry out (200). Needs the manage level on the environment."""
-    if grants.visible_environment_ids(current_user, "manage") == set():
+    if grants.visible_environment_ids(actor(), "manage") == set():
         abort(403, description="Credential actions need the manage level on an environment.")
     _check_selection(body.credential_ids)
     password = body.password

@@ -11,6 +11,7 @@ from ..access import grants, ratelimit
 from ..access.guards import admin_required, environment_for, visible_ids
 from ..environments import service
 from ..environments.service import ValidationError
+from ..identity.users import actor
 from ..models import Endpoint
 from ..platform.extensions import db
 from ..platform.http import json_error
@@ -64,7 +65,7 @@ def update_environment(env_id: int, body: dict):
     env = environment_for(env_id, "manage")
     name = body.get("name")
     renamed = isinstance(name, str) and name.strip().lower() != env.name.lower()
-    if renamed and not grants.has_role(current_user, ("admin",)):
+    if renamed and not grants.has_role(actor(), ("admin",)):
         # Names are unique across environments a manager may not see: whatever the name,
         # the answer is the same, so it cannot tell whether a hidden one holds it.
         return json_error(403, "Only an admin can rename an environment.")
@@ -95,7 +96,7 @@ def delete_environment(env_id: int):
 def test_connection(body: dict):
     """Try unsaved endpoint settings: token and one page; report the certificate seen. For a
     new environment admins only; for a stored one the manage level on it."""
-    if grants.visible_environment_ids(current_user, "manage") == set():
+    if grants.visible_environment_ids(actor(), "manage") == set():
         abort(403, description="Testing a connection needs the manage level.")
     # The model checks source and environment_id; the service checks the endpoint fields.
     choice = validated(s.ConnectionTestIn, {k: body.get(k) for k in ("source", "environment_id")})
@@ -116,7 +117,7 @@ def test_connection(body: dict):
     # Parsed as new settings: nothing is taken from the stored endpoint but its password,
     # and that only when host, port, account and TLS trust are exactly the saved ones.
     values = service.parse_endpoint(body, source, source, None, errors, password_required=False)
-    if errors:
+    if errors or values is None:  # None comes with an error
         raise ValidationError(errors)
     password = values.get("password") or service.stored_password_for(stored, values)
     if not password:

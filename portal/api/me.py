@@ -25,8 +25,8 @@ def who_am_i():
         username=current_user.username,
         role=current_user.effective_role,
         recent_auth=recently_authenticated(),
-        second_factor_required=second_factor.needs_enrolment(current_user),
-        preferences=users.preferences(current_user),
+        second_factor_required=second_factor.needs_enrolment(users.actor()),
+        preferences=users.preferences(users.actor()),
     )
 
 
@@ -35,7 +35,7 @@ def who_am_i():
 @api_operation({200: s.PreferencesOut}, s.PreferencesIn)
 def set_preferences(body: s.PreferencesIn):
     """Change preferences (dashboard_view: cards or list; time_zone: local or utc)."""
-    current = users.set_preferences(current_user, body.model_dump(exclude_none=True))
+    current = users.set_preferences(users.actor(), body.model_dump(exclude_none=True))
     return jsonify(preferences=current)
 
 

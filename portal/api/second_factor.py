@@ -6,10 +6,12 @@ Every change needs the current password; the secret and the recovery codes are a
 from __future__ import annotations
 
 from flask import current_app, jsonify
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from ..identity import passkeys, second_factor
 from ..identity.sessions import current_session
+from ..identity.users import actor
+from ..models import User
 from ..platform import transaction
 from ..platform.http import json_error
 from . import schemas as s
@@ -17,8 +19,8 @@ from .base import bp, password_refused
 from .spec import api_operation
 
 
-def _user():
-    return current_user._get_current_object()
+def _user() -> User:
+    return actor()
 
 
 @bp.get("/me/second-factor")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask import jsonify
 from flask_login import current_user
+from pydantic import BaseModel
 
 from ..access.guards import admin_required, recent_sign_in
 from ..identity import second_factor
 from ..identity.directory import accounts, options
+from ..identity.users import actor
 from ..platform import clock, transaction
 from ..platform.extensions import db
 from ..platform.http import json_error
@@ -30,7 +32,7 @@ def security_policy():
 @api_operation({200: s.SecurityPolicy}, s.SecurityPolicyIn, errors=(403, 409))
 def set_security_policy(body: s.SecurityPolicyIn):
     """Change who must have a second factor (audited)."""
-    second_factor.set_policy(body.require_second_factor, current_user._get_current_object())
+    second_factor.set_policy(body.require_second_factor, actor())
     return jsonify(require_second_factor=second_factor.policy())
 
 
@@ -41,7 +43,7 @@ def _provider_answer(kind: str):
     return jsonify(body)
 
 
-def _save_provider(kind: str, body):
+def _save_provider(kind: str, body: BaseModel):
     changes = body.model_dump(exclude_unset=True)
     changes.pop("confirm_password", None)
     changes = {key: value for key, value in changes.items() if value is not None}
@@ -65,7 +67,7 @@ def ldap_settings():
 @admin_required
 @recent_sign_in("settings.ldap")
 @api_operation({200: s.LdapSettings}, s.LdapSettingsIn, errors=(403, 422), scope="admin")
-def set_ldap_settings(body: s.LdapSettingsIn):
+def set_ldap_settings(body: BaseModel):  # an s.LdapSettingsIn, a model built at import
     """Change the LDAP settings (audited with the values before and after). It is turned on
     only when servers, a user base and filters are set; plain LDAP must be allowed explicitly.
     Needs a sign-in within 15 minutes or the password in `confirm_password`."""
@@ -83,7 +85,7 @@ def test_ldap_settings(body: s.LdapTestIn):
     found = result.found
     if found is None:
         status = 409 if result.unconfigured else 502 if result.unreachable else 404
-        return json_error(status, result.error)
+        return json_error(status, result.error or "No such user.")
     return jsonify(
         dn=found.dn,
         username=found.username,
@@ -108,7 +110,7 @@ def oidc_settings():
 @admin_required
 @recent_sign_in("settings.oidc")
 @api_operation({200: s.OidcSettings}, s.OidcSettingsIn, errors=(403, 422), scope="admin")
-def set_oidc_settings(body: s.OidcSettingsIn):
+def set_oidc_settings(body: BaseModel):  # an s.OidcSettingsIn, a model built at import
     """Change the OpenID Connect settings (audited with the values before and after). It is
     turned on only when the issuer, client id and client secret are set. The provider must
     allow the redirect URI https://<this portal>/login/oidc/callback. Needs a sign-in within

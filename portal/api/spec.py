@@ -270,7 +270,7 @@ def openapi_document(app: Flask) -> dict:
         item = paths.setdefault(path, {})
         if params:
             item["parameters"] = params
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             item[method.lower()] = _operation(rule, method, view, op, ref)
     return {
         "openapi": "3.1.0",

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from .. import sync
 from ..access import grants
 from ..access.guards import environment_for, environment_level
+from ..identity.users import actor
 from ..models import SyncRun
 from ..platform.extensions import db
 from ..platform.http import json_error
@@ -33,9 +34,9 @@ def sync_environment(env_id: int, body: s.SyncRequest):
     runs = [sync.request_sync(env.id, s, "manual", current_user.username) for s in sources]
     for run in runs:
         sync.record_request(env.name, run)
-    body = sync.run_dict(runs[0])
-    body["runs"] = [sync.run_dict(r) for r in runs]
-    return jsonify(body), 202
+    answer = sync.run_dict(runs[0])
+    answer["runs"] = [sync.run_dict(r) for r in runs]
+    return jsonify(answer), 202
 
 
 @bp.get("/sync-runs/<int:run_id>")
@@ -44,7 +45,7 @@ def sync_environment(env_id: int, body: s.SyncRequest):
 def get_sync_run(run_id: int):
     """Progress and result of one sync run."""
     run = db.session.get(SyncRun, run_id)
-    if run is None or grants.level(current_user, run.environment_id) is None:
+    if run is None or grants.level(actor(), run.environment_id) is None:
         abort(404, description="No such sync run.")
     return jsonify(sync.run_dict(run))
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask import abort, jsonify
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from ..access.guards import admin_required, recent_sign_in
 from ..identity import tokens
+from ..identity.users import actor
 from ..platform import clock
 from . import schemas as s
 from .base import bp
@@ -18,7 +19,7 @@ from .spec import FieldErrors, api_operation
 @api_operation({200: s.TokenList})
 def my_tokens():
     """The user's tokens (not revoked) with created, expires and last use; never the value."""
-    return jsonify(items=[tokens.as_dict(t) for t in tokens.listed(current_user)])
+    return jsonify(items=[tokens.as_dict(t) for t in tokens.listed(actor())])
 
 
 @bp.post("/me/tokens")
@@ -29,7 +30,7 @@ def create_token(body: s.TokenIn):
     """Create a token; its value is answered this once."""
     try:
         token, value = tokens.create(
-            current_user._get_current_object(),
+            actor(),
             body.name,
             body.scope,
             body.expires_in_days,
@@ -51,7 +52,7 @@ def create_token(body: s.TokenIn):
 @api_operation({204: None})
 def revoke_my_token(token_id: int):
     """Revoke one of the user's tokens at once."""
-    token = tokens.find(token_id, current_user)
+    token = tokens.find(token_id, actor())
     if token is None:
         abort(404, description="No such token.")
     tokens.revoke(token)

@@ -211,8 +211,10 @@ def _apply_endpoint(env: Environment, source: str, values: dict) -> Endpoint:
         endpoint = Endpoint(source=source)
         if env.id is not None:
             # Removing a source keeps its credentials: the source added again counts them.
-            endpoint.credential_count = db.session.scalar(_count(env.id, source, True))
-            endpoint.absent_count = db.session.scalar(_count(env.id, source, False))
+            endpoint.credential_count = db.session.execute(
+                _count(env.id, source, True)
+            ).scalar_one()
+            endpoint.absent_count = db.session.execute(_count(env.id, source, False)).scalar_one()
         env.endpoints.append(endpoint)
     password = values.pop("password", None)
     for key, value in values.items():
@@ -427,7 +429,7 @@ def environment_dict(env: Any, active: dict | None = None, endpoints: list | Non
     """The API shape of an environment (a model or a row, with its endpoints); never the
     service-account password."""
     active = active_runs() if active is None else active
-    endpoints = env.endpoints if endpoints is None else endpoints
+    shown = env.endpoints if endpoints is None else endpoints
     body: dict[str, Any] = {
         "id": env.id,
         "name": env.name,
@@ -438,7 +440,7 @@ def environment_dict(env: Any, active: dict | None = None, endpoints: list | Non
         "installer": None,
         "status": {},
     }
-    for endpoint in endpoints:
+    for endpoint in shown:
         body[endpoint.source] = _endpoint_dict(endpoint)
         run = active.get((env.id, endpoint.source))
         body["status"][endpoint.source] = {

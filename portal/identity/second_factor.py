@@ -18,16 +18,19 @@ import pyotp
 import segno
 from flask import Flask, redirect, request, url_for
 from flask_login import current_user
+from pyotp.totp import TOTP  # where pyotp defines it: its __init__ does not re-export it
 from sqlalchemy import delete, func, or_, select, update
 
 from .. import audit
 from ..models import Passkey, PortalMeta, RecoveryCode, User, UserSession
 from ..platform import clock
 from ..platform.crypto import TOTP_SECRET, cipher
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 from ..platform.http import json_error
 from . import sessions
 from .directory import options
+from .users import actor
 
 ISSUER = "VCF Credential Portal"
 STEP_SECONDS = 30
@@ -181,7 +184,7 @@ def start_totp(user: User) -> tuple[str, str]:
 
 
 def provisioning_uri(user: User, secret: str) -> str:
-    return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=ISSUER)
+    return TOTP(secret).provisioning_uri(name=user.username, issuer_name=ISSUER)
 
 
 def pending_totp(user: User) -> tuple[str, str] | None:
@@ -204,7 +207,7 @@ def _normalise(code: str) -> str:
 def _matching_step(secret: str, code: str) -> int | None:
     if not (len(code) == 6 and code.isdigit()):
         return None
-    totp = pyotp.TOTP(secret)
+    totp = TOTP(secret)
     now_step = int(clock.now().replace(tzinfo=clock.UTC).timestamp()) // STEP_SECONDS
     found = None
     for step in range(now_step - STEPS_EITHER_SIDE, now_step + STEPS_EITHER_SIDE + 1):
@@ -215,14 +218,14 @@ def _matching_step(secret: str, code: str) -> int | None:
 
 def _claim_step(user: User, step: int) -> bool:
     """Record the step as used, atomically: a second request with the same code loses."""
-    claimed = db.session.execute(
+    claimed = changed_rows(
         update(User)
         .where(
             User.id == user.id,
             or_(User.totp_last_step.is_(None), User.totp_last_step < step),
         )
         .values(totp_last_step=step)
-    ).rowcount
+    )
     return claimed == 1
 
 
@@ -300,7 +303,7 @@ def recovery_codes_left(user: User) -> int:
 def _use_recovery_code(user: User, code: str) -> bool:
     if len(_normalise(code)) != RECOVERY_LENGTH:
         return False
-    used = db.session.execute(
+    used = changed_rows(
         update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user.id,
@@ -308,7 +311,7 @@ def _use_recovery_code(user: User, code: str) -> bool:
             RecoveryCode.used_at.is_(None),
         )
         .values(used_at=clock.now())
-    ).rowcount
+    )
     return used == 1
 
 
@@ -371,7 +374,7 @@ def _forced_enrolment():
         return None
     if request.endpoint in sessions.OPEN_ENDPOINTS or request.path.startswith(_ENROLMENT_PATHS):
         return None
-    if request.path == "/api/v1/me" or not needs_enrolment(current_user):
+    if request.path == "/api/v1/me" or not needs_enrolment(actor()):
         return None
     if request.path.startswith("/api/"):
         return json_error(403, "Set up a second factor first")

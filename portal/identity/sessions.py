@@ -182,7 +182,9 @@ def _forced_password_change():
 
 def init_app(app: Flask) -> None:
     """Install the session checks that run before every request."""
-    login_manager.session_protection = None  # our own server-side sessions do this job
+    # Our own server-side sessions do this job. Flask-Login documents None as "off"; its
+    # attribute is inferred from the default "basic" as str only.
+    login_manager.session_protection = None  # pyright: ignore[reportAttributeAccessIssue]
     app.permanent_session_lifetime = timedelta(
         hours=app.config["PORTAL_SETTINGS"].session_max_hours
     )

@@ -11,12 +11,13 @@ from datetime import timedelta
 from flask import (
     current_app,
 )
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 
 from .. import audit
 from ..alerts import notifications
 from ..models import LoginFailure, User
 from ..platform import clock
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 from ..platform.security import hash_password
 from .sessions import revoke_user_sessions
@@ -87,7 +88,7 @@ def claim_check(user: User) -> str:
     while True:
         now = clock.now()
         live = _live_checks(now)
-        claimed = db.session.execute(
+        claimed = changed_rows(
             update(User)
             .where(
                 User.id == user.id,
@@ -95,7 +96,7 @@ def claim_check(user: User) -> str:
                 User.failed_logins + live < MAX_ACCOUNT_FAILURES,
             )
             .values(login_checks=live + 1, login_checks_at=now)
-        ).rowcount
+        )
         db.session.commit()
         if claimed:
             return "ok"
@@ -113,7 +114,9 @@ def claim_check(user: User) -> str:
 
 def release_check(user: User, right: bool) -> int:
     """End a claimed check; a wrong password is counted. Returns the account's wrong count."""
-    values = {"login_checks": case((User.login_checks > 0, User.login_checks - 1), else_=0)}
+    values: dict[str, ColumnElement[int]] = {
+        "login_checks": case((User.login_checks > 0, User.login_checks - 1), else_=0)
+    }
     if not right:
         values["failed_logins"] = User.failed_logins + 1
     count = db.session.execute(
@@ -143,12 +146,12 @@ def lock_account(user: User, actor: str | None = None) -> bool:
     and add nothing. So one lockout is one audit record, one metric count and one alert.
     Returns whether this call locked it."""
     now = clock.now()
-    locked = db.session.execute(
+    locked = changed_rows(
         update(User)
         .where(User.id == user.id, or_(User.locked_until.is_(None), User.locked_until <= now))
         .values(locked_until=now + LOCKOUT)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     db.session.refresh(user, ["locked_until"])
     if locked != 1:
         return False

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from typing import cast
 
+from flask_login import current_user
 from sqlalchemy import func, select
 
 from .. import audit
@@ -23,6 +25,13 @@ DEFAULT_PREFERENCES = {"dashboard_view": "cards", "time_zone": "local"}
 # The values each preference takes, the default first. time_zone: exact times in the
 # browser's time zone ("local") or in UTC.
 PREFERENCE_CHOICES = {"dashboard_view": ("cards", "list"), "time_zone": ("local", "utc")}
+
+
+def actor() -> User:
+    """The signed-in user of this request: the User that Flask-Login's `current_user` proxy
+    stands for. Only for code that runs after sign-in (behind login_required or a check of
+    `is_authenticated`); Flask-Login types the proxy as `Any | None`."""
+    return cast(User, current_user._get_current_object())
 
 
 class UserRuleError(ValueError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -14,6 +15,7 @@ from .. import audit, sync
 from ..alerts import notifications
 from ..models import CredentialAction, Environment
 from ..platform import clock, writes
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 from ..platform.text import escape_controls
 from ..vcf import VcfError
@@ -32,18 +34,18 @@ log = logging.getLogger("portal.lifecycle.action_runs")
 
 def _claim(action_id: int) -> bool:
     now = clock.now()
-    claimed = db.session.execute(
+    claimed = changed_rows(
         update(CredentialAction)
         .where(CredentialAction.id == action_id, CredentialAction.state == "queued")
         .values(state="running", started_at=now, heartbeat_at=now)
-    ).rowcount
+    )
     db.session.commit()
     return claimed == 1
 
 
 def _submit(action: CredentialAction) -> None:
     items = [i for i in action.items if i.state in ("queued", "failed")]
-    policy = None
+    policy: dict[str, Any] | None = None
     if action.operation == "auto_rotate":
         policy = {"enableAutoRotatePolicy": bool(action.auto_rotate_enabled)}
         if action.auto_rotate_enabled:
@@ -86,11 +88,11 @@ def _messages(subtask: dict) -> str | None:
     return escape_controls("; ".join(texts))[:1000] if texts else None
 
 
-def _poll(action: CredentialAction) -> None:
+def _poll(action: CredentialAction, task_id: str) -> None:
     now = clock.now()
     try:
         with manager_client(action) as client:
-            task = client.credentials_task(action.upstream_task_id)
+            task = client.credentials_task(task_id)
     except VcfError as exc:
         if now - (action.heartbeat_at or now) > LOST_AFTER:
             _end(
@@ -141,6 +143,8 @@ def _end(action: CredentialAction, state: str, error: str | None) -> None:
     """Record the outcome: items, audit per credential, a sync of the source where something
     changed (the caller's session is committed here)."""
     environment = db.session.get(Environment, action.environment_id)
+    if environment is None:  # deleting an environment deletes its actions
+        raise LookupError(f"action {action.id}: environment {action.environment_id} is gone")
     operation, action_id, requested_by = action.operation, action.id, action.requested_by
 
     def record(part) -> None:
@@ -215,7 +219,7 @@ def advance(may_claim=None) -> int:
                 )
                 moved += 1
             continue
-        _poll(action)
+        _poll(action, action.upstream_task_id)
         moved += 1
     queued = db.session.scalars(
         select(CredentialAction)

@@ -26,7 +26,7 @@ from ..models import Credential, CredentialAction, CredentialActionItem, Endpoin
 from ..platform import clock, wakeup
 from ..platform.crypto import ACTION_PASSWORD, cipher
 from ..platform.extensions import db
-from ..vcf import VcfError, client_for
+from ..vcf import SddcManagerClient, VcfError, client_for
 
 log = logging.getLogger("portal.lifecycle.actions")
 
@@ -100,7 +100,7 @@ def selection(credential_ids: list[int]) -> tuple[Environment, list[Credential]]
     if len(environments) != 1:
         raise ActionError("credential_ids", "Select credentials of one environment per action.")
     environment = db.session.get(Environment, environments.pop())
-    if _manager(environment.id) is None:
+    if environment is None or _manager(environment.id) is None:
         raise ActionError("credential_ids", "This environment has no SDDC Manager configured.")
     order = {cred_id: index for index, cred_id in enumerate(ids)}
     return environment, sorted(creds, key=lambda c: order[c.id])
@@ -258,7 +258,7 @@ def task_elements(action: CredentialAction, items: list[CredentialActionItem]) -
     ]
 
 
-def manager_client(action: CredentialAction):
+def manager_client(action: CredentialAction) -> SddcManagerClient:
     endpoint = _manager(action.environment_id)
     if endpoint is None:
         raise VcfError("not_found", "the environment's SDDC Manager is no longer configured")

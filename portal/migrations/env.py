@@ -14,7 +14,10 @@ def run_migrations() -> None:
     """Run migrations on the connection in config.attributes, or on the configured URL."""
     connection = config.attributes.get("connection")
     if connection is None:
-        engine = create_engine(config.get_main_option("sqlalchemy.url"))
+        url = config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise RuntimeError("No connection handed over and no sqlalchemy.url configured.")
+        engine = create_engine(url)
         with engine.begin() as conn:
             _run(conn)
         engine.dispose()

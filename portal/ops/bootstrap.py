@@ -87,7 +87,10 @@ def _scripts() -> ScriptDirectory:
 
 def head_revision() -> str:
     """The newest migration revision shipped with this code."""
-    return _scripts().get_current_head()
+    head = _scripts().get_current_head()
+    if head is None:
+        raise RuntimeError("no migrations are shipped with this code")
+    return head
 
 
 def known_revisions() -> set[str]:

@@ -253,7 +253,9 @@ def rotate_key(app: Flask) -> KeyRotation:
         old_key = _kept_key_name(settings.data_dir)
         os.link(key_path, old_key)
         try:
-            hashed = {(model, column): (mac, label) for model, column, mac, label in HASHED_COLUMNS}
+            hashed: dict[tuple[type, str], tuple[str, str]] = {
+                (model, column): (mac, label) for model, column, mac, label in HASHED_COLUMNS
+            }
             for model, column, purpose in ENCRYPTED_COLUMNS:
                 attr = getattr(model, column)
                 key = model.__mapper__.primary_key[0]  # an id, or a name (sign_in_providers)
@@ -267,6 +269,8 @@ def rotate_key(app: Flask) -> KeyRotation:
                     db.session.execute(update(model).where(key == row_id).values(values))
                     count += 1
             meta = db.session.get(PortalMeta, "data_key_id")
+            if meta is None:
+                raise MaintenanceError("the database does not name its data key")
             meta.value = key_id(new_key).hex()
             audit.record(
                 "settings.rotate_key",

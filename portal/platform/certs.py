@@ -154,7 +154,8 @@ def describe(cert: x509.Certificate) -> dict:
     }
 
 
-def _check_key_strength(key) -> None:
+def _check_key_strength(key) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    """The key, when it is a strong enough RSA or ECDSA key; CertificateError otherwise."""
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < 2048:
             raise CertificateError(
@@ -169,6 +170,7 @@ def _check_key_strength(key) -> None:
         raise CertificateError(
             "only RSA (2048 bits or more) and ECDSA P-256/P-384 keys are accepted"
         )
+    return key
 
 
 def validate_pair(
@@ -189,9 +191,9 @@ def validate_pair(
     except (ValueError, TypeError):
         raise CertificateError("the key is not an unencrypted PEM private key") from None
     leaf = certs[0]
-    _check_key_strength(leaf.public_key())
-    _check_key_strength(key.public_key())
-    if leaf.public_key().public_numbers() != key.public_key().public_numbers():
+    leaf_key = _check_key_strength(leaf.public_key())
+    own_key = _check_key_strength(key.public_key())
+    if leaf_key.public_numbers() != own_key.public_numbers():
         raise CertificateError("the key does not match the certificate")
     now = dt.datetime.now(dt.timezone.utc)
     for cert in certs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import overload
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11; the portal runs on 3.10 too
 
@@ -16,6 +17,12 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None) + offset
 
 
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 def iso(value: datetime | None) -> str | None:
     """Format a stored naive-UTC datetime as ISO 8601 with a Z suffix."""
     if value is None:

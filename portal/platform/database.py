@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from flask import Flask, current_app, has_app_context, has_request_context
-from sqlalchemy import event, text
+from sqlalchemy import CursorResult, Executable, event, text
 from sqlalchemy.exc import OperationalError
 
 from .config import Settings
@@ -67,6 +68,14 @@ def is_locked(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
+def changed_rows(statement: Executable) -> int:
+    """Run an UPDATE or DELETE in the session; the number of rows it matched.
+
+    The session answers such a statement with a CursorResult (SQLAlchemy types it as the
+    plain Result, which has no row count)."""
+    return cast(CursorResult, db.session.execute(statement)).rowcount
+
+
 def database_status() -> str:
     """ "ok", "busy" (SQLite's write lock is held elsewhere), or "unreachable" (the answer
     names no exception: it is public; the log has the class)."""
@@ -82,7 +91,7 @@ def database_status() -> str:
         try:
             db.session.rollback()
         except Exception:  # noqa: BLE001 - the connection may be gone with the server
-            db.session.invalidate()
+            db.session().invalidate()
         if is_locked(exc):
             return "busy"
         log.warning("health check: the database does not answer (%s)", type(exc).__name__)

@@ -155,17 +155,6 @@ class PostgresLeadership:
         self.conn = None
         self.guard = threading.Lock()
 
-    def _connect(self):
-        return psycopg2.connect(
-            self.dsn,
-            application_name=leader_name()[:63],
-            connect_timeout=5,
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
-
     def acquire(self) -> bool:
         """Take the lead if no other node has it."""
         with self.guard:
@@ -174,7 +163,8 @@ class PostgresLeadership:
                 conn = dedicated_connection(self.database_url, leader_name())
                 with conn.cursor() as cur:
                     cur.execute("SELECT pg_try_advisory_lock(%s, %s)", ADVISORY_KEYS)
-                    won = bool(cur.fetchone()[0])
+                    row = cur.fetchone()  # one row: SELECT of a function
+                    won = row is not None and bool(row[0])
             except Exception as exc:  # noqa: BLE001 - no database, no lead; retried later
                 log.warning("scheduler election failed: %s", type(exc).__name__)
                 won = False
@@ -197,7 +187,8 @@ class PostgresLeadership:
                         " AND pid = pg_backend_pid() AND granted",
                         ADVISORY_KEYS,
                     )
-                    if cur.fetchone()[0] == 1:
+                    row = cur.fetchone()  # one row: SELECT count(*)
+                    if row is not None and row[0] == 1:
                         return True
             except Exception as exc:  # noqa: BLE001 - a lost connection is a lost lead
                 log.warning("scheduler lead lost: %s", type(exc).__name__)

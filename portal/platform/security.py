@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
@@ -135,7 +136,7 @@ def client_ip() -> str:
     return remote
 
 
-def is_safe_next(target: str | None) -> bool:
+def is_safe_next(target: str | None) -> TypeGuard[str]:
     """True for a same-site relative path, the only kind of `next` we follow."""
     if not target or not target.startswith("/") or target.startswith("//"):
         return False

@@ -11,7 +11,7 @@ import ssl
 import struct
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 if TYPE_CHECKING:
@@ -51,16 +51,17 @@ class _Server(ThreadingHTTPServer):
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow without DNS.
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
-        self.server_name, self.server_port = host, port
+        self.server_name, self.server_port = str(host), port  # an address: host is text
 
     def finish_request(self, request, client_address) -> None:
         # The handshake runs here, in the per-connection thread, so a slow or hostile
         # client cannot stall the accept loop.
-        request.settimeout(10)
+        sock = cast(socket.socket, request)  # a TCP server's request is its connection
+        sock.settimeout(10)
         try:
-            tls = self.ssl_context.wrap_socket(request, server_side=True)
+            tls = self.ssl_context.wrap_socket(sock, server_side=True)
         except (ssl.SSLError, OSError):
-            request.close()
+            sock.close()
             return
         try:
             self.RequestHandlerClass(tls, client_address, self)
@@ -78,7 +79,11 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "VCF-Simulator"
     sys_version = ""
     timeout = 30
-    server: _Server
+
+    @property
+    def sim(self) -> Simulator:
+        """The simulator of the _Server that made this handler."""
+        return cast(_Server, self.server).sim
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Requests are counted in Simulator.hits instead of being logged."""
@@ -147,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing -------------------------------------------------------------------------
 
     def _dispatch(self, method: str) -> None:
-        sim = self.server.sim
+        sim = self.sim
         parts = urlsplit(self.path)
         path = parts.path
         try:
@@ -167,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, response)
 
     def _apply_failure(self, failure: _Failure) -> bool:
-        sim = self.server.sim
+        sim = self.sim
         mode = failure.mode
         if mode == "500":
             message = failure.message or "Simulated server failure"
@@ -203,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(
         self, method: str, path: str, query: dict[str, list[str]], body: bytes
     ) -> tuple[int, Any]:
-        sim = self.server.sim
+        sim = self.sim
         if path == "/v1/tokens":
             if method != "POST":
                 return _not_allowed()
@@ -245,7 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
         return sim._installer(path)
 
     def _create_token(self, body: bytes) -> tuple[int, Any]:
-        sim = self.server.sim
+        sim = self.sim
         try:
             spec = json.loads(body)
         except (ValueError, UnicodeError):
@@ -262,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
         return sim.token_status, pair
 
     def _control(self, method: str, path: str, body: bytes) -> None:
-        sim = self.server.sim
+        sim = self.sim
         if not sim.control:
             self._send(404, _error("NOT_FOUND", "No such API"))
             return

@@ -423,7 +423,7 @@ class CredentialOperations:
             return _rejected("TASK_NOT_RETRYABLE", f"The task is {task.status}; only FAILED")
         if self._running() >= MAX_CONCURRENT:
             return _rejected("PASSWORD_MANAGEMENT_CONCURRENT_OPERATIONS_LIMIT", LIMIT_MESSAGE, 403)
-        again = [
+        again: list[tuple[dict[str, Any], str | None]] = [
             (self.inventory.by_id[item.credential_id], None)
             for item in task.items
             if item.subtask["status"] == "FAILED" and item.credential_id in self.inventory.by_id

@@ -15,6 +15,7 @@ from .. import audit
 from ..alerts import notifications
 from ..models import Endpoint, SyncRun
 from ..platform import clock
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 from .runs import STALE_SECONDS, _target, owner_id
 
@@ -32,12 +33,12 @@ def _fail_interrupted(condition, reason: str) -> int:
         )
     ).all()
     for run_id, environment_id, source, owner in candidates:
-        ended = db.session.execute(
+        ended = changed_rows(
             update(SyncRun)
             .where(SyncRun.id == run_id, SyncRun.state == "running", condition)
             .values(state="failed", phase="done", finished_at=now, error=reason)
         )
-        if ended.rowcount != 1:
+        if ended != 1:
             continue
         failed += 1
         db.session.execute(
@@ -61,15 +62,18 @@ def _fail_interrupted(condition, reason: str) -> int:
 def fail_stale_runs(stale_seconds: float | None = None) -> int:
     """Fail every running run whose owner stopped renewing its heartbeat; its source can
     sync again. A run whose owner is alive is never touched."""
-    if stale_seconds is None:
-        stale_seconds = current_app.config.get("SYNC_STALE_SECONDS", STALE_SECONDS)
-    limit = clock.now() - timedelta(seconds=stale_seconds)
+    seconds: float = (
+        stale_seconds
+        if stale_seconds is not None
+        else current_app.config.get("SYNC_STALE_SECONDS", STALE_SECONDS)
+    )
+    limit = clock.now() - timedelta(seconds=seconds)
     silent = or_(
         SyncRun.heartbeat_at < limit,
         SyncRun.heartbeat_at.is_(None)
         & or_(SyncRun.started_at < limit, SyncRun.started_at.is_(None)),
     )
-    reason = f"Interrupted: no sign of life from its process for {int(stale_seconds)} s."
+    reason = f"Interrupted: no sign of life from its process for {int(seconds)} s."
     return _fail_interrupted(silent, reason)
 
 

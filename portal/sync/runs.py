@@ -22,7 +22,8 @@ from ..environments.service import endpoint_settings
 from ..models import Endpoint, Environment, SyncRun
 from ..platform import clock, wakeup, writes
 from ..platform.clock import iso
-from ..platform.extensions import db
+from ..platform.database import changed_rows
+from ..platform.extensions import app_object, db
 from ..vcf import VcfError, client_for
 from .store import Counts, apply_fetch
 
@@ -114,7 +115,7 @@ def owner_id() -> str:
 
 def _claim(run_id: int) -> bool:
     now = clock.now()
-    result = db.session.execute(
+    claimed = changed_rows(
         update(SyncRun)
         .where(SyncRun.id == run_id, SyncRun.state == "queued")
         .values(
@@ -122,7 +123,7 @@ def _claim(run_id: int) -> bool:
         )
     )
     db.session.commit()
-    return result.rowcount == 1
+    return claimed == 1
 
 
 def _ours(run_id: int):
@@ -189,8 +190,8 @@ def _finish(
             count_unchanged=counts.unchanged,
             count_absent=counts.absent,
         )
-    ended = db.session.execute(update(SyncRun).where(*_ours(run.id)).values(**values))
-    if ended.rowcount != 1:
+    ended = changed_rows(update(SyncRun).where(*_ours(run.id)).values(**values))
+    if ended != 1:
         return False
     if endpoint is not None:
         endpoint.last_status = state
@@ -214,7 +215,7 @@ def execute_run(run_id: int, fetch=None) -> SyncRun | None:
     """
     if not _claim(run_id):
         return None
-    app = current_app._get_current_object()
+    app = app_object()
     with _Heartbeat(app, run_id):
         try:
             return _carry_out(run_id, fetch)
@@ -247,12 +248,20 @@ def _failure_reason(exc: BaseException) -> str:
     )
 
 
+def _claimed_run(run_id: int) -> SyncRun:
+    """A run this process claimed: it exists until its environment is deleted."""
+    run = db.session.get(SyncRun, run_id)
+    if run is None:
+        raise LookupError(f"sync run {run_id} no longer exists")
+    return run
+
+
 def _record_failure(app: Flask, run_id: int, reason: str) -> None:
     """Write the failure, retrying while the database refuses; else the heartbeat expires."""
     deadline = time.monotonic() + app.config.get("SYNC_RECORD_FAILURE_SECONDS", 30)
     while True:
         try:
-            run = db.session.get(SyncRun, run_id)
+            run = _claimed_run(run_id)
             endpoint = db.session.scalar(
                 select(Endpoint).where(
                     Endpoint.environment_id == run.environment_id, Endpoint.source == run.source
@@ -312,8 +321,8 @@ def _checkpoint(run_id: int) -> None:
     writes.let_others_write()
 
 
-def _carry_out(run_id: int, fetch) -> SyncRun:
-    run = db.session.get(SyncRun, run_id)
+def _carry_out(run_id: int, fetch) -> SyncRun | None:
+    run = _claimed_run(run_id)
     endpoint = db.session.scalar(
         select(Endpoint).where(
             Endpoint.environment_id == run.environment_id, Endpoint.source == run.source
@@ -342,7 +351,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun:
     except VcfError as exc:
         log.warning("sync %s failed: %s", target, audit.clean(exc))
         db.session.rollback()
-        run, endpoint = db.session.get(SyncRun, run_id), db.session.get(Endpoint, endpoint.id)
+        run, endpoint = _claimed_run(run_id), db.session.get(Endpoint, endpoint.id)
         _finish(run, endpoint, "failed", str(exc), None)
         audit.record(
             "sync.finish",
@@ -356,7 +365,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun:
     except Exception as exc:  # noqa: BLE001 - any bug must still end the run, not wedge it
         log.exception("sync %s crashed: %s", target, type(exc).__name__)
         db.session.rollback()
-        run, endpoint = db.session.get(SyncRun, run_id), db.session.get(Endpoint, endpoint.id)
+        run, endpoint = _claimed_run(run_id), db.session.get(Endpoint, endpoint.id)
         _finish(
             run, endpoint, "failed", f"Internal error ({type(exc).__name__}); see the log.", None
         )
@@ -378,7 +387,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun:
     except Exception as exc:
         db.session.rollback()
         log.exception("sync %s could not store: %s", target, type(exc).__name__)
-        run, endpoint = db.session.get(SyncRun, run_id), db.session.get(Endpoint, endpoint.id)
+        run, endpoint = _claimed_run(run_id), db.session.get(Endpoint, endpoint.id)
         if endpoint is not None:
             _finish(run, endpoint, "failed", _failure_reason(exc), None)
         else:

@@ -158,7 +158,7 @@ def apply_fetch(
             unchanged = item.password == stored
             if unchanged:
                 change["password_mac"] = mac
-        if not unchanged:
+        if not unchanged and item.password is not None:  # no password: counted unchanged
             change.update(
                 password_enc=data_cipher.encrypt(item.password, CREDENTIAL_PASSWORD),
                 password_mac=mac,
@@ -277,13 +277,20 @@ _NEW_COLUMNS = (
 )
 
 
+def _password(item: FetchedCredential) -> str:
+    """The password of a new item: those without one were skipped before."""
+    if item.password is None:
+        raise ValueError(f"{item.hostname} {item.username}: no password to store")
+    return item.password
+
+
 def _insert_new(environment_id: int, source: str, now, items: list[FetchedCredential]) -> None:
     # Core executemany in batches, then the new ids: much faster than ORM inserts with
     # RETURNING for thousands of rows.
     data_cipher = cipher()
     # Everything encrypted before the first INSERT: the write lock is then held only for the
     # statements themselves.
-    history = [data_cipher.encrypt(item.password, HISTORY_PASSWORD) for item in items]
+    history = [data_cipher.encrypt(_password(item), HISTORY_PASSWORD) for item in items]
     connection = db.session.connection()
     before = _max_credential_id(connection)
     for start in range(0, len(items), _BATCH):
@@ -298,8 +305,8 @@ def _insert_new(environment_id: int, source: str, now, items: list[FetchedCreden
                     item.username,
                     item.credential_type or "",
                     *_metadata(item),
-                    data_cipher.encrypt(item.password, CREDENTIAL_PASSWORD),
-                    data_cipher.mac(item.password, CREDENTIAL_PASSWORD_MAC),
+                    data_cipher.encrypt(_password(item), CREDENTIAL_PASSWORD),
+                    data_cipher.mac(_password(item), CREDENTIAL_PASSWORD_MAC),
                     True,
                     now,
                     now,

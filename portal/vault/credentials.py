@@ -63,9 +63,9 @@ class CredentialFilters(BaseModel):
     source: str | None = None
     status: Literal["present", "absent"] | None = None
     expiring_within: int | None = Field(
-        None, ge=0, le=3650, description="Expired, or expiring within this many days"
+        default=None, ge=0, le=3650, description="Expired, or expiring within this many days"
     )
-    sort: str = Field("hostname", description="A column name; a leading - sorts descending")
+    sort: str = Field(default="hostname", description="A column name; a leading - sorts descending")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -316,7 +316,7 @@ def count_matching(
 ) -> int:
     """How many credentials the filtered view holds (environments `within`)."""
     query = filtered_query(environment_id, filters, within)
-    return db.session.scalar(select(func.count()).select_from(query.subquery()))
+    return db.session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
 
 
 def reveal(cred: Credential) -> str | None:

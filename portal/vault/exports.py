@@ -6,7 +6,7 @@ import csv
 import io
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import BinaryIO
 
 import xlsxwriter
@@ -119,13 +119,13 @@ class _Reader:
 
 def csv_chunks(
     environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The CSV export (UTF-8 with BOM so spreadsheet programs detect the encoding), in pieces
     of about CHUNK bytes, written while the rows are read; iterable after the request."""
     return _csv(_Reader(environment_id, filters, within))
 
 
-def _csv(reader: _Reader) -> Iterator[bytes]:
+def _csv(reader: _Reader) -> Generator[bytes, None, None]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")
@@ -141,7 +141,7 @@ def _csv(reader: _Reader) -> Iterator[bytes]:
 
 def xlsx_chunks(
     environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
-) -> tuple[Iterator[bytes], int, int]:
+) -> tuple[Generator[bytes, None, None], int, int]:
     """The Excel export, written to a temporary file: its pieces, its size and its row count.
 
     Every cell is a text cell, never a formula. Passwords go in exactly as they are: a text
@@ -165,7 +165,7 @@ def xlsx_chunks(
     return pieces, size, count
 
 
-def _send(file: BinaryIO) -> Iterator[bytes]:
+def _send(file: BinaryIO) -> Generator[bytes, None, None]:
     try:
         yield b""
         while chunk := file.read(CHUNK):
@@ -218,7 +218,7 @@ def prepare(
     fmt: str,
     filters: CredentialFilters,
     within: set[int] | None = None,
-) -> tuple[Iterator[bytes], dict[str, str], int]:
+) -> tuple[Generator[bytes, None, None], dict[str, str], int]:
     """The body of a download (read as it is sent), its headers and its row count; across
     environments, only those `within` (None: all)."""
     env_id = environment.id if environment else None

@@ -6,6 +6,8 @@ Clients are not thread-safe: use one per thread (the sync engine creates one per
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 from .installer import InstallerClient, credentials_from_spec
 from .lifecycle import EXPIRATION_RESOURCE_TYPES, OPERATIONS
 from .manager import SddcManagerClient, parse_credential
@@ -43,6 +45,12 @@ __all__ = [
 ]
 
 
+@overload
+def client_for(source: Literal["manager"], settings: EndpointSettings) -> SddcManagerClient: ...
+@overload
+def client_for(source: Literal["installer"], settings: EndpointSettings) -> InstallerClient: ...
+@overload
+def client_for(source: str, settings: EndpointSettings) -> SddcManagerClient | InstallerClient: ...
 def client_for(source: str, settings: EndpointSettings) -> SddcManagerClient | InstallerClient:
     """Return the client for ``source`` ("manager" or "installer")."""
     if source == "manager":

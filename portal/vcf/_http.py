@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import warnings
-from typing import Any
+from typing import Any, TypeGuard
 
 import requests
 import urllib3
@@ -65,7 +65,7 @@ def token_lifetime(token: str, now: float | None = None) -> float:
     return UNKNOWN_LIFETIME_S
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -121,7 +121,14 @@ def retry_spec(task: dict[str, Any]) -> dict[str, Any]:
     elements: dict[tuple[str, str], dict[str, Any]] = {}
     for sub in failed:
         name, rtype, username = sub.get("resourceName"), sub.get("entityType"), sub.get("username")
-        if not all(isinstance(v, str) and v for v in (name, rtype, username)):
+        if not (
+            isinstance(name, str)
+            and name
+            and isinstance(rtype, str)
+            and rtype
+            and isinstance(username, str)
+            and username
+        ):
             continue
         credential: dict[str, Any] = {"username": username}
         if isinstance(sub.get("credentialType"), str):
@@ -161,8 +168,10 @@ def parse_expiration(body: Any, clean: Callable[[str], str]) -> ExpirationCheck:
     for element in elements:
         if not isinstance(element, dict) or not isinstance(element.get("id"), str):
             continue
-        resource = element.get("resource") if isinstance(element.get("resource"), dict) else {}
-        expiry = element.get("expiry") if isinstance(element.get("expiry"), dict) else {}
+        resource = element.get("resource")
+        resource = resource if isinstance(resource, dict) else {}
+        expiry = element.get("expiry")
+        expiry = expiry if isinstance(expiry, dict) else {}
         parsed.append(
             CredentialExpiry(
                 credential_id=element["id"],

@@ -253,7 +253,7 @@ class _Pages:
     def add(self, page: int, elements: list[Any], metadata: dict[str, Any] | None) -> None:
         """Check and parse one page."""
         page_ids = [
-            e.get("id") for e in elements if isinstance(e, dict) and isinstance(e.get("id"), str)
+            i for e in elements if isinstance(e, dict) and isinstance(i := e.get("id"), str)
         ]
         if page > 0 and page_ids and page_ids == self.previous_ids:
             raise VcfError(
@@ -317,7 +317,8 @@ def parse_credential(
         names = tuple(n for n in domain_names if isinstance(n, str) and n)
     if not names and isinstance(resource.get("domainName"), str) and resource["domainName"]:
         names = (resource["domainName"],)
-    expiry = element.get("expiry") if isinstance(element.get("expiry"), dict) else {}
+    expiry = element.get("expiry")
+    expiry = expiry if isinstance(expiry, dict) else {}
     policy = element.get("autoRotatePolicy")
     policy = policy if isinstance(policy, dict) else {}
     days = policy.get("frequencyInDays")

@@ -10,14 +10,16 @@ from markupsafe import Markup
 from ..access.guards import check_reauth_password, recent_sign_in
 from ..identity import passkeys, second_factor, tokens
 from ..identity.sessions import current_session, recently_authenticated
+from ..identity.users import actor
+from ..models import User
 from ..platform import transaction
 from ..platform.extensions import db
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 
-def _user():
-    return current_user._get_current_object()
+def _user() -> User:
+    return actor()
 
 
 def _page(status: int = 200, **extra):

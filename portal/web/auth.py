@@ -38,8 +38,10 @@ from ..identity.signin import (
     password_failure,
     release_check,
 )
+from ..identity.users import actor
 from ..models import User
 from ..platform import clock, transaction
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 from ..platform.security import (
     client_ip,
@@ -159,10 +161,10 @@ def _directory_sign_in(directory, username, password, attempt, again):
             right = server.password_ok(entry, password)
             if claimed is not None:
                 failures = release_check(claimed, right)
-                claimed = None
+                account, claimed = claimed, None
                 if not right and failures >= MAX_ACCOUNT_FAILURES:
-                    db.session.refresh(user)
-                    lock_account(user)
+                    db.session.refresh(account)
+                    lock_account(account)
             if not right:
                 return _refused(username, again, "failure", "ldap")
             found = server.describe(entry)
@@ -361,7 +363,7 @@ def change_password():
     checked_hash = current_user.password_hash  # the password the typed one is checked against
     if not verify_password(checked_hash, current):
         errors["current_password"] = "The current password is not correct."
-        if password_failure(current_user._get_current_object(), "user.password_change"):
+        if password_failure(actor(), "user.password_change"):
             end_session()
             flash(
                 f"Signed out: {MAX_ACCOUNT_FAILURES} wrong passwords locked the account "
@@ -380,10 +382,10 @@ def change_password():
         audit.record("user.password_change", current_user.username, outcome="failure")
         transaction.keep()
         return render_template("change_password.html", errors=errors), 400
-    user = current_user._get_current_object()
+    user = actor()
     # Compare and set: of parallel changes checked against the same password, one wins; the
     # others find it changed and say so, and never report a password that does not work.
-    changed = db.session.execute(
+    changed = changed_rows(
         update(User)
         .where(User.id == user.id, User.password_hash == checked_hash)
         .values(
@@ -392,7 +394,7 @@ def change_password():
             password_changed_at=clock.now(),
         )
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if changed != 1:
         db.session.rollback()
         errors["current_password"] = (

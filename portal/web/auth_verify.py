@@ -35,7 +35,9 @@ from .auth import _signed_in, bp
 
 def _pending_user() -> tuple[UserSession, User] | None:
     row = pending_session()
-    user = db.session.get(User, row.user_id) if row is not None else None
+    if row is None:
+        return None
+    user = db.session.get(User, row.user_id)
     if user is None or user.disabled:
         return None
     return row, user

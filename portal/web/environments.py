@@ -9,6 +9,7 @@ from sqlalchemy import select
 from ..access import grants, groups
 from ..access.guards import admin_required, environment_for, recent_sign_in
 from ..environments.service import LIMITS
+from ..identity.users import actor
 from ..models import LEVELS, SOURCES, User
 from ..platform.extensions import db
 from ..vault.credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
@@ -29,7 +30,7 @@ def new_environment():
 def view_environment(env_id: int):
     """Show one environment: source status, credentials table, password age."""
     env = environment_for(env_id, "view")
-    level = grants.level(current_user, env_id)
+    level = grants.level(actor(), env_id)
     configured = [s for s in SOURCES if any(e.source == s for e in env.endpoints)]
     access = None
     if current_user.is_admin:

@@ -26,7 +26,7 @@ def healthz():
     checks: dict[str, str] = {"database": database_status()}
     checks["data_key"] = "ok" if has_cipher() else "missing"
     healthy = all(value == "ok" for value in checks.values())
-    body = {"status": "ok" if healthy else "error", **checks}
+    body: dict[str, str | list[str]] = {"status": "ok" if healthy else "error", **checks}
     # Whether this node runs the scheduler (one node leads; the others stand by).
     body["scheduler"] = _role() if checks["database"] == "ok" else "unknown"
     if not healthy:

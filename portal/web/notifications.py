@@ -27,7 +27,7 @@ def _channel(channel_id: int) -> NotificationChannel:
 
 
 def _form() -> dict:
-    form = request.form.to_dict()
+    form: dict[str, str | list[str]] = dict(request.form.to_dict())
     form["events"] = request.form.getlist("events")
     return form
 

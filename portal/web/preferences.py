@@ -4,7 +4,7 @@ zone or in UTC."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from ..identity import users
 
@@ -15,7 +15,7 @@ bp = Blueprint("preferences", __name__)
 @login_required
 def preferences():
     """Show the preferences form."""
-    return render_template("preferences.html", preferences=users.preferences(current_user))
+    return render_template("preferences.html", preferences=users.preferences(users.actor()))
 
 
 @bp.post("/preferences")
@@ -31,6 +31,6 @@ def save_preferences():
             flash(f"Unknown value for {name}.", "error")
             return redirect(url_for("preferences.preferences"), 303)
         changes[name] = value
-    users.set_preferences(current_user, changes)
+    users.set_preferences(users.actor(), changes)
     flash("Preferences saved.", "info")
     return redirect(url_for("preferences.preferences"), 303)

@@ -26,10 +26,12 @@ from flask import (
 from flask_login import current_user
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
+from werkzeug.wrappers import Response as BaseResponse
 
 from .. import audit
 from ..access.guards import admin_required, recent_sign_in
 from ..identity import second_factor
+from ..identity.users import actor
 from ..platform import certs, clock, locks
 from ..platform.extensions import db
 from ..platform.http import parse_query
@@ -123,7 +125,7 @@ def _apply(cert_pem: bytes, key_pem: bytes, action: str, detail: str):
 
 def _install_checked(
     cert_pem: bytes, key_pem: bytes, chain_pem: bytes, action: str, how: str
-) -> tuple[Response, bool]:
+) -> tuple[BaseResponse, bool]:
     """Validate certificate, key and chain, then install them; a refusal is audited and
     shown. Returns the response and whether the pair was installed."""
     try:
@@ -330,7 +332,7 @@ def security():
             flash("Choose one of the listed policies.", "error")
             return render_template("settings_security.html", policy=second_factor.policy()), 400
         try:
-            second_factor.set_policy(value, current_user._get_current_object())
+            second_factor.set_policy(value, actor())
         except second_factor.FactorError as exc:
             db.session.rollback()
             flash(str(exc), "error")

@@ -46,10 +46,11 @@ def _settings_out(
 def _settings_in(options: type[BaseModel], secret: str, name: str) -> type[BaseModel]:
     """A change: any option (a missing one keeps its value), `enabled`, and the secret
     (write-only; missing or null keeps the stored one, "" removes it)."""
-    fields: dict[str, Any] = {
-        field: (info.annotation | None, Field(None, description=info.description))
-        for field, info in options.model_fields.items()
-    }
+    fields: dict[str, Any] = {}
+    for field, info in options.model_fields.items():
+        # A type, for every field the options model declares (pydantic types it as optional).
+        annotation: Any = info.annotation
+        fields[field] = (annotation | None, Field(None, description=info.description))
     fields["enabled"] = (bool | None, Field(None, description="Turned on only when complete"))
     fields[secret] = (
         str | None,

@@ -212,7 +212,8 @@ def apply_groups(user: User, names: list[str]) -> list[str]:
     before = sorted(g.name for g in user.groups if g.source == user.source)
     keep = [g for g in user.groups if g.source != user.source]
     matched = matching(user.source, names)
-    user.groups = sorted(keep + matched, key=lambda g: g.name)
+    groups = sorted(keep + matched, key=lambda g: g.name)
+    user.groups = groups
     after = sorted(g.name for g in matched)
     if before != after:
         audit.record(
@@ -226,7 +227,7 @@ def apply_groups(user: User, names: list[str]) -> list[str]:
             },
         )
     user.directory_checked_at = clock.now()
-    return [g.name for g in user.groups]
+    return [g.name for g in groups]
 
 
 def sign_in_details(user: User, names: list[str] | None = None) -> dict:

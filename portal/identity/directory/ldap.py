@@ -15,6 +15,7 @@ import re
 import ssl
 import uuid
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import urlsplit
 
 from ldap3 import ANONYMOUS, BASE, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
@@ -79,12 +80,15 @@ def _open(options: LdapOptions, url: str, dn: str | None, password: str | None) 
     Raises ldap3's exceptions for network and TLS failures; a refused bind answers a
     Connection whose `bound` is False."""
     parts = urlsplit(url)
+    host = parts.hostname
+    if host is None:  # LdapOptions keeps no URL without a host
+        raise ValueError(f"{url}: no host")
     secure = parts.scheme == "ldaps"
     server = Server(
-        parts.hostname,
+        host,
         port=parts.port or (636 if secure else 389),
         use_ssl=secure,
-        tls=_tls(options, parts.hostname),
+        tls=_tls(options, host),
         get_info=NONE,
         connect_timeout=options.timeout_seconds,
     )
@@ -241,7 +245,12 @@ class Directory:
         _close(self.connection)
 
     def _search(
-        self, base: str, query: str, attributes: list[str], limit: int, scope=SUBTREE
+        self,
+        base: str,
+        query: str,
+        attributes: list[str],
+        limit: int,
+        scope: Literal["BASE", "LEVEL", "SUBTREE"] = SUBTREE,
     ) -> list[dict]:
         try:
             self.connection.search(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Literal
+from typing import Any, Generic, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -275,14 +275,20 @@ class OidcOptions(BaseModel):
         return [name for name in ("issuer", "client_id") if not getattr(self, name)]
 
 
-MODELS: dict[str, type[BaseModel]] = {"ldap": LdapOptions, "oidc": OidcOptions}
+MODELS: dict[str, type[LdapOptions] | type[OidcOptions]] = {
+    "ldap": LdapOptions,
+    "oidc": OidcOptions,
+}
 SECRET_NAMES = {"ldap": "bind_password", "oidc": "client_secret"}
 
 
-def _stored_options(kind: str, row: SignInProvider | None):
+# The options model of a Provider: LdapOptions or OidcOptions.
+Options = TypeVar("Options", bound=BaseModel)
+
+
+def _stored_options(model: type[Options], row: SignInProvider | None) -> Options | None:
     """The stored options, without any this version does not know; None when they are not
     valid (so that a changed option never takes the sign-in page down)."""
-    model = MODELS[kind]
     if row is None:
         return model()
     try:
@@ -293,17 +299,17 @@ def _stored_options(kind: str, row: SignInProvider | None):
         return None
 
 
-class Provider:
-    """One provider's stored settings, read once per use."""
+class Provider(Generic[Options]):
+    """One provider's stored settings, read once per use; `model` is the kind's options model."""
 
-    def __init__(self, kind: str, row: SignInProvider | None):
+    def __init__(self, kind: str, row: SignInProvider | None, model: type[Options]):
         self.kind = kind
         self.enabled = bool(row and row.enabled)
-        self.options = _stored_options(kind, row)
-        if row is not None and self.options is None:  # written by another version
+        stored = _stored_options(model, row)
+        if row is not None and stored is None:  # written by another version
             log.error("the stored %s settings are not valid here: %s sign-in is off", kind, kind)
             self.enabled = False
-        self.options = self.options or MODELS[kind]()
+        self.options: Options = stored or model()
         self._secret_enc = row.secret_enc if row is not None else None
         self.updated_at = row.updated_at if row is not None else None
         self.updated_by = row.updated_by if row is not None else None
@@ -328,25 +334,38 @@ class Provider:
             "updated_at": self.updated_at,
             "updated_by": self.updated_by,
         }
-        if self.kind == "ldap":
+        options = self.options
+        if isinstance(options, LdapOptions):  # the kind "ldap"
             # An empty option means the flavour's default: say which value is in use.
-            flavour = FLAVOURS[self.options.flavor]
-            answer["in_use"] = {name: self.options.effective(name) for name in flavour}
+            flavour = FLAVOURS[options.flavor]
+            answer["in_use"] = {name: options.effective(name) for name in flavour}
         return answer
 
 
-def load(kind: str) -> Provider:
+@overload
+def load(kind: Literal["ldap"]) -> Provider[LdapOptions]: ...
+@overload
+def load(kind: Literal["oidc"]) -> Provider[OidcOptions]: ...
+@overload
+def load(kind: str) -> Provider[LdapOptions] | Provider[OidcOptions]: ...
+def load(kind: str) -> Provider[Any]:
     """The stored settings of `kind` ("ldap" or "oidc"); defaults when never saved."""
-    return Provider(kind, db.session.get(SignInProvider, kind))
+    return Provider(kind, db.session.get(SignInProvider, kind), MODELS[kind])
 
 
-def enabled(kind: str) -> Provider | None:
+@overload
+def enabled(kind: Literal["ldap"]) -> Provider[LdapOptions] | None: ...
+@overload
+def enabled(kind: Literal["oidc"]) -> Provider[OidcOptions] | None: ...
+@overload
+def enabled(kind: str) -> Provider[LdapOptions] | Provider[OidcOptions] | None: ...
+def enabled(kind: str) -> Provider[Any] | None:
     """The provider's settings when it is turned on, else None."""
     provider = load(kind)
     return provider if provider.enabled else None
 
 
-def _describe(provider: Provider) -> dict:
+def _describe(provider: Provider[Any]) -> dict:
     options = provider.options.model_dump()
     options.pop("ca_bundle", None)
     shown = {
@@ -356,7 +375,7 @@ def _describe(provider: Provider) -> dict:
     return {"enabled": provider.enabled, **shown, "secret_set": provider.has_secret}
 
 
-def save(kind: str, changes: dict, actor: str) -> Provider:
+def save(kind: str, changes: dict, actor: str) -> Provider[LdapOptions] | Provider[OidcOptions]:
     """Validate and store new settings; `changes` may hold any option, `enabled` and the
     secret (absent or None: keep; "": remove). Audited with the values before and after,
     never the secret. Raises OptionsError."""
