@@ -44,6 +44,8 @@ echo "== ruff format --check"
 .venv/bin/ruff format --check .
 echo "== lint-imports (the layers in pyproject.toml)"
 .venv/bin/lint-imports --no-cache
+echo "== pyright (basic, portal/)"
+.venv/bin/pyright
 if [ "$fast" = 1 ]; then
   echo "== pytest (fast: no process, no browser, no PostgreSQL)"
   # Twice as many workers as cores: many of these tests wait on a socket or a timer.

@@ -34,18 +34,19 @@ class ChannelError(Exception):
         self.field = field_name
 
 
-def _text(limit: int):
-    def check(value: Any) -> str:
-        text = str(value or "").strip()
-        if len(text) > limit or any(not ch.isprintable() for ch in text):
-            raise ValueError(f"At most {limit} printable characters.")
-        return text
+def _printable(value: Any, limit: int) -> str:
+    text = str(value or "").strip()
+    if len(text) > limit or any(not ch.isprintable() for ch in text):
+        raise ValueError(f"At most {limit} printable characters.")
+    return text
 
-    return BeforeValidator(check)
+
+def _text(limit: int):
+    return BeforeValidator(lambda value: _printable(value, limit))
 
 
 def _name(value: Any) -> str:
-    name = _text(64).func(value)
+    name = _printable(value, 64)
     if not name:
         raise ValueError("Give the channel a name.")
     return name
