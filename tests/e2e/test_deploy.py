@@ -183,7 +183,7 @@ def test_install_lays_out_code_data_config_and_unit(deployment):
 
     code = deployment.path(CODE)
     assert deployment.marker() == "v1"
-    assert (code / "app.py").is_file() and (code / "portal" / "certs.py").is_file()
+    assert (code / "app.py").is_file() and (code / "portal" / "platform" / "certs.py").is_file()
     assert (code / "deploy" / "update.sh").is_file()
     for absent in ("tests", ".git", "instance", "logs", "ssl"):
         assert not (code / absent).exists(), absent
