@@ -44,13 +44,13 @@ echo "== ruff format --check"
 .venv/bin/ruff format --check .
 echo "== lint-imports (the layers in pyproject.toml)"
 .venv/bin/lint-imports --no-cache
-echo "== pyright (basic, portal/)"
-.venv/bin/pyright
 if [ "$fast" = 1 ]; then
   echo "== pytest (fast: no process, no browser, no PostgreSQL)"
   # Twice as many workers as cores: many of these tests wait on a socket or a timer.
   exec .venv/bin/python -m pytest -m "not e2e and not slow" -n "$(( $(nproc) * 2 ))" "$@"
 fi
+echo "== pyright (basic, portal/)"
+.venv/bin/pyright
 if [ "$#" -eq 0 ]; then
   # The whole run: coverage of portal/ and its gate (fail_under in pyproject.toml).
   echo "== pytest (with the coverage gate of pyproject.toml)"
