@@ -55,7 +55,10 @@ def _verify(portal: Portal, code: str):
 
 @pytest.fixture
 def enrolled(app, readonly):
-    """bob (read-only) with a confirmed authenticator app: (secret, recovery codes)."""
+    """bob (read-only) with a confirmed authenticator app: (secret, recovery codes). The clock
+    is held 5 s into a TOTP step, so a test's code of "now" is the one the confirmation used
+    and a test's step forward is a step the confirmation did not use."""
+    clock.offset = _mid_step(timedelta(0))
     return _enrol(readonly)
 
 
@@ -97,7 +100,7 @@ def test_sign_in_asks_for_the_code_and_nothing_answers_before_it(app, enrolled):
     assert _verify(portal, _code(secret)).status_code == 401
     assert _audit(app, "auth.second_factor", "replayed") == 1
     assert _audit(app, "auth.second_factor", "failure") == 0
-    clock.offset = timedelta(seconds=30)
+    clock.offset += timedelta(seconds=30)
     done = _verify(portal, _code(secret))
     assert done.status_code == 302 and done.headers["Location"] == "/"
     assert portal.client.get("/api/v1/me").json["username"] == "bob"
@@ -121,7 +124,7 @@ def test_the_step_expires_after_five_minutes(app, enrolled):
     secret, _ = enrolled
     portal = Portal(client_for(app))
     portal.login("bob")
-    clock.offset = timedelta(minutes=5, seconds=31)
+    clock.offset += timedelta(minutes=5, seconds=31)
     expired = _verify(portal, _code(secret))
     assert expired.status_code == 302 and expired.headers["Location"].startswith("/login")
     assert portal.client.get("/api/v1/me").status_code == 401
@@ -136,7 +139,7 @@ def test_wrong_codes_lock_the_account_like_wrong_passwords(app, enrolled):
     locked = _verify(portal, "123456")
     assert locked.status_code == 302 and locked.headers["Location"].startswith("/login")
     assert _audit(app, "auth.lockout", "failure") == 1
-    clock.offset = timedelta(seconds=60)
+    clock.offset += timedelta(seconds=60)
     assert Portal(client_for(app)).login("bob").status_code == 401  # locked, password right
 
 
@@ -333,7 +336,7 @@ def test_parallel_sign_ins_with_one_right_code_count_no_wrong_code(app, enrolled
     from concurrent.futures import ThreadPoolExecutor
 
     secret, _ = enrolled
-    clock.offset = timedelta(seconds=30)  # a step the confirmation did not use
+    clock.offset += timedelta(seconds=30)  # a step the confirmation did not use
     portals = [Portal(client_for(app)) for _ in range(10)]
     for portal in portals:
         assert portal.login("bob").status_code == 302
