@@ -35,8 +35,21 @@ if [ "$fast" = 0 ] && { [ ! -x .venv-tls-scan/bin/sslyze ] || [ "$(cat "$scan_st
   echo "$scan_want" > "$scan_stamp"
 fi
 
-echo "== pip-audit (known vulnerabilities of the installed requirements)"
-.venv/bin/python tools/audit_dependencies.py
+# Compiled modules (and pytest's rewritten test modules) are kept between runs, in the
+# virtual environment rather than beside the sources, even where the shell turns them off:
+# every test worker and every server a test starts would compile them again.
+unset PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX="$PWD/.venv/pycache"
+
+if [ "$fast" = 1 ]; then
+  # It waits on PyPI, not on the processor: it runs beside the tests and reports after them.
+  audit_log=$(mktemp)
+  .venv/bin/python tools/audit_dependencies.py >"$audit_log" 2>&1 &
+  audit_pid=$!
+else
+  echo "== pip-audit (known vulnerabilities of the installed requirements)"
+  .venv/bin/python tools/audit_dependencies.py
+fi
 
 echo "== ruff check"
 .venv/bin/ruff check .
@@ -47,7 +60,15 @@ echo "== lint-imports (the layers in pyproject.toml)"
 if [ "$fast" = 1 ]; then
   echo "== pytest (fast: no process, no browser, no PostgreSQL)"
   # Twice as many workers as cores: many of these tests wait on a socket or a timer.
-  exec .venv/bin/python -m pytest -m "not e2e and not slow" -n "$(( $(nproc) * 2 ))" "$@"
+  status=0
+  .venv/bin/python -m pytest -m "not e2e and not slow" -n "$(( $(nproc) * 2 ))" "$@" || status=$?
+  echo "== pip-audit (known vulnerabilities of the installed requirements)"
+  audit_status=0
+  wait "$audit_pid" || audit_status=$?
+  cat "$audit_log"
+  rm -f "$audit_log"
+  [ "$status" = 0 ] || exit "$status"
+  exit "$audit_status"
 fi
 echo "== pyright (basic, portal/)"
 .venv/bin/pyright

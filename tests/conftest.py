@@ -39,17 +39,31 @@ UNIT_PATHS = [
         TESTS / "web" / f"test_{name}.py"
         for name in (
             "audit",
+            "auth",
             "groups_and_access",
             "metrics",
             "pages",
             "preferences",
+            "second_factor",
+            "settings",
             "sign_in_settings",
             "tokens_page",
         )
     ),
     *(
         TESTS / f"test_{name}.py"
-        for name in ("channel_forms", "credentials", "recent_sign_in", "refusals", "urls", "users")
+        for name in (
+            "access",
+            "channel_forms",
+            "credentials",
+            "errors",
+            "grants",
+            "http",
+            "recent_sign_in",
+            "refusals",
+            "urls",
+            "users",
+        )
     ),
 ]
 

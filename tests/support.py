@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -85,6 +86,25 @@ def make_app(tmp_path, **env):
     return _build_app(tmp_path, env)
 
 
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """Templates compiled once per test process and shared by its portals (a bucket's key is
+    the template's name and a checksum of its source, so a changed template compiles anew)."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        compiled = self._compiled.get(bucket.key)
+        if compiled is not None:
+            bucket.bytecode_from_string(compiled)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED_TEMPLATES = _CompiledTemplates()
+
+
 def _build_app(tmp_path, env):
     environ = {
         "PORTAL_DATA_DIR": str(tmp_path / "data"),
@@ -96,6 +116,7 @@ def _build_app(tmp_path, env):
     # Retries keep their number, not their wait: a failing sync is retried in milliseconds.
     test_config = {"TESTING": True, "PASSWORD_HASH_METHOD": FAST_HASH, "VCF_RETRY_BACKOFF": 0.01}
     app = create_app(test_config, load_settings(environ))
+    app.jinja_env.bytecode_cache = _COMPILED_TEMPLATES
     initialize(app)
     return app
 

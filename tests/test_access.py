@@ -255,6 +255,7 @@ def _run_matrix(app, portal, username, role, level, ids):
 
 
 @pytest.mark.parametrize("role", ["anon", "member", "auditor", "readonly", "admin"])
+@pytest.mark.own_database  # syncs, exports and backups on connections of their own
 def test_route_matrix(request, app, lab, role):
     """Each global role on an environment it has no grant for (its role's level only)."""
     from support import Portal, client_for
@@ -266,6 +267,7 @@ def test_route_matrix(request, app, lab, role):
 
 
 @pytest.mark.parametrize("level", ["view", "reveal", "manage"])
+@pytest.mark.own_database  # syncs, exports and backups on connections of their own
 def test_route_matrix_by_grant(app, lab, level):
     """A member with a grant at each level on the environment."""
     from support import Portal, client_for

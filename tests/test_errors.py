@@ -45,6 +45,7 @@ def credential_id(app):
         return cred.id
 
 
+@pytest.mark.own_database  # locks the database from another connection
 def test_locked_database_answers_503_quickly(app, anon, admin, credential_id):
     app.config["SQLITE_WEB_BUSY_TIMEOUT_MS"] = 300
     csrf = admin.csrf_token_for_session()

@@ -108,6 +108,7 @@ def test_view_level_never_reveals_or_exports(app, admin, two):
     assert erin.api("POST", f"/api/v1/environments/{two['sfo']}/sync").status_code == 403
 
 
+@pytest.mark.own_database  # an export reads on a connection of its own
 def test_export_across_environments_holds_only_revealable_ones(app, admin, two):
     _put_grants(admin, two["sfo"], [{"subject": "user:erin", "level": "reveal"}])
     _put_grants(admin, two["lax"], [{"subject": "user:erin", "level": "view"}])

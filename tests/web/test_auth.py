@@ -226,12 +226,14 @@ def test_trace_refused(anon):
     assert anon.client.open("/", method="TRACE").status_code == 405
 
 
+@pytest.mark.own_database  # the health check opens connections of its own
 def test_healthz(anon):
     response = anon.client.get("/healthz")
     assert response.status_code == 200
     assert response.json["status"] == "ok" and response.json["database"] == "ok"
 
 
+@pytest.mark.own_database  # threads on connections of their own
 def test_healthz_reports_broken_database(app, anon, tmp_path):
     with app.app_context():
         db.engine.dispose()
@@ -259,6 +261,7 @@ def _wrong_guess(app, i: int) -> int:
     ).status_code
 
 
+@pytest.mark.own_database  # threads on connections of their own
 def test_parallel_guesses_are_bounded(app):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -278,6 +281,7 @@ def test_parallel_guesses_are_bounded(app):
     assert _audit(app, "auth.lockout")
 
 
+@pytest.mark.own_database  # threads on connections of their own
 def test_parallel_correct_sign_ins_do_not_lock_the_account(app):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -310,6 +314,7 @@ def test_refusals_do_not_tell_whether_an_account_exists_or_is_locked(app):
         assert "locked" not in response.get_data(as_text=True).replace(escape(REFUSED), "")
 
 
+@pytest.mark.own_database  # threads on connections of their own
 def test_parallel_guesses_per_address_are_bounded(app):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -384,6 +389,7 @@ def test_a_refused_sign_in_keeps_the_user_name_escaped_and_never_the_password(an
     assert 'value=""' in fresh and 'name="username" value="" required autofocus' in fresh
 
 
+@pytest.mark.own_database  # threads on connections of their own
 def test_one_lockout_is_one_record(app):
     """Parallel wrong passwords lock the account once per window: one audit record (which
     the metric counts) and one alert, however the requests interleave."""
@@ -403,6 +409,7 @@ def test_one_lockout_is_one_record(app):
     assert len(_audit(app, "auth.lockout")) == 4
 
 
+@pytest.mark.own_database  # threads on connections of their own
 def test_parallel_password_changes_exactly_one_wins(app):
     """Six windows change one password at once: one succeeds, the others say it changed
     meanwhile (or find their session ended by the winner); only the winner's works."""

@@ -291,6 +291,7 @@ def test_the_security_page_sets_up_an_app_with_a_qr_code_drawn_here(app, readonl
     assert "10 unused recovery codes" in security and secret not in security
 
 
+@pytest.mark.own_database  # reads the database file
 def test_totp_secrets_and_recovery_codes_are_never_stored_or_logged_in_clear(
     tmp_path, app, readonly, enrolled
 ):
@@ -331,6 +332,7 @@ def test_an_admin_without_a_factor_cannot_require_one_of_themselves(app, admin):
     )
 
 
+@pytest.mark.own_database  # threads on connections of their own
 def test_parallel_sign_ins_with_one_right_code_count_no_wrong_code(app, enrolled):
     import threading
     from concurrent.futures import ThreadPoolExecutor

@@ -140,6 +140,7 @@ def test_csr_then_accept_signed(ssl_app, admin, tmp_path):
     assert not (tmp_path / "ssl" / "pending-key.pem").exists()
 
 
+@pytest.mark.own_database  # files of its own data directory
 def test_generate_self_signed_and_reload_signal(ssl_app, admin, tmp_path, monkeypatch):
     sent = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
@@ -154,6 +155,7 @@ def test_generate_self_signed_and_reload_signal(ssl_app, admin, tmp_path, monkey
     assert sent[-1] == (4242, signal.SIGHUP)
 
 
+@pytest.mark.own_database  # files of its own data directory
 def test_logs_only_from_the_log_directory(app, admin, tmp_path):
     (tmp_path / "logs").mkdir(exist_ok=True)
     log = tmp_path / "logs" / "portal.log"
