@@ -6,9 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ...environments.service import (
-    MAX_PASSWORD,
-)
+from ...environments.endpoints import MAX_PASSWORD
 from ...identity.directory.options import MAX_SECRET, LdapOptions, OidcOptions
 from .common import Timestamp
 
