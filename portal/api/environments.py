@@ -9,7 +9,7 @@ from sqlalchemy import select
 from .. import audit, sync
 from ..access import grants, ratelimit
 from ..access.guards import admin_required, environment_for, visible_ids
-from ..environments import service
+from ..environments import endpoints, service
 from ..environments.service import ValidationError
 from ..identity.users import actor
 from ..models import Endpoint
@@ -98,7 +98,7 @@ def test_connection(body: dict):
     new environment admins only; for a stored one the manage level on it."""
     if grants.visible_environment_ids(actor(), "manage") == set():
         abort(403, description="Testing a connection needs the manage level.")
-    # The model checks source and environment_id; the service checks the endpoint fields.
+    # The model checks source and environment_id; the source's endpoint form the rest.
     choice = validated(s.ConnectionTestIn, {k: body.get(k) for k in ("source", "environment_id")})
     source = choice.source
     stored: Endpoint | None = None
@@ -116,10 +116,10 @@ def test_connection(body: dict):
     errors: dict[str, str] = {}
     # Parsed as new settings: nothing is taken from the stored endpoint but its password,
     # and that only when host, port, account and TLS trust are exactly the saved ones.
-    values = service.parse_endpoint(body, source, source, None, errors, password_required=False)
+    values = endpoints.parse_endpoint(body, source, source, None, errors, password_required=False)
     if errors or values is None:  # None comes with an error
         raise ValidationError(errors)
-    password = values.get("password") or service.stored_password_for(stored, values)
+    password = values.get("password") or endpoints.stored_password_for(stored, values)
     if not password:
         raise ValidationError({f"{source}.password": "Enter the password to test these settings."})
     result = vcf_test_connection(source, service.endpoint_settings(values, password))

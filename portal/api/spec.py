@@ -79,7 +79,11 @@ class Operation:
 
 
 def _field_errors(exc: ModelError) -> dict[str, str]:
-    return {".".join(str(part) for part in e["loc"]): e["msg"] for e in exc.errors()}
+    # A validator's own message, without the "Value error, " pydantic puts before it.
+    return {
+        ".".join(str(part) for part in e["loc"]): e["msg"].removeprefix("Value error, ")
+        for e in exc.errors()
+    }
 
 
 def validated(model: type[M], data: Any) -> M:

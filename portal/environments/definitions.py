@@ -10,20 +10,11 @@ from ..models import SOURCES, Environment
 from ..platform import clock
 from ..platform.crypto import ENDPOINT_PASSWORD, cipher
 from ..platform.extensions import db
+from .endpoints import ENDPOINT_FIELDS
 from .service import ValidationError, save_environment
 
 FORMAT = "vcf-credential-portal/environments"
 VERSION = 1
-_FIELDS = (
-    "host",
-    "port",
-    "username",
-    "verify_tls",
-    "ca_pem",
-    "pinned_sha256",
-    "sync_enabled",
-    "sync_interval_minutes",
-)
 
 
 def export_document(include_passwords: bool) -> dict:
@@ -37,7 +28,7 @@ def export_document(include_passwords: bool) -> dict:
             "installer": None,
         }
         for endpoint in env.endpoints:
-            block = {field: getattr(endpoint, field) for field in _FIELDS}
+            block = {field: getattr(endpoint, field) for field in ENDPOINT_FIELDS}
             if include_passwords:
                 block["password"] = cipher().decrypt(endpoint.password_enc, ENDPOINT_PASSWORD)
             item[endpoint.source] = block

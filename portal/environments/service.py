@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from typing import Any
 
-from cryptography import x509
 from flask import abort, current_app
 from sqlalchemy import func, select, update
 
@@ -15,17 +12,22 @@ from ..platform import clock
 from ..platform.clock import iso
 from ..platform.crypto import ENDPOINT_PASSWORD, cipher
 from ..platform.extensions import db
-from ..vcf import EndpointSettings, format_fingerprint, normalize_fingerprint
+from ..vcf import EndpointSettings, format_fingerprint
+from .endpoints import (
+    MAX_HOST,
+    MAX_INTERVAL,
+    MAX_PASSWORD,
+    MAX_PORT,
+    MAX_USERNAME,
+    MIN_INTERVAL,
+    MIN_PORT,
+    parse_endpoint,
+)
 
 # The limits of environment fields, written once: the service checks them, the API models
-# and the form describe them.
+# and the form describe them (an endpoint's in .endpoints, with their rules).
 MAX_NAME = 128
 MAX_DESCRIPTION = 2000
-MAX_HOST = 253  # a DNS name
-MAX_USERNAME = 255
-MAX_PASSWORD = 512
-MIN_PORT, MAX_PORT = 1, 65535
-MIN_INTERVAL, MAX_INTERVAL = 5, 1440
 LIMITS = {
     "name": MAX_NAME,
     "description": MAX_DESCRIPTION,
@@ -35,13 +37,6 @@ LIMITS = {
     "port": (MIN_PORT, MAX_PORT),
     "sync_interval_minutes": (MIN_INTERVAL, MAX_INTERVAL),
 }
-
-HOST_RE = re.compile(
-    rf"^(?=.{{1,{MAX_HOST}}}$)"
-    r"([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
-DEFAULT_INTERVAL = {"manager": 60, "installer": 60}
-DEFAULT_ENABLED = {"manager": True, "installer": False}
 
 
 class ValidationError(Exception):
@@ -58,151 +53,6 @@ def environment_or_404(env_id: int) -> Environment:
     if env is None:
         abort(404, description="No such environment.")
     return env
-
-
-def _as_bool(value: Any, field: str, errors: dict, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "on", "off"):
-        return value.lower() in ("true", "1", "on")
-    errors[field] = "Expected true or false."
-    return default
-
-
-def _as_int(value: Any, field: str, errors: dict, default: int, low: int, high: int) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-        if isinstance(value, float) and value != number:
-            raise ValueError
-    except (TypeError, ValueError):
-        errors[field] = "Expected a whole number."
-        return default
-    if not low <= number <= high:
-        errors[field] = f"Must be between {low} and {high}."
-    return number
-
-
-def validate_ca_pem(text: str) -> str:
-    """Return the PEM bundle normalised; ValueError when it holds no certificate."""
-    try:
-        certs = x509.load_pem_x509_certificates(text.encode())
-    except ValueError:
-        raise ValueError("Not a PEM certificate bundle.") from None
-    if not certs:
-        raise ValueError("Not a PEM certificate bundle.")
-    return text.strip() + "\n"
-
-
-def _is_ipv6(host: str) -> bool:
-    # A strict parse: a loose pattern let "::::" through to the URL builder, which fails.
-    try:
-        address = ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    return address.scope_id is None
-
-
-def parse_endpoint(
-    data: Any,
-    source: str,
-    prefix: str,
-    existing: Endpoint | None,
-    errors: dict,
-    password_required: bool = True,
-) -> dict | None:
-    """Validate one ENDPOINT object; returns clean values (password None = keep stored)."""
-    if not isinstance(data, dict):
-        errors[prefix] = "Expected an object."
-        return None
-    clean: dict[str, Any] = {}
-    host = data.get("host", existing.host if existing else None)
-    host = host.strip() if isinstance(host, str) else host
-    if not isinstance(host, str) or not (HOST_RE.match(host) or _is_ipv6(host)):
-        errors[f"{prefix}.host"] = "Enter a host name or IP address."
-    clean["host"] = host
-    clean["port"] = _as_int(
-        data.get("port"),
-        f"{prefix}.port",
-        errors,
-        existing.port if existing else 443,
-        MIN_PORT,
-        MAX_PORT,
-    )
-    username = data.get("username", existing.username if existing else None)
-    if not isinstance(username, str) or not username.strip() or len(username) > MAX_USERNAME:
-        errors[f"{prefix}.username"] = (
-            f"Enter the service account (at most {MAX_USERNAME} characters)."
-        )
-    clean["username"] = username.strip() if isinstance(username, str) else username
-    password = data.get("password")
-    if password is not None and not isinstance(password, str):
-        errors[f"{prefix}.password"] = "Expected text."
-    elif password:
-        if len(password) > MAX_PASSWORD:
-            errors[f"{prefix}.password"] = f"At most {MAX_PASSWORD} characters."
-        clean["password"] = password
-    elif existing is None and password_required:
-        errors[f"{prefix}.password"] = "Enter the service account's password."
-    clean["verify_tls"] = _as_bool(
-        data.get("verify_tls"),
-        f"{prefix}.verify_tls",
-        errors,
-        existing.verify_tls if existing else True,
-    )
-    ca_pem = data.get("ca_pem", existing.ca_pem if existing else None)
-    if ca_pem:
-        try:
-            ca_pem = validate_ca_pem(str(ca_pem))
-        except ValueError as exc:
-            errors[f"{prefix}.ca_pem"] = str(exc)
-    clean["ca_pem"] = ca_pem or None
-    pin = data.get("pinned_sha256", existing.pinned_sha256 if existing else None)
-    if pin:
-        try:
-            pin = normalize_fingerprint(str(pin))
-        except ValueError:
-            errors[f"{prefix}.pinned_sha256"] = "Expected a SHA-256 fingerprint (64 hex digits)."
-    clean["pinned_sha256"] = pin or None
-    clean["sync_enabled"] = _as_bool(
-        data.get("sync_enabled"),
-        f"{prefix}.sync_enabled",
-        errors,
-        existing.sync_enabled if existing else DEFAULT_ENABLED[source],
-    )
-    clean["sync_interval_minutes"] = _as_int(
-        data.get("sync_interval_minutes"),
-        f"{prefix}.sync_interval_minutes",
-        errors,
-        existing.sync_interval_minutes if existing else DEFAULT_INTERVAL[source],
-        MIN_INTERVAL,
-        MAX_INTERVAL,
-    )
-    if existing is not None and "password" not in clean and _destination_changed(existing, clean):
-        # The stored password goes only where it was saved for: a new host, port, account or
-        # TLS trust needs the password typed again (or supplied in the imported definition).
-        errors[f"{prefix}.password"] = (
-            "Enter the password again: the host, port, account or TLS settings changed."
-        )
-    return clean
-
-
-DESTINATION_FIELDS = ("host", "port", "username", "verify_tls", "ca_pem", "pinned_sha256")
-
-
-def _destination_changed(existing: Endpoint, values: dict) -> bool:
-    """Whether values would send the endpoint's credentials anywhere else than saved."""
-    return any(getattr(existing, name) != values.get(name) for name in DESTINATION_FIELDS)
-
-
-def stored_password_for(existing: Endpoint | None, values: dict) -> str | None:
-    """The stored password, only when values point exactly where it was saved for."""
-    if existing is None or _destination_changed(existing, values):
-        return None
-    return cipher().decrypt(existing.password_enc, ENDPOINT_PASSWORD)
 
 
 def _apply_endpoint(env: Environment, source: str, values: dict) -> Endpoint:

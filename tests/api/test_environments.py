@@ -8,17 +8,16 @@ from sqlalchemy import func, select
 from support import create_env, endpoint_body, run_sync
 
 from portal.access import ratelimit
-from portal.environments.service import (
-    MAX_DESCRIPTION,
+from portal.environments.endpoints import (
     MAX_HOST,
     MAX_INTERVAL,
-    MAX_NAME,
     MAX_PASSWORD,
     MAX_PORT,
     MAX_USERNAME,
     MIN_INTERVAL,
     MIN_PORT,
 )
+from portal.environments.service import MAX_DESCRIPTION, MAX_NAME
 from portal.models import AuditEvent, Credential, Endpoint, PasswordHistory, SyncRun
 from portal.platform.extensions import db
 
@@ -66,6 +65,14 @@ def test_environment_validation(admin, sim):
         "manager.ca_pem",
     ):
         assert field in details, field
+    # A number past what a float holds (1e999 in JSON) is refused, like any other.
+    huge = admin.api(
+        "POST",
+        "/api/v1/environments",
+        json={"name": "huge", "manager": endpoint_body(sim, port=float("inf"))},
+    )
+    assert huge.status_code == 422
+    assert huge.json["details"] == {"manager.port": "Expected a whole number."}
     none = admin.api("POST", "/api/v1/environments", json={"name": "x"})
     assert none.status_code == 422
     create_env(admin, sim, name="dup")

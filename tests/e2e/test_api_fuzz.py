@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from support import endpoint_body, first_admin, running_portal
 
-from portal.environments.service import HOST_RE, _is_ipv6
+from portal.environments.endpoints import is_host
 from portal.simulator import Simulator
 
 ADMIN_PASSWORD = "Fuzzing-admin-passphrase-7"  # noqa: S105 - test password
@@ -93,7 +93,7 @@ def _loopback_hosts(value: Any) -> Any:
         for key, item in value.items():
             if key == "host" and isinstance(item, str):
                 host = item.strip()
-                if HOST_RE.match(host) or _is_ipv6(host):
+                if is_host(host):
                     value[key] = "127.0.0.1"
             elif key == "urls" and isinstance(item, list):
                 value[key] = [_loopback_url(url) for url in item]

@@ -344,3 +344,99 @@ def test_ldap_settings_say_which_filters_are_in_use(admin):
     changed = admin.client.get("/api/v1/settings/ldap").json
     assert changed["in_use"]["user_filter"] == custom
     assert changed["in_use"]["username_attribute"] == flavour["username_attribute"]
+
+
+# Each option's rule, as options.save names it: (kind, change, field, part of the message).
+REFUSED_OPTIONS = [
+    ("ldap", {"flavor": "novell"}, "flavor", "'active_directory' or 'openldap'"),
+    ("ldap", {"urls": ["http://dc1"]}, "urls", "ldaps://host[:port] or ldap://host[:port]"),
+    ("ldap", {"urls": ["ldaps://dc1:99999"]}, "urls", "the port is not a number"),
+    ("ldap", {"urls": ["ldaps://dc1/dc=corp"]}, "urls", "only a scheme, a host and a port"),
+    ("ldap", {"urls": ["ldaps://dc1\x00"]}, "urls", "urls has no control characters"),
+    ("ldap", {"urls": [f"ldaps://dc{n}" for n in range(9)]}, "urls", "at most 8 items"),
+    ("ldap", {"urls": "ldaps://dc1"}, "urls", "valid list"),
+    ("ldap", {"start_tls": "sometimes"}, "start_tls", "valid boolean"),
+    ("ldap", {"urls": ["ldap://dc1"], "start_tls": False}, "options", "sends passwords in clear"),
+    ("ldap", {"ca_bundle": "not a pem"}, "ca_bundle", "not a PEM certificate bundle"),
+    ("ldap", {"bind_dn": "cn=svc\n,dc=corp"}, "bind_dn", "bind_dn has no control characters"),
+    ("ldap", {"user_base": "o" * 513}, "user_base", "at most 512 characters"),
+    ("ldap", {"user_filter": "(uid=\x07)"}, "user_filter", "no control characters"),
+    ("ldap", {"username_attribute": "a" * 65}, "username_attribute", "at most 64"),
+    ("ldap", {"group_mode": "nesting"}, "group_mode", "'memberof', 'member' or 'nested'"),
+    ("ldap", {"group_base": "\x1b"}, "group_base", "no control characters"),
+    ("ldap", {"group_filter": "f" * 1025}, "group_filter", "at most 1024 characters"),
+    ("ldap", {"group_name_attribute": ""}, "group_name_attribute", "at least 1 character"),
+    ("ldap", {"timeout_seconds": 0}, "timeout_seconds", "greater than or equal to 1"),
+    ("ldap", {"timeout_seconds": "soon"}, "timeout_seconds", "valid integer"),
+    ("ldap", {"recheck_minutes": 1441}, "recheck_minutes", "less than or equal to 1440"),
+    ("ldap", {"second_factor": "never"}, "second_factor", "'policy' or 'provider'"),
+    ("ldap", {"bind_password": "p" * 1025}, "bind_password", "At most 1024 characters."),
+    ("ldap", {"bind_password": "pass\tword"}, "bind_password", "No control characters."),
+    ("ldap", {"bind_password": 1234}, "bind_password", "At most 1024 characters."),
+    ("ldap", {"removed_option": 1}, "removed_option", "Extra inputs are not permitted"),
+    ("ldap", {"enabled": True}, "urls", "Needed first: urls, user_base"),
+    ("oidc", {"display_name": ""}, "display_name", "at least 1 character"),
+    ("oidc", {"display_name": "d" * 41}, "display_name", "at most 40 characters"),
+    ("oidc", {"issuer": "http://idp.example"}, "issuer", "an https:// URL"),
+    ("oidc", {"issuer": "https://idp.example/?realm=ops"}, "issuer", "without query"),
+    ("oidc", {"client_id": "portal\r"}, "client_id", "client_id has no control characters"),
+    ("oidc", {"scopes": "profile email"}, "scopes", "the scopes include openid"),
+    ("oidc", {"groups_claim": ""}, "groups_claim", "at least 1 character"),
+    ("oidc", {"username_claim": "u" * 65}, "username_claim", "at most 64 characters"),
+    ("oidc", {"allowed_domains": ["not a domain"]}, "allowed_domains", "is not a domain name"),
+    ("oidc", {"required_amr": ["two words"]}, "required_amr", "a short word such as mfa"),
+    ("oidc", {"ca_bundle": "-----BEGIN CERTIFICATE-----"}, "ca_bundle", "not a PEM"),
+    ("oidc", {"timeout_seconds": 61}, "timeout_seconds", "less than or equal to 60"),
+    ("oidc", {"second_factor": ""}, "second_factor", "'policy' or 'provider'"),
+    ("oidc", {"client_secret": "s" * 1025}, "client_secret", "At most 1024 characters."),
+    ("oidc", {"client_secret": "secret\x7f"}, "client_secret", "No control characters."),
+    (
+        "oidc",
+        {"issuer": "https://idp.example", "client_id": "portal", "enabled": True},
+        "client_secret",
+        "Needed first: client_secret",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "change", "field", "message"), REFUSED_OPTIONS)
+def test_each_option_is_refused_by_name_with_its_message(app, kind, change, field, message):
+    with app.app_context():
+        with pytest.raises(options.OptionsError) as refused:
+            options.save(kind, change, "alice")
+        db.session.rollback()
+        assert (refused.value.field, message in str(refused.value)) == (field, True), refused.value
+        assert not str(refused.value).startswith("Value error")
+        assert db.session.get(SignInProvider, kind) is None  # nothing stored
+
+
+def test_a_change_is_stored_as_its_options_without_enabled_or_the_secret(app):
+    with app.app_context():
+        options.save(
+            "oidc",
+            {
+                "issuer": "https://idp.example",
+                "client_id": "portal",
+                "client_secret": CLIENT_SECRET,
+                "scopes": "openid  email openid",
+                "enabled": True,
+            },
+            "alice",
+        )
+        row = db.session.get(SignInProvider, "oidc")
+        stored = json.loads(row.options)
+        assert set(stored) == set(options.OidcOptions.model_fields)
+        assert stored["scopes"] == "openid email" and row.enabled is True
+        assert CLIENT_SECRET not in row.options
+        db.session.rollback()
+
+
+def test_the_api_refuses_a_secret_with_the_pages_message(admin):
+    for kind, secret in (("ldap", "bind_password"), ("oidc", "client_secret")):
+        for value, message in (
+            ("s" * 1025, "At most 1024 characters."),
+            ("with\nnewline", "No control characters."),
+        ):
+            refused = admin.api("PUT", f"/api/v1/settings/{kind}", {secret: value})
+            assert refused.status_code == 422, refused.json
+            assert refused.json["details"] == {secret: message}

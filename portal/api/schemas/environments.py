@@ -6,39 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...environments.service import (
-    MAX_DESCRIPTION,
-    MAX_HOST,
-    MAX_INTERVAL,
-    MAX_NAME,
-    MAX_PASSWORD,
-    MAX_PORT,
-    MAX_USERNAME,
-    MIN_INTERVAL,
-    MIN_PORT,
-)
+from ...environments.endpoints import EndpointForm
+from ...environments.service import MAX_DESCRIPTION, MAX_NAME
 from ...platform.http import MAX_ID
 from .common import Source, Timestamp
 
 
-class EndpointIn(BaseModel):
+class EndpointIn(EndpointForm):
     """Settings of an SDDC Manager or VCF Installer; a missing field keeps the stored value."""
-
-    host: str | None = Field(None, max_length=MAX_HOST, description="Host name or IP address")
-    port: int | None = Field(None, ge=MIN_PORT, le=MAX_PORT, description="Default 443")
-    username: str | None = Field(None, max_length=MAX_USERNAME)
-    password: str | None = Field(
-        None,
-        max_length=MAX_PASSWORD,
-        description="Write-only; empty or missing keeps the stored one, which never follows "
-        "a changed host, port, account or TLS trust",
-        json_schema_extra={"writeOnly": True},
-    )
-    verify_tls: bool | None = None
-    ca_pem: str | None = Field(None, description="PEM bundle of the CA to trust")
-    pinned_sha256: str | None = Field(None, description="When set, replaces CA verification")
-    sync_enabled: bool | None = None
-    sync_interval_minutes: int | None = Field(None, ge=MIN_INTERVAL, le=MAX_INTERVAL)
 
 
 class EnvironmentIn(BaseModel):

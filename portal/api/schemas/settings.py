@@ -6,10 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ...environments.service import (
-    MAX_PASSWORD,
-)
-from ...identity.directory.options import MAX_SECRET, LdapOptions, OidcOptions
+from ...environments.endpoints import MAX_PASSWORD
+from ...identity.directory.options import LdapChange, LdapOptions, OidcChange, OidcOptions
 from .common import Timestamp
 
 
@@ -43,19 +41,19 @@ def _settings_out(
     )
 
 
-def _settings_in(options: type[BaseModel], secret: str, name: str) -> type[BaseModel]:
-    """A change: any option (a missing one keeps its value), `enabled`, and the secret
-    (write-only; missing or null keeps the stored one, "" removes it)."""
+def _settings_in(change: type[BaseModel], options: type[BaseModel], name: str) -> type[BaseModel]:
+    """A change as the service takes it: any option (a missing one keeps its value), `enabled`,
+    and the secret (write-only; missing or null keeps the stored one, "" removes it)."""
     fields: dict[str, Any] = {}
-    for field, info in options.model_fields.items():
-        # A type, for every field the options model declares (pydantic types it as optional).
-        annotation: Any = info.annotation
-        fields[field] = (annotation | None, Field(None, description=info.description))
-    fields["enabled"] = (bool | None, Field(None, description="Turned on only when complete"))
-    fields[secret] = (
-        str | None,
-        Field(None, max_length=MAX_SECRET, json_schema_extra={"writeOnly": True}),
-    )
+    for field, info in change.model_fields.items():
+        if field in options.model_fields:
+            # A type, for every option (pydantic types it as optional): the options' rules
+            # run in the service, which names the first refusal.
+            annotation: Any = info.annotation
+            fields[field] = (annotation | None, Field(None, description=info.description))
+        else:
+            # `enabled` and the secret, optional already: their rules as the service has them.
+            fields[field] = (info.annotation, info)
     fields["confirm_password"] = (
         str | None,
         Field(
@@ -88,13 +86,13 @@ LdapSettings = _settings_out(
 )
 
 
-LdapSettingsIn = _settings_in(LdapOptions, "bind_password", "LdapSettingsIn")
+LdapSettingsIn = _settings_in(LdapChange, LdapOptions, "LdapSettingsIn")
 
 
 OidcSettings = _settings_out(OidcOptions, "client_secret", "OidcSettings")
 
 
-OidcSettingsIn = _settings_in(OidcOptions, "client_secret", "OidcSettingsIn")
+OidcSettingsIn = _settings_in(OidcChange, OidcOptions, "OidcSettingsIn")
 
 
 class LdapTestIn(BaseModel):

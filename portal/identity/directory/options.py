@@ -3,8 +3,10 @@
 Stored in the database (`sign_in_providers`), one row per kind: the options as JSON and the one
 secret (the LDAP bind password, the OIDC client secret) encrypted under the data key. The
 pydantic models below are the only definition of what an option may be: the settings pages
-and the JSON API both validate through them. Secrets are write-only: an update without one
-keeps the stored one. Callers commit.
+and the JSON API both validate through them. `LdapChange` and `OidcChange` add what a change
+brings besides the options (whether sign-in is on, the secret), and the API's request models
+are built from them. Secrets are write-only: an update without one keeps the stored one.
+Callers commit.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Annotated, Any, Generic, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -282,6 +285,47 @@ MODELS: dict[str, type[LdapOptions] | type[OidcOptions]] = {
 SECRET_NAMES = {"ldap": "bind_password", "oidc": "client_secret"}
 
 
+def _secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_SECRET:
+        raise ValueError(f"At most {MAX_SECRET} characters.")
+    if _CONTROL.search(value):
+        raise ValueError("No control characters.")
+    return value
+
+
+# A bind password or client secret as sent: write-only; None keeps the stored one, "" removes it.
+Secret = Annotated[str | None, BeforeValidator(_secret)]
+
+
+def _secret_field() -> Any:
+    return Field(None, max_length=MAX_SECRET, json_schema_extra={"writeOnly": True})
+
+
+def _enabled_field() -> Any:
+    return Field(None, description="Turned on only when complete")
+
+
+class LdapChange(LdapOptions):
+    """What `save` takes for LDAP: every option (a missing one keeps its stored value),
+    whether sign-in is on (None: as it is), and the bind password."""
+
+    enabled: bool | None = _enabled_field()
+    bind_password: Secret = _secret_field()
+
+
+class OidcChange(OidcOptions):
+    """What `save` takes for OpenID Connect: every option (a missing one keeps its stored
+    value), whether sign-in is on (None: as it is), and the client secret."""
+
+    enabled: bool | None = _enabled_field()
+    client_secret: Secret = _secret_field()
+
+
+CHANGES: dict[str, type[LdapChange] | type[OidcChange]] = {"ldap": LdapChange, "oidc": OidcChange}
+
+
 # The options model of a Provider: LdapOptions or OidcOptions.
 Options = TypeVar("Options", bound=BaseModel)
 
@@ -375,41 +419,40 @@ def _describe(provider: Provider[Any]) -> dict:
     return {"enabled": provider.enabled, **shown, "secret_set": provider.has_secret}
 
 
+def _validated(model: type[LdapChange] | type[OidcChange], data: dict) -> LdapChange | OidcChange:
+    """`data` as the model, or OptionsError naming the first refusal (in the model's order)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first.get("loc", ())) or "options"
+        message = first.get("msg", "invalid").removeprefix("Value error, ")
+        raise OptionsError(field, message) from None
+
+
 def save(kind: str, changes: dict, actor: str) -> Provider[LdapOptions] | Provider[OidcOptions]:
     """Validate and store new settings; `changes` may hold any option, `enabled` and the
     secret (absent or None: keep; "": remove). Audited with the values before and after,
     never the secret. Raises OptionsError."""
     if kind not in KINDS:
         raise OptionsError("kind", "The kind is ldap or oidc.")
-    changes = dict(changes)
     secret_name = SECRET_NAMES[kind]
-    secret = changes.pop(secret_name, None)
-    turn_on = changes.pop("enabled", None)
     before = load(kind)
-    merged = {**before.options.model_dump(), **changes}
-    try:
-        options = MODELS[kind].model_validate(merged)
-    except ValidationError as exc:  # the first problem, by field
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first.get("loc", ())) or "options"
-        message = first.get("msg", "invalid").removeprefix("Value error, ")
-        raise OptionsError(field, message) from None
-    if secret is not None and (not isinstance(secret, str) or len(secret) > MAX_SECRET):
-        raise OptionsError(secret_name, f"At most {MAX_SECRET} characters.")
-    if isinstance(secret, str) and _CONTROL.search(secret):
-        raise OptionsError(secret_name, "No control characters.")
+    change = _validated(CHANGES[kind], {**before.options.model_dump(), **changes})
+    secret: str | None = getattr(change, secret_name)
+    stored = change.model_dump(include=set(MODELS[kind].model_fields))
     row = db.session.get(SignInProvider, kind)
     if row is None:
         row = SignInProvider(kind=kind, enabled=False, options="{}")
         db.session.add(row)
-    will_be_on = row.enabled if turn_on is None else bool(turn_on)
+    will_be_on = row.enabled if change.enabled is None else change.enabled
     if will_be_on:
-        missing = options.ready()
+        missing = change.ready()
         if kind == "oidc" and not (secret or (secret is None and before.has_secret)):
             missing.append(secret_name)
         if missing:
             raise OptionsError(missing[0].split(" ")[0], f"Needed first: {', '.join(missing)}.")
-    row.options = json.dumps(options.model_dump(), sort_keys=True)
+    row.options = json.dumps(stored, sort_keys=True)
     row.enabled = will_be_on
     if secret == "":
         row.secret_enc = None
