@@ -1,4 +1,5 @@
-"""Command line: `flask --app app users list|create|reset-password|reset-second-factor|set-role`."""
+"""Command line: `flask --app app users list|create|reset-password|reset-second-factor|set-role`,
+`audit verify|checkpoint`, backup, restore, rotate-key, check and version."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from . import audit
+from .audit import checkpoints as audit_checkpoints
 from .identity import second_factor, users
 from .identity.sessions import revoke_user_sessions
 from .models import ROLES, User
-from .ops import maintenance
+from .ops import audit_integrity, maintenance
 from .platform import clock
 from .platform.database import is_locked
 from .platform.extensions import app_object, db
@@ -25,6 +27,7 @@ from .platform.security import password_problem
 from .version import __version__
 
 users_cli = AppGroup("users", help="Manage portal users (for a locked-out operator).")
+audit_cli = AppGroup("audit", help="Check the audit log's integrity.")
 
 
 def _get(username: str) -> User:
@@ -209,6 +212,41 @@ def check_command() -> None:
         sys.exit(1)
 
 
+@audit_cli.command("verify")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="Check the records from this UTC day or time on (default: all).",
+)
+@with_appcontext
+def audit_verify(since) -> None:
+    """Verify the chain of audit records and every checkpoint; exit 1 when anything was
+    changed, removed or inserted, naming the first record."""
+    report, outcome = audit_integrity.verify(since)
+    if report.intact:
+        click.echo(
+            f"intact: {report.checked} records checked against {outcome.checkpoints} checkpoints"
+        )
+        return
+    click.echo(f"BROKEN: {len(report.problems)} problems; the first:", err=True)
+    for problem in report.problems:
+        click.echo(f"  {problem.text}", err=True)
+    if report.truncated:
+        click.echo("  (and more)", err=True)
+    sys.exit(1)
+
+
+@audit_cli.command("checkpoint")
+@with_appcontext
+def audit_checkpoint() -> None:
+    """Write a signed checkpoint of the chain now (the scheduler writes one daily)."""
+    checkpoint = audit_checkpoints.make()
+    click.echo(
+        f"checkpoint of position {checkpoint.seq} (record {checkpoint.record_id}) written to "
+        f"{audit_checkpoints.folder()}"
+    )
+
+
 @click.command("version")
 def version_command() -> None:
     """Print the portal's version."""
@@ -218,6 +256,7 @@ def version_command() -> None:
 def init_app(app: Flask) -> None:
     """Register the command groups."""
     app.cli.add_command(users_cli)
+    app.cli.add_command(audit_cli)
     for command in (
         backup_command,
         restore_command,

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from receivers import SMTP_PASSWORD, WEBHOOK_SECRET, smtp_server, webhook_receiver
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from support import PASSWORD
 
 from portal import sync
@@ -22,6 +22,7 @@ from portal.models import (
     NotificationOutbox,
     PasswordHistory,
 )
+from portal.ops import audit_integrity
 from portal.platform import certs, clock
 from portal.platform.crypto import CREDENTIAL_PASSWORD, ENDPOINT_PASSWORD, HISTORY_PASSWORD, cipher
 from portal.platform.extensions import db
@@ -196,6 +197,13 @@ def test_every_event_kind_arrives_by_mail_and_webhook_without_a_password(
             {"action_id": 2, "environment": "sfo", "operation": "update", "failed": 1},
         )
         db.session.commit()
+        # Someone edits an audit record in the database: the verification raises the alert.
+        first = db.session.scalar(select(func.min(AuditEvent.id)))
+        db.session.execute(
+            update(AuditEvent).where(AuditEvent.id == first).values(target="nothing to see")
+        )
+        db.session.commit()
+        assert not audit_integrity.verify()[0].intact
         for _ in range(5):
             anon.login("bob", "wrong password!!")
         _deliver_all()

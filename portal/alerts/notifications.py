@@ -40,6 +40,7 @@ KINDS = {
     "action.failed": "A credential action failed",
     "account.locked": "An account was locked",
     "certificate.expiring": "The portal's TLS certificate expires soon",
+    "audit.tampered": "The audit log's verification found records changed, removed or added",
 }
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
 FAILING_AFTER_KEY = "notify.failing_after"

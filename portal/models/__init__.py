@@ -28,6 +28,7 @@ from .people import (
     UserSession,
 )
 from .records import (
+    AuditCheckpoint,
     AuditEvent,
     NotificationChannel,
     NotificationDelivery,
@@ -37,6 +38,7 @@ from .records import (
 
 __all__ = [
     "ApiToken",
+    "AuditCheckpoint",
     "AuditEvent",
     "Credential",
     "CredentialAction",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -24,7 +25,10 @@ class AuditEvent(Model):
     """An audit record: who did what to which target, from where, with what outcome."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_at", "at"),)
+    __table_args__ = (
+        Index("ix_audit_events_at", "at"),
+        Index("ix_audit_events_seq", "seq", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
@@ -34,6 +38,27 @@ class AuditEvent(Model):
     target: Mapped[str] = mapped_column(String(512), nullable=False, default="")
     outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="success")
     details: Mapped[str | None] = mapped_column(Text)
+    # Tamper evidence (portal.audit.chain): the seal written with the record, and its place
+    # and link in the chain, given soon after its commit.
+    nonce: Mapped[str | None] = mapped_column(String(32))
+    mac: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    chain: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Model):
+    """A signed statement of the chain's head at a time (portal.audit.checkpoints); the same
+    is written to a file beside the backups and forwarded."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    record_id: Mapped[int | None] = mapped_column(Integer)
+    chain: Mapped[str] = mapped_column(String(64), nullable=False)
+    key_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    signature: Mapped[str] = mapped_column(Text, nullable=False)
 
 
 class PortalMeta(Model):

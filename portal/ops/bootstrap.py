@@ -23,6 +23,7 @@ from flask import Flask
 from sqlalchemy import inspect, select
 
 from .. import audit
+from ..audit import chain, checkpoints
 from ..models import PortalMeta, User
 from ..platform import locks
 from ..platform.crypto import (
@@ -199,6 +200,24 @@ def _record_data_key(app: Flask, cipher: DataCipher) -> None:
         db.session.commit()
 
 
+def load_audit_keys(app: Flask) -> None:
+    """Load the audit chain key (made only for a database that has none recorded) and the
+    checkpoint signing key; a key that does not match the database stops the start."""
+    stored = chain.stored_key_id()
+    try:
+        key = chain.load_key(app, create=stored is None)
+        checkpoints.load_signing_key(app)
+    except (chain.ChainKeyError, checkpoints.SigningKeyError) as exc:
+        raise StartupError(str(exc)) from None
+    if stored is not None and stored != key.key_id:
+        path = app.config["PORTAL_SETTINGS"].data_dir / chain.KEY_FILE
+        raise StartupError(
+            f"audit chain key {path} does not match this database (restore the right audit.key)"
+        )
+    chain.ensure_started()
+    db.session.commit()
+
+
 def initialize(app: Flask) -> dict:
     """Run the idempotent start-up; returns what it did."""
     settings = app.config["PORTAL_SETTINGS"]
@@ -207,6 +226,7 @@ def initialize(app: Flask) -> dict:
         load_session_key(app)
         upgrade_schema()
         _record_data_key(app, cipher)
+        load_audit_keys(app)
         seeded = seed_first_admin(app)
         db.session.remove()
     log.info("Database initialization complete")

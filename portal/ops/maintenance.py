@@ -15,6 +15,7 @@ from flask import Flask
 from sqlalchemy import select, text, update
 
 from .. import audit
+from ..audit import chain, checkpoints
 from ..models import (
     Credential,
     CredentialAction,
@@ -182,7 +183,24 @@ def restore(app: Flask, backup_file: Path) -> Path | None:
         shutil.copyfile(backup_file, tmp)
         os.chmod(tmp, 0o600)
         os.replace(tmp, target)
+        # Checkpoints newer than the restored database state records it never held: they
+        # are kept aside, not held against it.
+        checkpoints.supersede_after(app, _audit_head(target))
     return kept
+
+
+def _audit_head(path: Path) -> int:
+    """The chain position of the newest sealed audit record in a database file (0: none)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute(
+            "SELECT value FROM portal_meta WHERE key = ?", (chain.HEAD_META,)
+        ).fetchone()
+    except sqlite3.DatabaseError:
+        row = None
+    finally:
+        conn.close()
+    return int(str(row[0]).partition(":")[0] or 0) if row else 0
 
 
 def _data_key_id(app: Flask) -> str:
@@ -202,11 +220,19 @@ def _check_backup_key(app: Flask, backup_file: Path) -> None:
     conn = sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True)
     try:
         row = conn.execute("SELECT value FROM portal_meta WHERE key = 'data_key_id'").fetchone()
+        sealed = conn.execute(
+            "SELECT value FROM portal_meta WHERE key = ?", (chain.KEY_ID_META,)
+        ).fetchone()
     finally:
         conn.close()
     if row is not None and row[0] != current:
         raise MaintenanceError(
             "this backup was made under a different data key; put that data.key in place first"
+        )
+    if sealed is not None and sealed[0] != chain.chain_key(app).key_id:
+        raise MaintenanceError(
+            "this backup's audit log was sealed under a different audit chain key; put that "
+            "audit.key in place first"
         )
 
 

@@ -30,7 +30,7 @@ from ..models import Endpoint
 from ..platform import locks, wakeup
 from ..platform.clock import UTC
 from ..platform.extensions import db
-from . import maintenance
+from . import audit_integrity, maintenance
 
 log = logging.getLogger("portal.ops.scheduler")
 
@@ -359,6 +359,24 @@ def _start(app: Flask, leadership) -> None:
         seconds=DIRECTORY_SECONDS,
         args=(app,),
         id="directory",
+        **common,
+    )
+    scheduler.add_job(
+        audit_integrity.seal_pass,
+        "interval",
+        seconds=audit_integrity.SEAL_SECONDS,
+        args=(app,),
+        id="audit-seal",
+        **common,
+    )
+    scheduler.add_job(
+        audit_integrity.daily,
+        "cron",
+        hour=2,
+        minute=45,
+        args=(app,),
+        id="audit-verify",
+        misfire_grace_time=3600,
         **common,
     )
     scheduler.add_job(

@@ -1,4 +1,7 @@
-"""Audit records: actor, UTC time, source address, action, target, outcome; never a secret."""
+"""Audit records: actor, UTC time, source address, action, target, outcome; never a secret.
+
+Each record is sealed as it is written and chained soon after (chain.py), so a change made to
+the table outside the portal shows in `flask --app app audit verify`."""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ from flask_login import current_user
 from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
-from .models import AuditEvent, utcnow
-from .platform.extensions import db
-from .platform.security import client_ip
-from .platform.text import escape_controls, quoted
+from ..models import AuditEvent, utcnow
+from ..platform.extensions import db
+from ..platform.security import client_ip
+from ..platform.text import escape_controls, quoted
+from .chain import seal_values
 
 log = logging.getLogger("portal.audit")
 
@@ -41,6 +45,7 @@ def _values(
     if token is not None:  # every record of a request a token signed names the token
         details = {**(details or {}), "via_token": token.name, "token_id": token.id}
     return {
+        "at": utcnow(),
         "actor": clean(actor if actor is not None else request_actor, 128),
         "ip": ip,
         "action": action,
@@ -74,7 +79,7 @@ def record(
     values = _values(action, target, outcome, details, actor)
     if outcome in REFUSALS and has_request_context():
         g.refusal_audited = True  # the route audited its own refusal (portal.refusals)
-    entry = AuditEvent(**values)
+    entry = AuditEvent(**seal_values(values))
     db.session.add(entry)
     _pending(values)
     return entry
@@ -92,8 +97,8 @@ def record_many(
     now = utcnow()
     rows = []
     for target, outcome, details in entries:
-        values = _values(action, target, outcome, details, actor)
-        rows.append({**values, "at": now})
+        values = {**_values(action, target, outcome, details, actor), "at": now}
+        rows.append(seal_values(values))
         _pending(values)
     db.session.execute(insert(AuditEvent), rows)
 

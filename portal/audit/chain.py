@@ -1,0 +1,402 @@
+"""Tamper evidence of the audit log: a keyed seal on each record as it is written, and a chain
+that links the sealed records in the order they were committed.
+
+- On write (`seal_values`), a record gets a random nonce and a MAC: HMAC-SHA256 under the
+  portal's chain key over the record's canonical form. A record changed in the database, or
+  written there by anyone but the portal, has no valid MAC.
+- Soon after (`seal`: the scheduler's leader every few seconds, and before every checkpoint and
+  verification), committed records get their place in the chain, in commit order: `seq`, and
+  `chain` = HMAC(key, previous chain | seq | MAC). A record removed, inserted or moved breaks
+  the links after it. Sealing after the commit, in short transactions of its own, keeps
+  requests from queueing behind one another for the chain's head.
+- The head (last seq and chain value) is kept in `portal_meta`; signed checkpoints
+  (checkpoints.py) keep it outside the database, where removing the newest records shows.
+
+The chain key lives in the data directory (`audit.key`, 0600) like the data key, never in the
+database; the database records only its id, so a wrong or lost key is named at start-up.
+Records written before the chain existed are adopted by the first seal, as they were then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import select, update
+
+from ..models import AuditEvent, PortalMeta
+from ..platform.crypto import write_secret_file
+from ..platform.extensions import db
+
+KEY_FILE = "audit.key"
+KEY_ID_META = "audit_key_id"
+HEAD_META = "audit.head"  # "<seq>:<chain>" of the newest sealed record
+LEGACY_META = "audit.legacy_until"  # records up to this id predate the chain
+ANCHOR_META = "audit.anchor"  # "<seq>:<chain>" of the newest record archived away
+SEAL_BATCH = 500
+VERIFY_CHUNK = 2000
+MAX_PROBLEMS = 100
+_EXTENSION = "portal_audit_chain"
+_FIELDS = (
+    AuditEvent.id,
+    AuditEvent.at,
+    AuditEvent.actor,
+    AuditEvent.ip,
+    AuditEvent.action,
+    AuditEvent.target,
+    AuditEvent.outcome,
+    AuditEvent.details,
+    AuditEvent.nonce,
+    AuditEvent.mac,
+    AuditEvent.seq,
+    AuditEvent.chain,
+)
+
+
+class ChainKeyError(Exception):
+    """The chain key file is missing, unreadable or not the one this database was sealed with."""
+
+
+class ChainKey:
+    """The secret of the seals and links; never stored in the database."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) != 32:
+            raise ValueError("the audit chain key must be 32 bytes")
+        self._secret = secret
+        self.key_id = hashlib.sha256(b"vcf-portal-audit-key-id" + secret).hexdigest()[:16]
+
+    def seal(self, values: dict[str, Any], nonce: str) -> str:
+        """The MAC of a record's canonical form."""
+        return hmac.new(self._secret, canonical(values, nonce), "sha256").hexdigest()
+
+    def link(self, previous: str, seq: int, mac: str) -> str:
+        """The chain value of the record at `seq` after the one whose chain is `previous`."""
+        message = f"{previous}|{seq}|{mac}".encode("ascii")
+        return hmac.new(self._secret, message, "sha256").hexdigest()
+
+
+def canonical(values: dict[str, Any], nonce: str) -> bytes:
+    """The bytes a record's MAC covers: every field a person reads, in a fixed order."""
+    at = values["at"]
+    stamp = at.replace(tzinfo=None).isoformat(timespec="microseconds")
+    fields = [
+        1,
+        nonce,
+        stamp,
+        values["actor"],
+        values["ip"],
+        values["action"],
+        values["target"],
+        values["outcome"],
+        values["details"],
+    ]
+    return json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def load_key(app: Flask, create: bool) -> ChainKey:
+    """Load `audit.key` from the data directory (made first when `create`) for this app."""
+    path: Path = app.config["PORTAL_SETTINGS"].data_dir / KEY_FILE
+    if create:
+        write_secret_file(path, secrets.token_hex(32).encode("ascii") + b"\n")
+    try:
+        secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        key = ChainKey(secret)
+    except FileNotFoundError:
+        raise ChainKeyError(
+            f"audit chain key {path} is missing; restore it from your key backup"
+        ) from None
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise ChainKeyError(f"audit chain key {path} is unreadable or malformed") from None
+    app.extensions[_EXTENSION] = key
+    return key
+
+
+def chain_key(app: Flask | None = None) -> ChainKey:
+    """The chain key of `app` (default: the current one)."""
+    return (app or current_app).extensions[_EXTENSION]
+
+
+def seal_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The record's values with its nonce and MAC added (written with it)."""
+    nonce = os.urandom(16).hex()
+    return {**values, "nonce": nonce, "mac": chain_key().seal(values, nonce)}
+
+
+def _meta(key: str) -> str | None:
+    return db.session.scalar(select(PortalMeta.value).where(PortalMeta.key == key))
+
+
+def _pair(text: str | None) -> tuple[int, str] | None:
+    if not text:
+        return None
+    seq, _, value = text.partition(":")
+    return int(seq), value
+
+
+def head() -> tuple[int, str]:
+    """(seq, chain) of the newest sealed record; (0, "") before the first."""
+    return _pair(_meta(HEAD_META)) or (0, "")
+
+
+def anchor() -> tuple[int, str]:
+    """(seq, chain) of the newest record archived out of the database; (0, "") if none."""
+    return _pair(_meta(ANCHOR_META)) or (0, "")
+
+
+def ensure_started() -> None:
+    """Record the head and the key's id for a database that has neither (the caller commits).
+    Records already there are adopted by the first seal."""
+    if _meta(HEAD_META) is None:
+        legacy = db.session.scalar(select(db.func.max(AuditEvent.id))) or 0
+        db.session.add(PortalMeta(key=HEAD_META, value="0:"))
+        db.session.add(PortalMeta(key=LEGACY_META, value=str(legacy)))
+    if _meta(KEY_ID_META) is None:
+        db.session.add(PortalMeta(key=KEY_ID_META, value=chain_key().key_id))
+
+
+def stored_key_id() -> str | None:
+    return _meta(KEY_ID_META)
+
+
+@dataclass
+class SealPass:
+    """What one pass of `seal` did."""
+
+    sealed: int = 0
+    refused: list[int] = field(default_factory=list)  # ids of records without a valid MAC
+
+
+def _valid(key: ChainKey, row: Any) -> bool:
+    if row.mac is None or row.nonce is None:
+        return False
+    return hmac.compare_digest(row.mac, key.seal(row._mapping, row.nonce))
+
+
+def seal(batch: int = SEAL_BATCH) -> SealPass:
+    """Give every committed, unsealed record its place in the chain, in short transactions of
+    `batch` records each. Records without a valid MAC are left out (and reported)."""
+    key = chain_key()
+    done = SealPass()
+    after = 0
+    while True:
+        # The head row is written first: it takes the database's write lock (SQLite) or the
+        # row's lock (PostgreSQL), so two sealers take turns and never fork the chain.
+        db.session.execute(
+            update(PortalMeta).where(PortalMeta.key == HEAD_META).values(value=PortalMeta.value)
+        )
+        seq, chain = head()
+        legacy = int(_meta(LEGACY_META) or 0)
+        rows = db.session.execute(
+            select(*_FIELDS)
+            .where(AuditEvent.seq.is_(None), AuditEvent.id > after)
+            .order_by(AuditEvent.id)
+            .limit(batch)
+        ).all()
+        changes = []
+        for row in rows:
+            nonce, mac = row.nonce, row.mac
+            if mac is None and row.id <= legacy:
+                nonce = os.urandom(16).hex()
+                mac = key.seal(row._mapping, nonce)
+            elif not _valid(key, row):
+                done.refused.append(row.id)
+                continue
+            seq += 1
+            chain = key.link(chain, seq, mac)
+            changes.append({"id": row.id, "seq": seq, "chain": chain, "nonce": nonce, "mac": mac})
+        if changes:
+            db.session.execute(update(AuditEvent), changes)
+            db.session.execute(
+                update(PortalMeta).where(PortalMeta.key == HEAD_META).values(value=f"{seq}:{chain}")
+            )
+        db.session.commit()
+        done.sealed += len(changes)
+        if len(rows) < batch:
+            return done
+        after = rows[-1].id
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of `verify`, with the record it names."""
+
+    kind: str  # changed, removed, inserted, moved, checkpoint
+    text: str
+    seq: int | None = None
+    record_id: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "text": self.text, "seq": self.seq, "record": self.record_id}
+
+
+@dataclass
+class Report:
+    """The outcome of `verify`."""
+
+    checked: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    problems: list[Problem] = field(default_factory=list)
+    truncated: bool = False  # more problems than MAX_PROBLEMS
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    def add(self, problem: Problem) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.truncated = True
+
+
+def _rows_from(start_seq: int) -> Iterator[Any]:
+    """Sealed records in chain order from `start_seq`, read in short chunks (keyset)."""
+    after = start_seq - 1
+    while True:
+        rows = db.session.execute(
+            select(*_FIELDS)
+            .where(AuditEvent.seq > after)
+            .order_by(AuditEvent.seq)
+            .limit(VERIFY_CHUNK)
+        ).all()
+        db.session.rollback()  # each chunk its own short read
+        yield from rows
+        if len(rows) < VERIFY_CHUNK:
+            return
+        after = rows[-1].seq
+
+
+def _start(since: datetime | None, report: Report) -> tuple[int, str | None]:
+    """The first seq to check and the chain value before it (None: not checkable)."""
+    if since is not None:
+        first = db.session.scalar(select(db.func.min(AuditEvent.seq)).where(AuditEvent.at >= since))
+        if first is None:
+            return head()[0] + 1, None
+        before = db.session.scalar(select(AuditEvent.chain).where(AuditEvent.seq == first - 1))
+        return first, before
+    first = db.session.scalar(select(db.func.min(AuditEvent.seq)))
+    archived, archived_chain = anchor()
+    if first is None:
+        return archived + 1, archived_chain
+    if first <= archived:
+        return first, None  # archived records still here (an interrupted archive run)
+    if first > archived + 1:
+        report.add(
+            Problem(
+                "removed",
+                f"records {archived + 1}-{first - 1} of the chain are missing: removed",
+                seq=archived + 1,
+            )
+        )
+        return first, None
+    return first, archived_chain
+
+
+def verify(since: datetime | None = None) -> Report:
+    """Check every sealed record's MAC and link, the head, and that no record without a valid
+    MAC hides among them. Read-only; call `seal` first to include the newest records."""
+    key = chain_key()
+    report = Report()
+    expected, previous = _start(since, report)
+    report.first_seq = expected
+    for row in _rows_from(expected):
+        if row.seq != expected:
+            report.add(
+                Problem(
+                    "removed",
+                    f"records {expected}-{row.seq - 1} of the chain are missing (removed), "
+                    f"just before record {row.id}",
+                    seq=expected,
+                    record_id=row.id,
+                )
+            )
+            previous = None
+        if not _valid(key, row):
+            report.add(
+                Problem(
+                    "changed",
+                    f"record {row.id} (chain position {row.seq}, {row.at:%Y-%m-%d %H:%M:%S}) "
+                    "was changed: its content does not match its seal",
+                    seq=row.seq,
+                    record_id=row.id,
+                )
+            )
+        elif previous is not None and not hmac.compare_digest(
+            key.link(previous, row.seq, row.mac), row.chain or ""
+        ):
+            report.add(
+                Problem(
+                    "moved",
+                    f"record {row.id} (chain position {row.seq}) is not where it was sealed: "
+                    "a record was inserted, moved or renumbered there",
+                    seq=row.seq,
+                    record_id=row.id,
+                )
+            )
+        previous = row.chain
+        expected = row.seq + 1
+        report.checked += 1
+    report.last_seq = expected - 1
+    _check_head(report, previous, since)
+    _check_unsealed(key, report)
+    return report
+
+
+def _check_head(report: Report, last_chain: str | None, since: datetime | None) -> None:
+    seq, chain = head()
+    last = report.last_seq or 0
+    if seq > last:
+        report.add(
+            Problem(
+                "removed",
+                f"the newest records of the chain, {last + 1}-{seq}, are missing: removed",
+                seq=last + 1,
+            )
+        )
+    elif seq < last:
+        report.add(
+            Problem(
+                "inserted",
+                f"records {seq + 1}-{last} were added to the chain after its head",
+                seq=seq + 1,
+            )
+        )
+    elif seq and last_chain is not None and chain != last_chain and since is None:
+        report.add(Problem("changed", "the chain's head does not match its newest record", seq))
+
+
+def _check_unsealed(key: ChainKey, report: Report) -> None:
+    legacy = int(_meta(LEGACY_META) or 0)
+    rows = db.session.execute(
+        select(*_FIELDS).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id)
+    ).all()
+    for row in rows:
+        if row.mac is None and row.id <= legacy:
+            continue  # predates the chain; the next seal adopts it
+        if not _valid(key, row):
+            report.add(
+                Problem(
+                    "inserted",
+                    f"record {row.id} ({row.at:%Y-%m-%d %H:%M:%S}, {row.action}) was inserted: "
+                    "it has no valid seal",
+                    record_id=row.id,
+                )
+            )
+
+
+def record_at(seq: int) -> Any | None:
+    """The sealed record at `seq` (id, chain, at), or None."""
+    return db.session.execute(
+        select(AuditEvent.id, AuditEvent.chain, AuditEvent.at).where(AuditEvent.seq == seq)
+    ).first()
