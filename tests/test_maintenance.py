@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -220,6 +221,11 @@ def test_restore_into_a_new_data_directory(tmp_path, app):
     assert sorted(os.listdir(new)) == ["data.key"]
 
     (new / "data.key").write_text(key)
+    # The backup's audit log is sealed: its chain and checkpoint keys must come along.
+    _one_line_error(_flask(new, "restore", str(backup_file)), "audit.key is missing")
+    assert sorted(os.listdir(new)) == ["data.key"]
+    for name in ("audit.key", "audit-signing.key"):
+        shutil.copy2(tmp_path / "data" / name, new / name)
     result = _flask(new, "restore", str(backup_file))
     assert result.returncode == 0, result.stderr
     assert "restored" in result.stdout and "kept as" not in result.stdout

@@ -6,6 +6,8 @@ gives the same answer: a fresh registry with this collector is built for each sc
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -14,6 +16,7 @@ from prometheus_client.core import (
 )
 from sqlalchemy import case, extract, func, select
 
+from ..audit import outcomes
 from ..models import (
     AuditEvent,
     CredentialAction,
@@ -59,6 +62,7 @@ class PortalCollector:
         yield from self._actions()
         yield from self._signins()
         yield from self._notifications()
+        yield from self._audit()
 
     def _info(self):
         info = GaugeMetricFamily(f"{PREFIX}_info", "The portal's version.", labels=["version"])
@@ -221,6 +225,36 @@ class PortalCollector:
             or 0,
         )
         yield pending
+
+    def _audit(self):
+        outcome = outcomes.last_result()
+        intact = GaugeMetricFamily(
+            f"{PREFIX}_audit_chain_intact",
+            "1 when the newest verification of the audit chain found it intact, 0 when it "
+            "found records changed, removed or inserted (absent before the first).",
+        )
+        verified = GaugeMetricFamily(
+            f"{PREFIX}_audit_verified_timestamp_seconds",
+            "When the audit chain was last verified (Unix time).",
+        )
+        if outcome is not None:
+            intact.add_metric([], 1 if outcome.intact else 0)
+            at = datetime.fromisoformat(outcome.at.removesuffix("Z")).replace(tzinfo=UTC)
+            verified.add_metric([], at.timestamp())
+        yield intact
+        yield verified
+        unsealed = GaugeMetricFamily(
+            f"{PREFIX}_audit_unsealed_records",
+            "Audit records not yet in the chain (sealed every few seconds by the scheduler).",
+        )
+        unsealed.add_metric(
+            [],
+            db.session.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None))
+            )
+            or 0,
+        )
+        yield unsealed
 
 
 def exposition() -> bytes:

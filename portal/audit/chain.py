@@ -24,7 +24,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -75,7 +75,7 @@ class ChainKey:
         self._secret = secret
         self.key_id = hashlib.sha256(b"vcf-portal-audit-key-id" + secret).hexdigest()[:16]
 
-    def seal(self, values: dict[str, Any], nonce: str) -> str:
+    def seal(self, values: Mapping[str, Any], nonce: str) -> str:
         """The MAC of a record's canonical form."""
         return hmac.new(self._secret, canonical(values, nonce), "sha256").hexdigest()
 
@@ -85,7 +85,7 @@ class ChainKey:
         return hmac.new(self._secret, message, "sha256").hexdigest()
 
 
-def canonical(values: dict[str, Any], nonce: str) -> bytes:
+def canonical(values: Mapping[str, Any], nonce: str) -> bytes:
     """The bytes a record's MAC covers: every field a person reads, in a fixed order."""
     at = values["at"]
     stamp = at.replace(tzinfo=None).isoformat(timespec="microseconds")
@@ -103,20 +103,25 @@ def canonical(values: dict[str, Any], nonce: str) -> bytes:
     return json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def load_key(app: Flask, create: bool) -> ChainKey:
-    """Load `audit.key` from the data directory (made first when `create`) for this app."""
-    path: Path = app.config["PORTAL_SETTINGS"].data_dir / KEY_FILE
-    if create:
-        write_secret_file(path, secrets.token_hex(32).encode("ascii") + b"\n")
+def read_key(data_dir: Path) -> ChainKey:
+    """The chain key in `data_dir`; raises ChainKeyError naming the file."""
+    path = data_dir / KEY_FILE
     try:
-        secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
-        key = ChainKey(secret)
+        return ChainKey(bytes.fromhex(path.read_text(encoding="ascii").strip()))
     except FileNotFoundError:
         raise ChainKeyError(
             f"audit chain key {path} is missing; restore it from your key backup"
         ) from None
     except (OSError, ValueError, UnicodeDecodeError):
         raise ChainKeyError(f"audit chain key {path} is unreadable or malformed") from None
+
+
+def load_key(app: Flask, create: bool) -> ChainKey:
+    """Load `audit.key` from the data directory (made first when `create`) for this app."""
+    data_dir: Path = app.config["PORTAL_SETTINGS"].data_dir
+    if create:
+        write_secret_file(data_dir / KEY_FILE, secrets.token_hex(32).encode("ascii") + b"\n")
+    key = read_key(data_dir)
     app.extensions[_EXTENSION] = key
     return key
 
@@ -182,6 +187,19 @@ def _valid(key: ChainKey, row: Any) -> bool:
     return hmac.compare_digest(row.mac, key.seal(row._mapping, row.nonce))
 
 
+def _sealed_nonces(nonces: list[str]) -> set[str | None]:
+    """The nonces among `nonces` that a sealed record already has."""
+    if not nonces:
+        return set()
+    return set(
+        db.session.scalars(
+            select(AuditEvent.nonce).where(
+                AuditEvent.nonce.in_(nonces), AuditEvent.seq.is_not(None)
+            )
+        )
+    )
+
+
 def seal(batch: int = SEAL_BATCH) -> SealPass:
     """Give every committed, unsealed record its place in the chain, in short transactions of
     `batch` records each. Records without a valid MAC are left out (and reported)."""
@@ -202,15 +220,18 @@ def seal(batch: int = SEAL_BATCH) -> SealPass:
             .order_by(AuditEvent.id)
             .limit(batch)
         ).all()
+        taken = _sealed_nonces([row.nonce for row in rows if row.nonce])
         changes = []
         for row in rows:
-            nonce, mac = row.nonce, row.mac
-            if mac is None and row.id <= legacy:
+            if row.mac is None and row.id <= legacy:
                 nonce = os.urandom(16).hex()
                 mac = key.seal(row._mapping, nonce)
-            elif not _valid(key, row):
-                done.refused.append(row.id)
+            elif _valid(key, row) and row.nonce not in taken:
+                nonce, mac = row.nonce, str(row.mac)
+            else:
+                done.refused.append(row.id)  # forged, changed, or a copy of a sealed record
                 continue
+            taken.add(nonce)
             seq += 1
             chain = key.link(chain, seq, mac)
             changes.append({"id": row.id, "seq": seq, "chain": chain, "nonce": nonce, "mac": mac})
@@ -348,6 +369,7 @@ def verify(since: datetime | None = None) -> Report:
         expected = row.seq + 1
         report.checked += 1
     report.last_seq = expected - 1
+    _check_copies(report)
     _check_head(report, previous, since)
     _check_unsealed(key, report)
     return report
@@ -374,6 +396,24 @@ def _check_head(report: Report, last_chain: str | None, since: datetime | None) 
         )
     elif seq and last_chain is not None and chain != last_chain and since is None:
         report.add(Problem("changed", "the chain's head does not match its newest record", seq))
+
+
+def _check_copies(report: Report) -> None:
+    """Two records with one nonce: one is a copy (possible only with the index dropped)."""
+    copies = db.session.execute(
+        select(AuditEvent.nonce, db.func.max(AuditEvent.id))
+        .where(AuditEvent.nonce.is_not(None))
+        .group_by(AuditEvent.nonce)
+        .having(db.func.count() > 1)
+    ).all()
+    for _, newest in copies:
+        report.add(
+            Problem(
+                "inserted",
+                f"record {newest} was inserted: it is a copy of another record",
+                record_id=newest,
+            )
+        )
 
 
 def _check_unsealed(key: ChainKey, report: Report) -> None:

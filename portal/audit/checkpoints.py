@@ -43,22 +43,33 @@ class SigningKeyError(Exception):
     """The checkpoint signing key is unreadable."""
 
 
-def load_signing_key(app: Flask) -> Ed25519PrivateKey:
-    """Load (made on first start) the checkpoint signing key of this app."""
-    path: Path = app.config["PORTAL_SETTINGS"].data_dir / SIGNING_KEY_FILE
-    if not path.exists():
+def read_signing_key(data_dir: Path) -> Ed25519PrivateKey:
+    """The checkpoint signing key in `data_dir`; raises SigningKeyError naming the file."""
+    path = data_dir / SIGNING_KEY_FILE
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise SigningKeyError(
+            f"audit signing key {path} is missing; restore it from your key backup"
+        ) from None
+    except (OSError, ValueError):
+        raise SigningKeyError(f"audit signing key {path} is unreadable or malformed") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SigningKeyError(f"audit signing key {path} is not an Ed25519 key")
+    return key
+
+
+def load_signing_key(app: Flask, create: bool) -> Ed25519PrivateKey:
+    """Load the checkpoint signing key of this app (made first when `create`)."""
+    data_dir: Path = app.config["PORTAL_SETTINGS"].data_dir
+    if create:
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        write_secret_file(path, pem)
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError):
-        raise SigningKeyError(f"audit signing key {path} is unreadable or malformed") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyError(f"audit signing key {path} is not an Ed25519 key")
+        write_secret_file(data_dir / SIGNING_KEY_FILE, pem)
+    key = read_signing_key(data_dir)
     app.extensions[_EXTENSION] = key
     return key
 

@@ -28,6 +28,7 @@ class AuditEvent(Model):
     __table_args__ = (
         Index("ix_audit_events_at", "at"),
         Index("ix_audit_events_seq", "seq", unique=True),
+        Index("ix_audit_events_nonce", "nonce", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -4,16 +4,14 @@ metrics. `flask --app app audit verify` runs the same verification on demand."""
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Flask
-from sqlalchemy import select
 
 from ..alerts import notifications
 from ..audit import chain, checkpoints
+from ..audit.outcomes import RESULT_META, Outcome, last_result
 from ..models import PortalMeta
 from ..platform import clock
 from ..platform.extensions import db
@@ -21,33 +19,7 @@ from ..platform.extensions import db
 log = logging.getLogger("portal.ops.audit_integrity")
 
 SEAL_SECONDS = 5
-RESULT_META = "audit.verified"  # JSON: at, intact, checked, checkpoints, first problem
 ALERT_KIND = "audit.tampered"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A verification's result, as stored for the metrics and the next run."""
-
-    at: str
-    intact: bool
-    checked: int
-    checkpoints: int
-    problems: list[dict]
-
-    def as_json(self) -> str:
-        return json.dumps(self.__dict__)
-
-
-def last_result() -> Outcome | None:
-    """The newest stored verification, or None before the first."""
-    text = db.session.scalar(select(PortalMeta.value).where(PortalMeta.key == RESULT_META))
-    if not text:
-        return None
-    try:
-        return Outcome(**json.loads(text))
-    except (ValueError, TypeError):
-        return None
 
 
 def verify(since: datetime | None = None) -> tuple[chain.Report, Outcome]:

@@ -206,7 +206,7 @@ def load_audit_keys(app: Flask) -> None:
     stored = chain.stored_key_id()
     try:
         key = chain.load_key(app, create=stored is None)
-        checkpoints.load_signing_key(app)
+        checkpoints.load_signing_key(app, create=stored is None)
     except (chain.ChainKeyError, checkpoints.SigningKeyError) as exc:
         raise StartupError(str(exc)) from None
     if stored is not None and stored != key.key_id:

@@ -229,7 +229,18 @@ def _check_backup_key(app: Flask, backup_file: Path) -> None:
         raise MaintenanceError(
             "this backup was made under a different data key; put that data.key in place first"
         )
-    if sealed is not None and sealed[0] != chain.chain_key(app).key_id:
+    if sealed is not None:
+        _check_audit_keys(app.config["PORTAL_SETTINGS"].data_dir, sealed[0])
+
+
+def _check_audit_keys(data_dir: Path, sealed_with: str) -> None:
+    """The audit chain key and checkpoint signing key must be in place for a sealed log."""
+    try:
+        key = chain.read_key(data_dir)
+        checkpoints.read_signing_key(data_dir)
+    except (chain.ChainKeyError, checkpoints.SigningKeyError) as exc:
+        raise MaintenanceError(f"{exc}; put it in place first") from None
+    if key.key_id != sealed_with:
         raise MaintenanceError(
             "this backup's audit log was sealed under a different audit chain key; put that "
             "audit.key in place first"

@@ -23,6 +23,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('seq', sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column('chain', sa.String(length=64), nullable=True))
         batch_op.create_index('ix_audit_events_seq', ['seq'], unique=True)
+        batch_op.create_index('ix_audit_events_nonce', ['nonce'], unique=True)
     op.create_table(
         'audit_checkpoints',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -54,6 +55,7 @@ def downgrade() -> None:
     )
     op.drop_table('audit_checkpoints')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_events_nonce')
         batch_op.drop_index('ix_audit_events_seq')
         batch_op.drop_column('chain')
         batch_op.drop_column('seq')
