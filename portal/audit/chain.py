@@ -75,7 +75,7 @@ class ChainKey:
         self._secret = secret
         self.key_id = hashlib.sha256(b"vcf-portal-audit-key-id" + secret).hexdigest()[:16]
 
-    def seal(self, values: Mapping[str, Any], nonce: str) -> str:
+    def seal(self, values: Mapping[Any, Any], nonce: str) -> str:
         """The MAC of a record's canonical form."""
         return hmac.new(self._secret, canonical(values, nonce), "sha256").hexdigest()
 
@@ -85,7 +85,7 @@ class ChainKey:
         return hmac.new(self._secret, message, "sha256").hexdigest()
 
 
-def canonical(values: Mapping[str, Any], nonce: str) -> bytes:
+def canonical(values: Mapping[Any, Any], nonce: str) -> bytes:
     """The bytes a record's MAC covers: every field a person reads, in a fixed order."""
     at = values["at"]
     stamp = at.replace(tzinfo=None).isoformat(timespec="microseconds")
