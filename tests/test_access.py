@@ -141,6 +141,9 @@ ACCESS = {
     "api.list_user_roles": "admin",
     "api.set_user_role": "admin",
     "api.unlock_user": "admin",
+    "api.audit_destinations": "admin",
+    "api.add_audit_destination": "admin",
+    "api.remove_audit_destination": "admin",
     # Its own access rule (an API token or an allowed address): tests/web/test_metrics.py.
     "metrics.scrape": "public",
 }

@@ -49,6 +49,8 @@ SENSITIVE = {
     "settings.security": "settings.security",
     "api.set_ldap_settings": "settings.ldap",
     "api.set_oidc_settings": "settings.oidc",
+    "api.add_audit_destination": "settings.audit_forwarding",
+    "api.remove_audit_destination": "settings.audit_forwarding",
     "sign_in.save": "settings.sign_in",
     "notifications.save_thresholds": "settings.notifications",
     "notifications.new_channel": "settings.notification_channel_create",

@@ -41,6 +41,7 @@ KINDS = {
     "account.locked": "An account was locked",
     "certificate.expiring": "The portal's TLS certificate expires soon",
     "audit.tampered": "The audit log's verification found records changed, removed or added",
+    "audit.forwarding_behind": "Audit forwarding to a destination is behind",
 }
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
 FAILING_AFTER_KEY = "notify.failing_after"

@@ -29,6 +29,7 @@ from .people import (
 )
 from .records import (
     AuditCheckpoint,
+    AuditDestination,
     AuditEvent,
     NotificationChannel,
     NotificationDelivery,
@@ -39,6 +40,7 @@ from .records import (
 __all__ = [
     "ApiToken",
     "AuditCheckpoint",
+    "AuditDestination",
     "AuditEvent",
     "Credential",
     "CredentialAction",

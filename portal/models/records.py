@@ -62,6 +62,27 @@ class AuditCheckpoint(Model):
     signature: Mapped[str] = mapped_column(Text, nullable=False)
 
 
+class AuditDestination(Model):
+    """Where the audit records are forwarded off the VM (portal.audit.forwarding): each gets
+    every sealed record once, in chain order, from its cursor `sent_seq`."""
+
+    __tablename__ = "audit_destinations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    address: Mapped[str] = mapped_column(String(512), nullable=False)
+    ca_pem: Mapped[str | None] = mapped_column(Text)
+    token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128), nullable=False, default="")
+    sent_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    sent_checkpoint_id: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error_at: Mapped[datetime | None] = mapped_column(DateTime)
+    behind_alerted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
 class PortalMeta(Model):
     """Small key/value facts about this installation (key check value, install time)."""
 

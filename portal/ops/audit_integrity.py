@@ -10,9 +10,9 @@ from datetime import datetime
 from flask import Flask
 
 from ..alerts import notifications
-from ..audit import chain, checkpoints
+from ..audit import chain, checkpoints, forwarding
 from ..audit.outcomes import RESULT_META, Outcome, last_result
-from ..models import PortalMeta
+from ..models import AuditDestination, PortalMeta
 from ..platform import clock
 from ..platform.extensions import db
 
@@ -20,6 +20,8 @@ log = logging.getLogger("portal.ops.audit_integrity")
 
 SEAL_SECONDS = 5
 ALERT_KIND = "audit.tampered"
+BEHIND_KIND = "audit.forwarding_behind"
+BEHIND_SECONDS = 15 * 60  # a destination that has taken nothing for this long is alerted
 
 
 def verify(since: datetime | None = None) -> tuple[chain.Report, Outcome]:
@@ -54,21 +56,52 @@ def verify(since: datetime | None = None) -> tuple[chain.Report, Outcome]:
 
 
 def seal_pass(app: Flask) -> None:
-    """The scheduler's sealing job."""
+    """The scheduler's sealing and forwarding job."""
     with app.app_context():
         try:
-            done = chain.seal()
-            if done.refused:
-                log.warning(
-                    "%d audit records have no valid seal and stay out of the chain (first: %d)",
-                    len(done.refused),
-                    done.refused[0],
-                )
+            _seal()
+            for destination_id in [d.id for d in forwarding.destinations()]:
+                forwarding.deliver(destination_id)
+                _alert_when_behind(destination_id)
         except Exception:  # noqa: BLE001 - the next pass tries again
             db.session.rollback()
-            log.exception("sealing the audit chain failed")
+            log.exception("sealing or forwarding the audit chain failed")
         finally:
             db.session.remove()
+
+
+def _alert_when_behind(destination_id: int) -> None:
+    """Alert once when a destination has a backlog and took nothing for BEHIND_SECONDS; again
+    only after it caught up."""
+    destination = db.session.get(AuditDestination, destination_id)
+    if destination is None:
+        return
+    waiting = forwarding.backlog(destination)
+    since = destination.last_success_at or destination.created_at
+    behind = waiting > 0 and (clock.now() - since).total_seconds() > BEHIND_SECONDS
+    if behind and not destination.behind_alerted:
+        notifications.emit(
+            BEHIND_KIND,
+            f"Audit forwarding to {destination.address} is behind",
+            f"{waiting} audit records wait for {destination.kind} {destination.address}; "
+            f"the last error: {destination.last_error or 'none'}. Nothing is lost: they are "
+            "sent, in order, once it answers.",
+            {"destination": destination.id, "backlog": waiting},
+        )
+        destination.behind_alerted = True
+    elif waiting == 0 and destination.behind_alerted:
+        destination.behind_alerted = False
+    db.session.commit()
+
+
+def _seal() -> None:
+    done = chain.seal()
+    if done.refused:
+        log.warning(
+            "%d audit records have no valid seal and stay out of the chain (first: %d)",
+            len(done.refused),
+            done.refused[0],
+        )
 
 
 def daily(app: Flask) -> None:

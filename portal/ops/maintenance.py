@@ -17,6 +17,7 @@ from sqlalchemy import select, text, update
 from .. import audit
 from ..audit import chain, checkpoints
 from ..models import (
+    AuditDestination,
     Credential,
     CredentialAction,
     Endpoint,
@@ -30,6 +31,7 @@ from ..platform import locks
 from ..platform.clock import UTC
 from ..platform.crypto import (
     ACTION_PASSWORD,
+    AUDIT_FORWARD_TOKEN,
     CREDENTIAL_PASSWORD,
     CREDENTIAL_PASSWORD_MAC,
     ENDPOINT_PASSWORD,
@@ -63,6 +65,7 @@ ENCRYPTED_COLUMNS = (
     (NotificationChannel, "webhook_url_enc", WEBHOOK_URL),
     (NotificationChannel, "webhook_secret_enc", WEBHOOK_SECRET),
     (SignInProvider, "secret_enc", SIGN_IN_SECRET),
+    (AuditDestination, "token_enc", AUDIT_FORWARD_TOKEN),
 )
 # (model, encrypted column, keyed-hash column, label): hashes recomputed on key rotation.
 # A keyed hash is not a secret on its own, but it is never logged, exported or shown.

@@ -151,6 +151,7 @@ class Settings:
     reveals_per_minute: int = 120
     metrics_allow: tuple = ()
     external_url: str | None = None
+    audit_forward_plaintext: bool = False
 
     @property
     def forwarded_allow_ips(self) -> str:
@@ -211,5 +212,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backup_keep=_int(env, "PORTAL_BACKUP_KEEP", 14, 1, 1000),
         reveals_per_minute=_int(env, "PORTAL_REVEALS_PER_MINUTE", 120, 1, 100000),
         metrics_allow=tuple(_cidrs(env, "PORTAL_METRICS_ALLOW")),
+        audit_forward_plaintext=_bool(env, "PORTAL_AUDIT_FORWARD_PLAINTEXT", False),
         external_url=_external_url(env),
     )

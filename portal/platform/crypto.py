@@ -26,6 +26,7 @@ ACTION_PASSWORD = "action.password"  # noqa: S105 - an encryption label
 SMTP_PASSWORD = "notify.smtp_password"  # noqa: S105 - an encryption label
 WEBHOOK_URL = "notify.webhook_url"
 WEBHOOK_SECRET = "notify.webhook_secret"  # noqa: S105 - an encryption label
+AUDIT_FORWARD_TOKEN = "audit.forward_token"  # noqa: S105 - an encryption label
 SIGN_IN_SECRET = "signin.secret"  # noqa: S105 - an encryption label (bind password, client secret)
 # Purpose label of the key (derived from the data key) of the keyed hash stored beside each
 # credential's ciphertext, so a sync tells an unchanged password without decrypting it.

@@ -38,6 +38,7 @@ from .account import (
     TotpStarted,
     TotpState,
 )
+from .audit import DestinationCreated, DestinationIn, DestinationList, DestinationOut
 from .common import Error, OpenAPIDocument, Source, Timestamp
 from .credentials import (
     Action,
@@ -100,6 +101,10 @@ from .settings import (
 )
 
 __all__ = [
+    "DestinationCreated",
+    "DestinationIn",
+    "DestinationList",
+    "DestinationOut",
     "Action",
     "ActionIn",
     "ActionItem",
