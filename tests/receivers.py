@@ -1,13 +1,18 @@
-"""Real receivers of notifications on loopback: an SMTP server (aiosmtpd: plain, STARTTLS with
-sign-in, or TLS from the start) and an HTTPS webhook receiver that checks the signature."""
+"""Real receivers on loopback: an SMTP server (aiosmtpd: plain, STARTTLS with sign-in, or TLS
+from the start), an HTTPS webhook receiver that checks the signature (notifications, audit
+forwarding over HTTPS), and Debian's rsyslogd (audit forwarding over syslog)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import signal
+import socket
 import ssl
+import subprocess
 import threading
+import time
 from contextlib import contextmanager
 from email import message_from_bytes
 from email.message import Message
@@ -190,3 +195,80 @@ def webhook_receiver(tmp_path, secret: str | None = WEBHOOK_SECRET):
     finally:
         receiver.server.shutdown()
         receiver.server.server_close()
+
+
+class RsyslogReceiver:
+    """Debian's rsyslogd on 127.0.0.1, receiving RFC 5425 (syslog over TLS, its own test CA)
+    or plain TCP, writing each raw message on a line of `out.log`; `kill` and `start` again
+    on the same port model a receiver that dies and comes back."""
+
+    def __init__(self, tmp_path, tls: bool = True) -> None:
+        self.dir = tmp_path / f"rsyslog-{free_port()}"
+        self.dir.mkdir(parents=True)
+        self.port = free_port()
+        self.tls = tls
+        self.out = self.dir / "out.log"
+        chain, key = certificates().write(self.dir / "certs")
+        self.ca = self.dir / "certs" / "ca.pem"
+        self.ca.write_text(certificates().ca_pem)
+        driver = (
+            f'global(workDirectory="{self.dir}" DefaultNetstreamDriver="gtls" '
+            f'DefaultNetstreamDriverCAFile="{self.ca}" DefaultNetstreamDriverCertFile="{chain}" '
+            f'DefaultNetstreamDriverKeyFile="{key}")\n'
+            'module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" '
+            'StreamDriver.AuthMode="anon")\n'
+            if tls
+            else f'global(workDirectory="{self.dir}")\nmodule(load="imtcp")\n'
+        )
+        (self.dir / "rsyslog.conf").write_text(
+            driver
+            + f'input(type="imtcp" port="{self.port}" address="127.0.0.1")\n'
+            + 'template(name="raw" type="string" string="%rawmsg%\\n")\n'
+            + f'action(type="omfile" file="{self.out}" template="raw")\n'
+        )
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - the system's rsyslogd, our config
+            [
+                "/usr/sbin/rsyslogd",
+                "-n",
+                "-f",
+                str(self.dir / "rsyslog.conf"),
+                "-i",
+                str(self.dir / "rsyslogd.pid"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError("rsyslogd did not listen")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        (self.dir / "rsyslogd.pid").unlink(missing_ok=True)
+
+    def lines(self) -> list[str]:
+        return self.out.read_text().splitlines() if self.out.exists() else []
+
+
+@contextmanager
+def rsyslog_receiver(tmp_path, tls: bool = True):
+    """A running RsyslogReceiver, killed afterwards."""
+    receiver = RsyslogReceiver(tmp_path, tls)
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.kill()

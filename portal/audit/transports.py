@@ -42,34 +42,43 @@ def syslog_stream(address: str, messages: list[bytes], tls: bool, ca_pem: str | 
     host, port = split_address(address)
     framed = b"".join(str(len(m)).encode("ascii") + b" " + m for m in messages)
     try:
-        raw = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
+        sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
     except OSError as exc:
         raise ForwardError(f"cannot connect to {address} ({_reason(exc)})") from None
     try:
-        raw.settimeout(SEND_TIMEOUT)
+        sock.settimeout(SEND_TIMEOUT)
         if tls:
             try:
-                stream = _context(ca_pem).wrap_socket(raw, server_hostname=host)
+                sock = _context(ca_pem).wrap_socket(sock, server_hostname=host)
             except ssl.SSLCertVerificationError:
                 raise ForwardError(f"TLS with {address} failed: certificate not trusted") from None
             except (ssl.SSLError, OSError) as exc:
                 raise ForwardError(f"TLS with {address} failed ({_reason(exc)})") from None
-            stream.sendall(framed)
-            try:
-                raw = stream.unwrap()  # our close_notify; the receiver read all before it
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                return  # the receiver closed once it had read everything
-        else:
-            raw.sendall(framed)
-        raw.shutdown(socket.SHUT_WR)
-        while raw.recv(4096):
-            pass  # a syslog receiver sends nothing; wait for its close
+        sock.sendall(framed)
+        _wait_for_close(sock)
     except ForwardError:
         raise
     except (OSError, ssl.SSLError) as exc:
         raise ForwardError(f"sending to {address} failed ({_reason(exc)})") from None
     finally:
-        raw.close()
+        sock.close()
+
+
+def _wait_for_close(sock: socket.socket) -> None:
+    """End our side and wait until the receiver closes: it has then read everything."""
+    if isinstance(sock, ssl.SSLSocket):
+        try:
+            plain = sock.unwrap()  # our close_notify; the receiver reads all before it
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return  # the receiver closed once it had read everything
+        plain.shutdown(socket.SHUT_WR)
+        while plain.recv(4096):
+            pass
+        plain.close()
+        return
+    sock.shutdown(socket.SHUT_WR)
+    while sock.recv(4096):
+        pass  # a syslog receiver sends nothing; wait for its close
 
 
 def syslog_udp(address: str, messages: list[bytes]) -> None:
