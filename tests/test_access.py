@@ -144,6 +144,9 @@ ACCESS = {
     "api.audit_destinations": "admin",
     "api.add_audit_destination": "admin",
     "api.remove_audit_destination": "admin",
+    "audit_forwarding.overview": "admin",
+    "audit_forwarding.add": "admin",
+    "audit_forwarding.remove": "admin",
     # Its own access rule (an API token or an allowed address): tests/web/test_metrics.py.
     "metrics.scrape": "public",
 }

@@ -274,3 +274,29 @@ def test_a_new_destination_starts_after_what_was_archived(tmp_path):
             forwarding.DestinationIn(kind="https-json", address="https://127.0.0.1:9/x"), "t"
         )
         assert made.sent_seq == 7
+
+
+def test_the_settings_page_adds_shows_and_removes_destinations(app, admin):
+    page = admin.client.get("/settings/audit-forwarding")
+    assert page.status_code == 200 and "No destination yet" in page.get_data(as_text=True)
+    refused = admin.post(
+        "/settings/audit-forwarding", {"kind": "syslog-tls", "address": "no-port.example"}
+    )
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "address: Enter host:port" in text
+    assert 'value="no-port.example"' in text  # what was typed stays
+    added = admin.post(
+        "/settings/audit-forwarding",
+        {"kind": "splunk-hec", "address": "https://splunk.example.net:8088/e", "token": HEC_TOKEN},
+    )
+    assert added.status_code == 302
+    listing = admin.client.get("/settings/audit-forwarding").get_data(as_text=True)
+    assert "https://splunk.example.net:8088/e" in listing and HEC_TOKEN not in listing
+    with app.app_context():
+        made = db.session.scalar(select(AuditDestination))
+        assert made is not None and made.token_enc is not None
+        assert HEC_TOKEN.encode() not in made.token_enc
+        made_id = made.id
+    removed = admin.post(f"/settings/audit-forwarding/{made_id}/delete")
+    assert removed.status_code == 302
+    assert admin.post(f"/settings/audit-forwarding/{made_id}/delete").status_code == 404

@@ -51,6 +51,8 @@ SENSITIVE = {
     "api.set_oidc_settings": "settings.oidc",
     "api.add_audit_destination": "settings.audit_forwarding",
     "api.remove_audit_destination": "settings.audit_forwarding",
+    "audit_forwarding.add": "settings.audit_forwarding",
+    "audit_forwarding.remove": "settings.audit_forwarding",
     "sign_in.save": "settings.sign_in",
     "notifications.save_thresholds": "settings.notifications",
     "notifications.new_channel": "settings.notification_channel_create",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import abort, jsonify
 
-from .. import audit
 from ..access.guards import admin_required, recent_sign_in
 from ..audit import chain, forwarding
 from ..identity.users import actor
@@ -34,11 +33,6 @@ def add_audit_destination(body: s.DestinationIn):
         destination = forwarding.add(body, actor().username)
     except forwarding.DestinationError as exc:
         raise FieldErrors({exc.field: str(exc)}) from None
-    audit.record(
-        "settings.audit_forwarding",
-        destination.address,
-        details={"change": "add", "kind": destination.kind, "id": destination.id},
-    )
     return jsonify(id=destination.id), 201
 
 
@@ -51,10 +45,5 @@ def remove_audit_destination(destination_id: int):
     destination = db.session.get(AuditDestination, destination_id)
     if destination is None:
         abort(404, description="No such destination.")
-    audit.record(
-        "settings.audit_forwarding",
-        destination.address,
-        details={"change": "remove", "kind": destination.kind, "id": destination.id},
-    )
-    db.session.delete(destination)
+    forwarding.remove(destination, actor().username)
     return "", 204

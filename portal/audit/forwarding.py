@@ -34,7 +34,7 @@ from ..platform import clock
 from ..platform.crypto import AUDIT_FORWARD_TOKEN, cipher
 from ..platform.extensions import db
 from ..platform.text import escape_controls
-from . import chain, transports
+from . import chain, record, transports
 from .checkpoints import Checkpoint
 
 KINDS = ("syslog-tls", "syslog-tcp", "syslog-udp", "https-json", "splunk-hec")
@@ -155,7 +155,24 @@ def add(values: DestinationIn, actor: str) -> AuditDestination:
     )
     db.session.add(destination)
     db.session.flush()
+    record(
+        "settings.audit_forwarding",
+        destination.address,
+        details={"change": "add", "kind": destination.kind, "id": destination.id},
+        actor=actor,
+    )
     return destination
+
+
+def remove(destination: AuditDestination, actor: str) -> None:
+    """Stop forwarding to a destination (what it took stays there). The caller commits."""
+    record(
+        "settings.audit_forwarding",
+        destination.address,
+        details={"change": "remove", "kind": destination.kind, "id": destination.id},
+        actor=actor,
+    )
+    db.session.delete(destination)
 
 
 def backlog(destination: AuditDestination, head_seq: int | None = None) -> int:

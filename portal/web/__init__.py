@@ -13,6 +13,7 @@
 | `/audit/...` | audit |
 | `/settings/notifications/...` | notifications |
 | `/settings/sign-in/...` | sign_in |
+| `/settings/audit-forwarding/...` | audit_forwarding |
 | `/settings/...` | settings |
 | `/preferences` | preferences |
 | `/metrics` | metrics |
@@ -26,6 +27,7 @@ from flask import Flask
 from . import (
     account,
     audit,
+    audit_forwarding,
     auth,
     auth_verify,  # noqa: F401 - its routes (/login/verify) belong to auth.bp
     dashboard,
@@ -53,6 +55,7 @@ MODULES = (
     settings,
     preferences,
     notifications,
+    audit_forwarding,
     sign_in,
     health,
     metrics,

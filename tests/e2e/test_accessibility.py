@@ -81,6 +81,7 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
         ("settings security", "/settings/security", "main form"),
         ("settings sign-in", "/settings/sign-in", "#ldap-urls"),
         ("settings notifications", "/settings/notifications", "main h1"),
+        ("settings audit forwarding", "/settings/audit-forwarding", "main form"),
         (
             "notification channel new",
             "/settings/notifications/channels/new?kind=email",
