@@ -207,6 +207,15 @@ def seal(batch: int = SEAL_BATCH) -> SealPass:
     done = SealPass()
     after = 0
     while True:
+        pending = db.session.scalar(
+            select(AuditEvent.id)
+            .where(AuditEvent.seq.is_(None), AuditEvent.id > after)
+            .order_by(AuditEvent.id)
+            .limit(1)
+        )
+        if pending is None:
+            db.session.rollback()  # nothing to seal: no write, no lock taken
+            return done
         # The head row is written first: it takes the database's write lock (SQLite) or the
         # row's lock (PostgreSQL), so two sealers take turns and never fork the chain.
         db.session.execute(

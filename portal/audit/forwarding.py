@@ -20,6 +20,7 @@ import json
 import re
 import socket
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -270,10 +271,26 @@ def _portal_name() -> str:
     return (urlsplit(external).hostname if external else None) or socket.getfqdn()
 
 
-def _send(destination: AuditDestination, documents: list[dict[str, Any]]) -> None:
-    token = None
-    if destination.token_enc is not None:
-        token = cipher().decrypt(destination.token_enc, AUDIT_FORWARD_TOKEN)
+@dataclass(frozen=True)
+class _Target:
+    """Where a batch goes, read before the database transaction ends (no transaction stays
+    open while the network is slow)."""
+
+    kind: str
+    address: str
+    ca_pem: str | None
+    token: str | None = field(repr=False)
+
+    @classmethod
+    def of(cls, destination: AuditDestination) -> _Target:
+        token = None
+        if destination.token_enc is not None:
+            token = cipher().decrypt(destination.token_enc, AUDIT_FORWARD_TOKEN)
+        return cls(destination.kind, destination.address, destination.ca_pem, token)
+
+
+def _send(destination: _Target, documents: list[dict[str, Any]]) -> None:
+    token = destination.token
     if destination.kind in SYSLOG:
         messages = [syslog_message(doc) for doc in documents]
         if destination.kind == "syslog-udp":
@@ -347,13 +364,20 @@ def deliver(destination_id: int, batches: int = 20) -> int:
         marks = [m for m in marks if m.seq <= (rows[-1].seq if rows else destination.sent_seq)]
         documents = [document(row, portal) for row in rows]
         documents += [checkpoint_document(_as_checkpoint(m), portal) for m in marks]
+        target = _Target.of(destination)
+        db.session.rollback()  # the read ends before the network
         if not documents:
-            db.session.rollback()
             return sent
         try:
-            _send(destination, documents)
+            _send(target, documents)
+            error = None
         except transports.ForwardError as exc:
-            destination.last_error = str(exc)[:500]
+            error = str(exc)[:500]
+        destination = db.session.get(AuditDestination, destination_id)
+        if destination is None:
+            return sent  # removed meanwhile
+        if error is not None:
+            destination.last_error = error
             destination.last_error_at = clock.now()
             db.session.commit()
             return sent

@@ -47,7 +47,7 @@ def add():
     """Add a destination (the same rules as the API)."""
     form = {k: request.form.get(k, "") for k in ("kind", "address", "ca_pem", "token")}
     try:
-        values = forwarding.DestinationIn(**{k: v or None for k, v in form.items()})
+        values = forwarding.DestinationIn.model_validate({k: v or None for k, v in form.items()})
         forwarding.add(values, actor().username)
     except ValidationError as exc:
         for error in exc.errors():
