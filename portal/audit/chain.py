@@ -34,6 +34,7 @@ from flask import Flask, current_app
 from sqlalchemy import select, update
 
 from ..models import AuditEvent, PortalMeta
+from ..platform import writes
 from ..platform.crypto import write_secret_file
 from ..platform.extensions import db
 
@@ -42,7 +43,7 @@ KEY_ID_META = "audit_key_id"
 HEAD_META = "audit.head"  # "<seq>:<chain>" of the newest sealed record
 LEGACY_META = "audit.legacy_until"  # records up to this id predate the chain
 ANCHOR_META = "audit.anchor"  # "<seq>:<chain>" of the newest record archived away
-SEAL_BATCH = 500
+SEAL_BATCH = writes.CHUNK_ROWS
 VERIFY_CHUNK = 2000
 MAX_PROBLEMS = 100
 _EXTENSION = "portal_audit_chain"
@@ -254,6 +255,7 @@ def seal(batch: int = SEAL_BATCH) -> SealPass:
         if len(rows) < batch:
             return done
         after = rows[-1].id
+        writes.let_others_write()
 
 
 @dataclass(frozen=True)
