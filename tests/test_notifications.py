@@ -4,8 +4,10 @@ receiver on loopback; retries, failures shown, and never a password in any messa
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta
 
+import pyrage
 import pytest
 from receivers import SMTP_PASSWORD, WEBHOOK_SECRET, smtp_server, webhook_receiver
 from sqlalchemy import select
@@ -22,6 +24,7 @@ from portal.models import (
     NotificationOutbox,
     PasswordHistory,
 )
+from portal.ops import break_glass, break_glass_settings
 from portal.platform import certs, clock
 from portal.platform.crypto import CREDENTIAL_PASSWORD, ENDPOINT_PASSWORD, HISTORY_PASSWORD, cipher
 from portal.platform.extensions import db
@@ -195,6 +198,15 @@ def test_every_event_kind_arrives_by_mail_and_webhook_without_a_password(
             "SDDC Manager refused the update of esx-1.",
             {"action_id": 2, "environment": "sfo", "operation": "update", "failed": 1},
         )
+        db.session.commit()
+        # Break-glass: a change of the settings, a copy written, then one that cannot be.
+        offline = str(pyrage.x25519.Identity.generate().to_public())
+        folder = tmp_path / "break-glass"
+        break_glass_settings.save({"recipients": [offline], "folder": str(folder)})
+        assert break_glass.copy_now(app, "tester").state == "success"
+        shutil.rmtree(folder)
+        folder.write_text("in the way")
+        assert break_glass.copy_now(app, "tester").state == "failed"
         db.session.commit()
         for _ in range(5):
             anon.login("bob", "wrong password!!")

@@ -40,6 +40,9 @@ KINDS = {
     "action.failed": "A credential action failed",
     "account.locked": "An account was locked",
     "certificate.expiring": "The portal's TLS certificate expires soon",
+    "break_glass.copied": "A break-glass copy was written",
+    "break_glass.failed": "A break-glass copy or its hand-off failed",
+    "break_glass.changed": "The break-glass settings changed (recipients, folder, schedule)",
 }
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
 FAILING_AFTER_KEY = "notify.failing_after"
