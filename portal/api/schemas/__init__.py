@@ -89,6 +89,9 @@ from .environments import (
     SyncRunsQueued,
 )
 from .settings import (
+    BreakGlassCopy,
+    BreakGlassSettings,
+    BreakGlassSettingsIn,
     LdapSettings,
     LdapSettingsIn,
     LdapTestIn,
@@ -110,6 +113,9 @@ __all__ = [
     "AgeBucket",
     "AgedCredential",
     "AutoRotateIn",
+    "BreakGlassCopy",
+    "BreakGlassSettings",
+    "BreakGlassSettingsIn",
     "CodeIn",
     "ConnectionTest",
     "ConnectionTestIn",
