@@ -12,6 +12,7 @@
 | `/users/...` | users |
 | `/audit/...` | audit |
 | `/settings/notifications/...` | notifications |
+| `/settings/break-glass/...` | break_glass |
 | `/settings/sign-in/...` | sign_in |
 | `/settings/...` | settings |
 | `/preferences` | preferences |
@@ -28,6 +29,7 @@ from . import (
     audit,
     auth,
     auth_verify,  # noqa: F401 - its routes (/login/verify) belong to auth.bp
+    break_glass,
     dashboard,
     environments,
     export,
@@ -53,6 +55,7 @@ MODULES = (
     settings,
     preferences,
     notifications,
+    break_glass,
     sign_in,
     health,
     metrics,
