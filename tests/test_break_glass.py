@@ -16,13 +16,14 @@ from pathlib import Path
 import pyrage
 import pytest
 from sqlalchemy import event, insert, select
-from support import create_env, run_sync
+from support import create_env, make_app, run_sync
 
 from portal.environments.service import save_environment
 from portal.models import AuditEvent, Credential, NotificationOutbox
 from portal.ops import break_glass
 from portal.ops import break_glass_settings as settings_store
 from portal.platform import clock
+from portal.platform.config import ConfigError, load_settings
 from portal.platform.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.platform.extensions import db
 from portal.vault import break_glass as plaintext
@@ -389,7 +390,7 @@ def test_the_command_prints_the_path(app, tmp_path):
 ESTATE = 2_500
 
 
-def _estate(app, count: int) -> None:
+def _estate(app, count: int, hosts: int = 700) -> None:
     with app.app_context():
         env, _ = save_environment({"name": "big", "manager": MANAGER})
         db.session.commit()
@@ -398,7 +399,7 @@ def _estate(app, count: int) -> None:
             {
                 "environment_id": env.id,
                 "source": "manager",
-                "hostname": f"esx{n % 700:04d}.example.net",
+                "hostname": f"esx{n % hosts:04d}.example.net",
                 "username": f"user{n}",
                 "password_enc": data_cipher.encrypt(f"Pw-{n}", CREDENTIAL_PASSWORD),
                 "first_seen_at": now,
@@ -434,6 +435,22 @@ def test_credentials_are_read_in_short_batches_each_once(app, tmp_path):
     assert sorted(users) == sorted(f"user{n}" for n in range(ESTATE))
 
 
+def test_on_postgresql_every_row_comes_once_across_batches(tmp_path, pg_url, monkeypatch):
+    monkeypatch.setattr(plaintext, "BATCH", 7)
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    try:
+        _estate(app, 60, hosts=9)  # batches end in the middle of a host's accounts
+        identity, key = _identity()
+        _configure(app, tmp_path / "copies", key)
+        result = _copy(app)
+        users = [r["User"] for r in _open(result.path, identity) if r["Kind"] == "credential"]
+        assert sorted(users) == sorted(f"user{n}" for n in range(60))
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
 def test_the_stream_reads_in_pieces_and_keeps_a_readers_failure():
     def failing():
         yield ["a"] * len(plaintext.COLUMNS)
@@ -451,6 +468,26 @@ def test_the_stream_reads_in_pieces_and_keeps_a_readers_failure():
 
 
 # -- the hand-off --------------------------------------------------------------------------
+
+
+def test_the_hand_off_command_is_read_strictly_from_the_environment(tmp_path):
+    settings = load_settings({"PORTAL_BREAK_GLASS_COMMAND": "/usr/bin/rsync -a 'a b'"})
+    assert settings.break_glass_command == ("/usr/bin/rsync", "-a", "a b")
+    assert settings.break_glass_timeout == 120
+    assert "rsync" not in repr(settings)  # arguments may name a secret: never in a repr
+    assert load_settings({}).break_glass_command == ()
+    for value, words in (
+        ("scp x", "name the program by its absolute path"),
+        ("/bin/x 'open", "cannot be split"),
+    ):
+        with pytest.raises(ConfigError, match=f"PORTAL_BREAK_GLASS_COMMAND: {words}"):
+            load_settings({"PORTAL_BREAK_GLASS_COMMAND": value})
+    with pytest.raises(ConfigError, match="PORTAL_BREAK_GLASS_TIMEOUT"):
+        load_settings({"PORTAL_BREAK_GLASS_TIMEOUT": "0"})
+    command = tmp_path / "command"
+    command.write_text("/opt/copy-off --key 'secret value'\n")
+    from_file = load_settings({"PORTAL_BREAK_GLASS_COMMAND_FILE": str(command)})
+    assert from_file.break_glass_command == ("/opt/copy-off", "--key", "secret value")
 
 
 def _with_command(app, command: str, timeout: int = 120):
