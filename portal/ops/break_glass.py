@@ -225,18 +225,20 @@ def hand_off(app: Flask, path: Path) -> str | None:
 # -- a copy --------------------------------------------------------------------------------
 
 
-def copy_now(app: Flask, actor: str) -> CopyResult:
+def copy_now(app: Flask, actor: str, options: Options | None = None) -> CopyResult:
     """`make_copy`, and its outcome recorded in the session (the caller commits)."""
-    result = make_copy(app, actor)
+    result = make_copy(app, actor, options)
     record(result)
     return result
 
 
-def make_copy(app: Flask, actor: str) -> CopyResult:
-    """Write a copy now, prune the old ones, hand the new one off (`record` the result).
-    NotConfigured when no recipient is set; any other failure is a result of state `failed`,
-    never an exception."""
-    options = settings_store.load()
+def make_copy(app: Flask, actor: str, options: Options | None = None) -> CopyResult:
+    """Write a copy now with `options` (the stored settings by default), prune the old ones,
+    hand the new one off (`record` the result). NotConfigured when no recipient is set; any
+    other failure is a result of state `failed`, never an exception. The session is not used
+    while the copy is made: its reads go through connections of their own, a slice at a
+    time."""
+    options = options or settings_store.load()
     if not options.recipients:
         raise NotConfigured("Set at least one recipient (an age public key) first.")
     folder = folder_of(app, options)
@@ -366,7 +368,7 @@ def run_if_due(app: Flask) -> CopyResult | None:
     db.session.rollback()  # no read transaction stays open while the copy is made
     if not due:
         return None
-    result = copy_now(app, "scheduler")
+    result = copy_now(app, "scheduler", options)
     db.session.commit()
     if result.state == "success":
         log.info("break-glass copy written: %s (%d passwords)", result.file, result.count)
