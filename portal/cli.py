@@ -1,5 +1,5 @@
-"""Command line: `flask --app app users list|create|reset-password|reset-second-factor|set-role`,
-`audit verify|checkpoint`, backup, restore, rotate-key, check and version."""
+"""Command line: `flask --app app users ...`, `audit verify|checkpoint`, `backup`, `restore`,
+`rotate-key`, `check`, `break-glass copy`, `version`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .audit import checkpoints as audit_checkpoints
 from .identity import second_factor, users
 from .identity.sessions import revoke_user_sessions
 from .models import ROLES, User
-from .ops import audit_integrity, maintenance
+from .ops import audit_integrity, break_glass, maintenance
 from .platform import clock
 from .platform.database import is_locked
 from .platform.extensions import app_object, db
@@ -247,6 +247,26 @@ def audit_checkpoint() -> None:
     )
 
 
+break_glass_cli = AppGroup(
+    "break-glass", help="Break-glass copies: every password, encrypted to offline age keys."
+)
+
+
+@break_glass_cli.command("copy")
+def break_glass_copy() -> None:
+    """Make a break-glass copy now (as the schedule would) and print the file's path."""
+    try:
+        result = break_glass.make_copy(app_object(), "cli")
+    except break_glass.NotConfigured as exc:
+        raise click.ClickException(str(exc)) from None
+    if result.path is not None:
+        click.echo(str(result.path))
+    _write_patiently(lambda: break_glass.record(result), "the copy is done, but its audit record")
+    if result.state != "success":
+        raise click.ClickException(str(result.error))
+    click.echo(f"{result.count} passwords, encrypted to {result.recipients} key(s)", err=True)
+
+
 @click.command("version")
 def version_command() -> None:
     """Print the portal's version."""
@@ -257,6 +277,7 @@ def init_app(app: Flask) -> None:
     """Register the command groups."""
     app.cli.add_command(users_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(break_glass_cli)
     for command in (
         backup_command,
         restore_command,

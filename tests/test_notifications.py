@@ -4,8 +4,10 @@ receiver on loopback; retries, failures shown, and never a password in any messa
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta
 
+import pyrage
 import pytest
 from receivers import SMTP_PASSWORD, WEBHOOK_SECRET, smtp_server, webhook_receiver
 from sqlalchemy import func, select, update
@@ -13,6 +15,7 @@ from support import PASSWORD
 
 from portal import sync
 from portal.alerts import channels, delivery, notifications
+from portal.audit import forwarding
 from portal.models import (
     AuditEvent,
     Credential,
@@ -22,7 +25,7 @@ from portal.models import (
     NotificationOutbox,
     PasswordHistory,
 )
-from portal.ops import audit_integrity
+from portal.ops import audit_integrity, break_glass, break_glass_settings
 from portal.platform import certs, clock
 from portal.platform.crypto import CREDENTIAL_PASSWORD, ENDPOINT_PASSWORD, HISTORY_PASSWORD, cipher
 from portal.platform.extensions import db
@@ -204,6 +207,23 @@ def test_every_event_kind_arrives_by_mail_and_webhook_without_a_password(
         )
         db.session.commit()
         assert not audit_integrity.verify()[0].intact
+        # An audit forwarding destination that takes nothing for 16 minutes.
+        forwarding.add(
+            forwarding.DestinationIn(kind="https-json", address="https://127.0.0.1:9/in"), "t"
+        )
+        db.session.commit()
+        clock.offset += timedelta(minutes=16)
+        audit_integrity.seal_pass(app)
+        clock.offset -= timedelta(minutes=16)
+        # Break-glass: a change of the settings, a copy written, then one that cannot be.
+        offline = str(pyrage.x25519.Identity.generate().to_public())
+        folder = tmp_path / "break-glass"
+        break_glass_settings.save({"recipients": [offline], "folder": str(folder)})
+        assert break_glass.copy_now(app, "tester").state == "success"
+        shutil.rmtree(folder)
+        folder.write_text("in the way")
+        assert break_glass.copy_now(app, "tester").state == "failed"
+        db.session.commit()
         for _ in range(5):
             anon.login("bob", "wrong password!!")
         _deliver_all()

@@ -58,6 +58,9 @@ SENSITIVE = {
     "notifications.new_channel": "settings.notification_channel_create",
     "notifications.edit_channel": "settings.notification_channel_update",
     "notifications.delete_channel": "settings.notification_channel_delete",
+    # who can read every password when the portal is down
+    "api.set_break_glass_settings": "settings.break_glass",
+    "break_glass.save": "settings.break_glass",
     "settings.upload_certificate": "settings.certificate_upload",
     "settings.generate_certificate": "settings.certificate_generate",
     "settings.certificate_request": "settings.certificate_csr",

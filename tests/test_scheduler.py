@@ -255,3 +255,31 @@ def test_overlapping_and_late_turns_do_not_look_like_errors(caplog):
     keep = scheduler._OverlapFilter()
     assert keep.filter(record) and record.levelname == "INFO"
     assert not keep.filter(busy)
+
+
+def test_the_leader_makes_break_glass_copies_when_due(app, tmp_path, monkeypatch):
+    import pyrage
+
+    from portal.ops import break_glass, break_glass_settings
+
+    monkeypatch.setattr(scheduler.sys, "argv", ["gunicorn"])
+    settings = app.config["PORTAL_SETTINGS"]
+    app.config["PORTAL_SETTINGS"] = settings.__class__(
+        **{**settings.__dict__, "scheduler_enabled": True}
+    )
+    key = str(pyrage.x25519.Identity.generate().to_public())
+    with app.app_context():
+        break_glass_settings.save({"recipients": [key], "folder": str(tmp_path / "copies")})
+        db.session.commit()
+    scheduler._break_glass(app)  # not leading: nothing is copied
+    assert not (tmp_path / "copies").exists()
+    try:
+        assert scheduler.start_if_enabled(app)
+        job = scheduler.running().get_job("break-glass")
+        assert job.trigger.interval == timedelta(seconds=scheduler.BREAK_GLASS_SECONDS)
+        scheduler._break_glass(app)
+        assert len(break_glass.copies_in(tmp_path / "copies")) == 1
+        scheduler._break_glass(app)  # not due again before tomorrow's 02:00 UTC
+        assert len(break_glass.copies_in(tmp_path / "copies")) == 1
+    finally:
+        scheduler.stop()

@@ -42,6 +42,9 @@ KINDS = {
     "certificate.expiring": "The portal's TLS certificate expires soon",
     "audit.tampered": "The audit log's verification found records changed, removed or added",
     "audit.forwarding_behind": "Audit forwarding to a destination is behind",
+    "break_glass.copied": "A break-glass copy was written",
+    "break_glass.failed": "A break-glass copy or its hand-off failed",
+    "break_glass.changed": "The break-glass settings changed (recipients, folder, schedule)",
 }
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
 FAILING_AFTER_KEY = "notify.failing_after"

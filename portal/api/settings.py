@@ -1,8 +1,12 @@
-"""Portal-wide settings (JSON, admin): the second-factor policy, LDAP and OpenID Connect."""
+"""Portal-wide settings (JSON, admin): the second-factor policy, LDAP, OpenID Connect and the
+break-glass copies."""
 
 from __future__ import annotations
 
-from flask import jsonify
+from dataclasses import asdict
+from pathlib import Path
+
+from flask import current_app, jsonify
 from flask_login import current_user
 from pydantic import BaseModel
 
@@ -10,6 +14,8 @@ from ..access.guards import admin_required, recent_sign_in
 from ..identity import second_factor
 from ..identity.directory import accounts, options
 from ..identity.users import actor
+from ..ops import break_glass
+from ..ops import break_glass_settings as break_glass_options
 from ..platform import clock, transaction
 from ..platform.extensions import db
 from ..platform.http import json_error
@@ -116,3 +122,65 @@ def set_oidc_settings(body: BaseModel):  # an s.OidcSettingsIn, a model built at
     allow the redirect URI https://<this portal>/login/oidc/callback. Needs a sign-in within
     15 minutes or the password in `confirm_password`."""
     return _save_provider("oidc", body)
+
+
+def _break_glass_answer():
+    state = break_glass.status()
+    options = state["options"]
+    command = current_app.config["PORTAL_SETTINGS"].break_glass_command
+    return jsonify(
+        recipients=list(options.recipients),
+        folder=options.folder,
+        folder_in_use=str(break_glass.folder_of(current_app, options)),
+        schedule=options.schedule,
+        keep=options.keep,
+        active=state["active"],
+        next_copy_at=state["next_at"],
+        handoff_program=Path(command[0]).name if command else None,
+        last_copy=state["last"],
+    )
+
+
+@bp.get("/settings/break-glass")
+@admin_required
+@api_operation({200: s.BreakGlassSettings}, scope="admin")
+def break_glass_settings():
+    """Break-glass copies: recipients, folder, schedule, how many are kept, the last copy."""
+    return _break_glass_answer()
+
+
+@bp.put("/settings/break-glass")
+@admin_required
+@recent_sign_in("settings.break_glass")
+@api_operation(
+    {200: s.BreakGlassSettings}, s.BreakGlassSettingsIn, errors=(403, 422), scope="admin"
+)
+def set_break_glass_settings(body: s.BreakGlassSettingsIn):
+    """Change the break-glass settings (a missing field keeps its value; audited with the
+    values before and after, and alerted as break_glass.changed). Recipients are age X25519
+    public keys (age1...); anything else is refused per field (`recipients.N`). Needs a
+    sign-in within 15 minutes or the password in `confirm_password`."""
+    changes = body.model_dump(exclude_unset=True, exclude={"confirm_password"})
+    changes = {key: value for key, value in changes.items() if value is not None}
+    try:
+        break_glass_options.save(changes)
+    except break_glass_options.OptionsError as exc:
+        raise FieldErrors(exc.errors) from None
+    return _break_glass_answer()
+
+
+@bp.post("/settings/break-glass/copies")
+@admin_required
+@api_operation({201: s.BreakGlassCopy}, errors=(409,), scope="admin")
+def make_break_glass_copy():
+    """Make a break-glass copy now, as the schedule would (and hand it off): 201 with the
+    file, also when only the hand-off failed (`state`, `error`); 409 when no recipient is
+    set or no file could be written. Every copy is audited and alerted."""
+    try:
+        result = break_glass.copy_now(current_app, current_user.username)
+    except break_glass.NotConfigured as exc:
+        return json_error(409, str(exc))
+    if result.state == "failed":
+        transaction.keep()  # the failure is audited, alerted and shown, whatever the answer
+        return json_error(409, f"No copy was written: {result.error}.", {"state": "failed"})
+    return jsonify(asdict(result)), 201

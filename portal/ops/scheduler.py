@@ -2,7 +2,9 @@
 
 Workers never run syncs: they queue them (see portal.sync). This process runs three kinds of
 jobs: one interval job per enabled environment source, a dispatcher that carries out queued
-runs (manual "sync now"), and a reconciler that follows environment changes made by workers.
+runs (manual "sync now"), and a reconciler that follows environment changes made by workers;
+besides them, periodic jobs: the daily backup, expiry checks, directory checks, break-glass
+copies (portal.ops.break_glass, when their schedule says) and alert delivery.
 A file lock in the data directory keeps a second scheduler (another master, a stray
 `python app.py`) from starting against the same data.
 """
@@ -30,7 +32,7 @@ from ..models import Endpoint
 from ..platform import locks, wakeup
 from ..platform.clock import UTC
 from ..platform.extensions import db
-from . import audit_integrity, maintenance
+from . import audit_integrity, break_glass, maintenance
 
 log = logging.getLogger("portal.ops.scheduler")
 
@@ -39,6 +41,8 @@ RECONCILE_SECONDS = 10
 EXPIRY_SECONDS = 5
 # How often the directory check looks for signed-in LDAP users due a new lookup.
 DIRECTORY_SECONDS = 60
+# How often the break-glass schedule (kept in the database, changed by any worker) is read.
+BREAK_GLASS_SECONDS = 60
 START_DELAY_SECONDS = 5
 TAKEOVER_SECONDS = 15.0
 # How long a stopping leader waits for its running jobs to notice the stop before it exits
@@ -238,6 +242,20 @@ def _daily_backup(app: Flask) -> None:
         log.error("daily backup failed: %s", type(exc).__name__)
 
 
+def _break_glass(app: Flask) -> None:
+    """A break-glass copy when its schedule says one is due; the service audits, alerts and
+    records its outcome, so a failure here is only what kept the check from running."""
+    with app.app_context():
+        try:
+            if still_leading():
+                break_glass.run_if_due(app)
+        except Exception as exc:  # noqa: BLE001 - the next check tries again
+            db.session.rollback()
+            log.error("break-glass check failed: %s", type(exc).__name__)
+        finally:
+            db.session.remove()
+
+
 def running() -> BackgroundScheduler | None:
     """The scheduler of this process, if it runs one."""
     return _state["scheduler"]
@@ -377,6 +395,14 @@ def _start(app: Flask, leadership) -> None:
         args=(app,),
         id="audit-verify",
         misfire_grace_time=3600,
+        **common,
+    )
+    scheduler.add_job(
+        _break_glass,
+        "interval",
+        seconds=BREAK_GLASS_SECONDS,
+        args=(app,),
+        id="break-glass",
         **common,
     )
     scheduler.add_job(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,21 @@ def _path(env: Mapping[str, str], name: str, default: str) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+def _command(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A command line, split into words as a shell would (quotes, backslashes) but run
+    without one; its program named by an absolute path."""
+    raw = (_raw(env, name) or "").strip()
+    if not raw:
+        return ()
+    try:
+        words = tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: cannot be split into words: {exc}") from None
+    if not words or not Path(words[0]).is_absolute():
+        raise ConfigError(f"{name}: name the program by its absolute path, e.g. /usr/local/bin/x")
+    return words
+
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -152,6 +168,9 @@ class Settings:
     metrics_allow: tuple = ()
     external_url: str | None = None
     audit_forward_plaintext: bool = False
+    # The break-glass copy's hand-off: program and arguments (the copy's path is added last).
+    break_glass_command: tuple[str, ...] = field(default=(), repr=False)
+    break_glass_timeout: int = 120
 
     @property
     def forwarded_allow_ips(self) -> str:
@@ -214,4 +233,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_allow=tuple(_cidrs(env, "PORTAL_METRICS_ALLOW")),
         audit_forward_plaintext=_bool(env, "PORTAL_AUDIT_FORWARD_PLAINTEXT", False),
         external_url=_external_url(env),
+        break_glass_command=_command(env, "PORTAL_BREAK_GLASS_COMMAND"),
+        break_glass_timeout=_int(env, "PORTAL_BREAK_GLASS_TIMEOUT", 120, 1, 3600),
     )

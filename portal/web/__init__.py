@@ -12,6 +12,7 @@
 | `/users/...` | users |
 | `/audit/...` | audit |
 | `/settings/notifications/...` | notifications |
+| `/settings/break-glass/...` | break_glass |
 | `/settings/sign-in/...` | sign_in |
 | `/settings/audit-forwarding/...` | audit_forwarding |
 | `/settings/...` | settings |
@@ -30,6 +31,7 @@ from . import (
     audit_forwarding,
     auth,
     auth_verify,  # noqa: F401 - its routes (/login/verify) belong to auth.bp
+    break_glass,
     dashboard,
     environments,
     export,
@@ -56,6 +58,7 @@ MODULES = (
     preferences,
     notifications,
     audit_forwarding,
+    break_glass,
     sign_in,
     health,
     metrics,

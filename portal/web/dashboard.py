@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template
-from flask_login import login_required
+from flask_login import current_user, login_required
 
 from ..access.guards import visible_ids
 from ..alerts import expiring
+from ..ops import break_glass
 
 bp = Blueprint("dashboard", __name__)
 EXPIRY_NOTICE_DAYS = 14
@@ -22,4 +23,6 @@ def index():
         expiring=expiring.summary(EXPIRY_NOTICE_DAYS, visible_ids()),
         # The export holds passwords: offered only where some environment may be revealed.
         can_export=revealable is None or bool(revealable),
+        # For admins: the last break-glass copy, and whether copies are made at all.
+        break_glass=break_glass.status() if current_user.is_admin else None,
     )

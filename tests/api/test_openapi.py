@@ -117,11 +117,15 @@ def test_real_responses_match_their_schemas(app, admin, document):
         ("patch", "/api/v1/me/preferences", {"dashboard_view": "list"}),
         ("get", "/api/v1/environments/definitions", None),
         ("post", f"/api/v1/environments/{env_id}/pause", {"source": "manager"}),
+        ("get", "/api/v1/settings/break-glass", None),
+        ("put", "/api/v1/settings/break-glass", {"keep": 3, "schedule": "every 6h"}),
         # Errors answer the documented Error body.
         ("get", "/api/v1/environments/999", None),
         ("post", f"/api/v1/environments/{env_id}/sync", {"source": "cloud"}),
         ("patch", "/api/v1/me/preferences", {"colour": "red"}),
         ("get", "/api/v1/credentials?page=0", None),
+        ("put", "/api/v1/settings/break-glass", {"recipients": ["age1x"]}),
+        ("post", "/api/v1/settings/break-glass/copies", None),
     ]
     for method, url, body in calls:
         response = admin.api(method.upper(), url, json=body)

@@ -88,6 +88,7 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
             "main form",
         ),
         ("webhook channel new", "/settings/notifications/channels/new?kind=webhook", "main form"),
+        ("settings break-glass", "/settings/break-glass", "#break-glass-form"),
         ("change password", "/change-password", "main form"),
         ("404", "/no-such-page", "main h1"),
     ]

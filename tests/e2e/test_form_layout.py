@@ -1,5 +1,5 @@
 """Checkboxes and radio buttons sit on the line of their labels (Settings → Security, the
-notification channel form), in the real browser."""
+notification channel form, the break-glass schedule), in the real browser."""
 
 from __future__ import annotations
 
@@ -20,7 +20,12 @@ _OVERLAPS = """() => Array.from(document.querySelectorAll(
 
 
 @pytest.mark.parametrize(
-    "path", ["/settings/security", "/settings/notifications/channels/new?kind=email"]
+    "path",
+    [
+        "/settings/security",
+        "/settings/notifications/channels/new?kind=email",
+        "/settings/break-glass",
+    ],
 )
 def test_boxes_sit_beside_their_labels(lab, browser, path):
     watcher = Watcher(lab.url)

@@ -90,6 +90,9 @@ from .environments import (
     SyncRunsQueued,
 )
 from .settings import (
+    BreakGlassCopy,
+    BreakGlassSettings,
+    BreakGlassSettingsIn,
     LdapSettings,
     LdapSettingsIn,
     LdapTestIn,
@@ -115,6 +118,9 @@ __all__ = [
     "AgeBucket",
     "AgedCredential",
     "AutoRotateIn",
+    "BreakGlassCopy",
+    "BreakGlassSettings",
+    "BreakGlassSettingsIn",
     "CodeIn",
     "ConnectionTest",
     "ConnectionTestIn",

@@ -1,13 +1,15 @@
-"""Settings: the second-factor policy and the sign-in providers (LDAP, OpenID Connect)."""
+"""Settings: the second-factor policy, the sign-in providers (LDAP, OpenID Connect) and the
+break-glass copies."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ...environments.endpoints import MAX_PASSWORD
 from ...identity.directory.options import LdapChange, LdapOptions, OidcChange, OidcOptions
+from ...ops.break_glass_settings import KEEP_RANGE, MAX_FOLDER, MAX_RECIPIENT, MAX_RECIPIENTS
 from .common import Timestamp
 
 
@@ -115,3 +117,63 @@ class LdapTestOut(BaseModel):
     groups: list[str]
     portal_groups: list[str] = Field(description="Directory-sourced portal groups they match")
     server: str
+
+
+class BreakGlassCopy(BaseModel):
+    """One break-glass copy: when, its outcome, the file and how many passwords it holds."""
+
+    at: Timestamp = Field(description="When the copy started, UTC")
+    state: Literal["success", "handoff_failed", "failed"] = Field(
+        description="handoff_failed: the file is written, the hand-off command failed"
+    )
+    folder: str
+    file: str | None = Field(description="The file's name in the folder; null when none")
+    count: int = Field(description="Passwords in the copy (credentials and service accounts)")
+    recipients: int = Field(description="How many public keys it is encrypted to")
+    pruned: int = Field(0, description="Older copies deleted so that the newest `keep` stay")
+    error: str | None
+    actor: str = Field(description="Who made it: a user, scheduler or cli")
+
+
+class BreakGlassSettings(BaseModel):
+    """The break-glass settings, the copies' state and the last copy."""
+
+    recipients: list[str] = Field(description="age X25519 public keys (age1...)")
+    folder: str = Field(description="Where copies are written; empty: PORTAL_DATA_DIR/break-glass")
+    folder_in_use: str = Field(description="The folder copies go to now")
+    schedule: str = Field(description="off, every Nh (N from 1 to 168) or daily HH:MM, in UTC")
+    keep: int = Field(description="How many of the newest copies are kept")
+    active: bool = Field(description="Copies are made on schedule: a recipient is set, not off")
+    next_copy_at: Timestamp | None = Field(description="The next scheduled copy, UTC")
+    handoff_program: str | None = Field(
+        description="The program PORTAL_BREAK_GLASS_COMMAND hands each copy to (set on the "
+        "server only); null when none"
+    )
+    last_copy: BreakGlassCopy | None
+
+
+class BreakGlassSettingsIn(BaseModel):
+    """Settings to change; a missing field keeps its value."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    recipients: list[Annotated[str, Field(max_length=MAX_RECIPIENT)]] | None = Field(
+        None,
+        max_length=MAX_RECIPIENTS,
+        description="age X25519 public keys (age1..., from age-keygen); every copy opens with "
+        "any one of their private keys",
+    )
+    folder: str | None = Field(
+        None, max_length=MAX_FOLDER, description="An absolute path; empty: the default"
+    )
+    schedule: str | None = Field(
+        None, max_length=32, description="off, every Nh (N from 1 to 168) or daily HH:MM, in UTC"
+    )
+    keep: int | None = Field(None, ge=KEEP_RANGE[0], le=KEEP_RANGE[1])
+    confirm_password: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PASSWORD,
+        description="Your password, when you signed in more than 15 minutes ago",
+        json_schema_extra={"writeOnly": True},
+    )
