@@ -1,5 +1,5 @@
 """Command line: `flask --app app users list|create|reset-password|reset-second-factor|set-role`,
-`audit verify|checkpoint`, backup, restore, rotate-key, check and version."""
+`audit verify|checkpoint|archive`, backup, restore, rotate-key, check and version."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from . import audit
+from .audit import archives as audit_archives
 from .audit import checkpoints as audit_checkpoints
+from .audit import retention
 from .identity import second_factor, users
 from .identity.sessions import revoke_user_sessions
 from .models import ROLES, User
@@ -27,7 +29,7 @@ from .platform.security import password_problem
 from .version import __version__
 
 users_cli = AppGroup("users", help="Manage portal users (for a locked-out operator).")
-audit_cli = AppGroup("audit", help="Check the audit log's integrity.")
+audit_cli = AppGroup("audit", help="Check and archive the audit log.")
 
 
 def _get(username: str) -> User:
@@ -216,16 +218,33 @@ def check_command() -> None:
 @click.option(
     "--since",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-    help="Check the records from this UTC day or time on (default: all).",
+    help="Check the records from this UTC day or time on (default: all, archives too).",
+)
+@click.option(
+    "--archives",
+    type=click.Choice(["records", "files", "off"]),
+    default="records",
+    show_default=True,
+    help="Archives: read every archived record, check each file against its signed "
+    "manifest only, or leave them out.",
 )
 @with_appcontext
-def audit_verify(since) -> None:
-    """Verify the chain of audit records and every checkpoint; exit 1 when anything was
-    changed, removed or inserted, naming the first record."""
-    report, outcome = audit_integrity.verify(since)
+def audit_verify(since, archives) -> None:
+    """Verify the chain of audit records, every checkpoint and the archives; exit 1 when
+    anything was changed, removed or inserted, naming the first record."""
+    report, outcome = audit_integrity.verify(
+        since,
+        archives,
+        waiting=lambda: click.echo("an archive run is at work: waiting for it", err=True),
+    )
     if report.intact:
+        spans = ""
+        if report.archives:
+            records = f"{report.archived} archived records in " if report.archived else ""
+            spans = f", and {records}{report.archives} archive files"
         click.echo(
-            f"intact: {report.checked} records checked against {outcome.checkpoints} checkpoints"
+            f"intact: {report.checked} records checked against {outcome.checkpoints} "
+            f"checkpoints{spans}"
         )
         return
     click.echo(f"BROKEN: {len(report.problems)} problems; the first:", err=True)
@@ -234,6 +253,33 @@ def audit_verify(since) -> None:
     if report.truncated:
         click.echo("  (and more)", err=True)
     sys.exit(1)
+
+
+@audit_cli.command("archive")
+@with_appcontext
+def audit_archive() -> None:
+    """Move the audit records older than the retention (PORTAL_AUDIT_RETENTION_DAYS) into
+    signed archive files now (the scheduler does it daily)."""
+    try:
+        done = retention.run(actor="cli")
+    except retention.ArchiveBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    directory = audit_archives.folder()
+    for manifest in done.resumed:
+        click.echo(f"finished an interrupted run: {directory / manifest.file}")
+    for manifest in done.written:
+        click.echo(
+            f"archived {manifest.records} records (chain positions {manifest.first_seq}-"
+            f"{manifest.last_seq}, {manifest.period()}) to {directory / manifest.file}"
+        )
+    older = f"older than {done.cutoff:%Y-%m-%d %H:%M} UTC"
+    if done.records:
+        click.echo(f"{done.records} records {older} left the database")
+    elif not done.stopped:
+        click.echo(f"nothing to archive: no sealed record is {older}")
+    if done.stopped:
+        click.echo(f"STOPPED: {done.stopped}", err=True)
+        sys.exit(1)
 
 
 @audit_cli.command("checkpoint")
