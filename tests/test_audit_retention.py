@@ -315,6 +315,32 @@ def test_the_daily_job_archives(app):
     assert _in_database(app)[0] == 31
 
 
+def test_the_cli_search_finds_archived_records(app):
+    _history(app)
+    _write(app, 3, OLD_DAYS, action="credential.reveal", actor="carol")
+    _archive(app, retention_days=90)
+    day = (clock.now() - timedelta(days=OLD_DAYS)).date().isoformat()
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=["audit", "search", "--since", day, "--until", day, "--action", "credential."]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert len(lines) == 3 and all("\tcarol\t" in line for line in lines)
+    assert "3 archived records found" in result.stderr
+    result = runner.invoke(args=["audit", "search", "--actor", "bob", "--format", "jsonl"])
+    found = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(found) == 10 and {line["actor"] for line in found} == {"bob"}
+    result = runner.invoke(args=["audit", "search", "--actor", "alice", "--format", "csv"])
+    assert result.stdout_bytes.count(b"\r\n") == 31  # a header and 30 records
+    # A changed archive is still searched, and named.
+    data = next(_folder(app).glob("*.jsonl.gz"))
+    _rewrite(data, lambda lines: [line.replace('"bob"', '"bobby"') for line in lines])
+    result = runner.invoke(args=["audit", "search", "--actor", "bobby"])
+    assert result.exit_code == 1 and "FAILED CHECK" in result.stderr
+    assert "was changed" in result.stderr
+
+
 def test_retention_setting():
     assert load_settings({"PORTAL_DATA_DIR": "/tmp/x"}).audit_retention_days == 400  # noqa: S108
     env = {"PORTAL_DATA_DIR": "/tmp/x", "PORTAL_AUDIT_RETENTION_DAYS": "365"}  # noqa: S108
