@@ -341,6 +341,30 @@ def test_the_cli_search_finds_archived_records(app):
     assert "was changed" in result.stderr
 
 
+def test_the_audit_page_and_api_say_where_archived_records_are(app, admin):
+    _history(app, old=30, recent=0)
+    _archive(app)
+    old_day = (clock.now() - timedelta(days=OLD_DAYS)).date().isoformat()
+    today = clock.now().date().isoformat()
+    page = admin.client.get(f"/audit/?since={old_day}&until={old_day}").get_data(as_text=True)
+    assert 'id="audit-archived"' in page
+    assert "audit-000000000001-000000000030.jsonl.gz" in page
+    assert f"flask --app app audit search --since {old_day} --until {old_day}" in page
+    answer = admin.client.get(f"/api/v1/audit?since={old_day}&until={old_day}").json
+    assert answer["items"] == []
+    note = answer["archived"]
+    assert note["files"] == ["audit-000000000001-000000000030.jsonl.gz"]
+    assert note["file_count"] == 1 and note["folder"] == "backups/audit-archive/"
+    assert note["search"] == (f"flask --app app audit search --since {old_day} --until {old_day}")
+    assert note["before"].startswith(today)
+    # Without a first day the period reaches back too; a recent one does not.
+    assert admin.client.get("/api/v1/audit").json["archived"]["file_count"] == 1
+    assert admin.client.get(f"/api/v1/audit?since={today}").json["archived"] is None
+    assert 'id="audit-archived"' not in admin.client.get(f"/audit/?since={today}").get_data(
+        as_text=True
+    )
+
+
 def test_retention_setting():
     assert load_settings({"PORTAL_DATA_DIR": "/tmp/x"}).audit_retention_days == 400  # noqa: S108
     env = {"PORTAL_DATA_DIR": "/tmp/x", "PORTAL_AUDIT_RETENTION_DAYS": "365"}  # noqa: S108

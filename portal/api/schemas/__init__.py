@@ -38,6 +38,7 @@ from .account import (
     TotpStarted,
     TotpState,
 )
+from .audit import ArchivedNote, AuditPage, AuditPageQuery, AuditRecord
 from .common import Error, OpenAPIDocument, Source, Timestamp
 from .credentials import (
     Action,
@@ -109,6 +110,10 @@ __all__ = [
     "ActiveRun",
     "AgeBucket",
     "AgedCredential",
+    "ArchivedNote",
+    "AuditPage",
+    "AuditPageQuery",
+    "AuditRecord",
     "AutoRotateIn",
     "CodeIn",
     "ConnectionTest",
