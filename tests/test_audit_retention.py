@@ -19,7 +19,7 @@ from support import make_app
 from portal import audit
 from portal.audit import archive_checks, archives, chain, checkpoints, retention
 from portal.models import AuditEvent
-from portal.ops import audit_integrity
+from portal.ops import audit_integrity, maintenance
 from portal.platform import clock, locks, writes
 from portal.platform.config import ConfigError, load_settings
 from portal.platform.extensions import db
@@ -295,6 +295,23 @@ def test_a_record_that_does_not_verify_stops_the_archive_before_it(app):
     assert result.exit_code == 1 and "STOPPED" in result.output
     texts = _texts(_verify(app))
     assert len(texts) == 1 and f"record {victim} " in texts[0] and "was changed" in texts[0]
+
+
+def test_a_database_restored_from_before_an_archive_run_verifies(tmp_path, app):
+    _history(app)
+    backup_file = maintenance.backup(app, tmp_path / "b")
+    _archive(app)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    maintenance.restore(app, backup_file)
+    restored = make_app(tmp_path)
+    # The archive holds records the restored database has too: they verify against it.
+    assert _in_database(restored)[0] == 1
+    assert _verify(restored).intact
+    done = _archive(restored)
+    assert [m.file for m in done.resumed] == ["audit-000000000001-000000000030.jsonl.gz"]
+    assert _in_database(restored)[0] == 31 and _verify(restored).intact
 
 
 def test_only_one_archive_run_at_a_time(app):
