@@ -229,6 +229,31 @@ def test_a_forged_manifest_is_named(app):
     assert any("is not signed" in t for t in _texts(_verify(app)))
 
 
+def test_checkpoints_of_archived_positions_are_held_against_the_archives(app):
+    _history(app, old=20, recent=0)
+    with app.app_context():
+        stated = checkpoints.make()  # of position 20, archived below
+    _write(app, 10, OLD_DAYS)
+    _archive(app)
+    assert _verify(app).intact
+    with app.app_context():  # a checkpoint the archives disagree with, signed by the portal
+        forged = checkpoints.Checkpoint(
+            stated.at, stated.seq, stated.record_id, "0" * 64, stated.key_id
+        )
+        signature, _ = checkpoints.sign(forged.payload())
+        document = {**forged.document(), "signature": signature}
+        (checkpoints.folder() / "checkpoint-20200101T000000Z-20.json").write_text(
+            json.dumps(document)
+        )
+    texts = _texts(_verify(app))
+    assert texts == [
+        "the archived chain up to position 20 differs from the file "
+        f"checkpoint-20200101T000000Z-20.json of {stated.at:%Y-%m-%d %H:%M} UTC: archived "
+        "records before it were replaced"
+    ]
+    assert _verify(app, "files").intact  # the files alone are not read
+
+
 def test_an_interrupted_run_verifies_and_the_next_run_completes_it(app, monkeypatch):
     _history(app, old=30)
     monkeypatch.setattr(writes, "CHUNK_ROWS", 10)

@@ -21,7 +21,8 @@ class _Seen:
     """What reading the archives found, for the checks across them."""
 
     manifests: list[Manifest] = field(default_factory=list)
-    links: dict[int, str] = field(default_factory=dict)  # the archived link at the anchor
+    wanted: set[int] = field(default_factory=set)  # the anchor's and checkpoints' positions
+    links: dict[int, tuple[int, str]] = field(default_factory=dict)  # there: (id, link)
 
 
 def check(report: Report, records: bool = True) -> None:
@@ -30,7 +31,8 @@ def check(report: Report, records: bool = True) -> None:
     files whose SHA-256 differs, or that the anchor falls inside, are read)."""
     directory = folder()
     anchor_seq, anchor_chain = chain.anchor()
-    seen = _Seen(manifests=_signed_manifests(directory, report))
+    stated = _archived_checkpoints(anchor_seq)
+    seen = _Seen(manifests=_signed_manifests(directory, report), wanted={anchor_seq, *stated})
     for path, first in orphans(directory):
         if first <= anchor_seq:
             report.add(
@@ -69,6 +71,7 @@ def check(report: Report, records: bool = True) -> None:
             _check_records(key, manifest, path, report, anchor_seq, seen)
     archived_up_to = _check_sequence(seen.manifests, report)
     _check_anchor(seen, anchor_seq, anchor_chain, archived_up_to, report)
+    _check_checkpoints(seen, stated, report)
 
 
 def _signed_manifests(directory: Path, report: Report) -> list[Manifest]:
@@ -150,8 +153,8 @@ def _check_records(
             for problem in _record_problems(key, values, expected, previous, where):
                 report.add(problem)
             previous, expected = values["chain"], values["seq"] + 1
-            if values["seq"] == anchor_seq:
-                seen.links[anchor_seq] = values["chain"]
+            if values["seq"] in seen.wanted:
+                seen.links[values["seq"]] = (values["id"], values["chain"])
             count += 1
     except ArchiveError as exc:
         report.add(Problem("archive", f"{where} cannot be read: {exc}", seq=expected))
@@ -222,12 +225,12 @@ def _check_anchor(
         )
     for manifest in seen.manifests:
         if anchor_seq and manifest.first_seq <= anchor_seq <= manifest.last_seq:
-            stated = (
-                manifest.last_chain
-                if manifest.last_seq == anchor_seq
-                else seen.links.get(anchor_seq)
-            )
-            if stated is not None and stated != anchor_chain:
+            if manifest.last_seq == anchor_seq:
+                link: str | None = manifest.last_chain
+            else:
+                archived = seen.links.get(anchor_seq)
+                link = archived[1] if archived is not None else None
+            if link is not None and link != anchor_chain:
                 report.add(
                     Problem(
                         "changed",
@@ -248,5 +251,40 @@ def _check_anchor(
                         f"position {manifest.last_seq}",
                         seq=manifest.last_seq,
                         record_id=row.id,
+                    )
+                )
+
+
+def _archived_checkpoints(anchor_seq: int) -> dict[int, list[tuple[str, checkpoints.Checkpoint]]]:
+    """The signed checkpoints of positions archived away (`checkpoints.check` leaves them to
+    the archives), by position."""
+    key = checkpoints.public_key()
+    found: dict[int, list[tuple[str, checkpoints.Checkpoint]]] = {}
+    for origin, checkpoint in checkpoints.stored():
+        if checkpoint is not None and 0 < checkpoint.seq <= anchor_seq:
+            if checkpoint.signed_by(key):  # an unsigned one is named by checkpoints.check
+                found.setdefault(checkpoint.seq, []).append((origin, checkpoint))
+    return found
+
+
+def _check_checkpoints(
+    seen: _Seen, stated: dict[int, list[tuple[str, checkpoints.Checkpoint]]], report: Report
+) -> None:
+    """Each checkpoint of an archived position against the archived record there (when it
+    was read): an archive rewritten before it, even with valid seals, differs."""
+    for seq, found in stated.items():
+        archived = seen.links.get(seq)
+        if archived is None:
+            continue  # not read (`--archives files`), or its archive is named missing
+        for origin, checkpoint in found:
+            if archived != (checkpoint.record_id, checkpoint.chain):
+                report.add(
+                    Problem(
+                        "changed",
+                        f"the archived chain up to position {seq} differs from the {origin} "
+                        f"of {checkpoint.at:%Y-%m-%d %H:%M} UTC: archived records before it "
+                        "were replaced",
+                        seq=seq,
+                        record_id=archived[0],
                     )
                 )
