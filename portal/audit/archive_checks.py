@@ -31,6 +31,8 @@ def check(report: Report, records: bool = True) -> None:
     files whose SHA-256 differs, or that the anchor falls inside, are read)."""
     directory = folder()
     anchor_seq, anchor_chain = chain.anchor()
+    if not anchor_seq and not directory.is_dir():
+        return  # nothing was ever archived here
     stated = _archived_checkpoints(anchor_seq)
     seen = _Seen(manifests=_signed_manifests(directory, report), wanted={anchor_seq, *stated})
     for path, first in orphans(directory):
