@@ -244,7 +244,8 @@ def audit_verify(since, archives) -> None:
         spans = ""
         if report.archives:
             records = f"{report.archived} archived records in " if report.archived else ""
-            spans = f", and {records}{report.archives} archive files"
+            files = "archive file" if report.archives == 1 else "archive files"
+            spans = f", and {records}{report.archives} {files}"
         click.echo(
             f"intact: {report.checked} records checked against {outcome.checkpoints} "
             f"checkpoints{spans}"

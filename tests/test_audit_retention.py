@@ -114,7 +114,7 @@ def test_records_older_than_the_retention_are_archived_and_verify_spans_both(app
     result = app.test_cli_runner().invoke(args=["audit", "verify"])
     assert result.exit_code == 0, result.output
     assert "intact: 11 records checked" in result.output
-    assert "30 archived records in 1 archive files" in result.output
+    assert "30 archived records in 1 archive file" in result.output
     assert "nothing to archive" in app.test_cli_runner().invoke(args=["audit", "archive"]).output
 
     # Later, a shorter retention: the next archive continues the first.
