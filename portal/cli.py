@@ -1,11 +1,13 @@
-"""Command line: `flask --app app users ...`, `audit verify|checkpoint`, `backup`, `restore`,
-`rotate-key`, `check`, `break-glass copy`, `version`."""
+"""Command line: `flask --app app users ...`, `audit verify|checkpoint|archive|search`,
+`backup`, `restore`, `rotate-key`, `check`, `break-glass copy`, `version`."""
 
 from __future__ import annotations
 
+import csv
 import sqlite3
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -15,6 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from . import audit
+from .audit import archive_search, retention
+from .audit import archives as audit_archives
 from .audit import checkpoints as audit_checkpoints
 from .identity import second_factor, users
 from .identity.sessions import revoke_user_sessions
@@ -24,10 +28,11 @@ from .platform import clock
 from .platform.database import is_locked
 from .platform.extensions import app_object, db
 from .platform.security import password_problem
+from .vault.exports import neutralise
 from .version import __version__
 
 users_cli = AppGroup("users", help="Manage portal users (for a locked-out operator).")
-audit_cli = AppGroup("audit", help="Check the audit log's integrity.")
+audit_cli = AppGroup("audit", help="Check, archive and search the audit log.")
 
 
 def _get(username: str) -> User:
@@ -216,16 +221,34 @@ def check_command() -> None:
 @click.option(
     "--since",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-    help="Check the records from this UTC day or time on (default: all).",
+    help="Check the records from this UTC day or time on (default: all, archives too).",
+)
+@click.option(
+    "--archives",
+    type=click.Choice(["records", "files", "off"]),
+    default="records",
+    show_default=True,
+    help="Archives: read every archived record, check each file against its signed "
+    "manifest only, or leave them out.",
 )
 @with_appcontext
-def audit_verify(since) -> None:
-    """Verify the chain of audit records and every checkpoint; exit 1 when anything was
-    changed, removed or inserted, naming the first record."""
-    report, outcome = audit_integrity.verify(since)
+def audit_verify(since, archives) -> None:
+    """Verify the chain of audit records, every checkpoint and the archives; exit 1 when
+    anything was changed, removed or inserted, naming the first record."""
+    report, outcome = audit_integrity.verify(
+        since,
+        archives,
+        waiting=lambda: click.echo("an archive run is at work: waiting for it", err=True),
+    )
     if report.intact:
+        spans = ""
+        if report.archives:
+            records = f"{report.archived} archived records in " if report.archived else ""
+            files = "archive file" if report.archives == 1 else "archive files"
+            spans = f", and {records}{report.archives} {files}"
         click.echo(
-            f"intact: {report.checked} records checked against {outcome.checkpoints} checkpoints"
+            f"intact: {report.checked} records checked against {outcome.checkpoints} "
+            f"checkpoints{spans}"
         )
         return
     click.echo(f"BROKEN: {len(report.problems)} problems; the first:", err=True)
@@ -234,6 +257,91 @@ def audit_verify(since) -> None:
     if report.truncated:
         click.echo("  (and more)", err=True)
     sys.exit(1)
+
+
+@audit_cli.command("archive")
+@with_appcontext
+def audit_archive() -> None:
+    """Move the audit records older than the retention (PORTAL_AUDIT_RETENTION_DAYS) into
+    signed archive files now (the scheduler does it daily)."""
+    try:
+        done = retention.run(actor="cli")
+    except retention.ArchiveBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    directory = audit_archives.folder()
+    for manifest in done.resumed:
+        click.echo(f"finished an interrupted run: {directory / manifest.file}")
+    for manifest in done.written:
+        click.echo(
+            f"archived {manifest.records} records (chain positions {manifest.first_seq}-"
+            f"{manifest.last_seq}, {manifest.period()}) to {directory / manifest.file}"
+        )
+    older = f"older than {done.cutoff:%Y-%m-%d %H:%M} UTC"
+    if done.records:
+        click.echo(f"{done.records} records {older} left the database")
+    elif not done.stopped:
+        click.echo(f"nothing to archive: no sealed record is {older}")
+    if done.stopped:
+        click.echo(f"STOPPED: {done.stopped}", err=True)
+        sys.exit(1)
+
+
+_DAY = click.DateTime(formats=["%Y-%m-%d"])
+_COLUMNS = ("at", "actor", "ip", "action", "target", "outcome", "details")
+
+
+def _search_line(values: dict, output: str, writer) -> None:
+    if output == "jsonl":
+        click.echo(audit_archives.encode(values).decode("ascii"), nl=False)
+        return
+    cells = [values[name] or "" for name in _COLUMNS]
+    cells[0] = values["at"].strftime("%Y-%m-%d %H:%M:%S")
+    if output == "csv":
+        writer.writerow([neutralise(cell) for cell in cells])
+    else:
+        click.echo("\t".join(cells))
+
+
+@audit_cli.command("search")
+@click.option("--since", type=_DAY, help="From this UTC day on (default: the oldest).")
+@click.option("--until", type=_DAY, help="Up to and including this UTC day (default: all).")
+@click.option("--actor", default="", help="Records of this user only.")
+@click.option("--action", default="", help="Actions starting with this (e.g. credential.).")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "csv", "jsonl"]),
+    default="text",
+    show_default=True,
+    help="Tab-separated lines, CSV (formula-safe) or the archive's own JSON lines.",
+)
+@with_appcontext
+def audit_search(since, until, actor: str, action: str, output: str) -> None:
+    """Search the archived audit records (those older than the retention, out of the
+    database), checking each archive file read; exit 1 when one fails its check."""
+    query = archive_search.Query(
+        since=since,
+        until=until + timedelta(days=1) if until is not None else None,
+        actor=actor.strip(),
+        action=action.strip(),
+    )
+    problems: list[str] = []
+    writer = csv.writer(sys.stdout, lineterminator="\r\n") if output == "csv" else None
+    if writer is not None:
+        writer.writerow(["time_utc", "actor", "address", "action", "target", "outcome", "details"])
+    found = 0
+    for values in archive_search.search(query, problems):
+        _search_line(values, output, writer)
+        found += 1
+    click.echo(
+        f"{found} archived records found in {audit_archives.folder()}; newer records are on the "
+        "Audit page",
+        err=True,
+    )
+    for problem in problems:
+        click.echo(f"  FAILED CHECK: {problem}", err=True)
+    if problems:
+        sys.exit(1)
 
 
 @audit_cli.command("checkpoint")

@@ -85,6 +85,7 @@ ACCESS = {
     "users.delete_user": "admin",
     "users.unlock_user": "admin",
     "audit.audit_log": "auditor",
+    "api.list_audit": "auditor",
     "api.openapi": "user",
     "api.list_environments": "user",
     "api.create_environment": "admin",

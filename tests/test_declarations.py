@@ -41,6 +41,7 @@ DECLARED = {
     "api.import_definitions": (None, "admin"),
     "api.ldap_settings": (None, "admin"),
     "api.list_actions": (None, "read"),
+    "api.list_audit": (None, "read"),
     "api.list_credentials": (None, "read"),
     "api.list_environments": (None, "read"),
     "api.list_factors": (None, "read"),

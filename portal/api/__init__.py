@@ -9,6 +9,7 @@ from __future__ import annotations
 # Importing the resource modules registers their routes on the blueprint.
 from . import (
     actions,
+    audit,
     audit_forwarding,
     credentials,
     definitions,
@@ -26,6 +27,7 @@ from .base import bp
 
 __all__ = [
     "actions",
+    "audit",
     "audit_forwarding",
     "bp",
     "credentials",

@@ -36,6 +36,7 @@ from sqlalchemy import select, update
 from ..models import AuditEvent, PortalMeta
 from ..platform import writes
 from ..platform.crypto import write_secret_file
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 
 KEY_FILE = "audit.key"
@@ -47,7 +48,7 @@ SEAL_BATCH = writes.CHUNK_ROWS
 VERIFY_CHUNK = 2000
 MAX_PROBLEMS = 100
 _EXTENSION = "portal_audit_chain"
-_FIELDS = (
+FIELDS = (  # every column of a record, as the chain and the archives read it
     AuditEvent.id,
     AuditEvent.at,
     AuditEvent.actor,
@@ -79,6 +80,13 @@ class ChainKey:
     def seal(self, values: Mapping[Any, Any], nonce: str) -> str:
         """The MAC of a record's canonical form."""
         return hmac.new(self._secret, canonical(values, nonce), "sha256").hexdigest()
+
+    def verifies(self, values: Mapping[Any, Any]) -> bool:
+        """Whether `values` (a record's fields with its nonce and MAC) carry a valid seal."""
+        nonce, mac = values["nonce"], values["mac"]
+        if mac is None or nonce is None:
+            return False
+        return hmac.compare_digest(mac, self.seal(values, nonce))
 
     def link(self, previous: str, seq: int, mac: str) -> str:
         """The chain value of the record at `seq` after the one whose chain is `previous`."""
@@ -159,6 +167,26 @@ def anchor() -> tuple[int, str]:
     return _pair(_meta(ANCHOR_META)) or (0, "")
 
 
+def lock_anchor() -> tuple[int, str]:
+    """Take the anchor's row lock for this transaction (made first when missing) and return
+    the anchor: archive runs that move it take turns (SQLite: the write lock)."""
+    locked = changed_rows(
+        update(PortalMeta).where(PortalMeta.key == ANCHOR_META).values(value=PortalMeta.value)
+    )
+    if not locked:
+        db.session.add(PortalMeta(key=ANCHOR_META, value="0:"))
+        db.session.flush()
+    return anchor()
+
+
+def move_anchor(seq: int, value: str) -> None:
+    """Record (seq, chain) of the newest record archived away (the caller commits, in the
+    transaction that deletes the records up to it)."""
+    db.session.execute(
+        update(PortalMeta).where(PortalMeta.key == ANCHOR_META).values(value=f"{seq}:{value}")
+    )
+
+
 def ensure_started() -> None:
     """Record the head and the key's id for a database that has neither (the caller commits).
     Records already there are adopted by the first seal."""
@@ -183,9 +211,7 @@ class SealPass:
 
 
 def _valid(key: ChainKey, row: Any) -> bool:
-    if row.mac is None or row.nonce is None:
-        return False
-    return hmac.compare_digest(row.mac, key.seal(row._mapping, row.nonce))
+    return key.verifies(row._mapping)
 
 
 def _sealed_nonces(nonces: list[str]) -> set[str | None]:
@@ -225,7 +251,7 @@ def seal(batch: int = SEAL_BATCH) -> SealPass:
         seq, chain = head()
         legacy = int(_meta(LEGACY_META) or 0)
         rows = db.session.execute(
-            select(*_FIELDS)
+            select(*FIELDS)
             .where(AuditEvent.seq.is_(None), AuditEvent.id > after)
             .order_by(AuditEvent.id)
             .limit(batch)
@@ -280,6 +306,8 @@ class Report:
     last_seq: int | None = None
     problems: list[Problem] = field(default_factory=list)
     truncated: bool = False  # more problems than MAX_PROBLEMS
+    archives: int = 0  # archive files checked (archives.py)
+    archived: int = 0  # records read from them
 
     @property
     def intact(self) -> bool:
@@ -291,13 +319,17 @@ class Report:
         else:
             self.truncated = True
 
+    def sort(self) -> None:
+        """Problems in chain order, the first record changed, removed or inserted first."""
+        self.problems.sort(key=lambda p: (p.seq is None, p.seq or 0, p.record_id or 0))
+
 
 def _rows_from(start_seq: int) -> Iterator[Any]:
     """Sealed records in chain order from `start_seq`, read in short chunks (keyset)."""
     after = start_seq - 1
     while True:
         rows = db.session.execute(
-            select(*_FIELDS)
+            select(*FIELDS)
             .where(AuditEvent.seq > after)
             .order_by(AuditEvent.seq)
             .limit(VERIFY_CHUNK)
@@ -430,7 +462,7 @@ def _check_copies(report: Report) -> None:
 def _check_unsealed(key: ChainKey, report: Report) -> None:
     legacy = int(_meta(LEGACY_META) or 0)
     rows = db.session.execute(
-        select(*_FIELDS).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id)
+        select(*FIELDS).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id)
     ).all()
     for row in rows:
         if row.mac is None and row.id <= legacy:

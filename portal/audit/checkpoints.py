@@ -120,11 +120,23 @@ class Checkpoint:
         return {**json.loads(self.payload()), "signature": self.signature}
 
     def signed_by(self, key: Ed25519PublicKey) -> bool:
-        try:
-            key.verify(base64.b64decode(self.signature, validate=True), self.payload())
-        except (InvalidSignature, ValueError):
-            return False
-        return self.key_id == fingerprint(key)
+        return signed(self.payload(), self.signature, self.key_id, key)
+
+
+def sign(payload: bytes) -> tuple[str, str]:
+    """Sign `payload` with the portal's signing key: (base64 signature, key fingerprint)."""
+    signer: Ed25519PrivateKey = current_app.extensions[_EXTENSION]
+    signature = base64.b64encode(signer.sign(payload)).decode("ascii")
+    return signature, fingerprint(signer.public_key())
+
+
+def signed(payload: bytes, signature: str, key_id: str, key: Ed25519PublicKey) -> bool:
+    """Whether `signature` over `payload` is `key`'s, and `key_id` names it."""
+    try:
+        key.verify(base64.b64decode(signature, validate=True), payload)
+    except (InvalidSignature, ValueError):
+        return False
+    return key_id == fingerprint(key)
 
 
 def make() -> Checkpoint:
@@ -140,7 +152,7 @@ def make() -> Checkpoint:
         chain=value,
         key_id=fingerprint(signer.public_key()),
     )
-    signature = base64.b64encode(signer.sign(unsigned.payload())).decode("ascii")
+    signature, _ = sign(unsigned.payload())
     checkpoint = Checkpoint(**{**unsigned.__dict__, "signature": signature})
     db.session.add(
         AuditCheckpoint(
@@ -249,7 +261,7 @@ def verify_all(since: datetime | None = None) -> tuple[chain.Report, int]:
     chain.seal()
     report = chain.verify(since)
     checked = check(report)
-    report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0, p.record_id or 0))
+    report.sort()
     return report, checked
 
 

@@ -1,19 +1,22 @@
-"""The audit chain's upkeep on the scheduler's leader: sealing every few seconds, and daily a
-signed checkpoint and a full verification whose failure raises an alert and shows in the
-metrics. `flask --app app audit verify` runs the same verification on demand."""
+"""The audit chain's upkeep on the scheduler's leader: sealing every few seconds; daily the
+archiving of records older than the retention, then a signed checkpoint and a full
+verification (database, checkpoints and archives) whose failure raises an alert and shows in
+the metrics. `flask --app app audit archive|verify` run the same on demand."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
+from typing import Literal
 
-from flask import Flask
+from flask import Flask, current_app
 
 from ..alerts import notifications
-from ..audit import chain, checkpoints, forwarding
+from ..audit import archive_checks, chain, checkpoints, forwarding, retention
 from ..audit.outcomes import RESULT_META, Outcome, last_result
 from ..models import AuditDestination, PortalMeta
-from ..platform import clock
+from ..platform import clock, locks
 from ..platform.extensions import db
 
 log = logging.getLogger("portal.ops.audit_integrity")
@@ -24,10 +27,38 @@ BEHIND_KIND = "audit.forwarding_behind"
 BEHIND_SECONDS = 15 * 60  # a destination that has taken nothing for this long is alerted
 
 
-def verify(since: datetime | None = None) -> tuple[chain.Report, Outcome]:
-    """Seal, verify the chain and the checkpoints, store the outcome, and raise an alert when
-    the chain is broken in a way the previous run did not already report."""
+# How far a verification reads the archives: every record, the files against their signed
+# manifests (what the daily run does: the signature covers their content), or not at all.
+ArchiveDepth = Literal["records", "files", "off"]
+
+
+def _verify_all(since: datetime | None, archives: ArchiveDepth) -> tuple[chain.Report, int]:
     report, checked = checkpoints.verify_all(since)
+    if since is None and archives != "off":
+        archive_checks.check(report, records=archives == "records")
+        report.sort()
+    return report, checked
+
+
+def verify(
+    since: datetime | None = None,
+    archives: ArchiveDepth = "files",
+    waiting: Callable[[], None] | None = None,
+) -> tuple[chain.Report, Outcome]:
+    """Seal, verify the chain, the checkpoints and (without `since`) the archives, store the
+    outcome, and raise an alert when the chain is broken in a way the previous run did not
+    already report. An archive run at work is waited for (`waiting` is told first)."""
+    settings = current_app.config["PORTAL_SETTINGS"]
+    with locks.audit_archive_lock(settings, exclusive=False, wait=False) as held:
+        if held:
+            return _store(*_verify_all(since, archives))
+    if waiting is not None:
+        waiting()
+    with locks.audit_archive_lock(settings, exclusive=False, wait=True):
+        return _store(*_verify_all(since, archives))
+
+
+def _store(report: chain.Report, checked: int) -> tuple[chain.Report, Outcome]:
     outcome = Outcome(
         at=clock.now().isoformat(timespec="seconds") + "Z",
         intact=report.intact,
@@ -102,6 +133,30 @@ def _seal() -> None:
             len(done.refused),
             done.refused[0],
         )
+
+
+def archive(app: Flask) -> None:
+    """The scheduler's daily archive run: records older than the retention leave the
+    database for signed archive files."""
+    with app.app_context():
+        try:
+            done = retention.run()
+            if done.records:
+                log.info(
+                    "audit records archived: %d older than %s, now in %s",
+                    done.records,
+                    clock.iso(done.cutoff),
+                    ", ".join(m.file for m in done.resumed + done.written),
+                )
+            if done.stopped:
+                log.error("archiving the audit log stopped: %s", done.stopped)
+        except retention.ArchiveBusy as exc:
+            log.warning("%s", exc)
+        except Exception:  # noqa: BLE001 - tomorrow's run tries again
+            db.session.rollback()
+            log.exception("archiving the audit log failed")
+        finally:
+            db.session.remove()
 
 
 def daily(app: Flask) -> None:

@@ -388,6 +388,16 @@ def _start(app: Flask, leadership) -> None:
         **common,
     )
     scheduler.add_job(
+        audit_integrity.archive,
+        "cron",
+        hour=2,
+        minute=40,
+        args=(app,),
+        id="audit-archive",
+        misfire_grace_time=3600,
+        **common,
+    )
+    scheduler.add_job(
         audit_integrity.daily,
         "cron",
         hour=2,

@@ -164,6 +164,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     test_interval_seconds: int = 0
     backup_keep: int = 14
+    audit_retention_days: int = 400
     reveals_per_minute: int = 120
     metrics_allow: tuple = ()
     external_url: str | None = None
@@ -229,6 +230,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=secret_key,
         test_interval_seconds=_int(env, "PORTAL_TEST_INTERVAL_SECONDS", 0, 0, 86400),
         backup_keep=_int(env, "PORTAL_BACKUP_KEEP", 14, 1, 1000),
+        # PCI DSS 10.5.1 keeps a year of audit trail, three months of it at hand: 90 at least.
+        audit_retention_days=_int(env, "PORTAL_AUDIT_RETENTION_DAYS", 400, 90, 36500),
         reveals_per_minute=_int(env, "PORTAL_REVEALS_PER_MINUTE", 120, 1, 100000),
         metrics_allow=tuple(_cidrs(env, "PORTAL_METRICS_ALLOW")),
         audit_forward_plaintext=_bool(env, "PORTAL_AUDIT_FORWARD_PLAINTEXT", False),

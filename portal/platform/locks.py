@@ -4,12 +4,15 @@
 - `scheduler.lock`: the one process that runs the scheduler holds it and writes its pid.
 - `portal.lock`: every serving process holds it shared, so maintenance commands can tell
   that the portal is running even when its scheduler is off.
+- `audit-archive.lock`: an archive run of the audit log holds it exclusive, a verification
+  shared, so a verification never reads records half moved out of the database.
 
 All are `flock` locks: the kernel releases them when their holder dies.
 
 On PostgreSQL, nodes that share the database elect the one scheduler with an advisory lock
 held by a dedicated connection (`PostgresLeadership`); the server releases it when that
-connection ends, whether its process stopped or the node was cut off.
+connection ends, whether its process stopped or the node was cut off. The audit archive's
+lock is an advisory lock there too, held the same way, since the nodes share the records.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ log = logging.getLogger("portal.platform.locks")
 INIT_LOCK = ".init.lock"
 SCHEDULER_LOCK = "scheduler.lock"
 PORTAL_LOCK = "portal.lock"
+ARCHIVE_LOCK = "audit-archive.lock"
 
 # The advisory lock of the scheduler: two 32-bit keys ("VCFP", 1), so that pg_locks shows
 # them as classid and objid.
 ADVISORY_KEYS = (0x56434650, 1)
+ARCHIVE_KEYS = (0x56434650, 2)  # the audit archive's ("VCFP", 2)
 LEADER_PREFIX = "vcf-portal-scheduler"
 
 _service_fd: list[int] = []
@@ -52,6 +57,37 @@ def init_lock(data_dir: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@contextmanager
+def audit_archive_lock(settings, exclusive: bool, wait: bool) -> Iterator[bool]:
+    """Hold the audit archive's lock for the block, `exclusive` (an archive run) or shared (a
+    verification); yields False when it is held elsewhere and `wait` is off."""
+    if settings.sqlite_path is not None:
+        fd = os.open(settings.data_dir / ARCHIVE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            try:
+                fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held = False
+            else:
+                held = True
+            yield held
+        finally:
+            os.close(fd)  # releases the lock
+        return
+    function = "pg_advisory_lock" if exclusive else "pg_advisory_lock_shared"
+    if not wait:
+        function = function.replace("pg_", "pg_try_", 1)
+    conn = dedicated_connection(settings.database_url, "vcf-portal audit archive")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT {function}(%s, %s)", ARCHIVE_KEYS)
+            row = cur.fetchone()  # one row; NULL (void) from the waiting forms
+        yield row is not None and row[0] is not False
+    finally:
+        close_quietly(conn)  # the server releases the lock with the connection
 
 
 def acquire_scheduler_lock(data_dir: Path) -> int | None:

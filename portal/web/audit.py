@@ -1,18 +1,18 @@
-"""The audit log (admin only): filter by user, action and date; export as CSV."""
+"""The audit log (auditors and admins): filter by user, action and date; export as CSV; a
+note on the archived records when the period reaches before the database's oldest."""
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, time, timedelta
 
 from flask import Blueprint, Response, render_template
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 
 from .. import audit
 from ..access.guards import role_required
-from ..models import AuditEvent
+from ..audit import archive_search
+from ..audit.queries import AuditQuery, select_events
 from ..platform import clock
 from ..platform.extensions import db
 from ..platform.http import parse_query
@@ -21,56 +21,33 @@ from ..vault.exports import neutralise
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
 
-# The last day stops short of date.max, so the day after `until` still exists.
-FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(9998, 12, 31)
-
-
-class AuditQuery(BaseModel):
-    """The filters of the audit page: user, action prefix, first and last day (UTC)."""
-
-    model_config = ConfigDict(str_strip_whitespace=True)
-
-    actor: str = Field("", max_length=128)
-    action: str = Field("", max_length=64)
-    since: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
-    until: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
-
-
-def _filters() -> tuple[Select, dict]:
+def _filters() -> tuple[Select, dict, AuditQuery]:
     filters = parse_query(AuditQuery)
-    query = select(AuditEvent).order_by(AuditEvent.id.desc())
-    if filters.actor:
-        query = query.where(AuditEvent.actor == filters.actor)
-    if filters.action:
-        query = query.where(AuditEvent.action.startswith(filters.action))
-    if filters.since is not None:
-        query = query.where(AuditEvent.at >= datetime.combine(filters.since, time()))
-    if filters.until is not None:
-        day_after = datetime.combine(filters.until + timedelta(days=1), time())
-        query = query.where(AuditEvent.at < day_after)
     values = {
         "actor": filters.actor,
         "action": filters.action,
         "since": filters.since.isoformat() if filters.since else "",
         "until": filters.until.isoformat() if filters.until else "",
     }
-    return query, values
+    return select_events(filters), values, filters
 
 
 @bp.get("/")
 @role_required("auditor", "admin")
 def audit_log():
-    """List audit events, newest first, filtered by user, action and date range."""
-    query, values = _filters()
+    """List audit events, newest first, filtered by user, action and date range; say where
+    the archived ones are when the period reaches before the database's oldest."""
+    query, values, filters = _filters()
     events = db.session.scalars(query.limit(500)).all()
-    return render_template("audit.html", events=events, filters=values, **values)
+    archived = archive_search.note(filters.since, filters.until)
+    return render_template("audit.html", events=events, filters=values, archived=archived, **values)
 
 
 @bp.get("/export.csv")
 @role_required("auditor", "admin")
 def export_audit_csv():
     """Download the filtered audit log as CSV."""
-    query, _ = _filters()
+    query, _, _ = _filters()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(["time_utc", "actor", "address", "action", "target", "outcome", "details"])

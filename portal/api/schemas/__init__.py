@@ -38,7 +38,16 @@ from .account import (
     TotpStarted,
     TotpState,
 )
-from .audit import DestinationCreated, DestinationIn, DestinationList, DestinationOut
+from .audit import (
+    ArchivedNote,
+    AuditPage,
+    AuditPageQuery,
+    AuditRecord,
+    DestinationCreated,
+    DestinationIn,
+    DestinationList,
+    DestinationOut,
+)
 from .common import Error, OpenAPIDocument, Source, Timestamp
 from .credentials import (
     Action,
@@ -117,6 +126,10 @@ __all__ = [
     "ActiveRun",
     "AgeBucket",
     "AgedCredential",
+    "ArchivedNote",
+    "AuditPage",
+    "AuditPageQuery",
+    "AuditRecord",
     "AutoRotateIn",
     "BreakGlassCopy",
     "BreakGlassSettings",
