@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask_sqlalchemy.session import Session as FlaskSession
+from werkzeug.routing import Rule
 
 from portal import create_app, sync
 from portal.models import User
@@ -103,6 +104,36 @@ class _CompiledTemplates(jinja2.BytecodeCache):
 
 
 _COMPILED_TEMPLATES = _CompiledTemplates()
+
+
+def _compile_url_builders_once() -> None:
+    """Each new portal compiles a URL builder per route (Python code made through `ast`),
+    most of the cost of a test's portal. A builder is a plain function of its rule's text,
+    parts, defaults and kind, so this process compiles each once and the next portals share
+    it. Without werkzeug's method (another version), every portal compiles its own."""
+    compile_builder = getattr(Rule, "_compile_builder", None)
+    if compile_builder is None or getattr(compile_builder, "shared", False):
+        return
+    compiled: dict[tuple, object] = {}
+
+    def compile_once(self, append_unknown: bool = True):
+        key = (
+            self.rule,
+            self.host,
+            self.subdomain,
+            tuple(self._trace),
+            repr(sorted((self.defaults or {}).items())),
+            append_unknown,
+        )
+        if key not in compiled:
+            compiled[key] = compile_builder(self, append_unknown)
+        return compiled[key]
+
+    compile_once.shared = True  # type: ignore[attr-defined]
+    Rule._compile_builder = compile_once  # type: ignore[method-assign]
+
+
+_compile_url_builders_once()
 
 
 def _build_app(tmp_path, env):
