@@ -268,7 +268,7 @@ def hec_event(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _portal_name() -> str:
     external = current_app.config["PORTAL_SETTINGS"].external_url
-    return (urlsplit(external).hostname if external else None) or socket.getfqdn()
+    return (urlsplit(external).hostname if external else None) or socket.gethostname()
 
 
 @dataclass(frozen=True)
