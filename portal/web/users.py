@@ -62,7 +62,7 @@ def list_users():
 
 @bp.post("/")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("user.create", refuse=_reauth_refused)
 def create_user():
     """Create a user with a temporary password to be changed at first sign-in."""
     username = (request.form.get("username") or "").strip()
@@ -83,7 +83,7 @@ def create_user():
 
 @bp.post("/<int:user_id>/role")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("user.role", refuse=_reauth_refused)
 def set_role(user_id: int):
     """Change a user's role; the last active admin and oneself cannot be demoted."""
     user = _target(user_id)
@@ -99,7 +99,7 @@ def set_role(user_id: int):
 
 @bp.post("/<int:user_id>/reset-password")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("user.reset_password", refuse=_reauth_refused)
 def reset_password(user_id: int):
     """Set a temporary password; the user must change it at next sign-in."""
     user = _target(user_id)
@@ -114,7 +114,7 @@ def reset_password(user_id: int):
 
 @bp.post("/<int:user_id>/disable")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("user.disable", refuse=_reauth_refused)
 def toggle_disabled(user_id: int):
     """Disable or re-enable a user; disabling ends their sessions."""
     user = _target(user_id)
@@ -128,7 +128,7 @@ def toggle_disabled(user_id: int):
 
 @bp.post("/<int:user_id>/unlock")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("user.unlock", refuse=_reauth_refused)
 def unlock_user(user_id: int):
     """End a lock after failed sign-ins (audited)."""
     user = _target(user_id)
@@ -139,7 +139,7 @@ def unlock_user(user_id: int):
 
 @bp.post("/<int:user_id>/delete")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("user.delete", refuse=_reauth_refused)
 def delete_user(user_id: int):
     """Delete a user; nobody can delete themselves or the last active admin."""
     user = _target(user_id)
@@ -153,7 +153,7 @@ def delete_user(user_id: int):
 
 @bp.post("/<int:user_id>/reset-second-factor")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("user.reset_second_factor", refuse=_reauth_refused)
 def reset_second_factor(user_id: int):
     """Remove a user's second factors and recovery codes; they enrol again at next sign-in."""
     user = _target(user_id)
@@ -178,7 +178,7 @@ def _group_change(change, *args, done: str):
 
 @bp.post("/groups")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("group.create", refuse=_reauth_refused)
 def create_group():
     """Create a group mapped to a global role: local (members managed here) or filled from
     the directory or OpenID Provider group of the same name."""
@@ -190,7 +190,7 @@ def create_group():
 
 @bp.post("/groups/<int:group_id>/role")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("group.update", refuse=_reauth_refused)
 def set_group_role(group_id: int):
     """Map a group to another global role; its members' access changes at once."""
     group = _group(group_id)
@@ -200,7 +200,7 @@ def set_group_role(group_id: int):
 
 @bp.post("/groups/<int:group_id>/members")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("group.update", refuse=_reauth_refused)
 def add_group_member(group_id: int):
     """Add a user to a group."""
     group = _group(group_id)
@@ -214,7 +214,7 @@ def add_group_member(group_id: int):
 
 @bp.post("/groups/<int:group_id>/members/<int:user_id>/remove")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("group.update", refuse=_reauth_refused)
 def remove_group_member(group_id: int, user_id: int):
     """Remove a user from a group; the access it gave ends at their next request."""
     group = _group(group_id)
@@ -226,7 +226,7 @@ def remove_group_member(group_id: int, user_id: int):
 
 @bp.post("/groups/<int:group_id>/delete")
 @admin_required
-@recent_sign_in("user.manage", refuse=_reauth_refused)
+@recent_sign_in("group.delete", refuse=_reauth_refused)
 def delete_group(group_id: int):
     """Delete a group with its memberships and grants."""
     group = _group(group_id)
