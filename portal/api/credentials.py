@@ -14,6 +14,7 @@ from ..access.guards import (
     recent_sign_in,
     visible_ids,
 )
+from ..audit import sightings
 from ..environments import service
 from ..models import PasswordHistory
 from ..platform.extensions import db
@@ -65,9 +66,11 @@ def reveal_password(cred_id: int, body: s.RevealRequest):
     ratelimit.enforce()
     action = "credential.copy" if body.purpose == "copy" else "credential.reveal"
     password = credentials.reveal(cred)
-    audit.record(
+    sightings.password_shown(
         action,
         credentials.audit_target(cred),
+        cred.id,
+        cred.environment_id,
         outcome="success" if password is not None else "empty",
     )
     return jsonify(password=password)
@@ -93,8 +96,12 @@ def reveal_history_password(cred_id: int, entry_id: int):
         abort(404, description="No such history entry.")
     ratelimit.enforce()
     password = credentials.reveal_history(entry)
-    audit.record(
-        "credential.history_reveal", credentials.audit_target(cred), details={"entry": entry.id}
+    sightings.password_shown(
+        "credential.history_reveal",
+        credentials.audit_target(cred),
+        cred.id,
+        cred.environment_id,
+        details={"entry": entry.id},
     )
     return jsonify(password=password)
 

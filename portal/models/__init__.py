@@ -30,6 +30,7 @@ from .people import (
 from .records import (
     AuditCheckpoint,
     AuditEvent,
+    CredentialSighting,
     NotificationChannel,
     NotificationDelivery,
     NotificationOutbox,
@@ -43,6 +44,7 @@ __all__ = [
     "Credential",
     "CredentialAction",
     "CredentialActionItem",
+    "CredentialSighting",
     "Endpoint",
     "Environment",
     "EnvironmentGrant",

@@ -16,7 +16,7 @@ from ..models import AuditEvent
 from ..platform import clock
 from ..platform.extensions import db
 from ..platform.http import parse_query
-from ..vault.exports import neutralise
+from ..platform.text import neutralise
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
