@@ -25,6 +25,8 @@ KINDS = {
     "credential.export": "export",
 }
 SHOWN = tuple(KINDS)
+# The audit target of an export across environments.
+ALL_ENVIRONMENTS = "all environments"
 Ranges = list[tuple[int, int]]
 
 

@@ -43,8 +43,6 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 PASSWORD_COLUMN = 3
-# The audit target of an export across environments.
-ALL_ENVIRONMENTS = "all environments"
 # Rows read from the database at a time, and the size of the pieces an export is sent in.
 BATCH = 1000
 CHUNK = 64 * 1024
@@ -247,7 +245,7 @@ def respond(
             abort(403, description="Exports need the reveal level on an environment.")
     ratelimit.enforce()
     body, headers, count, ids = prepare(environment, fmt, filters, within)
-    target = environment.name if environment else ALL_ENVIRONMENTS
+    target = environment.name if environment else sightings.ALL_ENVIRONMENTS
     try:
         # Committed with the request, before the first byte is sent; the exported list goes
         # with it (who saw which password: portal.audit.seen).
