@@ -12,8 +12,10 @@ from portal.platform.security import hash_password
 
 # Who may use each endpoint: "public" (no sign-in), "user" (any signed-in role), "auditor"
 # (auditors and admins), "admin", "reveal-somewhere" (the reveal level on at
-# least one environment), "manage-somewhere", or "env:LEVEL": the level on the environment
-# (or the credential's, or the action's) in the path; without any it answers 404.
+# least one environment), "manage-somewhere", "env:LEVEL": the level on the environment
+# (or the credential's, or the action's) in the path; without any it answers 404. Who saw
+# what: "audit-or-manage-somewhere" (auditors, admins, managers of an environment) and
+# "env:audit" (auditors, admins, the path's environment's managers; 404 without any level).
 ACCESS = {
     "auth.login": "public",
     "auth.logout": "public",
@@ -97,6 +99,9 @@ ACCESS = {
     "api.purge_credential": "env:manage",
     "api.password_age": "env:view",
     "audit.export_audit_csv": "auditor",
+    "api.seen_report": "audit-or-manage-somewhere",
+    "api.seen_report_csv": "audit-or-manage-somewhere",
+    "api.seen_by": "env:audit",
     "environments.export_environment": "env:reveal",
     "export.export_all": "reveal-somewhere",
     "api.who_am_i": "user",
@@ -218,6 +223,13 @@ def _expect(need, role, level, method, path, code, response):
         return
     if need == "auditor":  # the audit log: auditors and admins, not read-only users
         allowed = role in ("auditor", "admin")
+    elif need == "audit-or-manage-somewhere":
+        allowed = role in ("auditor", "admin") or level == "manage"
+    elif need == "env:audit":
+        if level is None:
+            assert code == 404, where
+            return
+        allowed = role in ("auditor", "admin") or level == "manage"
     elif need in ROLE_RANK:
         allowed = ROLE_RANK[role] >= ROLE_RANK[need]
     elif need.endswith("-somewhere"):

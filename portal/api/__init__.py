@@ -9,6 +9,7 @@ from __future__ import annotations
 # Importing the resource modules registers their routes on the blueprint.
 from . import (
     actions,
+    audit,
     credentials,
     definitions,
     environments,
@@ -25,6 +26,7 @@ from .base import bp
 
 __all__ = [
     "actions",
+    "audit",
     "bp",
     "credentials",
     "definitions",

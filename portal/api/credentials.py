@@ -12,9 +12,10 @@ from ..access.guards import (
     environment_for,
     environment_level,
     recent_sign_in,
+    seen_credential,
     visible_ids,
 )
-from ..audit import sightings
+from ..audit import seen, sightings
 from ..environments import service
 from ..models import PasswordHistory
 from ..platform.extensions import db
@@ -83,6 +84,15 @@ def password_history(cred_id: int):
     """The password history of a credential, without passwords."""
     cred = credential_for(cred_id, "view")
     return jsonify(items=credentials.history_items(cred))
+
+
+@bp.get("/credentials/<int:cred_id>/seen-by")
+@login_required
+@api_operation({200: s.SeenByList})
+def seen_by(cred_id: int):
+    """Who saw the credential's password since it last changed: reveals, copies and exports,
+    one item per person (auditors, admins and the environment's managers)."""
+    return jsonify(seen.seen_by(seen_credential(cred_id)))
 
 
 @bp.post("/credentials/<int:cred_id>/history/<int:entry_id>/reveal")

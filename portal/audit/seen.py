@@ -24,22 +24,39 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from flask import Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
 from ..models import AuditEvent, Credential, CredentialSighting, Environment
+from ..platform import clock
 from ..platform.clock import iso
 from ..platform.extensions import db
 from ..platform.text import neutralise, visible
-from .shown import CHUNK, Record, Resolver, details_of, entry_ids, legacy_until, number, period
+from . import record as audit_record
+from .shown import (
+    CHUNK,
+    FIRST_DAY,
+    LAST_DAY,
+    Record,
+    Resolver,
+    details_of,
+    entry_ids,
+    legacy_until,
+    number,
+    period,
+)
 from .shown import records as read_records
 from .sightings import KINDS, SHOWN, contains, credential_target
 
 BASES = ("recorded", "by_name", "estimated")  # the best first
+MAX_NAME = 128  # a person is a user name
 WAYS = ("reveal", "copy", "former", "export")
 DEFINITIONS_EXPORT = "environment.export_definitions"
 
@@ -74,6 +91,24 @@ class _Seen:
 
 
 # --- one person, one period -------------------------------------------------------------------
+
+
+class SeenQuery(BaseModel):
+    """Whose report and which period: a user name, the first and last day (UTC, both
+    included; either may be left open). The one reading of the page's form and the API's
+    query."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    person: str = Field(min_length=1, max_length=MAX_NAME, description="A user name")
+    since: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY, description="The first day (UTC)")
+    until: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY, description="The last day (UTC)")
+
+    @model_validator(mode="after")
+    def _in_order(self) -> SeenQuery:
+        if self.since is not None and self.until is not None and self.until < self.since:
+            raise ValueError("The last day comes before the first.")
+        return self
 
 
 def report(
@@ -326,3 +361,28 @@ def csv_chunks(items: list[dict[str, Any]]) -> Generator[bytes, None, None]:
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue().encode("utf-8")
+
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def csv_response(query: SeenQuery, scope: set[int] | None) -> Response:
+    """The report as a CSV download, for pages and API alike: computed now, written as it is
+    sent, audited as an export of the audit log."""
+    items = report(query.person, query.since, query.until, scope)["items"]
+    period_ = {"since": query.since, "until": query.until}
+    audit_record(
+        "audit.export",
+        f"who saw what: {query.person}",
+        details={**{k: v.isoformat() for k, v in period_.items() if v}, "rows": len(items)},
+    )
+    stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
+    label = _NAME_UNSAFE.sub("_", query.person).strip("_") or "person"
+    return Response(
+        csv_chunks(items),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="vcf-portal-seen_{label}_{stamp}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )

@@ -37,6 +37,8 @@ from .sightings import (
 
 LEGACY_META = "seen.legacy_until"  # records up to this id name credentials only by text
 CHUNK = 900  # ids per IN (...) query
+# The days a period may name; the last stops short of date.max, so the day after exists.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(9998, 12, 31)
 
 
 @dataclass

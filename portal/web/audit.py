@@ -12,6 +12,7 @@ from sqlalchemy import Select, select
 
 from .. import audit
 from ..access.guards import role_required
+from ..audit.shown import FIRST_DAY, LAST_DAY
 from ..models import AuditEvent
 from ..platform import clock
 from ..platform.extensions import db
@@ -19,10 +20,6 @@ from ..platform.http import parse_query
 from ..platform.text import neutralise
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
-
-
-# The last day stops short of date.max, so the day after `until` still exists.
-FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(9998, 12, 31)
 
 
 class AuditQuery(BaseModel):

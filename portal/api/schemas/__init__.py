@@ -38,6 +38,7 @@ from .account import (
     TotpStarted,
     TotpState,
 )
+from .audit import SeenByItem, SeenByList, SeenItem, SeenPageQuery, SeenReport
 from .common import Error, OpenAPIDocument, Source, Timestamp
 from .credentials import (
     Action,
@@ -167,6 +168,11 @@ __all__ = [
     "SchedulerJob",
     "SchedulerState",
     "SecondFactors",
+    "SeenByItem",
+    "SeenByList",
+    "SeenItem",
+    "SeenPageQuery",
+    "SeenReport",
     "SecurityPolicy",
     "SecurityPolicyIn",
     "Source",
