@@ -102,6 +102,7 @@ ACCESS = {
     "api.seen_report": "audit-or-manage-somewhere",
     "api.seen_report_csv": "audit-or-manage-somewhere",
     "api.seen_by": "env:audit",
+    "api.rotate_seen": "manage-somewhere",
     "environments.export_environment": "env:reveal",
     "export.export_all": "reveal-somewhere",
     "api.who_am_i": "user",
@@ -252,6 +253,7 @@ def _run_matrix(app, portal, username, role, level, ids):
     # Bodies that pass validation, so that the answer is the access rule's.
     bodies = {
         "api.queue_action": {"operation": "rotate", "credential_ids": [ids["cred_id"]]},
+        "api.rotate_seen": {"person": "alice", "dry_run": True},
         "api.pause_sync": {"source": "manager"},
         "api.resume_sync": {"source": "manager"},
     }

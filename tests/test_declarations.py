@@ -63,6 +63,7 @@ DECLARED = {
     "api.request_expiry_check": (None, "admin"),
     "api.resume_sync": (None, "admin"),
     "api.retry_action": (None, "admin"),
+    "api.rotate_seen": (None, "admin"),
     "api.reveal_history_password": (None, "reveal"),
     "api.reveal_password": (None, "reveal"),
     "api.revoke_my_token": (None, "admin"),
@@ -145,7 +146,12 @@ DECLARED = {
 # Operations whose recent sign-in depends on the request, checked in the handler with
 # access.guards.token_or_recent_auth (a dry run or a retry of nothing needs none), and the
 # definitions export that holds service-account passwords only when asked for them.
-IN_HANDLER = {"api.queue_action", "api.retry_action", "api.export_definitions_with_passwords"}
+IN_HANDLER = {
+    "api.queue_action",
+    "api.retry_action",
+    "api.rotate_seen",
+    "api.export_definitions_with_passwords",
+}
 
 
 def _declarations(app) -> dict[str, tuple[str | None, str | None]]:

@@ -1,16 +1,24 @@
 """Who saw what (auditors and admins; managers for the environments they manage): every
-password a person revealed, copied or exported in a period, as JSON or CSV."""
+password a person revealed, copied or exported in a period, as JSON or CSV; rotating those
+passwords through SDDC Manager (the manage level)."""
 
 from __future__ import annotations
 
-from flask import jsonify
-from flask_login import login_required
+from flask import abort, current_app, jsonify
+from flask_login import current_user, login_required
 
-from ..access.guards import seen_readers, seen_scope
+from ..access import grants
+from ..access.guards import seen_readers, seen_scope, token_or_recent_auth
 from ..audit import seen
+from ..identity.users import actor
+from ..lifecycle import actions, seen_rotation
+from ..platform import transaction
+from ..platform.extensions import db
+from ..platform.http import json_error
 from . import schemas as s
+from .actions import refused_for_sign_in
 from .base import bp
-from .spec import CSV_FILE, api_operation
+from .spec import CSV_FILE, FieldErrors, api_operation
 
 
 @bp.get("/audit/seen")
@@ -40,3 +48,38 @@ def seen_report_csv(query: seen.SeenQuery):
     """The same report as CSV (every item, formula-safe); audited as an export of the audit
     log."""
     return seen.csv_response(query, seen_scope())
+
+
+@bp.post("/audit/seen/rotate")
+@login_required
+@seen_readers
+@api_operation({202: s.SeenRotation, 200: s.SeenRotation}, s.SeenRotateIn, errors=(403, 409, 422))
+def rotate_seen(body: s.SeenRotateIn):
+    """Rotate through SDDC Manager every password a person saw in a period that is still
+    current: rotate actions of one environment and at most 500 credentials each (202), or with
+    `dry_run` the plan (200). Needs the manage level on each environment; the others are
+    listed as skipped."""
+    manageable = grants.visible_environment_ids(actor(), "manage")
+    if manageable == set():
+        abort(403, description="Rotating needs the manage level on an environment.")
+    plan = seen_rotation.plan(body.person, body.since, body.until, seen_scope(), manageable)
+    answer = {"person": body.person, "items": plan.items, **plan.counts()}
+    if body.dry_run:
+        batches = [
+            {"id": None, "environment_id": env_id, "environment": name, "credentials": len(ids)}
+            for env_id, name, ids in plan.batches
+        ]
+        return jsonify(**answer, dry_run=True, actions=batches)
+    if not token_or_recent_auth():
+        return refused_for_sign_in("credential.rotate_seen")
+    if not plan.batches:
+        return json_error(409, "Nothing to rotate: every credential is skipped.")
+    period = {k: v.isoformat() for k, v in (("since", body.since), ("until", body.until)) if v}
+    try:
+        queued = seen_rotation.queue(current_user.username, body.person, plan, period)
+    except actions.ActionError as exc:
+        db.session.rollback()
+        raise FieldErrors({exc.field: str(exc)}) from None
+    settings = current_app.config["PORTAL_SETTINGS"]
+    transaction.after_commit(lambda: actions.wake(settings))
+    return jsonify(**answer, dry_run=False, actions=queued), 202

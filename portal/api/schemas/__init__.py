@@ -38,7 +38,17 @@ from .account import (
     TotpStarted,
     TotpState,
 )
-from .audit import SeenByItem, SeenByList, SeenItem, SeenPageQuery, SeenReport
+from .audit import (
+    SeenByItem,
+    SeenByList,
+    SeenItem,
+    SeenPageQuery,
+    SeenReport,
+    SeenRotateIn,
+    SeenRotation,
+    SeenRotationAction,
+    SeenRotationItem,
+)
 from .common import Error, OpenAPIDocument, Source, Timestamp
 from .credentials import (
     Action,
@@ -173,6 +183,10 @@ __all__ = [
     "SeenItem",
     "SeenPageQuery",
     "SeenReport",
+    "SeenRotateIn",
+    "SeenRotation",
+    "SeenRotationAction",
+    "SeenRotationItem",
     "SecurityPolicy",
     "SecurityPolicyIn",
     "Source",

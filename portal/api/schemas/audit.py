@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...audit.seen import SeenQuery
+from ...environments.service import MAX_PASSWORD
 from .common import Source, Timestamp
 
 Way = Literal["reveal", "copy", "former", "export"]
@@ -85,3 +86,52 @@ class SeenByList(BaseModel):
 
     since: Timestamp = Field(description="When the portal stored the current password")
     items: list[SeenByItem]
+
+
+class SeenRotateIn(SeenQuery):
+    """Rotate what a person saw in a period (a dry run first)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    dry_run: bool = Field(False, strict=True, description="Only answer what would be done")
+    confirm_password: str | None = Field(None, min_length=1, max_length=MAX_PASSWORD)
+
+
+class SeenRotationItem(BaseModel):
+    """A credential of the report and what the rotation does with it (SDDC Manager's copy
+    of an account stands for the VCF Installer's)."""
+
+    credential_id: int | None
+    environment_id: int | None
+    environment: str
+    hostname: str
+    username: str
+    credential_type: str
+    state: Literal["planned", "later", "skipped"] = Field(
+        description="planned (in an action), later (over the limit of one request: run it "
+        "again), skipped (see reason)"
+    )
+    reason: str | None
+
+
+class SeenRotationAction(BaseModel):
+    """One rotate action: one environment, at most 500 credentials."""
+
+    id: int | None = Field(
+        description="The action (GET /credential-actions/{id}); null in a dry run"
+    )
+    environment_id: int
+    environment: str
+    credentials: int
+
+
+class SeenRotation(BaseModel):
+    """The rotation of what a person saw: its actions and every credential's state."""
+
+    person: str
+    dry_run: bool
+    actions: list[SeenRotationAction]
+    items: list[SeenRotationItem]
+    planned: int
+    later: int
+    skipped: int
