@@ -100,6 +100,8 @@ ACCESS = {
     "api.password_age": "env:view",
     "audit.export_audit_csv": "auditor",
     "api.seen_report": "audit-or-manage-somewhere",
+    "audit.seen_report": "audit-or-manage-somewhere",
+    "audit.export_seen_csv": "audit-or-manage-somewhere",
     "api.seen_report_csv": "audit-or-manage-somewhere",
     "api.seen_by": "env:audit",
     "api.rotate_seen": "manage-somewhere",

@@ -89,6 +89,8 @@ DECLARED = {
     "api.who_am_i": (None, "read"),
     "audit.audit_log": (None, None),
     "audit.export_audit_csv": (None, None),
+    "audit.export_seen_csv": (None, None),
+    "audit.seen_report": (None, None),
     "auth.change_password": (None, None),
     "auth.login": (None, None),
     "auth.logout": (None, None),
