@@ -5,7 +5,7 @@ import { showAge } from "./age.js";
 import { initActions } from "./actions.js";
 import { initCredentials } from "./credentials.js";
 import { initExport } from "./export.js";
-import { bidi, el, get, headRow, post, sourceLabel, timeEl, toast, visible } from "./portal.js";
+import { bidi, el, exactTime, get, headRow, post, sourceLabel, timeEl, toast, visible } from "./portal.js";
 import { revealer } from "./reveal.js";
 import { badge, errorDetails, nextRunEl, runIsFinal } from "./status.js";
 import { syncWatcher } from "./sync.js";
@@ -178,7 +178,7 @@ async function showSeenBy(item) {
         el("td", {}, String(entry.times)),
         el("td", {}, timeEl(entry.last_shown_at))));
     });
-    box.replaceChildren(el("p", { className: "sub" }, "Since ", timeEl(data.since), ":"),
+    box.replaceChildren(el("p", { className: "muted" }, "The current password was stored " + exactTime(data.since) + "."),
       el("table", { className: "data" }, headRow("Person", "How", "Times", "Last"), body));
   } catch (e) {
     box.replaceChildren(el("p", { className: "field-error" }, "Could not load who saw it: " + e.message));
