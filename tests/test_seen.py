@@ -240,3 +240,44 @@ def test_service_account_passwords_exported_are_listed(app, admin):
         found = seen.report("alice", date(2000, 1, 1), None, None)["definitions_exports"]
         assert seen.report("alice", None, None, {1})["definitions_exports"] == []
     assert len(found) == 1 and found[0].endswith("Z")
+
+
+def test_who_saw_what_on_postgresql(tmp_path, pg_url):
+    """The report, "seen by", the CSV and the rotation plan in PostgreSQL's SQL."""
+    from support import PASSWORD, Portal, client_for, make_app
+
+    from portal.lifecycle import seen_rotation
+    from portal.models import User
+    from portal.platform.security import hash_password
+
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    with app.app_context():
+        for name, role in (("alice", "admin"), ("bob", "readonly")):
+            db.session.add(User(username=name, role=role, password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    admin, bob = Portal(client_for(app)), Portal(client_for(app))
+    assert admin.login("alice").status_code == 302 and bob.login("bob").status_code == 302
+    try:
+        with Simulator(credentials=30, seed=3) as sim:
+            env = create_env(admin, sim)["id"]
+            run_sync(app, admin, env)
+            a, b = _ids(app, env, 2)
+            _reveal(bob, a)
+            _reveal(bob, b, "copy")
+            assert bob.api("POST", f"/api/v1/environments/{env}/export", json={}).status_code == 200
+            _legacy(app, ("credential.reveal", _target(app, a), None))
+            with app.app_context():
+                report = seen.report("bob", None, None, None)
+                assert {i["credential_id"] for i in report["items"]} == set(_ids(app, env))
+                assert report["records"] == {"reveal": 2, "copy": 1, "former": 0, "export": 1}
+                by = seen.seen_by(db.session.get(Credential, a))["items"]
+                assert [(i["person"], i["ways"], i["basis"]) for i in by] == [
+                    ("bob", ["reveal", "export"], "recorded")
+                ]
+                plan = seen_rotation.plan("bob", None, None, None, None)
+                assert plan.counts()["planned"] == 30 and len(plan.batches) == 1
+            rows = b"".join(seen.csv_chunks(report["items"])).decode().splitlines()
+            assert len(rows) == 31
+    finally:
+        with app.app_context():
+            db.engine.dispose()

@@ -56,6 +56,7 @@ from .shown import records as read_records
 from .sightings import KINDS, SHOWN, contains, credential_target
 
 BASES = ("recorded", "by_name", "estimated")  # the best first
+_RANK = {basis: rank for rank, basis in enumerate(BASES)}
 MAX_NAME = 128  # a person is a user name
 WAYS = ("reveal", "copy", "former", "export")
 DEFINITIONS_EXPORT = "environment.export_definitions"
@@ -75,11 +76,14 @@ class _Seen:
     former_current: bool = False  # a former-value reveal of what is still the current value
 
     def add(self, record: Record, basis: str, current_entry: bool = False) -> None:
+        # Called once per credential of every export: kept to plain comparisons.
         self.ways.add(record.kind)
         self.records.add(record.id)
-        self.first = record.at if self.first is None else min(self.first, record.at)
-        self.last = record.at if self.last is None else max(self.last, record.at)
-        if BASES.index(basis) < BASES.index(self.basis):
+        if self.first is None or record.at < self.first:
+            self.first = record.at
+        if self.last is None or record.at > self.last:
+            self.last = record.at
+        if _RANK[basis] < _RANK[self.basis]:
             self.basis = basis
         if record.kind == "former":
             self.former_current = self.former_current or current_entry
