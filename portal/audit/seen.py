@@ -31,7 +31,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 
 from ..models import AuditEvent, Credential, CredentialSighting, Environment
@@ -107,6 +107,14 @@ class SeenQuery(BaseModel):
     person: str = Field(min_length=1, max_length=MAX_NAME, description="A user name")
     since: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY, description="The first day (UTC)")
     until: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY, description="The last day (UTC)")
+
+    @field_validator("person")
+    @classmethod
+    def _a_name(cls, person: str) -> str:
+        # No user name holds a control character; PostgreSQL refuses NUL in a query.
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in person):
+            raise ValueError("No user has such a name.")
+        return person
 
     @model_validator(mode="after")
     def _in_order(self) -> SeenQuery:

@@ -153,6 +153,8 @@ def test_who_may_read_it(app, admin, readonly, lab):
         "",
         "person=",
         "person=" + "x" * 129,
+        "person=b%00ob",
+        "person=b%0Aob",
         "person=bob&since=yesterday",
         "person=bob&since=2026-02-30",
         "person=bob&since=2026-03-02&until=2026-03-01",
