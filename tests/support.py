@@ -51,6 +51,8 @@ CHROMIUM_ARGS = (
     "--disable-sync",
     "--no-first-run",
 )
+# The keys every node of one database shares (README, "Running several nodes").
+KEY_FILES = ("data.key", "audit.key", "audit-signing.key")
 PASSWORD = "correct horse battery"  # noqa: S105 - test fixture password
 FAST_HASH = "pbkdf2:sha256:1000"
 
@@ -545,9 +547,10 @@ class ProxiedNodes(Endpoint):
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         assert Path(haproxy).exists(), "haproxy is not installed (.ci/run installs it)"
         first = self.nodes[0].start()
-        for node in self.nodes[1:]:  # the first node made the data key: every node uses it
+        for node in self.nodes[1:]:  # the first node made the keys: every node uses them
             (node.base / "data").mkdir(mode=0o700, parents=True)
-            shutil.copy2(first.base / "data" / "data.key", node.base / "data" / "data.key")
+            for name in KEY_FILES:
+                shutil.copy2(first.base / "data" / name, node.base / "data" / name)
             node.start()
         config = haproxy_config(self.folder, self.port, self.nodes, self.ca)
         with open(self.folder / "haproxy.log", "wb") as output:  # the proxy's log

@@ -12,8 +12,10 @@ from portal.platform.security import hash_password
 
 # Who may use each endpoint: "public" (no sign-in), "user" (any signed-in role), "auditor"
 # (auditors and admins), "admin", "reveal-somewhere" (the reveal level on at
-# least one environment), "manage-somewhere", or "env:LEVEL": the level on the environment
-# (or the credential's, or the action's) in the path; without any it answers 404.
+# least one environment), "manage-somewhere", "env:LEVEL": the level on the environment
+# (or the credential's, or the action's) in the path; without any it answers 404. Who saw
+# what: "audit-or-manage-somewhere" (auditors, admins, managers of an environment) and
+# "env:audit" (auditors, admins, the path's environment's managers; 404 without any level).
 ACCESS = {
     "auth.login": "public",
     "auth.logout": "public",
@@ -104,6 +106,12 @@ ACCESS = {
     "api.purge_credential": "env:manage",
     "api.password_age": "env:view",
     "audit.export_audit_csv": "auditor",
+    "api.seen_report": "audit-or-manage-somewhere",
+    "audit.seen_report": "audit-or-manage-somewhere",
+    "audit.export_seen_csv": "audit-or-manage-somewhere",
+    "api.seen_report_csv": "audit-or-manage-somewhere",
+    "api.seen_by": "env:audit",
+    "api.rotate_seen": "manage-somewhere",
     "environments.export_environment": "env:reveal",
     "export.export_all": "reveal-somewhere",
     "api.who_am_i": "user",
@@ -231,6 +239,13 @@ def _expect(need, role, level, method, path, code, response):
         return
     if need == "auditor":  # the audit log: auditors and admins, not read-only users
         allowed = role in ("auditor", "admin")
+    elif need == "audit-or-manage-somewhere":
+        allowed = role in ("auditor", "admin") or level == "manage"
+    elif need == "env:audit":
+        if level is None:
+            assert code == 404, where
+            return
+        allowed = role in ("auditor", "admin") or level == "manage"
     elif need in ROLE_RANK:
         allowed = ROLE_RANK[role] >= ROLE_RANK[need]
     elif need.endswith("-somewhere"):
@@ -253,6 +268,7 @@ def _run_matrix(app, portal, username, role, level, ids):
     # Bodies that pass validation, so that the answer is the access rule's.
     bodies = {
         "api.queue_action": {"operation": "rotate", "credential_ids": [ids["cred_id"]]},
+        "api.rotate_seen": {"person": "alice", "dry_run": True},
         "api.pause_sync": {"source": "manager"},
         "api.resume_sync": {"source": "manager"},
     }

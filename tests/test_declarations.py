@@ -72,6 +72,7 @@ DECLARED = {
     "api.request_expiry_check": (None, "admin"),
     "api.resume_sync": (None, "admin"),
     "api.retry_action": (None, "admin"),
+    "api.rotate_seen": (None, "admin"),
     "api.reveal_history_password": (None, "reveal"),
     "api.reveal_password": (None, "reveal"),
     "api.revoke_my_token": (None, "admin"),
@@ -80,6 +81,9 @@ DECLARED = {
     "api.search_credentials": (None, "read"),
     "api.security_policy": (None, "read"),
     "api.set_break_glass_settings": ("settings.break_glass", "admin"),
+    "api.seen_by": (None, "read"),
+    "api.seen_report": (None, "read"),
+    "api.seen_report_csv": (None, "read"),
     "api.set_ldap_settings": ("settings.ldap", "admin"),
     "api.set_oidc_settings": ("settings.oidc", "admin"),
     "api.set_preferences": (None, "admin"),
@@ -95,6 +99,8 @@ DECLARED = {
     "api.who_am_i": (None, "read"),
     "audit.audit_log": (None, None),
     "audit.export_audit_csv": (None, None),
+    "audit.export_seen_csv": (None, None),
+    "audit.seen_report": (None, None),
     "auth.change_password": (None, None),
     "break_glass.make_copy": (None, None),
     "break_glass.overview": (None, None),
@@ -155,7 +161,12 @@ DECLARED = {
 # Operations whose recent sign-in depends on the request, checked in the handler with
 # access.guards.token_or_recent_auth (a dry run or a retry of nothing needs none), and the
 # definitions export that holds service-account passwords only when asked for them.
-IN_HANDLER = {"api.queue_action", "api.retry_action", "api.export_definitions_with_passwords"}
+IN_HANDLER = {
+    "api.queue_action",
+    "api.retry_action",
+    "api.rotate_seen",
+    "api.export_definitions_with_passwords",
+}
 
 
 def _declarations(app) -> dict[str, tuple[str | None, str | None]]:

@@ -90,6 +90,15 @@ def visible_environment_ids(user: User, needed: str = "view") -> set[int] | None
     )
 
 
+def audit_scope(user: User) -> set[int] | None:
+    """The environments whose password activity (who saw what) the user may read: every one
+    for auditors and admins (None), those they manage for everyone else (empty: none). It is
+    metadata about other people, so the reveal level is not enough."""
+    if has_role(user, ("auditor", "admin")):
+        return None
+    return visible_environment_ids(user, "manage")
+
+
 def restrict(query, column, ids: set[int] | None):
     """`query` limited to rows whose `column` is one of `ids` (None: unchanged)."""
     return query if ids is None else query.where(column.in_(sorted(ids)))

@@ -81,6 +81,40 @@ def credential_for(cred_id: int, needed: str = "view") -> Credential:
     return cred
 
 
+SEEN_REFUSAL = "Who saw what is for auditors, admins and the managers of an environment."
+
+
+def seen_scope() -> set[int] | None:
+    """The environments whose "who saw what" the current user may read (None: all); 403 for
+    a user who may read none."""
+    scope = grants.audit_scope(actor())
+    if scope is not None and not scope:
+        abort(403, description=SEEN_REFUSAL)
+    return scope
+
+
+def seen_readers(view):
+    """Check that the user may read who saw what somewhere before anything else of the
+    request is looked at (403 comes before a bad query's 400)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        seen_scope()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def seen_credential(cred_id: int) -> Credential:
+    """A credential whose "who saw it" the current user may read: 404 for one they may not
+    see, 403 where they neither audit nor manage."""
+    cred = credential_for(cred_id, "view")
+    scope = grants.audit_scope(actor())
+    if scope is not None and cred.environment_id not in scope:
+        abort(403, description=SEEN_REFUSAL)
+    return cred
+
+
 def visible_ids(needed: str = "view") -> set[int] | None:
     """The environments the current user has `needed` on (None: all)."""
     return grants.visible_environment_ids(actor(), needed)

@@ -22,8 +22,10 @@ from .base import bp
 from .spec import FieldErrors, api_operation
 
 
-def _refused():
-    audit.record("credential.action", "", outcome="denied", details={"reason": "re-auth"})
+def refused_for_sign_in(action: str = "credential.action"):
+    """The answer to an action asked from a session whose sign-in is too old: audited as
+    `action` denied (kept), 403 naming confirm_password (401 once signed out)."""
+    audit.record(action, "", outcome="denied", details={"reason": "re-auth"})
     transaction.keep()
     if not current_user.is_authenticated:
         return json_error(401, "Signed out after too many wrong passwords.")
@@ -88,7 +90,7 @@ def queue_action(body: s.ActionIn):
         ]
         return jsonify(environment_id=environment.id, operation=body.operation, items=items)
     if not token_or_recent_auth():
-        return _refused()
+        return refused_for_sign_in()
     try:
         action = actions.queue(
             current_user.username,
@@ -144,7 +146,7 @@ def retry_action(action_id: int, body: s.RetryIn):
     and remediate need the password again)."""
     action = _action(action_id)
     if not token_or_recent_auth():
-        return _refused()
+        return refused_for_sign_in()
     audit.record(
         f"credential.{action.operation}", "", outcome="retry", details={"action": action.id}
     )

@@ -12,8 +12,10 @@ from ..access.guards import (
     environment_for,
     environment_level,
     recent_sign_in,
+    seen_credential,
     visible_ids,
 )
+from ..audit import seen, sightings
 from ..environments import service
 from ..models import PasswordHistory
 from ..platform.extensions import db
@@ -65,9 +67,11 @@ def reveal_password(cred_id: int, body: s.RevealRequest):
     ratelimit.enforce()
     action = "credential.copy" if body.purpose == "copy" else "credential.reveal"
     password = credentials.reveal(cred)
-    audit.record(
+    sightings.password_shown(
         action,
         credentials.audit_target(cred),
+        cred.id,
+        cred.environment_id,
         outcome="success" if password is not None else "empty",
     )
     return jsonify(password=password)
@@ -82,6 +86,15 @@ def password_history(cred_id: int):
     return jsonify(items=credentials.history_items(cred))
 
 
+@bp.get("/credentials/<int:cred_id>/seen-by")
+@login_required
+@api_operation({200: s.SeenByList})
+def seen_by(cred_id: int):
+    """Who saw the credential's password since it last changed: reveals, copies and exports,
+    one item per person (auditors, admins and the environment's managers)."""
+    return jsonify(seen.seen_by(seen_credential(cred_id)))
+
+
 @bp.post("/credentials/<int:cred_id>/history/<int:entry_id>/reveal")
 @login_required
 @api_operation({200: s.Password}, scope="reveal")
@@ -93,8 +106,12 @@ def reveal_history_password(cred_id: int, entry_id: int):
         abort(404, description="No such history entry.")
     ratelimit.enforce()
     password = credentials.reveal_history(entry)
-    audit.record(
-        "credential.history_reveal", credentials.audit_target(cred), details={"entry": entry.id}
+    sightings.password_shown(
+        "credential.history_reveal",
+        credentials.audit_target(cred),
+        cred.id,
+        cred.environment_id,
+        details={"entry": entry.id},
     )
     return jsonify(password=password)
 

@@ -47,6 +47,8 @@ _FILE_CONTENT = {
     media: {"schema": {"type": "string", "format": "binary", "contentMediaType": media}}
     for media in (_XLSX, "text/csv")  # a generator reads the first: bytes, not text
 }
+# A CSV download that holds no password (a report): text/csv only.
+CSV_FILE = "csv"
 _CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -224,6 +226,9 @@ def _operation(rule, method: str, view: Callable, op: Operation, ref: Callable) 
     for status, model in op.responses.items():
         if model == FILE:
             responses[str(status)] = {"description": "The file", "content": _FILE_CONTENT}
+        elif model == CSV_FILE:
+            csv_only = {"text/csv": _FILE_CONTENT["text/csv"]}
+            responses[str(status)] = {"description": "The CSV file", "content": csv_only}
         elif model is None:
             responses[str(status)] = {"description": "No content"}
         else:
@@ -259,7 +264,7 @@ def openapi_document(app: Flask) -> dict:
     rules = sorted(_api_rules(app), key=lambda item: item[0].rule)
     models: set[type[BaseModel]] = {Error}
     for _, _, op in rules:
-        models.update(m for m in op.responses.values() if m is not None and m != FILE)
+        models.update(m for m in op.responses.values() if m not in (None, FILE, CSV_FILE))
         if op.body is not None:
             models.add(op.body)
     ordered = sorted(models, key=lambda m: m.__name__)

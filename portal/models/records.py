@@ -27,6 +27,8 @@ class AuditEvent(Model):
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_events_at", "at"),
+        # "Who saw what": one person's records of a period (portal.audit.seen).
+        Index("ix_audit_events_actor_at", "actor", "at"),
         Index("ix_audit_events_seq", "seq", unique=True),
         Index("ix_audit_events_nonce", "nonce", unique=True),
     )
@@ -45,6 +47,32 @@ class AuditEvent(Model):
     mac: Mapped[str | None] = mapped_column(String(64))
     seq: Mapped[int | None] = mapped_column(BigInteger)
     chain: Mapped[str | None] = mapped_column(String(64))
+
+
+class CredentialSighting(Model):
+    """Which credentials an audit record showed a password of: one for a reveal or copy, the
+    exported list for an export (portal.audit.sightings). An index of the sealed records, so
+    that "who saw this password" needs no search of their text."""
+
+    __tablename__ = "credential_sightings"
+    __table_args__ = (
+        Index("ix_credential_sightings_event", "event_id", unique=True),
+        Index("ix_credential_sightings_credential", "credential_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("audit_events.id", ondelete="CASCADE"), nullable=False
+    )
+    # A reveal, copy or former value: its credential (no foreign key: the record outlives a
+    # purged credential).
+    credential_id: Mapped[int | None] = mapped_column(Integer)
+    # An export: the ids of the credentials in the file, as ranges ("3-250,260"); the sealed
+    # record holds their count and digest.
+    credential_ids: Mapped[str | None] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+    event: Mapped[AuditEvent] = relationship()
 
 
 class AuditCheckpoint(Model):

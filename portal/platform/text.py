@@ -38,3 +38,13 @@ def visible(value: object) -> str:
     """Text for a page or an export: NUL, controls and direction overrides shown escaped."""
     text = "" if value is None else str(value)
     return _HIDDEN.sub(lambda match: _escaped(match.group()), text)
+
+
+# A cell starting with one of these is a formula to a spreadsheet program.
+_FORMULA_START = frozenset("=+-@\t\r")
+
+
+def neutralise(value: object) -> str:
+    """Text for a spreadsheet cell: a leading quote stops =, +, -, @, tab or CR formulas."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in _FORMULA_START else text

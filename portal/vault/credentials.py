@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
+from ..audit.sightings import credential_target
 from ..models import Credential, Environment, PasswordHistory
 from ..platform import clock
 from ..platform.clock import iso
@@ -311,6 +312,14 @@ def export_query(
     return query.with_only_columns(*(getattr(Credential, c) for c in EXPORT_COLUMNS))
 
 
+def matching_ids(
+    environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
+) -> list[int]:
+    """The ids of the credentials the filtered view holds (environments `within`)."""
+    query = filtered_query(environment_id, filters, within).with_only_columns(Credential.id)
+    return list(db.session.scalars(query.order_by(Credential.id)))
+
+
 def count_matching(
     environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
 ) -> int:
@@ -353,8 +362,8 @@ def reveal_history(entry: PasswordHistory) -> str:
 def audit_target(cred: Credential) -> str:
     """How audit records name a credential: environment, host, user, type."""
     env = db.session.get(Environment, cred.environment_id)
-    name = env.name if env else cred.environment_id
-    return f"{name} / {cred.hostname} / {cred.username} ({cred.credential_type})"
+    name = env.name if env else str(cred.environment_id)
+    return credential_target(name, cred.hostname, cred.username, cred.credential_type)
 
 
 AGE_BUCKETS = ((0, 30), (31, 90), (91, 180), (181, 365), (366, None))

@@ -13,15 +13,15 @@ import xlsxwriter
 from flask import Response, abort
 from sqlalchemy import select
 
-from .. import audit
 from ..access import ratelimit
 from ..access.guards import visible_ids
+from ..audit import sightings
 from ..models import Environment
 from ..platform import clock
 from ..platform.crypto import CREDENTIAL_PASSWORD, cipher
 from ..platform.extensions import db
-from ..platform.text import has_hidden, visible
-from .credentials import CredentialFilters, count_matching, export_query
+from ..platform.text import has_hidden, neutralise, visible
+from .credentials import CredentialFilters, export_query, matching_ids
 
 COLUMNS = (
     "Environment",
@@ -39,14 +39,7 @@ COLUMNS = (
     "Expiry date",
     "Expiry status",
 )
-_FORMULA_START = frozenset("=+-@\t\r")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def neutralise(value: object) -> str:
-    """Text for a spreadsheet cell: a leading quote stops =, +, -, @, tab or CR formulas."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in _FORMULA_START else text
 
 
 PASSWORD_COLUMN = 3
@@ -218,22 +211,24 @@ def prepare(
     fmt: str,
     filters: CredentialFilters,
     within: set[int] | None = None,
-) -> tuple[Generator[bytes, None, None], dict[str, str], int]:
-    """The body of a download (read as it is sent), its headers and its row count; across
-    environments, only those `within` (None: all)."""
+) -> tuple[Generator[bytes, None, None], dict[str, str], int, list[int]]:
+    """The body of a download (read as it is sent), its headers, its row count and the ids of
+    its credentials; across environments, only those `within` (None: all)."""
     env_id = environment.id if environment else None
     headers = {
         "Content-Disposition": f'attachment; filename="{file_name(environment, fmt)}"',
         "Cache-Control": "no-store",
     }
+    # The credentials of the view at the time of the request: the file's rows (a CSV is sent
+    # while read, so a sync committed in between could add or change a row).
+    ids = matching_ids(env_id, filters, within)
     if fmt == "csv":
-        # Sent while read: the row count is the view's at the time of the request.
-        count = count_matching(env_id, filters, within)
+        count = len(ids)
         body = csv_chunks(env_id, filters, within)
     else:
         body, size, count = xlsx_chunks(env_id, filters, within)
         headers["Content-Length"] = str(size)
-    return body, headers, count
+    return body, headers, count, ids
 
 
 def respond(
@@ -249,11 +244,12 @@ def respond(
         if within is not None and not within:
             abort(403, description="Exports need the reveal level on an environment.")
     ratelimit.enforce()
-    body, headers, count = prepare(environment, fmt, filters, within)
-    target = environment.name if environment else "all environments"
+    body, headers, count, ids = prepare(environment, fmt, filters, within)
+    target = environment.name if environment else sightings.ALL_ENVIRONMENTS
     try:
-        # Committed with the request, before the first byte is sent.
-        audit.record("credential.export", target, details={**details, "rows": count})
+        # Committed with the request, before the first byte is sent; the exported list goes
+        # with it (who saw which password: portal.audit.seen).
+        sightings.exported(target, {**details, "rows": count}, ids)
     except BaseException:
         body.close()
         raise

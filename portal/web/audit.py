@@ -1,22 +1,28 @@
 """The audit log (auditors and admins): filter by user, action and date; export as CSV; a
-note on the archived records when the period reaches before the database's oldest."""
+note on the archived records when the period reaches before the database's oldest. Who saw
+what (also managers, for their environments): the passwords a person revealed, copied or
+exported in a period, as a page and CSV."""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from flask import Blueprint, Response, render_template
-from sqlalchemy import Select
+from flask import Blueprint, Response, render_template, request
+from flask_login import login_required
+from sqlalchemy import Select, select
 
 from .. import audit
-from ..access.guards import role_required
-from ..audit import archive_search
+from ..access import grants
+from ..access.guards import role_required, seen_scope
+from ..audit import archive_search, seen
 from ..audit.queries import AuditQuery, select_events
+from ..identity.users import actor
+from ..models import User
 from ..platform import clock
 from ..platform.extensions import db
 from ..platform.http import parse_query
-from ..vault.exports import neutralise
+from ..platform.text import neutralise
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
@@ -73,3 +79,39 @@ def export_audit_csv():
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="vcf-portal-audit_{stamp}.csv"'},
     )
+
+
+# The report shows this many credentials; its CSV holds them all.
+SEEN_SHOWN = 500
+
+
+@bp.get("/seen")
+@login_required
+def seen_report():
+    """Who saw what: every password a person revealed, copied or exported in a period."""
+    scope = seen_scope()
+    form = {name: request.args.get(name, "").strip() for name in ("person", "since", "until")}
+    report = None
+    if form["person"]:
+        query = parse_query(seen.SeenQuery)
+        report = seen.report(query.person, query.since, query.until, scope)
+    people = []
+    if scope is None:  # a manager names the person: the list of users is not theirs to read
+        people = db.session.scalars(select(User.username).order_by(User.username)).all()
+    return render_template(
+        "audit_seen.html",
+        form=form,
+        report=report,
+        shown=SEEN_SHOWN,
+        people=people,
+        auditor=scope is None,
+        can_rotate=grants.visible_environment_ids(actor(), "manage") != set(),
+    )
+
+
+@bp.get("/seen/export.csv")
+@login_required
+def export_seen_csv():
+    """Download who saw what as CSV: every credential of the report, formula-safe."""
+    scope = seen_scope()
+    return seen.csv_response(parse_query(seen.SeenQuery), scope)

@@ -40,10 +40,13 @@ def view_environment(env_id: int):
             "users": db.session.scalars(select(User.username).order_by(User.username)).all(),
             "groups": [g.name for g in groups.listed()],
         }
+    scope = grants.audit_scope(actor())
     return render_template(
         "environment.html",
         env=env,
         level=level,
+        # Who saw a password (the history's "seen by"): auditors, admins, this one's managers.
+        can_audit=scope is None or env_id in scope,
         access=access,
         sources=configured,
         page_sizes=PAGE_SIZES,

@@ -29,6 +29,8 @@ export const api = {
   reveal: (id) => api.credential(id) + "/reveal",
   history: (id) => api.credential(id) + "/history",
   historyReveal: (id, entryId) => api.history(id) + "/" + part(entryId) + "/reveal",
+  seenBy: (id) => api.credential(id) + "/seen-by",
+  seenRotate: () => BASE + "/audit/seen/rotate",
   actions: () => BASE + "/credentials/actions",
   action: (id) => BASE + "/credential-actions/" + part(id),
   // step: "retry" or "cancel".
@@ -45,4 +47,5 @@ export const pages = {
   editEnvironment: (id) => "/environments/" + part(id) + "/edit",
   newEnvironment: () => "/environments/new",
   dashboard: () => "/",
+  seen: (person) => withQuery("/audit/seen", { person: person }),
 };

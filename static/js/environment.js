@@ -1,11 +1,11 @@
 // Environment view: source status with live sync progress, tabs, password history dialog.
 
-import { api } from "./api.js";
+import { api, pages } from "./api.js";
 import { showAge } from "./age.js";
 import { initActions } from "./actions.js";
 import { initCredentials } from "./credentials.js";
 import { initExport } from "./export.js";
-import { bidi, el, get, headRow, post, sourceLabel, timeEl, toast, visible } from "./portal.js";
+import { bidi, el, exactTime, get, headRow, post, sourceLabel, timeEl, toast, visible } from "./portal.js";
 import { revealer } from "./reveal.js";
 import { badge, errorDetails, nextRunEl, runIsFinal } from "./status.js";
 import { syncWatcher } from "./sync.js";
@@ -15,6 +15,8 @@ const envId = root.dataset.environmentId;
 const isAdmin = root.dataset.admin === "true";
 // The level on this environment: "admin" means manage here; reveal allows passwords.
 const canReveal = root.dataset.reveal === "true";
+// Who saw a password since it changed: auditors, admins and this environment's managers.
+const canAudit = root.dataset.audit === "true";
 let credentials = null;
 let shownEnv = null;
 
@@ -151,6 +153,35 @@ async function openHistory(item) {
       headRow("First seen", "Replaced", "By", "Password"), body) : el("p", { className: "muted" }, "No history yet."));
   } catch (e) {
     list.replaceChildren(el("p", { className: "field-error" }, "Could not load the history: " + e.message));
+  }
+  if (canAudit) await showSeenBy(item);
+}
+
+const WAYS = { reveal: "revealed", copy: "copied", former: "revealed in the history", export: "exported" };
+
+async function showSeenBy(item) {
+  const box = document.getElementById("history-seen-list");
+  box.replaceChildren(el("p", { className: "muted" }, "Loading…"));
+  try {
+    const data = await get(api.seenBy(item.id));
+    if (!data.items.length) {
+      box.replaceChildren(el("p", { className: "muted" }, "Nobody revealed, copied or exported it since it last changed."));
+      return;
+    }
+    const body = el("tbody");
+    data.items.forEach(function (entry) {
+      const how = entry.ways.map(function (way) { return WAYS[way] || way; }).join(", ") +
+        (entry.basis === "recorded" ? "" : " (" + entry.basis.replace("_", " ") + ")");
+      body.append(el("tr", {},
+        el("td", { className: "cell-text" }, el("a", { href: pages.seen(entry.person) }, bidi(entry.person))),
+        el("td", {}, how),
+        el("td", {}, String(entry.times)),
+        el("td", {}, timeEl(entry.last_shown_at))));
+    });
+    box.replaceChildren(el("p", { className: "muted" }, "The current password was stored " + exactTime(data.since) + "."),
+      el("table", { className: "data" }, headRow("Person", "How", "Times", "Last"), body));
+  } catch (e) {
+    box.replaceChildren(el("p", { className: "field-error" }, "Could not load who saw it: " + e.message));
   }
 }
 

@@ -72,6 +72,8 @@ def test_description_documents_parameters_bodies_errors_and_security(document):
     assert item["patch"]["responses"]["default"]["content"]["application/json"]["schema"] == error
     reveal = document["paths"]["/api/v1/credentials/{cred_id}/reveal"]["post"]
     assert reveal["x-token-scope"] == "reveal" and "429" in reveal["responses"]
+    report = document["paths"]["/api/v1/audit/seen.csv"]["get"]["responses"]["200"]
+    assert list(report["content"]) == ["text/csv"]
     created = document["paths"]["/api/v1/me/tokens"]["post"]
     assert created["security"] == [{"sessionCookie": [], "csrfToken": []}]  # never by a token
 
@@ -110,6 +112,8 @@ def test_real_responses_match_their_schemas(app, admin, document):
         ("get", f"/api/v1/environments/{env_id}/password-age", None),
         ("post", f"/api/v1/credentials/{cred_id}/reveal", {"purpose": "copy"}),
         ("get", f"/api/v1/credentials/{cred_id}/history", None),
+        ("get", f"/api/v1/credentials/{cred_id}/seen-by", None),
+        ("get", "/api/v1/audit/seen?person=alice&since=2000-01-01", None),
         ("post", f"/api/v1/environments/{env_id}/sync", {}),
         ("get", f"/api/v1/environments/{env_id}/sync-runs", None),
         ("get", "/api/v1/scheduler", None),
@@ -126,6 +130,7 @@ def test_real_responses_match_their_schemas(app, admin, document):
         ("get", "/api/v1/credentials?page=0", None),
         ("put", "/api/v1/settings/break-glass", {"recipients": ["age1x"]}),
         ("post", "/api/v1/settings/break-glass/copies", None),
+        ("get", "/api/v1/audit/seen?person=alice&until=1999-12-31", None),
     ]
     for method, url, body in calls:
         response = admin.api(method.upper(), url, json=body)

@@ -72,6 +72,7 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
         ("scheduler", "/scheduler", "#jobs-body tr"),
         ("users", "/users/", "#users-table"),
         ("audit", "/audit/", "#audit-table"),
+        ("who saw what", "/audit/seen?person=admin", "#seen-table"),
         ("settings certificate", "/settings/certificate", "dl.kv"),
         ("settings logs", "/settings/logs", "main h1"),
         ("settings about", "/settings/about", "dl.kv"),

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 import pytest
-from support import running_portal
+from support import KEY_FILES, running_portal
 
 from portal.simulator import Simulator
 
@@ -58,8 +58,9 @@ def _wait(predicate, timeout: float, what: str):
 def _copy_keys(source, target_base) -> None:
     data = target_base / "data"
     data.mkdir(parents=True, mode=0o700)
-    shutil.copy2(source.base / "data" / "data.key", data / "data.key")
-    os.chmod(data / "data.key", 0o600)
+    for name in KEY_FILES:
+        shutil.copy2(source.base / "data" / name, data / name)
+        os.chmod(data / name, 0o600)
 
 
 @pytest.mark.e2e
