@@ -5,6 +5,7 @@ Helpers (make_app, Portal, create_env, running_portal, ...) live in support.py.
 
 from __future__ import annotations
 
+import gc
 import secrets
 import subprocess
 from pathlib import Path
@@ -82,6 +83,17 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.unit)
         if POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_sessionstart(session):
+    """The tests allocate much and keep little: the collector's default (a young-generation
+    pass every 700 allocations, over every module and fixture imported) costs a sixth of the
+    fast tier's processor time. What is loaded now is set aside for good, and young objects
+    are collected every 50,000 allocations instead (reference counting still frees most at
+    once)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 @pytest.fixture(autouse=True)
