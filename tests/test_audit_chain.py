@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from datetime import timedelta
 
 import psycopg2
 import pytest
@@ -198,8 +199,11 @@ def test_records_committed_out_of_order_by_concurrent_writers_chain_in_commit_or
     assert _verify(app).intact
 
 
-def test_records_from_before_the_chain_are_adopted_as_they_were(app):
-    with _sqlite(app) as conn:  # as an older portal wrote them: no seal
+def test_records_from_before_the_chain_are_adopted_once_at_its_first_start(tmp_path):
+    app = make_app(tmp_path)
+    data = tmp_path / "data"
+    with _sqlite(app) as conn:  # as an older portal left them: no seal, no chain key
+        conn.execute("DELETE FROM audit_events")
         for n in range(3):
             conn.execute(
                 "INSERT INTO audit_events (at, actor, action, target, outcome) "
@@ -210,9 +214,61 @@ def test_records_from_before_the_chain_are_adopted_as_they_were(app):
         conn.execute(
             "UPDATE portal_meta SET value = ? WHERE key = 'audit.legacy_until'", (str(newest),)
         )
+        conn.execute("DELETE FROM portal_meta WHERE key = 'audit_key_id'")
     with app.app_context():
-        assert chain.seal().refused == []
-    assert _verify(app).intact
+        db.session.remove()
+        db.engine.dispose()
+    (data / "audit.key").unlink()
+    upgraded = make_app(tmp_path)  # the first start with the chain adopts them
+    assert _verify(upgraded).intact
+    # Later, a row without a seal at an id the old records left free is never adopted.
+    with _sqlite(upgraded) as conn:
+        conn.execute("DELETE FROM audit_events WHERE id = ?", (newest,))
+        conn.execute(
+            "INSERT INTO audit_events (id, at, actor, action, target, outcome) "
+            "VALUES (?, '2026-01-03 08:00:00.000000', 'admin', 'user.create', 'u', 'success')",
+            (newest,),
+        )
+        conn.execute("UPDATE portal_meta SET value = '999999' WHERE key = 'audit.legacy_until'")
+    restarted = make_app(tmp_path)
+    kinds = _kinds(_verify(restarted))
+    assert ("inserted", newest) in kinds
+
+
+def test_a_copy_of_an_old_record_is_never_chained(app):
+    _write(app, 3)
+    rows = _sealed(app)
+    with app.app_context():
+        old = db.session.get(AuditEvent, rows[0][0])
+        assert old is not None
+        values = {
+            "at": old.at - timedelta(days=30),
+            "actor": old.actor,
+            "ip": old.ip,
+            "action": old.action,
+            "target": old.target,
+            "outcome": old.outcome,
+            "details": old.details,
+        }
+        db.session.add(AuditEvent(**chain.seal_values(values)))  # sealed right, but long ago
+        db.session.commit()
+        refused = chain.seal().refused
+    assert len(refused) == 1
+    assert _kinds(_verify(app)) == [("inserted", refused[0])]
+
+
+def test_the_newest_records_cut_off_show_against_the_head_file(app):
+    _write(app, 12)
+    rows = _sealed(app)
+    with _sqlite(app) as conn:  # the last four go, and the head is set back to a real one
+        conn.execute("DELETE FROM audit_events WHERE seq > ?", (len(rows) - 4,))
+        kept = len(rows) - 4
+        last = conn.execute("SELECT chain FROM audit_events WHERE seq = ?", (kept,)).fetchone()
+        conn.execute(
+            "UPDATE portal_meta SET value = ? WHERE key = 'audit.head'", (f"{kept}:{last[0]}",)
+        )
+    report = _verify(app)
+    assert report.problems[0].kind == "removed" and "audit-head" in report.problems[0].text
 
 
 def _metrics(app) -> str:

@@ -55,6 +55,7 @@ def _sealed_ids(app) -> list[int]:
 
 def _forward(app) -> None:
     audit_integrity.seal_pass(app)
+    audit_integrity.forward_pass(app)
 
 
 def _received_ids(lines: list[str]) -> list[int]:
@@ -76,6 +77,7 @@ def test_syslog_over_tls_to_rsyslog_in_order_then_the_checkpoint(app, admin, tmp
         )
         _write(app, 40)
         with app.app_context():
+            audit.record("test.forwarded", target="vcenter.zürich.example", actor="josé")
             db.session.add(AuditEvent(actor="x", action="x", target="x", outcome="success"))
             db.session.commit()  # a forged record: never sealed, never forwarded
         _forward(app)
@@ -100,6 +102,7 @@ def test_syslog_over_tls_to_rsyslog_in_order_then_the_checkpoint(app, admin, tmp
         line for line in lines if f'id="{record["id"]}"' in line
     )
     assert forwarded[-1]["type"] == "checkpoint" and forwarded[-1]["signature"]
+    assert any(doc.get("actor") == "josé" for doc in forwarded)  # UTF-8 (RFC 5424)
     listed = admin.api("GET", "/api/v1/settings/audit-forwarding/destinations").json["items"]
     assert [(d["id"], d["backlog"], d["last_error"]) for d in listed] == [(destination, 0, None)]
 

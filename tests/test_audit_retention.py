@@ -358,8 +358,14 @@ def test_the_daily_job_archives(app):
 
 
 def test_the_cli_search_finds_archived_records(app):
-    _history(app)
+    with app.app_context():
+        db.session.execute(delete(AuditEvent))
+        db.session.commit()
+    _write(app, 30, OLD_DAYS, actor="alice")
     _write(app, 3, OLD_DAYS, action="credential.reveal", actor="carol")
+    _write(app, 10, RECENT_DAYS, actor="bob")
+    with app.app_context():
+        chain.seal()
     _archive(app, retention_days=90)
     day = (clock.now() - timedelta(days=OLD_DAYS)).date().isoformat()
     runner = app.test_cli_runner()

@@ -213,7 +213,7 @@ def test_every_event_kind_arrives_by_mail_and_webhook_without_a_password(
         )
         db.session.commit()
         clock.offset += timedelta(minutes=16)
-        audit_integrity.seal_pass(app)
+        audit_integrity.forward_pass(app)
         clock.offset -= timedelta(minutes=16)
         # Break-glass: a change of the settings, a copy written, then one that cannot be.
         offline = str(pyrage.x25519.Identity.generate().to_public())

@@ -125,7 +125,7 @@ def _record_problems(
             )
         )
     elif previous is not None and not hmac.compare_digest(
-        key.link(previous, seq, values["mac"]), values["chain"]
+        key.link(previous, seq, record_id, values["mac"]), values["chain"]
     ):
         found.append(
             Problem(

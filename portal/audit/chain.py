@@ -26,7 +26,7 @@ import os
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +88,10 @@ class ChainKey:
             return False
         return hmac.compare_digest(mac, self.seal(values, nonce))
 
-    def link(self, previous: str, seq: int, mac: str) -> str:
-        """The chain value of the record at `seq` after the one whose chain is `previous`."""
-        message = f"{previous}|{seq}|{mac}".encode("ascii")
+    def link(self, previous: str, seq: int, record_id: int, mac: str) -> str:
+        """The chain value of record `record_id` at `seq`, after the one whose chain is
+        `previous`: its place, its id and its seal."""
+        message = f"{previous}|{seq}|{record_id}|{mac}".encode("ascii")
         return hmac.new(self._secret, message, "sha256").hexdigest()
 
 
@@ -125,14 +126,18 @@ def read_key(data_dir: Path) -> ChainKey:
         raise ChainKeyError(f"audit chain key {path} is unreadable or malformed") from None
 
 
-def load_key(app: Flask, create: bool) -> ChainKey:
-    """Load `audit.key` from the data directory (made first when `create`) for this app."""
+def load_key(app: Flask, create: bool) -> tuple[ChainKey, bool]:
+    """Load `audit.key` from the data directory (made first when `create`) for this app;
+    with whether this call made it."""
     data_dir: Path = app.config["PORTAL_SETTINGS"].data_dir
+    created = False
     if create:
-        write_secret_file(data_dir / KEY_FILE, secrets.token_hex(32).encode("ascii") + b"\n")
+        created = write_secret_file(
+            data_dir / KEY_FILE, secrets.token_hex(32).encode("ascii") + b"\n"
+        )
     key = read_key(data_dir)
     app.extensions[_EXTENSION] = key
-    return key
+    return key, created
 
 
 def chain_key(app: Flask | None = None) -> ChainKey:
@@ -188,8 +193,8 @@ def move_anchor(seq: int, value: str) -> None:
 
 
 def ensure_started() -> None:
-    """Record the head and the key's id for a database that has neither (the caller commits).
-    Records already there are adopted by the first seal."""
+    """Record the head and the key's id for a database that has neither (the caller
+    commits)."""
     if _meta(HEAD_META) is None:
         legacy = db.session.scalar(select(db.func.max(AuditEvent.id))) or 0
         db.session.add(PortalMeta(key=HEAD_META, value="0:"))
@@ -200,6 +205,32 @@ def ensure_started() -> None:
 
 def stored_key_id() -> str | None:
     return _meta(KEY_ID_META)
+
+
+def adopt_legacy() -> int:
+    """Seal the records written before the chain existed, as they are: only at the start that
+    made the chain key (the first after the upgrade), never later, so that a record put into
+    the table afterwards can never pass for an old one. Short transactions; returns how many."""
+    key = chain_key()
+    legacy = int(_meta(LEGACY_META) or 0)
+    adopted = 0
+    while True:
+        rows = db.session.execute(
+            select(*FIELDS)
+            .where(AuditEvent.mac.is_(None), AuditEvent.id <= legacy)
+            .order_by(AuditEvent.id)
+            .limit(SEAL_BATCH)
+        ).all()
+        if not rows:
+            db.session.commit()
+            return adopted
+        changes = []
+        for row in rows:
+            nonce = os.urandom(16).hex()
+            changes.append({"id": row.id, "nonce": nonce, "mac": key.seal(row._mapping, nonce)})
+        db.session.execute(update(AuditEvent), changes)
+        db.session.commit()
+        adopted += len(changes)
 
 
 @dataclass
@@ -227,6 +258,50 @@ def _sealed_nonces(nonces: list[str]) -> set[str | None]:
     )
 
 
+# A record commits within seconds of being written: one written this much before the newest
+# sealed record was not written by the portal then (a copy of an archived record).
+LATE_LIMIT = timedelta(days=1)
+HEAD_FILE = "audit-head"  # the head as the last seal left it, outside the database
+
+
+def _oldest_sealable(seq: int) -> datetime | None:
+    if seq == 0:
+        return None
+    newest = db.session.scalar(select(AuditEvent.at).where(AuditEvent.seq == seq))
+    return None if newest is None else newest - LATE_LIMIT
+
+
+def _head_path() -> Path:
+    return current_app.config["PORTAL_SETTINGS"].data_dir / HEAD_FILE
+
+
+def _write_head_file(seq: int, value: str) -> None:
+    """Keep the head in a 0600 file of the data directory too: records cut off the end of the
+    database, with its head set back, show against it (each node keeps its own)."""
+    path = _head_path()
+    partial = path.with_name(f".{HEAD_FILE}.{os.getpid()}.partial")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(f"{seq}:{value}\n")
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)  # the database's own head still counts
+
+
+def head_file() -> tuple[int, str] | None:
+    """(seq, chain) in the head file of this node's data directory, or None."""
+    try:
+        return _pair(_head_path().read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def forget_head_file(data_dir: Path) -> None:
+    """After a restore to an older database: the head file speaks of records it never had."""
+    (data_dir / HEAD_FILE).unlink(missing_ok=True)
+
+
 def seal(batch: int = SEAL_BATCH) -> SealPass:
     """Give every committed, unsealed record its place in the chain, in short transactions of
     `batch` records each. Records without a valid MAC are left out (and reported)."""
@@ -249,7 +324,7 @@ def seal(batch: int = SEAL_BATCH) -> SealPass:
             update(PortalMeta).where(PortalMeta.key == HEAD_META).values(value=PortalMeta.value)
         )
         seq, chain = head()
-        legacy = int(_meta(LEGACY_META) or 0)
+        oldest = _oldest_sealable(seq)
         rows = db.session.execute(
             select(*FIELDS)
             .where(AuditEvent.seq.is_(None), AuditEvent.id > after)
@@ -259,17 +334,17 @@ def seal(batch: int = SEAL_BATCH) -> SealPass:
         taken = _sealed_nonces([row.nonce for row in rows if row.nonce])
         changes = []
         for row in rows:
-            if row.mac is None and row.id <= legacy:
-                nonce = os.urandom(16).hex()
-                mac = key.seal(row._mapping, nonce)
-            elif _valid(key, row) and row.nonce not in taken:
+            fresh = oldest is None or row.at >= oldest
+            if _valid(key, row) and row.nonce not in taken and fresh:
                 nonce, mac = row.nonce, str(row.mac)
             else:
-                done.refused.append(row.id)  # forged, changed, or a copy of a sealed record
+                # Forged, changed, a copy of a sealed record, or one far older than the
+                # newest sealed one (a copy of an archived record): never chained.
+                done.refused.append(row.id)
                 continue
             taken.add(nonce)
             seq += 1
-            chain = key.link(chain, seq, mac)
+            chain = key.link(chain, seq, row.id, mac)
             changes.append({"id": row.id, "seq": seq, "chain": chain, "nonce": nonce, "mac": mac})
         if changes:
             db.session.execute(update(AuditEvent), changes)
@@ -278,6 +353,8 @@ def seal(batch: int = SEAL_BATCH) -> SealPass:
             )
         db.session.commit()
         done.sealed += len(changes)
+        if changes:
+            _write_head_file(seq, chain)
         if len(rows) < batch:
             return done
         after = rows[-1].id
@@ -324,13 +401,13 @@ class Report:
         self.problems.sort(key=lambda p: (p.seq is None, p.seq or 0, p.record_id or 0))
 
 
-def _rows_from(start_seq: int) -> Iterator[Any]:
-    """Sealed records in chain order from `start_seq`, read in short chunks (keyset)."""
+def _rows_from(start_seq: int, last_seq: int) -> Iterator[Any]:
+    """Sealed records in chain order from `start_seq` to `last_seq`, read in short chunks."""
     after = start_seq - 1
     while True:
         rows = db.session.execute(
             select(*FIELDS)
-            .where(AuditEvent.seq > after)
+            .where(AuditEvent.seq > after, AuditEvent.seq <= last_seq)
             .order_by(AuditEvent.seq)
             .limit(VERIFY_CHUNK)
         ).all()
@@ -372,9 +449,11 @@ def verify(since: datetime | None = None) -> Report:
     MAC hides among them. Read-only; call `seal` first to include the newest records."""
     key = chain_key()
     report = Report()
+    # The head first: what a sealer adds while this runs is after it, and not looked at.
+    top = head()
     expected, previous = _start(since, report)
     report.first_seq = expected
-    for row in _rows_from(expected):
+    for row in _rows_from(expected, top[0]):
         if row.seq != expected:
             report.add(
                 Problem(
@@ -397,7 +476,7 @@ def verify(since: datetime | None = None) -> Report:
                 )
             )
         elif previous is not None and not hmac.compare_digest(
-            key.link(previous, row.seq, row.mac), row.chain or ""
+            key.link(previous, row.seq, row.id, row.mac), row.chain or ""
         ):
             report.add(
                 Problem(
@@ -413,13 +492,16 @@ def verify(since: datetime | None = None) -> Report:
         report.checked += 1
     report.last_seq = expected - 1
     _check_copies(report)
-    _check_head(report, previous, since)
+    _check_head(report, top, previous, since)
+    _check_head_file(report)
     _check_unsealed(key, report)
     return report
 
 
-def _check_head(report: Report, last_chain: str | None, since: datetime | None) -> None:
-    seq, chain = head()
+def _check_head(
+    report: Report, top: tuple[int, str], last_chain: str | None, since: datetime | None
+) -> None:
+    seq, chain = top
     last = report.last_seq or 0
     if seq > last:
         report.add(
@@ -459,20 +541,45 @@ def _check_copies(report: Report) -> None:
         )
 
 
+def _check_head_file(report: Report) -> None:
+    """The head the last seal on this node left in its file must still be in the chain."""
+    noted = head_file()
+    if noted is None or noted[0] == 0 or noted[0] <= anchor()[0]:
+        return
+    row = record_at(noted[0])
+    if row is None or row.chain != noted[1]:
+        report.add(
+            Problem(
+                "removed",
+                f"records up to chain position {noted[0]}, there at this node's last seal "
+                f"({HEAD_FILE} in its data directory), are missing or replaced: removed",
+                seq=noted[0],
+                record_id=row.id if row is not None else None,
+            )
+        )
+
+
 def _check_unsealed(key: ChainKey, report: Report) -> None:
-    legacy = int(_meta(LEGACY_META) or 0)
     rows = db.session.execute(
         select(*FIELDS).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id)
     ).all()
+    oldest = _oldest_sealable(head()[0])
     for row in rows:
-        if row.mac is None and row.id <= legacy:
-            continue  # predates the chain; the next seal adopts it
         if not _valid(key, row):
             report.add(
                 Problem(
                     "inserted",
                     f"record {row.id} ({row.at:%Y-%m-%d %H:%M:%S}, {row.action}) was inserted: "
                     "it has no valid seal",
+                    record_id=row.id,
+                )
+            )
+        elif oldest is not None and row.at < oldest:
+            report.add(
+                Problem(
+                    "inserted",
+                    f"record {row.id} ({row.at:%Y-%m-%d %H:%M:%S}, {row.action}) was inserted: "
+                    "a copy of a record from long before the newest in the chain",
                     record_id=row.id,
                 )
             )

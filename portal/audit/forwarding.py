@@ -96,8 +96,8 @@ class DestinationIn(BaseModel):
                     raise ValueError("Not an IPv6 address.") from None
         else:
             parts = urlsplit(address)
-            if parts.scheme != "https" or not parts.hostname or parts.username:
-                raise ValueError("Enter an https:// URL (no user name in it).")
+            if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc:
+                raise ValueError("Enter an https:// URL (no user name or password in it).")
         return address
 
     @field_validator("ca_pem")
@@ -119,8 +119,8 @@ class DestinationIn(BaseModel):
     @classmethod
     def _token(cls, value: str | None, info: ValidationInfo) -> str | None:
         kind = info.data.get("kind")
-        if value and any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("The token holds control characters.")
+        if value and not all(33 <= ord(c) <= 126 for c in value):
+            raise ValueError("The token is printable ASCII without spaces.")
         if kind == "splunk-hec" and not value:
             raise ValueError("The HTTP Event Collector needs its token.")
         if kind not in ("https-json", "splunk-hec") and value:
@@ -248,7 +248,7 @@ def syslog_message(doc: dict[str, Any]) -> bytes:
         f"<{_FACILITY * 8 + severity}>1 {stamp} {hostname} {APP_NAME} - {msgid} "
         f"[{SD_ID} {params}] {text}"
     )
-    return line.encode("ascii")
+    return line.encode("utf-8")  # RFC 5424: parameter values are UTF-8
 
 
 def hec_event(doc: dict[str, Any]) -> dict[str, Any]:

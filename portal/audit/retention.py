@@ -160,7 +160,7 @@ def _unverified(key: chain.ChainKey, row: Any, expected: int, previous: str) -> 
         return f"records {expected}-{row.seq - 1} of the chain are missing from the database"
     if not key.verifies(row._mapping):
         return f"record {row.id} (chain position {row.seq}) does not match its seal"
-    if not hmac.compare_digest(key.link(previous, row.seq, row.mac), row.chain or ""):
+    if not hmac.compare_digest(key.link(previous, row.seq, row.id, row.mac), row.chain or ""):
         return f"record {row.id} (chain position {row.seq}) is not linked where it was sealed"
     return None
 

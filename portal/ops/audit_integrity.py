@@ -87,18 +87,50 @@ def _store(report: chain.Report, checked: int) -> tuple[chain.Report, Outcome]:
 
 
 def seal_pass(app: Flask) -> None:
-    """The scheduler's sealing and forwarding job."""
+    """The scheduler's sealing job (every few seconds; nothing else holds it up)."""
     with app.app_context():
         try:
             _seal()
-            for destination_id in [d.id for d in forwarding.destinations()]:
-                forwarding.deliver(destination_id)
-                _alert_when_behind(destination_id)
         except Exception:  # noqa: BLE001 - the next pass tries again
             db.session.rollback()
-            log.exception("sealing or forwarding the audit chain failed")
+            log.exception("sealing the audit chain failed")
         finally:
             db.session.remove()
+
+
+def forward_pass(app: Flask) -> None:
+    """The scheduler's forwarding job: each destination on its own, so one that fails in any
+    way keeps its error and its alert and holds up no other."""
+    with app.app_context():
+        try:
+            ids = [d.id for d in forwarding.destinations()]
+            db.session.rollback()
+        finally:
+            db.session.remove()
+        for destination_id in ids:
+            try:
+                forwarding.deliver(destination_id)
+            except Exception as exc:  # noqa: BLE001 - kept on the destination, tried again
+                db.session.rollback()
+                log.exception("forwarding audit records to destination %d failed", destination_id)
+                _keep_error(
+                    destination_id, f"internal error ({type(exc).__name__}); see portal.log"
+                )
+            try:
+                _alert_when_behind(destination_id)
+            except Exception:  # noqa: BLE001 - the next pass tries again
+                db.session.rollback()
+                log.exception("checking the backlog of destination %d failed", destination_id)
+            finally:
+                db.session.remove()
+
+
+def _keep_error(destination_id: int, text: str) -> None:
+    destination = db.session.get(AuditDestination, destination_id)
+    if destination is not None:
+        destination.last_error = text
+        destination.last_error_at = clock.now()
+        db.session.commit()
 
 
 def _alert_when_behind(destination_id: int) -> None:

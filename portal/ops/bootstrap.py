@@ -205,7 +205,7 @@ def load_audit_keys(app: Flask) -> None:
     checkpoint signing key; a key that does not match the database stops the start."""
     stored = chain.stored_key_id()
     try:
-        key = chain.load_key(app, create=stored is None)
+        key, created = chain.load_key(app, create=stored is None)
         checkpoints.load_signing_key(app, create=stored is None)
     except (chain.ChainKeyError, checkpoints.SigningKeyError) as exc:
         raise StartupError(str(exc)) from None
@@ -216,6 +216,12 @@ def load_audit_keys(app: Flask) -> None:
         )
     chain.ensure_started()
     db.session.commit()
+    if created:  # the first start with the chain: the records from before it are adopted
+        adopted = chain.adopt_legacy()
+        if adopted:
+            log.info(
+                "%d audit records from before the audit chain were sealed as they are", adopted
+            )
 
 
 def initialize(app: Flask) -> dict:

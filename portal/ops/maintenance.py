@@ -189,6 +189,7 @@ def restore(app: Flask, backup_file: Path) -> Path | None:
         # Checkpoints newer than the restored database state records it never held: they
         # are kept aside, not held against it.
         checkpoints.supersede_after(app, _audit_head(target))
+        chain.forget_head_file(settings.data_dir)
     return kept
 
 

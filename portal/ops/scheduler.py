@@ -388,6 +388,14 @@ def _start(app: Flask, leadership) -> None:
         **common,
     )
     scheduler.add_job(
+        audit_integrity.forward_pass,
+        "interval",
+        seconds=audit_integrity.SEAL_SECONDS,
+        args=(app,),
+        id="audit-forward",
+        **common,
+    )
+    scheduler.add_job(
         audit_integrity.archive,
         "cron",
         hour=2,
