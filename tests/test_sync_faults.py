@@ -295,7 +295,9 @@ def test_a_really_full_disk_fails_the_sync_and_keeps_what_is_stored(tmp_path, sm
                 while True:
                     out.write(b"\0" * 65536)
                     out.flush()
-        filler.write_bytes(filler.read_bytes()[: -64 * 1024])  # give back 64 KiB
+        # Give back 256 KiB: room for recording the failure (a run row, its audit record
+        # with the record's indexes, an alert), never for 20,000 credentials.
+        filler.write_bytes(filler.read_bytes()[: -256 * 1024])
         run = sync.request_sync(env.id, "manager", "manual", "alice").id
         failed = sync.execute_run(run, fetch=lambda settings: fetched(20000, rotated=200))
         assert failed.state == "failed"
