@@ -16,7 +16,7 @@ from support import make_app
 
 from portal import audit
 from portal.alerts import metrics
-from portal.audit import chain, checkpoints
+from portal.audit import chain, checkpoints, verification
 from portal.models import AuditCheckpoint, AuditEvent, NotificationOutbox, PortalMeta
 from portal.ops import audit_integrity, bootstrap, maintenance
 from portal.platform.extensions import db
@@ -29,7 +29,7 @@ def _write(app, count: int, action: str = "test.event") -> None:
         db.session.commit()
 
 
-def _verify(app, since=None) -> chain.Report:
+def _verify(app, since=None) -> verification.Report:
     with app.app_context():
         report, _ = audit_integrity.verify(since)
         return report
@@ -45,7 +45,7 @@ def _sqlite(app) -> sqlite3.Connection:
     return sqlite3.connect(app.config["PORTAL_SETTINGS"].sqlite_path)
 
 
-def _kinds(report: chain.Report) -> list[tuple[str, int | None]]:
+def _kinds(report: verification.Report) -> list[tuple[str, int | None]]:
     return [(p.kind, p.record_id) for p in report.problems]
 
 

@@ -17,7 +17,15 @@ from sqlalchemy import delete, func, select, update
 from support import make_app
 
 from portal import audit
-from portal.audit import archive_checks, archives, chain, checkpoints, forwarding, retention
+from portal.audit import (
+    archive_checks,
+    archives,
+    chain,
+    checkpoints,
+    forwarding,
+    retention,
+    verification,
+)
 from portal.models import AuditDestination, AuditEvent
 from portal.ops import audit_integrity, maintenance
 from portal.platform import clock, locks, writes
@@ -55,13 +63,13 @@ def _archive(app, **kwargs) -> retention.ArchiveRun:
         return retention.run(**kwargs)
 
 
-def _verify(app, archives_depth="records") -> chain.Report:
+def _verify(app, archives_depth="records") -> verification.Report:
     with app.app_context():
         report, _ = audit_integrity.verify(archives=archives_depth)
         return report
 
 
-def _texts(report: chain.Report) -> list[str]:
+def _texts(report: verification.Report) -> list[str]:
     return [p.text for p in report.problems]
 
 
@@ -425,7 +433,7 @@ def test_checks_of_an_empty_archive_folder_change_nothing(app):
     _write(app, 5)
     with app.app_context():
         chain.seal()
-        report = chain.Report()
+        report = verification.Report()
         archive_checks.check(report)
         assert report.intact and report.archives == 0
         assert db.session.scalar(select(func.count()).select_from(AuditEvent)) >= 5

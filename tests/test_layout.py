@@ -116,3 +116,30 @@ def test_every_module_of_the_portal_is_in_a_layer():
         if (path.suffix == ".py" or (path / "__init__.py").exists())
     }
     assert present - UNLAYERED == layered, (present - UNLAYERED) ^ layered
+
+
+# Modules stay small enough to read in one sitting. The simulator (a test tool) and the
+# migrations (one file per schema step) are left out.
+MAX_MODULE_LINES = 500
+UNMEASURED = ("simulator", "migrations")
+
+
+def long_modules(limit: int = MAX_MODULE_LINES) -> dict[str, int]:
+    """Modules of the portal over `limit` lines, by dotted name."""
+    found = {}
+    for name, path in _modules().items():
+        if name.split(".")[1:2] and name.split(".")[1] in UNMEASURED:
+            continue
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > limit:
+            found[name] = lines
+    return found
+
+
+def test_no_module_of_the_portal_is_over_the_line_limit():
+    assert long_modules() == {}
+
+
+def test_the_line_count_sees_a_long_module():
+    assert long_modules(limit=100), "some portal module is over 100 lines"
+    assert all(not name.startswith("portal.simulator") for name in long_modules(limit=100))

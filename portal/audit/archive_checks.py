@@ -2,7 +2,7 @@
 manifest, every archived record's seal and link with the chain key, the archives against one
 another (each continues the one before, from the chain's first position), and the last of
 them against the database's anchor, which the database's first record links to
-(`chain.verify` checks that link). `audit verify` runs it after the database's check.
+(`verification.verify` checks that link). `audit verify` runs it after the database's check.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from . import chain, checkpoints
 from .archives import ArchiveError, Manifest, folder, listing, orphans, read, sha256_of
-from .chain import ChainKey, Problem, Report
+from .chain import ChainKey
+from .verification import Problem, Report
 
 
 @dataclass

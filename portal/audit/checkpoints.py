@@ -31,7 +31,7 @@ from ..models import AuditCheckpoint
 from ..platform import clock
 from ..platform.crypto import write_secret_file
 from ..platform.extensions import db
-from . import chain
+from . import chain, verification
 
 SIGNING_KEY_FILE = "audit-signing.key"
 FOLDER = "audit-checkpoints"
@@ -211,7 +211,7 @@ def stored() -> list[tuple[str, Checkpoint | None]]:
     return found
 
 
-def check(report: chain.Report) -> int:
+def check(report: verification.Report) -> int:
     """Hold the records against every checkpoint; returns how many were checked."""
     key = public_key()
     anchor_seq = chain.anchor()[0]
@@ -219,12 +219,12 @@ def check(report: chain.Report) -> int:
     for origin, checkpoint in stored():
         count += 1
         if checkpoint is None:
-            report.add(chain.Problem("checkpoint", f"{origin} cannot be read"))
+            report.add(verification.Problem("checkpoint", f"{origin} cannot be read"))
             continue
         when = f"{checkpoint.at:%Y-%m-%d %H:%M} UTC"
         if not checkpoint.signed_by(key):
             report.add(
-                chain.Problem(
+                verification.Problem(
                     "checkpoint",
                     f"{origin} of {when} is not signed by this portal's checkpoint key",
                 )
@@ -235,7 +235,7 @@ def check(report: chain.Report) -> int:
         row = chain.record_at(checkpoint.seq)
         if row is None:
             report.add(
-                chain.Problem(
+                verification.Problem(
                     "removed",
                     f"record {checkpoint.record_id} (chain position {checkpoint.seq}), "
                     f"stated by the {origin} of {when}, is missing: removed",
@@ -245,7 +245,7 @@ def check(report: chain.Report) -> int:
             )
         elif row.chain != checkpoint.chain or row.id != checkpoint.record_id:
             report.add(
-                chain.Problem(
+                verification.Problem(
                     "changed",
                     f"the chain up to position {checkpoint.seq} differs from the {origin} "
                     f"of {when}: records before it were replaced",
@@ -256,10 +256,10 @@ def check(report: chain.Report) -> int:
     return count
 
 
-def verify_all(since: datetime | None = None) -> tuple[chain.Report, int]:
+def verify_all(since: datetime | None = None) -> tuple[verification.Report, int]:
     """Seal, then verify the chain and every checkpoint: (report, checkpoints checked)."""
     chain.seal()
-    report = chain.verify(since)
+    report = verification.verify(since)
     checked = check(report)
     report.sort()
     return report, checked

@@ -13,7 +13,7 @@ from typing import Literal
 from flask import Flask, current_app
 
 from ..alerts import notifications
-from ..audit import archive_checks, chain, checkpoints, forwarding, retention
+from ..audit import archive_checks, chain, checkpoints, forwarding, retention, verification
 from ..audit.outcomes import RESULT_META, Outcome, last_result
 from ..models import AuditDestination, PortalMeta
 from ..platform import clock, locks
@@ -32,7 +32,7 @@ BEHIND_SECONDS = 15 * 60  # a destination that has taken nothing for this long i
 ArchiveDepth = Literal["records", "files", "off"]
 
 
-def _verify_all(since: datetime | None, archives: ArchiveDepth) -> tuple[chain.Report, int]:
+def _verify_all(since: datetime | None, archives: ArchiveDepth) -> tuple[verification.Report, int]:
     report, checked = checkpoints.verify_all(since)
     if since is None and archives != "off":
         archive_checks.check(report, records=archives == "records")
@@ -44,7 +44,7 @@ def verify(
     since: datetime | None = None,
     archives: ArchiveDepth = "files",
     waiting: Callable[[], None] | None = None,
-) -> tuple[chain.Report, Outcome]:
+) -> tuple[verification.Report, Outcome]:
     """Seal, verify the chain, the checkpoints and (without `since`) the archives, store the
     outcome, and raise an alert when the chain is broken in a way the previous run did not
     already report. An archive run at work is waited for (`waiting` is told first)."""
@@ -58,7 +58,7 @@ def verify(
         return _store(*_verify_all(since, archives))
 
 
-def _store(report: chain.Report, checked: int) -> tuple[chain.Report, Outcome]:
+def _store(report: verification.Report, checked: int) -> tuple[verification.Report, Outcome]:
     outcome = Outcome(
         at=clock.now().isoformat(timespec="seconds") + "Z",
         intact=report.intact,

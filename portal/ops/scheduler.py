@@ -331,6 +331,26 @@ class _OverlapFilter(logging.Filter):
         return True
 
 
+def _periodic_jobs() -> list[tuple]:
+    """The leader's jobs besides the syncs: (function of the app, trigger, id)."""
+    nightly = {"trigger": "cron", "hour": 2, "misfire_grace_time": 3600}
+
+    def every(seconds: float) -> dict:
+        return {"trigger": "interval", "seconds": seconds}
+
+    return [
+        (_daily_backup, {**nightly, "minute": 30}, "backup"),
+        (_expiry_checks, every(EXPIRY_SECONDS), "expiry"),
+        (_directory_checks, every(DIRECTORY_SECONDS), "directory"),
+        (audit_integrity.seal_pass, every(audit_integrity.SEAL_SECONDS), "audit-seal"),
+        (audit_integrity.forward_pass, every(audit_integrity.SEAL_SECONDS), "audit-forward"),
+        (audit_integrity.archive, {**nightly, "minute": 40}, "audit-archive"),
+        (audit_integrity.daily, {**nightly, "minute": 45}, "audit-verify"),
+        (_break_glass, every(BREAK_GLASS_SECONDS), "break-glass"),
+        (delivery.run_pass, every(delivery.PASS_SECONDS), "notifications"),
+    ]
+
+
 def _start(app: Flask, leadership) -> None:
     with app.app_context():
         interrupted = sync.fail_interrupted_runs()
@@ -353,84 +373,8 @@ def _start(app: Flask, leadership) -> None:
         id="reconcile",
         **common,
     )
-    scheduler.add_job(
-        _daily_backup,
-        "cron",
-        hour=2,
-        minute=30,
-        args=(app,),
-        id="backup",
-        misfire_grace_time=3600,
-        **common,
-    )
-    scheduler.add_job(
-        _expiry_checks,
-        "interval",
-        seconds=EXPIRY_SECONDS,
-        args=(app,),
-        id="expiry",
-        **common,
-    )
-    scheduler.add_job(
-        _directory_checks,
-        "interval",
-        seconds=DIRECTORY_SECONDS,
-        args=(app,),
-        id="directory",
-        **common,
-    )
-    scheduler.add_job(
-        audit_integrity.seal_pass,
-        "interval",
-        seconds=audit_integrity.SEAL_SECONDS,
-        args=(app,),
-        id="audit-seal",
-        **common,
-    )
-    scheduler.add_job(
-        audit_integrity.forward_pass,
-        "interval",
-        seconds=audit_integrity.SEAL_SECONDS,
-        args=(app,),
-        id="audit-forward",
-        **common,
-    )
-    scheduler.add_job(
-        audit_integrity.archive,
-        "cron",
-        hour=2,
-        minute=40,
-        args=(app,),
-        id="audit-archive",
-        misfire_grace_time=3600,
-        **common,
-    )
-    scheduler.add_job(
-        audit_integrity.daily,
-        "cron",
-        hour=2,
-        minute=45,
-        args=(app,),
-        id="audit-verify",
-        misfire_grace_time=3600,
-        **common,
-    )
-    scheduler.add_job(
-        _break_glass,
-        "interval",
-        seconds=BREAK_GLASS_SECONDS,
-        args=(app,),
-        id="break-glass",
-        **common,
-    )
-    scheduler.add_job(
-        delivery.run_pass,
-        "interval",
-        seconds=delivery.PASS_SECONDS,
-        args=(app,),
-        id="notifications",
-        **common,
-    )
+    for function, trigger, job in _periodic_jobs():
+        scheduler.add_job(function, args=(app,), id=job, **trigger, **common)
     scheduler.start()
     _state.update(scheduler=scheduler, leadership=leadership, app=app)
     _start_dispatcher(app)
