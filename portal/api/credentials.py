@@ -16,7 +16,9 @@ from ..access.guards import (
     visible_ids,
 )
 from ..audit import seen, sightings
+from ..control import checkouts
 from ..environments import service
+from ..identity.users import actor
 from ..models import PasswordHistory
 from ..platform.extensions import db
 from ..platform.http import json_error
@@ -33,7 +35,9 @@ from .spec import FILE, api_operation
 def list_credentials(env_id: int, query: s.CredentialQuery):
     """One page of credential metadata (no passwords), filtered and sorted."""
     environment_for(env_id, "view")
-    return jsonify(credentials.credentials_page(env_id, query, query.page, query.per_page))
+    page = credentials.credentials_page(env_id, query, query.page, query.per_page)
+    checkouts.annotate(page["items"], actor())
+    return jsonify(page)
 
 
 @bp.get("/credentials")
@@ -46,6 +50,7 @@ def search_credentials(query: s.CredentialQuery):
     revealable = visible_ids("reveal")
     for item in page["items"]:
         item["can_reveal"] = revealable is None or item["environment_id"] in revealable
+    checkouts.annotate(page["items"], actor())
     return jsonify(page)
 
 
@@ -83,7 +88,9 @@ def reveal_password(cred_id: int, body: s.RevealRequest):
 def password_history(cred_id: int):
     """The password history of a credential, without passwords."""
     cred = credential_for(cred_id, "view")
-    return jsonify(items=credentials.history_items(cred))
+    items = credentials.history_items(cred)
+    checkouts.history_holders(cred.id, items)
+    return jsonify(items=items)
 
 
 @bp.get("/credentials/<int:cred_id>/seen-by")

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from .. import sync
 from ..alerts import delivery
+from ..control import jobs as control_jobs
 from ..identity.directory import accounts as directory_accounts
 from ..lifecycle import action_runs, expiry_checks
 from ..models import Endpoint
@@ -431,6 +432,7 @@ def _start(app: Flask, leadership) -> None:
         id="notifications",
         **common,
     )
+    scheduler.add_job(control_jobs.tick, "interval", seconds=30, args=(app,), id="dual", **common)
     scheduler.start()
     _state.update(scheduler=scheduler, leadership=leadership, app=app)
     _start_dispatcher(app)

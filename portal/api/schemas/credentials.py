@@ -11,6 +11,7 @@ from ...environments.service import (
 )
 from ...platform.http import MAX_ID
 from ...vault.credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS, CredentialFilters
+from .checkouts import CheckoutHolder, RotationState
 from .common import Source, Timestamp
 
 
@@ -56,6 +57,12 @@ class Credential(BaseModel):
         None,
         description="Only in searches across environments: sources that hold this account "
         "with another password (each is an item of its own)",
+    )
+    checkout: CheckoutHolder | None = Field(
+        None, description="In lists and searches: the active check-out, if any"
+    )
+    needs_rotation: RotationState | None = Field(
+        None, description="In lists and searches: the rotation the portal owes, if any"
     )
 
 
@@ -110,6 +117,17 @@ class Password(BaseModel):
     password: str | None
 
 
+class HeldBy(BaseModel):
+    """A check-out held while a password was current: who, from when, until when, and how
+    it ended."""
+
+    checkout_id: int
+    holder: str
+    from_: Timestamp = Field(alias="from")
+    until: Timestamp | None
+    end_reason: str | None
+
+
 class HistoryEntry(BaseModel):
     """One password a credential had; never the password itself."""
 
@@ -118,6 +136,10 @@ class HistoryEntry(BaseModel):
     changed_at: Timestamp | None
     changed_by: str | None
     current: bool
+    held_by: list[HeldBy] = Field(
+        default_factory=list,
+        description="The check-outs held while this password was the current one",
+    )
 
 
 class HistoryList(BaseModel):
