@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 from support import PASSWORD, create_env
 
-from portal.models import Credential, CredentialAction, EnvironmentGrant, User
+from portal.models import (
+    Credential,
+    CredentialAction,
+    CredentialCheckout,
+    EnvironmentGrant,
+    User,
+)
+from portal.platform import clock
 from portal.platform.extensions import db
 from portal.platform.security import hash_password
 
@@ -16,6 +23,8 @@ from portal.platform.security import hash_password
 # (or the credential's, or the action's) in the path; without any it answers 404. Who saw
 # what: "audit-or-manage-somewhere" (auditors, admins, managers of an environment) and
 # "env:audit" (auditors, admins, the path's environment's managers; 404 without any level).
+# Check-in: "env:holder" (only the check-out's holder, alice of the lab, an admin; 404 without
+# any level on its environment).
 ACCESS = {
     "auth.login": "public",
     "auth.logout": "public",
@@ -56,6 +65,11 @@ ACCESS = {
     "api.retry_action": "env:manage",
     "api.cancel_action": "env:manage",
     "api.request_expiry_check": "env:manage",
+    "api.checkout_credential": "env:reveal",
+    "api.checkin": "env:holder",
+    "api.take_back": "env:manage",
+    "api.list_checkouts": "user",
+    "api.needs_rotation": "user",
     "api.security_policy": "admin",
     "api.set_security_policy": "admin",
     "settings.security": "admin",
@@ -200,7 +214,8 @@ def _call(portal, method, path, body=None):
 
 @pytest.fixture
 def lab(app, admin, sim):
-    """An environment with one credential and one action; carol (auditor) and dave (member)."""
+    """An environment with one credential, one action and alice's check-out of the
+    credential; carol (auditor) and dave (member)."""
     env = create_env(admin, sim)
     with app.app_context():
         for name, role in (("carol", "auditor"), ("dave", "member"), ("erin", "member")):
@@ -214,8 +229,23 @@ def lab(app, admin, sim):
             environment_id=env["id"], operation="rotate", state="failed", requested_by="alice"
         )
         db.session.add(action)
+        alice = db.session.scalar(db.select(User).where(User.username == "alice"))
+        checkout = CredentialCheckout(
+            credential_id=cred.id,
+            environment_id=env["id"],
+            holder_id=alice.id,
+            holder_name="alice",
+            reason="matrix",
+            due_at=clock.now() + clock.timedelta(hours=1),
+        )
+        db.session.add(checkout)
         db.session.commit()
-        ids = {"env_id": env["id"], "cred_id": cred.id, "action_id": action.id}
+        ids = {
+            "env_id": env["id"],
+            "cred_id": cred.id,
+            "action_id": action.id,
+            "checkout_id": checkout.id,
+        }
     return ids
 
 
@@ -246,6 +276,11 @@ def _expect(need, role, level, method, path, code, response):
             assert code == 404, where
             return
         allowed = role in ("auditor", "admin") or level == "manage"
+    elif need == "env:holder":
+        if level is None:
+            assert code == 404, where
+            return
+        allowed = role == "admin"  # alice, the holder
     elif need in ROLE_RANK:
         allowed = ROLE_RANK[role] >= ROLE_RANK[need]
     elif need.endswith("-somewhere"):
@@ -270,6 +305,7 @@ def _run_matrix(app, portal, username, role, level, ids):
         "api.queue_action": {"operation": "rotate", "credential_ids": [ids["cred_id"]]},
         "api.rotate_seen": {"person": "alice", "dry_run": True},
         "api.pause_sync": {"source": "manager"},
+        "api.checkout_credential": {"minutes": 30, "reason": "matrix"},
         "api.resume_sync": {"source": "manager"},
     }
     for endpoint, method, path in _routes(app, ids):

@@ -139,7 +139,7 @@ def _target(cred: Credential) -> str:
     return credentials.audit_target(cred)
 
 
-def _failed(cred: Credential, attempts: int, error: str) -> None:
+def record_failure(cred: Credential, attempts: int, error: str) -> None:
     """Count a new failure: keep the message, audit and alert (never a password: SDDC
     Manager's task views are stripped of them by the VCF client)."""
     cred.rotation_attempts = attempts
@@ -208,7 +208,7 @@ def _ready(cred: Credential, entry: _Attempts, now: datetime, managed: set[int])
     """Whether a due credential, neither held nor done, may be rotated now (a new failure
     or a reason it cannot be rotated is recorded on the way)."""
     if entry.failed > (cred.rotation_attempts or 0):
-        _failed(cred, entry.failed, entry.error or "The rotation failed.")
+        record_failure(cred, entry.failed, entry.error or "The rotation failed.")
     if entry.latest_action is not None and entry.latest_action.state in _BUSY:
         return False
     problem = _cannot_rotate(cred, managed)
