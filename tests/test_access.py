@@ -1,5 +1,5 @@
 """Every route against every role (anonymous, member, auditor, read-only, admin) and every
-level on an environment (none, view, reveal, manage)."""
+level on an environment (none, view, reveal, approve, manage)."""
 
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ ACCESS = {
 
 
 ROLE_RANK = {"member": 0, "auditor": 1, "readonly": 2, "admin": 3}
-LEVEL_RANK = {None: -1, "view": 0, "reveal": 1, "manage": 2}
+LEVEL_RANK = {None: -1, "view": 0, "reveal": 1, "approve": 2, "manage": 3}
 # The level each global role gives on every environment.
 ROLE_LEVEL = {"member": None, "auditor": "view", "readonly": "reveal", "admin": "manage"}
 USERS = {"admin": "alice", "readonly": "bob", "auditor": "carol", "member": "dave"}
@@ -331,7 +331,7 @@ def test_route_matrix(request, app, lab, role):
     _run_matrix(app, portal, USERS.get(role), role, ROLE_LEVEL.get(role), lab)
 
 
-@pytest.mark.parametrize("level", ["view", "reveal", "manage"])
+@pytest.mark.parametrize("level", ["view", "reveal", "approve", "manage"])
 @pytest.mark.own_database  # syncs, exports and backups on connections of their own
 def test_route_matrix_by_grant(app, lab, level):
     """A member with a grant at each level on the environment."""

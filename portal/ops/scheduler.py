@@ -346,6 +346,7 @@ def _start(app: Flask, leadership) -> None:
         executors={"default": ThreadPoolExecutor(max_workers=4)}, timezone="UTC"
     )
     common = {"max_instances": 1, "coalesce": True}
+    control_jobs.register(scheduler, app, common, still_leading)
     scheduler.add_job(
         reconcile,
         "interval",
@@ -432,7 +433,6 @@ def _start(app: Flask, leadership) -> None:
         id="notifications",
         **common,
     )
-    scheduler.add_job(control_jobs.tick, "interval", seconds=30, args=(app,), id="dual", **common)
     scheduler.start()
     _state.update(scheduler=scheduler, leadership=leadership, app=app)
     _start_dispatcher(app)
