@@ -28,9 +28,10 @@ BATCH = 200
 
 def register(scheduler, app: Flask, common: dict, leading: Callable[[], bool]) -> None:
     """Add the job to the scheduler (portal.ops.scheduler); `leading` says whether this
-    process still leads."""
+    process still leads. Tests may run it every PORTAL_TEST_INTERVAL_SECONDS instead."""
+    seconds = app.config["PORTAL_SETTINGS"].test_interval_seconds or TICK_SECONDS
     scheduler.add_job(
-        tick, "interval", seconds=TICK_SECONDS, args=(app, leading), id="control", **common
+        tick, "interval", seconds=seconds, args=(app, leading), id="control", **common
     )
 
 
