@@ -3,10 +3,13 @@ level on an environment (none, view, reveal, approve, manage)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from support import PASSWORD, create_env
 
-from portal.models import Credential, CredentialAction, EnvironmentGrant, User
+from portal.models import AccessRequest, Credential, CredentialAction, EnvironmentGrant, User
+from portal.platform import clock
 from portal.platform.extensions import db
 from portal.platform.security import hash_password
 
@@ -162,6 +165,18 @@ ACCESS = {
     "audit_forwarding.overview": "admin",
     "audit_forwarding.add": "admin",
     "audit_forwarding.remove": "admin",
+    # Dual control: policies, access requests. "requester-or-approve" (the requester, else
+    # the approve level on the request's environment; 404 for anyone else).
+    "api.global_policy": "admin",
+    "api.set_global_policy": "admin",
+    "api.environment_policy": "env:view",
+    "api.set_environment_policy": "env:manage",
+    "api.request_access": "env:reveal",
+    "api.list_access_requests": "user",
+    "api.get_access_request": "env:approve-or-requester",
+    "api.approve_access_request": "env:approve-or-requester",
+    "api.deny_access_request": "env:approve-or-requester",
+    "api.revoke_access_request": "env:approve-or-requester",
     # Its own access rule (an API token or an allowed address): tests/web/test_metrics.py.
     "metrics.scrape": "public",
 }
@@ -203,7 +218,12 @@ def lab(app, admin, sim):
     """An environment with one credential and one action; carol (auditor) and dave (member)."""
     env = create_env(admin, sim)
     with app.app_context():
-        for name, role in (("carol", "auditor"), ("dave", "member"), ("erin", "member")):
+        for name, role in (
+            ("carol", "auditor"),
+            ("dave", "member"),
+            ("erin", "member"),
+            ("frank", "readonly"),
+        ):
             db.session.add(User(username=name, role=role, password_hash=hash_password(PASSWORD)))
         cred = Credential(
             environment_id=env["id"], source="manager", hostname="esx-1", username="root"
@@ -214,8 +234,26 @@ def lab(app, admin, sim):
             environment_id=env["id"], operation="rotate", state="failed", requested_by="alice"
         )
         db.session.add(action)
+        frank = db.session.scalar(db.select(User).where(User.username == "frank"))
+        # Someone else's request, waiting for a decision.
+        request = AccessRequest(
+            credential_id=cred.id,
+            environment_id=env["id"],
+            requester_id=frank.id,
+            requester_name="frank",
+            reason="maintenance",
+            minutes=30,
+            state="pending",
+            closes_at=clock.now() + timedelta(hours=1),
+        )
+        db.session.add(request)
         db.session.commit()
-        ids = {"env_id": env["id"], "cred_id": cred.id, "action_id": action.id}
+        ids = {
+            "env_id": env["id"],
+            "cred_id": cred.id,
+            "action_id": action.id,
+            "req_id": request.id,
+        }
     return ids
 
 
@@ -250,6 +288,11 @@ def _expect(need, role, level, method, path, code, response):
         allowed = ROLE_RANK[role] >= ROLE_RANK[need]
     elif need.endswith("-somewhere"):
         allowed = LEVEL_RANK[level] >= LEVEL_RANK[need.split("-")[0]]
+    elif need == "env:approve-or-requester":  # someone else's request: hidden below approve
+        if level is None or LEVEL_RANK[level] < LEVEL_RANK["approve"]:
+            assert code == 404, where
+            return
+        allowed = True
     elif need.startswith("env:"):
         wanted = need.split(":")[1]
         if level is None:
@@ -271,6 +314,9 @@ def _run_matrix(app, portal, username, role, level, ids):
         "api.rotate_seen": {"person": "alice", "dry_run": True},
         "api.pause_sync": {"source": "manager"},
         "api.resume_sync": {"source": "manager"},
+        "api.request_access": {"reason": "maintenance", "minutes": 30},
+        "api.set_environment_policy": {"rules": []},
+        "api.set_global_policy": {"rules": []},
     }
     for endpoint, method, path in _routes(app, ids):
         response = _call(portal, method, path, bodies.get(endpoint))

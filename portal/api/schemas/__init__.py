@@ -58,6 +58,16 @@ from .audit import (
     SeenRotationItem,
 )
 from .common import Error, OpenAPIDocument, Source, Timestamp
+from .control import (
+    AccessRequestIn,
+    AccessRequestList,
+    AccessRequestOut,
+    AccessRequestQuery,
+    DecisionIn,
+    Policy,
+    PolicyIn,
+    Rule,
+)
 from .credentials import (
     Action,
     ActionIn,
@@ -122,6 +132,14 @@ from .settings import (
 )
 
 __all__ = [
+    "AccessRequestIn",
+    "AccessRequestList",
+    "AccessRequestOut",
+    "AccessRequestQuery",
+    "DecisionIn",
+    "Policy",
+    "PolicyIn",
+    "Rule",
     "DestinationCreated",
     "DestinationIn",
     "DestinationList",
