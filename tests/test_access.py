@@ -3,10 +3,13 @@ level on an environment (none, view, reveal, approve, manage)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from support import PASSWORD, create_env
 
 from portal.models import (
+    AccessRequest,
     Credential,
     CredentialAction,
     CredentialCheckout,
@@ -176,6 +179,18 @@ ACCESS = {
     "audit_forwarding.overview": "admin",
     "audit_forwarding.add": "admin",
     "audit_forwarding.remove": "admin",
+    # Dual control: policies, access requests. "requester-or-approve" (the requester, else
+    # the approve level on the request's environment; 404 for anyone else).
+    "api.global_policy": "admin",
+    "api.set_global_policy": "admin",
+    "api.environment_policy": "env:view",
+    "api.set_environment_policy": "env:manage",
+    "api.request_access": "env:reveal",
+    "api.list_access_requests": "user",
+    "api.get_access_request": "env:approve-or-requester",
+    "api.approve_access_request": "env:approve-or-requester",
+    "api.deny_access_request": "env:approve-or-requester",
+    "api.revoke_access_request": "env:approve-or-requester",
     # Its own access rule (an API token or an allowed address): tests/web/test_metrics.py.
     "metrics.scrape": "public",
 }
@@ -214,11 +229,16 @@ def _call(portal, method, path, body=None):
 
 @pytest.fixture
 def lab(app, admin, sim):
-    """An environment with one credential, one action and alice's check-out of the
-    credential; carol (auditor) and dave (member)."""
+    """An environment with one credential, one action, frank's request for the credential
+    and alice's check-out of another; carol (auditor), dave (member), frank (readonly)."""
     env = create_env(admin, sim)
     with app.app_context():
-        for name, role in (("carol", "auditor"), ("dave", "member"), ("erin", "member")):
+        for name, role in (
+            ("carol", "auditor"),
+            ("dave", "member"),
+            ("erin", "member"),
+            ("frank", "readonly"),
+        ):
             db.session.add(User(username=name, role=role, password_hash=hash_password(PASSWORD)))
         cred = Credential(
             environment_id=env["id"], source="manager", hostname="esx-1", username="root"
@@ -229,9 +249,15 @@ def lab(app, admin, sim):
             environment_id=env["id"], operation="rotate", state="failed", requested_by="alice"
         )
         db.session.add(action)
+        # Alice's check-out of another credential of the environment.
+        held = Credential(
+            environment_id=env["id"], source="manager", hostname="esx-2", username="root"
+        )
+        db.session.add(held)
+        db.session.flush()
         alice = db.session.scalar(db.select(User).where(User.username == "alice"))
         checkout = CredentialCheckout(
-            credential_id=cred.id,
+            credential_id=held.id,
             environment_id=env["id"],
             holder_id=alice.id,
             holder_name="alice",
@@ -239,12 +265,26 @@ def lab(app, admin, sim):
             due_at=clock.now() + clock.timedelta(hours=1),
         )
         db.session.add(checkout)
+        frank = db.session.scalar(db.select(User).where(User.username == "frank"))
+        # Someone else's request, waiting for a decision.
+        request = AccessRequest(
+            credential_id=cred.id,
+            environment_id=env["id"],
+            requester_id=frank.id,
+            requester_name="frank",
+            reason="maintenance",
+            minutes=30,
+            state="pending",
+            closes_at=clock.now() + timedelta(hours=1),
+        )
+        db.session.add(request)
         db.session.commit()
         ids = {
             "env_id": env["id"],
             "cred_id": cred.id,
             "action_id": action.id,
             "checkout_id": checkout.id,
+            "req_id": request.id,
         }
     return ids
 
@@ -285,6 +325,11 @@ def _expect(need, role, level, method, path, code, response):
         allowed = ROLE_RANK[role] >= ROLE_RANK[need]
     elif need.endswith("-somewhere"):
         allowed = LEVEL_RANK[level] >= LEVEL_RANK[need.split("-")[0]]
+    elif need == "env:approve-or-requester":  # someone else's request: hidden below approve
+        if level is None or LEVEL_RANK[level] < LEVEL_RANK["approve"]:
+            assert code == 404, where
+            return
+        allowed = True
     elif need.startswith("env:"):
         wanted = need.split(":")[1]
         if level is None:
@@ -307,6 +352,9 @@ def _run_matrix(app, portal, username, role, level, ids):
         "api.pause_sync": {"source": "manager"},
         "api.checkout_credential": {"minutes": 30, "reason": "matrix"},
         "api.resume_sync": {"source": "manager"},
+        "api.request_access": {"reason": "maintenance", "minutes": 30},
+        "api.set_environment_policy": {"rules": []},
+        "api.set_global_policy": {"rules": []},
     }
     for endpoint, method, path in _routes(app, ids):
         response = _call(portal, method, path, bodies.get(endpoint))

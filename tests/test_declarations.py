@@ -10,6 +10,16 @@ from support import make_app
 
 # endpoint: (recent sign-in action or None, token scope or None for pages)
 DECLARED = {
+    "api.approve_access_request": (None, "session"),
+    "api.deny_access_request": (None, "session"),
+    "api.environment_policy": (None, "read"),
+    "api.get_access_request": (None, "read"),
+    "api.global_policy": (None, "read"),
+    "api.list_access_requests": (None, "read"),
+    "api.request_access": (None, "reveal"),
+    "api.revoke_access_request": (None, "reveal"),
+    "api.set_environment_policy": ("policy.change", "admin"),
+    "api.set_global_policy": ("policy.change", "admin"),
     "account.confirm_totp": (None, None),
     "account.create_token": ("token.create", None),
     "account.regenerate_codes": (None, None),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # Importing the resource modules registers their routes on the blueprint.
 from . import (
+    access_requests,
     actions,
     audit,
     audit_forwarding,
@@ -27,6 +28,7 @@ from . import (
 from .base import bp
 
 __all__ = [
+    "access_requests",
     "actions",
     "audit",
     "audit_forwarding",

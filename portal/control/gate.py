@@ -135,6 +135,16 @@ def refuse(action: str, target: str, cred: Credential, unmet: list[str]):
     return json_error(403, f"This password needs {wanted}.", details)
 
 
+def in_force() -> bool:
+    """Whether dual control can withhold anything now: a rule exists, or a check-out is held
+    (lets a whole export skip reading its credentials' fields when nothing is sensitive)."""
+    rule = db.session.scalar(select(AccessPolicy.id).limit(1))
+    if rule is not None:
+        return True
+    held = select(CredentialCheckout.id).where(CredentialCheckout.ended_at.is_(None)).limit(1)
+    return db.session.scalar(held) is not None
+
+
 def withheld(user: User, rows: Iterable[Any]) -> dict[int, list[str]]:
     """Of credentials (or rows with their id, environment and matched fields), those whose
     password `user` may not see now, with what each needs: for exports."""

@@ -71,6 +71,16 @@ from .checkouts import (
     RotationState,
 )
 from .common import Error, OpenAPIDocument, Source, Timestamp
+from .control import (
+    AccessRequestIn,
+    AccessRequestList,
+    AccessRequestOut,
+    AccessRequestQuery,
+    DecisionIn,
+    Policy,
+    PolicyIn,
+    Rule,
+)
 from .credentials import (
     Action,
     ActionIn,
@@ -136,6 +146,14 @@ from .settings import (
 )
 
 __all__ = [
+    "AccessRequestIn",
+    "AccessRequestList",
+    "AccessRequestOut",
+    "AccessRequestQuery",
+    "DecisionIn",
+    "Policy",
+    "PolicyIn",
+    "Rule",
     "DestinationCreated",
     "DestinationIn",
     "DestinationList",

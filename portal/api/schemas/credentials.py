@@ -14,6 +14,8 @@ from ...vault.credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS, Crede
 from .checkouts import CheckoutHolder, RotationState
 from .common import Source, Timestamp
 
+Requirement = Literal["approval", "checkout"]
+
 
 class CredentialQuery(CredentialFilters):
     """Search box, column filters (substring for host, user and domain), sort and page."""
@@ -42,6 +44,19 @@ class Credential(BaseModel):
     expiry_date: str | None
     expiry_status: str | None
     auto_rotate_days: int | None
+    requires: list[Requirement] = Field(
+        default_factory=list,
+        description="Dual control: what the policy asks before the password is shown "
+        "(empty: not sensitive)",
+    )
+    needs: list[Requirement] | None = Field(
+        None,
+        description="In lists and searches: what the caller still needs now to see the "
+        "password (an approved window, a check-out; `checkout` also while another holds it)",
+    )
+    rotation_due: bool = Field(
+        False, description="A rotation is owed (after a check-out or a break-glass window)"
+    )
     environment: str | None = Field(None, description="Only in searches across environments")
     can_reveal: bool | None = Field(
         None,
@@ -146,6 +161,12 @@ class HistoryList(BaseModel):
     """Password history, newest first."""
 
     items: list[HistoryEntry]
+    requires: list[Requirement] = Field(
+        default_factory=list, description="What the policy asks before a value is shown"
+    )
+    needs: list[Requirement] = Field(
+        default_factory=list, description="What the caller still needs now to see a value"
+    )
 
 
 class CredentialExportRequest(CredentialFilters):
