@@ -36,6 +36,11 @@ export const api = {
   // step: "retry" or "cancel".
   actionStep: (id, step) => api.action(id) + "/" + step,
   expiryCheck: (envId) => api.environment(envId) + "/expiry-check",
+  checkout: (id) => api.credential(id) + "/checkout",
+  checkouts: (params) => withQuery(BASE + "/checkouts", params),
+  checkin: (id) => BASE + "/checkouts/" + part(id) + "/checkin",
+  takeBack: (id) => BASE + "/checkouts/" + part(id) + "/take-back",
+  needsRotation: (params) => withQuery(BASE + "/needs-rotation", params),
 };
 
 export const pages = {

@@ -6,6 +6,7 @@ import { api } from "./api.js";
 import { bidi, config, confirmDialog, debounce, el, get, hostName, request, sourceLabel, timeEl, toast, visible } from "./portal.js";
 import { actionButton, copyPassword, fetchPassword, revealer } from "./reveal.js";
 import { badge, expiryState } from "./status.js";
+import { checkoutBadges, checkoutButtons, onCheckoutAction } from "./checkout.js";
 
 const FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain", "source", "status", "expiring_within"];
 const TEXT_FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain"];
@@ -120,6 +121,7 @@ export function initCredentials(options) {
       canReveal ? button("copy", "Copy", "Copy password of ") : null,
       canReveal ? button("copy-all", "Copy all", "Copy all: host, user and password of ") : null,
       button("history", "History", "Password history of "));
+    buttons.append(...checkoutButtons(item, canReveal, isAdmin));
     if (isAdmin && item.status === "absent") {
       const purge = button("purge", "Purge", "Purge ");
       purge.classList.add("danger");
@@ -131,6 +133,8 @@ export function initCredentials(options) {
   function row(item) {
     const statusCell = el("td", { className: "nowrap", dataset: { label: "Status" } }, badge(item.status));
     if (item.absent_since) statusCell.append(" ", el("span", { className: "muted" }, "since "), timeEl(item.absent_since));
+    const held = checkoutBadges(item);
+    if (held) statusCell.append(held);
     return el("tr", { dataset: { id: item.id }, className: item.status === "absent" ? "absent" : null },
       hostCell(item),
       el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
@@ -316,6 +320,7 @@ export function initCredentials(options) {
     else if (action === "copy-all") copyPassword(button, items.get(tr.dataset.id), true);
     else if (action === "history") options.openHistory(items.get(tr.dataset.id));
     else if (action === "purge") purge(tr);
+    else onCheckoutAction(action, items.get(tr.dataset.id), button, function () { load(); if (options.onCheckout) options.onCheckout(); });
   });
 
   fillForm();

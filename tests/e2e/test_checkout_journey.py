@@ -14,7 +14,16 @@ import subprocess
 import time
 
 import pytest
-from support import LAB_PASSWORD, ROOT, Lab, running_portal
+from support import (
+    LAB_PASSWORD,
+    ROOT,
+    Lab,
+    Watcher,
+    axe_violations,
+    new_page,
+    running_portal,
+    sign_in,
+)
 
 from portal.simulator import Simulator
 
@@ -279,3 +288,55 @@ def test_the_readme_runbook_checks_out_reveals_and_checks_in_with_a_reveal_token
     assert revealed == old
     _rotated(lab, lab.admin, item, old)
     assert LAB_PASSWORD not in done.stdout + done.stderr
+
+
+def test_check_out_and_in_from_the_credential_row_in_the_browser(lab, browser):
+    """The operator's journey with the keyboard: Check out… on the row, the dialog (time and
+    reason), the announcement, the row's holder badge, the environment's card, Check in and
+    its announcement; axe finds nothing in each state."""
+    expect = pytest.importorskip("playwright.sync_api").expect
+    item = _credentials(lab)[5]
+    old = _simulated(lab, item)
+    found: list[str] = []
+    watcher = Watcher(lab.url)
+    context, page = new_page(browser, lab, watcher)
+    try:
+        sign_in(page, lab, "bob", OPERATOR_PASSWORD)
+        expect(page.locator("h1")).to_have_text("Environments")
+        page.goto(f"{lab.url}/environments/{lab.env_id}?hostname={item['hostname']}")
+        row = page.locator(f"#credentials-body tr[data-id='{item['id']}']")
+        start = row.locator("[data-action=checkout]")
+        expect(start).to_have_accessible_name(f"Check out {item['hostname']} / {item['username']}")
+        start.focus()
+        page.keyboard.press("Enter")
+        dialog = page.locator("dialog.checkout-dialog")
+        expect(dialog).to_be_visible()
+        expect(page.locator("#checkout-reason")).to_be_focused()
+        found += axe_violations(page, "check-out dialog")
+        # A reason is required: the field says so, and keeps the focus.
+        watcher.expect_console("status of 422")
+        page.fill("#checkout-reason", "   ")
+        dialog.locator("button[type=submit]").click()
+        expect(page.locator("#checkout-reason-error")).not_to_be_empty()
+        expect(page.locator("#checkout-reason")).to_have_attribute("aria-invalid", "true")
+        page.fill("#checkout-reason", "CHG-42 reboot the host")
+        dialog.locator("button[type=submit]").click()
+        expect(dialog).to_have_count(0)
+        expect(page.locator("#toasts")).to_contain_text(f"Checked out {item['hostname']}")
+        expect(row.locator(".checkout-badges")).to_contain_text("Checked out by you until")
+        expect(page.locator("#checkouts-card")).to_be_visible()
+        expect(page.locator("#checkouts-active")).to_contain_text("bob")
+        found += axe_violations(page, "checked out")
+
+        back = row.locator("[data-action=checkin]")
+        expect(back).to_be_visible()
+        back.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#toasts")).to_contain_text(f"Checked in {item['hostname']}")
+        expect(row.locator("[data-action=checkout]")).to_be_visible()
+        found += axe_violations(page, "checked in")
+        watcher.check()
+    finally:
+        context.close()
+    assert found == [], "\n".join(found)
+    _rotated(lab, lab.admin, item, old)
