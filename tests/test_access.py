@@ -181,6 +181,11 @@ ACCESS = {
     "audit_forwarding.remove": "admin",
     # Dual control: policies, access requests. "requester-or-approve" (the requester, else
     # the approve level on the request's environment; 404 for anyone else).
+    "access_requests.inbox": "user",
+    "policies.defaults": "admin",
+    "policies.save_defaults": "admin",
+    "environments.policy": "env:manage",
+    "environments.save_policy": "env:manage",
     "api.global_policy": "admin",
     "api.set_global_policy": "admin",
     "api.environment_policy": "env:view",

@@ -10,6 +10,11 @@ from support import make_app
 
 # endpoint: (recent sign-in action or None, token scope or None for pages)
 DECLARED = {
+    "access_requests.inbox": (None, None),
+    "environments.policy": (None, None),
+    "environments.save_policy": ("policy.change", None),
+    "policies.defaults": (None, None),
+    "policies.save_defaults": ("policy.change", None),
     "api.approve_access_request": (None, "session"),
     "api.deny_access_request": (None, "session"),
     "api.environment_policy": (None, "read"),

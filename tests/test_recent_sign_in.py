@@ -28,6 +28,8 @@ SENSITIVE = {
     "environments.save_access": "environment.grants",
     "api.set_global_policy": "policy.change",
     "api.set_environment_policy": "policy.change",
+    "policies.save_defaults": "policy.change",
+    "environments.save_policy": "policy.change",
     # users and groups
     "api.set_user_role": "user.role",
     "api.create_group": "group.create",

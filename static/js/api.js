@@ -30,6 +30,10 @@ export const api = {
   history: (id) => api.credential(id) + "/history",
   historyReveal: (id, entryId) => api.history(id) + "/" + part(entryId) + "/reveal",
   seenBy: (id) => api.credential(id) + "/seen-by",
+  accessRequests: (id) => api.credential(id) + "/access-requests",
+  requests: (params) => withQuery(BASE + "/access-requests", params),
+  // step: "approve", "deny" or "revoke".
+  requestStep: (id, step) => BASE + "/access-requests/" + part(id) + "/" + step,
   seenRotate: () => BASE + "/audit/seen/rotate",
   actions: () => BASE + "/credentials/actions",
   action: (id) => BASE + "/credential-actions/" + part(id),

@@ -135,6 +135,7 @@ async function openHistory(item) {
   dialog.showModal();
   try {
     const data = await get(api.history(item.id));
+    const needs = data.needs || [];
     const body = el("tbody");
     data.items.forEach(function (entry) {
       const out = el("span", { className: "secret-out", "aria-live": "polite" });
@@ -149,9 +150,12 @@ async function openHistory(item) {
         el("td", {}, entry.current ? badge("active", "Current") : timeEl(entry.changed_at)),
         el("td", {}, visible(entry.changed_by || "")),
         heldByCell(entry),
-        el("td", { className: "row-actions" }, canReveal ? button : el("span", { className: "muted" }, "—"), out)));
+        el("td", { className: "row-actions" }, canReveal && !needs.length ? button : el("span", { className: "muted" }, "—"), out)));
     });
-    list.replaceChildren(data.items.length ? el("table", { className: "data" },
+    const note = needs.length ? el("p", { className: "notice", id: "history-needs" },
+      "Sensitive credential: its passwords, current and former, need " +
+      needs.map(function (n) { return n === "approval" ? "an approved request" : "a check-out"; }).join(" and ") + " first.") : "";
+    list.replaceChildren(note, data.items.length ? el("table", { className: "data" },
       headRow("First seen", "Replaced", "By", "Checked out by", "Password"), body) : el("p", { className: "muted" }, "No history yet."));
   } catch (e) {
     list.replaceChildren(el("p", { className: "field-error" }, "Could not load the history: " + e.message));
