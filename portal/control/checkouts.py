@@ -20,10 +20,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
-from ..models import Credential, CredentialCheckout, Endpoint, PasswordHistory, User
+from ..audit.sightings import credential_target
+from ..models import (
+    Credential,
+    CredentialCheckout,
+    Endpoint,
+    Environment,
+    PasswordHistory,
+    User,
+)
 from ..platform import clock
 from ..platform.extensions import db
-from ..vault import credentials
 from . import rotation_due
 
 MIN_MINUTES = 5
@@ -59,7 +66,9 @@ def holder_details(checkout: CredentialCheckout) -> dict:
 
 def audit_name(cred: Credential) -> str:
     """How audit records name a credential (as its reveals do)."""
-    return credentials.audit_target(cred)
+    env = db.session.get(Environment, cred.environment_id)
+    name = env.name if env else str(cred.environment_id)
+    return credential_target(name, cred.hostname, cred.username, cred.credential_type)
 
 
 def _checkable(cred: Credential) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy import select, update
 
 from .. import audit
 from ..alerts import notifications
+from ..audit.sightings import credential_target
 from ..lifecycle import actions
 from ..models import (
     Credential,
@@ -44,7 +45,6 @@ from ..models import (
 )
 from ..platform import clock
 from ..platform.extensions import db
-from ..vault import credentials
 from ..vcf import VcfError
 
 log = logging.getLogger("portal.control.rotation_due")
@@ -136,7 +136,9 @@ def _clear(cred: Credential, how: str, action_id: int | None) -> None:
 
 
 def _target(cred: Credential) -> str:
-    return credentials.audit_target(cred)
+    env = db.session.get(Environment, cred.environment_id)
+    name = env.name if env else str(cred.environment_id)
+    return credential_target(name, cred.hostname, cred.username, cred.credential_type)
 
 
 def record_failure(cred: Credential, attempts: int, error: str) -> None:
