@@ -18,6 +18,7 @@ from portal import sync
 from portal.control import checkouts, jobs, rotation_due
 from portal.lifecycle import action_runs
 from portal.models import (
+    AccessRequest,
     AuditEvent,
     Credential,
     CredentialAction,
@@ -383,3 +384,55 @@ def test_marks_keep_their_first_reason():
     assert cred.rotation_due_reason == "checkin" and cred.rotation_due_since == since
     with pytest.raises(ValueError, match="unknown"):
         rotation_due.mark_due(cred, "whim")
+
+
+def test_a_rule_that_asks_for_a_check_out_lets_only_the_holder_reveal(app, admin, readonly, lab):
+    sim, env = lab
+    cred = _creds(app, env["id"], 1)[0]
+    rule = {"hostname": None, "username": cred["username"], "requires": ["checkout"]}
+    rule = {k: v for k, v in rule.items() if v is not None}
+    answer = admin.api("PUT", f"/api/v1/environments/{env['id']}/policies", json={"rules": [rule]})
+    assert answer.status_code == 200, answer.json
+    refused = readonly.api("POST", f"/api/v1/credentials/{cred['id']}/reveal", json={})
+    assert refused.status_code == 403 and refused.json["details"]["needs"] == ["checkout"]
+    out = _checkout(readonly, cred["id"]).json
+    assert _password(readonly, cred["id"])
+    other = admin.api("POST", f"/api/v1/credentials/{cred['id']}/reveal", json={})
+    assert other.status_code == 403
+    assert other.json["details"]["held_by"] == "bob"
+    assert other.json["details"]["until"] == out["due_at"]
+    assert readonly.api("POST", f"/api/v1/checkouts/{out['id']}/checkin").status_code == 200
+    again = readonly.api("POST", f"/api/v1/credentials/{cred['id']}/reveal", json={})
+    assert again.status_code == 403 and again.json["details"]["needs"] == ["checkout"]
+
+
+def test_a_break_glass_window_is_rotated_by_the_queue_once_it_closes(app, admin, readonly, lab):
+    sim, env = lab
+    cred = _creds(app, env["id"], 1)[0]
+    rule = {"username": cred["username"], "requires": ["approval"]}
+    assert (
+        admin.api(
+            "PUT", f"/api/v1/environments/{env['id']}/policies", json={"rules": [rule]}
+        ).status_code
+        == 200
+    )
+    opened = readonly.api(
+        "POST",
+        f"/api/v1/credentials/{cred['id']}/access-requests",
+        json={"reason": "site down", "minutes": 30, "break_glass": True},
+    )
+    assert opened.status_code == 201, opened.json
+    seen = _password(readonly, cred["id"])
+    with app.app_context():
+        # Not while the window is open.
+        assert rotation_due.run()["due"] == 0
+    with app.app_context():
+        db.session.get(AccessRequest, opened.json["id"]).closes_at = clock.now()
+        db.session.commit()
+        jobs.close_expired()
+        assert db.session.get(Credential, cred["id"]).rotation_due_reason == "break_glass"
+    # The rule goes (so that the test may read the password); the rotation is still owed.
+    admin.api("PUT", f"/api/v1/environments/{env['id']}/policies", json={"rules": []})
+    assert _due(app, cred["id"])
+    _drive(app, lambda: not _due(app, cred["id"]) and _password(admin, cred["id"]) != seen)
+    assert _password(admin, cred["id"]) != seen
