@@ -135,6 +135,9 @@ def test_checkout_blocks_others_and_checkin_rotates_with_the_holder_in_history(
     assert [(i["credential_id"], i["reason"]) for i in needs] == [(cred["id"], "checkin")]
     again = readonly.api("POST", f"/api/v1/checkouts/{out.json['id']}/checkin")
     assert again.status_code == 409
+    # While SDDC Manager changes it, nobody checks it out (the password would change under them).
+    busy = _checkout(admin, cred["id"])
+    assert busy.status_code == 409 and busy.json["details"] == {"action_id": back.json["action_id"]}
 
     # SDDC Manager rotates it; the next sync brings the new password and clears the mark.
     _drive(app, lambda: not _due(app, cred["id"]) and _password(admin, cred["id"]) != seen)

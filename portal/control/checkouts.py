@@ -23,6 +23,8 @@ from .. import audit
 from ..audit.sightings import credential_target
 from ..models import (
     Credential,
+    CredentialAction,
+    CredentialActionItem,
     CredentialCheckout,
     Endpoint,
     Environment,
@@ -86,6 +88,23 @@ def _checkable(cred: Credential) -> None:
     )
     if manager is None:
         raise CheckoutError("This environment has no SDDC Manager configured.")
+    changing = db.session.scalar(
+        select(CredentialAction.id)
+        .join(CredentialActionItem, CredentialActionItem.action_id == CredentialAction.id)
+        .where(
+            CredentialActionItem.credential_id == cred.id,
+            CredentialAction.state.in_(("queued", "running")),
+            CredentialAction.operation.in_(("rotate", "update", "remediate")),
+        )
+        .limit(1)
+    )
+    if changing is not None:
+        # The password on screen would change under its holder: wait for the action.
+        raise CheckoutError(
+            f"SDDC Manager is changing this password (action {changing}): check it out once "
+            "that action ends.",
+            {"action_id": changing},
+        )
 
 
 def check_out(user: User, cred: Credential, minutes: int, reason: str) -> CredentialCheckout:
