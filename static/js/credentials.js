@@ -327,7 +327,15 @@ export function initCredentials(options) {
     else if (action === "copy") copyPassword(button, items.get(tr.dataset.id), false);
     else if (action === "copy-all") copyPassword(button, items.get(tr.dataset.id), true);
     else if (action === "history") options.openHistory(items.get(tr.dataset.id));
-    else if (action === "request") requestAccess(items.get(tr.dataset.id), button, function () { load(); });
+    else if (action === "request") {
+      const id = tr.dataset.id;
+      // The rows are drawn again; the keyboard focus goes back to the same row's button.
+      requestAccess(items.get(id), button, async function () {
+        await load();
+        const again = body.querySelector('tr[data-id="' + id + '"] button[data-action]');
+        if (again) again.focus();
+      });
+    }
     else if (action === "purge") purge(tr);
     else onCheckoutAction(action, items.get(tr.dataset.id), button, function () { load(); if (options.onCheckout) options.onCheckout(); });
   });

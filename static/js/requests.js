@@ -129,8 +129,8 @@ document.getElementById("access-requests").addEventListener("click", async funct
   }
   try {
     const done = await post(api.requestStep(button.dataset.id, step), body);
-    say(DONE[step] + (step === "approve" ? done.requester + ", " + done.minutes + " minutes." : label + "."));
     await load();
+    say(DONE[step] + (step === "approve" ? done.requester + ", " + done.minutes + " minutes." : label + "."));
     document.getElementById("requests-refresh").focus();
   } catch (e) {
     toast("Could not " + step + ": " + e.message, "error");

@@ -70,6 +70,9 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
         ),
         ("webhook channel new", "/settings/notifications/channels/new?kind=webhook", "main form"),
         ("settings break-glass", "/settings/break-glass", "#break-glass-form"),
+        ("settings sensitive credentials", "/settings/policies", "#policy-rules"),
+        ("environment sensitive credentials", env + "/policies", "#policy-rules"),
+        ("access requests", "/access-requests", "#mine"),
         ("change password", "/change-password", "main form"),
         ("404", "/no-such-page", "main h1"),
     ]
