@@ -291,9 +291,10 @@ def test_the_readme_runbook_checks_out_reveals_and_checks_in_with_a_reveal_token
 
 
 def test_check_out_and_in_from_the_credential_row_in_the_browser(lab, browser):
-    """The operator's journey with the keyboard: Check out… on the row, the dialog (time and
-    reason), the announcement, the row's holder badge, the environment's card, Check in and
-    its announcement; axe finds nothing in each state."""
+    """The operator's journey with the keyboard: Check out… on the environment's row, the
+    dialog (time and reason), the announcement, the row's holder badge, the environment's
+    card, then the dashboard search's row, Check in and its announcement; axe finds nothing
+    in each state."""
     expect = pytest.importorskip("playwright.sync_api").expect
     item = _credentials(lab)[5]
     old = _simulated(lab, item)
@@ -328,12 +329,17 @@ def test_check_out_and_in_from_the_credential_row_in_the_browser(lab, browser):
         expect(page.locator("#checkouts-active")).to_contain_text("bob")
         found += axe_violations(page, "checked out")
 
-        back = row.locator("[data-action=checkin]")
-        expect(back).to_be_visible()
+        # The dashboard's search shows it too, and checks it in.
+        page.goto(f"{lab.url}/?q={item['hostname']}")
+        found_row = page.locator(f"#search-results tr[data-id='{item['id']}']")
+        expect(found_row).to_contain_text("Checked out by you until")
+        found += axe_violations(page, "checked out, dashboard search")
+        back = found_row.locator("[data-action=checkin]")
+        expect(back).to_have_accessible_name(f"Check in {item['hostname']} / {item['username']}")
         back.focus()
         page.keyboard.press("Enter")
         expect(page.locator("#toasts")).to_contain_text(f"Checked in {item['hostname']}")
-        expect(row.locator("[data-action=checkout]")).to_be_visible()
+        expect(found_row.locator("[data-action=checkout]")).to_be_visible()
         found += axe_violations(page, "checked in")
         watcher.check()
     finally:
