@@ -439,3 +439,37 @@ def test_a_break_glass_window_is_rotated_by_the_queue_once_it_closes(app, admin,
     assert _due(app, cred["id"])
     _drive(app, lambda: not _due(app, cred["id"]) and _password(admin, cred["id"]) != seen)
     assert _password(admin, cred["id"]) != seen
+
+
+def _token(portal, scope: str) -> dict:
+    body = {"name": f"{scope} runbook", "scope": scope, "expires_in_days": 1}
+    created = portal.api("POST", "/api/v1/me/tokens", json=body)
+    assert created.status_code == 201, created.json
+    return {"Authorization": f"Bearer {created.json['token']}"}
+
+
+def test_a_script_checks_out_and_in_with_a_token_of_the_reveal_scope(app, admin, readonly, lab):
+    sim, env = lab
+    cred = _creds(app, env["id"], 1)[0]
+    script = app.test_client(use_cookies=False)  # no cookie, no CSRF token: a script
+    script.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "localhost"})
+    reveal, read = _token(readonly, "reveal"), _token(readonly, "read")
+    body = {"minutes": 15, "reason": "runbook: firmware"}
+    # The read scope does not check out: a check-out is for using the password.
+    refused = script.post(f"/api/v1/credentials/{cred['id']}/checkout", json=body, headers=read)
+    assert refused.status_code == 403
+    out = script.post(f"/api/v1/credentials/{cred['id']}/checkout", json=body, headers=reveal)
+    assert out.status_code == 201, out.json
+    assert out.json["holder"] == "bob"
+    shown = script.post(f"/api/v1/credentials/{cred['id']}/reveal", headers=reveal)
+    assert shown.status_code == 200 and shown.json["password"]
+    listed = script.get("/api/v1/checkouts", headers=read).json["items"]
+    assert [c["id"] for c in listed] == [out.json["id"]]
+    # A reveal token does not take anyone's check-out back (that is the admin scope's).
+    admin_reveal = _token(admin, "reveal")
+    taking = script.post(f"/api/v1/checkouts/{out.json['id']}/take-back", headers=admin_reveal)
+    assert taking.status_code == 403
+    back = script.post(f"/api/v1/checkouts/{out.json['id']}/checkin", headers=reveal)
+    assert back.status_code == 200, back.json
+    assert back.json["end_reason"] == "checkin" and back.json["rotation"] == "queued"
+    _drive(app, lambda: not _due(app, cred["id"]))
