@@ -251,3 +251,53 @@ def test_two_check_outs_at_once_exactly_one_wins(tmp_path, pg_url, monkeypatch):
         rows = db.session.scalars(db.select(CredentialCheckout)).all()
         assert sorted(r.credential_id for r in rows) == sorted(cred_ids)
         db.engine.dispose()
+
+
+def test_check_in_rotates_through_sddc_manager_on_postgresql(tmp_path, pg_url):
+    """The rotation queue on PostgreSQL (its rows locked with SKIP LOCKED): a check-in queues
+    the rotate action, SDDC Manager rotates, the sync brings the new password, the mark goes;
+    a second pass meanwhile (the job) queues nothing more."""
+    import time
+
+    from portal import sync
+    from portal.control import jobs, rotation_due
+    from portal.lifecycle import action_runs
+    from portal.models import Credential, CredentialAction
+
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    with app.app_context():
+        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    alice = Portal(client_for(app))
+    assert alice.login("alice").status_code == 302
+    with Simulator(credentials=20, seed=9, task_delay=0.05) as sim:
+        env = create_env(alice, sim)
+        run_sync(app, alice, env["id"])
+        page = alice.client.get(f"/api/v1/environments/{env['id']}/credentials").json
+        cred_id = page["items"][0]["id"]
+        seen = alice.api("POST", f"/api/v1/credentials/{cred_id}/reveal").json["password"]
+        out = alice.api(
+            "POST", f"/api/v1/credentials/{cred_id}/checkout", json={"minutes": 5, "reason": "pg"}
+        ).json
+        back = alice.api("POST", f"/api/v1/checkouts/{out['id']}/checkin").json
+        assert back["rotation"] == "queued"
+        with app.app_context():
+            assert rotation_due.run()["queued"] == 0  # already under way
+            db.session.commit()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with app.app_context():
+                jobs.checkouts_and_rotations(app)
+                action_runs.advance()
+                sync.process_queue()
+                cred = db.session.get(Credential, cred_id)
+                done = cred.rotation_due_since is None
+                db.session.remove()
+            if done:
+                break
+            time.sleep(0.05)
+        now = alice.api("POST", f"/api/v1/credentials/{cred_id}/reveal").json["password"]
+        assert done and now != seen
+    with app.app_context():
+        assert len(db.session.scalars(db.select(CredentialAction)).all()) == 1
+        db.engine.dispose()

@@ -229,7 +229,10 @@ def run(requested_by: str = "system", only: set[int] | None = None) -> dict[str,
     query = select(Credential).where(Credential.rotation_due_since.is_not(None))
     if only is not None:
         query = query.where(Credential.id.in_(sorted(only)))
-    due = list(db.session.scalars(query.order_by(Credential.rotation_due_since, Credential.id)))
+    # On PostgreSQL, rows another pass (the job, a check-in) holds are left to it: never two
+    # rotations of one credential queued at once. SQLite serialises writers anyway.
+    query = query.order_by(Credential.rotation_due_since, Credential.id)
+    due = list(db.session.scalars(query.with_for_update(skip_locked=True, of=Credential)))
     counts = {"due": len(due), "done": 0, "queued": 0, "waiting": 0}
     if not due:
         return counts
