@@ -196,6 +196,12 @@ def test_an_approval_opens_a_window_for_the_requester_alone(app, admin, readonly
     req = asked.json
     assert req["state"] == "pending" and req["requester"] == "bob" and req["ticket"] == "CHG-42"
     assert _ask(readonly, root.id).status_code == 409  # one at a time
+    listed = readonly.client.get(
+        f"/api/v1/environments/{env['id']}/credentials?resource_type=ESXI&username=root&per_page=500"
+    ).json["items"]
+    mine = next(i for i in listed if i["id"] == root.id)
+    assert mine["access"]["state"] == "pending" and mine["access"]["request_id"] == req["id"]
+    assert all(i["access"] is None for i in listed if i["id"] != root.id)
     # Approvers are alerted, and see it in their inbox.
     with app.app_context():
         alert = db.session.scalar(
@@ -224,6 +230,9 @@ def test_an_approval_opens_a_window_for_the_requester_alone(app, admin, readonly
     )
     url = f"/api/v1/credentials/{root.id}/reveal"
     assert readonly.api("POST", url, json={}).status_code == 200
+    found = readonly.client.get("/api/v1/credentials?q=root").json["items"]
+    opened = next(i for i in found if i["id"] == root.id)
+    assert opened["access"]["state"] == "open" and opened["needs"] == []
     assert readonly.api("POST", url, json={"purpose": "copy"}).status_code == 200
     assert carl.api("POST", url, json={}).status_code == 403  # the window is bob's alone
     # Bob's export during his window holds the password, still marked as sensitive.

@@ -159,6 +159,7 @@ def test_requester_and_approver_in_the_browser(lab, browser):
         page.locator("#access-ticket").press("Enter")
         expect(dialog).to_have_count(0)
         expect(page.locator("#toasts")).to_contain_text("Access requested")
+        expect(row.locator(".control-badges")).to_contain_text("Requested")
         expect(
             page.locator(f"#credentials-body tr[data-id='{root['id']}'] [data-action=request]")
         ).to_be_focused()
