@@ -176,6 +176,33 @@ def _live(cred: Credential, user: User) -> AccessRequest | None:
     )
 
 
+def live_for(user: User, cred_ids: list[int]) -> dict[int, dict]:
+    """The user's pending request or open window on each of the credentials (for their
+    rows): `{"request_id", "state": "pending"|"open", "closes_at"}`."""
+    if not cred_ids:
+        return {}
+    now = clock.now()
+    rows = db.session.scalars(
+        select(AccessRequest)
+        .where(
+            AccessRequest.credential_id.in_(sorted(set(cred_ids))),
+            AccessRequest.requester_id == user.id,
+            AccessRequest.state.in_(OPEN_STATES),
+            AccessRequest.closes_at > now,
+        )
+        .order_by(AccessRequest.id)
+    ).all()
+    return {
+        r.credential_id: {
+            "request_id": r.id,
+            "state": "pending" if r.state == "pending" else "open",
+            "kind": r.kind,
+            "closes_at": iso(r.closes_at),
+        }
+        for r in rows
+    }
+
+
 def create(user: User, cred: Credential, body: AccessRequestIn) -> AccessRequest:
     """A request for access (pending), or a break-glass window (open at once)."""
     rule = gate.match(cred)

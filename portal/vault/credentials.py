@@ -12,6 +12,7 @@ from sqlalchemy.orm import aliased
 
 from ..audit.sightings import credential_target
 from ..control import gate
+from ..control import requests as control_requests
 from ..models import Credential, Environment, PasswordHistory, User
 from ..platform import clock
 from ..platform.clock import iso
@@ -303,8 +304,11 @@ def _needs(items: list[dict], rows, user: User | None) -> None:
     if user is None:
         return
     unmet = gate.withheld(user, rows)
+    sensitive = [item["id"] for item in items if item["requires"]]
+    live = control_requests.live_for(user, sensitive)
     for item in items:
         item["needs"] = unmet.get(item["id"], [])
+        item["access"] = live.get(item["id"])
 
 
 def _account_key(cred: Credential) -> tuple:

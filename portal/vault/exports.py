@@ -7,6 +7,7 @@ import io
 import re
 import tempfile
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import xlsxwriter
@@ -46,8 +47,21 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 PASSWORD_COLUMN = 3
-# Added when an export leaves out passwords that dual control does not let the person see.
+# Added when the view holds sensitive credentials (what their rules require), and when an
+# export leaves out passwords that dual control does not let the person see now.
+REQUIRES_COLUMN = "Requires"
 WITHHELD_COLUMN = "Password withheld"
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Dual control's marks on an export: what each sensitive credential requires, and those
+    whose password is left out with what each still needs."""
+
+    requires: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    withheld: dict[int, list[str]] = field(default_factory=dict)
+
+
 # Rows read from the database at a time, and the size of the pieces an export is sent in.
 BATCH = 1000
 CHUNK = 64 * 1024
@@ -62,15 +76,21 @@ class _Reader:
         environment_id: int | None,
         filters: CredentialFilters,
         within: set[int] | None,
-        withheld: dict[int, list[str]] | None = None,
+        marks: Marks | None = None,
     ):
         self.engine = db.engine
         self.query = export_query(environment_id, filters, within)
         self.names = dict(db.session.execute(select(Environment.id, Environment.name)).all())
         self.cipher = cipher()
         # Dual control: the credentials whose password is left out, with what each needs.
-        self.withheld = withheld or {}
-        self.columns = COLUMNS + ((WITHHELD_COLUMN,) if self.withheld else ())
+        marks = marks or Marks()
+        self.requires = marks.requires
+        self.withheld = marks.withheld
+        self.columns = (
+            COLUMNS
+            + ((REQUIRES_COLUMN,) if self.requires else ())
+            + ((WITHHELD_COLUMN,) if self.withheld else ())
+        )
 
     def rows(self) -> Iterator[tuple[list[str], str]]:
         """Formula-neutralised cells of each row of the view and the exact password beside
@@ -119,6 +139,8 @@ class _Reader:
             expiry or "",
             expiry_status or "",
         )
+        if self.requires:
+            values = (*values, " and ".join(self.requires.get(cred_id, ())))
         if self.withheld:
             values = (*values, f"needs {' and '.join(needs)}" if needs else "")
         # Names from SDDC Manager are shown with hidden characters escaped; a password never.
@@ -133,11 +155,11 @@ def csv_chunks(
     environment_id: int | None,
     filters: CredentialFilters,
     within: set[int] | None = None,
-    withheld: dict[int, list[str]] | None = None,
+    marks: Marks | None = None,
 ) -> Generator[bytes, None, None]:
     """The CSV export (UTF-8 with BOM so spreadsheet programs detect the encoding), in pieces
     of about CHUNK bytes, written while the rows are read; iterable after the request."""
-    return _csv(_Reader(environment_id, filters, within, withheld))
+    return _csv(_Reader(environment_id, filters, within, marks))
 
 
 def _csv(reader: _Reader) -> Generator[bytes, None, None]:
@@ -158,7 +180,7 @@ def xlsx_chunks(
     environment_id: int | None,
     filters: CredentialFilters,
     within: set[int] | None = None,
-    withheld: dict[int, list[str]] | None = None,
+    marks: Marks | None = None,
 ) -> tuple[Generator[bytes, None, None], int, int]:
     """The Excel export, written to a temporary file: its pieces, its size and its row count.
 
@@ -172,7 +194,7 @@ def xlsx_chunks(
     with tempfile.TemporaryDirectory(prefix="portal-export-") as private:
         file = tempfile.TemporaryFile(dir=private)  # noqa: SIM115 - closed by _send
         try:
-            reader = _Reader(environment_id, filters, within, withheld)
+            reader = _Reader(environment_id, filters, within, marks)
             count = _write_workbook(file, private, reader)
             size = file.tell()
             file.seek(0)
@@ -237,11 +259,11 @@ def prepare(
     fmt: str,
     filters: CredentialFilters,
     within: set[int] | None = None,
-    withheld: dict[int, list[str]] | None = None,
+    marks: Marks | None = None,
 ) -> tuple[Generator[bytes, None, None], dict[str, str], int, list[int]]:
     """The body of a download (read as it is sent), its headers, its row count and the ids of
-    its credentials; across environments, only those `within` (None: all); the passwords of
-    `withheld` are left out, and a column says what each needs."""
+    its credentials; across environments, only those `within` (None: all); with `marks`,
+    columns say what sensitive credentials require and the passwords withheld are left out."""
     env_id = environment.id if environment else None
     headers = {
         "Content-Disposition": f'attachment; filename="{file_name(environment, fmt)}"',
@@ -252,9 +274,9 @@ def prepare(
     ids = matching_ids(env_id, filters, within)
     if fmt == "csv":
         count = len(ids)
-        body = csv_chunks(env_id, filters, within, withheld)
+        body = csv_chunks(env_id, filters, within, marks)
     else:
-        body, size, count = xlsx_chunks(env_id, filters, within, withheld)
+        body, size, count = xlsx_chunks(env_id, filters, within, marks)
         headers["Content-Length"] = str(size)
     return body, headers, count, ids
 
@@ -274,10 +296,13 @@ def respond(
     ratelimit.enforce()
     env_id = environment.id if environment else None
     # Dual control: passwords the person may not see now are left out, and the file says so.
-    withheld = {}
+    marks = Marks()
     if gate.in_force():
-        withheld = gate.withheld(actor(), gate_rows(env_id, filters, within))
-    body, headers, count, ids = prepare(environment, fmt, filters, within, withheld)
+        rows = gate_rows(env_id, filters, within)
+        required = {i: r for i, r in gate.requirements_for(rows).items() if r}
+        marks = Marks(required, gate.withheld(actor(), rows))
+    withheld = marks.withheld
+    body, headers, count, ids = prepare(environment, fmt, filters, within, marks)
     target = environment.name if environment else sightings.ALL_ENVIRONMENTS
     try:
         # Committed with the request, before the first byte is sent; the exported list goes

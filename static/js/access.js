@@ -3,7 +3,7 @@
 // Everything goes through the API; the answer is announced in the toasts' live region.
 
 import { api } from "./api.js";
-import { el, post, toast, visible } from "./portal.js";
+import { el, post, timeEl, toast, visible } from "./portal.js";
 import { badge } from "./status.js";
 
 const NEEDS = { approval: "Needs approval", checkout: "Needs check-out" };
@@ -16,7 +16,12 @@ export function controlBadges(item) {
   requires.forEach(function (need) {
     if (needs.indexOf(need) >= 0) box.append(badge("sensitive", NEEDS[need] || need));
   });
-  if (requires.indexOf("approval") >= 0 && needs.indexOf("approval") < 0) box.append(badge("window", "Access open"));
+  const access = item.access;
+  if (access && access.state === "pending") box.append(badge("pending", "Requested"));
+  if (requires.indexOf("approval") >= 0 && needs.indexOf("approval") < 0) {
+    box.append(badge(access && access.kind === "break_glass" ? "break_glass" : "window", "Access open"));
+    if (access && access.state === "open") box.append(el("span", { className: "muted" }, "until "), timeEl(access.closes_at));
+  }
   if (item.rotation_due) box.append(badge("rotation-due", "Rotation due"));
   return box.childNodes.length ? box : null;
 }

@@ -164,10 +164,11 @@ def test_every_path_that_shows_a_password_refuses_without_approval(app, admin, s
     assert export.status_code == 200
     withheld = int(export.headers["X-Passwords-Withheld"])
     rows = list(csv.reader(io.StringIO(export.get_data(as_text=True).lstrip("\ufeff"))))
-    assert rows[0][-1] == "Password withheld"
+    assert rows[0][-2:] == ["Requires", "Password withheld"]
     marked = [r for r in rows[1:] if r[-1]]
     assert len(marked) == withheld >= 1
     assert all(r[3] == "" and r[-1] == "needs approval" and r[2] == "root" for r in marked)
+    assert [r for r in rows[1:] if r[-2]] == marked and marked[0][-2] == "approval"
     assert all(r[3] for r in rows[1:] if not r[-1] and r[10] == "present")
     everywhere = admin.api("POST", "/api/v1/credentials/export", json={"format": "csv"})
     assert everywhere.headers["X-Passwords-Withheld"] == str(withheld)
@@ -195,6 +196,12 @@ def test_an_approval_opens_a_window_for_the_requester_alone(app, admin, readonly
     req = asked.json
     assert req["state"] == "pending" and req["requester"] == "bob" and req["ticket"] == "CHG-42"
     assert _ask(readonly, root.id).status_code == 409  # one at a time
+    listed = readonly.client.get(
+        f"/api/v1/environments/{env['id']}/credentials?resource_type=ESXI&username=root&per_page=500"
+    ).json["items"]
+    mine = next(i for i in listed if i["id"] == root.id)
+    assert mine["access"]["state"] == "pending" and mine["access"]["request_id"] == req["id"]
+    assert all(i["access"] is None for i in listed if i["id"] != root.id)
     # Approvers are alerted, and see it in their inbox.
     with app.app_context():
         alert = db.session.scalar(
@@ -223,8 +230,20 @@ def test_an_approval_opens_a_window_for_the_requester_alone(app, admin, readonly
     )
     url = f"/api/v1/credentials/{root.id}/reveal"
     assert readonly.api("POST", url, json={}).status_code == 200
+    found = readonly.client.get("/api/v1/credentials?q=root").json["items"]
+    opened = next(i for i in found if i["id"] == root.id)
+    assert opened["access"]["state"] == "open" and opened["needs"] == []
     assert readonly.api("POST", url, json={"purpose": "copy"}).status_code == 200
     assert carl.api("POST", url, json={}).status_code == 403  # the window is bob's alone
+    # Bob's export during his window holds the password, still marked as sensitive.
+    export = readonly.api("POST", f"/api/v1/environments/{env['id']}/export", json={})
+    rows = list(csv.reader(io.StringIO(export.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0][-2:] == ["Requires", "Password withheld"]  # the other hosts' root
+    with app.app_context():
+        shown = cipher().decrypt(
+            db.session.get(Credential, root.id).password_enc, CREDENTIAL_PASSWORD
+        )
+    assert any(r[-2:] == ["approval", ""] and r[3] == shown for r in rows[1:])
     record = json.loads(_audits(app, "access.approve")[0].details)
     assert record["requester"] == "bob" and record["decider"] == "alice"
     assert _audits(app, "access.approve")[0].actor == "alice"

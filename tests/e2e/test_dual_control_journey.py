@@ -159,6 +159,7 @@ def test_requester_and_approver_in_the_browser(lab, browser):
         page.locator("#access-ticket").press("Enter")
         expect(dialog).to_have_count(0)
         expect(page.locator("#toasts")).to_contain_text("Access requested")
+        expect(row.locator(".control-badges")).to_contain_text("Requested")
         expect(
             page.locator(f"#credentials-body tr[data-id='{root['id']}'] [data-action=request]")
         ).to_be_focused()
@@ -200,6 +201,25 @@ def test_requester_and_approver_in_the_browser(lab, browser):
             headers={"X-CSRFToken": token},
         )
         assert refused.status_code == 403
+        # Asked again, and denied with a reason typed in the dialog, by keyboard.
+        again = session.post(
+            f"{lab.url}/api/v1/credentials/{root['id']}/access-requests",
+            json={"reason": "once more", "minutes": 10},
+            headers={"X-CSRFToken": token},
+        )
+        assert again.status_code == 201, again.text
+        admin.click("#requests-refresh")
+        deny = admin.locator("#inbox button[data-step=deny]")
+        deny.focus()
+        admin.keyboard.press("Enter")
+        expect(admin.locator("#deny-reason")).to_be_focused()
+        found += [f"deny dialog: {v}" for v in _axe(admin)]
+        admin.keyboard.type("Use the maintenance window")
+        admin.get_by_role("button", name="Deny", exact=True).click()
+        expect(admin.locator("#requests-status")).to_contain_text("Denied:")
+        mine = session.get(f"{lab.url}/api/v1/access-requests?mine=true").json()["items"]
+        assert mine[0]["state"] == "denied"
+        assert mine[0]["decision_reason"] == "Use the maintenance window"
         watcher.check()
     finally:
         asker.close()

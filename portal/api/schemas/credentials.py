@@ -24,6 +24,15 @@ class CredentialQuery(CredentialFilters):
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
 
 
+class AccessState(BaseModel):
+    """The caller's pending request for access, or open window, on a sensitive credential."""
+
+    request_id: int
+    state: Literal["pending", "open"]
+    kind: Literal["approval", "break_glass"]
+    closes_at: Timestamp = Field(description="The window's end, or when the request expires")
+
+
 class Credential(BaseModel):
     """Credential metadata; never the password."""
 
@@ -53,6 +62,10 @@ class Credential(BaseModel):
         None,
         description="In lists and searches: what the caller still needs now to see the "
         "password (an approved window, a check-out; `checkout` also while another holds it)",
+    )
+    access: AccessState | None = Field(
+        None,
+        description="In lists and searches: the caller's pending request or open window on it",
     )
     rotation_due: bool = Field(
         False, description="A rotation is owed (after a check-out or a break-glass window)"
