@@ -473,3 +473,23 @@ def test_a_script_checks_out_and_in_with_a_token_of_the_reveal_scope(app, admin,
     assert back.status_code == 200, back.json
     assert back.json["end_reason"] == "checkin" and back.json["rotation"] == "queued"
     _drive(app, lambda: not _due(app, cred["id"]))
+
+
+def test_an_absent_credential_stays_owed_with_the_reason_until_it_is_back(app, admin, lab):
+    sim, env = lab
+    cred = _creds(app, env["id"], 1)[0]
+    with app.app_context():
+        row = db.session.get(Credential, cred["id"])
+        rotation_due.mark_due(row, "break_glass")
+        row.present = False
+        db.session.commit()
+        assert rotation_due.run()["queued"] == 0
+        db.session.commit()
+        row = db.session.get(Credential, cred["id"])
+        assert row.rotation_error == rotation_due.CANNOT_ROTATE["absent"]
+        row.present = True
+        db.session.commit()
+        assert rotation_due.run()["queued"] == 1
+        db.session.commit()
+        assert db.session.get(Credential, cred["id"]).rotation_error is None
+    _drive(app, lambda: not _due(app, cred["id"]))

@@ -218,6 +218,8 @@ def _ready(cred: Credential, entry: _Attempts, now: datetime, managed: set[int])
         if cred.rotation_error != problem:
             cred.rotation_error = problem
         return False
+    if cred.rotation_error in CANNOT_ROTATE.values():
+        cred.rotation_error = None  # it can be rotated again (back from absent)
     finished = entry.latest_action.finished_at if entry.latest_action else None
     return not (entry.failed and finished and now < finished + retry_wait(entry.failed))
 
