@@ -215,7 +215,7 @@ def test_expiry_and_take_back_end_a_checkout_and_rotate(lab):
     assert ends == {expiring["checkout"]: "expired", taken["checkout"]: "taken_back"}
 
 
-def test_a_failed_rotation_is_visible_alerted_and_retried_until_it_succeeds(lab):
+def test_a_failed_rotation_is_visible_alerted_and_retried_until_it_succeeds(lab, browser):
     item = _credentials(lab)[3]
     old = _simulated(lab, item)
     lab.sim.inject_credential_fault(
@@ -246,6 +246,22 @@ def test_a_failed_rotation_is_visible_alerted_and_retried_until_it_succeeds(lab)
     assert len(alerts) == 1 and "Unable to reach host over SSH" in alerts[0][1]
     assert old not in alerts[0][0] + alerts[0][1]
     assert _simulated(lab, item) == old  # the password bob saw still works: still owed
+    # On the environment page: the row and the card of owed rotations say so.
+    expect = pytest.importorskip("playwright.sync_api").expect
+    watcher = Watcher(lab.url)
+    context, page = new_page(browser, lab, watcher)
+    try:
+        sign_in(page, lab, "admin", LAB_PASSWORD)
+        expect(page.locator("h1")).to_have_text("Environments")
+        page.goto(f"{lab.url}/environments/{lab.env_id}?hostname={item['hostname']}")
+        row = page.locator(f"#credentials-body tr[data-id='{item['id']}']")
+        expect(row.locator(".checkout-badges")).to_contain_text("Rotation failed")
+        expect(row.locator(".checkout-badges")).to_contain_text("Unable to reach host over SSH")
+        expect(page.locator("#checkouts-owed")).to_contain_text("Unable to reach host over SSH")
+        assert axe_violations(page, "a failed rotation") == []
+        watcher.check()
+    finally:
+        context.close()
     # The back-off (a minute after the first failure) has passed: tried again, it succeeds.
     lab.sql(
         "UPDATE credential_actions SET finished_at = datetime('now', '-2 minutes') WHERE id = ?",
