@@ -115,10 +115,11 @@ def test_rules_match_by_field_wildcard_and_case_and_add_up(estate):
 def test_the_gate_windows_and_a_checkout_held_by_another(estate):
     with estate.app_context():
         sfo = db.session.scalar(select(Environment).where(Environment.name == "sfo"))
+        root, bob, alice, carl = _cred("sfo", "root"), _user("bob"), _user("alice"), _user("carl")
+        assert gate.needs(bob, root) == []  # no rule yet (and the answer is cached)
         policies.set_rules(
             sfo, policies.PolicyIn(rules=[{"username": "root", "requires": ["approval"]}]), "alice"
         )
-        root, bob, alice, carl = _cred("sfo", "root"), _user("bob"), _user("alice"), _user("carl")
         assert gate.needs(bob, root) == ["approval"]
         req = control.create(bob, root, control.AccessRequestIn(reason="disk", minutes=15))
         with pytest.raises(control.RequestError) as own:
