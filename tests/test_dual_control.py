@@ -115,10 +115,11 @@ def test_rules_match_by_field_wildcard_and_case_and_add_up(estate):
 def test_the_gate_windows_and_a_checkout_held_by_another(estate):
     with estate.app_context():
         sfo = db.session.scalar(select(Environment).where(Environment.name == "sfo"))
+        root, bob, alice, carl = _cred("sfo", "root"), _user("bob"), _user("alice"), _user("carl")
+        assert gate.needs(bob, root) == []  # no rule yet (and the answer is cached)
         policies.set_rules(
             sfo, policies.PolicyIn(rules=[{"username": "root", "requires": ["approval"]}]), "alice"
         )
-        root, bob, alice, carl = _cred("sfo", "root"), _user("bob"), _user("alice"), _user("carl")
         assert gate.needs(bob, root) == ["approval"]
         req = control.create(bob, root, control.AccessRequestIn(reason="disk", minutes=15))
         with pytest.raises(control.RequestError) as own:
@@ -183,8 +184,22 @@ def test_requests_end_by_themselves_and_go_with_their_credential(estate):
         assert db.session.get(AccessRequest, asked.id).state == "expired"
         assert db.session.get(AccessRequest, glass.id).state == "closed"
         assert _cred("lax", "administrator@vsphere.local").rotation_due_reason == "break_glass"
+        # A break-glass window closed by a new password owes nothing more: it was changed.
+        sso_id = _cred("lax", "administrator@vsphere.local").id
+        db.session.get(Credential, sso_id).rotation_due_since = None
+        again = control.create(
+            bob,
+            db.session.get(Credential, sso_id),
+            control.AccessRequestIn(reason="c", minutes=5, break_glass=True),
+        )
+        db.session.get(Credential, sso_id).last_changed_at = clock.now() + timedelta(seconds=1)
+        db.session.commit()
+        assert jobs.close_expired()["closed"] == 1
+        assert db.session.get(AccessRequest, again.id).closed_reason == "credential changed"
+        assert db.session.get(Credential, sso_id).rotation_due_since is None
         events = db.session.scalars(select(AccessRequest.id)).all()
-        assert len(events) == 2
+        assert len(events) == 3
         db.session.delete(_cred("lax", "root"))
         db.session.commit()
-        assert db.session.scalars(select(AccessRequest.id)).all() == [glass.id]
+        left = db.session.scalars(select(AccessRequest.id).order_by(AccessRequest.id)).all()
+        assert left == [glass.id, again.id]

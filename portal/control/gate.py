@@ -22,7 +22,7 @@ from ..platform.http import json_error
 from . import policies
 from .policies import NOTHING, Match
 
-_CACHE = "control_rules"
+_CACHE = policies.CACHE
 
 NEEDS_TEXT = {
     "approval": "a second person's approval (ask for access, or break glass in an emergency)",

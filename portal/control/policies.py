@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from flask import g, has_app_context
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
@@ -23,6 +24,8 @@ from ..platform import clock
 from ..platform.extensions import db
 
 MAX_RULES = 100
+# Where the gate keeps the rules it read for the request (or job) in progress (flask.g).
+CACHE = "control_rules"
 Requirement = Literal["approval", "checkout"]
 
 
@@ -159,6 +162,8 @@ def set_rules(environment: Environment | None, policy: PolicyIn, actor_name: str
             )
         )
     db.session.flush()
+    if has_app_context():
+        g.pop(CACHE, None)  # the gate reads the new rules from now on
     after = [rule_dict(r) for r in stored_rules(env_id)]
     if before != after:
         audit.record(

@@ -349,7 +349,12 @@ def revoke(user: User, req: AccessRequest, reason: str | None) -> AccessRequest:
         req.state = "closed" if own else "revoked"
         req.closes_at = min(req.closes_at or now, now)
     req.closed_reason = "ended by the requester" if own else f"revoked by {user.username}"
-    if cred is not None and not was_pending and req.kind == "break_glass":
+    if (
+        cred is not None
+        and not was_pending
+        and req.kind == "break_glass"
+        and req.changed_at_approval == cred.last_changed_at
+    ):
         owe_rotation(cred, now)
     audit.record(
         "access.revoke",
