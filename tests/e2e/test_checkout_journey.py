@@ -306,17 +306,18 @@ def test_the_readme_runbook_checks_out_reveals_and_checks_in_with_a_reveal_token
     assert LAB_PASSWORD not in done.stdout + done.stderr
 
 
-def test_check_out_and_in_from_the_credential_row_in_the_browser(lab, browser):
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_check_out_and_in_from_the_credential_row_in_the_browser(lab, browser, scheme):
     """The operator's journey with the keyboard: Check out… on the environment's row, the
     dialog (time and reason), the announcement, the row's holder badge, the environment's
     card, then the dashboard search's row, Check in and its announcement; axe finds nothing
-    in each state."""
+    in each state, light and dark."""
     expect = pytest.importorskip("playwright.sync_api").expect
-    item = _credentials(lab)[5]
+    item = _credentials(lab)[6 if scheme == "dark" else 5]
     old = _simulated(lab, item)
     found: list[str] = []
     watcher = Watcher(lab.url)
-    context, page = new_page(browser, lab, watcher)
+    context, page = new_page(browser, lab, watcher, color_scheme=scheme)
     try:
         sign_in(page, lab, "bob", OPERATOR_PASSWORD)
         expect(page.locator("h1")).to_have_text("Environments")
