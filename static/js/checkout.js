@@ -4,7 +4,7 @@
 // Everything goes through the API; each outcome is announced in the toasts' live region.
 
 import { api } from "./api.js";
-import { bidi, el, exactTime, get, headRow, post, timeEl, toast, visible } from "./portal.js";
+import { bidi, confirmDialog, el, exactTime, get, headRow, post, timeEl, toast, visible } from "./portal.js";
 import { actionButton } from "./reveal.js";
 import { badge } from "./status.js";
 
@@ -64,6 +64,12 @@ function rotationText(ended) {
 
 async function endCheckout(item, button, how, onDone) {
   if (button.getAttribute("aria-busy") === "true") return;
+  if (how === "take-back") {
+    const yes = await confirmDialog("Take back the check-out?",
+      visible(item.checkout.holder) + " holds " + subject(item) + " until " + exactTime(item.checkout.until) +
+      ". Taking it back ends their exclusive use now, and SDDC Manager rotates the password they saw.", "Take back");
+    if (!yes) return;
+  }
   button.setAttribute("aria-busy", "true");
   try {
     const ended = await post(how === "checkin" ? api.checkin(item.checkout.id) : api.takeBack(item.checkout.id));

@@ -363,3 +363,38 @@ def test_check_out_and_in_from_the_credential_row_in_the_browser(lab, browser, s
         context.close()
     assert found == [], "\n".join(found)
     _rotated(lab, lab.admin, item, old)
+
+
+def test_an_admin_takes_a_check_out_back_from_the_row(lab, browser):
+    expect = pytest.importorskip("playwright.sync_api").expect
+    item = _credentials(lab)[7]
+    old = _simulated(lab, item)
+    out = lab.bob.call(
+        "POST", f"/api/v1/credentials/{item['id']}/checkout", {"minutes": 60, "reason": "x"}
+    ).json()
+    watcher = Watcher(lab.url)
+    context, page = new_page(browser, lab, watcher)
+    try:
+        sign_in(page, lab, "admin", LAB_PASSWORD)
+        expect(page.locator("h1")).to_have_text("Environments")
+        page.goto(f"{lab.url}/environments/{lab.env_id}?hostname={item['hostname']}")
+        row = page.locator(f"#credentials-body tr[data-id='{item['id']}']")
+        expect(row.locator(".checkout-badges")).to_contain_text("Checked out by bob until")
+        expect(row.locator("[data-action=reveal]")).to_have_count(0)  # bob's alone
+        row.locator("[data-action=take-back]").click()
+        confirm = page.get_by_role("dialog", name="Take back the check-out?")
+        expect(confirm).to_contain_text("bob holds")
+        assert axe_violations(page, "take back, confirm") == []
+        confirm.get_by_role("button", name="Take back").click()
+        expect(page.locator("#toasts")).to_contain_text(
+            f"Took back the check-out of {item['hostname']}"
+        )
+        expect(row.locator("[data-action=checkout]")).to_be_visible()
+        watcher.check()
+    finally:
+        context.close()
+    ended = lab.get("/api/v1/checkouts", state="ended", credential_id=item["id"])["items"]
+    assert [(c["id"], c["end_reason"], c["ended_by"]) for c in ended] == [
+        (out["id"], "taken_back", "admin")
+    ]
+    _rotated(lab, lab.admin, item, old)
