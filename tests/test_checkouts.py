@@ -493,3 +493,30 @@ def test_an_absent_credential_stays_owed_with_the_reason_until_it_is_back(app, a
         db.session.commit()
         assert db.session.get(Credential, cred["id"]).rotation_error is None
     _drive(app, lambda: not _due(app, cred["id"]))
+
+
+def test_a_check_out_ends_once_when_two_end_it_at_once(app, admin, readonly, lab):
+    """A check-in and the job's expiry at the same moment: the first ends it, the other finds
+    it ended (no second end, audit line or rotation mark)."""
+    from sqlalchemy import update
+
+    sim, env = lab
+    cred = _creds(app, env["id"], 1)[0]
+    out = _checkout(readonly, cred["id"]).json
+    with app.app_context():
+        stale = db.session.get(CredentialCheckout, out["id"])  # read before the other ends it
+        db.session.execute(
+            update(CredentialCheckout)
+            .where(CredentialCheckout.id == out["id"])
+            .values(ended_at=clock.now(), ended_by_name="bob", end_reason="checkin")
+            .execution_options(synchronize_session=False)
+        )
+        with pytest.raises(checkouts.CheckoutError, match="ended already"):
+            checkouts.end(stale, "expired", "system")
+        clock.offset = timedelta(hours=2)  # past its time, but ended: not ended again
+        assert checkouts.expire_due() == 0
+        assert db.session.get(Credential, cred["id"]).rotation_due_since is None
+        expired = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "credential.checkout_expired")
+        ).all()
+        assert expired == []

@@ -14,9 +14,10 @@ checked out: the portal could not rotate the others.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
@@ -32,6 +33,7 @@ from ..models import (
     User,
 )
 from ..platform import clock
+from ..platform.database import changed_rows
 from ..platform.extensions import db
 from . import rotation_due
 
@@ -113,7 +115,8 @@ def check_out(user: User, cred: Credential, minutes: int, reason: str) -> Creden
     _checkable(cred)
     current = active(cred.id)
     if current is not None and current.due_at <= clock.now():
-        end(current, "expired", "system")
+        with suppress(CheckoutError):  # or ended meanwhile: free either way
+            end(current, "expired", "system")
         current = None
     if current is not None:
         mine = current.holder_id == user.id
@@ -154,11 +157,15 @@ def end(
     """End an active check-out (`how`: checkin, expired, taken_back) and mark its credential
     as needing rotation; audited, naming the holder and who ended it. The caller commits,
     then runs the rotation queue for it (`rotate_now`)."""
-    if checkout.ended_at is not None:
+    # Only one of a check-in, the job's expiry and a take-back ends it, even at once.
+    ended = changed_rows(
+        update(CredentialCheckout)
+        .where(CredentialCheckout.id == checkout.id, CredentialCheckout.ended_at.is_(None))
+        .values(ended_at=clock.now(), ended_by_name=by[:128], end_reason=how)
+    )
+    if ended != 1:
         raise CheckoutError("This check-out has ended already.")
-    checkout.ended_at = clock.now()
-    checkout.ended_by_name = by[:128]
-    checkout.end_reason = how
+    db.session.refresh(checkout)
     cred = db.session.get(Credential, checkout.credential_id)
     if cred is None:
         return None
@@ -197,7 +204,10 @@ def expire_due() -> int:
             CredentialCheckout.ended_at.is_(None), CredentialCheckout.due_at <= clock.now()
         )
     ).all():
-        end(checkout, "expired", "system")
+        try:
+            end(checkout, "expired", "system")
+        except CheckoutError:
+            continue  # ended meanwhile (checked in, taken back)
         ended += 1
     return ended
 
