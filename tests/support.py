@@ -644,6 +644,28 @@ def new_page(browser, portal, watcher, **options):
     return context, page
 
 
+AXE_SCRIPT = ROOT / "tests" / "vendor" / "axe.min.js"
+
+
+def axe_violations(page, state: str) -> list[str]:
+    """Run axe-core (vendored for the tests, evaluated by DevTools: the portal's
+    Content-Security-Policy stays as it is) on the page as it is, once its style sheet has
+    applied (before the load event the browser's own colours fail the contrast check); one
+    line per violation and node."""
+    page.wait_for_load_state("load")
+    page.wait_for_function(
+        "() => Array.from(document.styleSheets).some((s) => (s.href || '').endsWith('portal.css'))"
+    )
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE_SCRIPT.read_text())
+    result = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+            .flatMap((v) => v.nodes.map((n) => v.impact + " " + v.id + ": " + n.target.join(" ")
+              + " " + n.failureSummary.replace(/\\s+/g, " ").slice(0, 300)))"""
+    )
+    return [f"{state}: {line}" for line in result]
+
+
 def sign_in(page, portal, username, password):
     page.goto(portal.url + "/login")
     page.fill("#username", username)

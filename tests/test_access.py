@@ -1,12 +1,22 @@
 """Every route against every role (anonymous, member, auditor, read-only, admin) and every
-level on an environment (none, view, reveal, manage)."""
+level on an environment (none, view, reveal, approve, manage)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from support import PASSWORD, create_env
 
-from portal.models import Credential, CredentialAction, EnvironmentGrant, User
+from portal.models import (
+    AccessRequest,
+    Credential,
+    CredentialAction,
+    CredentialCheckout,
+    EnvironmentGrant,
+    User,
+)
+from portal.platform import clock
 from portal.platform.extensions import db
 from portal.platform.security import hash_password
 
@@ -16,6 +26,8 @@ from portal.platform.security import hash_password
 # (or the credential's, or the action's) in the path; without any it answers 404. Who saw
 # what: "audit-or-manage-somewhere" (auditors, admins, managers of an environment) and
 # "env:audit" (auditors, admins, the path's environment's managers; 404 without any level).
+# Check-in: "env:holder" (only the check-out's holder, alice of the lab, an admin; 404 without
+# any level on its environment).
 ACCESS = {
     "auth.login": "public",
     "auth.logout": "public",
@@ -56,6 +68,11 @@ ACCESS = {
     "api.retry_action": "env:manage",
     "api.cancel_action": "env:manage",
     "api.request_expiry_check": "env:manage",
+    "api.checkout_credential": "env:reveal",
+    "api.checkin": "env:holder",
+    "api.take_back": "env:manage",
+    "api.list_checkouts": "user",
+    "api.needs_rotation": "user",
     "api.security_policy": "admin",
     "api.set_security_policy": "admin",
     "settings.security": "admin",
@@ -162,13 +179,30 @@ ACCESS = {
     "audit_forwarding.overview": "admin",
     "audit_forwarding.add": "admin",
     "audit_forwarding.remove": "admin",
+    # Dual control: policies, access requests. "requester-or-approve" (the requester, else
+    # the approve level on the request's environment; 404 for anyone else).
+    "access_requests.inbox": "user",
+    "policies.defaults": "admin",
+    "policies.save_defaults": "admin",
+    "environments.policy": "env:manage",
+    "environments.save_policy": "env:manage",
+    "api.global_policy": "admin",
+    "api.set_global_policy": "admin",
+    "api.environment_policy": "env:view",
+    "api.set_environment_policy": "env:manage",
+    "api.request_access": "env:reveal",
+    "api.list_access_requests": "user",
+    "api.get_access_request": "env:approve-or-requester",
+    "api.approve_access_request": "env:approve-or-requester",
+    "api.deny_access_request": "env:approve-or-requester",
+    "api.revoke_access_request": "env:approve-or-requester",
     # Its own access rule (an API token or an allowed address): tests/web/test_metrics.py.
     "metrics.scrape": "public",
 }
 
 
 ROLE_RANK = {"member": 0, "auditor": 1, "readonly": 2, "admin": 3}
-LEVEL_RANK = {None: -1, "view": 0, "reveal": 1, "manage": 2}
+LEVEL_RANK = {None: -1, "view": 0, "reveal": 1, "approve": 2, "manage": 3}
 # The level each global role gives on every environment.
 ROLE_LEVEL = {"member": None, "auditor": "view", "readonly": "reveal", "admin": "manage"}
 USERS = {"admin": "alice", "readonly": "bob", "auditor": "carol", "member": "dave"}
@@ -200,10 +234,16 @@ def _call(portal, method, path, body=None):
 
 @pytest.fixture
 def lab(app, admin, sim):
-    """An environment with one credential and one action; carol (auditor) and dave (member)."""
+    """An environment with one credential, one action, frank's request for the credential
+    and alice's check-out of another; carol (auditor), dave (member), frank (readonly)."""
     env = create_env(admin, sim)
     with app.app_context():
-        for name, role in (("carol", "auditor"), ("dave", "member"), ("erin", "member")):
+        for name, role in (
+            ("carol", "auditor"),
+            ("dave", "member"),
+            ("erin", "member"),
+            ("frank", "readonly"),
+        ):
             db.session.add(User(username=name, role=role, password_hash=hash_password(PASSWORD)))
         cred = Credential(
             environment_id=env["id"], source="manager", hostname="esx-1", username="root"
@@ -214,8 +254,43 @@ def lab(app, admin, sim):
             environment_id=env["id"], operation="rotate", state="failed", requested_by="alice"
         )
         db.session.add(action)
+        # Alice's check-out of another credential of the environment.
+        held = Credential(
+            environment_id=env["id"], source="manager", hostname="esx-2", username="root"
+        )
+        db.session.add(held)
+        db.session.flush()
+        alice = db.session.scalar(db.select(User).where(User.username == "alice"))
+        checkout = CredentialCheckout(
+            credential_id=held.id,
+            environment_id=env["id"],
+            holder_id=alice.id,
+            holder_name="alice",
+            reason="matrix",
+            due_at=clock.now() + clock.timedelta(hours=1),
+        )
+        db.session.add(checkout)
+        frank = db.session.scalar(db.select(User).where(User.username == "frank"))
+        # Someone else's request, waiting for a decision.
+        request = AccessRequest(
+            credential_id=cred.id,
+            environment_id=env["id"],
+            requester_id=frank.id,
+            requester_name="frank",
+            reason="maintenance",
+            minutes=30,
+            state="pending",
+            closes_at=clock.now() + timedelta(hours=1),
+        )
+        db.session.add(request)
         db.session.commit()
-        ids = {"env_id": env["id"], "cred_id": cred.id, "action_id": action.id}
+        ids = {
+            "env_id": env["id"],
+            "cred_id": cred.id,
+            "action_id": action.id,
+            "checkout_id": checkout.id,
+            "req_id": request.id,
+        }
     return ids
 
 
@@ -246,10 +321,20 @@ def _expect(need, role, level, method, path, code, response):
             assert code == 404, where
             return
         allowed = role in ("auditor", "admin") or level == "manage"
+    elif need == "env:holder":
+        if level is None:
+            assert code == 404, where
+            return
+        allowed = role == "admin"  # alice, the holder
     elif need in ROLE_RANK:
         allowed = ROLE_RANK[role] >= ROLE_RANK[need]
     elif need.endswith("-somewhere"):
         allowed = LEVEL_RANK[level] >= LEVEL_RANK[need.split("-")[0]]
+    elif need == "env:approve-or-requester":  # someone else's request: hidden below approve
+        if level is None or LEVEL_RANK[level] < LEVEL_RANK["approve"]:
+            assert code == 404, where
+            return
+        allowed = True
     elif need.startswith("env:"):
         wanted = need.split(":")[1]
         if level is None:
@@ -270,7 +355,11 @@ def _run_matrix(app, portal, username, role, level, ids):
         "api.queue_action": {"operation": "rotate", "credential_ids": [ids["cred_id"]]},
         "api.rotate_seen": {"person": "alice", "dry_run": True},
         "api.pause_sync": {"source": "manager"},
+        "api.checkout_credential": {"minutes": 30, "reason": "matrix"},
         "api.resume_sync": {"source": "manager"},
+        "api.request_access": {"reason": "maintenance", "minutes": 30},
+        "api.set_environment_policy": {"rules": []},
+        "api.set_global_policy": {"rules": []},
     }
     for endpoint, method, path in _routes(app, ids):
         response = _call(portal, method, path, bodies.get(endpoint))
@@ -295,7 +384,7 @@ def test_route_matrix(request, app, lab, role):
     _run_matrix(app, portal, USERS.get(role), role, ROLE_LEVEL.get(role), lab)
 
 
-@pytest.mark.parametrize("level", ["view", "reveal", "manage"])
+@pytest.mark.parametrize("level", ["view", "reveal", "approve", "manage"])
 @pytest.mark.own_database  # syncs, exports and backups on connections of their own
 def test_route_matrix_by_grant(app, lab, level):
     """A member with a grant at each level on the environment."""

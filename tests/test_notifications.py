@@ -16,14 +16,19 @@ from support import PASSWORD
 from portal import sync
 from portal.alerts import channels, delivery, notifications
 from portal.audit import forwarding
+from portal.control import policies, rotation_due
+from portal.control import requests as control_requests
 from portal.models import (
+    AccessRequest,
     AuditEvent,
     Credential,
     Endpoint,
+    Environment,
     NotificationChannel,
     NotificationDelivery,
     NotificationOutbox,
     PasswordHistory,
+    User,
 )
 from portal.ops import audit_integrity, break_glass, break_glass_settings
 from portal.platform import certs, clock
@@ -224,6 +229,12 @@ def test_every_event_kind_arrives_by_mail_and_webhook_without_a_password(
         folder.write_text("in the way")
         assert break_glass.copy_now(app, "tester").state == "failed"
         db.session.commit()
+        # A rotation owed after a check-out fails in SDDC Manager: the queue's alert.
+        owed = db.session.scalar(select(Credential).where(Credential.environment_id == env["id"]))
+        rotation_due.mark_due(owed, "checkin")
+        rotation_due.record_failure(owed, 1, "Unable to reach host over SSH")
+        db.session.commit()
+        _dual_control(env["id"])
         for _ in range(5):
             anon.login("bob", "wrong password!!")
         _deliver_all()
@@ -244,6 +255,35 @@ def test_every_event_kind_arrives_by_mail_and_webhook_without_a_password(
             assert leaked == [], "a stored secret appears in a delivered message"
         states = set(db.session.scalars(select(NotificationDelivery.state)))
         assert states == {"delivered"}
+
+
+def _dual_control(env_id: int) -> None:
+    """Dual control: a request (asked, then approved), another denied, a break-glass."""
+    environment = db.session.get(Environment, env_id)
+    policies.set_rules(environment, policies.PolicyIn(rules=[{"requires": ["approval"]}]), "alice")
+    users = {u.username: u for u in db.session.scalars(select(User))}
+    creds = db.session.scalars(
+        select(Credential).where(Credential.environment_id == env_id).limit(3)
+    ).all()
+    ask = control_requests.AccessRequestIn(reason="patch night", minutes=30)
+    first = control_requests.create(users["bob"], creds[0], ask)
+    control_requests.approve(users["alice"], first, "ok")
+    # One request of each kind is alerted: the second is stored as it would be, unannounced.
+    second = AccessRequest(
+        credential_id=creds[1].id,
+        environment_id=env_id,
+        requester_id=users["bob"].id,
+        requester_name="bob",
+        reason="again",
+        minutes=30,
+        state="pending",
+        closes_at=clock.now() + timedelta(hours=1),
+    )
+    db.session.add(second)
+    control_requests.deny(users["alice"], second, "not tonight")
+    glass = ask.model_copy(update={"break_glass": True})
+    control_requests.create(users["bob"], creds[2], glass)
+    db.session.commit()
 
 
 @pytest.mark.parametrize("mode", ["none", "tls"])

@@ -184,3 +184,120 @@ def test_a_large_first_sync_refreshes_the_planner_statistics(tmp_path, pg_url):
             assert cur.fetchall() == [("credentials", True), ("password_history", True)]
     finally:
         conn.close()
+
+
+def test_two_check_outs_at_once_exactly_one_wins(tmp_path, pg_url, monkeypatch):
+    """Two people check out the same credential at the same moment, each in a request and a
+    transaction of its own: both pass the look for an active check-out, the partial unique
+    index lets one insert and refuses the other (409 naming the winner), on PostgreSQL."""
+    from portal.control import checkouts
+
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    with app.app_context():
+        for name, role in (("alice", "admin"), ("bob", "readonly")):
+            db.session.add(User(username=name, role=role, password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    people = {}
+    for name in ("alice", "bob"):
+        people[name] = Portal(client_for(app))
+        assert people[name].login(name).status_code == 302
+    with Simulator(credentials=20, seed=8) as sim:
+        env = create_env(people["alice"], sim)
+        run_sync(app, people["alice"], env["id"])
+    page = people["alice"].client.get(f"/api/v1/environments/{env['id']}/credentials").json
+    cred_ids = [item["id"] for item in page["items"][:3]]
+
+    both_looked = threading.Barrier(2, timeout=10)
+    looked = checkouts.active
+    first_look = threading.local()
+
+    def look_together(cred_id):
+        found = looked(cred_id)
+        if threading.current_thread().name.startswith("checkout-") and not getattr(
+            first_look, "done", False
+        ):
+            first_look.done = True
+            both_looked.wait()  # neither has inserted yet: only the index can decide
+        return found
+
+    monkeypatch.setattr(checkouts, "active", look_together)
+    for cred_id in cred_ids:
+        both_looked.reset()
+        answers: dict[str, object] = {}
+
+        def check_out(name, cred_id=cred_id, answers=answers):
+            body = {"minutes": 30, "reason": f"{name} at once"}
+            response = people[name].api(
+                "POST", f"/api/v1/credentials/{cred_id}/checkout", json=body
+            )
+            answers[name] = (response.status_code, response.get_json())
+
+        threads = [
+            threading.Thread(target=check_out, args=(name,), name=f"checkout-{name}")
+            for name in ("alice", "bob")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        codes = sorted(code for code, _ in answers.values())
+        assert codes == [201, 409], answers
+        winner = next(name for name, (code, _) in answers.items() if code == 201)
+        loser = next(body for code, body in answers.values() if code == 409)
+        assert loser["details"]["held_by"] == winner
+    with app.app_context():
+        from portal.models import CredentialCheckout
+
+        rows = db.session.scalars(db.select(CredentialCheckout)).all()
+        assert sorted(r.credential_id for r in rows) == sorted(cred_ids)
+        db.engine.dispose()
+
+
+def test_check_in_rotates_through_sddc_manager_on_postgresql(tmp_path, pg_url):
+    """The rotation queue on PostgreSQL (its rows locked with SKIP LOCKED): a check-in queues
+    the rotate action, SDDC Manager rotates, the sync brings the new password, the mark goes;
+    a second pass meanwhile (the job) queues nothing more."""
+    import time
+
+    from portal import sync
+    from portal.control import jobs, rotation_due
+    from portal.lifecycle import action_runs
+    from portal.models import Credential, CredentialAction
+
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    with app.app_context():
+        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    alice = Portal(client_for(app))
+    assert alice.login("alice").status_code == 302
+    with Simulator(credentials=20, seed=9, task_delay=0.05) as sim:
+        env = create_env(alice, sim)
+        run_sync(app, alice, env["id"])
+        page = alice.client.get(f"/api/v1/environments/{env['id']}/credentials").json
+        cred_id = page["items"][0]["id"]
+        seen = alice.api("POST", f"/api/v1/credentials/{cred_id}/reveal").json["password"]
+        out = alice.api(
+            "POST", f"/api/v1/credentials/{cred_id}/checkout", json={"minutes": 5, "reason": "pg"}
+        ).json
+        back = alice.api("POST", f"/api/v1/checkouts/{out['id']}/checkin").json
+        assert back["rotation"] == "queued"
+        with app.app_context():
+            assert rotation_due.run()["queued"] == 0  # already under way
+            db.session.commit()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with app.app_context():
+                jobs.checkouts_and_rotations(app)
+                action_runs.advance()
+                sync.process_queue()
+                cred = db.session.get(Credential, cred_id)
+                done = cred.rotation_due_since is None
+                db.session.remove()
+            if done:
+                break
+            time.sleep(0.05)
+        now = alice.api("POST", f"/api/v1/credentials/{cred_id}/reveal").json["password"]
+        assert done and now != seen
+    with app.app_context():
+        assert len(db.session.scalars(db.select(CredentialAction)).all()) == 1
+        db.engine.dispose()

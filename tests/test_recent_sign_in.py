@@ -26,6 +26,10 @@ SENSITIVE = {
     # who may see what
     "api.replace_grants": "environment.grants",
     "environments.save_access": "environment.grants",
+    "api.set_global_policy": "policy.change",
+    "api.set_environment_policy": "policy.change",
+    "policies.save_defaults": "policy.change",
+    "environments.save_policy": "policy.change",
     # users and groups
     "api.set_user_role": "user.role",
     "api.create_group": "group.create",

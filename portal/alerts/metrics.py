@@ -19,7 +19,9 @@ from sqlalchemy import case, extract, func, select
 from ..audit import outcomes
 from ..models import (
     AuditEvent,
+    Credential,
     CredentialAction,
+    CredentialCheckout,
     Endpoint,
     Environment,
     NotificationChannel,
@@ -173,6 +175,31 @@ class PortalCollector:
         for state in dict.fromkeys((*ACTION_STATES, *found)):
             actions.add_metric([state], found.get(state, 0))
         yield actions
+        # Rotations owed after a check-out or break-glass, and the check-outs held now.
+        owed = GaugeMetricFamily(
+            f"{PREFIX}_credentials_rotation_due",
+            "Credentials whose rotation the portal owes; failing: an attempt failed.",
+            labels=["failing"],
+        )
+        due = Credential.rotation_due_since.is_not(None)
+        for label, where in (
+            ("no", Credential.rotation_attempts == 0),
+            ("yes", Credential.rotation_attempts > 0),
+        ):
+            count = db.session.scalar(select(func.count(Credential.id)).where(due, where))
+            owed.add_metric([label], count or 0)
+        yield owed
+        held = GaugeMetricFamily(f"{PREFIX}_checkouts_active", "Credentials checked out now.")
+        held.add_metric(
+            [],
+            db.session.scalar(
+                select(func.count(CredentialCheckout.id)).where(
+                    CredentialCheckout.ended_at.is_(None)
+                )
+            )
+            or 0,
+        )
+        yield held
 
     def _signins(self):
         failures = CounterMetricFamily(

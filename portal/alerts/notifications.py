@@ -38,6 +38,7 @@ KINDS = {
     "expiry.digest": "Daily digest of passwords expiring soon",
     "action.succeeded": "A credential action succeeded",
     "action.failed": "A credential action failed",
+    "checkout.rotation_failed": "A rotation owed after a check-out or break-glass failed",
     "account.locked": "An account was locked",
     "certificate.expiring": "The portal's TLS certificate expires soon",
     "audit.tampered": "The audit log's verification found records changed, removed or added",
@@ -45,6 +46,10 @@ KINDS = {
     "break_glass.copied": "A break-glass copy was written",
     "break_glass.failed": "A break-glass copy or its hand-off failed",
     "break_glass.changed": "The break-glass settings changed (recipients, folder, schedule)",
+    "access.requested": "A person asks for access to a sensitive credential",
+    "access.approved": "A request for access to a sensitive credential was approved",
+    "access.denied": "A request for access to a sensitive credential was denied",
+    "access.break_glass": "A person opened a sensitive credential alone (break-glass)",
 }
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
 FAILING_AFTER_KEY = "notify.failing_after"

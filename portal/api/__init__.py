@@ -8,9 +8,11 @@ from __future__ import annotations
 
 # Importing the resource modules registers their routes on the blueprint.
 from . import (
+    access_requests,
     actions,
     audit,
     audit_forwarding,
+    checkouts,
     credentials,
     definitions,
     environments,
@@ -26,10 +28,12 @@ from . import (
 from .base import bp
 
 __all__ = [
+    "access_requests",
     "actions",
     "audit",
     "audit_forwarding",
     "bp",
+    "checkouts",
     "credentials",
     "definitions",
     "environments",

@@ -16,7 +16,9 @@ from ..access.guards import (
     visible_ids,
 )
 from ..audit import seen, sightings
+from ..control import checkouts, gate
 from ..environments import service
+from ..identity.users import actor
 from ..models import PasswordHistory
 from ..platform.extensions import db
 from ..platform.http import json_error
@@ -33,7 +35,9 @@ from .spec import FILE, api_operation
 def list_credentials(env_id: int, query: s.CredentialQuery):
     """One page of credential metadata (no passwords), filtered and sorted."""
     environment_for(env_id, "view")
-    return jsonify(credentials.credentials_page(env_id, query, query.page, query.per_page))
+    page = credentials.credentials_page(env_id, query, query.page, query.per_page, user=actor())
+    checkouts.annotate(page["items"], actor())
+    return jsonify(page)
 
 
 @bp.get("/credentials")
@@ -42,10 +46,11 @@ def list_credentials(env_id: int, query: s.CredentialQuery):
 def search_credentials(query: s.CredentialQuery):
     """Search credentials across every environment; an account that several sources hold
     with the same password is one item naming them all (`sources`)."""
-    page = credentials.search_page(query, query.page, query.per_page, visible_ids())
+    page = credentials.search_page(query, query.page, query.per_page, visible_ids(), user=actor())
     revealable = visible_ids("reveal")
     for item in page["items"]:
         item["can_reveal"] = revealable is None or item["environment_id"] in revealable
+    checkouts.annotate(page["items"], actor())
     return jsonify(page)
 
 
@@ -62,10 +67,15 @@ def password_age(env_id: int, query: s.PasswordAgeQuery):
 @login_required
 @api_operation({200: s.Password}, s.RevealRequest, body_required=False, scope="reveal")
 def reveal_password(cred_id: int, body: s.RevealRequest):
-    """Return one password and audit it (as a reveal, or as a copy)."""
+    """Return one password and audit it (as a reveal, or as a copy). A sensitive credential
+    answers 403 with `details.needs` (`approval`, `checkout`) unless what its policy asks is
+    met (an open window of the caller's, a check-out they hold)."""
     cred = credential_for(cred_id, "reveal")
-    ratelimit.enforce()
     action = "credential.copy" if body.purpose == "copy" else "credential.reveal"
+    unmet = gate.needs(actor(), cred)
+    if unmet:
+        return gate.refuse(action, credentials.audit_target(cred), cred, unmet)
+    ratelimit.enforce()
     password = credentials.reveal(cred)
     sightings.password_shown(
         action,
@@ -81,9 +91,16 @@ def reveal_password(cred_id: int, body: s.RevealRequest):
 @login_required
 @api_operation({200: s.HistoryList})
 def password_history(cred_id: int):
-    """The password history of a credential, without passwords."""
+    """The password history of a credential, without passwords; with what its policy asks
+    (`requires`) and what the caller still needs to reveal a value (`needs`)."""
     cred = credential_for(cred_id, "view")
-    return jsonify(items=credentials.history_items(cred))
+    items = credentials.history_items(cred)
+    checkouts.history_holders(cred.id, items)
+    return jsonify(
+        items=items,
+        requires=list(gate.match(cred).requires),
+        needs=gate.needs(actor(), cred),
+    )
 
 
 @bp.get("/credentials/<int:cred_id>/seen-by")
@@ -99,11 +116,15 @@ def seen_by(cred_id: int):
 @login_required
 @api_operation({200: s.Password}, scope="reveal")
 def reveal_history_password(cred_id: int, entry_id: int):
-    """Return one former password and audit it."""
+    """Return one former password and audit it; a sensitive credential's former values need
+    what its current one needs (403 with `details.needs`)."""
     cred = credential_for(cred_id, "reveal")
     entry = db.session.get(PasswordHistory, entry_id)
     if entry is None or entry.credential_id != cred.id:
         abort(404, description="No such history entry.")
+    unmet = gate.needs(actor(), cred)
+    if unmet:
+        return gate.refuse("credential.history_reveal", credentials.audit_target(cred), cred, unmet)
     ratelimit.enforce()
     password = credentials.reveal_history(entry)
     sightings.password_shown(

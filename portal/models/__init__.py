@@ -2,9 +2,18 @@
 
 One module per area: `people` (users, groups, grants, sessions, second factors, tokens),
 `estate` (environments, endpoints, credentials, history, sync runs, actions), `records`
-(audit, metadata, notifications); `base` holds the shared names."""
+(audit, metadata, notifications), `control` (dual control: policies, access requests,
+check-outs); `base` holds the shared names."""
 
 from .base import GROUP_SOURCES, LEVELS, ROLE_RANK, ROLES, SIGN_IN_SOURCES, SOURCES, utcnow
+from .control import (
+    REQUEST_KINDS,
+    REQUEST_STATES,
+    REQUIREMENTS,
+    AccessPolicy,
+    AccessRequest,
+    CredentialCheckout,
+)
 from .estate import (
     Credential,
     CredentialAction,
@@ -39,6 +48,8 @@ from .records import (
 )
 
 __all__ = [
+    "AccessPolicy",
+    "AccessRequest",
     "ApiToken",
     "AuditCheckpoint",
     "AuditDestination",
@@ -46,6 +57,7 @@ __all__ = [
     "Credential",
     "CredentialAction",
     "CredentialActionItem",
+    "CredentialCheckout",
     "CredentialSighting",
     "Endpoint",
     "Environment",
@@ -65,6 +77,9 @@ __all__ = [
     "ROLE_RANK",
     "RateWindow",
     "RecoveryCode",
+    "REQUEST_KINDS",
+    "REQUEST_STATES",
+    "REQUIREMENTS",
     "SIGN_IN_SOURCES",
     "SOURCES",
     "SignInProvider",

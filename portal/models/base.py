@@ -19,8 +19,9 @@ else:
 # groups' (portal/access/grants.py).
 ROLES = ("member", "auditor", "readonly", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
-# Levels of a grant on one environment, lowest first.
-LEVELS = ("view", "reveal", "manage")
+# Levels of a grant on one environment, lowest first: `approve` is reveal and may approve
+# others' requests for access to sensitive credentials (dual control); manage implies it.
+LEVELS = ("view", "reveal", "approve", "manage")
 SOURCES = ("manager", "installer")
 # Where an account signs in: a local password, an LDAP / Active Directory bind, or an OpenID
 # Provider. Directory and OIDC accounts are created at their first sign-in.

@@ -187,6 +187,14 @@ class Credential(Model):
     expiry_status: Mapped[str | None] = mapped_column(String(32))
     auto_rotate_days: Mapped[int | None] = mapped_column(Integer)
     auto_rotate_next: Mapped[str | None] = mapped_column(String(64))
+    # A rotation is owed (after a check-out or a break-glass window: checkin,
+    # checkout_expired, break_glass, taken_back) until a ROTATE succeeds.
+    rotation_due_since: Mapped[datetime | None] = mapped_column(DateTime)
+    rotation_due_reason: Mapped[str | None] = mapped_column(String(32))
+    rotation_error: Mapped[str | None] = mapped_column(Text)
+    rotation_attempts: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
 
 
 class PasswordHistory(Model):

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from .. import sync
 from ..alerts import delivery
+from ..control import jobs as control_jobs
 from ..identity.directory import accounts as directory_accounts
 from ..lifecycle import action_runs, expiry_checks
 from ..models import Endpoint
@@ -365,6 +366,7 @@ def _start(app: Flask, leadership) -> None:
         executors={"default": ThreadPoolExecutor(max_workers=4)}, timezone="UTC"
     )
     common = {"max_instances": 1, "coalesce": True}
+    control_jobs.register(scheduler, app, common, still_leading)
     scheduler.add_job(
         reconcile,
         "interval",

@@ -11,7 +11,9 @@ from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
 from ..audit.sightings import credential_target
-from ..models import Credential, Environment, PasswordHistory
+from ..control import gate
+from ..control import requests as control_requests
+from ..models import Credential, Environment, PasswordHistory, User
 from ..platform import clock
 from ..platform.clock import iso
 from ..platform.crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
@@ -154,8 +156,13 @@ def _sorted(query: Select, sort: str) -> Select:
     return query.order_by(primary, Credential.hostname, Credential.username, Credential.id)
 
 
-def credential_dict(cred: Credential, environment_name: str | None = None) -> dict:
-    """The API shape of a credential's metadata; never the password."""
+def credential_dict(
+    cred: Credential,
+    environment_name: str | None = None,
+    requires: tuple[str, ...] = (),
+) -> dict:
+    """The API shape of a credential's metadata; never the password. `requires`: what its
+    dual-control policy asks before its password is shown."""
     body = {
         "id": cred.id,
         "environment_id": cred.environment_id,
@@ -174,6 +181,8 @@ def credential_dict(cred: Credential, environment_name: str | None = None) -> di
         "expiry_date": cred.expiry_date,
         "expiry_status": cred.expiry_status,
         "auto_rotate_days": cred.auto_rotate_days,
+        "requires": list(requires),
+        "rotation_due": cred.rotation_due_since is not None,
     }
     if environment_name is not None:
         body["environment"] = environment_name
@@ -186,9 +195,10 @@ def credentials_page(
     page: int,
     per_page: int,
     within: set[int] | None = None,
+    user: User | None = None,
 ) -> dict:
     """One page of credential metadata with the total, per `filters`, of the environments
-    `within` (None: all)."""
+    `within` (None: all); with `user`, what each password still needs for them (`needs`)."""
     query = filtered_query(environment_id, filters, within)
     total = count_matching(environment_id, filters, within)
     rows = db.session.scalars(
@@ -197,8 +207,13 @@ def credentials_page(
     names = None
     if environment_id is None:
         names = dict(db.session.execute(select(Environment.id, Environment.name)).all())
+    required = gate.requirements_for(rows)
+    items = [
+        credential_dict(r, names[r.environment_id] if names else None, required[r.id]) for r in rows
+    ]
+    _needs(items, rows, user)
     return {
-        "items": [credential_dict(r, names[r.environment_id] if names else None) for r in rows],
+        "items": items,
         "total": total,
         "page": page,
         "per_page": per_page,
@@ -222,7 +237,11 @@ def _same_account(one, other):
 
 
 def search_page(
-    filters: CredentialFilters, page: int, per_page: int, within: set[int] | None = None
+    filters: CredentialFilters,
+    page: int,
+    per_page: int,
+    within: set[int] | None = None,
+    user: User | None = None,
 ) -> dict:
     """One page of the search across environments, an account held by several sources with
     the same password given once.
@@ -268,14 +287,28 @@ def search_page(
         for twin in db.session.scalars(select(Credential).where(tuple_(*columns).in_(keys))):
             twins.setdefault(_account_key(twin), []).append(twin)
     items = []
+    required = gate.requirements_for(rows)
     for row in rows:
-        item = credential_dict(row, names[row.environment_id])
+        item = credential_dict(row, names[row.environment_id], required[row.id])
         others = [t for t in twins.get(_account_key(row), []) if t.source != row.source]
         same = [t.source for t in others if _same_password(row, t)]
         item["sources"] = [s for s in PREFERRED_SOURCES if s == row.source or s in same]
         item["differs_from"] = [t.source for t in others if not _same_password(row, t)]
         items.append(item)
+    _needs(items, rows, user)
     return {"items": items, "total": total, "page": page, "per_page": per_page}
+
+
+def _needs(items: list[dict], rows, user: User | None) -> None:
+    """Add to each item what its password still needs for `user` (dual control)."""
+    if user is None:
+        return
+    unmet = gate.withheld(user, rows)
+    sensitive = [item["id"] for item in items if item["requires"]]
+    live = control_requests.live_for(user, sensitive)
+    for item in items:
+        item["needs"] = unmet.get(item["id"], [])
+        item["access"] = live.get(item["id"])
 
 
 def _account_key(cred: Credential) -> tuple:
@@ -301,6 +334,7 @@ EXPORT_COLUMNS = (
     "last_changed_at",
     "expiry_date",
     "expiry_status",
+    "id",
 )
 
 
@@ -318,6 +352,22 @@ def matching_ids(
     """The ids of the credentials the filtered view holds (environments `within`)."""
     query = filtered_query(environment_id, filters, within).with_only_columns(Credential.id)
     return list(db.session.scalars(query.order_by(Credential.id)))
+
+
+def gate_rows(
+    environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
+) -> list:
+    """The filtered view's credentials as the fields dual control matches on (no password)."""
+    query = filtered_query(environment_id, filters, within).with_only_columns(
+        Credential.id,
+        Credential.environment_id,
+        Credential.resource_type,
+        Credential.credential_type,
+        Credential.account_type,
+        Credential.username,
+        Credential.last_changed_at,
+    )
+    return list(db.session.execute(query).all())
 
 
 def count_matching(

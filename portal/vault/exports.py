@@ -7,21 +7,25 @@ import io
 import re
 import tempfile
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import xlsxwriter
 from flask import Response, abort
 from sqlalchemy import select
 
+from .. import audit
 from ..access import ratelimit
 from ..access.guards import visible_ids
 from ..audit import sightings
+from ..control import gate
+from ..identity.users import actor
 from ..models import Environment
 from ..platform import clock
 from ..platform.crypto import CREDENTIAL_PASSWORD, cipher
 from ..platform.extensions import db
 from ..platform.text import has_hidden, neutralise, visible
-from .credentials import CredentialFilters, export_query, matching_ids
+from .credentials import CredentialFilters, export_query, gate_rows, matching_ids
 
 COLUMNS = (
     "Environment",
@@ -43,6 +47,21 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 PASSWORD_COLUMN = 3
+# Added when the view holds sensitive credentials (what their rules require), and when an
+# export leaves out passwords that dual control does not let the person see now.
+REQUIRES_COLUMN = "Requires"
+WITHHELD_COLUMN = "Password withheld"
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Dual control's marks on an export: what each sensitive credential requires, and those
+    whose password is left out with what each still needs."""
+
+    requires: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    withheld: dict[int, list[str]] = field(default_factory=dict)
+
+
 # Rows read from the database at a time, and the size of the pieces an export is sent in.
 BATCH = 1000
 CHUNK = 64 * 1024
@@ -53,12 +72,25 @@ class _Reader:
     themselves are read later, as the answer is sent, outside any Flask context."""
 
     def __init__(
-        self, environment_id: int | None, filters: CredentialFilters, within: set[int] | None
+        self,
+        environment_id: int | None,
+        filters: CredentialFilters,
+        within: set[int] | None,
+        marks: Marks | None = None,
     ):
         self.engine = db.engine
         self.query = export_query(environment_id, filters, within)
         self.names = dict(db.session.execute(select(Environment.id, Environment.name)).all())
         self.cipher = cipher()
+        # Dual control: the credentials whose password is left out, with what each needs.
+        marks = marks or Marks()
+        self.requires = marks.requires
+        self.withheld = marks.withheld
+        self.columns = (
+            COLUMNS
+            + ((REQUIRES_COLUMN,) if self.requires else ())
+            + ((WITHHELD_COLUMN,) if self.withheld else ())
+        )
 
     def rows(self) -> Iterator[tuple[list[str], str]]:
         """Formula-neutralised cells of each row of the view and the exact password beside
@@ -84,8 +116,13 @@ class _Reader:
             changed,
             expiry,
             expiry_status,
+            cred_id,
         ) = row
-        password = self.cipher.decrypt(blob, CREDENTIAL_PASSWORD) if blob is not None else ""
+        needs = self.withheld.get(cred_id)
+        if needs is not None or blob is None:
+            password = ""
+        else:
+            password = self.cipher.decrypt(blob, CREDENTIAL_PASSWORD)
         values = (
             self.names.get(env_id, ""),
             host,
@@ -102,6 +139,10 @@ class _Reader:
             expiry or "",
             expiry_status or "",
         )
+        if self.requires:
+            values = (*values, " and ".join(self.requires.get(cred_id, ())))
+        if self.withheld:
+            values = (*values, f"needs {' and '.join(needs)}" if needs else "")
         # Names from SDDC Manager are shown with hidden characters escaped; a password never.
         # One search per row finds the rare row that has any (tab is never escaped).
         shown = "\t".join(str(v) for i, v in enumerate(values) if i != PASSWORD_COLUMN)
@@ -111,18 +152,21 @@ class _Reader:
 
 
 def csv_chunks(
-    environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
+    environment_id: int | None,
+    filters: CredentialFilters,
+    within: set[int] | None = None,
+    marks: Marks | None = None,
 ) -> Generator[bytes, None, None]:
     """The CSV export (UTF-8 with BOM so spreadsheet programs detect the encoding), in pieces
     of about CHUNK bytes, written while the rows are read; iterable after the request."""
-    return _csv(_Reader(environment_id, filters, within))
+    return _csv(_Reader(environment_id, filters, within, marks))
 
 
 def _csv(reader: _Reader) -> Generator[bytes, None, None]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")
-    writer.writerow(COLUMNS)
+    writer.writerow(reader.columns)
     for cells, _ in reader.rows():
         writer.writerow(cells)
         if buffer.tell() >= CHUNK:
@@ -133,7 +177,10 @@ def _csv(reader: _Reader) -> Generator[bytes, None, None]:
 
 
 def xlsx_chunks(
-    environment_id: int | None, filters: CredentialFilters, within: set[int] | None = None
+    environment_id: int | None,
+    filters: CredentialFilters,
+    within: set[int] | None = None,
+    marks: Marks | None = None,
 ) -> tuple[Generator[bytes, None, None], int, int]:
     """The Excel export, written to a temporary file: its pieces, its size and its row count.
 
@@ -147,7 +194,8 @@ def xlsx_chunks(
     with tempfile.TemporaryDirectory(prefix="portal-export-") as private:
         file = tempfile.TemporaryFile(dir=private)  # noqa: SIM115 - closed by _send
         try:
-            count = _write_workbook(file, private, _Reader(environment_id, filters, within))
+            reader = _Reader(environment_id, filters, within, marks)
+            count = _write_workbook(file, private, reader)
             size = file.tell()
             file.seek(0)
         except BaseException:
@@ -183,7 +231,7 @@ def _write_workbook(file: BinaryIO, private: str, reader: _Reader) -> int:
     sheet.freeze_panes(1, 0)
     sheet.set_column(0, 2, 28)
     sheet.set_column(3, 3, 24)
-    sheet.write_row(0, 0, COLUMNS, bold)
+    sheet.write_row(0, 0, reader.columns, bold)
     count = 0
     for count, (cells, password) in enumerate(reader.rows(), start=1):
         cells[PASSWORD_COLUMN] = password
@@ -211,9 +259,11 @@ def prepare(
     fmt: str,
     filters: CredentialFilters,
     within: set[int] | None = None,
+    marks: Marks | None = None,
 ) -> tuple[Generator[bytes, None, None], dict[str, str], int, list[int]]:
     """The body of a download (read as it is sent), its headers, its row count and the ids of
-    its credentials; across environments, only those `within` (None: all)."""
+    its credentials; across environments, only those `within` (None: all); with `marks`,
+    columns say what sensitive credentials require and the passwords withheld are left out."""
     env_id = environment.id if environment else None
     headers = {
         "Content-Disposition": f'attachment; filename="{file_name(environment, fmt)}"',
@@ -224,9 +274,9 @@ def prepare(
     ids = matching_ids(env_id, filters, within)
     if fmt == "csv":
         count = len(ids)
-        body = csv_chunks(env_id, filters, within)
+        body = csv_chunks(env_id, filters, within, marks)
     else:
-        body, size, count = xlsx_chunks(env_id, filters, within)
+        body, size, count = xlsx_chunks(env_id, filters, within, marks)
         headers["Content-Length"] = str(size)
     return body, headers, count, ids
 
@@ -244,12 +294,34 @@ def respond(
         if within is not None and not within:
             abort(403, description="Exports need the reveal level on an environment.")
     ratelimit.enforce()
-    body, headers, count, ids = prepare(environment, fmt, filters, within)
+    env_id = environment.id if environment else None
+    # Dual control: passwords the person may not see now are left out, and the file says so.
+    marks = Marks()
+    if gate.in_force():
+        rows = gate_rows(env_id, filters, within)
+        required = {i: r for i, r in gate.requirements_for(rows).items() if r}
+        marks = Marks(required, gate.withheld(actor(), rows))
+    withheld = marks.withheld
+    body, headers, count, ids = prepare(environment, fmt, filters, within, marks)
     target = environment.name if environment else sightings.ALL_ENVIRONMENTS
     try:
         # Committed with the request, before the first byte is sent; the exported list goes
         # with it (who saw which password: portal.audit.seen).
-        sightings.exported(target, {**details, "rows": count}, ids)
+        shown = [i for i in ids if i not in withheld] if withheld else ids
+        extra = {"rows": count, "withheld": len(withheld)} if withheld else {"rows": count}
+        sightings.exported(target, {**details, **extra}, shown)
+        if withheld:
+            audit.record(
+                "credential.export.withheld",
+                target,
+                outcome="denied",
+                details={
+                    "withheld": len(withheld),
+                    "credentials": sightings.encode(withheld),
+                    "needs": ",".join(sorted({n for v in withheld.values() for n in v})),
+                },
+            )
+            headers["X-Passwords-Withheld"] = str(len(withheld))
     except BaseException:
         body.close()
         raise

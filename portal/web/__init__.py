@@ -3,6 +3,7 @@
 | URL | module |
 |---|---|
 | `/` | dashboard |
+| `/access-requests` | access_requests |
 | `/login`, `/login/oidc`, `/logout`, `/change-password` | auth |
 | `/login/verify` | auth_verify (routes of the auth blueprint) |
 | `/account/security`, `/account/tokens` | account |
@@ -12,6 +13,7 @@
 | `/users/...` | users |
 | `/audit/...` | audit |
 | `/settings/notifications/...` | notifications |
+| `/settings/policies` | policies (an environment's own: `/environments/<id>/policies`) |
 | `/settings/break-glass/...` | break_glass |
 | `/settings/sign-in/...` | sign_in |
 | `/settings/audit-forwarding/...` | audit_forwarding |
@@ -26,6 +28,7 @@ from __future__ import annotations
 from flask import Flask
 
 from . import (
+    access_requests,
     account,
     audit,
     audit_forwarding,
@@ -38,6 +41,7 @@ from . import (
     health,
     metrics,
     notifications,
+    policies,
     preferences,
     scheduler,
     settings,
@@ -48,6 +52,7 @@ from . import (
 MODULES = (
     auth,
     account,
+    access_requests,
     dashboard,
     environments,
     export,
@@ -57,6 +62,7 @@ MODULES = (
     settings,
     preferences,
     notifications,
+    policies,
     audit_forwarding,
     break_glass,
     sign_in,

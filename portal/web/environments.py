@@ -7,12 +7,13 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from ..access import grants, groups
-from ..access.guards import admin_required, environment_for, recent_sign_in
+from ..access.guards import admin_required, environment_for, environment_level, recent_sign_in
 from ..environments.service import LIMITS
 from ..identity.users import actor
 from ..models import LEVELS, SOURCES, User
 from ..platform.extensions import db
 from ..vault.credentials import MAX_STALE_DAYS, PAGE_SIZES, STALE_DAYS
+from . import policies
 from .export import send_export
 
 bp = Blueprint("environments", __name__, url_prefix="/environments")
@@ -101,3 +102,32 @@ def save_access(env_id: int):
     else:
         flash("Access saved.", "info")
     return redirect(url_for("environments.view_environment", env_id=env.id) + "#access")
+
+
+def _policy_refused():
+    flash("Rules not saved: you signed in over 15 minutes ago; type your password.", "error")
+    return redirect(request.path)
+
+
+@bp.get("/<int:env_id>/policies")
+@login_required
+def policy(env_id: int):
+    """Which credentials of the environment are sensitive (its managers may change it)."""
+    env = environment_for(env_id, "manage")
+    return policies.page(env, url_for("environments.save_policy", env_id=env.id))
+
+
+@bp.post("/<int:env_id>/policies")
+@login_required
+@environment_level("manage")
+@recent_sign_in("policy.change", refuse=_policy_refused)
+def save_policy(env_id: int):
+    """Replace the environment's dual-control rules (its managers, admins); audited."""
+    env = environment_for(env_id, "manage")
+    error = policies.save(env)
+    if error:
+        db.session.rollback()
+        flash(error, "error")
+    else:
+        flash("Rules saved.", "info")
+    return redirect(url_for("environments.policy", env_id=env.id))

@@ -30,12 +30,21 @@ export const api = {
   history: (id) => api.credential(id) + "/history",
   historyReveal: (id, entryId) => api.history(id) + "/" + part(entryId) + "/reveal",
   seenBy: (id) => api.credential(id) + "/seen-by",
+  accessRequests: (id) => api.credential(id) + "/access-requests",
+  requests: (params) => withQuery(BASE + "/access-requests", params),
+  // step: "approve", "deny" or "revoke".
+  requestStep: (id, step) => BASE + "/access-requests/" + part(id) + "/" + step,
   seenRotate: () => BASE + "/audit/seen/rotate",
   actions: () => BASE + "/credentials/actions",
   action: (id) => BASE + "/credential-actions/" + part(id),
   // step: "retry" or "cancel".
   actionStep: (id, step) => api.action(id) + "/" + step,
   expiryCheck: (envId) => api.environment(envId) + "/expiry-check",
+  checkout: (id) => api.credential(id) + "/checkout",
+  checkouts: (params) => withQuery(BASE + "/checkouts", params),
+  checkin: (id) => BASE + "/checkouts/" + part(id) + "/checkin",
+  takeBack: (id) => BASE + "/checkouts/" + part(id) + "/take-back",
+  needsRotation: (params) => withQuery(BASE + "/needs-rotation", params),
 };
 
 export const pages = {

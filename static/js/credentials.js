@@ -6,6 +6,8 @@ import { api } from "./api.js";
 import { bidi, config, confirmDialog, debounce, el, get, hostName, request, sourceLabel, timeEl, toast, visible } from "./portal.js";
 import { actionButton, copyPassword, fetchPassword, revealer } from "./reveal.js";
 import { badge, expiryState } from "./status.js";
+import { controlBadges, needsApproval, requestAccess } from "./access.js";
+import { checkoutBadges, checkoutButtons, onCheckoutAction } from "./checkout.js";
 
 const FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain", "source", "status", "expiring_within"];
 const TEXT_FILTERS = ["q", "hostname", "username", "credential_type", "account_type", "resource_type", "domain"];
@@ -115,11 +117,17 @@ export function initCredentials(options) {
   function actionsCell(item) {
     function button(action, text, aria, pressed) { return actionButton(action, text, aria, item, pressed); }
     // Below the reveal level (view) the server refuses passwords: offer only the history.
+    // A sensitive credential without an open window offers to ask for access instead.
+    const asking = canReveal && needsApproval(item);
+    // One that needs a check-out (its rule, or someone else holds it) offers Check out instead.
+    const showing = canReveal && !asking && (item.needs || []).indexOf("checkout") < 0;
     const buttons = el("div", { className: "buttons" },
-      canReveal ? button("reveal", "Reveal", "Reveal password of ", "false") : null,
-      canReveal ? button("copy", "Copy", "Copy password of ") : null,
-      canReveal ? button("copy-all", "Copy all", "Copy all: host, user and password of ") : null,
+      showing ? button("reveal", "Reveal", "Reveal password of ", "false") : null,
+      showing ? button("copy", "Copy", "Copy password of ") : null,
+      showing ? button("copy-all", "Copy all", "Copy all: host, user and password of ") : null,
+      asking ? button("request", "Request access…", "Request access to the password of ") : null,
       button("history", "History", "Password history of "));
+    buttons.append(...checkoutButtons(item, canReveal, isAdmin));
     if (isAdmin && item.status === "absent") {
       const purge = button("purge", "Purge", "Purge ");
       purge.classList.add("danger");
@@ -131,6 +139,10 @@ export function initCredentials(options) {
   function row(item) {
     const statusCell = el("td", { className: "nowrap", dataset: { label: "Status" } }, badge(item.status));
     if (item.absent_since) statusCell.append(" ", el("span", { className: "muted" }, "since "), timeEl(item.absent_since));
+    const control = controlBadges(item);
+    if (control) statusCell.append(control);
+    const held = checkoutBadges(item);
+    if (held) statusCell.append(held);
     return el("tr", { dataset: { id: item.id }, className: item.status === "absent" ? "absent" : null },
       hostCell(item),
       el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
@@ -315,7 +327,17 @@ export function initCredentials(options) {
     else if (action === "copy") copyPassword(button, items.get(tr.dataset.id), false);
     else if (action === "copy-all") copyPassword(button, items.get(tr.dataset.id), true);
     else if (action === "history") options.openHistory(items.get(tr.dataset.id));
+    else if (action === "request") {
+      const id = tr.dataset.id;
+      // The rows are drawn again; the keyboard focus goes back to the same row's button.
+      requestAccess(items.get(id), button, async function () {
+        await load();
+        const again = body.querySelector('tr[data-id="' + id + '"] button[data-action]');
+        if (again) again.focus();
+      });
+    }
     else if (action === "purge") purge(tr);
+    else onCheckoutAction(action, items.get(tr.dataset.id), button, function () { load(); if (options.onCheckout) options.onCheckout(); });
   });
 
   fillForm();

@@ -6,7 +6,9 @@ import {
   bidi, config, debounce, downloadJson, el, get, headRow, hostName, me, post, request, sourceLabel, timeEl, toast, visible,
 } from "./portal.js";
 import { actionButton, copyPassword, fetchPassword, revealer } from "./reveal.js";
+import { controlBadges, needsApproval, requestAccess } from "./access.js";
 import { badge, errorDetails, nextRunEl, progressEl } from "./status.js";
+import { checkoutBadges, checkoutButtons, onCheckoutAction } from "./checkout.js";
 import { runKey, syncWatcher } from "./sync.js";
 
 const root = document.getElementById("dashboard");
@@ -196,13 +198,16 @@ function resultRow(item) {
     el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
     el("td", { dataset: { label: "Type" } }, visible(item.credential_type)),
     sourcesCell(item),
-    el("td", { dataset: { label: "Status" } }, badge(item.status)),
+    el("td", { dataset: { label: "Status" } }, badge(item.status), controlBadges(item), checkoutBadges(item)),
     el("td", { className: "row-actions" },
       item.can_reveal === false
         ? el("span", { className: "muted" }, "View only")
-        : el("div", { className: "buttons" },
-          button("reveal", "Reveal", "Reveal password of ", "false"),
-          button("copy", "Copy", "Copy password of ")),
+        : needsApproval(item)
+          ? el("div", { className: "buttons" }, button("request", "Request access…", "Request access to the password of "))
+          : (item.needs || []).indexOf("checkout") >= 0 ? null : el("div", { className: "buttons" },
+            button("reveal", "Reveal", "Reveal password of ", "false"),
+            button("copy", "Copy", "Copy password of ")),
+      el("div", { className: "buttons" }, ...checkoutButtons(item, item.can_reveal !== false, false)),
       el("span", { className: "secret-out", "aria-live": "polite" })));
 }
 
@@ -256,6 +261,8 @@ results.addEventListener("click", function (event) {
   if (button.dataset.action === "reveal") {
     secrets.toggle(tr.dataset.id, button, tr.querySelector(".secret-out"), () => fetchPassword(item.id, "reveal"));
   } else if (button.dataset.action === "copy") copyPassword(button, item, false);
+  else if (button.dataset.action === "request") requestAccess(item, button, function () { runSearch(); });
+  else onCheckoutAction(button.dataset.action, item, button, function () { runSearch(); });
 });
 
 initExport({

@@ -9,6 +9,7 @@ import { bidi, el, exactTime, get, headRow, post, sourceLabel, timeEl, toast, vi
 import { revealer } from "./reveal.js";
 import { badge, errorDetails, nextRunEl, runIsFinal } from "./status.js";
 import { syncWatcher } from "./sync.js";
+import { heldByCell, initCheckoutPanel } from "./checkout.js";
 
 const root = document.getElementById("environment");
 const envId = root.dataset.environmentId;
@@ -134,6 +135,7 @@ async function openHistory(item) {
   dialog.showModal();
   try {
     const data = await get(api.history(item.id));
+    const needs = data.needs || [];
     const body = el("tbody");
     data.items.forEach(function (entry) {
       const out = el("span", { className: "secret-out", "aria-live": "polite" });
@@ -147,10 +149,14 @@ async function openHistory(item) {
         el("td", {}, timeEl(entry.first_seen_at)),
         el("td", {}, entry.current ? badge("active", "Current") : timeEl(entry.changed_at)),
         el("td", {}, visible(entry.changed_by || "")),
-        el("td", { className: "row-actions" }, canReveal ? button : el("span", { className: "muted" }, "—"), out)));
+        heldByCell(entry),
+        el("td", { className: "row-actions" }, canReveal && !needs.length ? button : el("span", { className: "muted" }, "—"), out)));
     });
-    list.replaceChildren(data.items.length ? el("table", { className: "data" },
-      headRow("First seen", "Replaced", "By", "Password"), body) : el("p", { className: "muted" }, "No history yet."));
+    const note = needs.length ? el("p", { className: "notice", id: "history-needs" },
+      "Sensitive credential: its passwords, current and former, need " +
+      needs.map(function (n) { return n === "approval" ? "an approved request" : "a check-out"; }).join(" and ") + " first.") : "";
+    list.replaceChildren(note, data.items.length ? el("table", { className: "data" },
+      headRow("First seen", "Replaced", "By", "Checked out by", "Password"), body) : el("p", { className: "muted" }, "No history yet."));
   } catch (e) {
     list.replaceChildren(el("p", { className: "field-error" }, "Could not load the history: " + e.message));
   }
@@ -185,8 +191,10 @@ async function showSeenBy(item) {
   }
 }
 
+const reloadCheckouts = initCheckoutPanel(envId);
 credentials = initCredentials({
   environmentId: envId,
+  onCheckout: reloadCheckouts,
   isAdmin: isAdmin,
   canReveal: canReveal,
   pageSizes: root.dataset.pageSizes.split(" "),
@@ -209,3 +217,4 @@ if (window.location.hash === "#age") select(document.getElementById("tab-age"));
 else if (window.location.hash === "#access" && document.getElementById("tab-access")) select(document.getElementById("tab-access"));
 else document.getElementById("f-q").focus();
 setInterval(function () { if (!document.hidden && syncs.idle()) loadStatus(true); }, 30000);
+setInterval(function () { if (!document.hidden) reloadCheckouts(); }, 30000);

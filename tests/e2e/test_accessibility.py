@@ -8,35 +8,15 @@ Content-Security-Policy stays as it is. Chromium must be installed at /usr/bin/c
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyotp
 import pytest
-from support import CHROMIUM, LAB_PASSWORD, Watcher, new_page, sign_in
+from support import CHROMIUM, LAB_PASSWORD, Watcher, axe_violations, new_page, sign_in
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-AXE = (Path(__file__).resolve().parent.parent / "vendor" / "axe.min.js").read_text()
-
-
-def _violations(page, state: str) -> list[str]:
-    """Run axe-core on the page as it is, once its style sheet has applied (the load event;
-    before it, the browser's own colours fail the contrast check); one line per violation
-    and node."""
-    page.wait_for_load_state("load")
-    page.wait_for_function(
-        "() => Array.from(document.styleSheets).some((s) => (s.href || '').endsWith('portal.css'))"
-    )
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.evaluate(AXE)
-    result = page.evaluate(
-        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
-            .flatMap((v) => v.nodes.map((n) => v.impact + " " + v.id + ": " + n.target.join(" ")
-              + " " + n.failureSummary.replace(/\\s+/g, " ").slice(0, 300)))"""
-    )
-    return [f"{state}: {line}" for line in result]
+_violations = axe_violations
 
 
 def _settle(page, ready: str) -> None:
@@ -90,6 +70,9 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
         ),
         ("webhook channel new", "/settings/notifications/channels/new?kind=webhook", "main form"),
         ("settings break-glass", "/settings/break-glass", "#break-glass-form"),
+        ("settings sensitive credentials", "/settings/policies", "#policy-rules"),
+        ("environment sensitive credentials", env + "/policies", "#policy-rules"),
+        ("access requests", "/access-requests", "#mine"),
         ("change password", "/change-password", "main form"),
         ("404", "/no-such-page", "main h1"),
     ]

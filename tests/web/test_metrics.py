@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import PASSWORD, client_for, make_app
 
 from portal.identity import tokens
-from portal.models import Credential, User
+from portal.models import Credential, CredentialCheckout, User
 from portal.platform import clock
 from portal.platform.extensions import db
 
@@ -65,6 +65,19 @@ def test_figures_match_the_database(app, synced, anon):
             cred.expiry_date, cred.expiry_status = None, None
         for cred, days in zip(creds[:4], (3, 6, 20, -1), strict=True):
             cred.expiry_date = clock.iso(now + timedelta(days=days))
+        # Two rotations owed (one failed once) and one check-out held.
+        for cred, attempts in ((creds[5], 0), (creds[6], 1)):
+            cred.rotation_due_since, cred.rotation_due_reason = now, "checkin"
+            cred.rotation_attempts = attempts
+        db.session.add(
+            CredentialCheckout(
+                credential_id=creds[7].id,
+                environment_id=creds[7].environment_id,
+                holder_name="bob",
+                reason="metrics",
+                due_at=now + timedelta(hours=1),
+            )
+        )
         db.session.commit()
     for _ in range(5):
         anon.login("bob", "wrong password!!")
@@ -91,6 +104,9 @@ def test_figures_match_the_database(app, synced, anon):
         assert samples[("vcf_portal_passwords_expiring", labels)] == count
     assert samples[("vcf_portal_passwords_expired", (("environment", "sfo"),))] == 1
     assert samples[("vcf_portal_notifications_pending", ())] == 0
+    assert samples[("vcf_portal_credentials_rotation_due", (("failing", "yes"),))] == 1
+    assert samples[("vcf_portal_credentials_rotation_due", (("failing", "no"),))] == 1
+    assert samples[("vcf_portal_checkouts_active", ())] == 1
     bucket = samples[
         ("vcf_portal_sync_duration_seconds_bucket", (("le", "+Inf"), ("source", "manager")))
     ]

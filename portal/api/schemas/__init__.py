@@ -57,7 +57,30 @@ from .audit import (
     SeenRotationAction,
     SeenRotationItem,
 )
+from .checkouts import (
+    CheckinIn,
+    Checkout,
+    CheckoutEnded,
+    CheckoutHolder,
+    CheckoutIn,
+    CheckoutList,
+    CheckoutQuery,
+    NeedsRotationItem,
+    NeedsRotationList,
+    NeedsRotationQuery,
+    RotationState,
+)
 from .common import Error, OpenAPIDocument, Source, Timestamp
+from .control import (
+    AccessRequestIn,
+    AccessRequestList,
+    AccessRequestOut,
+    AccessRequestQuery,
+    DecisionIn,
+    Policy,
+    PolicyIn,
+    Rule,
+)
 from .credentials import (
     Action,
     ActionIn,
@@ -73,6 +96,7 @@ from .credentials import (
     CredentialPage,
     CredentialQuery,
     ExpiryCheckQueued,
+    HeldBy,
     HistoryEntry,
     HistoryList,
     Password,
@@ -122,6 +146,14 @@ from .settings import (
 )
 
 __all__ = [
+    "AccessRequestIn",
+    "AccessRequestList",
+    "AccessRequestOut",
+    "AccessRequestQuery",
+    "DecisionIn",
+    "Policy",
+    "PolicyIn",
+    "Rule",
     "DestinationCreated",
     "DestinationIn",
     "DestinationList",
@@ -160,6 +192,18 @@ __all__ = [
     "EnvironmentDefinition",
     "EnvironmentIn",
     "EnvironmentList",
+    "CheckinIn",
+    "Checkout",
+    "CheckoutEnded",
+    "CheckoutHolder",
+    "CheckoutIn",
+    "CheckoutList",
+    "CheckoutQuery",
+    "NeedsRotationItem",
+    "NeedsRotationList",
+    "NeedsRotationQuery",
+    "RotationState",
+    "HeldBy",
     "Error",
     "ExpiryCheckQueued",
     "ExportRequest",

@@ -21,8 +21,9 @@ class Grant(BaseModel):
         max_length=70,
         description="`user:NAME` or `group:NAME`",
     )
-    level: Literal["view", "reveal", "manage"] = Field(
+    level: Literal["view", "reveal", "approve", "manage"] = Field(
         description="view: metadata; reveal: also passwords, history values and exports; "
+        "approve: also approving others' requests for sensitive credentials; "
         "manage: also editing the environment, syncs, pause and credential actions"
     )
 

@@ -11,7 +11,10 @@ from ...environments.service import (
 )
 from ...platform.http import MAX_ID
 from ...vault.credentials import MAX_PER_PAGE, MAX_STALE_DAYS, STALE_DAYS, CredentialFilters
+from .checkouts import CheckoutHolder, RotationState
 from .common import Source, Timestamp
+
+Requirement = Literal["approval", "checkout"]
 
 
 class CredentialQuery(CredentialFilters):
@@ -19,6 +22,15 @@ class CredentialQuery(CredentialFilters):
 
     page: int = Field(1, ge=1, le=10**6)
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
+
+
+class AccessState(BaseModel):
+    """The caller's pending request for access, or open window, on a sensitive credential."""
+
+    request_id: int
+    state: Literal["pending", "open"]
+    kind: Literal["approval", "break_glass"]
+    closes_at: Timestamp = Field(description="The window's end, or when the request expires")
 
 
 class Credential(BaseModel):
@@ -41,6 +53,23 @@ class Credential(BaseModel):
     expiry_date: str | None
     expiry_status: str | None
     auto_rotate_days: int | None
+    requires: list[Requirement] = Field(
+        default_factory=list,
+        description="Dual control: what the policy asks before the password is shown "
+        "(empty: not sensitive)",
+    )
+    needs: list[Requirement] | None = Field(
+        None,
+        description="In lists and searches: what the caller still needs now to see the "
+        "password (an approved window, a check-out; `checkout` also while another holds it)",
+    )
+    access: AccessState | None = Field(
+        None,
+        description="In lists and searches: the caller's pending request or open window on it",
+    )
+    rotation_due: bool = Field(
+        False, description="A rotation is owed (after a check-out or a break-glass window)"
+    )
     environment: str | None = Field(None, description="Only in searches across environments")
     can_reveal: bool | None = Field(
         None,
@@ -56,6 +85,12 @@ class Credential(BaseModel):
         None,
         description="Only in searches across environments: sources that hold this account "
         "with another password (each is an item of its own)",
+    )
+    checkout: CheckoutHolder | None = Field(
+        None, description="In lists and searches: the active check-out, if any"
+    )
+    needs_rotation: RotationState | None = Field(
+        None, description="In lists and searches: the rotation the portal owes, if any"
     )
 
 
@@ -110,6 +145,17 @@ class Password(BaseModel):
     password: str | None
 
 
+class HeldBy(BaseModel):
+    """A check-out held while a password was current: who, from when, until when, and how
+    it ended."""
+
+    checkout_id: int
+    holder: str
+    from_: Timestamp = Field(alias="from")
+    until: Timestamp | None
+    end_reason: str | None
+
+
 class HistoryEntry(BaseModel):
     """One password a credential had; never the password itself."""
 
@@ -118,12 +164,22 @@ class HistoryEntry(BaseModel):
     changed_at: Timestamp | None
     changed_by: str | None
     current: bool
+    held_by: list[HeldBy] = Field(
+        default_factory=list,
+        description="The check-outs held while this password was the current one",
+    )
 
 
 class HistoryList(BaseModel):
     """Password history, newest first."""
 
     items: list[HistoryEntry]
+    requires: list[Requirement] = Field(
+        default_factory=list, description="What the policy asks before a value is shown"
+    )
+    needs: list[Requirement] = Field(
+        default_factory=list, description="What the caller still needs now to see a value"
+    )
 
 
 class CredentialExportRequest(CredentialFilters):

@@ -1,0 +1,205 @@
+"""Dual control's model layer and services on SQLite and PostgreSQL: rule matching, the
+global default, the gate (windows, check-outs held by another), one active check-out per
+credential, requests through their life, and what a deleted credential takes with it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from support import PASSWORD, make_app
+
+from portal.control import gate, jobs, policies
+from portal.control import requests as control
+from portal.environments.service import save_environment
+from portal.models import (
+    AccessPolicy,
+    AccessRequest,
+    Credential,
+    CredentialCheckout,
+    Environment,
+    User,
+)
+from portal.platform import clock
+from portal.platform.extensions import db
+from portal.platform.security import hash_password
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def estate(request, tmp_path):
+    """A portal on each database with two environments, three credentials and three people."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    app = make_app(tmp_path, **({"DATABASE_URL": url} if url else {}))
+    with app.app_context():
+        envs = []
+        for name in ("sfo", "lax"):
+            env, _ = save_environment(
+                {
+                    "name": name,
+                    "manager": {"host": f"{name}.example", "username": "u", "password": "x"},
+                }
+            )
+            envs.append(env)
+        db.session.flush()
+        for name, role in (("alice", "admin"), ("bob", "readonly"), ("carl", "admin")):
+            db.session.add(User(username=name, role=role, password_hash=hash_password(PASSWORD)))
+        for env in envs:
+            for host, user, rtype, atype in (
+                ("esx-1", "root", "ESXI", "USER"),
+                ("vc-1", "administrator@vsphere.local", "VCENTER", "SSO"),
+                ("esx-1", "svc-backup", "ESXI", "SERVICE"),
+            ):
+                db.session.add(
+                    Credential(
+                        environment_id=env.id,
+                        source="manager",
+                        hostname=host,
+                        username=user,
+                        resource_type=rtype,
+                        account_type=atype,
+                        credential_type="SSH",
+                    )
+                )
+        db.session.commit()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _cred(env_name: str, username: str) -> Credential:
+    env = db.session.scalar(select(Environment).where(Environment.name == env_name))
+    return db.session.scalar(
+        select(Credential).where(
+            Credential.environment_id == env.id, Credential.username == username
+        )
+    )
+
+
+def _user(name: str) -> User:
+    return db.session.scalar(select(User).where(User.username == name))
+
+
+def test_rules_match_by_field_wildcard_and_case_and_add_up(estate):
+    with estate.app_context():
+        sfo = db.session.scalar(select(Environment).where(Environment.name == "sfo"))
+        policies.set_rules(
+            sfo,
+            policies.PolicyIn(
+                rules=[
+                    {"resource_type": "esxi", "username": "ROOT", "requires": ["approval"]},
+                    {"username": "administrator@*", "requires": ["approval"], "break_glass": False},
+                    {"account_type": "SERVICE", "requires": ["checkout"]},
+                    {"resource_type": "ESXI", "requires": ["checkout"]},
+                ]
+            ),
+            "alice",
+        )
+        policies.set_rules(None, policies.PolicyIn(rules=[{"requires": ["approval"]}]), "alice")
+        db.session.commit()
+        creds = db.session.scalars(select(Credential).order_by(Credential.id)).all()
+        found = gate.matches_for(creds)
+        by_name = {(c.environment_id, c.username): found[c.id] for c in creds}
+        root = by_name[(sfo.id, "root")]
+        assert root.requires == ("approval", "checkout") and root.break_glass
+        sso = by_name[(sfo.id, "administrator@vsphere.local")]
+        assert sso.requires == ("approval",) and not sso.break_glass
+        assert by_name[(sfo.id, "svc-backup")].requires == ("checkout",)
+        # lax has no rules of its own: the global default (everything needs approval).
+        lax = [m for (env_id, _), m in by_name.items() if env_id != sfo.id]
+        assert {m.requires for m in lax} == {("approval",)}
+        assert len(db.session.scalars(select(AccessPolicy)).all()) == 5
+
+
+def test_the_gate_windows_and_a_checkout_held_by_another(estate):
+    with estate.app_context():
+        sfo = db.session.scalar(select(Environment).where(Environment.name == "sfo"))
+        root, bob, alice, carl = _cred("sfo", "root"), _user("bob"), _user("alice"), _user("carl")
+        assert gate.needs(bob, root) == []  # no rule yet (and the answer is cached)
+        policies.set_rules(
+            sfo, policies.PolicyIn(rules=[{"username": "root", "requires": ["approval"]}]), "alice"
+        )
+        assert gate.needs(bob, root) == ["approval"]
+        req = control.create(bob, root, control.AccessRequestIn(reason="disk", minutes=15))
+        with pytest.raises(control.RequestError) as own:
+            control.approve(bob, req, None)
+        assert own.value.status == 403
+        control.approve(alice, req, "go")
+        db.session.commit()
+        assert gate.needs(bob, root) == []
+        assert gate.needs(carl, root) == ["approval"]  # the window is bob's alone
+        # Another person's check-out: exclusive, whatever the policy says.
+        db.session.add(
+            CredentialCheckout(
+                credential_id=root.id,
+                environment_id=sfo.id,
+                holder_id=carl.id,
+                holder_name="carl",
+                due_at=clock.now() + timedelta(minutes=30),
+            )
+        )
+        db.session.commit()
+        assert gate.needs(bob, root) == ["checkout"]
+        details = gate.refusal_details(root, ["checkout"])
+        assert details["held_by"] == "carl" and details["until"].endswith("Z")
+        assert gate.needs(carl, root) == ["approval"]
+        # At most one active check-out per credential, on both databases.
+        db.session.add(
+            CredentialCheckout(
+                credential_id=root.id,
+                environment_id=sfo.id,
+                holder_id=bob.id,
+                holder_name="bob",
+                due_at=clock.now() + timedelta(minutes=30),
+            )
+        )
+        with pytest.raises(IntegrityError):
+            db.session.flush()
+        db.session.rollback()
+        # The export's view: the same answer for many at once.
+        rows = db.session.scalars(select(Credential).where(Credential.environment_id == sfo.id))
+        assert gate.withheld(bob, rows) == {root.id: ["checkout"]}
+
+
+def test_requests_end_by_themselves_and_go_with_their_credential(estate):
+    with estate.app_context():
+        policies.set_rules(None, policies.PolicyIn(rules=[{"requires": ["approval"]}]), "alice")
+        bob, alice = _user("bob"), _user("alice")
+        root, sso = _cred("lax", "root"), _cred("lax", "administrator@vsphere.local")
+        asked = control.create(bob, root, control.AccessRequestIn(reason="a", minutes=5))
+        glass = control.create(
+            bob, sso, control.AccessRequestIn(reason="b", minutes=5, break_glass=True)
+        )
+        db.session.commit()
+        assert [r["state"] for r in control.listing(alice, "pending", False)] == ["pending"]
+        assert control.inbox_count(alice) == 1 and control.inbox_count(bob) == 0
+        assert "alice" in control.approvers(root.environment_id, besides=bob.id)
+        clock.offset += timedelta(days=2)
+        try:
+            assert jobs.close_expired() == {"expired": 1, "closed": 1}
+        finally:
+            clock.offset -= timedelta(days=2)
+        db.session.expire_all()
+        assert db.session.get(AccessRequest, asked.id).state == "expired"
+        assert db.session.get(AccessRequest, glass.id).state == "closed"
+        assert _cred("lax", "administrator@vsphere.local").rotation_due_reason == "break_glass"
+        # A break-glass window closed by a new password owes nothing more: it was changed.
+        sso_id = _cred("lax", "administrator@vsphere.local").id
+        db.session.get(Credential, sso_id).rotation_due_since = None
+        again = control.create(
+            bob,
+            db.session.get(Credential, sso_id),
+            control.AccessRequestIn(reason="c", minutes=5, break_glass=True),
+        )
+        db.session.get(Credential, sso_id).last_changed_at = clock.now() + timedelta(seconds=1)
+        db.session.commit()
+        assert jobs.close_expired()["closed"] == 1
+        assert db.session.get(AccessRequest, again.id).closed_reason == "credential changed"
+        assert db.session.get(Credential, sso_id).rotation_due_since is None
+        events = db.session.scalars(select(AccessRequest.id)).all()
+        assert len(events) == 3
+        db.session.delete(_cred("lax", "root"))
+        db.session.commit()
+        left = db.session.scalars(select(AccessRequest.id).order_by(AccessRequest.id)).all()
+        assert left == [glass.id, again.id]
