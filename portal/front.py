@@ -10,6 +10,26 @@ from .vault.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
 
 SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
 SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer"}
+# Resource types as SDDC Manager (5.2, 9.0, 9.1: HCX_MANAGER and VSP) and the VCF Installer's
+# mapping name them: the filters offer them, the pages show the label beside the name.
+RESOURCE_TYPE_LABELS = {
+    "ESXI": "ESX host",
+    "VCENTER": "vCenter",
+    "PSC": "vCenter single sign-on",
+    "NSXT_MANAGER": "NSX Manager",
+    "NSXT_EDGE": "NSX Edge",
+    "NSX_ALB": "NSX Advanced Load Balancer",
+    "HCX_MANAGER": "HCX Manager",
+    "VSP": "VCF services platform cluster",
+    "BACKUP": "Backup server (SFTP)",
+    "SDDC_MANAGER": "SDDC Manager",
+    "VROPS": "VCF Operations",
+    "VCF_OPS_CLOUD_PROXY": "VCF Operations collector",
+    "VRA": "VCF Automation",
+    "VRSLCM": "Fleet management appliance",
+    "VRLI": "VCF Operations for logs",
+    "WSA": "Workspace ONE Access",
+}
 STATE_LABELS = {
     "success": "Success",
     "partial": "Partial",
@@ -37,6 +57,7 @@ def portal_config(with_preferences: bool = True) -> dict:
         "sourceLabels": SOURCE_LABELS,
         "sourceShortLabels": SOURCE_SHORT_LABELS,
         "stateLabels": STATE_LABELS,
+        "resourceTypeLabels": RESOURCE_TYPE_LABELS,
         # Exact times in the browser's time zone ("local") or in UTC: the user's preference.
         "timeZone": _preference("time_zone")
         if with_preferences
@@ -51,7 +72,12 @@ def _preference(name: str) -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Make `portal_config` and `source_labels` available to every template."""
+    """Make `portal_config`, `source_labels` and `resource_type_labels` available to every
+    template."""
     app.context_processor(
-        lambda: {"portal_config": portal_config(), "source_labels": SOURCE_LABELS}
+        lambda: {
+            "portal_config": portal_config(),
+            "source_labels": SOURCE_LABELS,
+            "resource_type_labels": RESOURCE_TYPE_LABELS,
+        }
     )

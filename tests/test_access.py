@@ -75,6 +75,8 @@ ACCESS = {
     "sign_in.test_ldap": "admin",
     "users.reset_second_factor": "admin",
     "dashboard.index": "user",
+    "attention.needs_attention": "user",
+    "api.needs_attention": "user",
     "environments.new_environment": "admin",
     "environments.view_environment": "env:view",
     "environments.edit_environment": "env:manage",

@@ -38,6 +38,7 @@ KINDS = {
     "expiry.digest": "Daily digest of passwords expiring soon",
     "action.succeeded": "A credential action succeeded",
     "action.failed": "A credential action failed",
+    "credential.needs_attention": "Accounts newly need attention (unreachable, expired, stale)",
     "account.locked": "An account was locked",
     "certificate.expiring": "The portal's TLS certificate expires soon",
     "audit.tampered": "The audit log's verification found records changed, removed or added",

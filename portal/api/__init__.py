@@ -9,6 +9,7 @@ from __future__ import annotations
 # Importing the resource modules registers their routes on the blueprint.
 from . import (
     actions,
+    attention,
     audit,
     audit_forwarding,
     credentials,
@@ -27,6 +28,7 @@ from .base import bp
 
 __all__ = [
     "actions",
+    "attention",
     "audit",
     "audit_forwarding",
     "bp",

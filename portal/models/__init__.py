@@ -6,6 +6,7 @@ One module per area: `people` (users, groups, grants, sessions, second factors, 
 
 from .base import GROUP_SOURCES, LEVELS, ROLE_RANK, ROLES, SIGN_IN_SOURCES, SOURCES, utcnow
 from .estate import (
+    AttentionFinding,
     Credential,
     CredentialAction,
     CredentialActionItem,
@@ -39,6 +40,7 @@ from .records import (
 )
 
 __all__ = [
+    "AttentionFinding",
     "ApiToken",
     "AuditCheckpoint",
     "AuditDestination",

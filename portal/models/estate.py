@@ -187,6 +187,31 @@ class Credential(Model):
     expiry_status: Mapped[str | None] = mapped_column(String(32))
     auto_rotate_days: Mapped[int | None] = mapped_column(Integer)
     auto_rotate_next: Mapped[str | None] = mapped_column(String(64))
+    # Whether SDDC Manager reaches the account, as its last expiry check said (ACTIVE, ERROR,
+    # UNKNOWN), and, on an ERROR, its message and what it says to do (9.1
+    # connectivityErrorDetails: errorMessage, remediationMessage), made safe for display.
+    connectivity_status: Mapped[str | None] = mapped_column(String(32))
+    connectivity_error: Mapped[str | None] = mapped_column(Text)
+    connectivity_remediation: Mapped[str | None] = mapped_column(Text)
+
+
+class AttentionFinding(Model):
+    """A finding of the "needs attention" list that was announced: each is alerted once, and
+    forgotten when it no longer holds (so that it is announced again if it comes back)."""
+
+    __tablename__ = "attention_findings"
+    __table_args__ = (UniqueConstraint("credential_id", "kind", name="uq_attention_finding"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    credential_id: Mapped[int] = mapped_column(
+        ForeignKey("credentials.id", ondelete="CASCADE"), nullable=False
+    )
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    # connectivity, expired, expiry_unknown, stale_spec
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
 
 class PasswordHistory(Model):

@@ -17,7 +17,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .. import audit
-from ..alerts import notifications
+from ..alerts import attention, notifications
 from ..environments.service import endpoint_settings
 from ..models import Endpoint, Environment, SyncRun
 from ..platform import clock, wakeup, writes
@@ -203,6 +203,8 @@ def _finish(
                 endpoint.expiry_requested_at = now  # expiry as SDDC Manager sees it, next
         # Alerts for a source that keeps failing or recovers: in the run's own transaction.
         notifications.sync_ended(run.environment_id, run.source, state, error)
+        if state in ("success", "partial"):
+            attention.review(run.environment_id)  # new expired, unknown or stale accounts
     return True
 
 

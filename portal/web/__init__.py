@@ -3,6 +3,7 @@
 | URL | module |
 |---|---|
 | `/` | dashboard |
+| `/attention` | attention |
 | `/login`, `/login/oidc`, `/logout`, `/change-password` | auth |
 | `/login/verify` | auth_verify (routes of the auth blueprint) |
 | `/account/security`, `/account/tokens` | account |
@@ -27,6 +28,7 @@ from flask import Flask
 
 from . import (
     account,
+    attention,
     audit,
     audit_forwarding,
     auth,
@@ -49,6 +51,7 @@ MODULES = (
     auth,
     account,
     dashboard,
+    attention,
     environments,
     export,
     scheduler,

@@ -352,4 +352,7 @@ export function initActions(options) {
     opener = null;
     back.focus();
   });
+
+  // Opened from elsewhere (the "needs attention" list links here with ?act=…&credential=…).
+  return { open: function (op, ids) { return open(op, ids, false); } };
 }

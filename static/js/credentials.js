@@ -3,7 +3,7 @@
 // clipboard, and leave the page again after the reveal delay.
 
 import { api } from "./api.js";
-import { bidi, config, confirmDialog, debounce, el, get, hostName, request, sourceLabel, timeEl, toast, visible } from "./portal.js";
+import { bidi, config, confirmDialog, debounce, el, get, hostName, request, resourceTypeText, sourceLabel, timeEl, toast, visible } from "./portal.js";
 import { actionButton, copyPassword, fetchPassword, revealer } from "./reveal.js";
 import { badge, expiryState } from "./status.js";
 
@@ -136,7 +136,7 @@ export function initCredentials(options) {
       el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
       el("td", { className: "cell-text col-type", dataset: { label: "Credential type" } }, visible(item.credential_type)),
       el("td", { className: "cell-text col-type", dataset: { label: "Account type" } }, visible(item.account_type)),
-      el("td", { className: "cell-text col-rtype", dataset: { label: "Resource type" } }, visible(item.resource_type)),
+      el("td", { className: "cell-text col-rtype", dataset: { label: "Resource type" } }, resourceTypeText(item.resource_type)),
       el("td", { className: "cell-text", dataset: { label: "Domain" } }, bidi(item.domain)),
       el("td", { className: "nowrap", title: sourceLabel(item.source), dataset: { label: "Source" } }, (config.sourceShortLabels || {})[item.source] || item.source),
       statusCell,

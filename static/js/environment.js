@@ -195,8 +195,9 @@ credentials = initCredentials({
   selectable: root.dataset.manager === "true",
 });
 initExport({ currentFilters: credentials.filters, environmentId: envId });
+let actionsUi = null;
 if (isAdmin && root.dataset.manager === "true") {
-  initActions({
+  actionsUi = initActions({
     environmentId: envId,
     credentials: credentials,
     onFinished: function () { loadStatus(); loadLastRuns(); credentials.reload(); },
@@ -204,8 +205,18 @@ if (isAdmin && root.dataset.manager === "true") {
 }
 loadStatus();
 loadLastRuns();
+// From the "needs attention" list: the action it offered for one credential, asked for again
+// in its dialog (nothing is done before the operator confirms there).
+const asked = new URLSearchParams(window.location.search);
+const askedId = parseInt(asked.get("credential") || "", 10);
+if (actionsUi && ["rotate", "update", "remediate"].indexOf(asked.get("act")) >= 0 && askedId > 0) {
+  actionsUi.open(asked.get("act"), [askedId]);
+} else if (actionsUi && asked.get("act") === "expiry_check") {
+  document.getElementById("expiry-check").scrollIntoView({ block: "center" });
+  document.getElementById("expiry-check").focus();
+}
 // The operator comes for a host: the search field has the focus, unless another view was asked for.
 if (window.location.hash === "#age") select(document.getElementById("tab-age"));
 else if (window.location.hash === "#access" && document.getElementById("tab-access")) select(document.getElementById("tab-access"));
-else document.getElementById("f-q").focus();
+else if (!(actionsUi && asked.get("act"))) document.getElementById("f-q").focus();
 setInterval(function () { if (!document.hidden && syncs.idle()) loadStatus(true); }, 30000);

@@ -38,6 +38,7 @@ from .account import (
     TotpStarted,
     TotpState,
 )
+from .attention import AttentionItem, AttentionPage, AttentionQuery
 from .audit import (
     ArchivedNote,
     AuditPage,
@@ -122,6 +123,9 @@ from .settings import (
 )
 
 __all__ = [
+    "AttentionItem",
+    "AttentionPage",
+    "AttentionQuery",
     "DestinationCreated",
     "DestinationIn",
     "DestinationList",
