@@ -19,6 +19,8 @@ const canReveal = root.dataset.reveal === "true";
 const canAudit = root.dataset.audit === "true";
 let credentials = null;
 let shownEnv = null;
+// Read before the credentials table rewrites the address with its filters only.
+const asked = new URLSearchParams(window.location.search);
 
 // Runs are keyed by source: this page shows one environment.
 const syncs = syncWatcher({
@@ -207,7 +209,6 @@ loadStatus();
 loadLastRuns();
 // From the "needs attention" list: the action it offered for one credential, asked for again
 // in its dialog (nothing is done before the operator confirms there).
-const asked = new URLSearchParams(window.location.search);
 const askedId = parseInt(asked.get("credential") || "", 10);
 if (actionsUi && ["rotate", "update", "remediate"].indexOf(asked.get("act")) >= 0 && askedId > 0) {
   actionsUi.open(asked.get("act"), [askedId]);
