@@ -7,9 +7,14 @@ from flask_login import current_user
 
 from .identity.users import DEFAULT_PREFERENCES, actor, preferences
 from .vault.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
+from .vcf import APPLIANCE_LABELS
 
-SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
-SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer"}
+SOURCE_LABELS = {
+    "manager": "SDDC Manager",
+    "installer": "VCF Installer",
+    "fleet": "VCF Operations fleet management",
+}
+SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer", "fleet": "Fleet"}
 STATE_LABELS = {
     "success": "Success",
     "partial": "Partial",
@@ -24,6 +29,8 @@ STATE_LABELS = {
     "active": "Active",
     "EXPIRING": "Expiring",
     "EXPIRED": "Expired",
+    "ACTIVE": "Active",
+    "UNKNOWN": "Unknown",
 }
 
 
@@ -37,6 +44,8 @@ def portal_config(with_preferences: bool = True) -> dict:
         "sourceLabels": SOURCE_LABELS,
         "sourceShortLabels": SOURCE_SHORT_LABELS,
         "stateLabels": STATE_LABELS,
+        # The management appliances' types as fleet management names them (VCF 9).
+        "applianceLabels": APPLIANCE_LABELS,
         # Exact times in the browser's time zone ("local") or in UTC: the user's preference.
         "timeZone": _preference("time_zone")
         if with_preferences

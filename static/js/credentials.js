@@ -136,13 +136,23 @@ export function initCredentials(options) {
       el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
       el("td", { className: "cell-text col-type", dataset: { label: "Credential type" } }, visible(item.credential_type)),
       el("td", { className: "cell-text col-type", dataset: { label: "Account type" } }, visible(item.account_type)),
-      el("td", { className: "cell-text col-rtype", dataset: { label: "Resource type" } }, visible(item.resource_type)),
+      resourceTypeCell(item),
       el("td", { className: "cell-text", dataset: { label: "Domain" } }, bidi(item.domain)),
       el("td", { className: "nowrap", title: sourceLabel(item.source), dataset: { label: "Source" } }, (config.sourceShortLabels || {})[item.source] || item.source),
       statusCell,
       el("td", { className: "nowrap", dataset: { label: "Last changed" } }, timeEl(item.last_changed_at)),
       expiryCell(item),
       actionsCell(item));
+  }
+
+  // Fleet management names the management appliances by type: the operator's name, and the
+  // type itself below it.
+  function resourceTypeCell(item) {
+    const cell = el("td", { className: "cell-text col-rtype", dataset: { label: "Resource type" } });
+    const label = item.source === "fleet" ? (config.applianceLabels || {})[item.resource_type] : null;
+    if (label) cell.append(el("div", {}, label), el("div", { className: "muted" }, visible(item.resource_type)));
+    else cell.append(visible(item.resource_type));
+    return cell;
   }
 
   // The host, and for those who act on credentials the row's checkbox before it: the first
