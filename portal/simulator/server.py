@@ -80,6 +80,7 @@ class Simulator:
         slow_delay: float = 0.3,
         quirks: tuple[str, ...] | list[str] = (),
         task_delay: float = 0.2,
+        fleet_root_password: str | None = None,
     ) -> None:
         if token_status not in (200, 201):
             raise ValueError("token_status must be 200 or 201")
@@ -109,6 +110,8 @@ class Simulator:
         self._inventory = Inventory(credentials, seed, hostile, installer_version)
         self._operations = CredentialOperations(self._inventory, seed, float(task_delay))
         self._fleet = self._build_fleet(installer_version)
+        if fleet_root_password:
+            self._fleet.root_password = fleet_root_password
         self._quirks: frozenset[str] = frozenset()
         self.set_quirks(*quirks)
         self._hits: collections.Counter[str] = collections.Counter()
