@@ -7,11 +7,17 @@ from flask_login import current_user
 
 from .identity.users import DEFAULT_PREFERENCES, actor, preferences
 from .vault.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
+from .vcf import APPLIANCE_LABELS
 
-SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
-SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer"}
-# Resource types as SDDC Manager (5.2, 9.0, 9.1: HCX_MANAGER and VSP) and the VCF Installer's
-# mapping name them: the filters offer them, the pages show the label beside the name.
+SOURCE_LABELS = {
+    "manager": "SDDC Manager",
+    "installer": "VCF Installer",
+    "fleet": "VCF Operations fleet management",
+}
+SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer", "fleet": "Fleet"}
+# Resource types as SDDC Manager (5.2, 9.0, 9.1: HCX_MANAGER and VSP), the VCF Installer's
+# mapping and fleet management (its appliance types) name them: the filters offer them, the
+# pages show the label beside the name.
 RESOURCE_TYPE_LABELS = {
     "ESXI": "ESX host",
     "VCENTER": "vCenter",
@@ -29,6 +35,7 @@ RESOURCE_TYPE_LABELS = {
     "VRSLCM": "Fleet management appliance",
     "VRLI": "VCF Operations for logs",
     "WSA": "Workspace ONE Access",
+    **{k: v for k, v in APPLIANCE_LABELS.items() if k != "UNKNOWN"},
 }
 STATE_LABELS = {
     "success": "Success",
@@ -44,6 +51,8 @@ STATE_LABELS = {
     "active": "Active",
     "EXPIRING": "Expiring",
     "EXPIRED": "Expired",
+    "ACTIVE": "Active",
+    "UNKNOWN": "Unknown",
 }
 
 
@@ -58,6 +67,8 @@ def portal_config(with_preferences: bool = True) -> dict:
         "sourceShortLabels": SOURCE_SHORT_LABELS,
         "stateLabels": STATE_LABELS,
         "resourceTypeLabels": RESOURCE_TYPE_LABELS,
+        # The management appliances' types as fleet management names them (VCF 9).
+        "applianceLabels": APPLIANCE_LABELS,
         # Exact times in the browser's time zone ("local") or in UTC: the user's preference.
         "timeZone": _preference("time_zone")
         if with_preferences

@@ -131,9 +131,7 @@ def test_expired_and_unknown_passwords_are_listed_and_announced(app, admin, lab)
     _check(app, env["id"])
     with app.app_context():
         expired = set(
-            db.session.scalars(
-                select(Credential.id).where(Credential.expiry_status == "EXPIRED")
-            )
+            db.session.scalars(select(Credential.id).where(Credential.expiry_status == "EXPIRED"))
         )
         some = db.session.scalars(
             select(Credential).where(Credential.expiry_status == "ACTIVE").order_by(Credential.id)
@@ -212,9 +210,7 @@ def _fetched(source: str, host: str, username: str, password: str) -> FetchedCre
     )
 
 
-def test_the_installer_copy_that_fleet_management_holds_with_another_password_is_stale(
-    app, admin
-):
+def test_the_installer_copy_that_fleet_management_holds_with_another_password_is_stale(app, admin):
     with Simulator(credentials=10, seed=3) as sim:
         env = create_env(admin, sim)
     host = "sfo-vcfops01a.sfo.rainpole.io"

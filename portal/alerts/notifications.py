@@ -47,7 +47,11 @@ KINDS = {
     "break_glass.failed": "A break-glass copy or its hand-off failed",
     "break_glass.changed": "The break-glass settings changed (recipients, folder, schedule)",
 }
-SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
+SOURCE_LABELS = {
+    "manager": "SDDC Manager",
+    "installer": "VCF Installer",
+    "fleet": "VCF Operations fleet management",
+}
 FAILING_AFTER_KEY = "notify.failing_after"
 EXPIRY_DAYS_KEY = "notify.expiry_days"
 DIGEST_SENT_KEY = "notify.digest_sent"

@@ -98,7 +98,8 @@ Index("ix_environments_name_any_case", func.lower(Environment.name), unique=True
 
 
 class Endpoint(Model):
-    """One source of an environment (SDDC Manager or VCF Installer) and its sync settings."""
+    """One source of an environment (SDDC Manager, VCF Installer or VCF Operations fleet
+    management) and its sync settings."""
 
     __tablename__ = "endpoints"
     __table_args__ = (UniqueConstraint("environment_id", "source"),)
@@ -135,6 +136,10 @@ class Endpoint(Model):
     absent_count: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default="0"
     )
+    # Fleet management only: the fleet appliance's root password, which the 9.0 locker asks
+    # for to decrypt each entry (encrypted, write-only), and which API answered the last sync.
+    locker_password_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    api_detected: Mapped[str | None] = mapped_column(String(64))
 
     environment: Mapped[Environment] = relationship(back_populates="endpoints")
 

@@ -225,6 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return _not_allowed()
             sim._invalidate(_refresh_id(body))
             return 204, None
+        if path.startswith(("/suite-api/", "/lcm/")):
+            return sim._fleet_route(method, path, query, body, self.headers.get("Authorization"))
         is_credentials = path == "/v1/credentials" or path.startswith("/v1/credentials/")
         is_sddcs = path == "/v1/sddcs" or path.startswith("/v1/sddcs/")
         is_task = path.startswith("/v1/tasks/")

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .certs import CertificateSet, generate_certificates, leaf_der, load_certificates
+from .fleet import FleetAccount, FleetSurface, accounts_from_spec, now_ms
 from .handler import _error, _Handler, _Raw, _Server
 from .inventory import QUIRKS, Inventory
 from .lifecycle import CredentialOperations
@@ -79,6 +80,7 @@ class Simulator:
         slow_delay: float = 0.3,
         quirks: tuple[str, ...] | list[str] = (),
         task_delay: float = 0.2,
+        fleet_root_password: str | None = None,
     ) -> None:
         if token_status not in (200, 201):
             raise ValueError("token_status must be 200 or 201")
@@ -107,6 +109,9 @@ class Simulator:
         self._lock = threading.RLock()
         self._inventory = Inventory(credentials, seed, hostile, installer_version)
         self._operations = CredentialOperations(self._inventory, seed, float(task_delay))
+        self._fleet = self._build_fleet(installer_version)
+        if fleet_root_password:
+            self._fleet.root_password = fleet_root_password
         self._quirks: frozenset[str] = frozenset()
         self.set_quirks(*quirks)
         self._hits: collections.Counter[str] = collections.Counter()
@@ -118,6 +123,32 @@ class Simulator:
         self._certs: CertificateSet | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    def _build_fleet(self, version: str) -> FleetSurface:
+        inventory = self._inventory
+        spec = inventory.specs[inventory.tasks[0]["id"]]
+        accounts = accounts_from_spec(spec, version, inventory._uuid, now_ms())
+        fleet_spec = spec.get("vcfOperationsFleetManagementSpec") or {}
+        # 9.0: the fleet appliance's root password as the spec set it; 9.1 names no fleet
+        # appliance account, so the locker's root password is one of its own.
+        root = fleet_spec.get("rootUserPassword") or inventory.password()
+
+        def check_user(username: str, password: str) -> bool:
+            expected = self._users.get(username)
+            return (
+                expected is not None
+                and expected[1] == "ADMIN"
+                and hmac.compare_digest(expected[0].encode("utf-8"), password.encode("utf-8"))
+            )
+
+        return FleetSurface(
+            accounts,
+            version,
+            root,
+            check_user,
+            inventory.password,
+            lambda: self._operations.task_delay,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -317,6 +348,7 @@ class Simulator:
             for check in self._operations.expirations.values():
                 check.due = 0.0
             self._operations.advance()
+            self._fleet.settle()
 
     def add_installer_task(self, status: str = "COMPLETED_WITH_FAILURE", with_spec: bool = False):
         """Add an installer deployment task, optionally without a spec; return its id."""
@@ -339,6 +371,40 @@ class Simulator:
         with self._lock:
             self._refresh_tokens.clear()
             self._jwt_key = secrets.token_bytes(32)
+            self._fleet.revoke()
+
+    # -- fleet management ----------------------------------------------------------------
+
+    @property
+    def fleet_version(self) -> str:
+        """Which fleet management surfaces answer: "9.0" (the locker) or "9.1" (VCF
+        Operations fleet password management and the locker); the installer's version."""
+        return self._fleet.version
+
+    @property
+    def fleet_root_password(self) -> str:
+        """The fleet appliance's root password, which the locker's decryption asks for."""
+        with self._lock:
+            return self._fleet.root_password
+
+    @fleet_root_password.setter
+    def fleet_root_password(self, value: str) -> None:
+        if not value:
+            raise ValueError("the root password must not be empty")
+        with self._lock:
+            self._fleet.root_password = value
+
+    def fleet_accounts(self) -> list[FleetAccount]:
+        """Copies of fleet management's accounts, values included."""
+        with self._lock:
+            self._fleet.settle_due()
+            return [copy.copy(account) for account in self._fleet.accounts]
+
+    def fleet_rotate(self, count: int = 1) -> list[str]:
+        """Change the value of the first ``count`` fleet accounts (as a rotation in fleet
+        management would); returns their aliases."""
+        with self._lock:
+            return self._fleet.rotate(count, now_ms())
 
     # -- request-side helpers (called from handler threads) ------------------------------
 
@@ -429,6 +495,17 @@ class Simulator:
             return None
         user = self._users.get(str(claims.get("sub")))
         return user[1] if user else None
+
+    def _fleet_route(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: bytes,
+        authorization: str | None,
+    ) -> tuple[int, Any]:
+        with self._lock:
+            return self._fleet.route(method, path, query, body, authorization)
 
     def _credentials_page(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         filters = {k: query[k][0] for k in _FILTERS if k in query}
@@ -598,6 +675,11 @@ class Simulator:
             if action == "settle_tasks":
                 self.settle_tasks()
                 return 200, {"ok": True}
+            if action == "fleet_rotate":
+                return 200, {"rotated": len(self.fleet_rotate(int(payload.get("count", 1))))}
+            if action == "fleet_root_password":
+                self.fleet_root_password = str(payload.get("password", ""))
+                return 200, {"ok": True}
         except (TypeError, ValueError) as exc:
             return 400, _error("INVALID_INPUT", str(exc))
         return 400, _error("INVALID_INPUT", "unknown action")
@@ -614,6 +696,8 @@ class Simulator:
                     for status in ("IN_PROGRESS", "SUCCESSFUL", "FAILED", "USER_CANCELLED")
                 },
                 "task_delay": self._operations.task_delay,
+                "fleet_version": self._fleet.version,
+                "fleet_accounts": len(self._fleet.accounts),
             }
 
 

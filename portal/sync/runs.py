@@ -24,7 +24,8 @@ from ..platform import clock, wakeup, writes
 from ..platform.clock import iso
 from ..platform.database import changed_rows
 from ..platform.extensions import app_object, db
-from ..vcf import VcfError, client_for
+from ..vcf import VcfError
+from .sources import SourceFacts, fetch_source, record_facts
 from .store import Counts, apply_fetch
 
 log = logging.getLogger("portal.sync")
@@ -339,6 +340,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
         actor=run.requested_by or "scheduler",
     )
     started = time.monotonic()
+    facts = SourceFacts()
     if endpoint is None:
         _finish(run, None, "failed", "This source is no longer configured.", None)
         db.session.commit()
@@ -346,8 +348,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
     try:
         settings = endpoint_settings(endpoint)
         if fetch is None:
-            with client_for(run.source, settings) as client:
-                fetched = client.fetch_credentials()
+            fetched = fetch_source(endpoint, settings, facts)
         else:
             fetched = fetch(settings)
     except VcfError as exc:
@@ -355,6 +356,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
         db.session.rollback()
         run, endpoint = _claimed_run(run_id), db.session.get(Endpoint, endpoint.id)
         _finish(run, endpoint, "failed", str(exc), None)
+        record_facts(endpoint, facts, target, run.id)
         audit.record(
             "sync.finish",
             target,
@@ -396,7 +398,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
             _finish(run, None, "failed", "The environment was deleted during the sync.", None)
         db.session.commit()
         return run
-    notes = list(dict.fromkeys(counts.notes))
+    notes = list(dict.fromkeys(facts.notes + counts.notes))
     if counts.duplicates:
         notes.append(f"{counts.duplicates} duplicate entries ignored")
     state = "partial" if notes else "success"
@@ -406,6 +408,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
             "sync %s: run %s was failed as interrupted meanwhile; nothing stored", target, run_id
         )
         return db.session.get(SyncRun, run_id)
+    record_facts(endpoint, facts, target, run.id)
     audit.record(
         "sync.finish",
         target,

@@ -205,8 +205,9 @@ def credentials_page(
     }
 
 
-# The source whose copy of an account the search shows when several hold the same password.
-PREFERRED_SOURCES = ("manager", "installer")
+# The source whose copy of an account the search shows when several hold the same password:
+# SDDC Manager, then fleet management (current values), then the installer (bring-up values).
+PREFERRED_SOURCES = ("manager", "fleet", "installer")
 
 
 def _same_account(one, other):

@@ -3,7 +3,7 @@
 // clipboard, and leave the page again after the reveal delay.
 
 import { api } from "./api.js";
-import { bidi, config, confirmDialog, debounce, el, get, hostName, request, resourceTypeText, sourceLabel, timeEl, toast, visible } from "./portal.js";
+import { bidi, config, confirmDialog, debounce, el, get, hostName, request, sourceLabel, timeEl, toast, visible } from "./portal.js";
 import { actionButton, copyPassword, fetchPassword, revealer } from "./reveal.js";
 import { badge, expiryState } from "./status.js";
 
@@ -136,13 +136,23 @@ export function initCredentials(options) {
       el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
       el("td", { className: "cell-text col-type", dataset: { label: "Credential type" } }, visible(item.credential_type)),
       el("td", { className: "cell-text col-type", dataset: { label: "Account type" } }, visible(item.account_type)),
-      el("td", { className: "cell-text col-rtype", dataset: { label: "Resource type" } }, resourceTypeText(item.resource_type)),
+      resourceTypeCell(item),
       el("td", { className: "cell-text", dataset: { label: "Domain" } }, bidi(item.domain)),
       el("td", { className: "nowrap", title: sourceLabel(item.source), dataset: { label: "Source" } }, (config.sourceShortLabels || {})[item.source] || item.source),
       statusCell,
       el("td", { className: "nowrap", dataset: { label: "Last changed" } }, timeEl(item.last_changed_at)),
       expiryCell(item),
       actionsCell(item));
+  }
+
+  // The operator's name of the resource type (SDDC Manager's, the installer's, fleet
+  // management's appliance types), and the type itself below it: what the filter takes.
+  function resourceTypeCell(item) {
+    const cell = el("td", { className: "cell-text col-rtype", dataset: { label: "Resource type" } });
+    const label = (config.resourceTypeLabels || {})[item.resource_type];
+    if (label) cell.append(el("div", {}, label), el("div", { className: "muted" }, visible(item.resource_type)));
+    else cell.append(visible(item.resource_type));
+    return cell;
   }
 
   // The host, and for those who act on credentials the row's checkbox before it: the first

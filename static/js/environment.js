@@ -62,6 +62,9 @@ function renderStatus(env) {
     card.querySelector(".fact-count").textContent = String(status.credential_count || 0);
     card.querySelector(".fact-absent").textContent = String(status.absent_count || 0);
     card.querySelector(".fact-next").replaceChildren(nextRunEl(endpoint, status));
+    const api = card.querySelector(".fact-api");
+    // Fleet management: which API answered the last sync (9.1 password management, 9.0 locker).
+    if (api) api.textContent = endpoint.api_detected || "Not yet detected";
     const errorSlot = card.querySelector(".fact-error");
     const wasOpen = errorSlot.querySelector("details") && errorSlot.querySelector("details").open;
     errorSlot.replaceChildren(status.last_error ? errorDetails(status.last_error, wasOpen) : "");

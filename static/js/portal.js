@@ -154,13 +154,6 @@ export function sourceLabel(source) {
   return (config.sourceLabels || {})[source] || String(source);
 }
 
-// A resource type with its label where the portal knows one ("HCX Manager (HCX_MANAGER)"):
-// the name is what the filters take.
-export function resourceTypeText(type) {
-  const label = (config.resourceTypeLabels || {})[type];
-  return label ? label + " (" + type + ")" : visible(type);
-}
-
 export function toast(message, kind) {
   const box = document.getElementById("toasts");
   if (!box) return;

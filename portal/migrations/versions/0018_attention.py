@@ -2,7 +2,7 @@
 and the findings already announced
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0017
 Create Date: 2026-12-07 15:40:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 
 revision = '0018'
-down_revision = '0015'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 

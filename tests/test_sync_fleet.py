@@ -1,0 +1,327 @@
+"""VCF Operations fleet management as a source, through the API and the sync engine against
+the simulator over real HTTPS: 9.0 (locker) and 9.1 (fleet password management) estates,
+rotation and history, the locker decryption password (write-only, audited, refused
+clearly with nothing stored changed), status, expiry on the dashboard, exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import pytest
+from sqlalchemy import select
+from support import PASSWORD, run_sync
+
+from portal import sync
+from portal.alerts.expiring import expiry_counts
+from portal.models import AuditEvent, Credential, Endpoint, PasswordHistory
+from portal.platform.crypto import LOCKER_PASSWORD, cipher
+from portal.platform.extensions import db
+from portal.simulator import Simulator
+from portal.vcf.fleet import expiry_iso
+
+
+def fleet_body(sim, **extra):
+    """The simulator's fleet management as an endpoint, with its locker root password."""
+    return {
+        "host": sim.host,
+        "port": sim.port,
+        "username": sim.installer_username,
+        "password": sim.installer_password,
+        "ca_pem": sim.ca_pem,
+        "locker_password": sim.fleet_root_password,
+        **extra,
+    }
+
+
+def create_fleet_env(admin, sim, name="sfo-fleet", **extra):
+    response = admin.api(
+        "POST", "/api/v1/environments", json={"name": name, "fleet": fleet_body(sim, **extra)}
+    )
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def stored(app):
+    """Every stored credential and history row: what a failed sync must leave alone."""
+    with app.app_context():
+        creds = db.session.execute(
+            select(
+                Credential.id,
+                Credential.password_enc,
+                Credential.present,
+                Credential.last_changed_at,
+                Credential.expiry_status,
+            )
+        ).all()
+        history = db.session.execute(
+            select(PasswordHistory.id, PasswordHistory.password_enc, PasswordHistory.changed_at)
+        ).all()
+    return sorted(map(tuple, creds)), sorted(map(tuple, history))
+
+
+def fleet_items(admin, env_id):
+    page = admin.client.get(
+        f"/api/v1/environments/{env_id}/credentials?source=fleet&per_page=500"
+    ).json
+    return page["items"]
+
+
+@pytest.fixture(params=["9.0", "9.1"])
+def estate(request):
+    with Simulator(credentials=30, seed=11, installer_version=request.param) as sim:
+        yield sim
+
+
+def test_every_management_appliance_account_synced_with_its_password(app, admin, estate):
+    env = create_fleet_env(admin, estate)
+    assert env["fleet"]["locker_password_set"] is True
+    assert estate.fleet_root_password not in json.dumps(env)
+    assert '"locker_password":' not in json.dumps(env)
+    run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "success", run
+    truth = {(a.fqdn, a.username): a for a in estate.fleet_accounts()}
+    assert run["counts"]["new"] == len(truth)
+    items = fleet_items(admin, env["id"])
+    assert len(items) == len(truth)
+    for item in items:
+        account = truth[(item["hostname"], item["username"])]
+        assert item["source"] == "fleet"
+        assert item["resource_type"] == account.appliance
+        revealed = admin.api("POST", f"/api/v1/credentials/{item['id']}/reveal")
+        assert revealed.json["password"] == account.password
+    body = admin.client.get(f"/api/v1/environments/{env['id']}").json
+    expected = (
+        "VCF 9.1 fleet password management"
+        if estate.fleet_version == "9.1"
+        else "VCF 9.0 fleet management locker"
+    )
+    assert body["fleet"]["api_detected"] == expected
+    assert body["status"]["fleet"]["state"] == "success"
+    assert body["status"]["fleet"]["credential_count"] == len(truth)
+    with app.app_context():
+        uses = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "fleet.locker_password.use")
+        ).all()
+        assert len(uses) == 1 and uses[0].actor == "scheduler"
+        assert json.loads(uses[0].details)["decryptions"] == str(len(truth))
+        secret = estate.fleet_root_password
+        every = db.session.scalars(select(AuditEvent)).all()
+        assert all(secret not in (e.target + (e.details or "")) for e in every)
+
+
+def test_9_1_status_and_expiry_stored_and_counted_on_the_dashboard(app, admin):
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        items = {(i["hostname"], i["username"]): i for i in fleet_items(admin, env["id"])}
+        accounts = sim.fleet_accounts()
+    now_ms = int(time.time() * 1000)
+    for account in accounts:
+        item = items[(account.fqdn, account.username)]
+        assert item["expiry_status"] == account.status(now_ms)
+        assert item["expiry_date"] == expiry_iso(account.expiry_ms)
+    expired = sum(1 for a in accounts if a.status(now_ms) == "EXPIRED")
+    expiring = sum(1 for a in accounts if a.status(now_ms) == "EXPIRING")
+    assert expired and expiring
+    with app.app_context():
+        counts = expiry_counts((14,))[env["id"]]
+    assert counts["expired"] == expired and counts[14] == expiring
+    page = admin.client.get("/").get_data(as_text=True)
+    assert f"{expired} already expired" in page and f"{expiring} password" in page
+
+
+def test_a_rotation_appears_at_the_next_sync_with_the_old_value_in_history(app, admin, estate):
+    env = create_fleet_env(admin, estate)
+    assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+    before = {(a.fqdn, a.username): a.password for a in estate.fleet_accounts()}
+    rotated = estate.fleet_rotate(1)
+    run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "success", run
+    assert run["counts"]["changed"] == 1 and run["counts"]["new"] == 0
+    fqdn, _, user = rotated[0].partition(" ")
+    item = next(
+        i
+        for i in fleet_items(admin, env["id"])
+        if (i["hostname"], i["username"])
+        == (
+            fqdn,
+            user,
+        )
+    )
+    current = admin.api("POST", f"/api/v1/credentials/{item['id']}/reveal").json["password"]
+    assert current != before[(fqdn, user)]
+    history = admin.client.get(f"/api/v1/credentials/{item['id']}/history").json["items"]
+    assert len(history) == 2 and history[0]["current"]
+    old = admin.api("POST", f"/api/v1/credentials/{item['id']}/history/{history[1]['id']}/reveal")
+    assert old.json["password"] == before[(fqdn, user)]
+
+
+def test_a_wrong_locker_password_fails_clearly_and_changes_nothing(app, admin, estate):
+    env = create_fleet_env(admin, estate)
+    assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+    estate.fleet_rotate(2)  # would show as changes, were anything written
+    before = stored(app)
+    estate.fleet_root_password = "Root-Password-Changed-1!"
+    run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "failed"
+    assert "refused the locker decryption password" in run["error"]
+    assert stored(app) == before
+    status = admin.client.get(f"/api/v1/environments/{env['id']}").json["status"]["fleet"]
+    assert status["state"] == "failed" and "locker decryption password" in status["last_error"]
+    with app.app_context():
+        uses = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "fleet.locker_password.use")
+        ).all()
+    assert len(uses) == 2  # the refused attempt is audited too
+    # the operator types the new one: the next sync reads the rotated values
+    changed = admin.api(
+        "PATCH",
+        f"/api/v1/environments/{env['id']}",
+        json={"fleet": {"locker_password": "Root-Password-Changed-1!"}},
+    )
+    assert changed.status_code == 200, changed.json
+    run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "success" and run["counts"]["changed"] == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "state", "words"),
+    [("401", "failed", "HTTP 401"), ("500", "failed", "HTTP 500"), ("slow", "success", None)],
+)
+def test_faults_of_the_fleet_surfaces(app, admin, mode, state, words):
+    app.config.update(VCF_RETRY_BACKOFF=0.01)
+    with Simulator(credentials=30, seed=11, installer_version="9.1", slow_delay=0.2) as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        sim.fleet_rotate(1)
+        before = stored(app)
+        sim.inject_failure(mode, count=20, path_prefix="/suite-api/api/fleet-management/")
+        run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == state, run
+    if words:
+        assert words in run["error"]
+        assert stored(app) == before
+    else:
+        assert run["counts"]["changed"] == 1
+
+
+def test_9_1_without_a_locker_password_lists_no_values_and_says_so(app, admin):
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim, locker_password=None)
+        assert env["fleet"]["locker_password_set"] is False
+        run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "partial"
+    assert "set the locker decryption password" in run["error"]
+    assert fleet_items(admin, env["id"]) == []
+
+
+def test_the_locker_password_is_write_only_and_stored_encrypted(app, admin, sim):
+    env = create_fleet_env(admin, sim, locker_password="Locker-Root-Pw-1!")
+    env_id = env["id"]
+    with app.app_context():
+        endpoint = db.session.scalar(select(Endpoint).where(Endpoint.source == "fleet"))
+        assert b"Locker-Root-Pw-1!" not in endpoint.locker_password_enc
+        assert cipher().decrypt(endpoint.locker_password_enc, LOCKER_PASSWORD) == (
+            "Locker-Root-Pw-1!"
+        )
+    # an empty or missing value keeps it
+    kept = admin.api(
+        "PATCH", f"/api/v1/environments/{env_id}", json={"fleet": {"locker_password": ""}}
+    )
+    assert kept.status_code == 200 and kept.json["fleet"]["locker_password_set"]
+    # a new host: both passwords must be typed again, nothing is changed
+    moved = admin.api(
+        "PATCH",
+        f"/api/v1/environments/{env_id}",
+        json={"fleet": {"host": "fleet.other.example", "password": "Service-Pw-1!"}},
+    )
+    assert moved.status_code == 422
+    assert "locker decryption password again" in moved.json["details"]["fleet.locker_password"]
+    too_long = admin.api(
+        "PATCH", f"/api/v1/environments/{env_id}", json={"fleet": {"locker_password": "x" * 513}}
+    )
+    assert too_long.status_code == 422 and "fleet.locker_password" in too_long.json["details"]
+    with app.app_context():
+        audit = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "environment.update")
+        ).all()
+    assert all("Locker-Root-Pw-1!" not in (e.details or "") for e in audit)
+    listed = admin.client.get("/api/v1/environments").json["items"]
+    assert listed[0]["fleet"]["locker_password_set"] is True
+    assert "Locker-Root-Pw-1!" not in json.dumps(listed)
+
+
+def test_sync_of_the_fleet_source_alone(app, admin, sim):
+    response = admin.api(
+        "POST",
+        "/api/v1/environments",
+        json={
+            "name": "three",
+            "manager": {
+                "host": sim.host,
+                "port": sim.port,
+                "username": sim.admin_username,
+                "password": sim.admin_password,
+                "ca_pem": sim.ca_pem,
+            },
+            "fleet": fleet_body(sim),
+        },
+    )
+    env_id = response.json["id"]
+    with app.app_context():
+        sync.process_queue()
+    queued = admin.api("POST", f"/api/v1/environments/{env_id}/sync", json={"source": "fleet"})
+    assert queued.status_code == 202
+    assert [r["source"] for r in queued.json["runs"]] == ["fleet"]
+    refused = admin.api("POST", f"/api/v1/environments/{env_id}/sync", json={"source": "cloud"})
+    assert refused.status_code == 422
+
+
+def test_definitions_carry_the_fleet_endpoint_never_its_locker_password(app, admin, sim):
+    create_fleet_env(admin, sim, locker_password="Locker-Root-Pw-2!")
+    plain = admin.client.get("/api/v1/environments/definitions")
+    document = json.loads(plain.get_data())
+    with_passwords = admin.api(
+        "POST",
+        "/api/v1/environments/definitions/export",
+        json={"include_passwords": True, "confirm_password": PASSWORD},
+    )
+    assert with_passwords.status_code == 200
+    full = json.loads(with_passwords.get_data())
+    assert full["environments"][0]["fleet"]["password"] == sim.installer_password
+    for exported in (document, full):
+        assert "Locker-Root-Pw-2!" not in json.dumps(exported)
+        assert "locker_password" not in exported["environments"][0]["fleet"]
+    item = document["environments"][0]
+    assert item["fleet"]["host"] == sim.host and item["manager"] is None
+    item["name"] = "copy"
+    item["fleet"]["password"] = "Service-Pw-2!"
+    done = admin.api("POST", "/api/v1/environments/definitions/import", json=document)
+    assert done.status_code == 200, done.json
+    copy = next(
+        e for e in admin.client.get("/api/v1/environments").json["items"] if e["name"] == "copy"
+    )
+    assert copy["fleet"]["port"] == sim.port and copy["fleet"]["locker_password_set"] is False
+
+
+def test_the_export_names_source_appliance_type_and_expiry(app, admin):
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        truth = {(a.fqdn, a.username): a for a in sim.fleet_accounts()}
+    response = admin.post(f"/environments/{env['id']}/export", {"format": "csv", "scope": "all"})
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    assert len(rows) == len(truth)
+    for row in rows:
+        account = truth[(row["Host"], row["User"])]
+        assert row["Source"] == "fleet"
+        assert row["Resource type"] == account.appliance
+        assert (
+            row["Password"].lstrip("'") == account.password.lstrip("'")
+            or row["Password"] == "'" + account.password
+        )
+        assert row["Expiry status"] in ("ACTIVE", "EXPIRING", "EXPIRED", "UNKNOWN")
