@@ -96,6 +96,7 @@ class _Workflow:
     new_password: str
     due: float
     status: str = "IN_PROGRESS"
+    error: str | None = None
 
 
 def accounts_from_spec(
@@ -176,6 +177,8 @@ class FleetSurface:
         self._bearer_tokens: dict[str, tuple[str, float]] = {}
         self._workflows: dict[str, _Workflow] = {}
         self.token_lifetime = 1800.0
+        # Password updates whose workflow fails (the value stays as it was), with the message.
+        self._failing: list[str] = []
 
     # -- controls --------------------------------------------------------------------------
 
@@ -189,6 +192,11 @@ class FleetSurface:
             account.unknown = False
             changed.append(account.alias)
         return changed
+
+    def fail_workflows(self, count: int, message: str) -> None:
+        """The next ``count`` password update workflows fail with ``message``; the accounts
+        keep their values."""
+        self._failing.extend([message] * max(0, count))
 
     def revoke(self) -> None:
         """Forget every token."""
@@ -254,11 +262,14 @@ class FleetSurface:
             workflow = self._workflows.get(unquote(path[len(_WORKFLOWS) :]))
             if workflow is None:
                 return 404, _error("NOT_FOUND", "No such workflow request")
-            return 200, {
+            view = {
                 "requestId": workflow.request_id,
                 "status": workflow.status,
                 "resourceKey": workflow.account_key,
             }
+            if workflow.error:
+                view["errorMessage"] = workflow.error
+            return 200, view
         return 404, _error("NOT_FOUND", "No such API")
 
     # -- the locker ------------------------------------------------------------------------
@@ -409,7 +420,11 @@ class FleetSurface:
             return 400, _error("INVALID_CURRENT_PASSWORD", "The current password does not match")
         request_id = secrets.token_hex(16)
         self._workflows[request_id] = _Workflow(
-            request_id, key, spec["newPassword"], time.monotonic() + self._task_delay()
+            request_id,
+            key,
+            spec["newPassword"],
+            time.monotonic() + self._task_delay(),
+            error=self._failing.pop(0) if self._failing else None,
         )
         return 202, {"requestId": request_id, "status": "IN_PROGRESS"}
 
@@ -418,8 +433,9 @@ class FleetSurface:
         for workflow in self._workflows.values():
             if workflow.status == "IN_PROGRESS" and workflow.due <= now:
                 account = next((a for a in self.accounts if a.key == workflow.account_key), None)
-                if account is None:
+                if account is None or workflow.error:
                     workflow.status = "FAILED"
+                    workflow.error = workflow.error or "The password account is gone"
                     continue
                 account.password = workflow.new_password
                 account.updated_ms = int(time.time() * 1000)

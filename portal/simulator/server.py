@@ -406,6 +406,14 @@ class Simulator:
         with self._lock:
             return self._fleet.rotate(count, now_ms())
 
+    def fleet_fail_workflows(
+        self, count: int = 1, message: str = "Unable to update the password on the appliance"
+    ) -> None:
+        """The next ``count`` fleet password updates end with a FAILED workflow (``message``),
+        the values unchanged."""
+        with self._lock:
+            self._fleet.fail_workflows(count, message)
+
     # -- request-side helpers (called from handler threads) ------------------------------
 
     def _count(self, method: str, path: str) -> None:
@@ -677,6 +685,12 @@ class Simulator:
                 return 200, {"ok": True}
             if action == "fleet_rotate":
                 return 200, {"rotated": len(self.fleet_rotate(int(payload.get("count", 1))))}
+            if action == "fleet_workflow_fault":
+                self.fleet_fail_workflows(
+                    int(payload.get("count", 1)),
+                    str(payload.get("message") or "Unable to update the password"),
+                )
+                return 200, {"ok": True}
             if action == "fleet_root_password":
                 self.fleet_root_password = str(payload.get("password", ""))
                 return 200, {"ok": True}

@@ -230,7 +230,8 @@ def search_page(
 
     The item is the copy of the preferred source (SDDC Manager); `sources` names every source
     that holds that password. When another source holds the account with another password,
-    both copies are items, each naming the other in `differs_from`. Passwords are compared by
+    both copies are items, each naming the other in `differs_from`; the installer's copy of
+    an account fleet management holds with another password is `stale`. Passwords are compared by
     their keyed hash, never decrypted. Only environments `within` are searched (None: all).
     """
     query = filtered_query(None, filters, within)
@@ -275,6 +276,9 @@ def search_page(
         same = [t.source for t in others if _same_password(row, t)]
         item["sources"] = [s for s in PREFERRED_SOURCES if s == row.source or s in same]
         item["differs_from"] = [t.source for t in others if not _same_password(row, t)]
+        # The installer's spec keeps the bring-up value: where fleet management (which holds
+        # the current one) has another password for the account, the spec's copy is stale.
+        item["stale"] = row.source == "installer" and "fleet" in item["differs_from"]
         items.append(item)
     return {"items": items, "total": total, "page": page, "per_page": per_page}
 

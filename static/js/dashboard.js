@@ -184,6 +184,11 @@ function sourcesCell(item) {
     cell.append(el("div", { className: "differs" },
       "Another password in " + item.differs_from.map(sourceLabel).join(", ")));
   }
+  // The installer's bring-up value of an account fleet management has since changed.
+  if (item.stale) {
+    cell.append(el("div", { className: "stale" }, badge("EXPIRED", "Stale"), " ",
+      "Set at bring-up; " + sourceLabel("fleet") + " holds the current password."));
+  }
   return cell;
 }
 

@@ -57,6 +57,12 @@ class Credential(BaseModel):
         description="Only in searches across environments: sources that hold this account "
         "with another password (each is an item of its own)",
     )
+    stale: bool | None = Field(
+        None,
+        description="Only in searches across environments: this is the VCF Installer's copy "
+        "(the bring-up value) of an account fleet management holds with another password: "
+        "the installer's value no longer works",
+    )
 
 
 class CredentialPage(BaseModel):
@@ -142,7 +148,8 @@ class AutoRotateIn(BaseModel):
 
 
 class ActionIn(BaseModel):
-    """An operation through SDDC Manager on credentials of one environment."""
+    """An operation through SDDC Manager on credentials of one environment; an update of one
+    fleet management account goes through fleet password management (VCF 9.1) instead."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -191,7 +198,10 @@ class Action(BaseModel):
 
     id: int
     environment_id: int
-    operation: Literal["rotate", "update", "remediate", "auto_rotate"]
+    operation: Literal["rotate", "update", "remediate", "auto_rotate", "fleet_update"] = Field(
+        description="fleet_update: an update of a fleet management account, carried out by "
+        "VCF Operations fleet password management (VCF 9.1), not SDDC Manager"
+    )
     state: Literal["queued", "running", "success", "partial", "failed", "cancelled"]
     requested_by: str
     created_at: Timestamp
