@@ -158,7 +158,8 @@ def test_fleet_expired_and_unknown_accounts_need_attention(app, admin, estate):
     }
     assert expected and {k: v["kind"] for k, v in fleet.items()} == expected
     assert "expired" in expected.values() and "expiry_unknown" in expected.values()
-    assert all(i["actions"] == [] for i in fleet.values())  # not SDDC Manager's to act on
+    # Updated through fleet management, not SDDC Manager.
+    assert all(i["actions"] == ["update"] for i in fleet.values())
     assert all("fleet management" in i["what_to_do"] for i in fleet.values())
 
 

@@ -250,8 +250,9 @@ def what_to_do(finding: Finding) -> str:
             )
         if finding.source == "fleet":
             return (
-                "Change it through VCF Operations fleet management (Fleet management → "
-                "Passwords), or Update it from the portal where the portal offers it."
+                "Update it: the portal changes it through VCF Operations fleet management's "
+                "password management (VCF 9.1) with the current password it holds; on VCF 9.0 "
+                "change it in fleet management, then sync."
             )
         return f"Change it where {source} manages it."
     if finding.source == "manager":
@@ -275,6 +276,8 @@ def entry(
     actions: tuple[str, ...] = ()
     if manage and finding.source == "manager":
         actions = MANAGER_ACTIONS.get(finding.kind, ())
+    elif manage and finding.source == "fleet" and finding.kind in ("expired", "expiry_unknown"):
+        actions = ("update",)  # through fleet password management (VCF 9.1)
     return {
         "credential_id": finding.credential_id,
         "environment_id": finding.environment_id,

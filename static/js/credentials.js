@@ -120,6 +120,10 @@ export function initCredentials(options) {
       canReveal ? button("copy", "Copy", "Copy password of ") : null,
       canReveal ? button("copy-all", "Copy all", "Copy all: host, user and password of ") : null,
       button("history", "History", "Password history of "));
+    // A management appliance's password, changed through fleet management (VCF 9.1).
+    if (isAdmin && options.fleetUpdate && item.source === "fleet" && item.status === "present") {
+      buttons.append(button("fleet-update", "Update…", "Update through fleet management the password of "));
+    }
     if (isAdmin && item.status === "absent") {
       const purge = button("purge", "Purge", "Purge ");
       purge.classList.add("danger");
@@ -326,6 +330,7 @@ export function initCredentials(options) {
     else if (action === "copy-all") copyPassword(button, items.get(tr.dataset.id), true);
     else if (action === "history") options.openHistory(items.get(tr.dataset.id));
     else if (action === "purge") purge(tr);
+    else if (action === "fleet-update") options.fleetUpdate(items.get(tr.dataset.id));
   });
 
   fillForm();

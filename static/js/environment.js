@@ -198,10 +198,12 @@ credentials = initCredentials({
   openHistory: openHistory,
   emptyReason: emptyReason,
   selectable: root.dataset.manager === "true",
+  // Fleet management's accounts: Update… opens the action dialog for that one account.
+  fleetUpdate: root.dataset.fleet === "true" ? function (item) { if (actionsUi) actionsUi.open("update", [item.id]); } : null,
 });
 initExport({ currentFilters: credentials.filters, environmentId: envId });
 let actionsUi = null;
-if (isAdmin && root.dataset.manager === "true") {
+if (isAdmin && (root.dataset.manager === "true" || root.dataset.fleet === "true")) {
   actionsUi = initActions({
     environmentId: envId,
     credentials: credentials,
