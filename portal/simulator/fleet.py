@@ -50,6 +50,9 @@ _ACCOUNTS = _SUITE + "/fleet-management/password-management/accounts"
 _WORKFLOWS = _SUITE + "/workflows/requests/"
 _DISPLAY = {
     "VCF_OPERATIONS": "VCF Operations",
+    "LOG_MANAGEMENT": "VCF Operations for Logs",
+    "VCF_OPS_NETWORK": "VCF Operations for Networks",
+    "IDENTITY_BROKER": "VCF Identity Broker",
     "CLOUD_PROXY": "Cloud Proxy",
     "VCF_AUTOMATION": "VCF Automation",
     "FLEET_MANAGEMENT": "Fleet Management",
@@ -150,6 +153,54 @@ def accounts_from_spec(
                 updated_ms=now_ms - age_days * DAY_MS,
                 domain=str(spec.get("sddcId") or ""),
                 unknown=version == "9.1" and number == 3,
+            )
+        )
+    return accounts
+
+
+# A large estate's appliance types, in turn (benchmarks: "fleet_scale").
+SCALE_TYPES = (
+    "VCF_OPERATIONS",
+    "LOG_MANAGEMENT",
+    "VCF_OPS_NETWORK",
+    "VCF_AUTOMATION",
+    "IDENTITY_BROKER",
+    "CLOUD_PROXY",
+)
+SCALE_USERS = ("root", "admin", "svc-monitor", "svc-backup")
+
+
+def generated_accounts(
+    appliances: int,
+    count: int,
+    uid: Callable[[], str],
+    password: Callable[[], str],
+    now_ms: int,
+    domain: str,
+) -> list[FleetAccount]:
+    """A large estate: ``count`` accounts over ``appliances`` management appliances (their
+    types in turn), the same ages as the spec's accounts."""
+    if appliances < 1 or count < 0:
+        raise ValueError("appliances must be at least 1 and accounts not negative")
+    accounts = []
+    for number in range(count):
+        index, slot = number % appliances, number // appliances
+        appliance = SCALE_TYPES[index % len(SCALE_TYPES)]
+        fqdn = f"sfo-{appliance.lower().replace('_', '')}{index + 1:03d}.sfo.rainpole.io"
+        user = SCALE_USERS[slot] if slot < len(SCALE_USERS) else f"svc-user{slot}"
+        accounts.append(
+            FleetAccount(
+                key=uid(),
+                vmid=uid(),
+                alias=f"{fqdn} {user}",
+                appliance=appliance,
+                fqdn=fqdn,
+                username=user,
+                credential_type="SSH" if user == "root" else "API",
+                account_type="USER" if not user.startswith("svc-") else "SERVICE",
+                password=password(),
+                updated_ms=now_ms - (5, 80, 95, 20, 40)[number % 5] * DAY_MS,
+                domain=domain,
             )
         )
     return accounts

@@ -76,6 +76,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: without TCP_NODELAY (which appliances' servers
+    # set) Nagle's algorithm and the client's delayed ACK hold every small answer ~40 ms.
+    disable_nagle_algorithm = True
     server_version = "VCF-Simulator"
     sys_version = ""
     timeout = 30

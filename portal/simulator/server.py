@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .certs import CertificateSet, generate_certificates, leaf_der, load_certificates
-from .fleet import FleetAccount, FleetSurface, accounts_from_spec, now_ms
+from .fleet import FleetAccount, FleetSurface, accounts_from_spec, generated_accounts, now_ms
 from .handler import _error, _Handler, _Raw, _Server
 from .inventory import QUIRKS, Inventory
 from .lifecycle import CredentialOperations
@@ -406,6 +406,21 @@ class Simulator:
         with self._lock:
             return self._fleet.rotate(count, now_ms())
 
+    def fleet_scale(self, appliances: int, accounts: int) -> int:
+        """Replace fleet management's accounts with a large estate: ``accounts`` accounts over
+        ``appliances`` management appliances (benchmarks); returns the count."""
+        with self._lock:
+            inventory = self._inventory
+            self._fleet.accounts = generated_accounts(
+                appliances,
+                accounts,
+                inventory._uuid,
+                inventory.password,
+                now_ms(),
+                inventory.management.name,
+            )
+            return len(self._fleet.accounts)
+
     def fleet_fail_workflows(
         self, count: int = 1, message: str = "Unable to update the password on the appliance"
     ) -> None:
@@ -685,6 +700,11 @@ class Simulator:
                 return 200, {"ok": True}
             if action == "fleet_rotate":
                 return 200, {"rotated": len(self.fleet_rotate(int(payload.get("count", 1))))}
+            if action == "fleet_scale":
+                count = self.fleet_scale(
+                    int(payload.get("appliances", 50)), int(payload.get("accounts", 200))
+                )
+                return 200, {"accounts": count}
             if action == "fleet_workflow_fault":
                 self.fleet_fail_workflows(
                     int(payload.get("count", 1)),
