@@ -575,3 +575,21 @@ def test_sddc_manager_91_types_only_in_a_91_estate_with_the_bring_up_values_in_t
     older = Inventory(40, seed=2, installer_version="9.0")
     types = {e["resource"]["resourceType"] for e in older.credentials}
     assert not types & {"HCX_MANAGER", "VSP"}
+
+
+def test_a_large_fleet_for_the_benchmark_is_read_whole_with_its_values():
+    from support import sim_settings
+
+    from portal.vcf import FleetClient
+
+    with Simulator(credentials=10, seed=4) as sim:
+        assert sim.fleet_scale(50, 200) == 200
+        settings = sim_settings(
+            sim, username=sim.installer_username, password=sim.installer_password
+        )
+        with FleetClient(settings, sim.fleet_root_password) as client:
+            fetched = client.fetch_credentials()
+        truth = {(a.fqdn, a.username): a.password for a in sim.fleet_accounts()}
+        assert len(fetched) == 200 and len({f.hostname for f in fetched}) == 50
+        assert {(f.hostname, f.username): f.password for f in fetched} == truth
+        assert {f.expiry_status for f in fetched} >= {"ACTIVE", "EXPIRED", "EXPIRING"}
