@@ -14,7 +14,7 @@ import time
 
 from flask import Flask, current_app
 from sqlalchemy import select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from .. import audit
 from ..alerts import attention, notifications
@@ -204,8 +204,6 @@ def _finish(
                 endpoint.expiry_requested_at = now  # expiry as SDDC Manager sees it, next
         # Alerts for a source that keeps failing or recovers: in the run's own transaction.
         notifications.sync_ended(run.environment_id, run.source, state, error)
-        if state in ("success", "partial"):
-            attention.review(run.environment_id)  # new expired, unknown or stale accounts
     return True
 
 
@@ -425,6 +423,14 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
     db.session.commit()
     if counts.new >= ANALYZE_AFTER_NEW:
         _refresh_statistics()
+    # After the run has ended (its outcome is not held up by it): the accounts that newly
+    # need attention (expired, expiry unknown, the installer's stale copy), announced once.
+    try:
+        attention.review(run.environment_id)
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.warning("sync %s: the needs-attention review failed", target, exc_info=True)
     log.info(
         "sync %s %s in %.2fs: new=%d changed=%d unchanged=%d absent=%d",
         target,
