@@ -17,10 +17,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('credentials', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('connectivity_status', sa.String(length=32), nullable=True))
-        batch_op.add_column(sa.Column('connectivity_error', sa.Text(), nullable=True))
-        batch_op.add_column(sa.Column('connectivity_remediation', sa.Text(), nullable=True))
+    # Plain ALTER TABLE (SQLite 3.35+ drops columns too): a batch copy of credentials would
+    # reflect environments, whose expression index SQLite cannot reflect.
+    op.add_column('credentials', sa.Column('connectivity_status', sa.String(length=32), nullable=True))
+    op.add_column('credentials', sa.Column('connectivity_error', sa.Text(), nullable=True))
+    op.add_column('credentials', sa.Column('connectivity_remediation', sa.Text(), nullable=True))
     op.create_table(
         'attention_findings',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -33,17 +34,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('credential_id', 'kind', name='uq_attention_finding'),
     )
-    with op.batch_alter_table('attention_findings', schema=None) as batch_op:
-        batch_op.create_index(
-            'ix_attention_findings_environment_id', ['environment_id'], unique=False
-        )
+    op.create_index(
+        'ix_attention_findings_environment_id', 'attention_findings', ['environment_id']
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('attention_findings', schema=None) as batch_op:
-        batch_op.drop_index('ix_attention_findings_environment_id')
+    op.drop_index('ix_attention_findings_environment_id', table_name='attention_findings')
     op.drop_table('attention_findings')
-    with op.batch_alter_table('credentials', schema=None) as batch_op:
-        batch_op.drop_column('connectivity_remediation')
-        batch_op.drop_column('connectivity_error')
-        batch_op.drop_column('connectivity_status')
+    op.drop_column('credentials', 'connectivity_remediation')
+    op.drop_column('credentials', 'connectivity_error')
+    op.drop_column('credentials', 'connectivity_status')
