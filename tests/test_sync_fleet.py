@@ -15,8 +15,17 @@ from sqlalchemy import select
 from support import PASSWORD, run_sync
 
 from portal import sync
+from portal.alerts import notifications
 from portal.alerts.expiring import expiry_counts
-from portal.models import AuditEvent, Credential, Endpoint, PasswordHistory
+from portal.identity import tokens
+from portal.models import (
+    AuditEvent,
+    Credential,
+    Endpoint,
+    NotificationOutbox,
+    PasswordHistory,
+    User,
+)
 from portal.platform.crypto import LOCKER_PASSWORD, cipher
 from portal.platform.extensions import db
 from portal.simulator import Simulator
@@ -131,6 +140,17 @@ def test_9_1_status_and_expiry_stored_and_counted_on_the_dashboard(app, admin):
     assert counts["expired"] == expired and counts[14] == expiring
     page = admin.client.get("/").get_data(as_text=True)
     assert f"{expired} already expired" in page and f"{expiring} password" in page
+    # the daily digest alert and the metrics count them as they count SDDC Manager's
+    with app.app_context():
+        assert notifications.expiry_digest()
+        digest = json.loads(db.session.scalar(select(NotificationOutbox.details)))
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        _, token = tokens.create(user, "prometheus", "read", 30, None)
+        db.session.commit()
+    assert (digest["expiring"], digest["expired"]) == (expiring, expired)
+    metrics = admin.client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = metrics.get_data(as_text=True)
+    assert f'vcf_portal_passwords_expired{{environment="sfo-fleet"}} {expired}.0' in text
 
 
 def test_a_rotation_appears_at_the_next_sync_with_the_old_value_in_history(app, admin, estate):
