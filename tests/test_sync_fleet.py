@@ -345,3 +345,21 @@ def test_the_export_names_source_appliance_type_and_expiry(app, admin):
             or row["Password"] == "'" + account.password
         )
         assert row["Expiry status"] in ("ACTIVE", "EXPIRING", "EXPIRED", "UNKNOWN")
+
+
+def test_test_connection_names_the_api_that_answered(app, admin, estate):
+    body = {**fleet_body(estate), "source": "fleet"}
+    answer = admin.api("POST", "/api/v1/environments/test-connection", json=body).json
+    assert answer["ok"] is True, answer
+    accounts = len(estate.fleet_accounts())
+    if estate.fleet_version == "9.1":
+        assert f"VCF 9.1 fleet password management {estate.host}:{estate.port}" in answer["message"]
+        assert answer["message"].endswith(f"{accounts} accounts")
+    else:
+        assert answer["message"].endswith(f"{accounts} locker entries")
+        assert "VCF 9.0 fleet management locker" in answer["message"]
+    assert answer["credential_count"] == accounts
+    wrong = admin.api(
+        "POST", "/api/v1/environments/test-connection", json={**body, "password": "wrong-pw!"}
+    ).json
+    assert wrong["ok"] is False and "bad credentials for user admin@local" in wrong["message"]

@@ -427,6 +427,32 @@ class FleetSurface:
                 workflow.status = "COMPLETED"
 
 
+def build_surface(
+    inventory: Any,
+    users: dict[str, tuple[str, str]],
+    version: str,
+    task_delay: Callable[[], float],
+    root_password: str | None = None,
+) -> FleetSurface:
+    """Fleet management over the primary installer spec's appliances; its service accounts are
+    the simulator's ADMIN users. The root password: the one given, else on 9.0 the spec's
+    fleet appliance root, else (9.1 names no fleet appliance account) one drawn for it."""
+    spec = inventory.specs[inventory.tasks[0]["id"]]
+    accounts = accounts_from_spec(spec, version, inventory._uuid, now_ms())
+    fleet_spec = spec.get("vcfOperationsFleetManagementSpec") or {}
+    root = root_password or fleet_spec.get("rootUserPassword") or inventory.password()
+
+    def check_user(username: str, password: str) -> bool:
+        expected = users.get(username)
+        return (
+            expected is not None
+            and expected[1] == "ADMIN"
+            and hmac.compare_digest(expected[0].encode("utf-8"), password.encode("utf-8"))
+        )
+
+    return FleetSurface(accounts, version, root, check_user, inventory.password, task_delay)
+
+
 def now_ms() -> int:
     """The current time in epoch milliseconds, as fleet management counts it."""
     return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .certs import CertificateSet, generate_certificates, leaf_der, load_certificates
-from .fleet import FleetAccount, FleetSurface, accounts_from_spec, now_ms
+from .fleet import FleetAccount, build_surface, now_ms
 from .handler import _error, _Handler, _Raw, _Server
 from .inventory import QUIRKS, Inventory
 from .lifecycle import CredentialOperations
@@ -109,9 +109,13 @@ class Simulator:
         self._lock = threading.RLock()
         self._inventory = Inventory(credentials, seed, hostile, installer_version)
         self._operations = CredentialOperations(self._inventory, seed, float(task_delay))
-        self._fleet = self._build_fleet(installer_version)
-        if fleet_root_password:
-            self._fleet.root_password = fleet_root_password
+        self._fleet = build_surface(
+            self._inventory,
+            self._users,
+            installer_version,
+            lambda: self._operations.task_delay,
+            fleet_root_password,
+        )
         self._quirks: frozenset[str] = frozenset()
         self.set_quirks(*quirks)
         self._hits: collections.Counter[str] = collections.Counter()
@@ -123,32 +127,6 @@ class Simulator:
         self._certs: CertificateSet | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-
-    def _build_fleet(self, version: str) -> FleetSurface:
-        inventory = self._inventory
-        spec = inventory.specs[inventory.tasks[0]["id"]]
-        accounts = accounts_from_spec(spec, version, inventory._uuid, now_ms())
-        fleet_spec = spec.get("vcfOperationsFleetManagementSpec") or {}
-        # 9.0: the fleet appliance's root password as the spec set it; 9.1 names no fleet
-        # appliance account, so the locker's root password is one of its own.
-        root = fleet_spec.get("rootUserPassword") or inventory.password()
-
-        def check_user(username: str, password: str) -> bool:
-            expected = self._users.get(username)
-            return (
-                expected is not None
-                and expected[1] == "ADMIN"
-                and hmac.compare_digest(expected[0].encode("utf-8"), password.encode("utf-8"))
-            )
-
-        return FleetSurface(
-            accounts,
-            version,
-            root,
-            check_user,
-            inventory.password,
-            lambda: self._operations.task_delay,
-        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
