@@ -85,6 +85,7 @@ _APPLIANCE_WORDS = (
     ("CLOUD_PROXY", ("cloud proxy", "cloud-proxy", "cloudproxy", "collector", "opsc")),
     ("LOG_MANAGEMENT", ("for logs", "log management", "loginsight", "log insight", "vrli")),
     ("VCF_OPS_NETWORK", ("for networks", "networks", "vrni", "opsnet")),
+    ("VCF_SERVICES_RUNTIME", ("services runtime", "vsp")),
     ("FLEET_MANAGEMENT", ("fleet", "lcm", "vrslcm", "lifecycle")),
     ("IDENTITY_BROKER", ("identity broker", "vidb", "wsa")),
     ("VCF_AUTOMATION", ("automation", "vra", "auto")),
