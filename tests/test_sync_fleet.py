@@ -340,11 +340,11 @@ def test_the_export_names_source_appliance_type_and_expiry(app, admin):
         account = truth[(row["Host"], row["User"])]
         assert row["Source"] == "fleet"
         assert row["Resource type"] == account.appliance
-        assert (
-            row["Password"].lstrip("'") == account.password.lstrip("'")
-            or row["Password"] == "'" + account.password
-        )
-        assert row["Expiry status"] in ("ACTIVE", "EXPIRING", "EXPIRED", "UNKNOWN")
+        # formula-safe: a leading = + - @ is escaped with a quote
+        escaped = account.password[:1] in ("=", "+", "-", "@", "\t", "\r")
+        assert row["Password"] == ("'" if escaped else "") + account.password
+        assert row["Expiry status"] == account.status(int(time.time() * 1000))
+        assert row["Expiry date"] == expiry_iso(account.expiry_ms)
 
 
 def test_test_connection_names_the_api_that_answered(app, admin, estate):
@@ -363,3 +363,20 @@ def test_test_connection_names_the_api_that_answered(app, admin, estate):
         "POST", "/api/v1/environments/test-connection", json={**body, "password": "wrong-pw!"}
     ).json
     assert wrong["ok"] is False and "bad credentials for user admin@local" in wrong["message"]
+
+
+def test_hostile_fleet_data_is_kept_exactly_and_exported_safely(app, admin):
+    with Simulator(credentials=30, seed=11, installer_version="9.1", hostile=True) as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        hostile = sim.fleet_accounts()[-1]
+    assert hostile.username == "<script>alert(1)</script>"
+    item = next(i for i in fleet_items(admin, env["id"]) if i["username"] == hostile.username)
+    assert item["hostname"] == "\u202eexe.cod.rainpole.io"
+    revealed = admin.api("POST", f"/api/v1/credentials/{item['id']}/reveal").json["password"]
+    assert revealed == hostile.password and revealed.startswith("=")
+    response = admin.post(f"/environments/{env['id']}/export", {"format": "csv", "scope": "all"})
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    row = next(r for r in rows if "script" in r["User"])
+    assert row["Password"] == "'" + hostile.password
+    assert "\u202e" not in row["Host"]

@@ -33,6 +33,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from .handler import _error
+from .inventory import HOSTILE_PASSWORDS
+
+# What hostile mode puts into the last account: a name that bends text direction, markup as a
+# user name, a formula as the password.
+_HOSTILE = ("\u202eexe.cod.rainpole.io", "<script>alert(1)</script>", HOSTILE_PASSWORDS[1])
 
 DAY_MS = 86_400_000
 MAX_AGE_DAYS = 90
@@ -176,6 +181,7 @@ class FleetSurface:
         self._bearer_tokens: dict[str, tuple[str, float]] = {}
         self._workflows: dict[str, _Workflow] = {}
         self.token_lifetime = 1800.0
+        self._hostile_original: tuple[str, str, str, str] | None = None
 
     # -- controls --------------------------------------------------------------------------
 
@@ -189,6 +195,24 @@ class FleetSurface:
             account.unknown = False
             changed.append(account.alias)
         return changed
+
+    def set_hostile(self, enabled: bool) -> None:
+        """Put hostile strings in the last account's FQDN, user and password (or restore)."""
+        if not self.accounts or enabled == (self._hostile_original is not None):
+            return
+        account = self.accounts[-1]
+        if enabled:
+            self._hostile_original = (
+                account.fqdn,
+                account.username,
+                account.password,
+                account.alias,
+            )
+            account.fqdn, account.username, account.password = _HOSTILE
+            account.alias = f"{account.fqdn} {account.username}"
+        elif self._hostile_original is not None:
+            account.fqdn, account.username, account.password, account.alias = self._hostile_original
+            self._hostile_original = None
 
     def revoke(self) -> None:
         """Forget every token."""

@@ -116,6 +116,7 @@ class Simulator:
             lambda: self._operations.task_delay,
             fleet_root_password,
         )
+        self._fleet.set_hostile(self._inventory.hostile)
         self._quirks: frozenset[str] = frozenset()
         self.set_quirks(*quirks)
         self._hits: collections.Counter[str] = collections.Counter()
@@ -245,9 +246,11 @@ class Simulator:
             return self._inventory.add(n)
 
     def set_hostile(self, enabled: bool) -> None:
-        """Switch hostile strings in some names, usernames and passwords on or off."""
+        """Switch hostile strings in some names, usernames and passwords on or off (fleet
+        management's accounts included)."""
         with self._lock:
             self._inventory.set_hostile(enabled)
+            self._fleet.set_hostile(enabled)
 
     def set_quirks(self, *names: str) -> None:
         """Enable exactly these response quirks (see inventory.QUIRKS); none to disable."""
