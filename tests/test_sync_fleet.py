@@ -380,3 +380,28 @@ def test_hostile_fleet_data_is_kept_exactly_and_exported_safely(app, admin):
     row = next(r for r in rows if "script" in r["User"])
     assert row["Password"] == "'" + hostile.password
     assert "\u202e" not in row["Host"]
+
+
+def test_another_host_forgets_the_api_detected(app, admin):
+    with Simulator(credentials=30, seed=11, installer_version="9.0") as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+    shown = admin.client.get(f"/api/v1/environments/{env['id']}").json["fleet"]
+    assert shown["api_detected"] == "VCF 9.0 fleet management locker"
+    same = admin.api(
+        "PATCH", f"/api/v1/environments/{env['id']}", json={"fleet": {"sync_interval_minutes": 30}}
+    )
+    assert same.json["fleet"]["api_detected"] == "VCF 9.0 fleet management locker"
+    moved = admin.api(
+        "PATCH",
+        f"/api/v1/environments/{env['id']}",
+        json={
+            "fleet": {
+                "host": "fleet.example.test",
+                "password": "Service-Pw-3!",
+                "locker_password": "Root-Pw-3!",
+            }
+        },
+    )
+    assert moved.status_code == 200, moved.json
+    assert moved.json["fleet"]["api_detected"] is None
