@@ -139,6 +139,9 @@ def test_the_environment_page_says_which_api_answered(estate, page):
     expect(body.locator("tr")).to_have_count(len(estate.sim.fleet_accounts()))
     expect(body).to_contain_text("Cloud proxy")
     expect(body).to_contain_text("CLOUD_PROXY")
+    # each account's fleet status: expiring, expired, and one fleet management could not check
+    for state in ("Expiring", "Expired", "Unknown"):
+        expect(body.locator(".col-expiry .badge", has_text=state).first).to_be_visible()
 
 
 def test_the_form_keeps_the_locker_password_write_only(estate, page):
