@@ -405,3 +405,20 @@ def test_another_host_forgets_the_api_detected(app, admin):
     )
     assert moved.status_code == 200, moved.json
     assert moved.json["fleet"]["api_detected"] is None
+
+
+def test_9_1_without_an_answering_locker_keeps_the_values_and_says_so(app, admin):
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        before = stored(app)
+        sim.fleet_rotate(1)
+        sim.inject_failure("404", count=5, path_prefix="/lcm/locker/api/passwords$")
+        run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "partial"
+    assert "the locker did not answer (HTTP 404)" in run["error"]
+    assert run["counts"]["changed"] == 0 and run["counts"]["absent"] == 0
+    after = stored(app)
+    # passwords and history unchanged; only the fleet status may have moved on
+    assert [row[:4] for row in after[0]] == [row[:4] for row in before[0]]
+    assert after[1] == before[1]

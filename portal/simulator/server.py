@@ -34,7 +34,7 @@ from .handler import _error, _Handler, _Raw, _Server
 from .inventory import QUIRKS, Inventory
 from .lifecycle import CredentialOperations
 
-FAILURE_MODES = ("500", "401", "403", "429", "timeout", "reset", "malformed", "slow")
+FAILURE_MODES = ("500", "401", "403", "404", "429", "timeout", "reset", "malformed", "slow")
 DEFAULT_PASSWORD = "VMware123!VMware123!"  # noqa: S105 - the simulator's documented default
 _FILTERS = ("resourceName", "resourceIp", "resourceType", "domainName", "accountType")
 
@@ -274,7 +274,7 @@ class Simulator:
 
         ``delay`` overrides timeout_delay/slow_delay, and is the ``Retry-After`` of the
         429 mode (default 1 s); ``message`` replaces the error message of the
-        500/401/403/429 modes (to test how clients handle hostile text).
+        500/401/403/404/429 modes (to test how clients handle hostile text).
         """
         if mode not in FAILURE_MODES:
             raise ValueError(f"mode must be one of {FAILURE_MODES}")
