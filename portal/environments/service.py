@@ -126,7 +126,10 @@ def save_environment(
         return parsed[source] is not None
 
     if not errors and not any(configured(s) for s in SOURCES):
-        errors["manager"] = "Configure an SDDC Manager, a VCF Installer, or both."
+        errors["manager"] = (
+            "Configure at least one source: SDDC Manager, the VCF Installer or VCF Operations "
+            "fleet management."
+        )
     if errors:
         raise ValidationError(errors)
     changed: list[str] = []
