@@ -15,8 +15,17 @@ from sqlalchemy import select
 from support import PASSWORD, run_sync
 
 from portal import sync
+from portal.alerts import notifications
 from portal.alerts.expiring import expiry_counts
-from portal.models import AuditEvent, Credential, Endpoint, PasswordHistory
+from portal.identity import tokens
+from portal.models import (
+    AuditEvent,
+    Credential,
+    Endpoint,
+    NotificationOutbox,
+    PasswordHistory,
+    User,
+)
 from portal.platform.crypto import LOCKER_PASSWORD, cipher
 from portal.platform.extensions import db
 from portal.simulator import Simulator
@@ -131,6 +140,17 @@ def test_9_1_status_and_expiry_stored_and_counted_on_the_dashboard(app, admin):
     assert counts["expired"] == expired and counts[14] == expiring
     page = admin.client.get("/").get_data(as_text=True)
     assert f"{expired} already expired" in page and f"{expiring} password" in page
+    # the daily digest alert and the metrics count them as they count SDDC Manager's
+    with app.app_context():
+        assert notifications.expiry_digest()
+        digest = json.loads(db.session.scalar(select(NotificationOutbox.details)))
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        _, token = tokens.create(user, "prometheus", "read", 30, None)
+        db.session.commit()
+    assert (digest["expiring"], digest["expired"]) == (expiring, expired)
+    metrics = admin.client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = metrics.get_data(as_text=True)
+    assert f'vcf_portal_passwords_expired{{environment="sfo-fleet"}} {expired}.0' in text
 
 
 def test_a_rotation_appears_at_the_next_sync_with_the_old_value_in_history(app, admin, estate):
@@ -320,8 +340,85 @@ def test_the_export_names_source_appliance_type_and_expiry(app, admin):
         account = truth[(row["Host"], row["User"])]
         assert row["Source"] == "fleet"
         assert row["Resource type"] == account.appliance
-        assert (
-            row["Password"].lstrip("'") == account.password.lstrip("'")
-            or row["Password"] == "'" + account.password
-        )
-        assert row["Expiry status"] in ("ACTIVE", "EXPIRING", "EXPIRED", "UNKNOWN")
+        # formula-safe: a leading = + - @ is escaped with a quote
+        escaped = account.password[:1] in ("=", "+", "-", "@", "\t", "\r")
+        assert row["Password"] == ("'" if escaped else "") + account.password
+        assert row["Expiry status"] == account.status(int(time.time() * 1000))
+        assert row["Expiry date"] == expiry_iso(account.expiry_ms)
+
+
+def test_test_connection_names_the_api_that_answered(app, admin, estate):
+    body = {**fleet_body(estate), "source": "fleet"}
+    answer = admin.api("POST", "/api/v1/environments/test-connection", json=body).json
+    assert answer["ok"] is True, answer
+    accounts = len(estate.fleet_accounts())
+    if estate.fleet_version == "9.1":
+        assert f"VCF 9.1 fleet password management {estate.host}:{estate.port}" in answer["message"]
+        assert answer["message"].endswith(f"{accounts} accounts")
+    else:
+        assert answer["message"].endswith(f"{accounts} locker entries")
+        assert "VCF 9.0 fleet management locker" in answer["message"]
+    assert answer["credential_count"] == accounts
+    wrong = admin.api(
+        "POST", "/api/v1/environments/test-connection", json={**body, "password": "wrong-pw!"}
+    ).json
+    assert wrong["ok"] is False and "bad credentials for user admin@local" in wrong["message"]
+
+
+def test_hostile_fleet_data_is_kept_exactly_and_exported_safely(app, admin):
+    with Simulator(credentials=30, seed=11, installer_version="9.1", hostile=True) as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        hostile = sim.fleet_accounts()[-1]
+    assert hostile.username == "<script>alert(1)</script>"
+    item = next(i for i in fleet_items(admin, env["id"]) if i["username"] == hostile.username)
+    assert item["hostname"] == "\u202eexe.cod.rainpole.io"
+    revealed = admin.api("POST", f"/api/v1/credentials/{item['id']}/reveal").json["password"]
+    assert revealed == hostile.password and revealed.startswith("=")
+    response = admin.post(f"/environments/{env['id']}/export", {"format": "csv", "scope": "all"})
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    row = next(r for r in rows if "script" in r["User"])
+    assert row["Password"] == "'" + hostile.password
+    assert "\u202e" not in row["Host"]
+
+
+def test_another_host_forgets_the_api_detected(app, admin):
+    with Simulator(credentials=30, seed=11, installer_version="9.0") as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+    shown = admin.client.get(f"/api/v1/environments/{env['id']}").json["fleet"]
+    assert shown["api_detected"] == "VCF 9.0 fleet management locker"
+    same = admin.api(
+        "PATCH", f"/api/v1/environments/{env['id']}", json={"fleet": {"sync_interval_minutes": 30}}
+    )
+    assert same.json["fleet"]["api_detected"] == "VCF 9.0 fleet management locker"
+    moved = admin.api(
+        "PATCH",
+        f"/api/v1/environments/{env['id']}",
+        json={
+            "fleet": {
+                "host": "fleet.example.test",
+                "password": "Service-Pw-3!",
+                "locker_password": "Root-Pw-3!",
+            }
+        },
+    )
+    assert moved.status_code == 200, moved.json
+    assert moved.json["fleet"]["api_detected"] is None
+
+
+def test_9_1_without_an_answering_locker_keeps_the_values_and_says_so(app, admin):
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        before = stored(app)
+        sim.fleet_rotate(1)
+        sim.inject_failure("404", count=5, path_prefix="/lcm/locker/api/passwords$")
+        run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "partial"
+    assert "the locker did not answer (HTTP 404)" in run["error"]
+    assert run["counts"]["changed"] == 0 and run["counts"]["absent"] == 0
+    after = stored(app)
+    # passwords and history unchanged; only the fleet status may have moved on
+    assert [row[:4] for row in after[0]] == [row[:4] for row in before[0]]
+    assert after[1] == before[1]

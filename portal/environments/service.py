@@ -72,8 +72,11 @@ def _apply_endpoint(env: Environment, source: str, values: dict) -> Endpoint:
         env.endpoints.append(endpoint)
     password = values.pop("password", None)
     locker = values.pop("locker_password", None)
+    moved = any(getattr(endpoint, key, None) != values.get(key) for key in ("host", "port"))
     for key, value in values.items():
         setattr(endpoint, key, value)
+    if moved:
+        endpoint.api_detected = None  # another appliance: its API is detected at its sync
     if locker:
         endpoint.locker_password_enc = cipher().encrypt(locker, LOCKER_PASSWORD)
     if password or endpoint.password_enc is None:
@@ -123,7 +126,10 @@ def save_environment(
         return parsed[source] is not None
 
     if not errors and not any(configured(s) for s in SOURCES):
-        errors["manager"] = "Configure an SDDC Manager, a VCF Installer, or both."
+        errors["manager"] = (
+            "Configure at least one source: SDDC Manager, the VCF Installer or VCF Operations "
+            "fleet management."
+        )
     if errors:
         raise ValidationError(errors)
     changed: list[str] = []

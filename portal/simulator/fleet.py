@@ -33,6 +33,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from .handler import _error
+from .inventory import HOSTILE_PASSWORDS
+
+# What hostile mode puts into the last account: a name that bends text direction, markup as a
+# user name, a formula as the password.
+_HOSTILE = ("\u202eexe.cod.rainpole.io", "<script>alert(1)</script>", HOSTILE_PASSWORDS[1])
 
 DAY_MS = 86_400_000
 MAX_AGE_DAYS = 90
@@ -230,6 +235,7 @@ class FleetSurface:
         self.token_lifetime = 1800.0
         # Password updates whose workflow fails (the value stays as it was), with the message.
         self._failing: list[str] = []
+        self._hostile_original: tuple[str, str, str, str] | None = None
 
     # -- controls --------------------------------------------------------------------------
 
@@ -248,6 +254,24 @@ class FleetSurface:
         """The next ``count`` password update workflows fail with ``message``; the accounts
         keep their values."""
         self._failing.extend([message] * max(0, count))
+
+    def set_hostile(self, enabled: bool) -> None:
+        """Put hostile strings in the last account's FQDN, user and password (or restore)."""
+        if not self.accounts or enabled == (self._hostile_original is not None):
+            return
+        account = self.accounts[-1]
+        if enabled:
+            self._hostile_original = (
+                account.fqdn,
+                account.username,
+                account.password,
+                account.alias,
+            )
+            account.fqdn, account.username, account.password = _HOSTILE
+            account.alias = f"{account.fqdn} {account.username}"
+        elif self._hostile_original is not None:
+            account.fqdn, account.username, account.password, account.alias = self._hostile_original
+            self._hostile_original = None
 
     def revoke(self) -> None:
         """Forget every token."""
@@ -492,6 +516,32 @@ class FleetSurface:
                 account.updated_ms = int(time.time() * 1000)
                 account.unknown = False
                 workflow.status = "COMPLETED"
+
+
+def build_surface(
+    inventory: Any,
+    users: dict[str, tuple[str, str]],
+    version: str,
+    task_delay: Callable[[], float],
+    root_password: str | None = None,
+) -> FleetSurface:
+    """Fleet management over the primary installer spec's appliances; its service accounts are
+    the simulator's ADMIN users. The root password: the one given, else on 9.0 the spec's
+    fleet appliance root, else (9.1 names no fleet appliance account) one drawn for it."""
+    spec = inventory.specs[inventory.tasks[0]["id"]]
+    accounts = accounts_from_spec(spec, version, inventory._uuid, now_ms())
+    fleet_spec = spec.get("vcfOperationsFleetManagementSpec") or {}
+    root = root_password or fleet_spec.get("rootUserPassword") or inventory.password()
+
+    def check_user(username: str, password: str) -> bool:
+        expected = users.get(username)
+        return (
+            expected is not None
+            and expected[1] == "ADMIN"
+            and hmac.compare_digest(expected[0].encode("utf-8"), password.encode("utf-8"))
+        )
+
+    return FleetSurface(accounts, version, root, check_user, inventory.password, task_delay)
 
 
 def now_ms() -> int:

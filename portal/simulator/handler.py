@@ -194,6 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
                 _error("TOO_MANY_REQUESTS", failure.message or "Too many requests"),
                 headers={"Retry-After": str(max(0, math.ceil(seconds)))},
             )
+        elif mode == "404":
+            self._send(404, _error("NOT_FOUND", failure.message or "No such API (simulated)"))
         elif mode == "403":
             self._send(403, _error("FORBIDDEN", failure.message or "Access denied (simulated)"))
         elif mode == "malformed":

@@ -29,12 +29,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from .certs import CertificateSet, generate_certificates, leaf_der, load_certificates
-from .fleet import FleetAccount, FleetSurface, accounts_from_spec, generated_accounts, now_ms
+from .fleet import FleetAccount, build_surface, generated_accounts, now_ms
 from .handler import _error, _Handler, _Raw, _Server
 from .inventory import QUIRKS, Inventory
 from .lifecycle import CredentialOperations
 
-FAILURE_MODES = ("500", "401", "403", "429", "timeout", "reset", "malformed", "slow")
+FAILURE_MODES = ("500", "401", "403", "404", "429", "timeout", "reset", "malformed", "slow")
 DEFAULT_PASSWORD = "VMware123!VMware123!"  # noqa: S105 - the simulator's documented default
 _FILTERS = ("resourceName", "resourceIp", "resourceType", "domainName", "accountType")
 
@@ -109,9 +109,14 @@ class Simulator:
         self._lock = threading.RLock()
         self._inventory = Inventory(credentials, seed, hostile, installer_version)
         self._operations = CredentialOperations(self._inventory, seed, float(task_delay))
-        self._fleet = self._build_fleet(installer_version)
-        if fleet_root_password:
-            self._fleet.root_password = fleet_root_password
+        self._fleet = build_surface(
+            self._inventory,
+            self._users,
+            installer_version,
+            lambda: self._operations.task_delay,
+            fleet_root_password,
+        )
+        self._fleet.set_hostile(self._inventory.hostile)
         self._quirks: frozenset[str] = frozenset()
         self.set_quirks(*quirks)
         self._hits: collections.Counter[str] = collections.Counter()
@@ -123,32 +128,6 @@ class Simulator:
         self._certs: CertificateSet | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-
-    def _build_fleet(self, version: str) -> FleetSurface:
-        inventory = self._inventory
-        spec = inventory.specs[inventory.tasks[0]["id"]]
-        accounts = accounts_from_spec(spec, version, inventory._uuid, now_ms())
-        fleet_spec = spec.get("vcfOperationsFleetManagementSpec") or {}
-        # 9.0: the fleet appliance's root password as the spec set it; 9.1 names no fleet
-        # appliance account, so the locker's root password is one of its own.
-        root = fleet_spec.get("rootUserPassword") or inventory.password()
-
-        def check_user(username: str, password: str) -> bool:
-            expected = self._users.get(username)
-            return (
-                expected is not None
-                and expected[1] == "ADMIN"
-                and hmac.compare_digest(expected[0].encode("utf-8"), password.encode("utf-8"))
-            )
-
-        return FleetSurface(
-            accounts,
-            version,
-            root,
-            check_user,
-            inventory.password,
-            lambda: self._operations.task_delay,
-        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -267,9 +246,11 @@ class Simulator:
             return self._inventory.add(n)
 
     def set_hostile(self, enabled: bool) -> None:
-        """Switch hostile strings in some names, usernames and passwords on or off."""
+        """Switch hostile strings in some names, usernames and passwords on or off (fleet
+        management's accounts included)."""
         with self._lock:
             self._inventory.set_hostile(enabled)
+            self._fleet.set_hostile(enabled)
 
     def set_quirks(self, *names: str) -> None:
         """Enable exactly these response quirks (see inventory.QUIRKS); none to disable."""
@@ -293,7 +274,7 @@ class Simulator:
 
         ``delay`` overrides timeout_delay/slow_delay, and is the ``Retry-After`` of the
         429 mode (default 1 s); ``message`` replaces the error message of the
-        500/401/403/429 modes (to test how clients handle hostile text).
+        500/401/403/404/429 modes (to test how clients handle hostile text).
         """
         if mode not in FAILURE_MODES:
             raise ValueError(f"mode must be one of {FAILURE_MODES}")

@@ -107,6 +107,8 @@ export function initCredentials(options) {
     const cell = el("td", { className: "col-expiry", dataset: { label: "Expiry" } });
     const state = expiryState(item);
     if (state) cell.append(badge(state), " ");
+    // Fleet management says UNKNOWN when it could not check an account: shown, not hidden.
+    else if (String(item.expiry_status || "").toUpperCase() === "UNKNOWN") cell.append(badge("UNKNOWN"), " ");
     if (item.expiry_date) cell.append(el("span", { title: item.expiry_date }, String(item.expiry_date).slice(0, 10)));
     else if (!item.expiry_status) cell.append(el("span", { className: "muted" }, "—"));
     return cell;
@@ -154,7 +156,9 @@ export function initCredentials(options) {
   function resourceTypeCell(item) {
     const cell = el("td", { className: "cell-text col-rtype", dataset: { label: "Resource type" } });
     const label = (config.resourceTypeLabels || {})[item.resource_type];
-    if (label) cell.append(el("div", {}, label), el("div", { className: "muted" }, visible(item.resource_type)));
+    // The type breaks after its underscores rather than anywhere in a narrow column.
+    const parts = visible(item.resource_type).split("_").flatMap(function (part, i) { return i ? ["_", el("wbr"), part] : [part]; });
+    if (label) cell.append(el("div", {}, label), el("div", { className: "muted" }, ...parts));
     else cell.append(visible(item.resource_type));
     return cell;
   }

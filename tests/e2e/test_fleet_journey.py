@@ -1,153 +1,153 @@
-"""Reading both surfaces, where an operator sees it: the real Gunicorn over HTTPS and the
-simulator's VCF 9.1 estate (VCF Installer and fleet management). The installer's value of an
-account fleet management rotated is flagged stale in the search and on the "needs attention"
-list; an operator updates a management appliance's password from the environment page through
-fleet password management, and the portal holds the new value once the workflow succeeded; a
-failed workflow changes nothing stored."""
+"""A VCF 9 estate in the real server and a real browser: SDDC Manager, the VCF Installer and
+VCF Operations fleet management synced by Gunicorn's scheduler from the simulator over HTTPS;
+a management appliance's password revealed from the dashboard's search, the environment page
+saying which fleet API answered, and the environment form's locker decryption password.
+
+Chromium must be installed at /usr/bin/chromium; the tests are skipped otherwise.
+"""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-from support import CHROMIUM, endpoint_body
+from support import (
+    CHROMIUM,
+    LAB_PASSWORD,
+    Watcher,
+    endpoint_body,
+    first_admin,
+    launch_chromium,
+    new_page,
+    running_portal,
+    sign_in,
+)
 
-pytestmark = pytest.mark.slow
+from portal.simulator import Simulator
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
 
 
-def _bodies(sim) -> dict:
-    installer = {
-        **endpoint_body(sim),
-        "username": sim.installer_username,
-        "password": sim.installer_password,
-    }
-    fleet = {**installer, "locker_password": sim.fleet_root_password}
-    return {"installer": installer, "fleet": fleet}
+class Estate:
+    """The running portal with one VCF 9.1 environment read from its three surfaces."""
+
+    def __init__(self, server, sim):
+        self.server, self.sim, self.url = server, sim, server.url
+        self.session, self.token = first_admin(server, LAB_PASSWORD)
+        fleet = endpoint_body(
+            sim,
+            username=sim.installer_username,
+            password=sim.installer_password,
+            locker_password=sim.fleet_root_password,
+        )
+        created = self.session.post(
+            self.url + "/api/v1/environments",
+            json={
+                "name": "sfo-vcf01",
+                "manager": endpoint_body(sim),
+                "installer": endpoint_body(
+                    sim,
+                    username=sim.installer_username,
+                    password=sim.installer_password,
+                    sync_enabled=True,
+                ),
+                "fleet": fleet,
+            },
+            headers={"X-CSRFToken": self.token},
+        )
+        assert created.status_code == 201, created.text
+        self.env_id = created.json()["id"]
+        self.status = self.wait_for_sync()
+
+    def wait_for_sync(self) -> dict:
+        deadline = time.monotonic() + 90
+        body: dict = {}
+        while time.monotonic() < deadline:
+            body = self.session.get(f"{self.url}/api/v1/environments/{self.env_id}").json()
+            states = {s: v["state"] for s, v in body["status"].items() if not v["active_run"]}
+            if states == {"manager": "success", "installer": "success", "fleet": "success"}:
+                return body
+            time.sleep(0.5)
+        raise AssertionError(f"the estate did not sync: {body.get('status')}")
 
 
 @pytest.fixture(scope="module")
-def vcf9(lab):
-    """An environment read from the installer and fleet management, both synced."""
-    env_id = lab.create("sfo-vcf9", **_bodies(lab.sim))
-    for source in ("installer", "fleet"):
-        _sync(lab, env_id, source)
-    return env_id
+def estate(tmp_path_factory):
+    with (
+        Simulator(credentials=60, seed=9, installer_version="9.1") as sim,
+        running_portal(tmp_path_factory.mktemp("fleet"), workers=2) as server,
+    ):
+        yield Estate(server, sim)
 
 
-def _post(lab, path, body) -> dict:
-    answer = lab.session.post(lab.url + path, json=body, headers={"X-CSRFToken": lab.token})
-    assert answer.status_code in (200, 202), answer.text
-    return answer.json()
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
 
 
-def _sync(lab, env_id, source) -> None:
-    run = _post(lab, f"/api/v1/environments/{env_id}/sync", {"source": source})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        state = lab.get(f"/api/v1/sync-runs/{run['id']}")["state"]
-        if state in ("success", "partial", "failed"):
-            assert state != "failed"
-            return
-        time.sleep(0.3)
-    raise AssertionError("the sync did not end")
+@pytest.fixture
+def page(estate, browser):
+    watcher = Watcher(estate.url)
+    context, page = new_page(browser, estate, watcher)
+    sign_in(page, estate, "admin", LAB_PASSWORD)
+    expect(page.locator("h1")).to_have_text("Environments")
+    yield page
+    watcher.check()
+    context.close()
 
 
-def _fleet_item(lab, env_id, fqdn, username) -> dict:
-    items = lab.get(
-        f"/api/v1/environments/{env_id}/credentials",
-        source="fleet",
-        hostname=fqdn,
-        username=username,
-        per_page=50,
-    )["items"]
-    [item] = [i for i in items if i["hostname"] == fqdn and i["username"] == username]
-    return item
-
-
-def _password(lab, cred_id) -> str:
-    return _post(lab, f"/api/v1/credentials/{cred_id}/reveal", {})["password"]
-
-
-def _wait_action(lab, action_id) -> dict:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        action = lab.get(f"/api/v1/credential-actions/{action_id}")
-        if action["state"] in ("success", "partial", "failed", "cancelled"):
-            return action
-        time.sleep(0.3)
-    raise AssertionError(f"action {action_id} did not end")
-
-
-def test_the_installers_stale_value_is_flagged(lab, vcf9):
-    [alias] = lab.sim.fleet_rotate(1)
-    account = next(a for a in lab.sim.fleet_accounts() if a.alias == alias)
-    _sync(lab, vcf9, "fleet")
-    found = lab.get("/api/v1/credentials", q=account.fqdn, per_page=100)["items"]
-    mine = {i["source"]: i for i in found if i["username"] == account.username}
-    assert mine["installer"]["stale"] is True and mine["installer"]["differs_from"] == ["fleet"]
-    assert mine["fleet"]["stale"] is False
-    stale = lab.get("/api/v1/attention", kind="stale_spec", environment_id=vcf9)["items"]
-    assert [(i["hostname"], i["username"]) for i in stale] == [(account.fqdn, account.username)]
-    # Fleet management's own expired and unknown accounts are on the list too.
-    listed = lab.get("/api/v1/attention", environment_id=vcf9, per_page=500)["items"]
-    kinds = {i["kind"] for i in listed if i["source"] == "fleet"}
-    assert kinds == {"expired", "expiry_unknown"}
-
-
-def test_a_failed_workflow_changes_nothing(lab, vcf9):
-    account = next(a for a in lab.sim.fleet_accounts() if a.username == "root")
-    item = _fleet_item(lab, vcf9, account.fqdn, account.username)
-    before = _password(lab, item["id"])
-    lab.sim.fleet_fail_workflows(1, "The appliance is in maintenance")
-    queued = _post(
-        lab,
-        "/api/v1/credentials/actions",
-        {"operation": "update", "credential_ids": [item["id"]], "password": "Never-Stored-91!"},
-    )
-    action = _wait_action(lab, queued["id"])
-    assert action["state"] == "failed" and action["operation"] == "fleet_update"
-    assert action["items"][0]["error"] == "The appliance is in maintenance"
-    assert _password(lab, item["id"]) == before
-    assert next(a for a in lab.sim.fleet_accounts() if a.key == account.key).password == before
-
-
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
-def test_an_operator_updates_a_management_appliance_through_fleet_management(lab, vcf9, admin_page):
-    from playwright.sync_api import expect
-
-    page, _ = admin_page
-    account = next(a for a in lab.sim.fleet_accounts() if a.appliance == "VCF_AUTOMATION")
-    item = _fleet_item(lab, vcf9, account.fqdn, account.username)
-    before = _password(lab, item["id"])
-
-    page.goto(
-        f"{lab.url}/environments/{vcf9}?source=fleet&hostname={account.fqdn}"
-        f"&username={account.username}"
-    )
-    row = page.locator(f"#credentials-body tr[data-id='{item['id']}']")
-    expect(row).to_be_visible()
+def test_a_management_appliance_password_revealed_from_the_dashboard_search(estate, page):
+    sim = estate.sim
+    spec = sim.installer_spec()
+    automation = spec["vcfAutomationSpec"]["hostname"]
+    account = next(a for a in sim.fleet_accounts() if a.fqdn == automation)
+    page.fill("#global-search", automation.split(".")[0])
+    rows = page.locator("#search-results tr", has_text=automation)
+    expect(rows).to_have_count(1)
+    row = rows.first
     expect(row).to_contain_text("VCF Automation")
-    row.locator("button[data-action=fleet-update]").click()
-    expect(page.locator("#action-dialog")).to_be_visible()
-    expect(page.locator("#action-plan tbody tr")).to_have_count(1)
-    expect(page.locator("#action-plan tbody tr")).to_contain_text(account.fqdn)
-    expect(page.locator("#action-generate")).to_be_checked()  # the portal makes a strong one
-    page.click("#action-submit")
-    expect(page.locator("#action-state")).to_contain_text("Done", timeout=30000)
-    page.keyboard.press("Escape")
+    expect(row.locator(".col-source")).to_contain_text("VCF Operations fleet management")
+    row.locator("[data-action=reveal]").click()
+    secret = row.locator(".secret-out .secret")
+    expect(secret).to_have_text(account.password)
+    # never in an attribute of the page
+    assert account.password not in page.evaluate(
+        "() => Array.from(document.querySelectorAll('*')).flatMap(e => "
+        "Array.from(e.attributes).map(a => a.value)).join(' ')"
+    )
+    # an expired management appliance's status is on its row too
+    expired = next(a for a in sim.fleet_accounts() if a.fqdn.endswith("vcfops01b.sfo.rainpole.io"))
+    page.fill("#global-search", expired.fqdn.split(".")[0])
+    row = page.locator("#search-results tr", has_text=expired.fqdn).first
+    expect(row).to_contain_text("VCF Operations · Expired")
+    # and the dashboard's notice counts it
+    expect(page.locator("#expiring-notice")).to_contain_text("already expired")
 
-    after = _password(lab, item["id"])
-    assert after != before
-    assert next(a for a in lab.sim.fleet_accounts() if a.key == account.key).password == after
-    history = lab.get(f"/api/v1/credentials/{item['id']}/history")["items"]
-    assert history[0]["changed_by"] == "FLEET_UPDATE" and history[0]["current"]
 
-    # Where the operator searches: the installer's copy now holds the old value, flagged.
-    found = lab.get("/api/v1/credentials", q=account.fqdn, per_page=100)["items"]
-    [copy] = [i for i in found if i["source"] == "installer" and i["username"] == "admin"]
-    assert copy["stale"] is True
-    page.goto(lab.url + "/")
-    page.fill("#global-search", account.fqdn)
-    installer_row = page.locator(f"#search-results tbody tr[data-id='{copy['id']}']")
-    expect(installer_row).to_contain_text("Stale")
-    expect(installer_row).to_contain_text("holds the current password")
+def test_the_environment_page_says_which_api_answered(estate, page):
+    page.goto(f"{estate.url}/environments/{estate.env_id}")
+    card = page.locator(".source-card[data-source=fleet]")
+    expect(card.locator(".source-name")).to_have_text("VCF Operations fleet management")
+    expect(card.locator(".fact-api")).to_have_text("VCF 9.1 fleet password management")
+    page.goto(f"{estate.url}/environments/{estate.env_id}?source=fleet")
+    body = page.locator("#credentials-body")
+    expect(body.locator("tr")).to_have_count(len(estate.sim.fleet_accounts()))
+    expect(body).to_contain_text("Cloud proxy")
+    expect(body).to_contain_text("CLOUD_PROXY")
+    # each account's fleet status: expiring, expired, and one fleet management could not check
+    for state in ("Expiring", "Expired", "Unknown"):
+        expect(body.locator(".col-expiry .badge", has_text=state).first).to_be_visible()
+
+
+def test_the_form_keeps_the_locker_password_write_only(estate, page):
+    page.goto(f"{estate.url}/environments/{estate.env_id}/edit")
+    locker = page.locator("#fleet-locker_password")
+    expect(locker).to_have_attribute("type", "password")
+    expect(locker).to_have_value("")
+    expect(locker).to_have_attribute("placeholder", "unchanged")
+    assert estate.sim.fleet_root_password not in page.content()
