@@ -143,7 +143,11 @@ def test_9_1_status_and_expiry_stored_and_counted_on_the_dashboard(app, admin):
     # the daily digest alert and the metrics count them as they count SDDC Manager's
     with app.app_context():
         assert notifications.expiry_digest()
-        digest = json.loads(db.session.scalar(select(NotificationOutbox.details)))
+        digest = json.loads(
+            db.session.scalar(
+                select(NotificationOutbox.details).where(NotificationOutbox.kind == "expiry.digest")
+            )
+        )
         user = db.session.scalar(select(User).where(User.username == "alice"))
         _, token = tokens.create(user, "prometheus", "read", 30, None)
         db.session.commit()
