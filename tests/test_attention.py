@@ -284,3 +284,23 @@ def test_the_simulator_serves_the_91_types_and_their_expiry(app, admin, lab):
         "GET", f"/api/v1/environments/{env['id']}/credentials?resource_type=VSP"
     ).json
     assert listed["total"] == 2
+
+
+def test_the_counts_match_the_list(app, admin, lab):
+    sim, env = lab
+    sim.inject_credential_fault(
+        "sfo-m01-hcx01.sfo.rainpole.io", "fail", "EXPIRATION", message="down"
+    )
+    _check(app, env["id"])
+    with app.app_context():
+        some = db.session.scalars(
+            select(Credential).where(Credential.expiry_status == "ACTIVE").order_by(Credential.id)
+        ).first()
+        some.expiry_status = "unknown"  # any case, as a source may write it
+        db.session.commit()
+        counted = attention.counts()
+        listed: dict[str, int] = dict.fromkeys(attention.KINDS, 0)
+        for finding in attention.findings():
+            listed[finding.kind] += 1
+    assert counted == {env["id"]: listed}
+    assert listed["connectivity"] == 2 and listed["expiry_unknown"] >= 1 and listed["expired"]

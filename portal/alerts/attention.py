@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import case, delete, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
@@ -214,11 +214,29 @@ def findings(environment_id: int | None = None, within: set[int] | None = None) 
 
 
 def counts(within: set[int] | None = None) -> dict[int, dict[str, int]]:
-    """Per environment id, findings per kind (environments `within`; None: all)."""
+    """Per environment id, findings per kind (environments `within`; None: all), counted by
+    the database (the dashboard and the metrics ask at every view and scrape)."""
+    status = func.upper(Credential.expiry_status)
+    kind = case(
+        (Credential.connectivity_status == "ERROR", "connectivity"),
+        (status == "EXPIRED", "expired"),
+        else_="expiry_unknown",
+    )
+    query = (
+        select(Credential.environment_id, kind, func.count())
+        .where(
+            Credential.present.is_(True),
+            or_(Credential.connectivity_status == "ERROR", status.in_(PROBLEM_STATUSES)),
+        )
+        .group_by(Credential.environment_id, kind)
+    )
     result: dict[int, dict[str, int]] = {}
-    for finding in findings(within=within):
-        per_kind = result.setdefault(finding.environment_id, dict.fromkeys(KINDS, 0))
-        per_kind[finding.kind] += 1
+    for environment_id, name, number in db.session.execute(
+        _scope(query, Credential.environment_id, None, within)
+    ):
+        result.setdefault(environment_id, dict.fromkeys(KINDS, 0))[name] = number
+    for finding in _stale_spec_findings(None, within):
+        result.setdefault(finding.environment_id, dict.fromkeys(KINDS, 0))["stale_spec"] += 1
     return result
 
 
