@@ -8,11 +8,28 @@ failed workflow changes nothing stored."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from support import CHROMIUM, endpoint_body
 
 pytestmark = pytest.mark.slow
+
+
+AXE = Path(__file__).resolve().parent.parent / "vendor" / "axe.min.js"
+
+
+def _axe(page, state: str) -> list[str]:
+    """axe-core on the page as it is (as tests/e2e/test_accessibility.py runs it)."""
+    page.wait_for_load_state("load")
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text())
+    found = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+            .flatMap((v) => v.nodes.map((n) => v.impact + " " + v.id + ": "
+              + n.target.join(" ") + " " + n.failureSummary.replace(/\\s+/g, " ")))"""
+    )
+    return [f"{state}: {line}" for line in found]
 
 
 def _bodies(sim) -> dict:
@@ -127,11 +144,13 @@ def test_an_operator_updates_a_management_appliance_through_fleet_management(lab
     row = page.locator(f"#credentials-body tr[data-id='{item['id']}']")
     expect(row).to_be_visible()
     expect(row).to_contain_text("VCF Automation")
+    violations = _axe(page, "environment with fleet management")
     row.locator("button[data-action=fleet-update]").click()
     expect(page.locator("#action-dialog")).to_be_visible()
     expect(page.locator("#action-plan tbody tr")).to_have_count(1)
     expect(page.locator("#action-plan tbody tr")).to_contain_text(account.fqdn)
     expect(page.locator("#action-generate")).to_be_checked()  # the portal makes a strong one
+    violations += _axe(page, "fleet update dialog")
     page.click("#action-submit")
     expect(page.locator("#action-state")).to_contain_text("Done", timeout=30000)
     page.keyboard.press("Escape")
@@ -151,3 +170,8 @@ def test_an_operator_updates_a_management_appliance_through_fleet_management(lab
     installer_row = page.locator(f"#search-results tbody tr[data-id='{copy['id']}']")
     expect(installer_row).to_contain_text("Stale")
     expect(installer_row).to_contain_text("holds the current password")
+    violations += _axe(page, "dashboard search with a stale copy")
+    page.goto(f"{lab.url}/attention?environment_id={vcf9}")
+    expect(page.locator("#attention-table tbody tr[data-kind=stale_spec]").first).to_be_visible()
+    violations += _axe(page, "needs attention with stale copies")
+    assert violations == []
