@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -45,6 +46,7 @@ import requests
 from ._fleet_http import BasicTransport, OpsTransport, token_in
 from ._http import clean_text, log
 from .models import EndpointSettings, FetchedCredential, VcfError
+from .paging import PageCheck, reported_int
 
 ACCOUNTS_QUERY_PATH = "/suite-api/api/fleet-management/password-management/accounts/query"
 ACCOUNTS_PATH = "/suite-api/api/fleet-management/password-management/accounts"
@@ -200,30 +202,50 @@ class FleetClient:
 
     def password_accounts(self, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Every account fleet password management lists (``VcfPasswordAccountResponse``)."""
-        accounts: list[dict[str, Any]] = []
+        check = PageCheck(
+            "the password accounts", "passwordAccountKey", "fleet password management", "accounts"
+        )
+        return self._pages(
+            lambda page, _start, size: self._accounts_page(page, size, filters),
+            check,
+            "passwordAccountKey",
+        )
+
+    def _accounts_page(
+        self, page: int, size: int, filters: dict[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        body = self._ops.request_json(
+            "POST",
+            ACCOUNTS_QUERY_PATH,
+            params={"page": str(page), "pageSize": str(size)},
+            json_body=filters or {},
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("vcfPasswordAccounts"), list):
+            raise VcfError("malformed", "the password accounts answer is not a list of accounts")
+        items = body["vcfPasswordAccounts"]
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise VcfError("malformed", f"password account {index} is not an object")
+        info = body.get("pageInfo")
+        return items, reported_int(info.get("totalCount")) if isinstance(info, dict) else None
+
+    def _pages(
+        self,
+        read_page: Callable[[int, int, int], tuple[list[dict[str, Any]], int | None]],
+        check: PageCheck,
+        id_key: str,
+    ) -> list[dict[str, Any]]:
+        """Every item of a paged listing, checked page by page (paging.PageCheck): a
+        repeated or incomplete listing is refused, never taken for a complete one."""
+        items: list[dict[str, Any]] = []
         for page in range(MAX_PAGES):
-            body = self._ops.request_json(
-                "POST",
-                ACCOUNTS_QUERY_PATH,
-                params={"page": str(page), "pageSize": str(PAGE_SIZE)},
-                json_body=filters or {},
-            )
-            if not isinstance(body, dict) or not isinstance(body.get("vcfPasswordAccounts"), list):
-                raise VcfError(
-                    "malformed", "the password accounts answer is not a list of accounts"
-                )
-            items = body["vcfPasswordAccounts"]
-            for index, item in enumerate(items):
-                if not isinstance(item, dict):
-                    raise VcfError("malformed", f"password account {index} is not an object")
-            accounts.extend(items)
-            info = body.get("pageInfo") if isinstance(body.get("pageInfo"), dict) else {}
-            total = info.get("totalCount") if isinstance(info, dict) else None
-            if not items or (isinstance(total, int) and len(accounts) >= total):
-                return accounts
-            if not isinstance(total, int) and len(items) < PAGE_SIZE:
-                return accounts
-        raise VcfError("malformed", f"the password accounts did not end after {MAX_PAGES} pages")
+            chunk, total = read_page(page, len(items), PAGE_SIZE)
+            check.add(page, [_text(item.get(id_key)) for item in chunk], total)
+            items.extend(chunk)
+            if check.ended(len(chunk), PAGE_SIZE):
+                check.complete()
+                return items
+        raise VcfError("malformed", f"{check.listing} did not end after {MAX_PAGES} pages")
 
     def update_password(
         self, account_key: str, current_password: str, new_password: str, username: str | None
@@ -254,25 +276,23 @@ class FleetClient:
 
     def locker_entries(self) -> list[dict[str, Any]]:
         """Every locker entry (values masked): vmid, alias, userName, description, tenant."""
-        entries: list[dict[str, Any]] = []
-        for _ in range(MAX_PAGES):
-            body = self._locker.get_json(
-                LOCKER_PATH, params={"from": str(len(entries)), "size": str(PAGE_SIZE)}
-            )
-            if not isinstance(body, dict) or not isinstance(body.get("passwords"), list):
-                raise VcfError("malformed", "the locker's answer is not a list of passwords")
-            items = body["passwords"]
-            for index, item in enumerate(items):
-                vmid = item.get("vmid") if isinstance(item, dict) else None
-                if not isinstance(vmid, str) or not vmid:
-                    raise VcfError("malformed", f"locker entry {len(entries) + index} has no vmid")
-            entries.extend(items)
-            total = body.get("total")
-            if not items or (isinstance(total, int) and len(entries) >= total):
-                return entries
-            if not isinstance(total, int) and len(items) < PAGE_SIZE:
-                return entries
-        raise VcfError("malformed", f"the locker's list did not end after {MAX_PAGES} pages")
+        check = PageCheck(
+            "the locker's list", "locker vmid", "the fleet management locker", "entries"
+        )
+        return self._pages(self._locker_page, check, "vmid")
+
+    def _locker_page(
+        self, _page: int, start: int, size: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        body = self._locker.get_json(LOCKER_PATH, params={"from": str(start), "size": str(size)})
+        if not isinstance(body, dict) or not isinstance(body.get("passwords"), list):
+            raise VcfError("malformed", "the locker's answer is not a list of passwords")
+        items = body["passwords"]
+        for index, item in enumerate(items):
+            vmid = item.get("vmid") if isinstance(item, dict) else None
+            if not isinstance(vmid, str) or not vmid.strip():
+                raise VcfError("malformed", f"locker entry {start + index} has no vmid")
+        return items, reported_int(body.get("total"))
 
     def decrypt(self, vmid: str) -> str:
         """One locker value in clear, decrypted with the fleet appliance's root password."""

@@ -214,3 +214,70 @@ def test_locker_texts_name_the_appliance():
     assert expiry_iso(True) is None and expiry_iso(float("nan")) is None
     assert appliance_label("LOG_MANAGEMENT") == "VCF Operations for Logs"
     assert appliance_label("NEW_THING") == "NEW_THING"
+
+
+def _altered(sim, name, change):
+    """The simulator's fleet surface answering `name` (_query or _locker_page) through
+    `change(query, status, body)`: a hostile server over the same HTTPS."""
+    surface = sim._fleet
+    original = getattr(surface, name)
+
+    def answer(query, *rest):
+        status, body = original(query, *rest)
+        return status, change(query, body) if status == 200 else body
+
+    setattr(surface, name, answer)
+
+
+def _first(query, *names):
+    return int(next((query[n][0] for n in names if n in query), "0"))
+
+
+def _duplicate_key(query, body):
+    rows = body["vcfPasswordAccounts"]
+    if _first(query, "page") == 1 and rows:
+        rows[0] = {**rows[0], "passwordAccountKey": "dup-key"}
+    if _first(query, "page") == 0 and rows:
+        rows[0] = {**rows[0], "passwordAccountKey": "dup-key"}
+    return body
+
+
+def _empty_second_page(query, body):
+    if _first(query, "page") == 1:
+        body["vcfPasswordAccounts"] = []
+    return body
+
+
+def _total_one_more(query, body):
+    body["pageInfo"]["totalCount"] += 1
+    return body
+
+
+def _locker_total_one_less(query, body):
+    body["total"] -= 1
+    return body
+
+
+@pytest.mark.parametrize(
+    ("version", "surface", "change", "words"),
+    [
+        ("9.1", "_query", _duplicate_key, "passwordAccountKey dup-key was returned twice"),
+        ("9.0", "_locker_page", None, "page 1 of the locker's list repeats the previous page"),
+        ("9.1", "_query", _empty_second_page, "page 1 of the password accounts is empty after"),
+        ("9.1", "_query", _total_one_more, "is empty after 7 of 8 accounts"),
+        ("9.0", "_locker_page", _locker_total_one_less, "locker reported 7 entries but returned 8"),
+    ],
+)
+def test_an_incomplete_or_repeated_listing_is_refused(monkeypatch, version, surface, change, words):
+    monkeypatch.setattr(fleet_module, "PAGE_SIZE", 2)
+    with Simulator(credentials=20, seed=4, installer_version=version) as sim:
+        if change is None:  # a locker that ignores "from": page 0 again and again
+            first = sim._fleet._locker_page
+            _altered(sim, surface, lambda query, body: first({"from": ["0"], "size": ["2"]})[1])
+        else:
+            _altered(sim, surface, change)
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            with pytest.raises(VcfError) as caught:
+                client.fetch_credentials()
+    assert caught.value.kind == "malformed"
+    assert words in str(caught.value)
