@@ -20,7 +20,9 @@ surfaces; which one answers is detected, never asked:
   masked), then ``POST /lcm/locker/api/v2/passwords/{vmid}/decrypted {"rootPassword": …}``
   per entry, with the fleet appliance's root password.
 
-The first ``token/acquire`` decides: 404 (no VCF Operations there) means the 9.0 locker.
+The first ``token/acquire`` decides: 404 (no VCF Operations there) means the 9.0 locker, when
+the locker answers; once 9.1 has answered (the endpoint keeps ``api_detected``), a 404 there
+fails the sync rather than switching to the locker.
 ``authSource`` is ``localItem`` on 9.1 and ``local`` on 9.0; the other is tried after a 401.
 
 Mapping to FetchedCredential: resource_type = the fleet appliance type (9.1 ``appliance``;
@@ -125,6 +127,20 @@ def fqdn_from_text(*texts: str | None) -> str | None:
     return None
 
 
+# Users whose fleet account is a shell login (9.0 names no type; 9.1's credentialType wins).
+_SSH_USERS = ("root", "vmware-system-user")
+
+
+def credential_type(username: str, reported: Any = None) -> str:
+    """The account's credential type, part of its key, the same on 9.1 and 9.0: 9.1's
+    ``credentialType`` when given, else SSH for the appliances' shell users, API for others
+    (so an estate moving from the 9.0 locker to 9.1 keeps its rows and history)."""
+    given = _text(reported)
+    if given:
+        return given.strip().upper()
+    return "SSH" if username in _SSH_USERS else "API"
+
+
 def expiry_iso(value: Any) -> str | None:
     """``expiryDate`` (epoch milliseconds, or already text) as ISO 8601 UTC, else None."""
     if isinstance(value, bool) or value is None:
@@ -151,8 +167,11 @@ class FleetClient:
         settings: EndpointSettings,
         locker_password: str | None = None,
         session: requests.Session | None = None,
+        api_detected: str | None = None,
     ) -> None:
         self.settings = settings
+        # Which API answered at the last sync (the endpoint's api_detected): 9.1 is sticky.
+        self._known = api_detected
         self._locker_password = locker_password or None
         self._ops = OpsTransport(settings, session)
         self._locker = BasicTransport(settings, session)
@@ -181,18 +200,47 @@ class FleetClient:
     # -- detection -----------------------------------------------------------------------
 
     def detect(self) -> str:
-        """Which API this fleet management offers (API_91 or API_90); logs in to it."""
+        """Which API this fleet management offers (API_91 or API_90); logs in to it.
+
+        Sticky: once 9.1 has answered (``known``, the endpoint's stored ``api_detected``), a
+        404 on ``token/acquire`` fails instead of switching to 9.0 (which would change every
+        account's key and expiry). 9.0 is chosen only when the locker answers too.
+        """
         if self.api_detected is None:
-            try:
-                with self._ops._token_lock:
-                    self._ops._ensure_token()
-                self.api_detected = API_91
-            except VcfError as exc:
-                if exc.kind != "not_found":
-                    raise
-                self.api_detected = API_90
-                log.info("fleet %s: no VCF Operations API; reading the 9.0 locker", self._where)
+            self.api_detected = self._detect()
         return self.api_detected
+
+    def _detect(self) -> str:
+        try:
+            with self._ops._token_lock:
+                self._ops._ensure_token()
+            return API_91
+        except VcfError as exc:
+            if exc.kind != "not_found":
+                raise
+        if self._known == API_91:
+            raise VcfError(
+                "not_found",
+                f"VCF Operations {self._where} answered HTTP 404 to the token request although "
+                f"it answered as {API_91} before: the sync stopped and nothing stored was "
+                "changed. If this fleet management really moved to another host or release, "
+                "edit the endpoint's host or port: that clears the API detected, and the next "
+                "sync detects it again.",
+                status=404,
+            )
+        try:
+            self._locker_page(0, 0, 1)
+        except VcfError as exc:
+            if exc.kind != "not_found":
+                raise
+            raise VcfError(
+                "not_found",
+                f"{self._where} answers neither as VCF Operations (token request) nor as the "
+                "fleet management locker (HTTP 404): check the endpoint's host and port",
+                status=404,
+            ) from None
+        log.info("fleet %s: no VCF Operations API; reading the 9.0 locker", self._where)
+        return API_90
 
     @property
     def _where(self) -> str:
@@ -356,7 +404,7 @@ class FleetClient:
                     hostname=host,
                     username=username,
                     password=self.decrypt(entry["vmid"]),
-                    credential_type="SSH" if username == "root" else "API",
+                    credential_type=credential_type(username),
                     account_type="USER",
                     resource_type=appliance,
                     domain_names=(),
@@ -394,7 +442,7 @@ class FleetClient:
                     hostname=host,
                     username=username,
                     password=password,
-                    credential_type=_text(account.get("credentialType")) or "",
+                    credential_type=credential_type(username, account.get("credentialType")),
                     account_type=_text(account.get("accountType")) or "",
                     resource_type=_text(account.get("appliance")) or "UNKNOWN",
                     resource_id=_text(account.get("applianceOpsResourceId")),

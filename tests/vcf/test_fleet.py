@@ -12,7 +12,7 @@ from support import sim_settings
 from portal.simulator import Simulator
 from portal.vcf import API_90, API_91, FleetClient, VcfError, appliance_label
 from portal.vcf import fleet as fleet_module
-from portal.vcf.fleet import appliance_from_text, expiry_iso, fqdn_from_text
+from portal.vcf.fleet import appliance_from_text, credential_type, expiry_iso, fqdn_from_text
 
 
 @pytest.fixture(scope="module", params=["9.0", "9.1"])
@@ -79,7 +79,7 @@ def test_the_version_is_detected_by_the_first_login(estate):
     # 9.0 is read from the locker alone; 9.1's list comes from password management
     listed = hits["POST /suite-api/api/fleet-management/password-management/accounts/query"]
     assert (listed, hits["GET /lcm/locker/api/passwords"]) == (
-        (0, 1) if detected == API_90 else (1, 0)
+        (0, 2) if detected == API_90 else (1, 0)  # 9.0: the locker answered the detection too
     )
 
 
@@ -281,3 +281,47 @@ def test_an_incomplete_or_repeated_listing_is_refused(monkeypatch, version, surf
                 client.fetch_credentials()
     assert caught.value.kind == "malformed"
     assert words in str(caught.value)
+
+
+def test_once_9_1_answered_a_404_on_the_token_request_fails_instead_of_switching():
+    with Simulator(credentials=20, seed=4, installer_version="9.1") as sim:
+        sim.inject_failure("404", count=1, path_prefix="/suite-api/api/auth/token/acquire")
+        with FleetClient(_settings(sim), sim.fleet_root_password, api_detected=API_91) as client:
+            with pytest.raises(VcfError) as caught:
+                client.fetch_credentials()
+            assert client.api_detected is None
+        assert "answered as VCF 9.1 fleet password management before" in str(caught.value)
+        assert "edit the endpoint's host or port" in str(caught.value)
+        assert sim.hits["GET /lcm/locker/api/passwords"] == 0
+
+
+def test_9_0_is_chosen_only_when_the_locker_answers_too():
+    with Simulator(credentials=20, seed=4, installer_version="9.0") as sim:
+        sim.inject_failure("404", count=1, path_prefix="/lcm/locker/api/passwords$")
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            with pytest.raises(VcfError) as caught:
+                client.detect()
+            assert client.api_detected is None
+        assert caught.value.kind == "not_found"
+        assert "neither as VCF Operations" in str(caught.value)
+        # a 9.0 estate that stays 9.0 is still read when 9.0 was stored
+        with FleetClient(_settings(sim), sim.fleet_root_password, api_detected=API_90) as client:
+            assert len(client.fetch_credentials()) == len(sim.fleet_accounts())
+
+
+def test_the_same_account_keeps_its_key_on_9_0_and_9_1():
+    """9.0 names no credential type: the one derived from the user is 9.1's, so an estate
+    that moves from the locker to password management keeps its rows and history."""
+    types = {}
+    for version in ("9.0", "9.1"):
+        with Simulator(credentials=20, seed=4, installer_version=version) as sim:
+            with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+                fetched = client.fetch_credentials()
+        types[version] = {(i.hostname, i.username): i.credential_type for i in fetched}
+        if version == "9.1":
+            assert "vmware-system-user" in {i.username for i in fetched}
+            for item in fetched:  # what the 9.0 path would make of the same account
+                assert credential_type(item.username) == item.credential_type
+    common = types["9.0"].keys() & types["9.1"].keys()
+    assert len(common) >= 4
+    assert {k: types["9.0"][k] for k in common} == {k: types["9.1"][k] for k in common}
