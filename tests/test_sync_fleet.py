@@ -426,3 +426,45 @@ def test_9_1_without_an_answering_locker_keeps_the_values_and_says_so(app, admin
     # passwords and history unchanged; only the fleet status may have moved on
     assert [row[:4] for row in after[0]] == [row[:4] for row in before[0]]
     assert after[1] == before[1]
+
+
+def test_a_listing_short_of_its_total_fails_the_sync_and_marks_nothing_absent(
+    app, admin, monkeypatch
+):
+    from portal.vcf import fleet as fleet_module
+
+    monkeypatch.setattr(fleet_module, "PAGE_SIZE", 2)
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        before = stored(app)
+        surface = sim._fleet
+        original = surface._query
+
+        def short(query, body):  # the second page comes back empty, the total unchanged
+            status, answer = original(query, body)
+            if query.get("page") == ["1"]:
+                answer["vcfPasswordAccounts"] = []
+            return status, answer
+
+        surface._query = short
+        run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "failed", run
+    assert "is empty after 2 of" in run["error"]
+    assert run["counts"]["absent"] == 0
+    assert stored(app) == before
+
+
+def test_a_stray_404_on_a_9_1_estate_fails_and_keeps_everything(app, admin):
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        before = stored(app)
+        sim.inject_failure("404", count=1, path_prefix="/suite-api/api/auth/token/acquire")
+        run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "failed", run
+    assert "edit the endpoint's host or port" in run["error"]
+    assert run["counts"]["absent"] == 0
+    assert stored(app) == before
+    shown = admin.client.get(f"/api/v1/environments/{env['id']}").json["fleet"]
+    assert shown["api_detected"] == "VCF 9.1 fleet password management"

@@ -25,8 +25,10 @@ def fetch_source(
     endpoint: Endpoint, settings: EndpointSettings, facts: SourceFacts
 ) -> list[FetchedCredential]:
     """Every credential of the endpoint's source; VcfError when the source fails."""
-    locker = locker_password(endpoint) if endpoint.source == "fleet" else None
-    with client_for(endpoint.source, settings, locker) as client:
+    fleet = endpoint.source == "fleet"
+    locker = locker_password(endpoint) if fleet else None
+    known = endpoint.api_detected if fleet else None
+    with client_for(endpoint.source, settings, locker, known) as client:
         try:
             return client.fetch_credentials()
         finally:

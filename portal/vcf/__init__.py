@@ -58,23 +58,32 @@ def client_for(source: Literal["manager"], settings: EndpointSettings) -> SddcMa
 def client_for(source: Literal["installer"], settings: EndpointSettings) -> InstallerClient: ...
 @overload
 def client_for(
-    source: Literal["fleet"], settings: EndpointSettings, locker_password: str | None = None
+    source: Literal["fleet"],
+    settings: EndpointSettings,
+    locker_password: str | None = None,
+    api_detected: str | None = None,
 ) -> FleetClient: ...
 @overload
 def client_for(
-    source: str, settings: EndpointSettings, locker_password: str | None = None
+    source: str,
+    settings: EndpointSettings,
+    locker_password: str | None = None,
+    api_detected: str | None = None,
 ) -> SddcManagerClient | InstallerClient | FleetClient: ...
 def client_for(
-    source: str, settings: EndpointSettings, locker_password: str | None = None
+    source: str,
+    settings: EndpointSettings,
+    locker_password: str | None = None,
+    api_detected: str | None = None,
 ) -> SddcManagerClient | InstallerClient | FleetClient:
     """Return the client for ``source`` ("manager", "installer" or "fleet"; only fleet
-    management takes the locker decryption password)."""
+    management takes the locker decryption password and the API it answered with before)."""
     if source == "manager":
         return SddcManagerClient(settings)
     if source == "installer":
         return InstallerClient(settings)
     if source == "fleet":
-        return FleetClient(settings, locker_password)
+        return FleetClient(settings, locker_password, api_detected=api_detected)
     raise ValueError("source must be 'manager', 'installer' or 'fleet'")
 
 

@@ -20,7 +20,9 @@ surfaces; which one answers is detected, never asked:
   masked), then ``POST /lcm/locker/api/v2/passwords/{vmid}/decrypted {"rootPassword": …}``
   per entry, with the fleet appliance's root password.
 
-The first ``token/acquire`` decides: 404 (no VCF Operations there) means the 9.0 locker.
+The first ``token/acquire`` decides: 404 (no VCF Operations there) means the 9.0 locker, when
+the locker answers; once 9.1 has answered (the endpoint keeps ``api_detected``), a 404 there
+fails the sync rather than switching to the locker.
 ``authSource`` is ``localItem`` on 9.1 and ``local`` on 9.0; the other is tried after a 401.
 
 Mapping to FetchedCredential: resource_type = the fleet appliance type (9.1 ``appliance``;
@@ -37,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -45,6 +48,7 @@ import requests
 from ._fleet_http import BasicTransport, OpsTransport, token_in
 from ._http import clean_text, log
 from .models import EndpointSettings, FetchedCredential, VcfError
+from .paging import PageCheck, reported_int
 
 ACCOUNTS_QUERY_PATH = "/suite-api/api/fleet-management/password-management/accounts/query"
 ACCOUNTS_PATH = "/suite-api/api/fleet-management/password-management/accounts"
@@ -123,6 +127,20 @@ def fqdn_from_text(*texts: str | None) -> str | None:
     return None
 
 
+# Users whose fleet account is a shell login (9.0 names no type; 9.1's credentialType wins).
+_SSH_USERS = ("root", "vmware-system-user")
+
+
+def credential_type(username: str, reported: Any = None) -> str:
+    """The account's credential type, part of its key, the same on 9.1 and 9.0: 9.1's
+    ``credentialType`` when given, else SSH for the appliances' shell users, API for others
+    (so an estate moving from the 9.0 locker to 9.1 keeps its rows and history)."""
+    given = _text(reported)
+    if given:
+        return given.strip().upper()
+    return "SSH" if username in _SSH_USERS else "API"
+
+
 def expiry_iso(value: Any) -> str | None:
     """``expiryDate`` (epoch milliseconds, or already text) as ISO 8601 UTC, else None."""
     if isinstance(value, bool) or value is None:
@@ -149,8 +167,11 @@ class FleetClient:
         settings: EndpointSettings,
         locker_password: str | None = None,
         session: requests.Session | None = None,
+        api_detected: str | None = None,
     ) -> None:
         self.settings = settings
+        # Which API answered at the last sync (the endpoint's api_detected): 9.1 is sticky.
+        self._known = api_detected
         self._locker_password = locker_password or None
         self._ops = OpsTransport(settings, session)
         self._locker = BasicTransport(settings, session)
@@ -179,18 +200,47 @@ class FleetClient:
     # -- detection -----------------------------------------------------------------------
 
     def detect(self) -> str:
-        """Which API this fleet management offers (API_91 or API_90); logs in to it."""
+        """Which API this fleet management offers (API_91 or API_90); logs in to it.
+
+        Sticky: once 9.1 has answered (``known``, the endpoint's stored ``api_detected``), a
+        404 on ``token/acquire`` fails instead of switching to 9.0 (which would change every
+        account's key and expiry). 9.0 is chosen only when the locker answers too.
+        """
         if self.api_detected is None:
-            try:
-                with self._ops._token_lock:
-                    self._ops._ensure_token()
-                self.api_detected = API_91
-            except VcfError as exc:
-                if exc.kind != "not_found":
-                    raise
-                self.api_detected = API_90
-                log.info("fleet %s: no VCF Operations API; reading the 9.0 locker", self._where)
+            self.api_detected = self._detect()
         return self.api_detected
+
+    def _detect(self) -> str:
+        try:
+            with self._ops._token_lock:
+                self._ops._ensure_token()
+            return API_91
+        except VcfError as exc:
+            if exc.kind != "not_found":
+                raise
+        if self._known == API_91:
+            raise VcfError(
+                "not_found",
+                f"VCF Operations {self._where} answered HTTP 404 to the token request although "
+                f"it answered as {API_91} before: the sync stopped and nothing stored was "
+                "changed. If this fleet management really moved to another host or release, "
+                "edit the endpoint's host or port: that clears the API detected, and the next "
+                "sync detects it again.",
+                status=404,
+            )
+        try:
+            self._locker_page(0, 0, 1)
+        except VcfError as exc:
+            if exc.kind != "not_found":
+                raise
+            raise VcfError(
+                "not_found",
+                f"{self._where} answers neither as VCF Operations (token request) nor as the "
+                "fleet management locker (HTTP 404): check the endpoint's host and port",
+                status=404,
+            ) from None
+        log.info("fleet %s: no VCF Operations API; reading the 9.0 locker", self._where)
+        return API_90
 
     @property
     def _where(self) -> str:
@@ -200,30 +250,50 @@ class FleetClient:
 
     def password_accounts(self, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Every account fleet password management lists (``VcfPasswordAccountResponse``)."""
-        accounts: list[dict[str, Any]] = []
+        check = PageCheck(
+            "the password accounts", "passwordAccountKey", "fleet password management", "accounts"
+        )
+        return self._pages(
+            lambda page, _start, size: self._accounts_page(page, size, filters),
+            check,
+            "passwordAccountKey",
+        )
+
+    def _accounts_page(
+        self, page: int, size: int, filters: dict[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        body = self._ops.request_json(
+            "POST",
+            ACCOUNTS_QUERY_PATH,
+            params={"page": str(page), "pageSize": str(size)},
+            json_body=filters or {},
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("vcfPasswordAccounts"), list):
+            raise VcfError("malformed", "the password accounts answer is not a list of accounts")
+        items = body["vcfPasswordAccounts"]
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise VcfError("malformed", f"password account {index} is not an object")
+        info = body.get("pageInfo")
+        return items, reported_int(info.get("totalCount")) if isinstance(info, dict) else None
+
+    def _pages(
+        self,
+        read_page: Callable[[int, int, int], tuple[list[dict[str, Any]], int | None]],
+        check: PageCheck,
+        id_key: str,
+    ) -> list[dict[str, Any]]:
+        """Every item of a paged listing, checked page by page (paging.PageCheck): a
+        repeated or incomplete listing is refused, never taken for a complete one."""
+        items: list[dict[str, Any]] = []
         for page in range(MAX_PAGES):
-            body = self._ops.request_json(
-                "POST",
-                ACCOUNTS_QUERY_PATH,
-                params={"page": str(page), "pageSize": str(PAGE_SIZE)},
-                json_body=filters or {},
-            )
-            if not isinstance(body, dict) or not isinstance(body.get("vcfPasswordAccounts"), list):
-                raise VcfError(
-                    "malformed", "the password accounts answer is not a list of accounts"
-                )
-            items = body["vcfPasswordAccounts"]
-            for index, item in enumerate(items):
-                if not isinstance(item, dict):
-                    raise VcfError("malformed", f"password account {index} is not an object")
-            accounts.extend(items)
-            info = body.get("pageInfo") if isinstance(body.get("pageInfo"), dict) else {}
-            total = info.get("totalCount") if isinstance(info, dict) else None
-            if not items or (isinstance(total, int) and len(accounts) >= total):
-                return accounts
-            if not isinstance(total, int) and len(items) < PAGE_SIZE:
-                return accounts
-        raise VcfError("malformed", f"the password accounts did not end after {MAX_PAGES} pages")
+            chunk, total = read_page(page, len(items), PAGE_SIZE)
+            check.add(page, [_text(item.get(id_key)) for item in chunk], total)
+            items.extend(chunk)
+            if check.ended(len(chunk), PAGE_SIZE):
+                check.complete()
+                return items
+        raise VcfError("malformed", f"{check.listing} did not end after {MAX_PAGES} pages")
 
     def update_password(
         self, account_key: str, current_password: str, new_password: str, username: str | None
@@ -254,25 +324,23 @@ class FleetClient:
 
     def locker_entries(self) -> list[dict[str, Any]]:
         """Every locker entry (values masked): vmid, alias, userName, description, tenant."""
-        entries: list[dict[str, Any]] = []
-        for _ in range(MAX_PAGES):
-            body = self._locker.get_json(
-                LOCKER_PATH, params={"from": str(len(entries)), "size": str(PAGE_SIZE)}
-            )
-            if not isinstance(body, dict) or not isinstance(body.get("passwords"), list):
-                raise VcfError("malformed", "the locker's answer is not a list of passwords")
-            items = body["passwords"]
-            for index, item in enumerate(items):
-                vmid = item.get("vmid") if isinstance(item, dict) else None
-                if not isinstance(vmid, str) or not vmid:
-                    raise VcfError("malformed", f"locker entry {len(entries) + index} has no vmid")
-            entries.extend(items)
-            total = body.get("total")
-            if not items or (isinstance(total, int) and len(entries) >= total):
-                return entries
-            if not isinstance(total, int) and len(items) < PAGE_SIZE:
-                return entries
-        raise VcfError("malformed", f"the locker's list did not end after {MAX_PAGES} pages")
+        check = PageCheck(
+            "the locker's list", "locker vmid", "the fleet management locker", "entries"
+        )
+        return self._pages(self._locker_page, check, "vmid")
+
+    def _locker_page(
+        self, _page: int, start: int, size: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        body = self._locker.get_json(LOCKER_PATH, params={"from": str(start), "size": str(size)})
+        if not isinstance(body, dict) or not isinstance(body.get("passwords"), list):
+            raise VcfError("malformed", "the locker's answer is not a list of passwords")
+        items = body["passwords"]
+        for index, item in enumerate(items):
+            vmid = item.get("vmid") if isinstance(item, dict) else None
+            if not isinstance(vmid, str) or not vmid.strip():
+                raise VcfError("malformed", f"locker entry {start + index} has no vmid")
+        return items, reported_int(body.get("total"))
 
     def decrypt(self, vmid: str) -> str:
         """One locker value in clear, decrypted with the fleet appliance's root password."""
@@ -336,7 +404,7 @@ class FleetClient:
                     hostname=host,
                     username=username,
                     password=self.decrypt(entry["vmid"]),
-                    credential_type="SSH" if username == "root" else "API",
+                    credential_type=credential_type(username),
                     account_type="USER",
                     resource_type=appliance,
                     domain_names=(),
@@ -374,7 +442,7 @@ class FleetClient:
                     hostname=host,
                     username=username,
                     password=password,
-                    credential_type=_text(account.get("credentialType")) or "",
+                    credential_type=credential_type(username, account.get("credentialType")),
                     account_type=_text(account.get("accountType")) or "",
                     resource_type=_text(account.get("appliance")) or "UNKNOWN",
                     resource_id=_text(account.get("applianceOpsResourceId")),

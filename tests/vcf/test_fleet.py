@@ -12,7 +12,7 @@ from support import sim_settings
 from portal.simulator import Simulator
 from portal.vcf import API_90, API_91, FleetClient, VcfError, appliance_label
 from portal.vcf import fleet as fleet_module
-from portal.vcf.fleet import appliance_from_text, expiry_iso, fqdn_from_text
+from portal.vcf.fleet import appliance_from_text, credential_type, expiry_iso, fqdn_from_text
 
 
 @pytest.fixture(scope="module", params=["9.0", "9.1"])
@@ -79,7 +79,7 @@ def test_the_version_is_detected_by_the_first_login(estate):
     # 9.0 is read from the locker alone; 9.1's list comes from password management
     listed = hits["POST /suite-api/api/fleet-management/password-management/accounts/query"]
     assert (listed, hits["GET /lcm/locker/api/passwords"]) == (
-        (0, 1) if detected == API_90 else (1, 0)
+        (0, 2) if detected == API_90 else (1, 0)  # 9.0: the locker answered the detection too
     )
 
 
@@ -214,3 +214,114 @@ def test_locker_texts_name_the_appliance():
     assert expiry_iso(True) is None and expiry_iso(float("nan")) is None
     assert appliance_label("LOG_MANAGEMENT") == "VCF Operations for Logs"
     assert appliance_label("NEW_THING") == "NEW_THING"
+
+
+def _altered(sim, name, change):
+    """The simulator's fleet surface answering `name` (_query or _locker_page) through
+    `change(query, status, body)`: a hostile server over the same HTTPS."""
+    surface = sim._fleet
+    original = getattr(surface, name)
+
+    def answer(query, *rest):
+        status, body = original(query, *rest)
+        return status, change(query, body) if status == 200 else body
+
+    setattr(surface, name, answer)
+
+
+def _first(query, *names):
+    return int(next((query[n][0] for n in names if n in query), "0"))
+
+
+def _duplicate_key(query, body):
+    rows = body["vcfPasswordAccounts"]
+    if _first(query, "page") == 1 and rows:
+        rows[0] = {**rows[0], "passwordAccountKey": "dup-key"}
+    if _first(query, "page") == 0 and rows:
+        rows[0] = {**rows[0], "passwordAccountKey": "dup-key"}
+    return body
+
+
+def _empty_second_page(query, body):
+    if _first(query, "page") == 1:
+        body["vcfPasswordAccounts"] = []
+    return body
+
+
+def _total_one_more(query, body):
+    body["pageInfo"]["totalCount"] += 1
+    return body
+
+
+def _locker_total_one_less(query, body):
+    body["total"] -= 1
+    return body
+
+
+@pytest.mark.parametrize(
+    ("version", "surface", "change", "words"),
+    [
+        ("9.1", "_query", _duplicate_key, "passwordAccountKey dup-key was returned twice"),
+        ("9.0", "_locker_page", None, "page 1 of the locker's list repeats the previous page"),
+        ("9.1", "_query", _empty_second_page, "page 1 of the password accounts is empty after"),
+        ("9.1", "_query", _total_one_more, "is empty after 7 of 8 accounts"),
+        ("9.0", "_locker_page", _locker_total_one_less, "locker reported 7 entries but returned 8"),
+    ],
+)
+def test_an_incomplete_or_repeated_listing_is_refused(monkeypatch, version, surface, change, words):
+    monkeypatch.setattr(fleet_module, "PAGE_SIZE", 2)
+    with Simulator(credentials=20, seed=4, installer_version=version) as sim:
+        if change is None:  # a locker that ignores "from": page 0 again and again
+            first = sim._fleet._locker_page
+            _altered(sim, surface, lambda query, body: first({"from": ["0"], "size": ["2"]})[1])
+        else:
+            _altered(sim, surface, change)
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            with pytest.raises(VcfError) as caught:
+                client.fetch_credentials()
+    assert caught.value.kind == "malformed"
+    assert words in str(caught.value)
+
+
+def test_once_9_1_answered_a_404_on_the_token_request_fails_instead_of_switching():
+    with Simulator(credentials=20, seed=4, installer_version="9.1") as sim:
+        sim.inject_failure("404", count=1, path_prefix="/suite-api/api/auth/token/acquire")
+        with FleetClient(_settings(sim), sim.fleet_root_password, api_detected=API_91) as client:
+            with pytest.raises(VcfError) as caught:
+                client.fetch_credentials()
+            assert client.api_detected is None
+        assert "answered as VCF 9.1 fleet password management before" in str(caught.value)
+        assert "edit the endpoint's host or port" in str(caught.value)
+        assert sim.hits["GET /lcm/locker/api/passwords"] == 0
+
+
+def test_9_0_is_chosen_only_when_the_locker_answers_too():
+    with Simulator(credentials=20, seed=4, installer_version="9.0") as sim:
+        sim.inject_failure("404", count=1, path_prefix="/lcm/locker/api/passwords$")
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            with pytest.raises(VcfError) as caught:
+                client.detect()
+            assert client.api_detected is None
+        assert caught.value.kind == "not_found"
+        assert "neither as VCF Operations" in str(caught.value)
+        # a 9.0 estate that stays 9.0 is still read when 9.0 was stored
+        with FleetClient(_settings(sim), sim.fleet_root_password, api_detected=API_90) as client:
+            assert len(client.fetch_credentials()) == len(sim.fleet_accounts())
+
+
+def test_the_same_account_keeps_its_key_on_9_0_and_9_1():
+    """9.0 names no credential type: the one derived from the user is 9.1's, so an estate
+    that moves from the locker to password management keeps its rows and history."""
+    types = {}
+    for version in ("9.0", "9.1"):
+        with Simulator(credentials=20, seed=4, installer_version=version) as sim:
+            with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+                fetched = client.fetch_credentials()
+        types[version] = {(i.hostname, i.username): i.credential_type for i in fetched}
+        if version == "9.1":
+            assert "vmware-system-user" in {i.username for i in fetched}
+            for item in fetched:  # what the 9.0 path would make of the same account
+                assert credential_type(item.username) == item.credential_type
+    common = types["9.0"].keys() & types["9.1"].keys()
+    assert len(common) >= 4
+    assert {k: types["9.0"][k] for k in common} == {k: types["9.1"][k] for k in common}
