@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A working portal in a minute, without a VCF lab: the bundled SDDC Manager / VCF Installer
-# simulator on 127.0.0.1:8443 and a demo environment, in a separate data directory.
+# A working portal in a minute, without a VCF lab: the bundled simulator of a VCF 9 estate
+# (SDDC Manager, VCF Installer, VCF Operations fleet management) on 127.0.0.1:8443 and a demo
+# environment reading all three, in a separate data directory.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,6 +13,10 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 SIM_PORT=${SIM_PORT:-8443}
 SIM_CREDENTIALS=${SIM_CREDENTIALS:-2000}
+# The VCF version of the simulated estate: 9.1 (fleet password management) or 9.0 (the locker).
+SIM_VCF_VERSION=${SIM_VCF_VERSION:-9.1}
+# The simulated fleet appliance's root password: the demo stores it for the locker's decryption.
+SIM_FLEET_ROOT_PASSWORD=${SIM_FLEET_ROOT_PASSWORD:-Fleet-Root-Demo-1!}
 
 sim_pid=""
 portal_pid=""
@@ -31,6 +36,7 @@ trap 'stop_children; exit 143' TERM
 sim_dir="${PORTAL_DATA_DIR:-instance}/simulator"
 mkdir -p "$sim_dir"
 .venv/bin/python -m portal.simulator --port "$SIM_PORT" --credentials "$SIM_CREDENTIALS" \
+  --installer-version "$SIM_VCF_VERSION" --fleet-root-password "$SIM_FLEET_ROOT_PASSWORD" \
   --cert-dir "$sim_dir" > "$sim_dir/simulator.log" 2>&1 &
 sim_pid=$!
 for _ in $(seq 1 100); do
@@ -42,7 +48,8 @@ for _ in $(seq 1 100); do
   fi
   sleep 0.1
 done
-.venv/bin/python -m portal.demo --port "$SIM_PORT" --ca "$sim_dir/sim-ca.pem"
+.venv/bin/python -m portal.demo --port "$SIM_PORT" --ca "$sim_dir/sim-ca.pem" \
+  --fleet-root-password "$SIM_FLEET_ROOT_PASSWORD"
 echo "Simulator: https://127.0.0.1:$SIM_PORT (log: $sim_dir/simulator.log)"
 # In the background, so that a signal to this script reaches the trap at once: bash runs a
 # trap only after its foreground child ends, and would leave the portal running.

@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--ca", type=Path, required=True, help="the simulator's CA (PEM)")
     parser.add_argument("--password", default=os.environ.get("SIM_PASSWORD"))
+    parser.add_argument(
+        "--fleet-root-password",
+        help="the simulator's fleet appliance root password (the locker's decryption)",
+    )
     args = parser.parse_args(argv)
     os.environ["PORTAL_SCHEDULER"] = "off"
     try:
@@ -54,13 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         env, _ = save_environment(
             {
                 "name": DEMO_NAME,
-                "description": "SDDC Manager and VCF Installer simulated by portal.simulator",
+                "description": "A VCF 9 estate simulated by portal.simulator: SDDC Manager, "
+                "the VCF Installer and VCF Operations fleet management",
                 "manager": {**endpoint, "username": "administrator@vsphere.local"},
                 "installer": {**endpoint, "username": "admin@local"},
+                "fleet": {
+                    **endpoint,
+                    "username": "admin@local",
+                    "locker_password": args.fleet_root_password,
+                },
             }
         )
         db.session.commit()
-        for source in ("manager", "installer"):
+        for source in ("manager", "installer", "fleet"):
             sync.request_sync(env.id, source, "schedule", "demo")
         print(f"demo environment '{DEMO_NAME}' configured; its first sync is queued")
     return 0

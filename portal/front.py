@@ -7,9 +7,36 @@ from flask_login import current_user
 
 from .identity.users import DEFAULT_PREFERENCES, actor, preferences
 from .vault.credentials import REVEAL_SECONDS, SEARCH_PAGE_SIZE
+from .vcf import APPLIANCE_LABELS
 
-SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
-SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer"}
+SOURCE_LABELS = {
+    "manager": "SDDC Manager",
+    "installer": "VCF Installer",
+    "fleet": "VCF Operations fleet management",
+}
+SOURCE_SHORT_LABELS = {"manager": "Manager", "installer": "Installer", "fleet": "Fleet"}
+# Resource types as SDDC Manager (5.2, 9.0, 9.1: HCX_MANAGER and VSP), the VCF Installer's
+# mapping and fleet management (its appliance types) name them: the filters offer them, the
+# pages show the label beside the name.
+RESOURCE_TYPE_LABELS = {
+    "ESXI": "ESX host",
+    "VCENTER": "vCenter",
+    "PSC": "vCenter single sign-on",
+    "NSXT_MANAGER": "NSX Manager",
+    "NSXT_EDGE": "NSX Edge",
+    "NSX_ALB": "NSX Advanced Load Balancer",
+    "HCX_MANAGER": "HCX Manager",
+    "VSP": "VCF services platform cluster",
+    "BACKUP": "Backup server (SFTP)",
+    "SDDC_MANAGER": "SDDC Manager",
+    "VROPS": "VCF Operations",
+    "VCF_OPS_CLOUD_PROXY": "VCF Operations collector",
+    "VRA": "VCF Automation",
+    "VRSLCM": "Fleet management appliance",
+    "VRLI": "VCF Operations for logs",
+    "WSA": "Workspace ONE Access",
+    **{k: v for k, v in APPLIANCE_LABELS.items() if k != "UNKNOWN"},
+}
 STATE_LABELS = {
     "success": "Success",
     "partial": "Partial",
@@ -24,6 +51,8 @@ STATE_LABELS = {
     "active": "Active",
     "EXPIRING": "Expiring",
     "EXPIRED": "Expired",
+    "ACTIVE": "Active",
+    "UNKNOWN": "Unknown",
 }
 
 
@@ -37,6 +66,9 @@ def portal_config(with_preferences: bool = True) -> dict:
         "sourceLabels": SOURCE_LABELS,
         "sourceShortLabels": SOURCE_SHORT_LABELS,
         "stateLabels": STATE_LABELS,
+        "resourceTypeLabels": RESOURCE_TYPE_LABELS,
+        # The management appliances' types as fleet management names them (VCF 9).
+        "applianceLabels": APPLIANCE_LABELS,
         # Exact times in the browser's time zone ("local") or in UTC: the user's preference.
         "timeZone": _preference("time_zone")
         if with_preferences
@@ -51,7 +83,12 @@ def _preference(name: str) -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Make `portal_config` and `source_labels` available to every template."""
+    """Make `portal_config`, `source_labels` and `resource_type_labels` available to every
+    template."""
     app.context_processor(
-        lambda: {"portal_config": portal_config(), "source_labels": SOURCE_LABELS}
+        lambda: {
+            "portal_config": portal_config(),
+            "source_labels": SOURCE_LABELS,
+            "resource_type_labels": RESOURCE_TYPE_LABELS,
+        }
     )

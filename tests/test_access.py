@@ -17,6 +17,7 @@ from portal.models import (
     User,
 )
 from portal.platform import clock
+from portal.platform.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.platform.extensions import db
 from portal.platform.security import hash_password
 
@@ -92,6 +93,8 @@ ACCESS = {
     "sign_in.test_ldap": "admin",
     "users.reset_second_factor": "admin",
     "dashboard.index": "user",
+    "attention.needs_attention": "user",
+    "api.needs_attention": "user",
     "environments.new_environment": "admin",
     "environments.view_environment": "env:view",
     "environments.edit_environment": "env:manage",
@@ -234,9 +237,21 @@ def _call(portal, method, path, body=None):
 
 @pytest.fixture
 def lab(app, admin, sim):
-    """An environment with one credential, one action, frank's request for the credential
-    and alice's check-out of another; carol (auditor), dave (member), frank (readonly)."""
+    """An environment (SDDC Manager and fleet management) with one credential, one action,
+    frank's request for the credential and alice's check-out of another; carol (auditor),
+    dave (member), frank (readonly)."""
     env = create_env(admin, sim)
+    fleet = {
+        "host": sim.host,
+        "port": sim.port,
+        "username": sim.installer_username,
+        "password": sim.installer_password,
+        "ca_pem": sim.ca_pem,
+        "locker_password": sim.fleet_root_password,
+        "sync_enabled": False,
+    }
+    added = admin.api("PATCH", f"/api/v1/environments/{env['id']}", json={"fleet": fleet})
+    assert added.status_code == 200, added.json
     with app.app_context():
         for name, role in (
             ("carol", "auditor"),
@@ -354,9 +369,11 @@ def _run_matrix(app, portal, username, role, level, ids):
     bodies = {
         "api.queue_action": {"operation": "rotate", "credential_ids": [ids["cred_id"]]},
         "api.rotate_seen": {"person": "alice", "dry_run": True},
-        "api.pause_sync": {"source": "manager"},
+        # The fleet management source (VCF 9) answers to the same rules as the others.
+        "api.sync_environment": {"source": "fleet"},
+        "api.pause_sync": {"source": "fleet"},
+        "api.resume_sync": {"source": "fleet"},
         "api.checkout_credential": {"minutes": 30, "reason": "matrix"},
-        "api.resume_sync": {"source": "manager"},
         "api.request_access": {"reason": "maintenance", "minutes": 30},
         "api.set_environment_policy": {"rules": []},
         "api.set_global_policy": {"rules": []},
@@ -394,3 +411,64 @@ def test_route_matrix_by_grant(app, lab, level):
     portal = Portal(client_for(app))
     assert portal.login("erin").status_code == 302
     _run_matrix(app, portal, "erin", "member", level, lab)
+
+
+@pytest.mark.parametrize(
+    ("role", "level", "sync", "reveal"),
+    [
+        ("anon", None, 401, 401),
+        ("member", None, 404, 404),
+        ("member", "view", 403, 403),
+        ("member", "reveal", 403, 200),
+        ("member", "manage", 202, 200),
+        ("readonly", None, 403, 200),
+        ("admin", None, 202, 200),
+    ],
+)
+@pytest.mark.own_database  # syncs on connections of their own
+def test_the_fleet_source_by_role_and_level(app, admin, sim, role, level, sync, reveal):
+    """Syncing fleet management alone and revealing one of its accounts' passwords."""
+    from support import Portal, client_for
+
+    env = admin.api(
+        "POST",
+        "/api/v1/environments",
+        json={
+            "name": "vcf9",
+            "fleet": {
+                "host": sim.host,
+                "port": sim.port,
+                "username": sim.installer_username,
+                "password": sim.installer_password,
+                "ca_pem": sim.ca_pem,
+                "locker_password": sim.fleet_root_password,
+                "sync_enabled": False,
+            },
+        },
+    ).json
+    with app.app_context():
+        db.session.add(User(username="dave", role="member", password_hash=hash_password(PASSWORD)))
+        cred = Credential(
+            environment_id=env["id"],
+            source="fleet",
+            hostname="sfo-vcfops01.sfo.rainpole.io",
+            username="admin",
+            resource_type="VCF_OPERATIONS",
+            password_enc=cipher().encrypt("Fleet-Admin-Pw-1!", CREDENTIAL_PASSWORD),
+        )
+        db.session.add(cred)
+        db.session.commit()
+        cred_id = cred.id
+    if level:
+        _grant(app, env["id"], "dave", level)
+    portal = Portal(client_for(app))
+    if role != "anon":
+        assert portal.login(USERS[role]).status_code == 302
+    queued = portal.api("POST", f"/api/v1/environments/{env['id']}/sync", json={"source": "fleet"})
+    assert queued.status_code == sync, queued.json
+    if sync == 202:
+        assert [run["source"] for run in queued.json["runs"]] == ["fleet"]
+    shown = portal.api("POST", f"/api/v1/credentials/{cred_id}/reveal")
+    assert shown.status_code == reveal, shown.status_code
+    if reveal == 200:
+        assert shown.json["password"] == "Fleet-Admin-Pw-1!"

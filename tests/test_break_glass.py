@@ -26,6 +26,7 @@ from portal.platform import clock
 from portal.platform.config import ConfigError, load_settings
 from portal.platform.crypto import CREDENTIAL_PASSWORD, cipher
 from portal.platform.extensions import db
+from portal.simulator import Simulator
 from portal.vault import break_glass as plaintext
 
 AGE = shutil.which("age") or "/usr/bin/age"
@@ -562,3 +563,38 @@ def test_a_hand_off_that_cannot_start_says_so(app, tmp_path):
     result = _copy(app)
     assert result.state == "handoff_failed"
     assert "missing-program could not be started: No such file" in result.error
+
+
+def test_a_copy_holds_the_management_appliances_and_the_fleet_service_account(app, admin, tmp_path):
+    """VCF 9: fleet management's accounts and its service account are in the copy; the locker
+    decryption password is no row of its own (on 9.0 the fleet appliance's root is one of the
+    accounts, with its current value)."""
+    with Simulator(credentials=20, seed=8, installer_version="9.0") as estate:
+        created = admin.api(
+            "POST",
+            "/api/v1/environments",
+            json={
+                "name": "vcf9",
+                "fleet": {
+                    "host": estate.host,
+                    "port": estate.port,
+                    "username": estate.installer_username,
+                    "password": estate.installer_password,
+                    "ca_pem": estate.ca_pem,
+                    "locker_password": estate.fleet_root_password,
+                },
+            },
+        )
+        assert run_sync(app, admin, created.json["id"], "fleet")["state"] == "success"
+        truth = {(a.fqdn, a.username): a.password for a in estate.fleet_accounts()}
+    identity, key = _identity()
+    _configure(app, tmp_path / "copies", key)
+    result = _copy(app)
+    assert result.state == "success", result.error
+    rows = _open(result.path, identity)
+    credentials = [r for r in rows if r["Kind"] == "credential"]
+    assert {(r["Host"], r["User"]): r["Password"] for r in credentials} == truth
+    assert {r["Source"] for r in credentials} == {"fleet"}
+    [account] = [r for r in rows if r["Kind"] == "service account"]
+    assert account["User"] == estate.installer_username
+    assert account["Resource type"] == "FLEET_MANAGEMENT"

@@ -66,6 +66,13 @@ def _kinds_in_outbox() -> list[str]:
     return list(db.session.scalars(select(NotificationOutbox.kind).order_by(NotificationOutbox.id)))
 
 
+def _clear_outbox() -> None:
+    """Drop what the fixture's sync announced (the accounts that need attention, tested in
+    tests/test_attention.py): the test looks at other kinds."""
+    db.session.execute(NotificationOutbox.__table__.delete())
+    db.session.commit()
+
+
 def test_emit_only_adds_to_the_callers_session(app):
     with app.app_context():
         notifications.emit("action.failed", "Rotate failed\x1b[31m", "line 1\nline\x002")
@@ -85,6 +92,7 @@ def test_emit_only_adds_to_the_callers_session(app):
 def test_sync_failing_after_n_in_a_row_once_then_recovered(app, synced):
     _, env = synced
     with app.app_context():
+        _clear_outbox()
         notifications.set_thresholds(2, 14)
         db.session.commit()
         _sync(env["id"], _failing_fetch)
@@ -117,6 +125,7 @@ def test_a_locked_account_is_announced(app, anon):
 def test_expiry_digest_counts_from_the_credentials_table(app, synced):
     _, env = synced
     with app.app_context():
+        _clear_outbox()
         now = clock.now()
         creds = db.session.scalars(
             select(Credential).where(Credential.environment_id == env["id"]).order_by(Credential.id)

@@ -301,3 +301,56 @@ def test_check_in_rotates_through_sddc_manager_on_postgresql(tmp_path, pg_url):
     with app.app_context():
         assert len(db.session.scalars(db.select(CredentialAction)).all()) == 1
         db.engine.dispose()
+
+
+def test_fleet_management_on_postgresql(tmp_path, pg_url):
+    """The fleet endpoint's columns (the locker password, the API detected), its sync, the
+    environment list's query and key rotation, on PostgreSQL."""
+    from sqlalchemy import select
+
+    from portal.models import Credential
+    from portal.ops import maintenance
+    from portal.platform.crypto import LOCKER_PASSWORD, cipher
+
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    with app.app_context():
+        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    admin = Portal(client_for(app))
+    assert admin.login("alice").status_code == 302
+    try:
+        with Simulator(credentials=40, seed=6, installer_version="9.0") as sim:
+            created = admin.api(
+                "POST",
+                "/api/v1/environments",
+                json={
+                    "name": "vcf9",
+                    "fleet": {
+                        "host": sim.host,
+                        "port": sim.port,
+                        "username": sim.installer_username,
+                        "password": sim.installer_password,
+                        "ca_pem": sim.ca_pem,
+                        "locker_password": sim.fleet_root_password,
+                    },
+                },
+            )
+            assert created.status_code == 201, created.json
+            env_id = created.json["id"]
+            run = run_sync(app, admin, env_id, "fleet")
+            assert run["state"] == "success" and run["counts"]["new"] == len(sim.fleet_accounts())
+            sim.fleet_rotate(1)
+            maintenance.rotate_key(app)  # the locker password follows the new key
+            assert run_sync(app, admin, env_id, "fleet")["counts"]["changed"] == 1
+            root = sim.fleet_root_password
+        listed = admin.client.get("/api/v1/environments").json["items"][0]
+        assert listed["fleet"]["locker_password_set"] is True
+        assert listed["fleet"]["api_detected"] == "VCF 9.0 fleet management locker"
+        with app.app_context():
+            endpoint = db.session.scalar(select(Endpoint).where(Endpoint.source == "fleet"))
+            assert cipher().decrypt(endpoint.locker_password_enc, LOCKER_PASSWORD) == root
+            sources = set(db.session.scalars(select(Credential.source)))
+            assert sources == {"fleet"}
+    finally:
+        with app.app_context():
+            db.engine.dispose()

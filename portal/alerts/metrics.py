@@ -31,6 +31,7 @@ from ..models import (
 from ..platform.clock import UTC
 from ..platform.extensions import db
 from ..version import __version__
+from . import attention
 from .expiring import expiry_counts
 
 PREFIX = "vcf_portal"
@@ -61,6 +62,7 @@ class PortalCollector:
         yield from self._syncs(names)
         yield from self._sources(names)
         yield from self._expiry(names)
+        yield from self._attention(names)
         yield from self._actions()
         yield from self._signins()
         yield from self._notifications()
@@ -160,6 +162,19 @@ class PortalCollector:
                 expiring.add_metric([name, str(days)], figures[days])
             expired.add_metric([name], figures["expired"])
         yield from (expiring, expired)
+
+    def _attention(self, names):
+        gauge = GaugeMetricFamily(
+            f"{PREFIX}_accounts_needing_attention",
+            "Present accounts on the needs-attention list, by reason (connectivity, expired, "
+            "expiry_unknown, stale_spec).",
+            labels=["environment", "reason"],
+        )
+        counts = attention.counts()
+        for env_id, name in sorted(names.items(), key=lambda item: item[1]):
+            for kind, value in counts.get(env_id, dict.fromkeys(attention.KINDS, 0)).items():
+                gauge.add_metric([name, kind], value)
+        yield gauge
 
     def _actions(self):
         actions = GaugeMetricFamily(

@@ -39,6 +39,7 @@ KINDS = {
     "action.succeeded": "A credential action succeeded",
     "action.failed": "A credential action failed",
     "checkout.rotation_failed": "A rotation owed after a check-out or break-glass failed",
+    "credential.needs_attention": "Accounts newly need attention (unreachable, expired, stale)",
     "account.locked": "An account was locked",
     "certificate.expiring": "The portal's TLS certificate expires soon",
     "audit.tampered": "The audit log's verification found records changed, removed or added",
@@ -51,7 +52,11 @@ KINDS = {
     "access.denied": "A request for access to a sensitive credential was denied",
     "access.break_glass": "A person opened a sensitive credential alone (break-glass)",
 }
-SOURCE_LABELS = {"manager": "SDDC Manager", "installer": "VCF Installer"}
+SOURCE_LABELS = {
+    "manager": "SDDC Manager",
+    "installer": "VCF Installer",
+    "fleet": "VCF Operations fleet management",
+}
 FAILING_AFTER_KEY = "notify.failing_after"
 EXPIRY_DAYS_KEY = "notify.expiry_days"
 DIGEST_SENT_KEY = "notify.digest_sent"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import (
     access_requests,
     actions,
+    attention,
     audit,
     audit_forwarding,
     checkouts,
@@ -30,6 +31,7 @@ from .base import bp
 __all__ = [
     "access_requests",
     "actions",
+    "attention",
     "audit",
     "audit_forwarding",
     "bp",

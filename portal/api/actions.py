@@ -11,7 +11,7 @@ from .. import audit
 from ..access import grants
 from ..access.guards import environment_for, token_or_recent_auth
 from ..identity.users import actor
-from ..lifecycle import actions, expiry_checks
+from ..lifecycle import actions, expiry_checks, fleet_updates
 from ..models import Credential, CredentialAction, Endpoint
 from ..platform import clock, transaction
 from ..platform.extensions import db
@@ -63,10 +63,15 @@ def _check_selection(credential_ids: list[int]) -> None:
 @api_operation({202: s.ActionQueued, 200: s.ActionPlan}, s.ActionIn, errors=(403, 422))
 def queue_action(body: s.ActionIn):
     """Queue an operation through SDDC Manager (202 with its id), or with `dry_run` answer
-    the exact list it would carry out (200). Needs the manage level on the environment."""
+    the exact list it would carry out (200). Needs the manage level on the environment. An
+    update of one fleet management account goes through fleet password management (VCF 9.1)
+    with the current password the portal holds; its new value is stored once the workflow
+    has succeeded."""
     if grants.visible_environment_ids(actor(), "manage") == set():
         abort(403, description="Credential actions need the manage level on an environment.")
     _check_selection(body.credential_ids)
+    # A fleet management account is changed by fleet password management, not SDDC Manager.
+    fleet = fleet_updates.is_fleet(body.credential_ids)
     password = body.password
     if body.generate_password:
         if body.operation != "update" or password:
@@ -74,7 +79,11 @@ def queue_action(body: s.ActionIn):
         password = actions.generate_password()
     if body.dry_run:
         try:
-            environment, creds = actions.selection(body.credential_ids)
+            if fleet:
+                environment, one = fleet_updates.selection(body.operation, body.credential_ids)
+                creds = [one]
+            else:
+                environment, creds = actions.selection(body.credential_ids)
         except actions.ActionError as exc:
             raise FieldErrors({exc.field: str(exc)}) from None
         items = [
@@ -88,17 +97,23 @@ def queue_action(body: s.ActionIn):
             }
             for c in creds
         ]
-        return jsonify(environment_id=environment.id, operation=body.operation, items=items)
+        operation = fleet_updates.OPERATION if fleet else body.operation
+        return jsonify(environment_id=environment.id, operation=operation, items=items)
     if not token_or_recent_auth():
         return refused_for_sign_in()
     try:
-        action = actions.queue(
-            current_user.username,
-            body.operation,
-            body.credential_ids,
-            password,
-            body.auto_rotate.model_dump() if body.auto_rotate else None,
-        )
+        if fleet:
+            action = fleet_updates.queue(
+                current_user.username, body.operation, body.credential_ids, password
+            )
+        else:
+            action = actions.queue(
+                current_user.username,
+                body.operation,
+                body.credential_ids,
+                password,
+                body.auto_rotate.model_dump() if body.auto_rotate else None,
+            )
     except actions.ActionError as exc:
         db.session.rollback()
         raise FieldErrors({exc.field: str(exc)}) from None

@@ -18,7 +18,8 @@ VERSION = 1
 
 
 def export_document(include_passwords: bool) -> dict:
-    """Every environment's settings; service-account passwords only when asked."""
+    """Every environment's settings; service-account passwords only when asked, the fleet
+    locker decryption password never."""
     items = []
     for env in db.session.scalars(select(Environment).order_by(Environment.name)):
         item = {
@@ -26,6 +27,7 @@ def export_document(include_passwords: bool) -> dict:
             "description": env.description,
             "manager": None,
             "installer": None,
+            "fleet": None,
         }
         for endpoint in env.endpoints:
             block = {field: getattr(endpoint, field) for field in ENDPOINT_FIELDS}

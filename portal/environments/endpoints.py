@@ -190,9 +190,29 @@ class InstallerEndpointForm(EndpointForm):
     defaults: ClassVar[dict[str, Any]] = {**EndpointForm.defaults, "sync_enabled": False}
 
 
+class FleetEndpointForm(EndpointForm):
+    """VCF Operations fleet management (VCF 9): synced on its schedule from the start; the
+    fleet appliance's root password, which the 9.0 locker needs to decrypt each value, is
+    write-only like the service account's."""
+
+    defaults: ClassVar[dict[str, Any]] = {**EndpointForm.defaults, "sync_enabled": True}
+    write_only: ClassVar[tuple[str, ...]] = ("password", "locker_password")
+
+    locker_password: Annotated[str | None, BeforeValidator(_password)] = Field(
+        None,
+        max_length=MAX_PASSWORD,
+        description="Write-only: the fleet management appliance's root password, with which "
+        "the VCF 9.0 locker (and 9.1 where it holds the values) decrypts each password; empty "
+        "or missing keeps the stored one, which never follows a changed host, port, account "
+        "or TLS trust",
+        json_schema_extra={"writeOnly": True},
+    )
+
+
 ENDPOINT_FORMS: dict[str, type[EndpointForm]] = {
     "manager": ManagerEndpointForm,
     "installer": InstallerEndpointForm,
+    "fleet": FleetEndpointForm,
 }
 ENDPOINT_FIELDS = EndpointForm.stored_fields()
 DESTINATION_FIELDS = ("host", "port", "username", "verify_tls", "ca_pem", "pinned_sha256")
@@ -263,10 +283,30 @@ def parse_endpoint(
         refused.setdefault(
             "password", "Enter the password again: the host, port, account or TLS settings changed."
         )
+    _locker(form, existing, values, refused)
     for name in form_class.model_fields:  # in the form's order
         if name in refused:
             errors[f"{prefix}.{name}"] = refused[name]
     return values
+
+
+def _locker(
+    form: EndpointForm, existing: Endpoint | None, values: dict, refused: dict[str, str]
+) -> None:
+    """The locker decryption password of a fleet endpoint: typed, kept, or (like the service
+    account's) asked again when the endpoint now points elsewhere."""
+    typed = getattr(form, "locker_password", None)
+    if typed:
+        values["locker_password"] = typed
+        return
+    if existing is None or existing.locker_password_enc is None:
+        return
+    if refused.keys() & set(DESTINATION_FIELDS) or _destination_changed(existing, values):
+        refused.setdefault(
+            "locker_password",
+            "Enter the locker decryption password again: the host, port, account or TLS "
+            "settings changed.",
+        )
 
 
 def _destination_changed(existing: Endpoint, values: dict) -> bool:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from ..models import SOURCES, Credential, Endpoint, Environment, SyncRun
 from ..platform import clock
 from ..platform.clock import iso
-from ..platform.crypto import ENDPOINT_PASSWORD, cipher
+from ..platform.crypto import ENDPOINT_PASSWORD, LOCKER_PASSWORD, cipher
 from ..platform.extensions import db
 from ..vcf import EndpointSettings, format_fingerprint
 from .endpoints import (
@@ -37,6 +37,10 @@ LIMITS = {
     "port": (MIN_PORT, MAX_PORT),
     "sync_interval_minutes": (MIN_INTERVAL, MAX_INTERVAL),
 }
+
+
+# The write-only fields an audit record names when they change (never their values).
+_SECRETS = ("password", "locker_password")
 
 
 class ValidationError(Exception):
@@ -67,8 +71,14 @@ def _apply_endpoint(env: Environment, source: str, values: dict) -> Endpoint:
             endpoint.absent_count = db.session.execute(_count(env.id, source, False)).scalar_one()
         env.endpoints.append(endpoint)
     password = values.pop("password", None)
+    locker = values.pop("locker_password", None)
+    moved = any(getattr(endpoint, key, None) != values.get(key) for key in ("host", "port"))
     for key, value in values.items():
         setattr(endpoint, key, value)
+    if moved:
+        endpoint.api_detected = None  # another appliance: its API is detected at its sync
+    if locker:
+        endpoint.locker_password_enc = cipher().encrypt(locker, LOCKER_PASSWORD)
     if password or endpoint.password_enc is None:
         # An imported definition may come without a password: stored empty, sync says so.
         endpoint.password_enc = cipher().encrypt(password or "", ENDPOINT_PASSWORD)
@@ -116,7 +126,10 @@ def save_environment(
         return parsed[source] is not None
 
     if not errors and not any(configured(s) for s in SOURCES):
-        errors["manager"] = "Configure an SDDC Manager, a VCF Installer, or both."
+        errors["manager"] = (
+            "Configure at least one source: SDDC Manager, the VCF Installer or VCF Operations "
+            "fleet management."
+        )
     if errors:
         raise ValidationError(errors)
     changed: list[str] = []
@@ -140,12 +153,18 @@ def save_environment(
                 env.endpoints.remove(endpoint)
                 changed.append(f"{source} removed")
             continue
-        if "password" in values:
-            changed.append(f"{source}.password")
+        changed.extend(f"{source}.{name}" for name in _SECRETS if values.get(name))
         _apply_endpoint(env, source, dict(values))
         changed.append(source)
     env.updated_at = clock.now()
     return env, changed
+
+
+def locker_password(endpoint: Endpoint) -> str | None:
+    """The stored locker decryption password of a fleet management endpoint, if any."""
+    if endpoint.locker_password_enc is None:
+        return None
+    return cipher().decrypt(endpoint.locker_password_enc, LOCKER_PASSWORD) or None
 
 
 def endpoint_settings(values: dict | Endpoint, password: str | None = None) -> EndpointSettings:
@@ -174,8 +193,8 @@ def endpoint_settings(values: dict | Endpoint, password: str | None = None) -> E
     )
 
 
-def _endpoint_dict(endpoint: Endpoint) -> dict:
-    return {
+def _endpoint_dict(endpoint: Any) -> dict:
+    body = {
         "host": endpoint.host,
         "port": endpoint.port,
         "username": endpoint.username,
@@ -188,6 +207,14 @@ def _endpoint_dict(endpoint: Endpoint) -> dict:
         "sync_interval_minutes": endpoint.sync_interval_minutes,
         "sync_paused": endpoint.sync_paused,
     }
+    if endpoint.source == "fleet":
+        body["locker_password_set"] = bool(
+            endpoint.locker_password_enc is not None
+            if isinstance(endpoint, Endpoint)
+            else endpoint.locker_set
+        )
+        body["api_detected"] = endpoint.api_detected
+    return body
 
 
 def refresh_counts(environment_id: int, source: str) -> None:
@@ -252,6 +279,8 @@ _LIST_ENDPOINT_COLUMNS = (
     Endpoint.next_run_at,
     Endpoint.credential_count,
     Endpoint.absent_count,
+    Endpoint.locker_password_enc.is_not(None).label("locker_set"),
+    Endpoint.api_detected,
 )
 
 
@@ -288,6 +317,7 @@ def environment_dict(env: Any, active: dict | None = None, endpoints: list | Non
         "updated_at": iso(env.updated_at),
         "manager": None,
         "installer": None,
+        "fleet": None,
         "status": {},
     }
     for endpoint in shown:

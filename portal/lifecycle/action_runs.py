@@ -19,6 +19,7 @@ from ..platform.database import changed_rows
 from ..platform.extensions import db
 from ..platform.text import escape_controls
 from ..vcf import VcfError
+from . import fleet_updates
 from .actions import (
     AUDIT_SLICE,
     BUSY_WAIT,
@@ -44,6 +45,9 @@ def _claim(action_id: int) -> bool:
 
 
 def _submit(action: CredentialAction) -> None:
+    if action.operation == fleet_updates.OPERATION:
+        fleet_updates.submit(action, _end)
+        return
     items = [i for i in action.items if i.state in ("queued", "failed")]
     policy: dict[str, Any] | None = None
     if action.operation == "auto_rotate":
@@ -146,6 +150,7 @@ def _end(action: CredentialAction, state: str, error: str | None) -> None:
     if environment is None:  # deleting an environment deletes its actions
         raise LookupError(f"action {action.id}: environment {action.environment_id} is gone")
     operation, action_id, requested_by = action.operation, action.id, action.requested_by
+    action.password_enc = None  # an ended action never needs it (a retry asks again)
 
     def record(part) -> None:
         for item in part:
@@ -191,7 +196,8 @@ def _end(action: CredentialAction, state: str, error: str | None) -> None:
         )
     db.session.commit()
     if any(item.state == "success" for item in action.items):
-        run = sync.request_sync(action.environment_id, "manager", "action", action.requested_by)
+        source = "fleet" if action.operation == fleet_updates.OPERATION else "manager"
+        run = sync.request_sync(action.environment_id, source, "action", action.requested_by)
         log.info("action %s ended %s; sync run %s queued", action.id, state, run.id)
 
 
@@ -219,7 +225,10 @@ def advance(may_claim=None) -> int:
                 )
                 moved += 1
             continue
-        _poll(action, action.upstream_task_id)
+        if action.operation == fleet_updates.OPERATION:
+            fleet_updates.poll(action, _end)
+        else:
+            _poll(action, action.upstream_task_id)
         moved += 1
     queued = db.session.scalars(
         select(CredentialAction)

@@ -37,6 +37,8 @@ OPERATIONS = {
     "auto_rotate": "UPDATE_AUTO_ROTATE_POLICY",
 }
 FINAL_STATES = ("success", "partial", "failed", "cancelled")
+# An update through VCF Operations fleet management (fleet_updates.py), not SDDC Manager.
+FLEET_UPDATE = "fleet_update"
 MAX_ITEMS = 500
 MAX_PASSWORD = 128
 AUTO_ROTATE_DAYS = (1, 90)
@@ -211,9 +213,15 @@ def as_dict(action: CredentialAction) -> dict:
             if action.operation == "auto_rotate"
             else None
         ),
-        "retryable": action.state in ("failed", "partial") and bool(action.upstream_task_id),
+        "retryable": action.operation != FLEET_UPDATE
+        and action.state in ("failed", "partial")
+        and bool(action.upstream_task_id),
         "cancellable": action.state == "queued"
-        or (action.state in ("failed", "partial") and bool(action.upstream_task_id)),
+        or (
+            action.operation != FLEET_UPDATE
+            and action.state in ("failed", "partial")
+            and bool(action.upstream_task_id)
+        ),
         "items": [
             {
                 "credential_id": item.credential_id,
@@ -270,6 +278,8 @@ def manager_client(action: CredentialAction) -> SddcManagerClient:
 
 def retry(action: CredentialAction, password: str | None = None) -> None:
     """Retry the failed credentials of an ended action through SDDC Manager's task retry."""
+    if action.operation == FLEET_UPDATE:
+        raise ActionError("state", "A fleet management update is not retried: start a new one.")
     if action.state not in ("failed", "partial") or not action.upstream_task_id:
         raise ActionError("state", "Only a failed or partial action SDDC Manager ran is retried.")
     failed = [i for i in action.items if i.state == "failed"]
@@ -303,7 +313,11 @@ def cancel(action: CredentialAction) -> None:
         for item in action.items:
             item.state, item.error = "cancelled", "Cancelled before it was sent."
         return
-    if action.state not in ("failed", "partial") or not action.upstream_task_id:
+    if (
+        action.operation == FLEET_UPDATE
+        or action.state not in ("failed", "partial")
+        or not action.upstream_task_id
+    ):
         raise ActionError(
             "state", "Only a queued action or a failed SDDC Manager task is cancelled."
         )

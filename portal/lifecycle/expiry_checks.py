@@ -13,12 +13,13 @@ from collections.abc import Callable
 
 from sqlalchemy import bindparam, or_, select, update
 
+from ..alerts import attention
 from ..environments.service import endpoint_settings
 from ..models import Credential, Endpoint
 from ..platform import clock, writes
 from ..platform.extensions import db
 from ..platform.text import escape_controls
-from ..vcf import VcfError, client_for
+from ..vcf import CredentialExpiry, VcfError, client_for
 from ..vcf.lifecycle import EXPIRATION_RESOURCE_TYPES
 
 log = logging.getLogger("portal.lifecycle.expiry_checks")
@@ -86,6 +87,7 @@ def check(
     errors: list[str] = []
     stopped = False
     reported: dict[str, tuple[str | None, str | None]] = {}
+    reached: dict[str, tuple[str, str | None, str | None]] = {}
     started_at = clock.now()
     try:
         with client_for("manager", endpoint_settings(endpoint)) as client:
@@ -114,6 +116,8 @@ def check(
                     del checks[resource_type]
                     failed = 0
                     for item in result.elements:
+                        if item.connectivity_status:
+                            reached[item.credential_id] = _connectivity(item)
                         if item.error:
                             failed += 1
                         elif item.expiry_date or item.status:
@@ -132,9 +136,17 @@ def check(
         list(reported.items()),
         lambda part: _write_dates(endpoint.environment_id, part),
     )
+    writes.commit_in_chunks(
+        list(reached.items()),
+        lambda part: _write_connectivity(endpoint.environment_id, part),
+    )
     if not stopped:  # a check cut short by a stop stays asked for: the next start finishes it
         endpoint.expiry_checked_at = started_at
     endpoint.expiry_error = escape_controls("; ".join(errors))[:2000] if errors else None
+    db.session.commit()
+    # What the check found (an account SDDC Manager cannot reach, an expired password) goes
+    # into the "needs attention" list and is announced once.
+    attention.review(endpoint.environment_id)
     db.session.commit()
     if errors:
         log.warning(
@@ -144,6 +156,42 @@ def check(
             endpoint.expiry_error,
         )
     return written
+
+
+def _connectivity(item: CredentialExpiry) -> tuple[str, str | None, str | None]:
+    """What one element says of SDDC Manager's connection to the account: the status, and on an
+    ERROR the message (9.1 connectivityErrorDetails, or the element's error) and what to do."""
+    status = (item.connectivity_status or "")[:32]
+    if status != "ERROR":
+        return status, None, None
+    message = item.connectivity_error or item.error
+    return status, (message or "")[:2000] or None, (item.remediation or "")[:2000] or None
+
+
+def _write_connectivity(environment_id: int, part) -> int:
+    """Store one slice of reported connectivity (by SDDC Manager's credential id)."""
+    table = Credential.__table__
+    statement = (
+        update(table)
+        .where(
+            table.c.environment_id == environment_id,
+            table.c.source == "manager",
+            table.c.remote_id == bindparam("_remote_id"),
+        )
+        .values(
+            connectivity_status=bindparam("_status"),
+            connectivity_error=bindparam("_error"),
+            connectivity_remediation=bindparam("_remediation"),
+        )
+    )
+    db.session.connection().execute(
+        statement,
+        [
+            {"_remote_id": remote_id, "_status": status, "_error": error, "_remediation": fix}
+            for remote_id, (status, error, fix) in part
+        ],
+    )
+    return len(part)
 
 
 def _write_dates(environment_id: int, part) -> int:

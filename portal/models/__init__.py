@@ -15,6 +15,7 @@ from .control import (
     CredentialCheckout,
 )
 from .estate import (
+    AttentionFinding,
     Credential,
     CredentialAction,
     CredentialActionItem,
@@ -50,6 +51,7 @@ from .records import (
 __all__ = [
     "AccessPolicy",
     "AccessRequest",
+    "AttentionFinding",
     "ApiToken",
     "AuditCheckpoint",
     "AuditDestination",

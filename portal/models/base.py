@@ -22,7 +22,9 @@ ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 # Levels of a grant on one environment, lowest first: `approve` is reveal and may approve
 # others' requests for access to sensitive credentials (dual control); manage implies it.
 LEVELS = ("view", "reveal", "approve", "manage")
-SOURCES = ("manager", "installer")
+# Where credentials come from: SDDC Manager, the VCF Installer's spec, and (VCF 9) VCF
+# Operations fleet management for the management appliances.
+SOURCES = ("manager", "installer", "fleet")
 # Where an account signs in: a local password, an LDAP / Active Directory bind, or an OpenID
 # Provider. Directory and OIDC accounts are created at their first sign-in.
 SIGN_IN_SOURCES = ("local", "ldap", "oidc")

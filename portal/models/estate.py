@@ -98,7 +98,8 @@ Index("ix_environments_name_any_case", func.lower(Environment.name), unique=True
 
 
 class Endpoint(Model):
-    """One source of an environment (SDDC Manager or VCF Installer) and its sync settings."""
+    """One source of an environment (SDDC Manager, VCF Installer or VCF Operations fleet
+    management) and its sync settings."""
 
     __tablename__ = "endpoints"
     __table_args__ = (UniqueConstraint("environment_id", "source"),)
@@ -135,6 +136,10 @@ class Endpoint(Model):
     absent_count: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default="0"
     )
+    # Fleet management only: the fleet appliance's root password, which the 9.0 locker asks
+    # for to decrypt each entry (encrypted, write-only), and which API answered the last sync.
+    locker_password_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    api_detected: Mapped[str | None] = mapped_column(String(64))
 
     environment: Mapped[Environment] = relationship(back_populates="endpoints")
 
@@ -195,6 +200,31 @@ class Credential(Model):
     rotation_attempts: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default="0"
     )
+    # Whether SDDC Manager reaches the account, as its last expiry check said (ACTIVE, ERROR,
+    # UNKNOWN), and, on an ERROR, its message and what it says to do (9.1
+    # connectivityErrorDetails: errorMessage, remediationMessage), made safe for display.
+    connectivity_status: Mapped[str | None] = mapped_column(String(32))
+    connectivity_error: Mapped[str | None] = mapped_column(Text)
+    connectivity_remediation: Mapped[str | None] = mapped_column(Text)
+
+
+class AttentionFinding(Model):
+    """A finding of the "needs attention" list that was announced: each is alerted once, and
+    forgotten when it no longer holds (so that it is announced again if it comes back)."""
+
+    __tablename__ = "attention_findings"
+    __table_args__ = (UniqueConstraint("credential_id", "kind", name="uq_attention_finding"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    credential_id: Mapped[int] = mapped_column(
+        ForeignKey("credentials.id", ondelete="CASCADE"), nullable=False
+    )
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    # connectivity, expired, expiry_unknown, stale_spec
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
 
 class PasswordHistory(Model):

@@ -36,6 +36,7 @@ from ..platform.crypto import (
     CREDENTIAL_PASSWORD_MAC,
     ENDPOINT_PASSWORD,
     HISTORY_PASSWORD,
+    LOCKER_PASSWORD,
     SIGN_IN_SECRET,
     SMTP_PASSWORD,
     TOTP_SECRET,
@@ -56,6 +57,7 @@ from .bootstrap import current_revision, head_revision, known_revisions, stored_
 # (model, column, purpose): every secret the portal stores, for key rotation and checks.
 ENCRYPTED_COLUMNS = (
     (Endpoint, "password_enc", ENDPOINT_PASSWORD),
+    (Endpoint, "locker_password_enc", LOCKER_PASSWORD),
     (Credential, "password_enc", CREDENTIAL_PASSWORD),
     (PasswordHistory, "password_enc", HISTORY_PASSWORD),
     (User, "totp_secret_enc", TOTP_SECRET),

@@ -19,6 +19,7 @@ from flask import Flask, current_app
 # purpose it was written for. The strings are stored implicitly in every database; never
 # change one.
 ENDPOINT_PASSWORD = "endpoint.password"  # noqa: S105 - an encryption label
+LOCKER_PASSWORD = "endpoint.locker_password"  # noqa: S105 - an encryption label
 CREDENTIAL_PASSWORD = "credential.password"  # noqa: S105 - an encryption label
 HISTORY_PASSWORD = "credential.history"  # noqa: S105 - an encryption label
 TOTP_SECRET = "user.totp"  # noqa: S105 - an encryption label

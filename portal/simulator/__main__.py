@@ -15,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the simulator command."""
     parser = argparse.ArgumentParser(
         prog="python -m portal.simulator",
-        description="HTTPS simulator of SDDC Manager and the VCF Installer (one port, both APIs).",
+        description="HTTPS simulator of SDDC Manager, the VCF Installer and VCF Operations fleet "
+        "management (one port, every API).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument("--port", type=int, default=8443)
@@ -28,7 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token-lifetime", type=int, default=3600, help="access token seconds")
     parser.add_argument("--refresh-lifetime", type=float, default=86400.0)
     parser.add_argument("--token-status", type=int, choices=(200, 201), default=200)
-    parser.add_argument("--installer-version", choices=("9.0", "9.1"), default="9.1")
+    parser.add_argument(
+        "--installer-version",
+        choices=("9.0", "9.1"),
+        default="9.1",
+        help="VCF version of the installer spec and of fleet management: 9.1 answers fleet "
+        "password management and the locker, 9.0 the locker only (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fleet-root-password",
+        help="the fleet appliance's root password, which the locker's decryption asks for "
+        "(default: one generated from the seed)",
+    )
     parser.add_argument(
         "--password",
         default=DEFAULT_PASSWORD,
@@ -74,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         control=args.control,
         quirks=args.quirk,
         task_delay=args.task_delay,
+        fleet_root_password=args.fleet_root_password,
     ).start()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -89,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  VCF Installer admin: {sim.installer_username}")
     print("  password of these accounts: the --password value (see --help for the default)")
     print(f"  credentials: {args.credentials}, installer spec {args.installer_version}")
+    print(
+        f"  fleet management {sim.fleet_version}: {len(sim.fleet_accounts())} management "
+        f"appliance accounts; service account {sim.installer_username}"
+    )
     if args.control:
         print(f"  control: POST {sim.url}/_sim/control, GET {sim.url}/_sim/stats")
     if args.host not in ("127.0.0.1", "::1", "localhost"):

@@ -76,6 +76,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: without TCP_NODELAY (which appliances' servers
+    # set) Nagle's algorithm and the client's delayed ACK hold every small answer ~40 ms.
+    disable_nagle_algorithm = True
     server_version = "VCF-Simulator"
     sys_version = ""
     timeout = 30
@@ -191,6 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
                 _error("TOO_MANY_REQUESTS", failure.message or "Too many requests"),
                 headers={"Retry-After": str(max(0, math.ceil(seconds)))},
             )
+        elif mode == "404":
+            self._send(404, _error("NOT_FOUND", failure.message or "No such API (simulated)"))
         elif mode == "403":
             self._send(403, _error("FORBIDDEN", failure.message or "Access denied (simulated)"))
         elif mode == "malformed":
@@ -225,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return _not_allowed()
             sim._invalidate(_refresh_id(body))
             return 204, None
+        if path.startswith(("/suite-api/", "/lcm/")):
+            return sim._fleet_route(method, path, query, body, self.headers.get("Authorization"))
         is_credentials = path == "/v1/credentials" or path.startswith("/v1/credentials/")
         is_sddcs = path == "/v1/sddcs" or path.startswith("/v1/sddcs/")
         is_task = path.startswith("/v1/tasks/")

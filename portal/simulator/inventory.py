@@ -109,6 +109,7 @@ class Inventory:
         self.hostile = False
         self._domains: list[Domain] = []
         self._host_counter: dict[str, int] = {}
+        self.installer_version = installer_version
         stream = self._resource_stream()
         self.management = self._build_domain(0)
         pending = list(self.management.resources)
@@ -119,7 +120,6 @@ class Inventory:
                 if len(self.credentials) >= count:
                     break
                 self._append(self._credential(resource, *account))
-        self.installer_version = installer_version
         self.tasks: list[dict[str, Any]] = []
         self.specs: dict[str, dict[str, Any]] = {}
         self._add_primary_task()
@@ -159,9 +159,10 @@ class Inventory:
         rtype: str,
         accounts: list[tuple[str, str, str]],
         host_octet: int,
+        resource_id: str | None = None,
     ) -> Resource:
         resource = Resource(
-            resource_id=self._uuid(),
+            resource_id=resource_id or self._uuid(),
             name=f"{short}.{DNS_SUFFIX}",
             ip=self._ip(domain.index, host_octet),
             resource_type=rtype,
@@ -208,7 +209,30 @@ class Inventory:
         hosts = 4 if index == 0 else self.rng.randint(3, 12)
         for _ in range(hosts):
             self._esxi(domain)
+        if index == 0 and self.installer_version == "9.1":
+            self._types_91(domain)
         return domain
+
+    def _types_91(self, domain: Domain) -> None:
+        """SDDC Manager 9.1's new resource types in the management domain: an HCX Manager and
+        the VSP cluster (whose platform FQDN the installer spec names). Their ids come from
+        their names, not the seeded generator, so every other value stays as it was."""
+        for short, rtype, accounts, octet in (
+            (
+                f"{domain.name}-hcx01",
+                "HCX_MANAGER",
+                [("root", "SSH", "USER"), ("admin", "API", "USER")],
+                40,
+            ),
+            (
+                f"{SITE}-vsp01",
+                "VSP",
+                [("vmware-system-user", "SSH", "USER"), ("admin@vsp.local", "API", "USER")],
+                90,
+            ),
+        ):
+            resource_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{short}.{DNS_SUFFIX}"))
+            self._resource(domain, short, rtype, accounts, octet, resource_id)
 
     def _resource_stream(self) -> Iterator[Resource]:
         for index in itertools.count(1):
@@ -558,13 +582,15 @@ class Inventory:
             },
         }
         if self.installer_version == "9.1":
+            vsp = by_type.get("VSP")
+            vsp_password = first_password(vsp[0], "vmware-system-user") if vsp else self.password()
             spec["vcfAutomationSpec"]["platformFqdn"] = f"{SITE}-vsp01.{DNS_SUFFIX}"
             spec["vcfAutomationSpec"]["size"] = "small"
             spec["vspClusterSpec"] = {
                 "platformFqdn": f"{SITE}-vsp01.{DNS_SUFFIX}",
                 "instanceFqdn": f"{SITE}-vsp01-instance.{DNS_SUFFIX}",
                 "fleetFqdn": f"{SITE}-fleet01.{DNS_SUFFIX}",
-                "systemUserPassword": self.password(),
+                "systemUserPassword": vsp_password,
                 "ipv4Pool": {
                     "cidr": f"{mgmt_net}.0/24",
                     "addresses": [f"{mgmt_net}.{n}" for n in range(90, 95)],

@@ -57,6 +57,11 @@ LIMIT_MESSAGE = (
     "You have reached the maximum number of 10 concurrent update/rotate passwords "
     "operations. Try again after the running operations complete."
 )
+# What SDDC Manager 9.1 says to do about an account it cannot reach (text of the simulator).
+REMEDIATION_MESSAGE = (
+    "Verify that the resource is reachable and that the password SDDC Manager holds is the "
+    "one set on the resource; if it was changed outside VCF, remediate the password."
+)
 # A changed password is good for this long; the check reports it from then on.
 NEW_PASSWORD_DAYS = 90
 EXPIRING_DAYS = 14
@@ -638,6 +643,8 @@ class CredentialOperations:
                         "errorCode": "CREDENTIAL_CONNECTIVITY_CHECK_FAILED",
                         "arguments": [resource["resourceName"]],
                         "errorMessage": message,
+                        "remediationMessage": REMEDIATION_MESSAGE,
+                        "referenceToken": check.id[:6].upper(),
                     },
                 }
                 entry["errors"] = [_error("CREDENTIAL_EXPIRATION_CHECK_FAILED", message)]

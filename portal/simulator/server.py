@@ -29,11 +29,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from .certs import CertificateSet, generate_certificates, leaf_der, load_certificates
+from .fleet import FleetAccount, build_surface, generated_accounts, now_ms
 from .handler import _error, _Handler, _Raw, _Server
 from .inventory import QUIRKS, Inventory
 from .lifecycle import CredentialOperations
 
-FAILURE_MODES = ("500", "401", "403", "429", "timeout", "reset", "malformed", "slow")
+FAILURE_MODES = ("500", "401", "403", "404", "429", "timeout", "reset", "malformed", "slow")
 DEFAULT_PASSWORD = "VMware123!VMware123!"  # noqa: S105 - the simulator's documented default
 _FILTERS = ("resourceName", "resourceIp", "resourceType", "domainName", "accountType")
 
@@ -79,6 +80,7 @@ class Simulator:
         slow_delay: float = 0.3,
         quirks: tuple[str, ...] | list[str] = (),
         task_delay: float = 0.2,
+        fleet_root_password: str | None = None,
     ) -> None:
         if token_status not in (200, 201):
             raise ValueError("token_status must be 200 or 201")
@@ -107,6 +109,14 @@ class Simulator:
         self._lock = threading.RLock()
         self._inventory = Inventory(credentials, seed, hostile, installer_version)
         self._operations = CredentialOperations(self._inventory, seed, float(task_delay))
+        self._fleet = build_surface(
+            self._inventory,
+            self._users,
+            installer_version,
+            lambda: self._operations.task_delay,
+            fleet_root_password,
+        )
+        self._fleet.set_hostile(self._inventory.hostile)
         self._quirks: frozenset[str] = frozenset()
         self.set_quirks(*quirks)
         self._hits: collections.Counter[str] = collections.Counter()
@@ -236,9 +246,11 @@ class Simulator:
             return self._inventory.add(n)
 
     def set_hostile(self, enabled: bool) -> None:
-        """Switch hostile strings in some names, usernames and passwords on or off."""
+        """Switch hostile strings in some names, usernames and passwords on or off (fleet
+        management's accounts included)."""
         with self._lock:
             self._inventory.set_hostile(enabled)
+            self._fleet.set_hostile(enabled)
 
     def set_quirks(self, *names: str) -> None:
         """Enable exactly these response quirks (see inventory.QUIRKS); none to disable."""
@@ -262,7 +274,7 @@ class Simulator:
 
         ``delay`` overrides timeout_delay/slow_delay, and is the ``Retry-After`` of the
         429 mode (default 1 s); ``message`` replaces the error message of the
-        500/401/403/429 modes (to test how clients handle hostile text).
+        500/401/403/404/429 modes (to test how clients handle hostile text).
         """
         if mode not in FAILURE_MODES:
             raise ValueError(f"mode must be one of {FAILURE_MODES}")
@@ -317,6 +329,7 @@ class Simulator:
             for check in self._operations.expirations.values():
                 check.due = 0.0
             self._operations.advance()
+            self._fleet.settle()
 
     def add_installer_task(self, status: str = "COMPLETED_WITH_FAILURE", with_spec: bool = False):
         """Add an installer deployment task, optionally without a spec; return its id."""
@@ -339,6 +352,63 @@ class Simulator:
         with self._lock:
             self._refresh_tokens.clear()
             self._jwt_key = secrets.token_bytes(32)
+            self._fleet.revoke()
+
+    # -- fleet management ----------------------------------------------------------------
+
+    @property
+    def fleet_version(self) -> str:
+        """Which fleet management surfaces answer: "9.0" (the locker) or "9.1" (VCF
+        Operations fleet password management and the locker); the installer's version."""
+        return self._fleet.version
+
+    @property
+    def fleet_root_password(self) -> str:
+        """The fleet appliance's root password, which the locker's decryption asks for."""
+        with self._lock:
+            return self._fleet.root_password
+
+    @fleet_root_password.setter
+    def fleet_root_password(self, value: str) -> None:
+        if not value:
+            raise ValueError("the root password must not be empty")
+        with self._lock:
+            self._fleet.root_password = value
+
+    def fleet_accounts(self) -> list[FleetAccount]:
+        """Copies of fleet management's accounts, values included."""
+        with self._lock:
+            self._fleet.settle_due()
+            return [copy.copy(account) for account in self._fleet.accounts]
+
+    def fleet_rotate(self, count: int = 1) -> list[str]:
+        """Change the value of the first ``count`` fleet accounts (as a rotation in fleet
+        management would); returns their aliases."""
+        with self._lock:
+            return self._fleet.rotate(count, now_ms())
+
+    def fleet_scale(self, appliances: int, accounts: int) -> int:
+        """Replace fleet management's accounts with a large estate: ``accounts`` accounts over
+        ``appliances`` management appliances (benchmarks); returns the count."""
+        with self._lock:
+            inventory = self._inventory
+            self._fleet.accounts = generated_accounts(
+                appliances,
+                accounts,
+                inventory._uuid,
+                inventory.password,
+                now_ms(),
+                inventory.management.name,
+            )
+            return len(self._fleet.accounts)
+
+    def fleet_fail_workflows(
+        self, count: int = 1, message: str = "Unable to update the password on the appliance"
+    ) -> None:
+        """The next ``count`` fleet password updates end with a FAILED workflow (``message``),
+        the values unchanged."""
+        with self._lock:
+            self._fleet.fail_workflows(count, message)
 
     # -- request-side helpers (called from handler threads) ------------------------------
 
@@ -429,6 +499,17 @@ class Simulator:
             return None
         user = self._users.get(str(claims.get("sub")))
         return user[1] if user else None
+
+    def _fleet_route(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: bytes,
+        authorization: str | None,
+    ) -> tuple[int, Any]:
+        with self._lock:
+            return self._fleet.route(method, path, query, body, authorization)
 
     def _credentials_page(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         filters = {k: query[k][0] for k in _FILTERS if k in query}
@@ -598,6 +679,22 @@ class Simulator:
             if action == "settle_tasks":
                 self.settle_tasks()
                 return 200, {"ok": True}
+            if action == "fleet_rotate":
+                return 200, {"rotated": len(self.fleet_rotate(int(payload.get("count", 1))))}
+            if action == "fleet_scale":
+                count = self.fleet_scale(
+                    int(payload.get("appliances", 50)), int(payload.get("accounts", 200))
+                )
+                return 200, {"accounts": count}
+            if action == "fleet_workflow_fault":
+                self.fleet_fail_workflows(
+                    int(payload.get("count", 1)),
+                    str(payload.get("message") or "Unable to update the password"),
+                )
+                return 200, {"ok": True}
+            if action == "fleet_root_password":
+                self.fleet_root_password = str(payload.get("password", ""))
+                return 200, {"ok": True}
         except (TypeError, ValueError) as exc:
             return 400, _error("INVALID_INPUT", str(exc))
         return 400, _error("INVALID_INPUT", "unknown action")
@@ -614,6 +711,8 @@ class Simulator:
                     for status in ("IN_PROGRESS", "SUCCESSFUL", "FAILED", "USER_CANCELLED")
                 },
                 "task_delay": self._operations.task_delay,
+                "fleet_version": self._fleet.version,
+                "fleet_accounts": len(self._fleet.accounts),
             }
 
 

@@ -14,17 +14,18 @@ import time
 
 from flask import Flask, current_app
 from sqlalchemy import select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from .. import audit
-from ..alerts import notifications
+from ..alerts import attention, notifications
 from ..environments.service import endpoint_settings
 from ..models import Endpoint, Environment, SyncRun
 from ..platform import clock, wakeup, writes
 from ..platform.clock import iso
 from ..platform.database import changed_rows
 from ..platform.extensions import app_object, db
-from ..vcf import VcfError, client_for
+from ..vcf import VcfError
+from .sources import SourceFacts, fetch_source, record_facts
 from .store import Counts, apply_fetch
 
 log = logging.getLogger("portal.sync")
@@ -337,6 +338,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
         actor=run.requested_by or "scheduler",
     )
     started = time.monotonic()
+    facts = SourceFacts()
     if endpoint is None:
         _finish(run, None, "failed", "This source is no longer configured.", None)
         db.session.commit()
@@ -344,8 +346,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
     try:
         settings = endpoint_settings(endpoint)
         if fetch is None:
-            with client_for(run.source, settings) as client:
-                fetched = client.fetch_credentials()
+            fetched = fetch_source(endpoint, settings, facts)
         else:
             fetched = fetch(settings)
     except VcfError as exc:
@@ -353,6 +354,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
         db.session.rollback()
         run, endpoint = _claimed_run(run_id), db.session.get(Endpoint, endpoint.id)
         _finish(run, endpoint, "failed", str(exc), None)
+        record_facts(endpoint, facts, target, run.id)
         audit.record(
             "sync.finish",
             target,
@@ -394,7 +396,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
             _finish(run, None, "failed", "The environment was deleted during the sync.", None)
         db.session.commit()
         return run
-    notes = list(dict.fromkeys(counts.notes))
+    notes = list(dict.fromkeys(facts.notes + counts.notes))
     if counts.duplicates:
         notes.append(f"{counts.duplicates} duplicate entries ignored")
     state = "partial" if notes else "success"
@@ -404,6 +406,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
             "sync %s: run %s was failed as interrupted meanwhile; nothing stored", target, run_id
         )
         return db.session.get(SyncRun, run_id)
+    record_facts(endpoint, facts, target, run.id)
     audit.record(
         "sync.finish",
         target,
@@ -420,6 +423,14 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
     db.session.commit()
     if counts.new >= ANALYZE_AFTER_NEW:
         _refresh_statistics()
+    # After the run has ended (its outcome is not held up by it): the accounts that newly
+    # need attention (expired, expiry unknown, the installer's stale copy), announced once.
+    try:
+        attention.review(run.environment_id)
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.warning("sync %s: the needs-attention review failed", target, exc_info=True)
     log.info(
         "sync %s %s in %.2fs: new=%d changed=%d unchanged=%d absent=%d",
         target,

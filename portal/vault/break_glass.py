@@ -42,7 +42,11 @@ CREDENTIAL = "credential"
 # Rows read per transaction: each read ends before the rows are decrypted and written, so the
 # database is held for a few milliseconds at a time, even with 50,000 credentials.
 BATCH = 1000
-_SERVICE_TYPES = {"manager": "SDDC_MANAGER", "installer": "VCF_INSTALLER"}
+_SERVICE_TYPES = {
+    "manager": "SDDC_MANAGER",
+    "installer": "VCF_INSTALLER",
+    "fleet": "FLEET_MANAGEMENT",
+}
 
 
 def _cells(values: tuple) -> list[str]:

@@ -220,8 +220,9 @@ def credentials_page(
     }
 
 
-# The source whose copy of an account the search shows when several hold the same password.
-PREFERRED_SOURCES = ("manager", "installer")
+# The source whose copy of an account the search shows when several hold the same password:
+# SDDC Manager, then fleet management (current values), then the installer (bring-up values).
+PREFERRED_SOURCES = ("manager", "fleet", "installer")
 
 
 def _same_account(one, other):
@@ -248,7 +249,8 @@ def search_page(
 
     The item is the copy of the preferred source (SDDC Manager); `sources` names every source
     that holds that password. When another source holds the account with another password,
-    both copies are items, each naming the other in `differs_from`. Passwords are compared by
+    both copies are items, each naming the other in `differs_from`; the installer's copy of
+    an account fleet management holds with another password is `stale`. Passwords are compared by
     their keyed hash, never decrypted. Only environments `within` are searched (None: all).
     """
     query = filtered_query(None, filters, within)
@@ -294,6 +296,9 @@ def search_page(
         same = [t.source for t in others if _same_password(row, t)]
         item["sources"] = [s for s in PREFERRED_SOURCES if s == row.source or s in same]
         item["differs_from"] = [t.source for t in others if not _same_password(row, t)]
+        # The installer's spec keeps the bring-up value: where fleet management (which holds
+        # the current one) has another password for the account, the spec's copy is stale.
+        item["stale"] = row.source == "installer" and "fleet" in item["differs_from"]
         items.append(item)
     _needs(items, rows, user)
     return {"items": items, "total": total, "page": page, "per_page": per_page}

@@ -1,4 +1,5 @@
-"""REST clients for VMware Cloud Foundation: SDDC Manager credentials and VCF Installer specs.
+"""REST clients for VMware Cloud Foundation: SDDC Manager credentials, VCF Installer specs and
+VCF Operations fleet management (the management appliances of VCF 9).
 
 This package knows HTTP and JSON only; it never touches the portal's database or Flask.
 Clients are not thread-safe: use one per thread (the sync engine creates one per run).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, overload
 
+from .fleet import API_90, API_91, APPLIANCE_LABELS, FleetClient, appliance_label
 from .installer import InstallerClient, credentials_from_spec
 from .lifecycle import EXPIRATION_RESOURCE_TYPES, OPERATIONS
 from .manager import SddcManagerClient, parse_credential
@@ -21,9 +23,12 @@ from .models import (
 )
 from .tls import fetch_certificate_sha256, format_fingerprint, normalize_fingerprint
 
-SOURCES = ("manager", "installer")
+SOURCES = ("manager", "installer", "fleet")
 
 __all__ = [
+    "API_90",
+    "API_91",
+    "APPLIANCE_LABELS",
     "EXPIRATION_RESOURCE_TYPES",
     "OPERATIONS",
     "SOURCES",
@@ -32,9 +37,11 @@ __all__ = [
     "EndpointSettings",
     "ExpirationCheck",
     "FetchedCredential",
+    "FleetClient",
     "InstallerClient",
     "SddcManagerClient",
     "VcfError",
+    "appliance_label",
     "client_for",
     "credentials_from_spec",
     "fetch_certificate_sha256",
@@ -50,14 +57,34 @@ def client_for(source: Literal["manager"], settings: EndpointSettings) -> SddcMa
 @overload
 def client_for(source: Literal["installer"], settings: EndpointSettings) -> InstallerClient: ...
 @overload
-def client_for(source: str, settings: EndpointSettings) -> SddcManagerClient | InstallerClient: ...
-def client_for(source: str, settings: EndpointSettings) -> SddcManagerClient | InstallerClient:
-    """Return the client for ``source`` ("manager" or "installer")."""
+def client_for(
+    source: Literal["fleet"],
+    settings: EndpointSettings,
+    locker_password: str | None = None,
+    api_detected: str | None = None,
+) -> FleetClient: ...
+@overload
+def client_for(
+    source: str,
+    settings: EndpointSettings,
+    locker_password: str | None = None,
+    api_detected: str | None = None,
+) -> SddcManagerClient | InstallerClient | FleetClient: ...
+def client_for(
+    source: str,
+    settings: EndpointSettings,
+    locker_password: str | None = None,
+    api_detected: str | None = None,
+) -> SddcManagerClient | InstallerClient | FleetClient:
+    """Return the client for ``source`` ("manager", "installer" or "fleet"; only fleet
+    management takes the locker decryption password and the API it answered with before)."""
     if source == "manager":
         return SddcManagerClient(settings)
     if source == "installer":
         return InstallerClient(settings)
-    raise ValueError("source must be 'manager' or 'installer'")
+    if source == "fleet":
+        return FleetClient(settings, locker_password, api_detected=api_detected)
+    raise ValueError("source must be 'manager', 'installer' or 'fleet'")
 
 
 def test_connection(source: str, settings: EndpointSettings) -> ConnectionTestResult:
@@ -83,6 +110,10 @@ def test_connection(source: str, settings: EndpointSettings) -> ConnectionTestRe
         what = "credentials" if count is not None else "credentials (count not reported)"
         shown = f"{count} " if count is not None else ""
         message = f"connected to SDDC Manager {where}: {shown}{what}"
+    elif source == "fleet":
+        api = getattr(client, "api_detected", None) or "fleet management"
+        what = "accounts" if api == API_91 else "locker entries"
+        message = f"connected to {api} {where}: {count} {what}"
     else:
         message = f"connected to VCF Installer {where}: {count} passwords in the first spec"
     return ConnectionTestResult(

@@ -76,6 +76,10 @@ class ApiTransport:
     tokens are renewed under a lock, and the connection pool is shared.
     """
 
+    # How the token is sent: "Authorization: <scheme> <token>" (fleet management's transports
+    # use OpsToken and Basic).
+    auth_scheme = "Bearer"
+
     def __init__(
         self, source: str, settings: EndpointSettings, session: requests.Session | None
     ) -> None:
@@ -253,6 +257,7 @@ class ApiTransport:
         auth: bool,
         retry: bool,
         token: str | None = None,
+        scheme: str | None = None,
     ) -> requests.Response:
         settings = self.settings
         headers = {"Accept": "application/json"}
@@ -262,7 +267,7 @@ class ApiTransport:
             headers["Content-Type"] = "application/json"
         token = token if token is not None else self._access_token
         if auth and token:
-            headers["Authorization"] = f"Bearer {token}"
+            headers["Authorization"] = f"{scheme or self.auth_scheme} {token}"
         url = settings.base_url + path
         attempts = 1 + (settings.retries if retry else 0)
         for attempt in range(attempts):

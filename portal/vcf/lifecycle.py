@@ -172,6 +172,8 @@ def parse_expiration(body: Any, clean: Callable[[str], str]) -> ExpirationCheck:
         resource = resource if isinstance(resource, dict) else {}
         expiry = element.get("expiry")
         expiry = expiry if isinstance(expiry, dict) else {}
+        details = expiry.get("connectivityErrorDetails")
+        details = details if isinstance(details, dict) else {}
         parsed.append(
             CredentialExpiry(
                 credential_id=element["id"],
@@ -183,6 +185,8 @@ def parse_expiration(body: Any, clean: Callable[[str], str]) -> ExpirationCheck:
                 connectivity_status=_text(expiry.get("connectivityStatus")),
                 last_checked=_text(expiry.get("lastCheckedDate")),
                 error=_element_error(element, expiry, clean),
+                connectivity_error=_cleaned(details.get("errorMessage"), clean),
+                remediation=_cleaned(details.get("remediationMessage"), clean),
             )
         )
     return ExpirationCheck(
@@ -200,6 +204,10 @@ def _element_error(element: dict, expiry: dict, clean: Callable[[str], str]) -> 
     if isinstance(details, dict) and isinstance(details.get("errorMessage"), str):
         return clean(details["errorMessage"])
     return None
+
+
+def _cleaned(value: Any, clean: Callable[[str], str]) -> str | None:
+    return clean(value) if isinstance(value, str) and value.strip() else None
 
 
 def _text(value: Any) -> str | None:

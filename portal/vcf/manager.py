@@ -25,8 +25,9 @@ from urllib.parse import quote
 import requests
 
 from . import lifecycle
-from ._http import ApiTransport, clean_text
+from ._http import ApiTransport
 from .models import EndpointSettings, ExpirationCheck, FetchedCredential, VcfError
+from .paging import PageCheck, reported_int
 
 CREDENTIALS_PATH = "/v1/credentials"
 TASKS_PATH = "/v1/credentials/tasks"
@@ -240,51 +241,29 @@ class SddcManagerClient:
 
 
 class _Pages:
-    """Credential pages checked in order: no page repeating the one before, no id twice, and
-    as many credentials as the last reported total."""
+    """Credential pages checked in order (paging.PageCheck: no page repeating the one before,
+    no id twice, no empty page before the total, as many credentials as the last total)."""
 
     def __init__(self) -> None:
         self.results: list[FetchedCredential] = []
-        self.seen_ids: set[str] = set()
-        self.previous_ids: list[str] | None = None
-        self.total_elements: int | None = None
+        self.check = PageCheck(CREDENTIALS_PATH, "credential id", "SDDC Manager", "credentials")
         self.shared: dict = {}
 
     def add(self, page: int, elements: list[Any], metadata: dict[str, Any] | None) -> None:
         """Check and parse one page."""
-        page_ids = [
-            i for e in elements if isinstance(e, dict) and isinstance(i := e.get("id"), str)
+        parsed = [
+            parse_credential(element, page, index, self.shared)
+            for index, element in enumerate(elements)
         ]
-        if page > 0 and page_ids and page_ids == self.previous_ids:
-            raise VcfError(
-                "malformed",
-                f"page {page} of /v1/credentials repeats the previous page "
-                "(the server ignores pageNumber)",
-            )
-        self.previous_ids = page_ids
-        for index, element in enumerate(elements):
-            credential = parse_credential(element, page, index, self.shared)
-            if credential.remote_id is not None:
-                if credential.remote_id in self.seen_ids:
-                    raise VcfError(
-                        "malformed",
-                        f"credential id {clean_text(credential.remote_id, 80)} was returned "
-                        "twice; the list changed while it was read, try again",
-                    )
-                self.seen_ids.add(credential.remote_id)
-            self.results.append(credential)
-        if _metadata_int(metadata, "totalElements") is not None:
-            self.total_elements = _metadata_int(metadata, "totalElements")
+        self.check.add(
+            page, [c.remote_id for c in parsed], _metadata_int(metadata, "totalElements")
+        )
+        self.results.extend(parsed)
 
     def complete(self) -> list[FetchedCredential]:
         """Every credential read, or VcfError when the count disagrees with the total."""
         self.shared.clear()
-        if self.total_elements is not None and self.total_elements != len(self.results):
-            raise VcfError(
-                "malformed",
-                f"SDDC Manager reported {self.total_elements} credentials but returned "
-                f"{len(self.results)}; the list changed while it was read, try again",
-            )
+        self.check.complete()
         return self.results
 
 
@@ -357,12 +336,7 @@ def _page_parts(body: Any, page: int) -> tuple[list[Any], dict[str, Any] | None]
 
 
 def _metadata_int(metadata: dict[str, Any] | None, key: str) -> int | None:
-    if metadata is None:
-        return None
-    value = metadata.get(key)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
+    return None if metadata is None else reported_int(metadata.get(key))
 
 
 def _text(value: Any) -> str | None:

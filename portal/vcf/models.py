@@ -101,6 +101,9 @@ class CredentialExpiry:
     connectivity_status: str | None
     last_checked: str | None
     error: str | None  # why this credential could not be checked (cleaned), if it failed
+    # 9.1 connectivityErrorDetails: the message and what SDDC Manager says to do (cleaned).
+    connectivity_error: str | None = None
+    remediation: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
 |---|---|
 | `/` | dashboard |
 | `/access-requests` | access_requests |
+| `/attention` | attention |
 | `/login`, `/login/oidc`, `/logout`, `/change-password` | auth |
 | `/login/verify` | auth_verify (routes of the auth blueprint) |
 | `/account/security`, `/account/tokens` | account |
@@ -30,6 +31,7 @@ from flask import Flask
 from . import (
     access_requests,
     account,
+    attention,
     audit,
     audit_forwarding,
     auth,
@@ -54,6 +56,7 @@ MODULES = (
     account,
     access_requests,
     dashboard,
+    attention,
     environments,
     export,
     scheduler,

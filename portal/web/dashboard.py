@@ -6,7 +6,7 @@ from flask import Blueprint, render_template
 from flask_login import current_user, login_required
 
 from ..access.guards import visible_ids
-from ..alerts import expiring
+from ..alerts import attention, expiring
 from ..ops import break_glass
 
 bp = Blueprint("dashboard", __name__)
@@ -18,9 +18,11 @@ EXPIRY_NOTICE_DAYS = 14
 def index():
     """Show the dashboard."""
     revealable = visible_ids("reveal")
+    within = visible_ids()
     return render_template(
         "dashboard.html",
-        expiring=expiring.summary(EXPIRY_NOTICE_DAYS, visible_ids()),
+        attention=sum(sum(kinds.values()) for kinds in attention.counts(within).values()),
+        expiring=expiring.summary(EXPIRY_NOTICE_DAYS, within),
         # The export holds passwords: offered only where some environment may be revealed.
         can_export=revealable is None or bool(revealable),
         # For admins: the last break-glass copy, and whether copies are made at all.

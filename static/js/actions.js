@@ -192,10 +192,11 @@ export function initActions(options) {
       open(button.dataset.actionOpen, table.selection().map(function (item) { return item.id; }), false);
     });
   });
-  $("rotate-expiring").addEventListener("click", function () { open("rotate", [], true); });
+  // Without an SDDC Manager (fleet management only) these two are not on the page.
+  if ($("rotate-expiring")) $("rotate-expiring").addEventListener("click", function () { open("rotate", [], true); });
   $("action-days-apply").addEventListener("click", listExpiring);
 
-  $("expiry-check").addEventListener("click", async function () {
+  if ($("expiry-check")) $("expiry-check").addEventListener("click", async function () {
     try {
       await post(api.expiryCheck(envId), {});
       toast("SDDC Manager was asked for the expiry of every password; the dates arrive within a minute or two.");
@@ -254,9 +255,10 @@ export function initActions(options) {
   function describe(action) {
     const done = action.items.filter(function (i) { return i.state === "success"; }).length;
     const total = action.items.length;
+    const where = action.operation === "fleet_update" ? "fleet management" : "SDDC Manager";
     switch (action.state) {
       case "queued": return action.error ? "Waiting: " + action.error : "Queued…";
-      case "running": return "Running in SDDC Manager… " + (action.error || "");
+      case "running": return "Running in " + where + "… " + (action.error || "");
       case "success": return "Done: " + total + " of " + total + " succeeded. The source is syncing to show the new passwords.";
       case "partial": return "Partly done: " + done + " of " + total + " succeeded. Where it failed, the previous password still applies; see each row.";
       case "cancelled": return "Cancelled.";
@@ -266,7 +268,7 @@ export function initActions(options) {
 
   // Which password works on the resource now, by the state of its step.
   function passwordNow(state) {
-    if (state === "success") return "The new one: the portal shows it once the sync has run.";
+    if (state === "success") return "The new one: the portal shows it once the sync has run (fleet management's: at once).";
     if (state === "failed" || state === "cancelled") {
       return "The previous one, which SDDC Manager and the portal still hold (Reveal shows it). " +
         "If the host refuses it, the change reached the host before failing: Remediate with the password the host has.";
@@ -352,4 +354,7 @@ export function initActions(options) {
     opener = null;
     back.focus();
   });
+
+  // Opened from elsewhere (the "needs attention" list links here with ?act=…&credential=…).
+  return { open: function (op, ids) { return open(op, ids, false); } };
 }

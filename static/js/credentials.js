@@ -109,6 +109,8 @@ export function initCredentials(options) {
     const cell = el("td", { className: "col-expiry", dataset: { label: "Expiry" } });
     const state = expiryState(item);
     if (state) cell.append(badge(state), " ");
+    // Fleet management says UNKNOWN when it could not check an account: shown, not hidden.
+    else if (String(item.expiry_status || "").toUpperCase() === "UNKNOWN") cell.append(badge("UNKNOWN"), " ");
     if (item.expiry_date) cell.append(el("span", { title: item.expiry_date }, String(item.expiry_date).slice(0, 10)));
     else if (!item.expiry_status) cell.append(el("span", { className: "muted" }, "—"));
     return cell;
@@ -128,6 +130,10 @@ export function initCredentials(options) {
       asking ? button("request", "Request access…", "Request access to the password of ") : null,
       button("history", "History", "Password history of "));
     buttons.append(...checkoutButtons(item, canReveal, isAdmin));
+    // A management appliance's password, changed through fleet management (VCF 9.1).
+    if (isAdmin && options.fleetUpdate && item.source === "fleet" && item.status === "present") {
+      buttons.append(button("fleet-update", "Update…", "Update through fleet management the password of "));
+    }
     if (isAdmin && item.status === "absent") {
       const purge = button("purge", "Purge", "Purge ");
       purge.classList.add("danger");
@@ -148,13 +154,25 @@ export function initCredentials(options) {
       el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
       el("td", { className: "cell-text col-type", dataset: { label: "Credential type" } }, visible(item.credential_type)),
       el("td", { className: "cell-text col-type", dataset: { label: "Account type" } }, visible(item.account_type)),
-      el("td", { className: "cell-text col-rtype", dataset: { label: "Resource type" } }, visible(item.resource_type)),
+      resourceTypeCell(item),
       el("td", { className: "cell-text", dataset: { label: "Domain" } }, bidi(item.domain)),
       el("td", { className: "nowrap", title: sourceLabel(item.source), dataset: { label: "Source" } }, (config.sourceShortLabels || {})[item.source] || item.source),
       statusCell,
       el("td", { className: "nowrap", dataset: { label: "Last changed" } }, timeEl(item.last_changed_at)),
       expiryCell(item),
       actionsCell(item));
+  }
+
+  // The operator's name of the resource type (SDDC Manager's, the installer's, fleet
+  // management's appliance types), and the type itself below it: what the filter takes.
+  function resourceTypeCell(item) {
+    const cell = el("td", { className: "cell-text col-rtype", dataset: { label: "Resource type" } });
+    const label = (config.resourceTypeLabels || {})[item.resource_type];
+    // The type breaks after its underscores rather than anywhere in a narrow column.
+    const parts = visible(item.resource_type).split("_").flatMap(function (part, i) { return i ? ["_", el("wbr"), part] : [part]; });
+    if (label) cell.append(el("div", {}, label), el("div", { className: "muted" }, ...parts));
+    else cell.append(visible(item.resource_type));
+    return cell;
   }
 
   // The host, and for those who act on credentials the row's checkbox before it: the first
@@ -337,6 +355,7 @@ export function initCredentials(options) {
       });
     }
     else if (action === "purge") purge(tr);
+    else if (action === "fleet-update") options.fleetUpdate(items.get(tr.dataset.id));
     else onCheckoutAction(action, items.get(tr.dataset.id), button, function () { load(); if (options.onCheckout) options.onCheckout(); });
   });
 

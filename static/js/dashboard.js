@@ -186,7 +186,20 @@ function sourcesCell(item) {
     cell.append(el("div", { className: "differs" },
       "Another password in " + item.differs_from.map(sourceLabel).join(", ")));
   }
+  // The installer's bring-up value of an account fleet management has since changed.
+  if (item.stale) {
+    cell.append(el("div", { className: "stale" }, badge("EXPIRED", "Stale"), " ",
+      "Set at bring-up; " + sourceLabel("fleet") + " holds the current password."));
+  }
   return cell;
+}
+
+// A management appliance from fleet management: its type, and its expiry status when known.
+function applianceNote(item) {
+  if (item.source !== "fleet" || !item.resource_type) return null;
+  const label = (config.applianceLabels || {})[item.resource_type] || visible(item.resource_type);
+  const status = item.expiry_status ? " · " + ((config.stateLabels || {})[item.expiry_status] || visible(item.expiry_status)) : "";
+  return el("div", { className: "muted appliance" }, label + status);
 }
 
 function resultRow(item) {
@@ -194,7 +207,8 @@ function resultRow(item) {
   function button(action, text, aria, pressed) { return actionButton(action, text, aria, item, pressed); }
   return el("tr", { dataset: { id: item.id } },
     el("td", { className: "cell-text", dataset: { label: "Environment" } }, bidi(item.environment)),
-    el("td", { className: "cell-text col-host" }, el("a", { href: pages.environment(item.environment_id, filter) }, hostName(item.hostname))),
+    el("td", { className: "cell-text col-host" }, el("a", { href: pages.environment(item.environment_id, filter) }, hostName(item.hostname)),
+      applianceNote(item)),
     el("td", { className: "cell-text col-user", dataset: { label: "User" } }, bidi(item.username)),
     el("td", { dataset: { label: "Type" } }, visible(item.credential_type)),
     sourcesCell(item),

@@ -91,6 +91,8 @@ function endpointBody(source, withPassword) {
     sync_interval_minutes: field(source, "sync_interval_minutes").value === "" ? null : Number(field(source, "sync_interval_minutes").value),
   };
   if (withPassword) body.password = field(source, "password").value;
+  const locker = field(source, "locker_password");
+  if (withPassword && locker) body.locker_password = locker.value;
   return body;
 }
 
@@ -118,6 +120,8 @@ function fill(env) {
       field(source, "sync_interval_minutes").value = endpoint.sync_interval_minutes;
       setTls(source, !endpoint.verify_tls ? "off" : endpoint.pinned_sha256 ? "pin" : endpoint.ca_pem ? "ca" : "system");
       field(source, "password").placeholder = "unchanged";
+      const locker = field(source, "locker_password");
+      if (locker) locker.placeholder = endpoint.locker_password_set ? "unchanged" : "not set";
     } else {
       field(source, "password").placeholder = "";
     }

@@ -20,6 +20,8 @@ const canReveal = root.dataset.reveal === "true";
 const canAudit = root.dataset.audit === "true";
 let credentials = null;
 let shownEnv = null;
+// Read before the credentials table rewrites the address with its filters only.
+const asked = new URLSearchParams(window.location.search);
 
 // Runs are keyed by source: this page shows one environment.
 const syncs = syncWatcher({
@@ -61,6 +63,9 @@ function renderStatus(env) {
     card.querySelector(".fact-count").textContent = String(status.credential_count || 0);
     card.querySelector(".fact-absent").textContent = String(status.absent_count || 0);
     card.querySelector(".fact-next").replaceChildren(nextRunEl(endpoint, status));
+    const api = card.querySelector(".fact-api");
+    // Fleet management: which API answered the last sync (9.1 password management, 9.0 locker).
+    if (api) api.textContent = endpoint.api_detected || "Not yet detected";
     const errorSlot = card.querySelector(".fact-error");
     const wasOpen = errorSlot.querySelector("details") && errorSlot.querySelector("details").open;
     errorSlot.replaceChildren(status.last_error ? errorDetails(status.last_error, wasOpen) : "");
@@ -201,10 +206,13 @@ credentials = initCredentials({
   openHistory: openHistory,
   emptyReason: emptyReason,
   selectable: root.dataset.manager === "true",
+  // Fleet management's accounts: Update… opens the action dialog for that one account.
+  fleetUpdate: root.dataset.fleet === "true" ? function (item) { if (actionsUi) actionsUi.open("update", [item.id]); } : null,
 });
 initExport({ currentFilters: credentials.filters, environmentId: envId });
-if (isAdmin && root.dataset.manager === "true") {
-  initActions({
+let actionsUi = null;
+if (isAdmin && (root.dataset.manager === "true" || root.dataset.fleet === "true")) {
+  actionsUi = initActions({
     environmentId: envId,
     credentials: credentials,
     onFinished: function () { loadStatus(); loadLastRuns(); credentials.reload(); },
@@ -212,9 +220,18 @@ if (isAdmin && root.dataset.manager === "true") {
 }
 loadStatus();
 loadLastRuns();
+// From the "needs attention" list: the action it offered for one credential, asked for again
+// in its dialog (nothing is done before the operator confirms there).
+const askedId = parseInt(asked.get("credential") || "", 10);
+if (actionsUi && ["rotate", "update", "remediate"].indexOf(asked.get("act")) >= 0 && askedId > 0) {
+  actionsUi.open(asked.get("act"), [askedId]);
+} else if (actionsUi && asked.get("act") === "expiry_check") {
+  document.getElementById("expiry-check").scrollIntoView({ block: "center" });
+  document.getElementById("expiry-check").focus();
+}
 // The operator comes for a host: the search field has the focus, unless another view was asked for.
 if (window.location.hash === "#age") select(document.getElementById("tab-age"));
 else if (window.location.hash === "#access" && document.getElementById("tab-access")) select(document.getElementById("tab-access"));
-else document.getElementById("f-q").focus();
+else if (!(actionsUi && asked.get("act"))) document.getElementById("f-q").focus();
 setInterval(function () { if (!document.hidden && syncs.idle()) loadStatus(true); }, 30000);
 setInterval(function () { if (!document.hidden) reloadCheckouts(); }, 30000);

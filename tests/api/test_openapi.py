@@ -87,7 +87,11 @@ def _check(document, response, path, method):
 
 
 def test_real_responses_match_their_schemas(app, admin, document):
-    created = admin.api("POST", "/api/v1/environments", json={"name": "lab", "manager": ENDPOINT})
+    created = admin.api(
+        "POST",
+        "/api/v1/environments",
+        json={"name": "lab", "manager": ENDPOINT, "fleet": {**ENDPOINT, "locker_password": "r"}},
+    )
     _check(document, created, "/api/v1/environments", "post")
     env_id = created.json["id"]
     with app.app_context():
@@ -115,6 +119,7 @@ def test_real_responses_match_their_schemas(app, admin, document):
         ("get", f"/api/v1/credentials/{cred_id}/seen-by", None),
         ("get", "/api/v1/audit/seen?person=alice&since=2000-01-01", None),
         ("post", f"/api/v1/environments/{env_id}/sync", {}),
+        ("post", f"/api/v1/environments/{env_id}/sync", {"source": "fleet"}),
         ("get", f"/api/v1/environments/{env_id}/sync-runs", None),
         ("get", "/api/v1/scheduler", None),
         ("get", "/api/v1/me", None),
@@ -141,3 +146,15 @@ def _template(url: str) -> str:
     path = url.split("?")[0]
     path = re.sub(r"/credentials/\d+", "/credentials/{cred_id}", path)
     return re.sub(r"/environments/\d+", "/environments/{env_id}", path)
+
+
+def test_the_fleet_endpoint_is_described_with_its_write_only_locker_password(document):
+    schemas = document["components"]["schemas"]
+    fleet_in = schemas["FleetEndpointIn"]["properties"]["locker_password"]
+    assert fleet_in.get("writeOnly") is True
+    assert "root password" in fleet_in["description"]
+    assert "fleet" in schemas["Environment"]["properties"]
+    shown = schemas["FleetEndpointOut"]["properties"]
+    assert {"locker_password_set", "api_detected"} <= set(shown)
+    assert "locker_password" not in shown and "password" not in shown
+    assert "fleet" in str(schemas["SyncRequest"])

@@ -50,6 +50,7 @@ def test_axe_finds_nothing_on_any_page_or_dialog(lab, browser, scheme):
         ("environment edit", env + "/edit", "#envform"),
         ("environment new", "/environments/new", "#envform"),
         ("scheduler", "/scheduler", "#jobs-body tr"),
+        ("needs attention", "/attention", "#attention-table tbody tr[data-kind]"),
         ("users", "/users/", "#users-table"),
         ("audit", "/audit/", "#audit-table"),
         ("who saw what", "/audit/seen?person=admin", "#seen-table"),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,57 @@ def test_sigterm_stops_the_portal_and_the_simulator(tmp_path):
             time.sleep(0.1)
         assert not [pid for pid in children if _alive(pid)]
     finally:
+        demo.kill_all()
+
+
+def _sources_synced(database: Path, timeout: float = 90) -> dict:
+    """Each demo source's last state, once none is still waiting for its first sync."""
+    deadline = time.monotonic() + timeout
+    states: dict = {}
+    while time.monotonic() < deadline:
+        if database.exists():
+            with closing(sqlite3.connect(database, timeout=5)) as db:
+                try:
+                    states = {
+                        source: (status, api)
+                        for source, status, api in db.execute(
+                            "SELECT source, last_status, api_detected FROM endpoints"
+                        )
+                    }
+                except sqlite3.OperationalError:
+                    states = {}
+            if len(states) == 3 and all(status for status, _ in states.values()):
+                return states
+        time.sleep(0.5)
+    raise AssertionError(f"the demo's sources did not sync: {states}")
+
+
+@pytest.mark.parametrize(
+    ("version", "api"),
+    [("9.1", "VCF 9.1 fleet password management"), ("9.0", "VCF 9.0 fleet management locker")],
+)
+def test_the_demo_is_a_vcf_9_estate_read_from_three_surfaces(tmp_path, version, api):
+    data = tmp_path / "data"
+    demo = Demo(ROOT, tmp_path, PORTAL_DATA_DIR=str(data), SIM_VCF_VERSION=version)
+    try:
+        demo.wait_ready()
+        states = _sources_synced(data / "vcf_credentials.db")
+        assert states == {
+            "manager": ("success", None),
+            "installer": ("success", None),
+            "fleet": ("success", api),
+        }
+        with closing(sqlite3.connect(data / "vcf_credentials.db")) as db:
+            fleet = dict(
+                db.execute(
+                    "SELECT resource_type, COUNT(*) FROM credentials WHERE source = 'fleet' "
+                    "AND password_enc IS NOT NULL GROUP BY resource_type"
+                ).fetchall()
+            )
+        assert {"VCF_OPERATIONS", "VCF_AUTOMATION", "CLOUD_PROXY"} <= set(fleet)
+    finally:
+        demo.proc.send_signal(signal.SIGTERM)
+        demo.proc.wait(timeout=40)
         demo.kill_all()
 
 

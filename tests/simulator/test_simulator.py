@@ -295,7 +295,17 @@ def test_elements_are_complete_and_realistic(sim):
         assert any(not c.isalnum() for c in password)
     assert any("expiry" in e for e in snapshot) and any("autoRotatePolicy" in e for e in snapshot)
     types = {e["resource"]["resourceType"] for e in snapshot}
-    assert types == {"BACKUP", "VCENTER", "PSC", "NSXT_MANAGER", "NSXT_EDGE", "ESXI"}
+    # 9.1 (the default) adds HCX_MANAGER and VSP in the management domain.
+    assert types == {
+        "BACKUP",
+        "VCENTER",
+        "PSC",
+        "NSXT_MANAGER",
+        "NSXT_EDGE",
+        "ESXI",
+        "HCX_MANAGER",
+        "VSP",
+    }
     names = {e["resource"]["resourceName"] for e in snapshot}
     assert "sfo01-m01-esx01.sfo.rainpole.io" in names
     assert "sfo-m01-vc01.sfo.rainpole.io" in names
@@ -541,3 +551,45 @@ def test_a_failure_can_name_one_path_exactly():
     assert _matches("/v1/credentials", "/v1/credentials$")
     assert not _matches("/v1/credentials/expirations", "/v1/credentials$")
     assert _matches("/v1/credentials/expirations", "/v1/credentials")
+
+
+def test_sddc_manager_91_types_only_in_a_91_estate_with_the_bring_up_values_in_the_spec():
+    from portal.simulator.inventory import Inventory
+
+    estate = Inventory(40, seed=2)
+    by_name = {
+        (e["resource"]["resourceType"], e["username"]): e
+        for e in estate.credentials
+        if e["resource"]["resourceType"] in ("HCX_MANAGER", "VSP")
+    }
+    assert sorted(by_name) == [
+        ("HCX_MANAGER", "admin"),
+        ("HCX_MANAGER", "root"),
+        ("VSP", "admin@vsp.local"),
+        ("VSP", "vmware-system-user"),
+    ]
+    vsp = by_name[("VSP", "vmware-system-user")]
+    [spec] = estate.specs.values()
+    assert vsp["resource"]["resourceName"] == spec["vspClusterSpec"]["platformFqdn"]
+    assert vsp["password"] == spec["vspClusterSpec"]["systemUserPassword"]
+    older = Inventory(40, seed=2, installer_version="9.0")
+    types = {e["resource"]["resourceType"] for e in older.credentials}
+    assert not types & {"HCX_MANAGER", "VSP"}
+
+
+def test_a_large_fleet_for_the_benchmark_is_read_whole_with_its_values():
+    from support import sim_settings
+
+    from portal.vcf import FleetClient
+
+    with Simulator(credentials=10, seed=4) as sim:
+        assert sim.fleet_scale(50, 200) == 200
+        settings = sim_settings(
+            sim, username=sim.installer_username, password=sim.installer_password
+        )
+        with FleetClient(settings, sim.fleet_root_password) as client:
+            fetched = client.fetch_credentials()
+        truth = {(a.fqdn, a.username): a.password for a in sim.fleet_accounts()}
+        assert len(fetched) == 200 and len({f.hostname for f in fetched}) == 50
+        assert {(f.hostname, f.username): f.password for f in fetched} == truth
+        assert {f.expiry_status for f in fetched} >= {"ACTIVE", "EXPIRED", "EXPIRING"}

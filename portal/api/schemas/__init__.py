@@ -38,6 +38,7 @@ from .account import (
     TotpStarted,
     TotpState,
 )
+from .attention import AttentionItem, AttentionPage, AttentionQuery
 from .audit import (
     ArchivedNote,
     AuditPage,
@@ -120,6 +121,8 @@ from .environments import (
     EnvironmentIn,
     EnvironmentList,
     ExportRequest,
+    FleetEndpointIn,
+    FleetEndpointOut,
     ImportResult,
     SchedulerJob,
     SchedulerState,
@@ -154,6 +157,9 @@ __all__ = [
     "Policy",
     "PolicyIn",
     "Rule",
+    "AttentionItem",
+    "AttentionPage",
+    "AttentionQuery",
     "DestinationCreated",
     "DestinationIn",
     "DestinationList",
@@ -188,6 +194,8 @@ __all__ = [
     "EndpointFields",
     "EndpointIn",
     "EndpointOut",
+    "FleetEndpointIn",
+    "FleetEndpointOut",
     "Environment",
     "EnvironmentDefinition",
     "EnvironmentIn",

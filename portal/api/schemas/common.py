@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Source = Literal["manager", "installer"]
+Source = Literal["manager", "installer", "fleet"]
 
 
 # ISO 8601 in UTC with a Z ("2026-12-07T09:12:01Z"): RFC 3339's date-time.

@@ -92,6 +92,12 @@ class Credential(BaseModel):
     needs_rotation: RotationState | None = Field(
         None, description="In lists and searches: the rotation the portal owes, if any"
     )
+    stale: bool | None = Field(
+        None,
+        description="Only in searches across environments: this is the VCF Installer's copy "
+        "(the bring-up value) of an account fleet management holds with another password: "
+        "the installer's value no longer works",
+    )
 
 
 class CredentialPage(BaseModel):
@@ -198,7 +204,8 @@ class AutoRotateIn(BaseModel):
 
 
 class ActionIn(BaseModel):
-    """An operation through SDDC Manager on credentials of one environment."""
+    """An operation through SDDC Manager on credentials of one environment; an update of one
+    fleet management account goes through fleet password management (VCF 9.1) instead."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -247,7 +254,10 @@ class Action(BaseModel):
 
     id: int
     environment_id: int
-    operation: Literal["rotate", "update", "remediate", "auto_rotate"]
+    operation: Literal["rotate", "update", "remediate", "auto_rotate", "fleet_update"] = Field(
+        description="fleet_update: an update of a fleet management account, carried out by "
+        "VCF Operations fleet password management (VCF 9.1), not SDDC Manager"
+    )
     state: Literal["queued", "running", "success", "partial", "failed", "cancelled"]
     requested_by: str
     created_at: Timestamp

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...environments.endpoints import EndpointForm
+from ...environments.endpoints import EndpointForm, FleetEndpointForm
 from ...environments.service import MAX_DESCRIPTION, MAX_NAME
 from ...platform.http import MAX_ID
 from .common import Source, Timestamp
@@ -16,6 +16,11 @@ class EndpointIn(EndpointForm):
     """Settings of an SDDC Manager or VCF Installer; a missing field keeps the stored value."""
 
 
+class FleetEndpointIn(FleetEndpointForm):
+    """Settings of VCF Operations fleet management (VCF 9): an endpoint's, and the write-only
+    locker decryption password; a missing field keeps the stored value."""
+
+
 class EnvironmentIn(BaseModel):
     """An environment to create or change; null removes an endpoint."""
 
@@ -23,6 +28,7 @@ class EnvironmentIn(BaseModel):
     description: str | None = Field(None, max_length=MAX_DESCRIPTION)
     manager: EndpointIn | None = None
     installer: EndpointIn | None = None
+    fleet: FleetEndpointIn | None = None
 
 
 class EndpointFields(BaseModel):
@@ -42,6 +48,17 @@ class EndpointOut(EndpointFields):
     """Stored endpoint settings and whether its scheduled sync is paused."""
 
     sync_paused: bool
+
+
+class FleetEndpointOut(EndpointOut):
+    """Stored fleet management settings: whether a locker decryption password is stored
+    (never the password) and which API answered the last sync."""
+
+    locker_password_set: bool
+    api_detected: str | None = Field(
+        description="VCF 9.1 fleet password management or VCF 9.0 fleet management locker; "
+        "null before a sync reached it"
+    )
 
 
 class ActiveRun(BaseModel):
@@ -75,6 +92,7 @@ class Environment(BaseModel):
     updated_at: Timestamp | None
     manager: EndpointOut | None
     installer: EndpointOut | None
+    fleet: FleetEndpointOut | None
     status: dict[str, SourceStatus]
 
 
@@ -184,6 +202,7 @@ class EnvironmentDefinition(BaseModel):
     description: str | None = None
     manager: EndpointDefinition | None = None
     installer: EndpointDefinition | None = None
+    fleet: EndpointDefinition | None = None
 
 
 class DefinitionsDocument(BaseModel):

@@ -1,0 +1,490 @@
+"""VCF Operations fleet management (VCF 9) client: the management appliances' passwords.
+
+On VCF 9 SDDC Manager no longer lists VCF Operations, Operations for Logs and for Networks,
+VCF Automation, the Identity Broker, the fleet management appliance or cloud proxies
+(../shared/vcf-api/VCF9-FLEET.md section 1). Fleet management holds them, behind one of two
+surfaces; which one answers is detected, never asked:
+
+- **9.1, fleet password management** (VCF Operations): ``POST /suite-api/api/auth/token/acquire``
+  ``{username, password, authSource}`` gives an ``OpsToken``; ``POST
+  /suite-api/api/auth/token/exchange {"serviceKeys": ["fleet-lcm"]}`` turns it into the Bearer
+  token the fleet paths take (an OpsToken alone was refused there in one lab; where the
+  exchange is not offered, the OpsToken is used). ``POST
+  /suite-api/api/fleet-management/password-management/accounts/query`` (query ``page``,
+  ``pageSize``; body filters) lists ``VcfPasswordAccountResponse`` objects: appliance, FQDN,
+  user, types, status and expiry, but no value. The values come from the locker below, matched
+  by ``passwordAlias``; without the locker decryption password the accounts are listed
+  without a value.
+- **9.0, the fleet management locker** (inherited from Aria Suite Lifecycle), HTTP Basic:
+  ``GET /lcm/locker/api/passwords`` (query ``from``, ``size``; ``{total, passwords[]}``, values
+  masked), then ``POST /lcm/locker/api/v2/passwords/{vmid}/decrypted {"rootPassword": …}``
+  per entry, with the fleet appliance's root password.
+
+The first ``token/acquire`` decides: 404 (no VCF Operations there) means the 9.0 locker, when
+the locker answers; once 9.1 has answered (the endpoint keeps ``api_detected``), a 404 there
+fails the sync rather than switching to the locker.
+``authSource`` is ``localItem`` on 9.1 and ``local`` on 9.0; the other is tried after a 401.
+
+Mapping to FetchedCredential: resource_type = the fleet appliance type (9.1 ``appliance``;
+9.0 read from the locker entry's alias and description, see ``appliance_from_text``), hostname
+= the appliance FQDN, ``expiry_status`` = the fleet ``status`` (ACTIVE, EXPIRING, EXPIRED,
+UNKNOWN), ``expiry_date`` = ISO 8601 of ``expiryDate`` (epoch ms), ``remote_id`` =
+``passwordAccountKey`` (9.1) or the locker ``vmid`` (9.0). The paths and shapes come from
+published data structures and third-party notes (VCF9-FLEET.md sections 2-3), not from a
+tested appliance; unknown values pass through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from ._fleet_http import BasicTransport, OpsTransport, token_in
+from ._http import clean_text, log
+from .models import EndpointSettings, FetchedCredential, VcfError
+from .paging import PageCheck, reported_int
+
+ACCOUNTS_QUERY_PATH = "/suite-api/api/fleet-management/password-management/accounts/query"
+ACCOUNTS_PATH = "/suite-api/api/fleet-management/password-management/accounts"
+WORKFLOW_PATH = "/suite-api/api/workflows/requests"
+LOCKER_PATH = "/lcm/locker/api/passwords"
+DECRYPT_PATH = "/lcm/locker/api/v2/passwords/{vmid}/decrypted"
+
+API_91 = "VCF 9.1 fleet password management"
+API_90 = "VCF 9.0 fleet management locker"
+
+PAGE_SIZE = 200
+MAX_PAGES = 1000  # 200,000 accounts: a server that never ends its pages stops here
+
+# Labels of the fleet appliance types (9.1's ``appliance`` enumeration, and the fleet
+# appliance itself as the 9.0 locker names it); an unknown type is shown as it came.
+APPLIANCE_LABELS = {
+    "VCF_OPERATIONS": "VCF Operations",
+    "LOG_MANAGEMENT": "VCF Operations for Logs",
+    "VCF_OPS_NETWORK": "VCF Operations for Networks",
+    "VCF_AUTOMATION": "VCF Automation",
+    "IDENTITY_BROKER": "VCF Identity Broker",
+    "CLOUD_PROXY": "Cloud proxy",
+    "FLEET_MANAGEMENT": "VCF Operations fleet management",
+    "VCF_SERVICES_RUNTIME": "VCF services runtime",
+    "VCF_OPS_HCX": "VCF Operations HCX",
+    "AVI_LOAD_BALANCER": "Avi load balancer",
+    "VCENTER": "vCenter",
+    "SDDC_MANAGER": "SDDC Manager",
+    "NSXT_MANAGER": "NSX Manager",
+    "NSXT_EDGE": "NSX Edge",
+    "ESX": "ESX host",
+    "UNKNOWN": "Unknown appliance",
+}
+
+# 9.0: the locker entry's alias and description name the product; first match wins (the
+# collector before Operations, Operations for Logs and for Networks before Operations).
+_APPLIANCE_WORDS = (
+    ("CLOUD_PROXY", ("cloud proxy", "cloud-proxy", "cloudproxy", "collector", "opsc")),
+    ("LOG_MANAGEMENT", ("for logs", "log management", "loginsight", "log insight", "vrli")),
+    ("VCF_OPS_NETWORK", ("for networks", "networks", "vrni", "opsnet")),
+    ("VCF_SERVICES_RUNTIME", ("services runtime", "vsp")),
+    ("FLEET_MANAGEMENT", ("fleet", "lcm", "vrslcm", "lifecycle")),
+    ("IDENTITY_BROKER", ("identity broker", "vidb", "wsa")),
+    ("VCF_AUTOMATION", ("automation", "vra", "auto")),
+    ("VCF_OPERATIONS", ("operations", "vrops", "vcfops", "ops")),
+)
+_FQDN = re.compile(
+    r"(?<![A-Za-z0-9.-])([A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})+)"
+)
+
+
+def appliance_label(appliance: str | None) -> str:
+    """The operator's name of a fleet appliance type."""
+    if not appliance:
+        return ""
+    return APPLIANCE_LABELS.get(appliance, appliance)
+
+
+def appliance_from_text(*texts: str | None) -> str:
+    """The appliance type a 9.0 locker entry names in its alias or description."""
+    words = " ".join(t for t in texts if t).lower()
+    for appliance, needles in _APPLIANCE_WORDS:
+        if any(needle in words for needle in needles):
+            return appliance
+    return "UNKNOWN"
+
+
+def fqdn_from_text(*texts: str | None) -> str | None:
+    """The first fully qualified name in a locker entry's alias or description."""
+    for text in texts:
+        if not text:
+            continue
+        match = _FQDN.search(text)
+        if match and not match.group(1).replace(".", "").isdigit():
+            return match.group(1).rstrip(".")
+    return None
+
+
+# Users whose fleet account is a shell login (9.0 names no type; 9.1's credentialType wins).
+_SSH_USERS = ("root", "vmware-system-user")
+
+
+def credential_type(username: str, reported: Any = None) -> str:
+    """The account's credential type, part of its key, the same on 9.1 and 9.0: 9.1's
+    ``credentialType`` when given, else SSH for the appliances' shell users, API for others
+    (so an estate moving from the 9.0 locker to 9.1 keeps its rows and history)."""
+    given = _text(reported)
+    if given:
+        return given.strip().upper()
+    return "SSH" if username in _SSH_USERS else "API"
+
+
+def expiry_iso(value: Any) -> str | None:
+    """``expiryDate`` (epoch milliseconds, or already text) as ISO 8601 UTC, else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        try:
+            moment = dt.datetime.fromtimestamp(value / 1000, tz=dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if isinstance(value, str) and value.strip():
+        return clean_text(value, 64)
+    return None
+
+
+class FleetClient:
+    """Reads the management appliances' accounts from VCF Operations fleet management;
+    context manager or close(). ``api_detected`` says which API answered, once one has."""
+
+    source = "fleet"
+
+    def __init__(
+        self,
+        settings: EndpointSettings,
+        locker_password: str | None = None,
+        session: requests.Session | None = None,
+        api_detected: str | None = None,
+    ) -> None:
+        self.settings = settings
+        # Which API answered at the last sync (the endpoint's api_detected): 9.1 is sticky.
+        self._known = api_detected
+        self._locker_password = locker_password or None
+        self._ops = OpsTransport(settings, session)
+        self._locker = BasicTransport(settings, session)
+        self.api_detected: str | None = None
+        # How many values the locker decrypted with the root password (audited by the caller).
+        self.decryptions = 0
+        # What the caller should tell the operator about an incomplete answer.
+        self.notes: list[str] = []
+
+    def __enter__(self) -> FleetClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the HTTP sessions and forget the tokens."""
+        self._ops.close()
+        self._locker.close()
+
+    @property
+    def certificate_sha256(self) -> str | None:
+        """The fingerprint seen during the last TLS failure, if any."""
+        return self._ops.last_certificate_sha256 or self._locker.last_certificate_sha256
+
+    # -- detection -----------------------------------------------------------------------
+
+    def detect(self) -> str:
+        """Which API this fleet management offers (API_91 or API_90); logs in to it.
+
+        Sticky: once 9.1 has answered (``known``, the endpoint's stored ``api_detected``), a
+        404 on ``token/acquire`` fails instead of switching to 9.0 (which would change every
+        account's key and expiry). 9.0 is chosen only when the locker answers too.
+        """
+        if self.api_detected is None:
+            self.api_detected = self._detect()
+        return self.api_detected
+
+    def _detect(self) -> str:
+        try:
+            with self._ops._token_lock:
+                self._ops._ensure_token()
+            return API_91
+        except VcfError as exc:
+            if exc.kind != "not_found":
+                raise
+        if self._known == API_91:
+            raise VcfError(
+                "not_found",
+                f"VCF Operations {self._where} answered HTTP 404 to the token request although "
+                f"it answered as {API_91} before: the sync stopped and nothing stored was "
+                "changed. If this fleet management really moved to another host or release, "
+                "edit the endpoint's host or port: that clears the API detected, and the next "
+                "sync detects it again.",
+                status=404,
+            )
+        try:
+            self._locker_page(0, 0, 1)
+        except VcfError as exc:
+            if exc.kind != "not_found":
+                raise
+            raise VcfError(
+                "not_found",
+                f"{self._where} answers neither as VCF Operations (token request) nor as the "
+                "fleet management locker (HTTP 404): check the endpoint's host and port",
+                status=404,
+            ) from None
+        log.info("fleet %s: no VCF Operations API; reading the 9.0 locker", self._where)
+        return API_90
+
+    @property
+    def _where(self) -> str:
+        return f"{clean_text(self.settings.host, 120)}:{self.settings.port}"
+
+    # -- 9.1 fleet password management ---------------------------------------------------
+
+    def password_accounts(self, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every account fleet password management lists (``VcfPasswordAccountResponse``)."""
+        check = PageCheck(
+            "the password accounts", "passwordAccountKey", "fleet password management", "accounts"
+        )
+        return self._pages(
+            lambda page, _start, size: self._accounts_page(page, size, filters),
+            check,
+            "passwordAccountKey",
+        )
+
+    def _accounts_page(
+        self, page: int, size: int, filters: dict[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        body = self._ops.request_json(
+            "POST",
+            ACCOUNTS_QUERY_PATH,
+            params={"page": str(page), "pageSize": str(size)},
+            json_body=filters or {},
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("vcfPasswordAccounts"), list):
+            raise VcfError("malformed", "the password accounts answer is not a list of accounts")
+        items = body["vcfPasswordAccounts"]
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise VcfError("malformed", f"password account {index} is not an object")
+        info = body.get("pageInfo")
+        return items, reported_int(info.get("totalCount")) if isinstance(info, dict) else None
+
+    def _pages(
+        self,
+        read_page: Callable[[int, int, int], tuple[list[dict[str, Any]], int | None]],
+        check: PageCheck,
+        id_key: str,
+    ) -> list[dict[str, Any]]:
+        """Every item of a paged listing, checked page by page (paging.PageCheck): a
+        repeated or incomplete listing is refused, never taken for a complete one."""
+        items: list[dict[str, Any]] = []
+        for page in range(MAX_PAGES):
+            chunk, total = read_page(page, len(items), PAGE_SIZE)
+            check.add(page, [_text(item.get(id_key)) for item in chunk], total)
+            items.extend(chunk)
+            if check.ended(len(chunk), PAGE_SIZE):
+                check.complete()
+                return items
+        raise VcfError("malformed", f"{check.listing} did not end after {MAX_PAGES} pages")
+
+    def update_password(
+        self, account_key: str, current_password: str, new_password: str, username: str | None
+    ) -> str:
+        """Start a password update of one account (9.1); returns the workflow request id."""
+        spec: dict[str, Any] = {"currentPassword": current_password, "newPassword": new_password}
+        if username:
+            spec["userName"] = username
+        body = self._ops.request_json(
+            "PUT",
+            f"{ACCOUNTS_PATH}/{quote(account_key, safe='')}/password",
+            json_body=spec,
+            secrets=(current_password, new_password),
+        )
+        request_id = token_in(body, ("requestId", "id")) if isinstance(body, dict) else None
+        if request_id is None:
+            raise VcfError("malformed", "the password update answer names no workflow request")
+        return request_id
+
+    def workflow(self, request_id: str) -> dict[str, Any]:
+        """The state of a workflow request (``status``: IN_PROGRESS, COMPLETED, FAILED, …)."""
+        body = self._ops.get_json(f"{WORKFLOW_PATH}/{quote(request_id, safe='')}")
+        if not isinstance(body, dict):
+            raise VcfError("malformed", "the workflow request is not a JSON object")
+        return body
+
+    # -- the locker (9.0, and the values on 9.1) -----------------------------------------
+
+    def locker_entries(self) -> list[dict[str, Any]]:
+        """Every locker entry (values masked): vmid, alias, userName, description, tenant."""
+        check = PageCheck(
+            "the locker's list", "locker vmid", "the fleet management locker", "entries"
+        )
+        return self._pages(self._locker_page, check, "vmid")
+
+    def _locker_page(
+        self, _page: int, start: int, size: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        body = self._locker.get_json(LOCKER_PATH, params={"from": str(start), "size": str(size)})
+        if not isinstance(body, dict) or not isinstance(body.get("passwords"), list):
+            raise VcfError("malformed", "the locker's answer is not a list of passwords")
+        items = body["passwords"]
+        for index, item in enumerate(items):
+            vmid = item.get("vmid") if isinstance(item, dict) else None
+            if not isinstance(vmid, str) or not vmid.strip():
+                raise VcfError("malformed", f"locker entry {start + index} has no vmid")
+        return items, reported_int(body.get("total"))
+
+    def decrypt(self, vmid: str) -> str:
+        """One locker value in clear, decrypted with the fleet appliance's root password."""
+        if not self._locker_password:
+            raise VcfError(
+                "auth",
+                "the locker decryption password (the fleet appliance's root password) "
+                "is not set for this fleet management endpoint",
+            )
+        path = DECRYPT_PATH.format(vmid=quote(vmid, safe=""))
+        try:
+            body = self._locker.request_json(
+                "POST",
+                path,
+                json_body={"rootPassword": self._locker_password},
+                secrets=(self._locker_password,),
+            )
+        except VcfError as exc:
+            if exc.kind in ("rejected", "forbidden") or (exc.kind == "auth" and exc.status != 401):
+                raise VcfError(
+                    "auth",
+                    f"fleet management {self._where} refused the locker decryption password "
+                    "(the fleet appliance's root password): nothing was changed; enter the "
+                    "current root password of the fleet appliance",
+                    status=exc.status,
+                ) from None
+            raise
+        finally:
+            self.decryptions += 1
+        value = body.get("password") if isinstance(body, dict) else None
+        if not isinstance(value, str):
+            raise VcfError("malformed", "the locker's decrypted answer holds no password")
+        return value
+
+    # -- fetching ------------------------------------------------------------------------
+
+    def fetch_credentials(self) -> list[FetchedCredential]:
+        """Every management appliance account with its password (see the module docstring)."""
+        if self.detect() == API_91:
+            return self._fetch_91()
+        return self._fetch_90()
+
+    def _fetch_90(self) -> list[FetchedCredential]:
+        entries = self.locker_entries()
+        if entries and not self._locker_password:
+            raise VcfError(
+                "auth",
+                "the fleet management locker (VCF 9.0) needs the fleet appliance's root "
+                "password to decrypt its entries: set the locker decryption password",
+            )
+        results = []
+        for entry in entries:
+            alias = _text(entry.get("alias"))
+            description = _text(entry.get("passwordDescription")) or _text(entry.get("description"))
+            username = _text(entry.get("userName")) or _text(entry.get("username")) or ""
+            host = fqdn_from_text(alias, description) or alias or self.settings.host
+            appliance = appliance_from_text(alias, description)
+            results.append(
+                FetchedCredential(
+                    source="fleet",
+                    hostname=host,
+                    username=username,
+                    password=self.decrypt(entry["vmid"]),
+                    credential_type=credential_type(username),
+                    account_type="USER",
+                    resource_type=appliance,
+                    domain_names=(),
+                    remote_id=entry["vmid"],
+                    modified_at=_stamp(entry.get("lastUpdated")),
+                )
+            )
+        return results
+
+    def _fetch_91(self) -> list[FetchedCredential]:
+        accounts = self.password_accounts()
+        values: dict[str, str] = {}
+        if accounts and self._locker_password:
+            values = self._values_by_alias()
+        elif accounts:
+            self.notes.append(
+                "fleet password management lists no values: set the locker decryption "
+                "password to read them"
+            )
+        results = []
+        missing = 0
+        for index, account in enumerate(accounts):
+            host = _text(account.get("applianceFqdn"))
+            username = _text(account.get("userName"))
+            if not host or username is None:
+                raise VcfError("malformed", f"password account {index} has no FQDN or user name")
+            alias = _text(account.get("passwordAlias"))
+            password = values.get(alias) if alias else None
+            if password is None and values:
+                missing += 1
+            domain = _text(account.get("vcfDomainId"))
+            results.append(
+                FetchedCredential(
+                    source="fleet",
+                    hostname=host,
+                    username=username,
+                    password=password,
+                    credential_type=credential_type(username, account.get("credentialType")),
+                    account_type=_text(account.get("accountType")) or "",
+                    resource_type=_text(account.get("appliance")) or "UNKNOWN",
+                    resource_id=_text(account.get("applianceOpsResourceId")),
+                    domain_names=(domain,) if domain else (),
+                    remote_id=_text(account.get("passwordAccountKey")),
+                    modified_at=_stamp(account.get("lastPasswordUpdateTimestamp")),
+                    expiry_date=expiry_iso(account.get("expiryDate")),
+                    expiry_status=_text(account.get("status")),
+                )
+            )
+        if missing:
+            self.notes.append(f"{missing} accounts have no entry in the locker: no value read")
+        return results
+
+    def _values_by_alias(self) -> dict[str, str]:
+        """The locker's values by alias (9.1: password management names them by alias)."""
+        try:
+            entries = self.locker_entries()
+        except VcfError as exc:
+            if exc.kind != "not_found":
+                raise
+            self.notes.append("the locker did not answer (HTTP 404): no values read")
+            return {}
+        values: dict[str, str] = {}
+        for entry in entries:
+            alias = _text(entry.get("alias"))
+            if alias and alias not in values:
+                values[alias] = self.decrypt(entry["vmid"])
+        return values
+
+    def probe(self) -> int:
+        """Log in (detecting the API) and count the accounts or locker entries."""
+        if self.detect() == API_91:
+            return len(self.password_accounts())
+        return len(self.locker_entries())
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _stamp(value: Any) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return expiry_iso(value)
+    return clean_text(value, 64) if isinstance(value, str) and value.strip() else None
