@@ -184,7 +184,8 @@ def test_requests_end_by_themselves_and_go_with_their_credential(estate):
         assert db.session.get(AccessRequest, asked.id).state == "expired"
         assert db.session.get(AccessRequest, glass.id).state == "closed"
         assert _cred("lax", "administrator@vsphere.local").rotation_due_reason == "break_glass"
-        # A break-glass window closed by a new password owes nothing more: it was changed.
+        # A break-glass window closed by a new password still owes a rotation: the new
+        # password may have been set by the requester while the window was open.
         sso_id = _cred("lax", "administrator@vsphere.local").id
         db.session.get(Credential, sso_id).rotation_due_since = None
         again = control.create(
@@ -196,10 +197,22 @@ def test_requests_end_by_themselves_and_go_with_their_credential(estate):
         db.session.commit()
         assert jobs.close_expired()["closed"] == 1
         assert db.session.get(AccessRequest, again.id).closed_reason == "credential changed"
-        assert db.session.get(Credential, sso_id).rotation_due_since is None
+        assert db.session.get(Credential, sso_id).rotation_due_reason == "break_glass"
+        assert db.session.get(Credential, sso_id).rotation_due_since is not None
+        # And so does one ended by hand after the password changed.
+        db.session.get(Credential, sso_id).rotation_due_since = None
+        third = control.create(
+            bob,
+            db.session.get(Credential, sso_id),
+            control.AccessRequestIn(reason="d", minutes=5, break_glass=True),
+        )
+        db.session.get(Credential, sso_id).last_changed_at = clock.now() + timedelta(seconds=2)
+        control.revoke(bob, third, None)
+        db.session.commit()
+        assert db.session.get(Credential, sso_id).rotation_due_since is not None
         events = db.session.scalars(select(AccessRequest.id)).all()
-        assert len(events) == 3
+        assert len(events) == 4
         db.session.delete(_cred("lax", "root"))
         db.session.commit()
         left = db.session.scalars(select(AccessRequest.id).order_by(AccessRequest.id)).all()
-        assert left == [glass.id, again.id]
+        assert left == [glass.id, again.id, third.id]

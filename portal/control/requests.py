@@ -349,13 +349,8 @@ def revoke(user: User, req: AccessRequest, reason: str | None) -> AccessRequest:
         req.state = "closed" if own else "revoked"
         req.closes_at = min(req.closes_at or now, now)
     req.closed_reason = "ended by the requester" if own else f"revoked by {user.username}"
-    if (
-        cred is not None
-        and not was_pending
-        and req.kind == "break_glass"
-        and req.changed_at_approval == cred.last_changed_at
-    ):
-        owe_rotation(cred, now)
+    if cred is not None and not was_pending and req.kind == "break_glass":
+        owe_rotation(cred, now)  # whatever the password is now: the requester may know it
     audit.record(
         "access.revoke",
         target_of(cred) if cred else str(req.credential_id),
