@@ -4,9 +4,11 @@ credential, requests through their life, and what a deleted credential takes wit
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from support import PASSWORD, make_app
@@ -110,6 +112,38 @@ def test_rules_match_by_field_wildcard_and_case_and_add_up(estate):
         lax = [m for (env_id, _), m in by_name.items() if env_id != sfo.id]
         assert {m.requires for m in lax} == {("approval",)}
         assert len(db.session.scalars(select(AccessPolicy)).all()) == 5
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("root", "ROOT", True),
+        ("root", "root2", False),
+        ("administrator@*", "Administrator@vsphere.local", True),
+        ("*@vsphere.local", "admin@vsphere.local", True),
+        ("*@vsphere.local", "admin@vsphere.locals", False),
+        ("a*b*c", "abc", True),
+        ("a*b*c", "axxbyyc", True),
+        ("a*b*c", "acb", False),
+        ("ab*ba", "aba", False),  # head and tail may not overlap
+        ("*", "", True),
+        ("**", "x", True),
+        ("a*a*a", "aaa", True),
+        ("a*a*a", "aa", False),
+    ],
+)
+def test_username_patterns_match_as_globs(pattern, value, expected):
+    assert policies.glob_match(pattern, value) is expected
+
+
+def test_username_patterns_take_linear_time_and_few_stars():
+    # A pattern and a value that make a backtracking matcher take exponential time.
+    started = time.perf_counter()
+    assert not policies.glob_match("a*a*a*a*a*a*a*a*b", "a" * 5000)
+    assert time.perf_counter() - started < 0.5
+    policies.Rule(username="*a*a*a*a*a*a*a*", requires=["approval"])  # 8: the most allowed
+    with pytest.raises(ValidationError, match="at most 8"):
+        policies.Rule(username="a*" * 9, requires=["approval"])
 
 
 def test_the_gate_windows_and_a_checkout_held_by_another(estate):

@@ -9,9 +9,7 @@ and break-glass is allowed only when every matching rule allows it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 from flask import g, has_app_context
@@ -24,6 +22,8 @@ from ..platform import clock
 from ..platform.extensions import db
 
 MAX_RULES = 100
+# The most `*` wildcards a username pattern may hold.
+MAX_STARS = 8
 # Where the gate keeps the rules it read for the request (or job) in progress (flask.g).
 CACHE = "control_rules"
 Requirement = Literal["approval", "checkout"]
@@ -56,6 +56,13 @@ class Rule(BaseModel):
         if any(ord(c) < 32 for c in value):
             raise ValueError("no control characters")
         return value or None
+
+    @field_validator("username")
+    @classmethod
+    def _few_stars(cls, value: str | None) -> str | None:
+        if value is not None and value.count("*") > MAX_STARS:
+            raise ValueError(f"at most {MAX_STARS} `*` wildcards")
+        return value
 
     @field_validator("requires")
     @classmethod
@@ -178,9 +185,22 @@ def set_rules(environment: Environment | None, policy: PolicyIn, actor_name: str
     return describe(environment)
 
 
-@lru_cache(maxsize=256)
-def _pattern(text: str) -> re.Pattern:
-    return re.compile("^" + ".*".join(map(re.escape, text.split("*"))) + "$", re.IGNORECASE)
+def glob_match(pattern: str, value: str) -> bool:
+    """Whether `value` matches `pattern`, where `*` matches any characters (case ignored).
+    Linear: the fixed head and tail, then each segment found in order (leftmost is enough)."""
+    pattern, value = pattern.casefold(), value.casefold()
+    if "*" not in pattern:
+        return pattern == value
+    head, *middle, tail = pattern.split("*")
+    if len(head) + len(tail) > len(value) or not (value.startswith(head) and value.endswith(tail)):
+        return False
+    at, end = len(head), len(value) - len(tail)
+    for segment in middle:
+        found = value.find(segment, at, end)
+        if found < 0:
+            return False
+        at = found + len(segment)
+    return True
 
 
 def _same(wanted: str | None, value: str | None) -> bool:
@@ -193,7 +213,7 @@ def matches(rule: AccessPolicy, cred: Credential) -> bool:
         _same(rule.resource_type, cred.resource_type)
         and _same(rule.credential_type, cred.credential_type)
         and _same(rule.account_type, cred.account_type)
-        and (rule.username is None or bool(_pattern(rule.username).match(cred.username or "")))
+        and (rule.username is None or glob_match(rule.username, cred.username or ""))
     )
 
 

@@ -100,6 +100,7 @@ def test_a_policy_marks_esxi_root_sensitive_in_lists_search_and_history(app, adm
         {"rules": [{"requires": []}]},
         {"rules": [{"requires": ["approval"], "host": "x"}]},
         {"rules": [{"requires": ["sometimes"]}]},
+        {"rules": [{"requires": ["approval"], "username": "*a" * 9}]},
     ):
         refused = admin.api("PUT", f"/api/v1/environments/{env['id']}/policies", json=bad)
         assert refused.status_code == 422, refused.json
