@@ -107,7 +107,8 @@ def test_rules_match_by_field_wildcard_and_case_and_add_up(estate):
         assert root.requires == ("approval", "checkout") and root.break_glass
         sso = by_name[(sfo.id, "administrator@vsphere.local")]
         assert sso.requires == ("approval",) and not sso.break_glass
-        assert by_name[(sfo.id, "svc-backup")].requires == ("checkout",)
+        # The global default is a minimum: sfo's own rules add to it (approval for all).
+        assert by_name[(sfo.id, "svc-backup")].requires == ("approval", "checkout")
         # lax has no rules of its own: the global default (everything needs approval).
         lax = [m for (env_id, _), m in by_name.items() if env_id != sfo.id]
         assert {m.requires for m in lax} == {("approval",)}

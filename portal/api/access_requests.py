@@ -53,8 +53,8 @@ def set_global_policy(body: s.PolicyIn):
 @login_required
 @api_operation({200: s.Policy})
 def environment_policy(env_id: int):
-    """Which credentials of the environment are sensitive and what they need: its own rules,
-    or the global defaults when it has none."""
+    """Which credentials of the environment are sensitive and what they need: the global
+    defaults, which apply everywhere, and the environment's own rules, which add to them."""
     return jsonify(policies.describe(environment_for(env_id, "view")))
 
 
@@ -64,8 +64,8 @@ def environment_policy(env_id: int):
 @recent_sign_in("policy.change")
 @api_operation({200: s.Policy}, s.PolicyIn)
 def set_environment_policy(env_id: int, body: s.PolicyIn):
-    """Replace the environment's rules (its managers and admins); an empty list lets the
-    global defaults apply again. Audited with the rules before and after."""
+    """Replace the environment's rules (its managers and admins): they add to the global
+    defaults, which they cannot relax. Audited with the rules before and after."""
     environment = environment_for(env_id, "manage")
     answer = policies.set_rules(environment, body, actor().username)
     gate.forget()

@@ -79,7 +79,7 @@ def _ask(portal, cred_id, **extra):
 def test_a_policy_marks_esxi_root_sensitive_in_lists_search_and_history(app, admin, synced):
     _, env = synced
     answer = _policy(admin, env["id"], ROOT_ON_ESXI)
-    assert answer["rules"][0]["requires"] == ["approval"] and not answer["uses_defaults"]
+    assert answer["rules"][0]["requires"] == ["approval"] and answer["defaults"] == []
     assert answer["rules"][0]["break_glass"] is True
     root = _esxi_root(app, env["id"])
     items = admin.client.get(f"/api/v1/environments/{env['id']}/credentials?per_page=500").json[
@@ -114,18 +114,47 @@ def test_the_global_default_applies_where_an_environment_has_no_rules(app, admin
     rule = {"account_type": "USER", "username": "ROOT", "requires": ["approval"]}
     assert admin.api("PUT", "/api/v1/policies", json={"rules": [rule]}).status_code == 200
     described = admin.client.get(f"/api/v1/environments/{env['id']}/policies").json
-    assert described["uses_defaults"] and described["defaults"][0]["username"] == "ROOT"
+    assert described["defaults"][0]["username"] == "ROOT" and described["rules"] == []
     items = admin.client.get(
         f"/api/v1/environments/{env['id']}/credentials?per_page=500&username=root"
     ).json["items"]
     users = [i for i in items if i["account_type"] == "USER" and i["username"] == "root"]
     assert users and all(i["requires"] == ["approval"] for i in users)
-    # The environment's own rules replace the defaults.
-    _policy(admin, env["id"], {"username": "nobody*", "requires": ["approval"]})
+    # The environment's own rules add to the defaults: its managers cannot switch them off.
+    _policy(admin, env["id"], {"username": "nobody*", "requires": ["checkout"]})
     items = admin.client.get(
         f"/api/v1/environments/{env['id']}/credentials?per_page=500&username=root"
     ).json["items"]
-    assert all(i["requires"] == [] for i in items)
+    user_ids = {u["id"] for u in users}
+    assert [i["requires"] for i in items if i["id"] in user_ids] == [["approval"]] * len(users)
+    assert all(i["requires"] == [] for i in items if i["id"] not in user_ids)
+    # A rule of the environment that matches too adds what it asks; break-glass turned off
+    # by the defaults stays off whatever the environment's rule says.
+    no_glass = {**rule, "break_glass": False}
+    assert admin.api("PUT", "/api/v1/policies", json={"rules": [no_glass]}).status_code == 200
+    _policy(admin, env["id"], {"username": "root", "requires": ["checkout"], "break_glass": True})
+    root = next(
+        i
+        for i in admin.client.get(
+            f"/api/v1/environments/{env['id']}/credentials?per_page=500&username=root"
+        ).json["items"]
+        if i["id"] == users[0]["id"]
+    )
+    assert root["requires"] == ["approval", "checkout"]
+    refused = _ask(admin, root["id"], break_glass=True)
+    assert refused.status_code == 403 and "Break-glass" in refused.json["error"]
+    changed = _audits(app, "policy.change")
+    assert [json.loads(c.details)["scope"] for c in changed] == [
+        "global default",
+        "environment",
+        "global default",
+        "environment",
+    ]
+    with app.app_context():
+        alerts = db.session.scalars(
+            select(NotificationOutbox.kind).where(NotificationOutbox.kind == "policy.changed")
+        ).all()
+    assert len(alerts) == 4
 
 
 def test_every_path_that_shows_a_password_refuses_without_approval(app, admin, synced):

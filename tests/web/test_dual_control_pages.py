@@ -69,7 +69,13 @@ def test_a_manager_sets_the_rules_of_their_environment(app, admin, sim):
     manager = Portal(client_for(app))
     assert manager.login("erin").status_code == 302
     page = manager.client.get(f"/environments/{env['id']}/policies").get_data(as_text=True)
-    assert "no rules of its own" in page
+    assert "There are no default rules" in page
+    # The defaults apply on every environment's page too, listed apart from its own rules.
+    default = {"row_0": "1", "username_0": "admin*", "approval_0": "1", "break_glass_0": "1"}
+    assert admin.post("/settings/policies", default).status_code == 302
+    page = manager.client.get(f"/environments/{env['id']}/policies").get_data(as_text=True)
+    assert "Default rules (they apply here too)" in page and "admin*" in page
+    assert 'value="admin*"' not in page  # not among the environment's own rules
     saved = manager.post(
         f"/environments/{env['id']}/policies",
         {"row_0": "1", "account_type_0": "SERVICE", "approval_0": "1", "checkout_0": "1"},
