@@ -18,6 +18,7 @@ from portal.models import (
     AccessRequest,
     AuditEvent,
     Credential,
+    CredentialAction,
     NotificationOutbox,
     PasswordHistory,
     User,
@@ -215,6 +216,43 @@ def test_every_path_that_shows_a_password_refuses_without_approval(app, admin, s
         assert current not in text and former not in text
     assert json.loads(_audits(app, "credential.reveal.refused")[1].details)["via_token"]
     assert _audits(app, "credential.reveal") == [] and _audits(app, "credential.copy") == []
+
+
+def test_setting_a_chosen_password_needs_what_seeing_it_needs(app, admin, carl, synced):
+    _, env = synced
+    _policy(admin, env["id"], ROOT_ON_ESXI)
+    root = _esxi_root(app, env["id"])
+    chosen = "Chosen-Pass-2026!"
+
+    def act(operation, **extra):
+        body = {"operation": operation, "credential_ids": [root.id], **extra}
+        return admin.api("POST", "/api/v1/credentials/actions", json=body)
+
+    # A password the caller chose (and so knows) is refused, dry run or not, update or remediate.
+    for answer in (
+        act("update", password=chosen),
+        act("update", password=chosen, dry_run=True),
+        act("remediate", password=chosen),
+    ):
+        assert answer.status_code == 403, answer.json
+        assert answer.json["details"]["needs"] == ["approval"]
+        assert answer.json["details"]["credential_id"] == root.id
+    with app.app_context():
+        assert db.session.scalars(select(CredentialAction.id)).all() == []
+    refused = _audits(app, "credential.update.refused") + _audits(
+        app, "credential.remediate.refused"
+    )
+    assert len(refused) == 3 and all(r.outcome == "denied" for r in refused)
+    assert all(chosen not in f"{r.target} {r.details}" for r in refused)
+    # SDDC Manager's own rotate, and a password the portal generates, stay allowed.
+    assert act("rotate", dry_run=True).status_code == 200
+    assert act("update", generate_password=True, dry_run=True).status_code == 200
+    # With an open window the caller may set it.
+    req = _ask(admin, root.id).json
+    assert (
+        carl.api("POST", f"/api/v1/access-requests/{req['id']}/approve", json={}).status_code == 200
+    )
+    assert act("update", password=chosen, dry_run=True).status_code == 200
 
 
 def test_an_approval_opens_a_window_for_the_requester_alone(app, admin, readonly, carl, synced):
