@@ -21,6 +21,7 @@ from ..models import AccessRequest, Credential, Environment, User
 from ..platform import clock
 from ..platform.clock import iso
 from ..platform.extensions import db
+from ..platform.security import MAX_PASSWORD
 from . import gate
 
 # The longest window a request may ask for, and how long a request waits for a decision.
@@ -50,6 +51,13 @@ class AccessRequestIn(BaseModel):
         False,
         description="An emergency: open the window at once, without an approver (every "
         "possible approver is alerted; the credential is rotated when the window closes)",
+    )
+    confirm_password: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PASSWORD,
+        description="break_glass from a session signed in over 15 minutes ago: the password",
+        json_schema_extra={"writeOnly": True},
     )
 
     @field_validator("reason", "ticket")

@@ -433,3 +433,47 @@ def test_approving_needs_a_session_not_a_token(app, admin, readonly, synced):
         headers={"Authorization": f"Bearer {token}"},
     )
     assert answer.status_code == 403 and "session" in answer.json["error"]
+
+
+def test_break_glass_needs_a_recent_browser_session(app, admin, readonly, synced):
+    _, env = synced
+    _policy(admin, env["id"], ROOT_ON_ESXI)
+    root = _esxi_root(app, env["id"])
+    token = readonly.api(
+        "POST", "/api/v1/me/tokens", json={"name": "t", "scope": "reveal", "expires_in_days": 1}
+    ).json["token"]
+    script = app.test_client(use_cookies=False)
+    script.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "localhost"})
+    body = {"reason": "site down", "minutes": 15, "break_glass": True}
+    by_token = script.post(
+        f"/api/v1/credentials/{root.id}/access-requests",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert by_token.status_code == 403 and "browser session" in by_token.json["error"]
+    assert by_token.json["details"]["needs"] == "session"
+    # A token may still ask for an approval: a second person decides.
+    asked = script.post(
+        f"/api/v1/credentials/{root.id}/access-requests",
+        json={**body, "break_glass": False},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert asked.status_code == 201, asked.json
+    readonly.api("POST", f"/api/v1/access-requests/{asked.json['id']}/revoke", json={})
+    # A session signed in over 15 minutes ago types the password again.
+    clock.offset += timedelta(minutes=16)
+    try:
+        stale = _ask(readonly, root.id, break_glass=True)
+        assert stale.status_code == 403 and stale.json["details"]["needs"] == "recent_sign_in"
+        opened = _ask(readonly, root.id, break_glass=True, confirm_password=PASSWORD)
+        assert opened.status_code == 201 and opened.json["kind"] == "break_glass"
+    finally:
+        clock.offset -= timedelta(minutes=16)
+    denied = [a for a in _audits(app, "access.break_glass") if a.outcome == "denied"]
+    assert [json.loads(a.details)["reason"] for a in denied] == [
+        "api token",
+        "no sign-in within 15 minutes",
+    ]
+    with app.app_context():
+        kinds = db.session.scalars(select(AccessRequest.kind).order_by(AccessRequest.id)).all()
+    assert kinds == ["approval", "break_glass"]
