@@ -4,6 +4,7 @@ credential, requests through their life, and what a deleted credential takes wit
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -251,3 +252,90 @@ def test_requests_end_by_themselves_and_go_with_their_credential(estate):
         db.session.commit()
         left = db.session.scalars(select(AccessRequest.id).order_by(AccessRequest.id)).all()
         assert left == [glass.id, again.id, third.id]
+
+
+def _decide_elsewhere(app, req_id: int, step, who: str, reason: str | None) -> None:
+    """Another person's request, on a session of its own (its own application context),
+    committed."""
+    with app.app_context():
+        step(_user(who), db.session.get(AccessRequest, req_id), reason)
+        db.session.commit()
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "final"),
+    [
+        ((control.deny, "carl", "no"), (control.approve, "alice", None), "denied"),
+        ((control.approve, "carl", None), (control.deny, "alice", "no"), "approved"),
+        ((control.revoke, "bob", None), (control.approve, "alice", None), "cancelled"),
+        ((control.approve, "carl", None), (control.revoke, "bob", None), "approved"),
+    ],
+    ids=["deny-then-approve", "approve-then-deny", "cancel-then-approve", "approve-then-cancel"],
+)
+def test_two_decisions_at_once_the_second_loses_with_409(estate, first, second, final):
+    with estate.app_context():
+        policies.set_rules(None, policies.PolicyIn(rules=[{"requires": ["approval"]}]), "alice")
+        root = _cred("sfo", "root")
+        req = control.create(_user("bob"), root, control.AccessRequestIn(reason="a", minutes=5))
+        db.session.commit()
+        # This session read the request while it was pending...
+        stale = db.session.get(AccessRequest, req.id)
+        assert stale.state == "pending"
+        people = {name: _user(name) for name in ("alice", "bob", "carl")}
+        # ...and another person's session decided (or ended) it meanwhile.
+        step, who, reason = first
+        _decide_elsewhere(estate, req.id, step, who, reason)
+        step, who, reason = second
+        with pytest.raises(control.RequestError) as lost:
+            step(people[who], stale, reason)
+        assert lost.value.status == 409
+        db.session.rollback()
+        db.session.expire_all()
+        after = db.session.get(AccessRequest, req.id)
+        assert after.state == final
+        assert after.decider_name == (None if first[1] == "bob" else first[1])
+
+
+def test_two_approvers_at_the_same_moment_one_wins(estate):
+    """Truly concurrent: the second UPDATE waits for the first transaction, then finds the
+    request no longer pending."""
+    with estate.app_context():
+        policies.set_rules(None, policies.PolicyIn(rules=[{"requires": ["approval"]}]), "alice")
+        req = control.create(
+            _user("bob"), _cred("sfo", "root"), control.AccessRequestIn(reason="a", minutes=5)
+        )
+        db.session.commit()
+        req_id = req.id
+    outcomes: dict[str, object] = {}
+    started = threading.Barrier(2)
+
+    def decide(who: str, step, reason: str | None) -> None:
+        with estate.app_context():
+            mine = db.session.get(AccessRequest, req_id)
+            assert mine.state == "pending"
+            started.wait(timeout=10)
+            try:
+                step(_user(who), mine, reason)
+                time.sleep(0.3)  # hold the row a moment: the other one is waiting now
+                db.session.commit()
+                outcomes[who] = "won"
+            except control.RequestError as exc:
+                db.session.rollback()
+                outcomes[who] = exc.status
+            finally:
+                db.session.remove()
+
+    threads = [
+        threading.Thread(target=decide, args=("alice", control.approve, None)),
+        threading.Thread(target=decide, args=("carl", control.deny, "no")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(map(str, outcomes.values())) == ["409", "won"], outcomes
+    with estate.app_context():
+        final = db.session.get(AccessRequest, req_id)
+        winner = next(who for who, outcome in outcomes.items() if outcome == "won")
+        assert final.decider_name == winner
+        assert final.state == ("approved" if winner == "alice" else "denied")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from .. import audit
 from ..access import grants
@@ -285,6 +285,22 @@ def _pending_for_decision(user: User, req: AccessRequest) -> Credential:
     return cred
 
 
+def _claim(req: AccessRequest, was: str, becomes: str) -> None:
+    """Move the request from state `was` to `becomes` in the database itself, only if it is
+    still `was` there: of two people deciding or ending it at once, the second waits for the
+    first and then finds nothing to change (409)."""
+    moved = db.session.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id == req.id, AccessRequest.state == was)
+        .values(state=becomes)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        db.session.refresh(req)
+        raise RequestError(409, f"Someone else got there first: the request is {req.state}.")
+    req.state = becomes
+
+
 def _state_now(req: AccessRequest) -> str:
     if req.state == "pending" and req.closes_at is not None and req.closes_at <= clock.now():
         return "expired"
@@ -295,6 +311,7 @@ def approve(user: User, req: AccessRequest, reason: str | None) -> AccessRequest
     """Approve a pending request: its window opens now, for the minutes asked."""
     cred = _pending_for_decision(user, req)
     now = clock.now()
+    _claim(req, "pending", "approved")
     req.decided_at = now
     req.decider_id = user.id
     req.decider_name = user.username
@@ -320,7 +337,7 @@ def deny(user: User, req: AccessRequest, reason: str | None) -> AccessRequest:
     if not reason:
         raise RequestError(422, "A denial needs a reason.", "reason")
     cred = _pending_for_decision(user, req)
-    req.state = "denied"
+    _claim(req, "pending", "denied")
     req.decided_at = clock.now()
     req.decider_id = user.id
     req.decider_name = user.username
@@ -349,12 +366,12 @@ def revoke(user: User, req: AccessRequest, reason: str | None) -> AccessRequest:
     cred = db.session.get(Credential, req.credential_id)
     was_pending = req.state == "pending"
     if was_pending:
-        req.state = "cancelled" if own else "denied"
+        _claim(req, "pending", "cancelled" if own else "denied")
         if not own:
             req.decided_at, req.decider_id, req.decider_name = now, user.id, user.username
             req.decision_reason = reason or "revoked"
     else:
-        req.state = "closed" if own else "revoked"
+        _claim(req, "approved", "closed" if own else "revoked")
         req.closes_at = min(req.closes_at or now, now)
     req.closed_reason = "ended by the requester" if own else f"revoked by {user.username}"
     if cred is not None and not was_pending and req.kind == "break_glass":
