@@ -27,6 +27,7 @@ from portal.platform import clock
 from portal.platform.crypto import CREDENTIAL_PASSWORD, HISTORY_PASSWORD, cipher
 from portal.platform.extensions import db
 from portal.platform.security import hash_password
+from portal.vault import exports
 
 # Syncs and exports read on connections of their own.
 pytestmark = pytest.mark.own_database
@@ -477,3 +478,55 @@ def test_break_glass_needs_a_recent_browser_session(app, admin, readonly, synced
     with app.app_context():
         kinds = db.session.scalars(select(AccessRequest.kind).order_by(AccessRequest.id)).all()
     assert kinds == ["approval", "break_glass"]
+
+
+def test_an_export_judges_each_row_as_it_streams(app, admin, readonly, synced, monkeypatch):
+    _, env = synced
+    # The test client reads the first piece of an answer at once: the file begins with an
+    # empty one here, so that its rows are read only when the body is (as a slow client's).
+    whole = exports._csv
+
+    def slow(reader):
+        yield b""
+        yield from whole(reader)
+
+    monkeypatch.setattr(exports, "_csv", slow)
+    _policy(admin, env["id"], ROOT_ON_ESXI)
+    root = _esxi_root(app, env["id"])
+    req = _ask(readonly, root.id).json
+    assert admin.api("POST", f"/api/v1/access-requests/{req['id']}/approve").status_code == 200
+    # The answer is made (the check is done, the audit committed); the rows are read as it is
+    # sent. Meanwhile a sync adds a sensitive credential and changes bob's permitted one.
+    export = readonly.api("POST", f"/api/v1/environments/{env['id']}/export", json={})
+    assert export.status_code == 200
+    late, changed = "Late-Secret-2026!", "Changed-Secret-2026!"
+    with app.app_context():
+        model = db.session.get(Credential, root.id)
+        db.session.add(
+            Credential(
+                environment_id=env["id"],
+                source=model.source,
+                hostname="esx-late.example.test",
+                username="root",
+                credential_type=model.credential_type,
+                account_type=model.account_type,
+                resource_type="ESXI",
+                domain=model.domain,
+                password_enc=cipher().encrypt(late, CREDENTIAL_PASSWORD),
+            )
+        )
+        model.password_enc = cipher().encrypt(changed, CREDENTIAL_PASSWORD)
+        model.last_changed_at = clock.now() + timedelta(seconds=1)
+        db.session.commit()
+    text = export.get_data(as_text=True)
+    assert late not in text and changed not in text
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert rows[0][-2:] == ["Requires", "Password withheld"]
+    new_row = next(r for r in rows[1:] if r[1] == "esx-late.example.test")
+    assert new_row[3] == "" and new_row[-1] == "needs approval"
+    with app.app_context():
+        host = db.session.get(Credential, root.id).hostname
+    old_row = next(r for r in rows[1:] if r[1] == host and r[2] == "root")
+    assert old_row[3] == "" and old_row[-1] == "needs approval"
+    # Credentials that need nothing are exported as before.
+    assert any(r[3] and r[-2] == "" for r in rows[1:])
