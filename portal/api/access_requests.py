@@ -130,11 +130,14 @@ def _break_glass_refused(cred_id: int):
 @api_operation({200: s.AccessRequestList}, query=s.AccessRequestQuery)
 def list_access_requests(query: s.AccessRequestQuery):
     """Requests the caller may see: their own, and those of the environments they may approve
-    in (`state=pending` is the approver's inbox; `mine=true` only their own)."""
+    in (`state=pending` is the approver's inbox; `state=open` the windows open now, among
+    them others' break-glass windows to review; `mine=true` only their own)."""
     user = actor()
+    pending, glass = control.inbox_counts(user)
     return jsonify(
         items=control.listing(user, query.state, query.mine),
-        pending_for_me=control.inbox_count(user),
+        pending_for_me=pending,
+        break_glass_open=glass,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from .. import audit
 from ..access import grants
@@ -427,16 +427,30 @@ def listing(user: User, state: str | None, mine: bool, limit: int = 200) -> list
     return [request_dict(r, creds.get(r.credential_id)) for r in rows]
 
 
-def inbox_count(user: User) -> int:
-    """How many pending requests the user may decide (not their own)."""
+def inbox_counts(user: User) -> tuple[int, int]:
+    """What waits for the user as an approver (never their own): pending requests they may
+    decide, and break-glass windows open now that they may review and revoke. One query."""
     scope = grants.visible_environment_ids(user, "approve")
     if scope is not None and not scope:
-        return 0
-    query = select(AccessRequest.id).where(
-        AccessRequest.state == "pending",
-        AccessRequest.closes_at > clock.now(),
+        return 0, 0
+    now = clock.now()
+    glass = (AccessRequest.state == "approved") & (AccessRequest.kind == "break_glass")
+    query = select(
+        func.count().filter(AccessRequest.state == "pending"),
+        func.count().filter(glass),
+    ).where(
+        AccessRequest.state.in_(OPEN_STATES),
+        AccessRequest.closes_at > now,
+        (AccessRequest.state == "pending") | (AccessRequest.opens_at <= now),
         (AccessRequest.requester_id != user.id) | AccessRequest.requester_id.is_(None),
     )
     if scope is not None:
         query = query.where(AccessRequest.environment_id.in_(sorted(scope)))
-    return len(db.session.scalars(query.limit(1000)).all())
+    pending, opened = db.session.execute(query).one()
+    return int(pending), int(opened)
+
+
+def inbox_count(user: User) -> int:
+    """What the top bar counts for the user: pending requests they may decide and others'
+    break-glass windows open now."""
+    return sum(inbox_counts(user))

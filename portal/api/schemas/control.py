@@ -68,6 +68,9 @@ class AccessRequestList(BaseModel):
 
     items: list[AccessRequestOut]
     pending_for_me: int = Field(description="Pending requests the caller may decide")
+    break_glass_open: int = Field(
+        description="Others' break-glass windows open now that the caller may review and revoke"
+    )
 
 
 class AccessRequestQuery(BaseModel):
