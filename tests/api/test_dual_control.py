@@ -5,6 +5,7 @@ window for the requester alone, and break-glass alerts every approver and owes a
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from datetime import timedelta
@@ -530,3 +531,20 @@ def test_an_export_judges_each_row_as_it_streams(app, admin, readonly, synced, m
     assert old_row[3] == "" and old_row[-1] == "needs approval"
     # Credentials that need nothing are exported as before.
     assert any(r[3] and r[-2] == "" for r in rows[1:])
+
+
+def test_refused_reveals_count_to_the_rate_limit(app, admin, synced):
+    _, env = synced
+    _policy(admin, env["id"], ROOT_ON_ESXI)
+    root = _esxi_root(app, env["id"])
+    settings = app.config["PORTAL_SETTINGS"]
+    app.config["PORTAL_SETTINGS"] = dataclasses.replace(settings, reveals_per_minute=3)
+    try:
+        answers = [
+            admin.api("POST", f"/api/v1/credentials/{root.id}/reveal", json={}).status_code
+            for _ in range(5)
+        ]
+    finally:
+        app.config["PORTAL_SETTINGS"] = settings
+    assert answers == [403, 403, 403, 429, 429]
+    assert len(_audits(app, "credential.reveal.refused")) == 3
