@@ -82,6 +82,7 @@ def reveal_password(cred_id: int, body: s.RevealRequest):
         cred.id,
         cred.environment_id,
         outcome="success" if password is not None else "empty",
+        details=gate.window_details(actor(), cred),
     )
     return jsonify(password=password)
 
@@ -129,7 +130,7 @@ def reveal_history_password(cred_id: int, entry_id: int):
         credentials.audit_target(cred),
         cred.id,
         cred.environment_id,
-        details={"entry": entry.id},
+        details={"entry": entry.id, **gate.window_details(actor(), cred)},
     )
     return jsonify(password=password)
 

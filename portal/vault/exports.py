@@ -67,6 +67,8 @@ class Marks:
     rules: dict[int, list[AccessPolicy]] | None = None
     defaults: list[AccessPolicy] = field(default_factory=list)
     permitted: dict[int, datetime] = field(default_factory=dict)
+    # The windows those were permitted by (`credential:request:approver`), for the audit.
+    windows: str = ""
 
 
 def _detached(rule: AccessPolicy) -> AccessPolicy:
@@ -101,7 +103,9 @@ def dual_control_marks(env_id: int | None, filters: CredentialFilters, within) -
         if required.get(row.id) and row.id not in withheld
     }
     defaults = [_detached(r) for r in policies.stored_rules(None)]
-    return Marks(required, withheld, rules, defaults, permitted)
+    windows = gate.windows_of(actor(), permitted)
+    used = " ".join(f"{cred_id}:{windows[cred_id]}" for cred_id in sorted(windows))
+    return Marks(required, withheld, rules, defaults, permitted, used)
 
 
 # Rows read from the database at a time, and the size of the pieces an export is sent in.
@@ -363,7 +367,11 @@ def respond(
         # Committed with the request, before the first byte is sent; the exported list goes
         # with it (who saw which password: portal.audit.seen).
         shown = [i for i in ids if i not in withheld] if withheld else ids
-        extra = {"rows": count, "withheld": len(withheld)} if withheld else {"rows": count}
+        extra: dict[str, int | str] = {"rows": count}
+        if withheld:
+            extra["withheld"] = len(withheld)
+        if marks.windows:
+            extra["windows"] = marks.windows
         sightings.exported(target, {**details, **extra}, shown)
         if withheld:
             audit.record(

@@ -314,6 +314,12 @@ def test_an_approval_opens_a_window_for_the_requester_alone(app, admin, readonly
             db.session.get(Credential, root.id).password_enc, CREDENTIAL_PASSWORD
         )
     assert any(r[-2:] == ["approval", ""] and r[3] == shown for r in rows[1:])
+    # What was shown within the window names the request and its approver in the audit.
+    for action in ("credential.reveal", "credential.copy"):
+        record = json.loads(_audits(app, action)[0].details)
+        assert record["request_id"] == str(req["id"]) and record["approver"] == "alice", action
+    exported = json.loads(_audits(app, "credential.export")[-1].details)
+    assert exported["windows"] == f"{root.id}:{req['id']}:alice"
     record = json.loads(_audits(app, "access.approve")[0].details)
     assert record["requester"] == "bob" and record["decider"] == "alice"
     assert _audits(app, "access.approve")[0].actor == "alice"
