@@ -438,6 +438,7 @@ def password_age(environment_id: int, threshold_days: int) -> dict:
         for low, high in AGE_BUCKETS
     ]
     stale, expiring = [], []
+    required = gate.requirements_for(creds)
     for cred in creds:
         age = (now - cred.last_changed_at).days
         for bucket in buckets:
@@ -448,10 +449,12 @@ def password_age(environment_id: int, threshold_days: int) -> dict:
                 break
         item = None
         if age > threshold_days:
-            item = {**credential_dict(cred), "age_days": age}
+            item = {**credential_dict(cred, requires=required[cred.id]), "age_days": age}
             stale.append(item)
         if (cred.expiry_status or "").upper() in EXPIRING_STATES:
-            expiring.append(item or {**credential_dict(cred), "age_days": age})
+            expiring.append(
+                item or {**credential_dict(cred, requires=required[cred.id]), "age_days": age}
+            )
     return {
         "threshold_days": threshold_days,
         "buckets": buckets,

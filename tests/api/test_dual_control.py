@@ -11,7 +11,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from support import PASSWORD, Portal, client_for
 
 from portal.control import jobs
@@ -98,6 +98,21 @@ def test_a_policy_marks_esxi_root_sensitive_in_lists_search_and_history(app, adm
     assert any(i["id"] == root.id and i["requires"] == ["approval"] for i in found)
     history = admin.client.get(f"/api/v1/credentials/{root.id}/history").json
     assert history["requires"] == ["approval"] and history["needs"] == ["approval"]
+    # The password-age report marks them too.
+    with app.app_context():
+        db.session.execute(
+            update(Credential)
+            .where(Credential.environment_id == env["id"])
+            .values(last_changed_at=clock.now() - timedelta(days=200))
+        )
+        db.session.commit()
+    aged = admin.client.get(f"/api/v1/environments/{env['id']}/password-age?days=90").json
+    assert {tuple(i["requires"]) for i in aged["stale"]} == {("approval",), ()}
+    assert all(
+        (i["requires"] == ["approval"])
+        == (i["resource_type"] == "ESXI" and i["username"] == "root")
+        for i in aged["stale"]
+    )
     # Rules are checked field by field; unknown fields and empty needs are refused.
     for bad in (
         {"rules": [{"requires": []}]},
