@@ -341,3 +341,18 @@ def test_two_approvers_at_the_same_moment_one_wins(estate):
         winner = next(who for who, outcome in outcomes.items() if outcome == "won")
         assert final.decider_name == winner
         assert final.state == ("approved" if winner == "alice" else "denied")
+
+
+def test_reasons_are_trimmed_and_refuse_control_characters_and_a_ticket_is_one_line():
+    assert control.DecisionIn(reason="  looks fine \n").reason == "looks fine"
+    assert control.DecisionIn(reason="   ").reason is None  # a denial then asks for one
+    assert control.DecisionIn(reason="two\nlines").reason == "two\nlines"
+    for bad in ("bell\a", "escape\x1b[31m", "del\x7f"):
+        with pytest.raises(ValidationError, match="no control characters"):
+            control.DecisionIn(reason=bad)
+    asked = control.AccessRequestIn(reason=" why ", minutes=5, ticket="  CHG-1 ")
+    assert (asked.reason, asked.ticket) == ("why", "CHG-1")
+    assert control.AccessRequestIn(reason="why", minutes=5, ticket="  ").ticket is None
+    for ticket in ("CHG-1\nINJECTED", "CHG\t1"):
+        with pytest.raises(ValidationError, match="one line"):
+            control.AccessRequestIn(reason="why", minutes=5, ticket=ticket)

@@ -63,12 +63,14 @@ class AccessRequestIn(BaseModel):
     @field_validator("reason", "ticket")
     @classmethod
     def _clean(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        if any(ord(c) < 32 and c not in "\n\t" for c in value):
-            raise ValueError("no control characters")
-        return value
+        return _text(value)
+
+    @field_validator("ticket")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and any(c in value for c in "\n\t"):
+            raise ValueError("one line: no line breaks or tabs")
+        return value or None
 
     @field_validator("reason")
     @classmethod
@@ -84,6 +86,21 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(None, max_length=1000)
+
+    @field_validator("reason")
+    @classmethod
+    def _clean(cls, value: str | None) -> str | None:
+        return _text(value) or None
+
+
+def _text(value: str | None) -> str | None:
+    """Free text trimmed; control characters refused (line breaks and tabs allowed)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in value):
+        raise ValueError("no control characters")
+    return value
 
 
 def target_of(cred: Credential) -> str:
