@@ -306,9 +306,12 @@ def _needs(items: list[dict], rows, user: User | None) -> None:
     unmet = gate.withheld(user, rows)
     sensitive = [item["id"] for item in items if item["requires"]]
     live = control_requests.live_for(user, sensitive)
+    matched = gate.matches_for(rows)
     for item in items:
         item["needs"] = unmet.get(item["id"], [])
         item["access"] = live.get(item["id"])
+        match = matched[item["id"]]
+        item["break_glass"] = match.break_glass if "approval" in match.requires else None
 
 
 def _account_key(cred: Credential) -> tuple:

@@ -93,6 +93,9 @@ def test_a_policy_marks_esxi_root_sensitive_in_lists_search_and_history(app, adm
         i["resource_type"] == "ESXI" and i["username"] == "root" for i in sensitive
     )
     assert all(i["needs"] == ["approval"] for i in sensitive)
+    # The request dialog offers break-glass only where the rules allow it.
+    assert all(i["break_glass"] is True for i in sensitive)
+    assert all(i["break_glass"] is None for i in items if not i["requires"])
     assert [i for i in items if not i["requires"] and i["needs"]] == []
     found = admin.client.get("/api/v1/credentials?q=root").json["items"]
     assert any(i["id"] == root.id and i["requires"] == ["approval"] for i in found)
@@ -434,6 +437,8 @@ def test_break_glass_alerts_every_approver_and_owes_a_rotation(app, admin, reado
     assert len(flagged) == 1 and flagged[0].actor == "bob"
     # Turned off by the policy: refused.
     _policy(admin, env["id"], {**ROOT_ON_ESXI, "break_glass": False})
+    found = readonly.client.get("/api/v1/credentials?q=root").json["items"]
+    assert next(i for i in found if i["id"] == root.id)["break_glass"] is False
     refused = _ask(readonly, root.id, break_glass=True)
     assert refused.status_code == 403 and refused.json["details"]["field"] == "break_glass"
     answer = readonly.api("POST", f"/api/v1/credentials/{root.id}/reveal", json={})
