@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from support import PASSWORD, make_app
 
@@ -23,6 +23,9 @@ from portal.models import (
     Credential,
     CredentialCheckout,
     Environment,
+    EnvironmentGrant,
+    Group,
+    GroupMember,
     User,
 )
 from portal.platform import clock
@@ -356,3 +359,57 @@ def test_reasons_are_trimmed_and_refuse_control_characters_and_a_ticket_is_one_l
     for ticket in ("CHG-1\nINJECTED", "CHG\t1"):
         with pytest.raises(ValidationError, match="one line"):
             control.AccessRequestIn(reason="why", minutes=5, ticket=ticket)
+
+
+def test_approvers_are_read_in_one_query_and_match_the_approve_level(estate):
+    with estate.app_context():
+        sfo = db.session.scalar(select(Environment).where(Environment.name == "sfo"))
+        lax = db.session.scalar(select(Environment).where(Environment.name == "lax"))
+        people = {}
+        for name, role, disabled in (
+            ("dave", "member", False),  # approve on sfo through a group
+            ("erin", "member", False),  # approve on lax, a grant of her own
+            ("fay", "readonly", False),  # reveal only: never an approver
+            ("gus", "member", False),  # admin through a group's role
+            ("hal", "admin", True),  # disabled
+        ):
+            people[name] = User(
+                username=name, role=role, disabled=disabled, password_hash=hash_password(PASSWORD)
+            )
+            db.session.add(people[name])
+        ops, admins = Group(name="ops", role="member"), Group(name="admins", role="admin")
+        db.session.add_all([ops, admins])
+        db.session.flush()
+        db.session.add_all(
+            [
+                GroupMember(group_id=ops.id, user_id=people["dave"].id),
+                GroupMember(group_id=admins.id, user_id=people["gus"].id),
+                EnvironmentGrant(environment_id=sfo.id, group_id=ops.id, level="approve"),
+                EnvironmentGrant(environment_id=lax.id, user_id=people["erin"].id, level="manage"),
+                EnvironmentGrant(environment_id=lax.id, user_id=people["fay"].id, level="reveal"),
+            ]
+        )
+        db.session.commit()
+        bob_id, ids = _user("bob").id, {"sfo": sfo.id, "lax": lax.id}
+        statements = []
+
+        def count(*_args):
+            statements.append(1)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            found = {
+                name: control.approvers(env_id, besides=bob_id) for name, env_id in ids.items()
+            }
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert found == {
+            "sfo": ["admin", "alice", "carl", "dave", "gus"],
+            "lax": ["admin", "alice", "carl", "erin", "gus"],
+        }
+        assert len(statements) == 2  # one per environment
+        everyone = db.session.scalars(select(User).where(User.disabled.is_(False))).all()
+        for env in (sfo, lax):
+            expected = sorted(u.username for u in everyone if control.may_approve(u, env.id))
+            assert control.approvers(env.id) == expected
+        assert "alice" not in control.approvers(sfo.id, besides=_user("alice").id)

@@ -116,10 +116,7 @@ def may_approve(user: User, environment_id: int) -> bool:
 
 def approvers(environment_id: int, besides: int | None = None) -> list[str]:
     """Everyone who may approve requests in the environment (enabled accounts), but one."""
-    users = db.session.scalars(
-        select(User).where(User.disabled.is_(False)).order_by(User.username)
-    ).all()
-    return [u.username for u in users if u.id != besides and may_approve(u, environment_id)]
+    return grants.usernames_at_least(environment_id, "approve", besides)
 
 
 def request_dict(req: AccessRequest, cred: Credential | None = None) -> dict:
