@@ -20,6 +20,7 @@ from portal.models import (
     AuditEvent,
     Credential,
     CredentialAction,
+    CredentialActionItem,
     NotificationOutbox,
     PasswordHistory,
     User,
@@ -258,12 +259,32 @@ def test_setting_a_chosen_password_needs_what_seeing_it_needs(app, admin, carl, 
         assert answer.json["details"]["needs"] == ["approval"]
         assert answer.json["details"]["credential_id"] == root.id
     with app.app_context():
-        assert db.session.scalars(select(CredentialAction.id)).all() == []
+        assert db.session.scalars(select(CredentialAction.id)).all() == []  # nothing queued
     refused = _audits(app, "credential.update.refused") + _audits(
         app, "credential.remediate.refused"
     )
     assert len(refused) == 3 and all(r.outcome == "denied" for r in refused)
     assert all(chosen not in f"{r.target} {r.details}" for r in refused)
+    # Retrying a failed update with a password is setting one too.
+    with app.app_context():
+        failed = CredentialAction(
+            environment_id=env["id"], operation="update", state="failed", requested_by="alice"
+        )
+        failed.items.append(
+            CredentialActionItem(
+                credential_id=root.id, resource_name="esx", username="root", state="failed"
+            )
+        )
+        db.session.add(failed)
+        db.session.commit()
+        failed_id = failed.id
+    retried = admin.api(
+        "POST", f"/api/v1/credential-actions/{failed_id}/retry", json={"password": chosen}
+    )
+    assert retried.status_code == 403 and retried.json["details"]["needs"] == ["approval"]
+    assert len(_audits(app, "credential.update.refused")) == 3
+    with app.app_context():
+        assert db.session.get(CredentialAction, failed_id).state == "failed"
     # SDDC Manager's own rotate, and a password the portal generates, stay allowed.
     assert act("rotate", dry_run=True).status_code == 200
     assert act("update", generate_password=True, dry_run=True).status_code == 200
