@@ -81,7 +81,7 @@ def _refused():
 @bp.get("/settings/policies")
 @admin_required
 def defaults():
-    """The global default rules, for environments without rules of their own."""
+    """The global default rules: a minimum in every environment."""
     return page(None, url_for("policies.save_defaults"))
 
 
