@@ -4,10 +4,13 @@ credential, requests through their life, and what a deleted credential takes wit
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from pydantic import ValidationError
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from support import PASSWORD, make_app
 
@@ -20,6 +23,9 @@ from portal.models import (
     Credential,
     CredentialCheckout,
     Environment,
+    EnvironmentGrant,
+    Group,
+    GroupMember,
     User,
 )
 from portal.platform import clock
@@ -105,11 +111,44 @@ def test_rules_match_by_field_wildcard_and_case_and_add_up(estate):
         assert root.requires == ("approval", "checkout") and root.break_glass
         sso = by_name[(sfo.id, "administrator@vsphere.local")]
         assert sso.requires == ("approval",) and not sso.break_glass
-        assert by_name[(sfo.id, "svc-backup")].requires == ("checkout",)
+        # The global default is a minimum: sfo's own rules add to it (approval for all).
+        assert by_name[(sfo.id, "svc-backup")].requires == ("approval", "checkout")
         # lax has no rules of its own: the global default (everything needs approval).
         lax = [m for (env_id, _), m in by_name.items() if env_id != sfo.id]
         assert {m.requires for m in lax} == {("approval",)}
         assert len(db.session.scalars(select(AccessPolicy)).all()) == 5
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("root", "ROOT", True),
+        ("root", "root2", False),
+        ("administrator@*", "Administrator@vsphere.local", True),
+        ("*@vsphere.local", "admin@vsphere.local", True),
+        ("*@vsphere.local", "admin@vsphere.locals", False),
+        ("a*b*c", "abc", True),
+        ("a*b*c", "axxbyyc", True),
+        ("a*b*c", "acb", False),
+        ("ab*ba", "aba", False),  # head and tail may not overlap
+        ("*", "", True),
+        ("**", "x", True),
+        ("a*a*a", "aaa", True),
+        ("a*a*a", "aa", False),
+    ],
+)
+def test_username_patterns_match_as_globs(pattern, value, expected):
+    assert policies.glob_match(pattern, value) is expected
+
+
+def test_username_patterns_take_linear_time_and_few_stars():
+    # A pattern and a value that make a backtracking matcher take exponential time.
+    started = time.perf_counter()
+    assert not policies.glob_match("a*a*a*a*a*a*a*a*b", "a" * 5000)
+    assert time.perf_counter() - started < 0.5
+    policies.Rule(username="*a*a*a*a*a*a*a*", requires=["approval"])  # 8: the most allowed
+    with pytest.raises(ValidationError, match="at most 8"):
+        policies.Rule(username="a*" * 9, requires=["approval"])
 
 
 def test_the_gate_windows_and_a_checkout_held_by_another(estate):
@@ -173,7 +212,9 @@ def test_requests_end_by_themselves_and_go_with_their_credential(estate):
         )
         db.session.commit()
         assert [r["state"] for r in control.listing(alice, "pending", False)] == ["pending"]
-        assert control.inbox_count(alice) == 1 and control.inbox_count(bob) == 0
+        # alice decides bob's pending request and reviews his break-glass window.
+        assert control.inbox_counts(alice) == (1, 1) and control.inbox_count(alice) == 2
+        assert control.inbox_count(bob) == 0
         assert "alice" in control.approvers(root.environment_id, besides=bob.id)
         clock.offset += timedelta(days=2)
         try:
@@ -184,7 +225,8 @@ def test_requests_end_by_themselves_and_go_with_their_credential(estate):
         assert db.session.get(AccessRequest, asked.id).state == "expired"
         assert db.session.get(AccessRequest, glass.id).state == "closed"
         assert _cred("lax", "administrator@vsphere.local").rotation_due_reason == "break_glass"
-        # A break-glass window closed by a new password owes nothing more: it was changed.
+        # A break-glass window closed by a new password still owes a rotation: the new
+        # password may have been set by the requester while the window was open.
         sso_id = _cred("lax", "administrator@vsphere.local").id
         db.session.get(Credential, sso_id).rotation_due_since = None
         again = control.create(
@@ -196,10 +238,178 @@ def test_requests_end_by_themselves_and_go_with_their_credential(estate):
         db.session.commit()
         assert jobs.close_expired()["closed"] == 1
         assert db.session.get(AccessRequest, again.id).closed_reason == "credential changed"
-        assert db.session.get(Credential, sso_id).rotation_due_since is None
+        assert db.session.get(Credential, sso_id).rotation_due_reason == "break_glass"
+        assert db.session.get(Credential, sso_id).rotation_due_since is not None
+        # And so does one ended by hand after the password changed.
+        db.session.get(Credential, sso_id).rotation_due_since = None
+        third = control.create(
+            bob,
+            db.session.get(Credential, sso_id),
+            control.AccessRequestIn(reason="d", minutes=5, break_glass=True),
+        )
+        db.session.get(Credential, sso_id).last_changed_at = clock.now() + timedelta(seconds=2)
+        control.revoke(bob, third, None)
+        db.session.commit()
+        assert db.session.get(Credential, sso_id).rotation_due_since is not None
         events = db.session.scalars(select(AccessRequest.id)).all()
-        assert len(events) == 3
+        assert len(events) == 4
         db.session.delete(_cred("lax", "root"))
         db.session.commit()
         left = db.session.scalars(select(AccessRequest.id).order_by(AccessRequest.id)).all()
-        assert left == [glass.id, again.id]
+        assert left == [glass.id, again.id, third.id]
+
+
+def _decide_elsewhere(app, req_id: int, step, who: str, reason: str | None) -> None:
+    """Another person's request, on a session of its own (its own application context),
+    committed."""
+    with app.app_context():
+        step(_user(who), db.session.get(AccessRequest, req_id), reason)
+        db.session.commit()
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "final"),
+    [
+        ((control.deny, "carl", "no"), (control.approve, "alice", None), "denied"),
+        ((control.approve, "carl", None), (control.deny, "alice", "no"), "approved"),
+        ((control.revoke, "bob", None), (control.approve, "alice", None), "cancelled"),
+        ((control.approve, "carl", None), (control.revoke, "bob", None), "approved"),
+    ],
+    ids=["deny-then-approve", "approve-then-deny", "cancel-then-approve", "approve-then-cancel"],
+)
+def test_two_decisions_at_once_the_second_loses_with_409(estate, first, second, final):
+    with estate.app_context():
+        policies.set_rules(None, policies.PolicyIn(rules=[{"requires": ["approval"]}]), "alice")
+        root = _cred("sfo", "root")
+        req = control.create(_user("bob"), root, control.AccessRequestIn(reason="a", minutes=5))
+        db.session.commit()
+        # This session read the request while it was pending...
+        stale = db.session.get(AccessRequest, req.id)
+        assert stale.state == "pending"
+        people = {name: _user(name) for name in ("alice", "bob", "carl")}
+        # ...and another person's session decided (or ended) it meanwhile.
+        step, who, reason = first
+        _decide_elsewhere(estate, req.id, step, who, reason)
+        step, who, reason = second
+        with pytest.raises(control.RequestError) as lost:
+            step(people[who], stale, reason)
+        assert lost.value.status == 409
+        db.session.rollback()
+        db.session.expire_all()
+        after = db.session.get(AccessRequest, req.id)
+        assert after.state == final
+        assert after.decider_name == (None if first[1] == "bob" else first[1])
+
+
+def test_two_approvers_at_the_same_moment_one_wins(estate):
+    """Truly concurrent: the second UPDATE waits for the first transaction, then finds the
+    request no longer pending."""
+    with estate.app_context():
+        policies.set_rules(None, policies.PolicyIn(rules=[{"requires": ["approval"]}]), "alice")
+        req = control.create(
+            _user("bob"), _cred("sfo", "root"), control.AccessRequestIn(reason="a", minutes=5)
+        )
+        db.session.commit()
+        req_id = req.id
+    outcomes: dict[str, object] = {}
+    started = threading.Barrier(2)
+
+    def decide(who: str, step, reason: str | None) -> None:
+        with estate.app_context():
+            mine = db.session.get(AccessRequest, req_id)
+            assert mine.state == "pending"
+            started.wait(timeout=10)
+            try:
+                step(_user(who), mine, reason)
+                time.sleep(0.3)  # hold the row a moment: the other one is waiting now
+                db.session.commit()
+                outcomes[who] = "won"
+            except control.RequestError as exc:
+                db.session.rollback()
+                outcomes[who] = exc.status
+            finally:
+                db.session.remove()
+
+    threads = [
+        threading.Thread(target=decide, args=("alice", control.approve, None)),
+        threading.Thread(target=decide, args=("carl", control.deny, "no")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(map(str, outcomes.values())) == ["409", "won"], outcomes
+    with estate.app_context():
+        final = db.session.get(AccessRequest, req_id)
+        winner = next(who for who, outcome in outcomes.items() if outcome == "won")
+        assert final.decider_name == winner
+        assert final.state == ("approved" if winner == "alice" else "denied")
+
+
+def test_reasons_are_trimmed_and_refuse_control_characters_and_a_ticket_is_one_line():
+    assert control.DecisionIn(reason="  looks fine \n").reason == "looks fine"
+    assert control.DecisionIn(reason="   ").reason is None  # a denial then asks for one
+    assert control.DecisionIn(reason="two\nlines").reason == "two\nlines"
+    for bad in ("bell\a", "escape\x1b[31m", "del\x7f"):
+        with pytest.raises(ValidationError, match="no control characters"):
+            control.DecisionIn(reason=bad)
+    asked = control.AccessRequestIn(reason=" why ", minutes=5, ticket="  CHG-1 ")
+    assert (asked.reason, asked.ticket) == ("why", "CHG-1")
+    assert control.AccessRequestIn(reason="why", minutes=5, ticket="  ").ticket is None
+    for ticket in ("CHG-1\nINJECTED", "CHG\t1"):
+        with pytest.raises(ValidationError, match="one line"):
+            control.AccessRequestIn(reason="why", minutes=5, ticket=ticket)
+
+
+def test_approvers_are_read_in_one_query_and_match_the_approve_level(estate):
+    with estate.app_context():
+        sfo = db.session.scalar(select(Environment).where(Environment.name == "sfo"))
+        lax = db.session.scalar(select(Environment).where(Environment.name == "lax"))
+        people = {}
+        for name, role, disabled in (
+            ("dave", "member", False),  # approve on sfo through a group
+            ("erin", "member", False),  # approve on lax, a grant of her own
+            ("fay", "readonly", False),  # reveal only: never an approver
+            ("gus", "member", False),  # admin through a group's role
+            ("hal", "admin", True),  # disabled
+        ):
+            people[name] = User(
+                username=name, role=role, disabled=disabled, password_hash=hash_password(PASSWORD)
+            )
+            db.session.add(people[name])
+        ops, admins = Group(name="ops", role="member"), Group(name="admins", role="admin")
+        db.session.add_all([ops, admins])
+        db.session.flush()
+        db.session.add_all(
+            [
+                GroupMember(group_id=ops.id, user_id=people["dave"].id),
+                GroupMember(group_id=admins.id, user_id=people["gus"].id),
+                EnvironmentGrant(environment_id=sfo.id, group_id=ops.id, level="approve"),
+                EnvironmentGrant(environment_id=lax.id, user_id=people["erin"].id, level="manage"),
+                EnvironmentGrant(environment_id=lax.id, user_id=people["fay"].id, level="reveal"),
+            ]
+        )
+        db.session.commit()
+        bob_id, ids = _user("bob").id, {"sfo": sfo.id, "lax": lax.id}
+        statements = []
+
+        def count(*_args):
+            statements.append(1)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            found = {
+                name: control.approvers(env_id, besides=bob_id) for name, env_id in ids.items()
+            }
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert found == {
+            "sfo": ["admin", "alice", "carl", "dave", "gus"],
+            "lax": ["admin", "alice", "carl", "erin", "gus"],
+        }
+        assert len(statements) == 2  # one per environment
+        everyone = db.session.scalars(select(User).where(User.disabled.is_(False))).all()
+        for env in (sfo, lax):
+            expected = sorted(u.username for u in everyone if control.may_approve(u, env.id))
+            assert control.approvers(env.id) == expected
+        assert "alice" not in control.approvers(sfo.id, besides=_user("alice").id)

@@ -90,6 +90,38 @@ def visible_environment_ids(user: User, needed: str = "view") -> set[int] | None
     )
 
 
+def usernames_at_least(environment_id: int, needed: str, besides: int | None = None) -> list[str]:
+    """The enabled users with `needed` or more on the environment, by name (but the user
+    `besides`): through their own role or a group's, or a grant to them or to one of their
+    groups. One query."""
+    roles = [role for role, given in ROLE_LEVEL.items() if at_least(given, needed)]
+    enough = LEVELS[LEVEL_RANK[needed] :]
+    here = (EnvironmentGrant.environment_id == environment_id) & EnvironmentGrant.level.in_(enough)
+    granted_groups = select(EnvironmentGrant.group_id).where(
+        here, EnvironmentGrant.group_id.is_not(None)
+    )
+    role_groups = select(Group.id).where(Group.role.in_(roles))
+    members = select(GroupMember.user_id).where(
+        GroupMember.group_id.in_(granted_groups) | GroupMember.group_id.in_(role_groups)
+    )
+    granted_users = select(EnvironmentGrant.user_id).where(
+        here, EnvironmentGrant.user_id.is_not(None)
+    )
+    exists = select(Environment.id).where(Environment.id == environment_id).exists()
+    query = (
+        select(User.username)
+        .where(
+            User.disabled.is_(False),
+            exists,
+            User.role.in_(roles) | User.id.in_(granted_users) | User.id.in_(members),
+        )
+        .order_by(User.username)
+    )
+    if besides is not None:
+        query = query.where(User.id != besides)
+    return list(db.session.scalars(query))
+
+
 def audit_scope(user: User) -> set[int] | None:
     """The environments whose password activity (who saw what) the user may read: every one
     for auditors and admins (None), those they manage for everyone else (empty: none). It is

@@ -51,6 +51,7 @@ KINDS = {
     "access.approved": "A request for access to a sensitive credential was approved",
     "access.denied": "A request for access to a sensitive credential was denied",
     "access.break_glass": "A person opened a sensitive credential alone (break-glass)",
+    "policy.changed": "The rules for sensitive credentials changed (defaults or an environment's)",
 }
 SOURCE_LABELS = {
     "manager": "SDDC Manager",

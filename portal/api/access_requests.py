@@ -6,8 +6,10 @@ from __future__ import annotations
 from flask import abort, jsonify
 from flask_login import login_required
 
+from .. import audit
 from ..access.guards import (
     admin_required,
+    confirm_recent_auth,
     credential_for,
     environment_for,
     environment_level,
@@ -15,8 +17,10 @@ from ..access.guards import (
 )
 from ..control import gate, policies
 from ..control import requests as control
+from ..identity import tokens
 from ..identity.users import actor
 from ..models import AccessRequest
+from ..platform import transaction
 from ..platform.extensions import db
 from ..platform.http import json_error
 from . import schemas as s
@@ -34,7 +38,7 @@ def _answer(exc: control.RequestError):
 @admin_required
 @api_operation({200: s.Policy})
 def global_policy():
-    """The global default rules: they apply to environments without rules of their own."""
+    """The global default rules: they apply in every environment, which may add its own."""
     return jsonify(policies.describe(None))
 
 
@@ -53,8 +57,8 @@ def set_global_policy(body: s.PolicyIn):
 @login_required
 @api_operation({200: s.Policy})
 def environment_policy(env_id: int):
-    """Which credentials of the environment are sensitive and what they need: its own rules,
-    or the global defaults when it has none."""
+    """Which credentials of the environment are sensitive and what they need: the global
+    defaults, which apply everywhere, and the environment's own rules, which add to them."""
     return jsonify(policies.describe(environment_for(env_id, "view")))
 
 
@@ -64,8 +68,8 @@ def environment_policy(env_id: int):
 @recent_sign_in("policy.change")
 @api_operation({200: s.Policy}, s.PolicyIn)
 def set_environment_policy(env_id: int, body: s.PolicyIn):
-    """Replace the environment's rules (its managers and admins); an empty list lets the
-    global defaults apply again. Audited with the rules before and after."""
+    """Replace the environment's rules (its managers and admins): they add to the global
+    defaults, which they cannot relax. Audited with the rules before and after."""
     environment = environment_for(env_id, "manage")
     answer = policies.set_rules(environment, body, actor().username)
     gate.forget()
@@ -81,6 +85,10 @@ def request_access(cred_id: int, body: s.AccessRequestIn):
     policy allows it) the window opens at once, every possible approver is alerted, and the
     credential is rotated when the window closes."""
     cred = credential_for(cred_id, "reveal")
+    if body.break_glass:
+        refused = _break_glass_refused(cred_id)
+        if refused is not None:
+            return refused
     try:
         req = control.create(actor(), cred, body)
     except control.RequestError as exc:
@@ -88,16 +96,48 @@ def request_access(cred_id: int, body: s.AccessRequestIn):
     return jsonify(control.request_dict(req, cred)), 201
 
 
+def _break_glass_refused(cred_id: int):
+    """Break-glass is a person's emergency, as approving is a person's decision: it needs a
+    browser session (never an API token) signed in within 15 minutes, or the password again
+    (`confirm_password`). The refusal (403, audited `access.break_glass` denied), or None."""
+    if tokens.current() is not None:
+        reason, message = (
+            "api token",
+            "Break-glass needs a browser session: an API token may not open it.",
+        )
+        details = {"needs": "session"}
+    elif not confirm_recent_auth():
+        reason, message = (
+            "no sign-in within 15 minutes",
+            "Break-glass needs a recent sign-in. Confirm your password: send it as "
+            "confirm_password.",
+        )
+        details = {"needs": "recent_sign_in"}
+    else:
+        return None
+    audit.record(
+        "access.break_glass",
+        f"credential {cred_id}",
+        outcome="denied",
+        details={"credential_id": cred_id, "reason": reason},
+    )
+    transaction.keep()
+    return json_error(403, message, details)
+
+
 @bp.get("/access-requests")
 @login_required
 @api_operation({200: s.AccessRequestList}, query=s.AccessRequestQuery)
 def list_access_requests(query: s.AccessRequestQuery):
     """Requests the caller may see: their own, and those of the environments they may approve
-    in (`state=pending` is the approver's inbox; `mine=true` only their own)."""
+    in (`state=pending` is the approver's inbox; `state=open` the windows open now, among
+    them others' break-glass windows to review; `mine=true` only their own)."""
     user = actor()
+    pending, glass = control.inbox_counts(user)
     return jsonify(
         items=control.listing(user, query.state, query.mine),
-        pending_for_me=control.inbox_count(user),
+        pending_for_me=pending,
+        break_glass_open=glass,
     )
 
 

@@ -10,6 +10,8 @@ from sqlalchemy import select
 from .. import audit
 from ..access import grants
 from ..access.guards import environment_for, token_or_recent_auth
+from ..control import gate
+from ..control.requests import target_of
 from ..identity.users import actor
 from ..lifecycle import actions, expiry_checks, fleet_updates
 from ..models import Credential, CredentialAction, Endpoint
@@ -58,6 +60,29 @@ def _check_selection(credential_ids: list[int]) -> None:
         environment_for(environment_id, "manage")
 
 
+# Operations that set a password the caller chose (and so knows): on a sensitive credential
+# they need what reading its password needs (SDDC Manager's own rotate stays allowed).
+CHOSEN_PASSWORD = ("update", "remediate")
+
+
+def _refused_by_dual_control(operation: str, credential_ids: list[int], password: str | None):
+    """The 403 answer (audited `credential.<operation>.refused`) when a caller-chosen
+    password would be set on a credential the caller may not see the password of; None when
+    nothing stands in the way."""
+    if operation not in CHOSEN_PASSWORD or not password:
+        return None
+    creds = db.session.scalars(
+        select(Credential)
+        .where(Credential.id.in_(list(dict.fromkeys(credential_ids))))
+        .order_by(Credential.id)
+    ).all()
+    unmet = gate.withheld(actor(), creds)
+    cred = next((c for c in creds if c.id in unmet), None)
+    if cred is None:
+        return None
+    return gate.refuse(f"credential.{operation}", target_of(cred), cred, unmet[cred.id])
+
+
 @bp.post("/credentials/actions")
 @login_required
 @api_operation({202: s.ActionQueued, 200: s.ActionPlan}, s.ActionIn, errors=(403, 422))
@@ -77,6 +102,9 @@ def queue_action(body: s.ActionIn):
         if body.operation != "update" or password:
             raise FieldErrors({"generate_password": "Only for update, instead of a password."})
         password = actions.generate_password()
+    refused = _refused_by_dual_control(body.operation, body.credential_ids, body.password)
+    if refused is not None:
+        return refused
     if body.dry_run:
         try:
             if fleet:
@@ -162,6 +190,10 @@ def retry_action(action_id: int, body: s.RetryIn):
     action = _action(action_id)
     if not token_or_recent_auth():
         return refused_for_sign_in()
+    items = [i.credential_id for i in action.items if i.credential_id is not None]
+    refused = _refused_by_dual_control(action.operation, items, body.password)
+    if refused is not None:
+        return refused
     audit.record(
         f"credential.{action.operation}", "", outcome="retry", details={"action": action.id}
     )

@@ -72,10 +72,10 @@ def reveal_password(cred_id: int, body: s.RevealRequest):
     met (an open window of the caller's, a check-out they hold)."""
     cred = credential_for(cred_id, "reveal")
     action = "credential.copy" if body.purpose == "copy" else "credential.reveal"
+    ratelimit.enforce()  # refusals count too: probing the gate is rate-limited as reveals are
     unmet = gate.needs(actor(), cred)
     if unmet:
         return gate.refuse(action, credentials.audit_target(cred), cred, unmet)
-    ratelimit.enforce()
     password = credentials.reveal(cred)
     sightings.password_shown(
         action,
@@ -83,6 +83,7 @@ def reveal_password(cred_id: int, body: s.RevealRequest):
         cred.id,
         cred.environment_id,
         outcome="success" if password is not None else "empty",
+        details=gate.window_details(actor(), cred),
     )
     return jsonify(password=password)
 
@@ -122,17 +123,17 @@ def reveal_history_password(cred_id: int, entry_id: int):
     entry = db.session.get(PasswordHistory, entry_id)
     if entry is None or entry.credential_id != cred.id:
         abort(404, description="No such history entry.")
+    ratelimit.enforce()
     unmet = gate.needs(actor(), cred)
     if unmet:
         return gate.refuse("credential.history_reveal", credentials.audit_target(cred), cred, unmet)
-    ratelimit.enforce()
     password = credentials.reveal_history(entry)
     sightings.password_shown(
         "credential.history_reveal",
         credentials.audit_target(cred),
         cred.id,
         cred.environment_id,
-        details={"entry": entry.id},
+        details={"entry": entry.id, **gate.window_details(actor(), cred)},
     )
     return jsonify(password=password)
 

@@ -78,6 +78,46 @@ def open_window(user: User, cred: Credential) -> AccessRequest | None:
     return next((r for r in rows if r.changed_at_approval == cred.last_changed_at), None)
 
 
+def window_details(user: User, cred: Credential) -> dict:
+    """For the audit of a password shown within a window: the request and who approved it
+    (`break-glass` for a window opened alone); empty when the credential needs no approval."""
+    if "approval" not in match(cred).requires:
+        return {}
+    window = open_window(user, cred)
+    if window is None:
+        return {}
+    return {"request_id": window.id, "approver": _approver(window.kind, window.decider_name)}
+
+
+def _approver(kind: str, decider: str | None) -> str:
+    return "break-glass" if kind == "break_glass" else decider or ""
+
+
+def windows_of(user: User, cred_ids: Iterable[int]) -> dict[int, str]:
+    """The user's open windows on the credentials, each as `request:approver` (exports)."""
+    wanted = sorted(set(cred_ids))
+    if not wanted:
+        return {}
+    now = clock.now()
+    rows = db.session.execute(
+        select(
+            AccessRequest.credential_id,
+            AccessRequest.id,
+            AccessRequest.kind,
+            AccessRequest.decider_name,
+        ).where(
+            AccessRequest.credential_id.in_(wanted),
+            AccessRequest.requester_id == user.id,
+            AccessRequest.state == "approved",
+            AccessRequest.opens_at <= now,
+            AccessRequest.closes_at > now,
+        )
+    ).all()
+    return {
+        cred_id: f"{req_id}:{_approver(kind, decider)}" for cred_id, req_id, kind, decider in rows
+    }
+
+
 def checkout_holder(cred: Credential) -> CredentialCheckout | None:
     """The active check-out of the credential, if any (who holds it and until when)."""
     return db.session.scalar(

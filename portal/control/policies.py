@@ -1,5 +1,5 @@
-"""Which credentials are sensitive, and what they need: the rules of an environment, or the
-global default rules for environments without rules of their own.
+"""Which credentials are sensitive, and what they need: the global default rules, a minimum
+for every environment, and the rules an environment adds to them.
 
 A rule matches a credential when each of its fields matches (NULL: anything; resource,
 credential and account types compared without regard to case; `username` may hold `*`
@@ -9,9 +9,7 @@ and break-glass is allowed only when every matching rule allows it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 from flask import g, has_app_context
@@ -19,11 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from .. import audit
+from ..alerts import notifications
 from ..models import REQUIREMENTS, AccessPolicy, Credential, Environment
 from ..platform import clock
 from ..platform.extensions import db
 
 MAX_RULES = 100
+# The most `*` wildcards a username pattern may hold.
+MAX_STARS = 8
 # Where the gate keeps the rules it read for the request (or job) in progress (flask.g).
 CACHE = "control_rules"
 Requirement = Literal["approval", "checkout"]
@@ -56,6 +57,13 @@ class Rule(BaseModel):
         if any(ord(c) < 32 for c in value):
             raise ValueError("no control characters")
         return value or None
+
+    @field_validator("username")
+    @classmethod
+    def _few_stars(cls, value: str | None) -> str | None:
+        if value is not None and value.count("*") > MAX_STARS:
+            raise ValueError(f"at most {MAX_STARS} `*` wildcards")
+        return value
 
     @field_validator("requires")
     @classmethod
@@ -105,23 +113,13 @@ def stored_rules(environment_id: int | None) -> list[AccessPolicy]:
 
 
 def describe(environment: Environment | None) -> dict:
-    """The policy as the API and pages show it: the environment's own rules, the defaults,
-    and whether the defaults apply (the environment has no rules of its own)."""
+    """The policy as the API and pages show it: the environment's own rules (for the global
+    default: the defaults) and the defaults, which apply to every environment as well."""
     defaults = [rule_dict(r) for r in stored_rules(None)]
     if environment is None:
-        return {
-            "environment_id": None,
-            "rules": defaults,
-            "defaults": defaults,
-            "uses_defaults": True,
-        }
+        return {"environment_id": None, "rules": defaults, "defaults": defaults}
     own = [rule_dict(r) for r in stored_rules(environment.id)]
-    return {
-        "environment_id": environment.id,
-        "rules": own,
-        "defaults": defaults,
-        "uses_defaults": not own,
-    }
+    return {"environment_id": environment.id, "rules": own, "defaults": defaults}
 
 
 def _line(rules: list[dict]) -> str:
@@ -166,11 +164,25 @@ def set_rules(environment: Environment | None, policy: PolicyIn, actor_name: str
         g.pop(CACHE, None)  # the gate reads the new rules from now on
     after = [rule_dict(r) for r in stored_rules(env_id)]
     if before != after:
+        where = environment.name if environment else "global default"
         audit.record(
             "policy.change",
-            environment.name if environment else "global default",
+            where,
             details={
                 "environment_id": env_id or "",
+                "scope": "environment" if environment else "global default",
+                "before": _line(before),
+                "after": _line(after),
+            },
+        )
+        notifications.emit(
+            "policy.changed",
+            f"{actor_name} changed the rules for sensitive credentials ({where})",
+            f"{actor_name} changed the rules for sensitive credentials of {where}.\n"
+            f"Before: {_line(before)}\nAfter: {_line(after)}",
+            {
+                "environment": where,
+                "by": actor_name,
                 "before": _line(before),
                 "after": _line(after),
             },
@@ -178,9 +190,22 @@ def set_rules(environment: Environment | None, policy: PolicyIn, actor_name: str
     return describe(environment)
 
 
-@lru_cache(maxsize=256)
-def _pattern(text: str) -> re.Pattern:
-    return re.compile("^" + ".*".join(map(re.escape, text.split("*"))) + "$", re.IGNORECASE)
+def glob_match(pattern: str, value: str) -> bool:
+    """Whether `value` matches `pattern`, where `*` matches any characters (case ignored).
+    Linear: the fixed head and tail, then each segment found in order (leftmost is enough)."""
+    pattern, value = pattern.casefold(), value.casefold()
+    if "*" not in pattern:
+        return pattern == value
+    head, *middle, tail = pattern.split("*")
+    if len(head) + len(tail) > len(value) or not (value.startswith(head) and value.endswith(tail)):
+        return False
+    at, end = len(head), len(value) - len(tail)
+    for segment in middle:
+        found = value.find(segment, at, end)
+        if found < 0:
+            return False
+        at = found + len(segment)
+    return True
 
 
 def _same(wanted: str | None, value: str | None) -> bool:
@@ -193,7 +218,7 @@ def matches(rule: AccessPolicy, cred: Credential) -> bool:
         _same(rule.resource_type, cred.resource_type)
         and _same(rule.credential_type, cred.credential_type)
         and _same(rule.account_type, cred.account_type)
-        and (rule.username is None or bool(_pattern(rule.username).match(cred.username or "")))
+        and (rule.username is None or glob_match(rule.username, cred.username or ""))
     )
 
 
@@ -211,7 +236,8 @@ def combine(rules: list[AccessPolicy], cred: Credential) -> Match:
 
 
 def rules_by_environment(environment_ids: set[int]) -> dict[int, list[AccessPolicy]]:
-    """The rules that apply in each environment: its own, else the global default."""
+    """The rules that apply in each environment: the global defaults (a minimum, whatever
+    the environment's managers set), then its own."""
     if not environment_ids:
         return {}
     rows = db.session.scalars(
@@ -226,4 +252,4 @@ def rules_by_environment(environment_ids: set[int]) -> dict[int, list[AccessPoli
     for row in rows:
         own.setdefault(row.environment_id, []).append(row)
     defaults = own.get(None, [])
-    return {env_id: own.get(env_id) or defaults for env_id in environment_ids}
+    return {env_id: defaults + own.get(env_id, []) for env_id in environment_ids}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from .. import audit
 from ..access import grants
@@ -21,6 +21,7 @@ from ..models import AccessRequest, Credential, Environment, User
 from ..platform import clock
 from ..platform.clock import iso
 from ..platform.extensions import db
+from ..platform.security import MAX_PASSWORD
 from . import gate
 
 # The longest window a request may ask for, and how long a request waits for a decision.
@@ -51,16 +52,25 @@ class AccessRequestIn(BaseModel):
         description="An emergency: open the window at once, without an approver (every "
         "possible approver is alerted; the credential is rotated when the window closes)",
     )
+    confirm_password: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PASSWORD,
+        description="break_glass from a session signed in over 15 minutes ago: the password",
+        json_schema_extra={"writeOnly": True},
+    )
 
     @field_validator("reason", "ticket")
     @classmethod
     def _clean(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        if any(ord(c) < 32 and c not in "\n\t" for c in value):
-            raise ValueError("no control characters")
-        return value
+        return _text(value)
+
+    @field_validator("ticket")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and any(c in value for c in "\n\t"):
+            raise ValueError("one line: no line breaks or tabs")
+        return value or None
 
     @field_validator("reason")
     @classmethod
@@ -77,6 +87,21 @@ class DecisionIn(BaseModel):
 
     reason: str | None = Field(None, max_length=1000)
 
+    @field_validator("reason")
+    @classmethod
+    def _clean(cls, value: str | None) -> str | None:
+        return _text(value) or None
+
+
+def _text(value: str | None) -> str | None:
+    """Free text trimmed; control characters refused (line breaks and tabs allowed)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in value):
+        raise ValueError("no control characters")
+    return value
+
 
 def target_of(cred: Credential) -> str:
     env = db.session.get(Environment, cred.environment_id)
@@ -91,10 +116,7 @@ def may_approve(user: User, environment_id: int) -> bool:
 
 def approvers(environment_id: int, besides: int | None = None) -> list[str]:
     """Everyone who may approve requests in the environment (enabled accounts), but one."""
-    users = db.session.scalars(
-        select(User).where(User.disabled.is_(False)).order_by(User.username)
-    ).all()
-    return [u.username for u in users if u.id != besides and may_approve(u, environment_id)]
+    return grants.usernames_at_least(environment_id, "approve", besides)
 
 
 def request_dict(req: AccessRequest, cred: Credential | None = None) -> dict:
@@ -277,6 +299,22 @@ def _pending_for_decision(user: User, req: AccessRequest) -> Credential:
     return cred
 
 
+def _claim(req: AccessRequest, was: str, becomes: str) -> None:
+    """Move the request from state `was` to `becomes` in the database itself, only if it is
+    still `was` there: of two people deciding or ending it at once, the second waits for the
+    first and then finds nothing to change (409)."""
+    moved = db.session.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id == req.id, AccessRequest.state == was)
+        .values(state=becomes)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        db.session.refresh(req)
+        raise RequestError(409, f"Someone else got there first: the request is {req.state}.")
+    req.state = becomes
+
+
 def _state_now(req: AccessRequest) -> str:
     if req.state == "pending" and req.closes_at is not None and req.closes_at <= clock.now():
         return "expired"
@@ -287,6 +325,7 @@ def approve(user: User, req: AccessRequest, reason: str | None) -> AccessRequest
     """Approve a pending request: its window opens now, for the minutes asked."""
     cred = _pending_for_decision(user, req)
     now = clock.now()
+    _claim(req, "pending", "approved")
     req.decided_at = now
     req.decider_id = user.id
     req.decider_name = user.username
@@ -312,7 +351,7 @@ def deny(user: User, req: AccessRequest, reason: str | None) -> AccessRequest:
     if not reason:
         raise RequestError(422, "A denial needs a reason.", "reason")
     cred = _pending_for_decision(user, req)
-    req.state = "denied"
+    _claim(req, "pending", "denied")
     req.decided_at = clock.now()
     req.decider_id = user.id
     req.decider_name = user.username
@@ -341,21 +380,16 @@ def revoke(user: User, req: AccessRequest, reason: str | None) -> AccessRequest:
     cred = db.session.get(Credential, req.credential_id)
     was_pending = req.state == "pending"
     if was_pending:
-        req.state = "cancelled" if own else "denied"
+        _claim(req, "pending", "cancelled" if own else "denied")
         if not own:
             req.decided_at, req.decider_id, req.decider_name = now, user.id, user.username
             req.decision_reason = reason or "revoked"
     else:
-        req.state = "closed" if own else "revoked"
+        _claim(req, "approved", "closed" if own else "revoked")
         req.closes_at = min(req.closes_at or now, now)
     req.closed_reason = "ended by the requester" if own else f"revoked by {user.username}"
-    if (
-        cred is not None
-        and not was_pending
-        and req.kind == "break_glass"
-        and req.changed_at_approval == cred.last_changed_at
-    ):
-        owe_rotation(cred, now)
+    if cred is not None and not was_pending and req.kind == "break_glass":
+        owe_rotation(cred, now)  # whatever the password is now: the requester may know it
     audit.record(
         "access.revoke",
         target_of(cred) if cred else str(req.credential_id),
@@ -407,16 +441,30 @@ def listing(user: User, state: str | None, mine: bool, limit: int = 200) -> list
     return [request_dict(r, creds.get(r.credential_id)) for r in rows]
 
 
-def inbox_count(user: User) -> int:
-    """How many pending requests the user may decide (not their own)."""
+def inbox_counts(user: User) -> tuple[int, int]:
+    """What waits for the user as an approver (never their own): pending requests they may
+    decide, and break-glass windows open now that they may review and revoke. One query."""
     scope = grants.visible_environment_ids(user, "approve")
     if scope is not None and not scope:
-        return 0
-    query = select(AccessRequest.id).where(
-        AccessRequest.state == "pending",
-        AccessRequest.closes_at > clock.now(),
+        return 0, 0
+    now = clock.now()
+    glass = (AccessRequest.state == "approved") & (AccessRequest.kind == "break_glass")
+    query = select(
+        func.count().filter(AccessRequest.state == "pending"),
+        func.count().filter(glass),
+    ).where(
+        AccessRequest.state.in_(OPEN_STATES),
+        AccessRequest.closes_at > now,
+        (AccessRequest.state == "pending") | (AccessRequest.opens_at <= now),
         (AccessRequest.requester_id != user.id) | AccessRequest.requester_id.is_(None),
     )
     if scope is not None:
         query = query.where(AccessRequest.environment_id.in_(sorted(scope)))
-    return len(db.session.scalars(query.limit(1000)).all())
+    pending, opened = db.session.execute(query).one()
+    return int(pending), int(opened)
+
+
+def inbox_count(user: User) -> int:
+    """What the top bar counts for the user: pending requests they may decide and others'
+    break-glass windows open now."""
+    return sum(inbox_counts(user))

@@ -19,7 +19,7 @@ REQUEST_STATES = ("pending", "approved", "denied", "revoked", "expired", "closed
 class AccessPolicy(Model):
     """One rule: the credentials it matches (NULL = any; `username` may hold `*`) and what they
     need. Rules of an environment apply in `position` order; rules with no environment are the
-    global default, for environments without rules of their own."""
+    global default, a minimum in every environment (its own rules add to them)."""
 
     __tablename__ = "access_policies"
     __table_args__ = (Index("ix_access_policies_env_position", "environment_id", "position"),)

@@ -311,9 +311,12 @@ def _needs(items: list[dict], rows, user: User | None) -> None:
     unmet = gate.withheld(user, rows)
     sensitive = [item["id"] for item in items if item["requires"]]
     live = control_requests.live_for(user, sensitive)
+    matched = gate.matches_for(rows)
     for item in items:
         item["needs"] = unmet.get(item["id"], [])
         item["access"] = live.get(item["id"])
+        match = matched[item["id"]]
+        item["break_glass"] = match.break_glass if "approval" in match.requires else None
 
 
 def _account_key(cred: Credential) -> tuple:
@@ -443,6 +446,7 @@ def password_age(environment_id: int, threshold_days: int) -> dict:
         for low, high in AGE_BUCKETS
     ]
     stale, expiring = [], []
+    required = gate.requirements_for(creds)
     for cred in creds:
         age = (now - cred.last_changed_at).days
         for bucket in buckets:
@@ -453,10 +457,12 @@ def password_age(environment_id: int, threshold_days: int) -> dict:
                 break
         item = None
         if age > threshold_days:
-            item = {**credential_dict(cred), "age_days": age}
+            item = {**credential_dict(cred, requires=required[cred.id]), "age_days": age}
             stale.append(item)
         if (cred.expiry_status or "").upper() in EXPIRING_STATES:
-            expiring.append(item or {**credential_dict(cred), "age_days": age})
+            expiring.append(
+                item or {**credential_dict(cred, requires=required[cred.id]), "age_days": age}
+            )
     return {
         "threshold_days": threshold_days,
         "buckets": buckets,

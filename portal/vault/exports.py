@@ -8,6 +8,7 @@ import re
 import tempfile
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import BinaryIO
 
 import xlsxwriter
@@ -18,9 +19,9 @@ from .. import audit
 from ..access import ratelimit
 from ..access.guards import visible_ids
 from ..audit import sightings
-from ..control import gate
+from ..control import gate, policies
 from ..identity.users import actor
-from ..models import Environment
+from ..models import AccessPolicy, Credential, Environment
 from ..platform import clock
 from ..platform.crypto import CREDENTIAL_PASSWORD, cipher
 from ..platform.extensions import db
@@ -60,6 +61,51 @@ class Marks:
 
     requires: dict[int, tuple[str, ...]] = field(default_factory=dict)
     withheld: dict[int, list[str]] = field(default_factory=dict)
+    # The allow-list the rows are judged by as they stream: the rules at the time of the
+    # check per environment (None: no rule then) and the defaults for an environment made
+    # since, and the sensitive credentials permitted then, with the change time they had.
+    rules: dict[int, list[AccessPolicy]] | None = None
+    defaults: list[AccessPolicy] = field(default_factory=list)
+    permitted: dict[int, datetime] = field(default_factory=dict)
+    # The windows those were permitted by (`credential:request:approver`), for the audit.
+    windows: str = ""
+
+
+def _detached(rule: AccessPolicy) -> AccessPolicy:
+    """A copy of a rule outside any session: the rows are read after the request ends."""
+    return AccessPolicy(
+        resource_type=rule.resource_type,
+        credential_type=rule.credential_type,
+        account_type=rule.account_type,
+        username=rule.username,
+        requires=rule.requires,
+        break_glass=rule.break_glass,
+    )
+
+
+def dual_control_marks(env_id: int | None, filters: CredentialFilters, within) -> Marks:
+    """What dual control leaves out of an export for the person asking, now: the sensitive
+    credentials of the view and what they require, those withheld, and the allow-list
+    (rules and permitted credentials) that judges every row as it is streamed."""
+    if not gate.in_force():
+        return Marks()
+    rows = gate_rows(env_id, filters, within)
+    required = {i: r for i, r in gate.requirements_for(rows).items() if r}
+    withheld = gate.withheld(actor(), rows)
+    environments = set(db.session.scalars(select(Environment.id)))
+    rules = {
+        env: [_detached(r) for r in found]
+        for env, found in policies.rules_by_environment(environments).items()
+    }
+    permitted = {
+        row.id: row.last_changed_at
+        for row in rows
+        if required.get(row.id) and row.id not in withheld
+    }
+    defaults = [_detached(r) for r in policies.stored_rules(None)]
+    windows = gate.windows_of(actor(), permitted)
+    used = " ".join(f"{cred_id}:{windows[cred_id]}" for cred_id in sorted(windows))
+    return Marks(required, withheld, rules, defaults, permitted, used)
 
 
 # Rows read from the database at a time, and the size of the pieces an export is sent in.
@@ -86,6 +132,7 @@ class _Reader:
         marks = marks or Marks()
         self.requires = marks.requires
         self.withheld = marks.withheld
+        self.marks = marks
         self.columns = (
             COLUMNS
             + ((REQUIRES_COLUMN,) if self.requires else ())
@@ -99,6 +146,22 @@ class _Reader:
             result = connection.execution_options(yield_per=BATCH).execute(self.query)
             for row in result:
                 yield self._cells(row)
+
+    def _needs(self, cred_id, env_id, rtype, ctype, atype, user, changed) -> list[str] | None:
+        """What a streamed row's password still needs (None: it may be shown): withheld at
+        the time of the check, or sensitive by the rules and not permitted then as it is now
+        (a credential created or changed since is left out)."""
+        known = self.withheld.get(cred_id)
+        if known is not None or self.marks.rules is None:
+            return known
+        fields = Credential(
+            resource_type=rtype, credential_type=ctype, account_type=atype, username=user
+        )
+        rules = self.marks.rules.get(env_id, self.marks.defaults)
+        required = policies.combine(rules, fields).requires
+        if not required or self.marks.permitted.get(cred_id) == changed:
+            return None
+        return list(required)
 
     def _cells(self, row) -> tuple[list[str], str]:
         (
@@ -118,7 +181,7 @@ class _Reader:
             expiry_status,
             cred_id,
         ) = row
-        needs = self.withheld.get(cred_id)
+        needs = self._needs(cred_id, env_id, rtype, ctype, atype, user, changed)
         if needs is not None or blob is None:
             password = ""
         else:
@@ -296,11 +359,7 @@ def respond(
     ratelimit.enforce()
     env_id = environment.id if environment else None
     # Dual control: passwords the person may not see now are left out, and the file says so.
-    marks = Marks()
-    if gate.in_force():
-        rows = gate_rows(env_id, filters, within)
-        required = {i: r for i, r in gate.requirements_for(rows).items() if r}
-        marks = Marks(required, gate.withheld(actor(), rows))
+    marks = dual_control_marks(env_id, filters, within)
     withheld = marks.withheld
     body, headers, count, ids = prepare(environment, fmt, filters, within, marks)
     target = environment.name if environment else sightings.ALL_ENVIRONMENTS
@@ -308,7 +367,11 @@ def respond(
         # Committed with the request, before the first byte is sent; the exported list goes
         # with it (who saw which password: portal.audit.seen).
         shown = [i for i in ids if i not in withheld] if withheld else ids
-        extra = {"rows": count, "withheld": len(withheld)} if withheld else {"rows": count}
+        extra: dict[str, int | str] = {"rows": count}
+        if withheld:
+            extra["withheld"] = len(withheld)
+        if marks.windows:
+            extra["windows"] = marks.windows
         sightings.exported(target, {**details, **extra}, shown)
         if withheld:
             audit.record(

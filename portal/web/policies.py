@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from ..access.guards import admin_required, recent_sign_in
+from ..alerts import channels
 from ..control import gate, policies
 from ..identity.users import actor
-from ..models import Environment
+from ..models import Environment, NotificationChannel
 from ..platform.extensions import db
 
 bp = Blueprint("policies", __name__)
@@ -50,6 +52,15 @@ def save(environment: Environment | None) -> str | None:
     return None
 
 
+def break_glass_heard() -> bool:
+    """Whether an enabled notification channel carries `access.break_glass` (else a
+    break-glass alert reaches nobody: only the inbox and the top bar show it)."""
+    enabled = db.session.scalars(
+        select(NotificationChannel).where(NotificationChannel.enabled.is_(True))
+    )
+    return any("access.break_glass" in channels.events_of(c) for c in enabled)
+
+
 def page(environment: Environment | None, action: str):
     """The policy form of an environment (or of the defaults)."""
     return render_template(
@@ -58,6 +69,7 @@ def page(environment: Environment | None, action: str):
         policy=policies.describe(environment),
         action=action,
         blank_rows=BLANK_ROWS,
+        break_glass_heard=break_glass_heard(),
     )
 
 
@@ -69,7 +81,7 @@ def _refused():
 @bp.get("/settings/policies")
 @admin_required
 def defaults():
-    """The global default rules, for environments without rules of their own."""
+    """The global default rules: a minimum in every environment."""
     return page(None, url_for("policies.save_defaults"))
 
 

@@ -39,6 +39,9 @@ export function requestAccess(item, opener, onDone) {
   const ticket = el("input", { id: "access-ticket", name: "ticket", type: "text", maxlength: "128" });
   const glass = el("input", { id: "access-break-glass", name: "break_glass", type: "checkbox" });
   const error = el("p", { className: "field-error", id: "access-reason-error", role: "alert" });
+  // Break-glass from a sign-in over 15 minutes old asks for the password again.
+  const reauth = el("input", { id: "access-reauth", name: "confirm_password", type: "password", autocomplete: "current-password" });
+  const reauthRow = el("div", { hidden: true }, el("label", { for: "access-reauth" }, "Your password (break-glass needs a recent sign-in)"), reauth);
   const submit = el("button", { type: "submit", className: "primary" }, "Ask for access");
   const cancel = el("button", { type: "button" }, "Cancel");
   const form = el("form", { className: "request-form" },
@@ -49,7 +52,8 @@ export function requestAccess(item, opener, onDone) {
       el("label", { for: "access-minutes" }, "Minutes (at most 480)"), minutes,
       el("label", { for: "access-ticket" }, "Ticket (optional)"), ticket,
       item.break_glass === false ? null : el("label", { className: "choice" }, glass,
-        "Emergency: break the glass (opens at once without approval; every approver is alerted and the password is rotated afterwards)")),
+        "Emergency: break the glass (opens at once without approval; every approver is alerted and the password is rotated afterwards)"),
+      reauthRow),
     el("div", { className: "dialog-foot" }, cancel, submit));
   const dialog = el("dialog", { "aria-labelledby": "access-title" }, form);
   glass.addEventListener("change", function () { submit.textContent = glass.checked ? "Break the glass" : "Ask for access"; });
@@ -62,6 +66,7 @@ export function requestAccess(item, opener, onDone) {
     const body = { reason: reason.value.trim(), minutes: parseInt(minutes.value, 10) || 0 };
     if (ticket.value.trim()) body.ticket = ticket.value.trim();
     if (glass.checked) body.break_glass = true;
+    if (glass.checked && !reauthRow.hidden && reauth.value) body.confirm_password = reauth.value;
     try {
       const made = await post(api.accessRequests(item.id), body);
       dialog.close();
@@ -70,6 +75,13 @@ export function requestAccess(item, opener, onDone) {
         : "Access requested; approvers were told. You can reveal once one approves.");
       if (onDone) onDone(made);
     } catch (e) {
+      reauth.value = "";
+      if (e.status === 403 && /confirm_password/.test(e.message)) {
+        reauthRow.hidden = false;
+        error.textContent = "Your sign-in is older than 15 minutes: type your password to break the glass.";
+        reauth.focus();
+        return;
+      }
       const field = Object.keys(e.details || {}).find(function (key) { return key !== "field"; });
       error.textContent = e.message + (field && e.details[field] && field !== "needs" ? " " + field + ": " + e.details[field] : "");
       reason.setAttribute("aria-invalid", "true");

@@ -67,6 +67,15 @@ async function load() {
           el("td", { className: "row-actions" }, el("div", { className: "buttons" },
             stepButton(item, "approve", "Approve", "primary"), stepButton(item, "deny", "Deny", "danger")))];
       });
+    const glass = open.items.filter(function (item) { return item.kind === "break_glass" && item.requester !== me.username; });
+    fill("glass", "Break-glass windows open now", glass,
+      ["Credential", "Requester", "Reason", "Opened", "Closes", "Actions"], function (item) {
+        return [el("td", { className: "cell-text" }, subject(item)),
+          el("td", { dataset: { label: "Requester" } }, item.requester, " ", badge("break_glass", "Break-glass")), reasonCell(item),
+          el("td", { dataset: { label: "Opened" } }, timeEl(item.opens_at)),
+          el("td", { dataset: { label: "Closes" } }, timeEl(item.closes_at)),
+          el("td", { className: "row-actions" }, stepButton(item, "revoke", "Revoke", "danger"))];
+      });
     fill("open-windows", "Open windows", open.items,
       ["Credential", "Requester", "Approved by", "Closes", "Actions"], function (item) {
         return [el("td", { className: "cell-text" }, subject(item)),
@@ -83,8 +92,9 @@ async function load() {
           el("td", { dataset: { label: "Decided by" } }, item.decider || "—"),
           el("td", { className: "row-actions" }, live ? stepButton(item, "revoke", item.state === "pending" ? "Cancel" : "End now") : "")];
       });
-    say(inbox.length === 0 ? "Nothing waits for your decision." :
-      inbox.length + " request" + (inbox.length === 1 ? " waits" : "s wait") + " for your decision.");
+    say((inbox.length === 0 ? "Nothing waits for your decision." :
+      inbox.length + " request" + (inbox.length === 1 ? " waits" : "s wait") + " for your decision.") +
+      (glass.length ? " " + glass.length + " break-glass window" + (glass.length === 1 ? " is" : "s are") + " open." : ""));
   } catch (e) {
     say("Could not load the requests: " + e.message);
   }

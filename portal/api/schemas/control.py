@@ -25,13 +25,14 @@ RequestState = Literal["pending", "approved", "denied", "revoked", "expired", "c
 
 
 class Policy(BaseModel):
-    """The rules of an environment (or the global default) and the defaults beside them."""
+    """The rules of an environment (or the global default) and the defaults, which apply to
+    every environment as well: an environment's rules add to them."""
 
     environment_id: int | None = Field(description="null: the global default rules")
     rules: list[Rule] = Field(description="The environment's own rules (or the defaults)")
-    defaults: list[Rule] = Field(description="The global default rules")
-    uses_defaults: bool = Field(
-        description="The environment has no rules of its own: the defaults apply to it"
+    defaults: list[Rule] = Field(
+        description="The global default rules: they apply in every environment, whatever its "
+        "own rules (a credential needs everything the matching rules of both ask)"
     )
 
 
@@ -67,6 +68,9 @@ class AccessRequestList(BaseModel):
 
     items: list[AccessRequestOut]
     pending_for_me: int = Field(description="Pending requests the caller may decide")
+    break_glass_open: int = Field(
+        description="Others' break-glass windows open now that the caller may review and revoke"
+    )
 
 
 class AccessRequestQuery(BaseModel):

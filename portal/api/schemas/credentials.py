@@ -67,6 +67,11 @@ class Credential(BaseModel):
         None,
         description="In lists and searches: the caller's pending request or open window on it",
     )
+    break_glass: bool | None = Field(
+        None,
+        description="In lists and searches, for a credential that needs approval: whether its "
+        "rules allow break-glass (null: it needs no approval)",
+    )
     rotation_due: bool = Field(
         False, description="A rotation is owed (after a check-out or a break-glass window)"
     )
