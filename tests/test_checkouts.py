@@ -409,6 +409,23 @@ def test_a_rule_that_asks_for_a_check_out_lets_only_the_holder_reveal(app, admin
     assert again.status_code == 403 and again.json["details"]["needs"] == ["checkout"]
 
 
+def test_a_check_out_past_its_time_no_longer_opens_the_password(app, admin, readonly, lab):
+    """Between its time running out and the job ending it, a check-out lets nobody reveal:
+    not its holder, whose time is over, and not the others, until it has ended."""
+    sim, env = lab
+    cred = _creds(app, env["id"], 1)[0]
+    rule = {"username": cred["username"], "requires": ["checkout"]}
+    answer = admin.api("PUT", f"/api/v1/environments/{env['id']}/policies", json={"rules": [rule]})
+    assert answer.status_code == 200, answer.json
+    assert _checkout(readonly, cred["id"], minutes=5).status_code == 201
+    assert _password(readonly, cred["id"])
+    clock.offset = timedelta(minutes=6)
+    late = readonly.api("POST", f"/api/v1/credentials/{cred['id']}/reveal", json={})
+    assert late.status_code == 403 and late.json["details"]["needs"] == ["checkout"]
+    other = admin.api("POST", f"/api/v1/credentials/{cred['id']}/reveal", json={})
+    assert other.status_code == 403 and other.json["details"]["held_by"] == "bob"
+
+
 def test_a_break_glass_window_is_rotated_by_the_queue_once_it_closes(app, admin, readonly, lab):
     sim, env = lab
     cred = _creds(app, env["id"], 1)[0]

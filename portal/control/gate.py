@@ -130,14 +130,18 @@ def checkout_holder(cred: Credential) -> CredentialCheckout | None:
 def needs(user: User, cred: Credential) -> list[str]:
     """The requirements not met now for `user` to see `cred`'s password (current or
     former), in order: "approval" without an open window of theirs; "checkout" when the
-    rule asks for one they do not hold, and whenever another person holds one."""
+    rule asks for one they do not hold (or whose time has run out), and whenever another person
+    holds one."""
     required = match(cred).requires
     unmet: list[str] = []
     if "approval" in required and open_window(user, cred) is None:
         unmet.append("approval")
     holder = checkout_holder(cred)
     held_by_other = holder is not None and holder.holder_id != user.id
-    if held_by_other or ("checkout" in required and holder is None):
+    # The holder's own check-out counts until its time: the job ends it within seconds, and
+    # the password is then owed a rotation. Others stay refused until it has ended.
+    holds = holder is not None and not held_by_other and holder.due_at > clock.now()
+    if held_by_other or ("checkout" in required and not holds):
         unmet.append("checkout")
     return unmet
 
