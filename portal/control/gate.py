@@ -196,11 +196,15 @@ def withheld(user: User, rows: Iterable[Any]) -> dict[int, list[str]]:
     if not rows:
         return {}
     checked = db.session.execute(
-        select(CredentialCheckout.credential_id, CredentialCheckout.holder_id).where(
-            CredentialCheckout.ended_at.is_(None)
-        )
+        select(
+            CredentialCheckout.credential_id,
+            CredentialCheckout.holder_id,
+            CredentialCheckout.due_at,
+        ).where(CredentialCheckout.ended_at.is_(None))
     ).all()
-    held = {cred_id: holder for cred_id, holder in checked}
+    now = clock.now()
+    held = {cred_id: holder for cred_id, holder, _ in checked}
+    own = {cred_id for cred_id, holder, due in checked if holder == user.id and due > now}
     required = requirements_for(rows)
     if not held and not any(required.values()):
         return {}
@@ -210,9 +214,8 @@ def withheld(user: User, rows: Iterable[Any]) -> dict[int, list[str]]:
         unmet = []
         if "approval" in required[row.id] and windows.get(row.id) != _changed(row):
             unmet.append("approval")
-        holder = held.get(row.id, None)
-        if (row.id in held and holder != user.id) or (
-            "checkout" in required[row.id] and row.id not in held
+        if (row.id in held and held[row.id] != user.id) or (
+            "checkout" in required[row.id] and row.id not in own
         ):
             unmet.append("checkout")
         if unmet:
