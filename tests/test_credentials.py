@@ -34,3 +34,19 @@ def test_pages_and_exports_read_the_same_filters(app, synced):
     assert page["total"] == len(rows) == len(hosts)
     assert [row[1] for row in rows] == hosts
     assert absent["total"] == 0
+
+
+def test_dual_control_reads_the_view_in_batches_by_id(app, synced):
+    """The rows an export's dual-control check reads come in batches of their own, in id
+    order, each id once, the view's filters applied."""
+    _, env = synced
+    filters = CredentialFilters(resource_type="ESXI", sort="-hostname")
+    with app.app_context():
+        wanted = [
+            row.id for row in db.session.execute(credentials.export_query(env["id"], filters))
+        ]
+        batches = list(credentials.gate_rows(env["id"], filters, batch=3))
+    ids = [row.id for batch in batches for row in batch]
+    assert len(wanted) > 6 and len(batches) == -(-len(wanted) // 3)
+    assert all(len(batch) <= 3 for batch in batches)
+    assert ids == sorted(wanted)

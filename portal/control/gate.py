@@ -189,9 +189,12 @@ def in_force() -> bool:
     return db.session.scalar(held) is not None
 
 
-def withheld(user: User, rows: Iterable[Any]) -> dict[int, list[str]]:
+def withheld(
+    user: User, rows: Iterable[Any], required: dict[int, tuple[str, ...]] | None = None
+) -> dict[int, list[str]]:
     """Of credentials (or rows with their id, environment and matched fields), those whose
-    password `user` may not see now, with what each needs: for exports."""
+    password `user` may not see now, with what each needs: for exports. `required`: what
+    their rules ask, when the caller has it already (credentials absent from it ask nothing)."""
     rows = list(rows)
     if not rows:
         return {}
@@ -205,17 +208,19 @@ def withheld(user: User, rows: Iterable[Any]) -> dict[int, list[str]]:
     now = clock.now()
     held = {cred_id: holder for cred_id, holder, _ in checked}
     own = {cred_id for cred_id, holder, due in checked if holder == user.id and due > now}
-    required = requirements_for(rows)
+    if required is None:
+        required = requirements_for(rows)
     if not held and not any(required.values()):
         return {}
     windows = _window_ids(user)
     out: dict[int, list[str]] = {}
     for row in rows:
         unmet = []
-        if "approval" in required[row.id] and windows.get(row.id) != _changed(row):
+        asks = required.get(row.id, ())
+        if "approval" in asks and windows.get(row.id) != _changed(row):
             unmet.append("approval")
         if (row.id in held and held[row.id] != user.id) or (
-            "checkout" in required[row.id] and row.id not in own
+            "checkout" in asks and row.id not in own
         ):
             unmet.append("checkout")
         if unmet:

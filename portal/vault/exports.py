@@ -89,21 +89,25 @@ def dual_control_marks(env_id: int | None, filters: CredentialFilters, within) -
     (rules and permitted credentials) that judges every row as it is streamed."""
     if not gate.in_force():
         return Marks()
-    rows = gate_rows(env_id, filters, within)
-    required = {i: r for i, r in gate.requirements_for(rows).items() if r}
-    withheld = gate.withheld(actor(), rows)
+    person = actor()
+    required: dict[int, tuple[str, ...]] = {}
+    withheld: dict[int, list[str]] = {}
+    permitted: dict[int, datetime] = {}
+    for rows in gate_rows(env_id, filters, within):
+        needs = {i: r for i, r in gate.requirements_for(rows).items() if r}
+        held = gate.withheld(person, rows, needs)
+        required.update(needs)
+        withheld.update(held)
+        permitted.update(
+            (row.id, row.last_changed_at) for row in rows if row.id in needs and row.id not in held
+        )
     environments = set(db.session.scalars(select(Environment.id)))
     rules = {
         env: [_detached(r) for r in found]
         for env, found in policies.rules_by_environment(environments).items()
     }
-    permitted = {
-        row.id: row.last_changed_at
-        for row in rows
-        if required.get(row.id) and row.id not in withheld
-    }
     defaults = [_detached(r) for r in policies.stored_rules(None)]
-    windows = gate.windows_of(actor(), permitted)
+    windows = gate.windows_of(person, permitted)
     used = " ".join(f"{cred_id}:{windows[cred_id]}" for cred_id in sorted(windows))
     return Marks(required, withheld, rules, defaults, permitted, used)
 
