@@ -464,3 +464,32 @@ def test_a_stray_404_on_a_9_1_estate_fails_and_keeps_everything(app, admin):
     assert stored(app) == before
     shown = admin.client.get(f"/api/v1/environments/{env['id']}").json["fleet"]
     assert shown["api_detected"] == "VCF 9.1 fleet password management"
+
+
+@pytest.mark.parametrize(
+    ("mode", "path", "words"),
+    [
+        ("500", "/lcm/locker/api/passwords$", "HTTP 500"),
+        ("403", "/lcm/locker/api/passwords$", "access denied"),
+        ("500", "/lcm/locker/api/v2/passwords/", "HTTP 500"),
+    ],
+)
+def test_9_1_with_a_failing_locker_stores_status_and_expiry_and_keeps_the_values(
+    app, admin, mode, path, words
+):
+    app.config.update(VCF_RETRY_BACKOFF=0.01)
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        before = stored(app)
+        sim.fleet_rotate(1)
+        sim.inject_failure(mode, count=20, path_prefix=path)
+        run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "partial", run
+    assert "the fleet management locker at" in run["error"] and words in run["error"]
+    assert "stored passwords are unchanged" in run["error"]
+    assert "decryption password" not in run["error"]
+    assert run["counts"]["changed"] == 0 and run["counts"]["absent"] == 0
+    after = stored(app)
+    assert [row[:4] for row in after[0]] == [row[:4] for row in before[0]]
+    assert after[1] == before[1]

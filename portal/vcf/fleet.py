@@ -59,6 +59,9 @@ DECRYPT_PATH = "/lcm/locker/api/v2/passwords/{vmid}/decrypted"
 API_91 = "VCF 9.1 fleet password management"
 API_90 = "VCF 9.0 fleet management locker"
 
+# The error_code of the locker's refusal of the decryption password (fails the source).
+DECRYPTION_REFUSED = "LOCKER_DECRYPTION_PASSWORD_REFUSED"
+
 PAGE_SIZE = 200
 MAX_PAGES = 1000  # 200,000 accounts: a server that never ends its pages stops here
 
@@ -366,6 +369,7 @@ class FleetClient:
                     "(the fleet appliance's root password): nothing was changed; enter the "
                     "current root password of the fleet appliance",
                     status=exc.status,
+                    error_code=DECRYPTION_REFUSED,
                 ) from None
             raise
         finally:
@@ -460,18 +464,24 @@ class FleetClient:
     def _values_by_alias(self) -> dict[str, str]:
         """The locker's values by alias (9.1: password management names them by alias)."""
         try:
-            entries = self.locker_entries()
+            values: dict[str, str] = {}
+            for entry in self.locker_entries():
+                alias = _text(entry.get("alias"))
+                if alias and alias not in values:
+                    values[alias] = self.decrypt(entry["vmid"])
+            return values
         except VcfError as exc:
-            if exc.kind != "not_found":
-                raise
-            self.notes.append("the locker did not answer (HTTP 404): no values read")
+            if exc.error_code == DECRYPTION_REFUSED:
+                raise  # a wrong decryption password fails the source: nothing is changed
+            # The accounts' status and expiry are still stored; no stored value changes.
+            if exc.kind == "not_found":
+                self.notes.append("the locker did not answer (HTTP 404): no values read")
+            else:
+                self.notes.append(
+                    f"the fleet management locker at {self._where} failed ({exc}): no values "
+                    "read, the stored passwords are unchanged"
+                )
             return {}
-        values: dict[str, str] = {}
-        for entry in entries:
-            alias = _text(entry.get("alias"))
-            if alias and alias not in values:
-                values[alias] = self.decrypt(entry["vmid"])
-        return values
 
     def probe(self) -> int:
         """Log in (detecting the API) and count the accounts or locker entries."""
