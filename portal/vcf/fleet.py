@@ -183,6 +183,7 @@ class FleetClient:
         self.decryptions = 0
         # What the caller should tell the operator about an incomplete answer.
         self.notes: list[str] = []
+        self._ambiguous: set[str] = set()
 
     def __enter__(self) -> FleetClient:
         return self
@@ -422,7 +423,8 @@ class FleetClient:
         accounts = self.password_accounts()
         values: dict[str, str] = {}
         if accounts and self._locker_password:
-            values = self._values_by_alias()
+            wanted = {a for a in (_text(x.get("passwordAlias")) for x in accounts) if a}
+            values = self._values_by_alias(wanted)
         elif accounts:
             self.notes.append(
                 "fleet password management lists no values: set the locker decryption "
@@ -437,7 +439,7 @@ class FleetClient:
                 raise VcfError("malformed", f"password account {index} has no FQDN or user name")
             alias = _text(account.get("passwordAlias"))
             password = values.get(alias) if alias else None
-            if password is None and values:
+            if password is None and values and alias not in self._ambiguous:
                 missing += 1
             domain = _text(account.get("vcfDomainId"))
             results.append(
@@ -461,15 +463,31 @@ class FleetClient:
             self.notes.append(f"{missing} accounts have no entry in the locker: no value read")
         return results
 
-    def _values_by_alias(self) -> dict[str, str]:
-        """The locker's values by alias (9.1: password management names them by alias)."""
+    def _values_by_alias(self, wanted: set[str]) -> dict[str, str]:
+        """The locker's values of the aliases `wanted` (9.1: password management names its
+        accounts' values by alias); an alias that several entries share gets no value."""
         try:
-            values: dict[str, str] = {}
+            vmids: dict[str, set[str]] = {}
             for entry in self.locker_entries():
                 alias = _text(entry.get("alias"))
-                if alias and alias not in values:
-                    values[alias] = self.decrypt(entry["vmid"])
-            return values
+                if alias in wanted:
+                    vmids.setdefault(alias, set()).add(entry["vmid"])
+            ambiguous = sorted(alias for alias, found in vmids.items() if len(found) > 1)
+            self._ambiguous = set(ambiguous)
+            if ambiguous:
+                shown = ", ".join(clean_text(a, 80) for a in ambiguous[:3])
+                more = f" and {len(ambiguous) - 3} more" if len(ambiguous) > 3 else ""
+                self.notes.append(
+                    f"{len(ambiguous)} aliases name several locker entries ({shown}{more}): "
+                    "no value read for them"
+                )
+            # Only the aliases the accounts name, each once: the root password is used as
+            # little as possible.
+            return {
+                alias: self.decrypt(next(iter(found)))
+                for alias, found in sorted(vmids.items())
+                if len(found) == 1
+            }
         except VcfError as exc:
             if exc.error_code == DECRYPTION_REFUSED:
                 raise  # a wrong decryption password fails the source: nothing is changed

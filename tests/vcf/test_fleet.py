@@ -325,3 +325,33 @@ def test_the_same_account_keeps_its_key_on_9_0_and_9_1():
     common = types["9.0"].keys() & types["9.1"].keys()
     assert len(common) >= 4
     assert {k: types["9.0"][k] for k in common} == {k: types["9.1"][k] for k in common}
+
+
+def test_an_alias_that_several_locker_entries_share_gets_no_value():
+    with Simulator(credentials=20, seed=4, installer_version="9.1") as sim:
+        accounts = sim.fleet_accounts()
+        shared = accounts[0].alias
+
+        def twin(query, body):
+            if body["passwords"]:
+                first = body["passwords"][0]
+                # a second entry with the first account's alias, and one no account names
+                body["passwords"].append({**first, "vmid": "twin-vmid", "alias": shared})
+                body["passwords"].append({**first, "vmid": "lonely", "alias": "no account"})
+                body["total"] += 2
+            return body
+
+        _altered(sim, "_locker_page", twin)
+        sim.reset_hits()
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            fetched = client.fetch_credentials()
+            decryptions = client.decryptions
+            notes = client.notes
+    by_alias = {(i.hostname, i.username): i.password for i in fetched}
+    assert by_alias[(accounts[0].fqdn, accounts[0].username)] is None
+    assert any("1 aliases name several locker entries" in n and shared in n for n in notes)
+    assert not any("no entry in the locker" in n for n in notes)
+    others = [a for a in accounts[1:]]
+    assert all(by_alias[(a.fqdn, a.username)] == a.password for a in others)
+    assert decryptions == len(others)
+    assert sum(n for k, n in sim.hits.items() if k.endswith("/decrypted")) == len(others)
