@@ -89,7 +89,7 @@ APPLIANCE_LABELS = {
 # 9.0: the locker entry's alias and description name the product; first match wins (the
 # collector before Operations, Operations for Logs and for Networks before Operations).
 _APPLIANCE_WORDS = (
-    ("CLOUD_PROXY", ("cloud proxy", "cloud-proxy", "cloudproxy", "collector", "opsc")),
+    ("CLOUD_PROXY", ("cloud proxy", "cloudproxy", "collector", "opsc")),
     ("LOG_MANAGEMENT", ("for logs", "log management", "loginsight", "log insight", "vrli")),
     ("VCF_OPS_NETWORK", ("for networks", "networks", "vrni", "opsnet")),
     ("VCF_SERVICES_RUNTIME", ("services runtime", "vsp")),
@@ -110,23 +110,39 @@ def appliance_label(appliance: str | None) -> str:
     return APPLIANCE_LABELS.get(appliance, appliance)
 
 
+def _word_pattern(needles: tuple[str, ...]) -> re.Pattern[str]:
+    """Whole words (a number may follow: ``auto01``), never part of another word: "vsp" is
+    not in "vsphere", "ops" not in "devops", "auto" not in "autoscale"."""
+    phrases = (r"[^a-z0-9]+".join(map(re.escape, needle.split())) for needle in needles)
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(phrases) + r")[0-9]*(?![a-z0-9])")
+
+
+_APPLIANCE_PATTERNS = tuple(
+    (appliance, _word_pattern(needles)) for appliance, needles in _APPLIANCE_WORDS
+)
+
+
 def appliance_from_text(*texts: str | None) -> str:
-    """The appliance type a 9.0 locker entry names in its alias or description."""
+    """The appliance type a 9.0 locker entry names in its alias or description (whole
+    words; UNKNOWN when none is named)."""
     words = " ".join(t for t in texts if t).lower()
-    for appliance, needles in _APPLIANCE_WORDS:
-        if any(needle in words for needle in needles):
+    for appliance, pattern in _APPLIANCE_PATTERNS:
+        if pattern.search(words):
             return appliance
     return "UNKNOWN"
 
 
 def fqdn_from_text(*texts: str | None) -> str | None:
-    """The first fully qualified name in a locker entry's alias or description."""
+    """The first fully qualified name in a locker entry's alias or description; a domain
+    that follows ``@`` (``administrator@vsphere.local``) is a user's, not a host."""
     for text in texts:
         if not text:
             continue
-        match = _FQDN.search(text)
-        if match and not match.group(1).replace(".", "").isdigit():
-            return match.group(1).rstrip(".")
+        for match in _FQDN.finditer(text):
+            name = match.group(1)
+            if text[: match.start(1)].endswith("@") or name.replace(".", "").isdigit():
+                continue
+            return name.rstrip(".")
     return None
 
 

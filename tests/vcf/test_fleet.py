@@ -355,3 +355,29 @@ def test_an_alias_that_several_locker_entries_share_gets_no_value():
     assert all(by_alias[(a.fqdn, a.username)] == a.password for a in others)
     assert decryptions == len(others)
     assert sum(n for k, n in sim.hits.items() if k.endswith("/decrypted")) == len(others)
+
+
+@pytest.mark.parametrize(
+    ("alias", "description", "appliance"),
+    [
+        ("vsphere-admin", "vSphere administrator", "UNKNOWN"),
+        ("devops-svc", "DevOps service user", "UNKNOWN"),
+        ("autoscale-bot", None, "UNKNOWN"),
+        ("sfo-vsp01.sfo.rainpole.io vmware-system-user", None, "VCF_SERVICES_RUNTIME"),
+        ("sfo-auto01.sfo.rainpole.io admin", None, "VCF_AUTOMATION"),
+        ("sfo-ops01 root", None, "VCF_OPERATIONS"),
+        ("x", "Cloud-Proxy root", "CLOUD_PROXY"),
+    ],
+)
+def test_locker_texts_are_read_by_whole_words(alias, description, appliance):
+    assert appliance_from_text(alias, description) == appliance
+
+
+def test_a_domain_after_an_at_sign_is_not_the_host():
+    assert fqdn_from_text("administrator@vsphere.local") is None
+    assert fqdn_from_text("administrator@vsphere.local on sfo-vc01.sfo.rainpole.io") == (
+        "sfo-vc01.sfo.rainpole.io"
+    )
+    assert fqdn_from_text("svc@rainpole.io", "sfo-ops01.sfo.rainpole.io admin") == (
+        "sfo-ops01.sfo.rainpole.io"
+    )
