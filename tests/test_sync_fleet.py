@@ -114,7 +114,8 @@ def test_every_management_appliance_account_synced_with_its_password(app, admin,
         uses = db.session.scalars(
             select(AuditEvent).where(AuditEvent.action == "fleet.locker_password.use")
         ).all()
-        assert len(uses) == 1 and uses[0].actor == "scheduler"
+        # "Sync now": the person who asked is the actor, never "scheduler"
+        assert len(uses) == 1 and uses[0].actor == run["requested_by"] != "scheduler"
         assert json.loads(uses[0].details)["decryptions"] == str(len(truth))
         secret = estate.fleet_root_password
         every = db.session.scalars(select(AuditEvent)).all()
@@ -493,3 +494,38 @@ def test_9_1_with_a_failing_locker_stores_status_and_expiry_and_keeps_the_values
     after = stored(app)
     assert [row[:4] for row in after[0]] == [row[:4] for row in before[0]]
     assert after[1] == before[1]
+
+
+@pytest.mark.parametrize("where", ["crash", "store", "interrupted", "finish"])
+def test_every_run_that_decrypted_is_audited_with_who_asked(app, admin, monkeypatch, where):
+    """The locker password's use is audited whatever ends the run after the fetch: a crash,
+    a failed write, an interruption, or an end that cannot be recorded."""
+    from portal.sync import runs
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated")
+
+    if where == "crash":
+        monkeypatch.setattr(runs, "_set_phase", broken)
+    elif where == "store":
+        monkeypatch.setattr(runs, "apply_fetch", broken)
+    elif where == "interrupted":
+
+        def interrupted(*args, **kwargs):
+            raise runs._NoLongerOurs(0)
+
+        monkeypatch.setattr(runs, "apply_fetch", interrupted)
+    else:
+        monkeypatch.setattr(runs, "_finish", lambda *args, **kwargs: False)
+    app.config.update(SYNC_RECORD_FAILURE_SECONDS=0)
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim)
+        run = run_sync(app, admin, env["id"], "fleet")
+        accounts = len(sim.fleet_accounts())
+    with app.app_context():
+        uses = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "fleet.locker_password.use")
+        ).all()
+    assert len(uses) == 1, where
+    assert uses[0].actor == run["requested_by"] != "scheduler"
+    assert json.loads(uses[0].details) == {"run": str(run["id"]), "decryptions": str(accounts)}

@@ -4,12 +4,16 @@ locker decryption password, and notes on an incomplete answer."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from .. import audit
 from ..environments.service import locker_password
 from ..models import Endpoint
+from ..platform.extensions import db
 from ..vcf import EndpointSettings, FetchedCredential, FleetClient, client_for
+
+log = logging.getLogger("portal.sync")
 
 
 @dataclass
@@ -38,17 +42,33 @@ def fetch_source(
                 facts.notes = list(client.notes)
 
 
-def record_facts(endpoint: Endpoint | None, facts: SourceFacts, target: str, run_id: int) -> None:
-    """Keep which API answered on the endpoint, and audit the locker password's use (never
-    its value), in the caller's transaction."""
-    if endpoint is None or endpoint.source != "fleet":
-        return
-    if facts.api_detected:
+def record_facts(endpoint: Endpoint | None, facts: SourceFacts) -> None:
+    """Keep which API answered on the endpoint, in the caller's transaction."""
+    if endpoint is not None and endpoint.source == "fleet" and facts.api_detected:
         endpoint.api_detected = facts.api_detected
-    if facts.decryptions:
+
+
+def audit_locker_use(facts: SourceFacts, target: str, run_id: int, actor: str) -> None:
+    """Audit the locker decryption password's use (never its value) as soon as the fetch
+    ends, whatever its outcome, in a transaction of its own: a run that crashes, fails to
+    store, is interrupted or cannot record its end still leaves the record. `actor` is who
+    asked for the run (the scheduler for a scheduled one)."""
+    if not facts.decryptions:
+        return
+    try:
         audit.record(
             "fleet.locker_password.use",
             target,
-            actor="scheduler",
+            actor=actor,
             details={"run": run_id, "decryptions": facts.decryptions},
+        )
+        db.session.commit()
+    except Exception as exc:  # noqa: BLE001 - the run goes on; the failure is logged loudly
+        db.session.rollback()
+        log.error(
+            "sync run %s: the use of the locker decryption password (%d decryptions) could "
+            "not be audited (%s)",
+            run_id,
+            facts.decryptions,
+            type(exc).__name__,
         )
