@@ -20,6 +20,8 @@ EXCHANGE_PATH = "/suite-api/api/auth/token/exchange"
 class OpsTransport(ApiTransport):
     """VCF Operations: an OpsToken from token/acquire, exchanged for the fleet Bearer token."""
 
+    product = "VCF Operations"
+
     def __init__(self, settings: EndpointSettings, session: requests.Session | None) -> None:
         super().__init__("fleet", settings, session)
         self.auth_sources = ["localItem", "local"]
@@ -92,6 +94,8 @@ class OpsTransport(ApiTransport):
 
 class BasicTransport(ApiTransport):
     """The fleet management locker: HTTP Basic with the endpoint's account on every call."""
+
+    product = "the fleet management locker"
 
     def __init__(self, settings: EndpointSettings, session: requests.Session | None) -> None:
         super().__init__("fleet", settings, session)

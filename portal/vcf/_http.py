@@ -79,6 +79,8 @@ class ApiTransport:
     # How the token is sent: "Authorization: <scheme> <token>" (fleet management's transports
     # use OpsToken and Basic).
     auth_scheme = "Bearer"
+    # Who answers, in error messages (the fleet transports name VCF Operations or the locker).
+    product = ""
 
     def __init__(
         self, source: str, settings: EndpointSettings, session: requests.Session | None
@@ -386,8 +388,15 @@ class ApiTransport:
         secrets: tuple[str, ...] = (),
     ) -> VcfError:
         log.warning("%s %s %s failed: HTTP %d", self.source, method, path, response.status_code)
+        product = self.product or ("VCF Installer" if self.source == "installer" else "")
         return failures.status_error(
-            response, method, path, self.settings, self._own_secrets(secrets), after_relogin
+            response,
+            method,
+            path,
+            self.settings,
+            self._own_secrets(secrets),
+            after_relogin,
+            product or failures.MANAGER,
         )
 
     def _own_secrets(self, secrets: tuple[str, ...] = ()) -> tuple[str, ...]:

@@ -379,7 +379,9 @@ class FleetClient:
                 secrets=(self._locker_password,),
             )
         except VcfError as exc:
-            if exc.kind in ("rejected", "forbidden") or (exc.kind == "auth" and exc.status != 401):
+            # Only the decryption's own refusal (HTTP 400) means a wrong decryption password;
+            # a 403 is the account's, told as such by the transport.
+            if exc.kind == "rejected":
                 raise VcfError(
                     "auth",
                     f"fleet management {self._where} refused the locker decryption password "

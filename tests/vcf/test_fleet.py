@@ -381,3 +381,40 @@ def test_a_domain_after_an_at_sign_is_not_the_host():
     assert fqdn_from_text("svc@rainpole.io", "sfo-ops01.sfo.rainpole.io admin") == (
         "sfo-ops01.sfo.rainpole.io"
     )
+
+
+@pytest.mark.parametrize(
+    ("version", "mode", "path", "words"),
+    [
+        (
+            "9.0",
+            "403",
+            "/lcm/locker/api/v2/passwords/",
+            "by the fleet management locker (HTTP 403)",
+        ),
+        ("9.0", "403", "/lcm/locker/api/passwords$", "by the fleet management locker (HTTP 403)"),
+        ("9.1", "403", "/suite-api/api/fleet-management/", "by VCF Operations (HTTP 403)"),
+    ],
+)
+def test_failures_name_the_surface_and_a_403_is_not_the_decryption_password(
+    version, mode, path, words
+):
+    with Simulator(credentials=20, seed=4, installer_version=version) as sim:
+        sim.inject_failure(mode, count=5, path_prefix=path)
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            with pytest.raises(VcfError) as caught:
+                client.fetch_credentials()
+    message = str(caught.value)
+    assert caught.value.kind == "forbidden"
+    assert words in message
+    assert "SDDC Manager" not in message and "ADMIN role" not in message
+    assert "decryption password" not in message
+
+
+def test_a_refused_update_names_vcf_operations():
+    with Simulator(credentials=20, seed=4, installer_version="9.1") as sim:
+        account = sim.fleet_accounts()[0]
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            with pytest.raises(VcfError) as caught:
+                client.update_password(account.key, "not-current", "New-Passw0rd!x", None)
+    assert str(caught.value).startswith("VCF Operations refused PUT")
