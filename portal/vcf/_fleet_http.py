@@ -50,7 +50,8 @@ class OpsTransport(ApiTransport):
             self._renew_at = time.monotonic() + lifetime - 120.0
             return
         if not 200 <= exchanged.status_code < 300:
-            raise self._status_error(exchanged, "POST", EXCHANGE_PATH)
+            # The OpsToken is not yet the transport's own token: masked by name.
+            raise self._status_error(exchanged, "POST", EXCHANGE_PATH, secrets=(ops_token,))
         body = self._json(exchanged, "POST", EXCHANGE_PATH)
         token = token_in(body, ("token", "accessToken", "access_token"))
         if token is None:

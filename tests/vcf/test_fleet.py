@@ -418,3 +418,23 @@ def test_a_refused_update_names_vcf_operations():
             with pytest.raises(VcfError) as caught:
                 client.update_password(account.key, "not-current", "New-Passw0rd!x", None)
     assert str(caught.value).startswith("VCF Operations refused PUT")
+
+
+def test_the_ops_token_is_masked_in_a_failed_exchange():
+    with Simulator(credentials=20, seed=4, installer_version="9.1") as sim:
+        surface = sim._fleet
+        original = surface.route
+        seen = []
+
+        def echo(method, path, query, body, authorization):
+            if path.endswith("/auth/token/exchange"):  # a server that echoes the token
+                seen.append(authorization.split(" ", 1)[1])
+                return 500, {"message": f"cannot exchange {authorization}"}
+            return original(method, path, query, body, authorization)
+
+        surface.route = echo
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            with pytest.raises(VcfError) as caught:
+                client.detect()
+    assert seen and seen[0] not in str(caught.value)
+    assert "cannot exchange OpsToken" in str(caught.value)
