@@ -62,6 +62,9 @@ API_90 = "VCF 9.0 fleet management locker"
 # The error_code of the locker's refusal of the decryption password (fails the source).
 DECRYPTION_REFUSED = "LOCKER_DECRYPTION_PASSWORD_REFUSED"
 
+# Transport failures after which a request was certainly not sent.
+NOT_SENT = ("tls", "dns", "refused")
+
 PAGE_SIZE = 200
 MAX_PAGES = 1000  # 200,000 accounts: a server that never ends its pages stops here
 
@@ -371,6 +374,7 @@ class FleetClient:
                 "is not set for this fleet management endpoint",
             )
         path = DECRYPT_PATH.format(vmid=quote(vmid, safe=""))
+        sent = True
         try:
             body = self._locker.request_json(
                 "POST",
@@ -390,9 +394,12 @@ class FleetClient:
                     status=exc.status,
                     error_code=DECRYPTION_REFUSED,
                 ) from None
+            # No connection, no name, no TLS: the password never left (nothing to audit).
+            sent = exc.kind not in NOT_SENT
             raise
         finally:
-            self.decryptions += 1
+            if sent:
+                self.decryptions += 1
         value = body.get("password") if isinstance(body, dict) else None
         if not isinstance(value, str):
             raise VcfError("malformed", "the locker's decrypted answer holds no password")
@@ -519,11 +526,14 @@ class FleetClient:
                 )
             return {}
 
-    def probe(self) -> int:
-        """Log in (detecting the API) and count the accounts or locker entries."""
+    def probe(self) -> int | None:
+        """Log in (detecting the API) and read one page of one item: the number of accounts
+        or locker entries reported (None when the page reports none)."""
         if self.detect() == API_91:
-            return len(self.password_accounts())
-        return len(self.locker_entries())
+            items, total = self._accounts_page(0, 1)
+        else:
+            items, total = self._locker_page(0, 0, 1)
+        return total if total is not None else (None if items else 0)
 
 
 def _text(value: Any) -> str | None:

@@ -438,3 +438,30 @@ def test_the_ops_token_is_masked_in_a_failed_exchange():
                 client.detect()
     assert seen and seen[0] not in str(caught.value)
     assert "cannot exchange OpsToken" in str(caught.value)
+
+
+def test_the_connection_test_reads_one_page_of_one(monkeypatch, estate):
+    monkeypatch.setattr(fleet_module, "PAGE_SIZE", 2)
+    estate.reset_hits()
+    with FleetClient(_settings(estate), estate.fleet_root_password) as client:
+        assert client.probe() == len(estate.fleet_accounts())
+    hits = estate.hits
+    listed = hits["POST /suite-api/api/fleet-management/password-management/accounts/query"]
+    locker = hits["GET /lcm/locker/api/passwords"]
+    assert (listed, locker) == ((1, 0) if estate.fleet_version == "9.1" else (0, 2))
+    assert not any(key.endswith("/decrypted") for key in hits)
+
+
+def test_a_decryption_never_sent_is_not_counted():
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with Simulator(credentials=20, seed=4, installer_version="9.0") as sim:
+        settings = _settings(sim, port=port, retries=0)
+    with FleetClient(settings, "Root-Pw-1!") as client:
+        with pytest.raises(VcfError) as caught:
+            client.decrypt("some-vmid")
+        assert caught.value.kind == "refused"
+        assert client.decryptions == 0
