@@ -202,9 +202,8 @@ class ApiTransport:
         response = self._send("POST", TOKENS_PATH, json_body=body, auth=False, retry=True)
         if response.status_code in (400, 401, 403):
             log.warning("%s: login refused: HTTP %d", self.source, response.status_code)
-            user = clean_text(self.settings.username, 120)
             suffix = "" if response.status_code == 401 else f" (HTTP {response.status_code})"
-            raise VcfError("auth", f"bad credentials for user {user}{suffix}", status=401)
+            raise failures.bad_credentials(self.settings, suffix)
         if not 200 <= response.status_code < 300:
             raise self._status_error(response, "POST", TOKENS_PATH)
         pair = self._json(response, "POST", TOKENS_PATH)

@@ -107,6 +107,12 @@ def tls_error(
 MANAGER = "SDDC Manager"
 
 
+def bad_credentials(settings: EndpointSettings, suffix: str = "") -> VcfError:
+    """A refused login, naming the user (never the password); `suffix` says where or how."""
+    user = clean_text(settings.username, 120)
+    return VcfError("auth", f"bad credentials for user {user}{suffix}", status=401)
+
+
 def status_error(
     response: requests.Response,
     method: str,

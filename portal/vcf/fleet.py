@@ -47,7 +47,7 @@ import requests
 
 from ._fleet_http import BasicTransport, OpsTransport, token_in
 from ._http import clean_text, log
-from .models import EndpointSettings, FetchedCredential, VcfError
+from .models import EndpointSettings, FetchedCredential, VcfError, text_of
 from .paging import PageCheck, reported_int
 
 ACCOUNTS_QUERY_PATH = "/suite-api/api/fleet-management/password-management/accounts/query"
@@ -157,7 +157,7 @@ def credential_type(username: str, reported: Any = None) -> str:
     """The account's credential type, part of its key, the same on 9.1 and 9.0: 9.1's
     ``credentialType`` when given, else SSH for the appliances' shell users, API for others
     (so an estate moving from the 9.0 locker to 9.1 keeps its rows and history)."""
-    given = _text(reported)
+    given = text_of(reported)
     if given:
         return given.strip().upper()
     return "SSH" if username in _SSH_USERS else "API"
@@ -311,7 +311,7 @@ class FleetClient:
         items: list[dict[str, Any]] = []
         for page in range(MAX_PAGES):
             chunk, total = read_page(page, len(items), PAGE_SIZE)
-            check.add(page, [_text(item.get(id_key)) for item in chunk], total)
+            check.add(page, [text_of(item.get(id_key)) for item in chunk], total)
             items.extend(chunk)
             if check.ended(len(chunk), PAGE_SIZE):
                 check.complete()
@@ -423,9 +423,11 @@ class FleetClient:
             )
         results = []
         for entry in entries:
-            alias = _text(entry.get("alias"))
-            description = _text(entry.get("passwordDescription")) or _text(entry.get("description"))
-            username = _text(entry.get("userName")) or _text(entry.get("username")) or ""
+            alias = text_of(entry.get("alias"))
+            description = text_of(entry.get("passwordDescription")) or text_of(
+                entry.get("description")
+            )
+            username = text_of(entry.get("userName")) or text_of(entry.get("username")) or ""
             host = fqdn_from_text(alias, description) or alias or self.settings.host
             appliance = appliance_from_text(alias, description)
             results.append(
@@ -448,7 +450,7 @@ class FleetClient:
         accounts = self.password_accounts()
         values: dict[str, str] = {}
         if accounts and self._locker_password:
-            wanted = {a for a in (_text(x.get("passwordAlias")) for x in accounts) if a}
+            wanted = {a for a in (text_of(x.get("passwordAlias")) for x in accounts) if a}
             values = self._values_by_alias(wanted)
         elif accounts:
             self.notes.append(
@@ -458,15 +460,15 @@ class FleetClient:
         results = []
         missing = 0
         for index, account in enumerate(accounts):
-            host = _text(account.get("applianceFqdn"))
-            username = _text(account.get("userName"))
+            host = text_of(account.get("applianceFqdn"))
+            username = text_of(account.get("userName"))
             if not host or username is None:
                 raise VcfError("malformed", f"password account {index} has no FQDN or user name")
-            alias = _text(account.get("passwordAlias"))
+            alias = text_of(account.get("passwordAlias"))
             password = values.get(alias) if alias else None
             if password is None and values and alias not in self._ambiguous:
                 missing += 1
-            domain = _text(account.get("vcfDomainId"))
+            domain = text_of(account.get("vcfDomainId"))
             results.append(
                 FetchedCredential(
                     source="fleet",
@@ -474,14 +476,14 @@ class FleetClient:
                     username=username,
                     password=password,
                     credential_type=credential_type(username, account.get("credentialType")),
-                    account_type=_text(account.get("accountType")) or "",
-                    resource_type=_text(account.get("appliance")) or "UNKNOWN",
-                    resource_id=_text(account.get("applianceOpsResourceId")),
+                    account_type=text_of(account.get("accountType")) or "",
+                    resource_type=text_of(account.get("appliance")) or "UNKNOWN",
+                    resource_id=text_of(account.get("applianceOpsResourceId")),
                     domain_names=(domain,) if domain else (),
-                    remote_id=_text(account.get("passwordAccountKey")),
+                    remote_id=text_of(account.get("passwordAccountKey")),
                     modified_at=_stamp(account.get("lastPasswordUpdateTimestamp")),
                     expiry_date=expiry_iso(account.get("expiryDate")),
-                    expiry_status=_text(account.get("status")),
+                    expiry_status=text_of(account.get("status")),
                 )
             )
         if missing:
@@ -494,7 +496,7 @@ class FleetClient:
         try:
             vmids: dict[str, set[str]] = {}
             for entry in self.locker_entries():
-                alias = _text(entry.get("alias"))
+                alias = text_of(entry.get("alias"))
                 if alias in wanted:
                     vmids.setdefault(alias, set()).add(entry["vmid"])
             ambiguous = sorted(alias for alias, found in vmids.items() if len(found) > 1)
@@ -534,10 +536,6 @@ class FleetClient:
         else:
             items, total = self._locker_page(0, 0, 1)
         return total if total is not None else (None if items else 0)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
 
 
 def _stamp(value: Any) -> str | None:
