@@ -237,3 +237,66 @@ def test_fleet_management_on_postgresql(tmp_path, pg_url):
     finally:
         with app.app_context():
             db.engine.dispose()
+
+
+def test_fleet_strings_longer_than_their_columns_on_postgresql(tmp_path, pg_url):
+    """A server's type or status longer than its column is clipped; a key longer than its
+    column fails the sync cleanly, with nothing stored changed (PostgreSQL refuses what
+    SQLite keeps)."""
+    from sqlalchemy import func, select
+
+    from portal.models import Credential
+
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    with app.app_context():
+        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    admin = Portal(client_for(app))
+    assert admin.login("alice").status_code == 302
+    long_key = {"on": False}
+    try:
+        with Simulator(credentials=30, seed=6, installer_version="9.1") as sim:
+            surface = sim._fleet
+            original = surface._query
+
+            def long_strings(query, body):
+                status, answer = original(query, body)
+                for row in answer["vcfPasswordAccounts"]:
+                    row["appliance"] = "VCF_" + "X" * 100
+                    row["status"] = "EXPIRING_" + "S" * 50
+                    if long_key["on"]:
+                        row["passwordAccountKey"] = "k" * 200 + row["passwordAccountKey"]
+                return status, answer
+
+            surface._query = long_strings
+            fleet = {
+                "host": sim.host,
+                "port": sim.port,
+                "username": sim.installer_username,
+                "password": sim.installer_password,
+                "ca_pem": sim.ca_pem,
+                "locker_password": sim.fleet_root_password,
+            }
+            created = admin.api("POST", "/api/v1/environments", json={"name": "v", "fleet": fleet})
+            assert created.status_code == 201, created.json
+            env_id = created.json["id"]
+            run = run_sync(app, admin, env_id, "fleet")
+            assert run["state"] == "success", run
+            with app.app_context():
+                rows = db.session.execute(
+                    select(Credential.resource_type, Credential.expiry_status)
+                ).all()
+            assert rows and all(r == ("VCF_" + "X" * 60, "EXPIRING_" + "S" * 23) for r in rows)
+            long_key["on"] = True
+            run = run_sync(app, admin, env_id, "fleet")
+            assert run["state"] == "failed", run
+            assert "a fleet account's remote id is longer" in run["error"]
+            assert "longer than the 128 characters the portal keeps" in run["error"]
+            assert run["counts"]["absent"] == 0
+            with app.app_context():
+                assert db.session.scalar(
+                    select(func.count()).select_from(Credential).where(Credential.present)
+                ) == len(rows)
+    finally:
+        with app.app_context():
+            db.engine.dispose()

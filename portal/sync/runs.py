@@ -25,7 +25,7 @@ from ..platform.clock import iso
 from ..platform.database import changed_rows
 from ..platform.extensions import app_object, db
 from ..vcf import VcfError
-from .sources import SourceFacts, audit_locker_use, fetch_source, record_facts
+from .sources import SourceFacts, audit_locker_use, fetch_source, fit_columns, record_facts
 from .store import Counts, apply_fetch
 
 log = logging.getLogger("portal.sync")
@@ -349,6 +349,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
             fetched = fetch_source(endpoint, settings, facts) if fetch is None else fetch(settings)
         finally:
             audit_locker_use(facts, target, run.id, run.requested_by or "scheduler")
+        fetched = fit_columns(fetched)
     except VcfError as exc:
         log.warning("sync %s failed: %s", target, audit.clean(exc))
         db.session.rollback()

@@ -5,13 +5,13 @@ locker decryption password, and notes on an incomplete answer."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import audit
 from ..environments.service import locker_password
-from ..models import Endpoint
+from ..models import Credential, Endpoint
 from ..platform.extensions import db
-from ..vcf import EndpointSettings, FetchedCredential, FleetClient, client_for
+from ..vcf import EndpointSettings, FetchedCredential, FleetClient, VcfError, client_for
 
 log = logging.getLogger("portal.sync")
 
@@ -40,6 +40,54 @@ def fetch_source(
                 facts.api_detected = client.api_detected
                 facts.decryptions = client.decryptions
                 facts.notes = list(client.notes)
+
+
+# What names an account (clipped, two accounts could become one: refused) and what only
+# describes it (clipped to its column), by FetchedCredential field and Credential column.
+_IDENTITY = {
+    "hostname": "hostname",
+    "username": "username",
+    "credential_type": "credential_type",
+    "remote_id": "remote_id",
+}
+_DESCRIPTIVE = {
+    "account_type": "account_type",
+    "resource_type": "resource_type",
+    "resource_id": "resource_id",
+    "resource_ip": "resource_ip",
+    "modified_at": "remote_modified_at",
+    "expiry_date": "expiry_date",
+    "expiry_status": "expiry_status",
+    "auto_rotate_next": "auto_rotate_next",
+}
+
+
+def _length(column: str) -> int:
+    return getattr(Credential.__table__.c[column].type, "length", None) or 1 << 30
+
+
+def fit_columns(items: list[FetchedCredential]) -> list[FetchedCredential]:
+    """The fetched credentials as the database can hold them: a descriptive value longer than
+    its column (a type, a status, a date) is clipped; a name longer than its column (host,
+    user, credential type, remote id) fails the fetch cleanly (VcfError) rather than the
+    write halfway (PostgreSQL refuses what SQLite would keep)."""
+    fitted = []
+    for item in items:
+        for name, column in _IDENTITY.items():
+            value = getattr(item, name)
+            if isinstance(value, str) and len(value) > _length(column):
+                raise VcfError(
+                    "malformed",
+                    f"a {item.source} account's {name.replace('_', ' ')} is longer than the "
+                    f"{_length(column)} characters the portal keeps: nothing was stored",
+                )
+        clipped = {
+            name: value[: _length(column)]
+            for name, column in _DESCRIPTIVE.items()
+            if isinstance(value := getattr(item, name), str) and len(value) > _length(column)
+        }
+        fitted.append(replace(item, **clipped) if clipped else item)
+    return fitted
 
 
 def record_facts(endpoint: Endpoint | None, facts: SourceFacts) -> None:

@@ -61,7 +61,7 @@ def _metadata(item: FetchedCredential) -> tuple:
         item.resource_type or "",
         item.resource_id,
         item.resource_ip,
-        ", ".join(item.domain_names),
+        ", ".join(item.domain_names)[: Credential.__table__.c.domain.type.length],
         item.remote_id,
         item.modified_at,
         item.expiry_date,
