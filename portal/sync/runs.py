@@ -349,7 +349,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
             fetched = fetch_source(endpoint, settings, facts) if fetch is None else fetch(settings)
         finally:
             audit_locker_use(facts, target, run.id, run.requested_by or "scheduler")
-        fetched = fit_columns(fetched)
+        fetched = fit_columns(fetched) if run.source == "fleet" else fetched
     except VcfError as exc:
         log.warning("sync %s failed: %s", target, audit.clean(exc))
         db.session.rollback()
