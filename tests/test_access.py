@@ -4,7 +4,7 @@ level on an environment (none, view, reveal, manage)."""
 from __future__ import annotations
 
 import pytest
-from support import PASSWORD, create_env
+from support import PASSWORD, create_env, fleet_body
 
 from portal.models import Credential, CredentialAction, EnvironmentGrant, User
 from portal.platform.crypto import CREDENTIAL_PASSWORD, cipher
@@ -204,15 +204,7 @@ def lab(app, admin, sim):
     """An environment (SDDC Manager and fleet management) with one credential and one action;
     carol (auditor) and dave (member)."""
     env = create_env(admin, sim)
-    fleet = {
-        "host": sim.host,
-        "port": sim.port,
-        "username": sim.installer_username,
-        "password": sim.installer_password,
-        "ca_pem": sim.ca_pem,
-        "locker_password": sim.fleet_root_password,
-        "sync_enabled": False,
-    }
+    fleet = fleet_body(sim, sync_enabled=False)
     added = admin.api("PATCH", f"/api/v1/environments/{env['id']}", json={"fleet": fleet})
     assert added.status_code == 200, added.json
     with app.app_context():

@@ -14,6 +14,7 @@ from support import (
     Portal,
     client_for,
     create_env,
+    fleet_body,
     free_port,
     make_app,
     run_sync,
@@ -186,6 +187,17 @@ def test_a_large_first_sync_refreshes_the_planner_statistics(tmp_path, pg_url):
         conn.close()
 
 
+def _admin_on(tmp_path, pg_url):
+    """A portal on PostgreSQL with an admin signed in."""
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    with app.app_context():
+        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    admin = Portal(client_for(app))
+    assert admin.login("alice").status_code == 302
+    return app, admin
+
+
 def test_fleet_management_on_postgresql(tmp_path, pg_url):
     """The fleet endpoint's columns (the locker password, the API detected), its sync, the
     environment list's query and key rotation, on PostgreSQL."""
@@ -195,28 +207,13 @@ def test_fleet_management_on_postgresql(tmp_path, pg_url):
     from portal.ops import maintenance
     from portal.platform.crypto import LOCKER_PASSWORD, cipher
 
-    app = make_app(tmp_path, DATABASE_URL=pg_url)
-    with app.app_context():
-        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
-        db.session.commit()
-    admin = Portal(client_for(app))
-    assert admin.login("alice").status_code == 302
+    app, admin = _admin_on(tmp_path, pg_url)
     try:
         with Simulator(credentials=40, seed=6, installer_version="9.0") as sim:
             created = admin.api(
                 "POST",
                 "/api/v1/environments",
-                json={
-                    "name": "vcf9",
-                    "fleet": {
-                        "host": sim.host,
-                        "port": sim.port,
-                        "username": sim.installer_username,
-                        "password": sim.installer_password,
-                        "ca_pem": sim.ca_pem,
-                        "locker_password": sim.fleet_root_password,
-                    },
-                },
+                json={"name": "vcf9", "fleet": fleet_body(sim)},
             )
             assert created.status_code == 201, created.json
             env_id = created.json["id"]
@@ -247,12 +244,7 @@ def test_fleet_strings_longer_than_their_columns_on_postgresql(tmp_path, pg_url)
 
     from portal.models import Credential
 
-    app = make_app(tmp_path, DATABASE_URL=pg_url)
-    with app.app_context():
-        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
-        db.session.commit()
-    admin = Portal(client_for(app))
-    assert admin.login("alice").status_code == 302
+    app, admin = _admin_on(tmp_path, pg_url)
     long_key = {"on": False}
     try:
         with Simulator(credentials=30, seed=6, installer_version="9.1") as sim:
@@ -269,15 +261,9 @@ def test_fleet_strings_longer_than_their_columns_on_postgresql(tmp_path, pg_url)
                 return status, answer
 
             surface._query = long_strings
-            fleet = {
-                "host": sim.host,
-                "port": sim.port,
-                "username": sim.installer_username,
-                "password": sim.installer_password,
-                "ca_pem": sim.ca_pem,
-                "locker_password": sim.fleet_root_password,
-            }
-            created = admin.api("POST", "/api/v1/environments", json={"name": "v", "fleet": fleet})
+            created = admin.api(
+                "POST", "/api/v1/environments", json={"name": "v", "fleet": fleet_body(sim)}
+            )
             assert created.status_code == 201, created.json
             env_id = created.json["id"]
             run = run_sync(app, admin, env_id, "fleet")

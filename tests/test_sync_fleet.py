@@ -12,7 +12,7 @@ import time
 
 import pytest
 from sqlalchemy import select
-from support import PASSWORD, run_sync
+from support import PASSWORD, fleet_body, run_sync
 
 from portal import sync
 from portal.alerts import notifications
@@ -30,19 +30,6 @@ from portal.platform.crypto import LOCKER_PASSWORD, cipher
 from portal.platform.extensions import db
 from portal.simulator import Simulator
 from portal.vcf.fleet import expiry_iso
-
-
-def fleet_body(sim, **extra):
-    """The simulator's fleet management as an endpoint, with its locker root password."""
-    return {
-        "host": sim.host,
-        "port": sim.port,
-        "username": sim.installer_username,
-        "password": sim.installer_password,
-        "ca_pem": sim.ca_pem,
-        "locker_password": sim.fleet_root_password,
-        **extra,
-    }
 
 
 def create_fleet_env(admin, sim, name="sfo-fleet", **extra):
