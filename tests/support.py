@@ -272,6 +272,19 @@ def create_env(admin, sim, name="sfo", **extra):
     return response.json
 
 
+def fleet_body(sim, **extra):
+    """The simulator's fleet management as an endpoint, with its locker root password."""
+    return {
+        "host": sim.host,
+        "port": sim.port,
+        "username": sim.installer_username,
+        "password": sim.installer_password,
+        "ca_pem": sim.ca_pem,
+        "locker_password": sim.fleet_root_password,
+        **extra,
+    }
+
+
 def run_sync(app, admin, env_id, source="manager"):
     response = admin.api("POST", f"/api/v1/environments/{env_id}/sync", json={"source": source})
     assert response.status_code == 202

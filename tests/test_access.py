@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support import PASSWORD, create_env
+from support import PASSWORD, create_env, fleet_body
 
 from portal.models import (
     AccessRequest,
@@ -241,15 +241,7 @@ def lab(app, admin, sim):
     frank's request for the credential and alice's check-out of another; carol (auditor),
     dave (member), frank (readonly)."""
     env = create_env(admin, sim)
-    fleet = {
-        "host": sim.host,
-        "port": sim.port,
-        "username": sim.installer_username,
-        "password": sim.installer_password,
-        "ca_pem": sim.ca_pem,
-        "locker_password": sim.fleet_root_password,
-        "sync_enabled": False,
-    }
+    fleet = fleet_body(sim, sync_enabled=False)
     added = admin.api("PATCH", f"/api/v1/environments/{env['id']}", json={"fleet": fleet})
     assert added.status_code == 200, added.json
     with app.app_context():

@@ -14,6 +14,7 @@ from support import (
     Portal,
     client_for,
     create_env,
+    fleet_body,
     free_port,
     make_app,
     run_sync,
@@ -303,6 +304,17 @@ def test_check_in_rotates_through_sddc_manager_on_postgresql(tmp_path, pg_url):
         db.engine.dispose()
 
 
+def _admin_on(tmp_path, pg_url):
+    """A portal on PostgreSQL with an admin signed in."""
+    app = make_app(tmp_path, DATABASE_URL=pg_url)
+    with app.app_context():
+        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    admin = Portal(client_for(app))
+    assert admin.login("alice").status_code == 302
+    return app, admin
+
+
 def test_fleet_management_on_postgresql(tmp_path, pg_url):
     """The fleet endpoint's columns (the locker password, the API detected), its sync, the
     environment list's query and key rotation, on PostgreSQL."""
@@ -312,28 +324,13 @@ def test_fleet_management_on_postgresql(tmp_path, pg_url):
     from portal.ops import maintenance
     from portal.platform.crypto import LOCKER_PASSWORD, cipher
 
-    app = make_app(tmp_path, DATABASE_URL=pg_url)
-    with app.app_context():
-        db.session.add(User(username="alice", role="admin", password_hash=hash_password(PASSWORD)))
-        db.session.commit()
-    admin = Portal(client_for(app))
-    assert admin.login("alice").status_code == 302
+    app, admin = _admin_on(tmp_path, pg_url)
     try:
         with Simulator(credentials=40, seed=6, installer_version="9.0") as sim:
             created = admin.api(
                 "POST",
                 "/api/v1/environments",
-                json={
-                    "name": "vcf9",
-                    "fleet": {
-                        "host": sim.host,
-                        "port": sim.port,
-                        "username": sim.installer_username,
-                        "password": sim.installer_password,
-                        "ca_pem": sim.ca_pem,
-                        "locker_password": sim.fleet_root_password,
-                    },
-                },
+                json={"name": "vcf9", "fleet": fleet_body(sim)},
             )
             assert created.status_code == 201, created.json
             env_id = created.json["id"]
@@ -351,6 +348,58 @@ def test_fleet_management_on_postgresql(tmp_path, pg_url):
             assert cipher().decrypt(endpoint.locker_password_enc, LOCKER_PASSWORD) == root
             sources = set(db.session.scalars(select(Credential.source)))
             assert sources == {"fleet"}
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_fleet_strings_longer_than_their_columns_on_postgresql(tmp_path, pg_url):
+    """A server's type or status longer than its column is clipped; a key longer than its
+    column fails the sync cleanly, with nothing stored changed (PostgreSQL refuses what
+    SQLite keeps)."""
+    from sqlalchemy import func, select
+
+    from portal.models import Credential
+
+    app, admin = _admin_on(tmp_path, pg_url)
+    long_key = {"on": False}
+    try:
+        with Simulator(credentials=30, seed=6, installer_version="9.1") as sim:
+            surface = sim._fleet
+            original = surface._query
+
+            def long_strings(query, body):
+                status, answer = original(query, body)
+                for row in answer["vcfPasswordAccounts"]:
+                    row["appliance"] = "VCF_" + "X" * 100
+                    row["status"] = "EXPIRING_" + "S" * 50
+                    if long_key["on"]:
+                        row["passwordAccountKey"] = "k" * 200 + row["passwordAccountKey"]
+                return status, answer
+
+            surface._query = long_strings
+            created = admin.api(
+                "POST", "/api/v1/environments", json={"name": "v", "fleet": fleet_body(sim)}
+            )
+            assert created.status_code == 201, created.json
+            env_id = created.json["id"]
+            run = run_sync(app, admin, env_id, "fleet")
+            assert run["state"] == "success", run
+            with app.app_context():
+                rows = db.session.execute(
+                    select(Credential.resource_type, Credential.expiry_status)
+                ).all()
+            assert rows and all(r == ("VCF_" + "X" * 60, "EXPIRING_" + "S" * 23) for r in rows)
+            long_key["on"] = True
+            run = run_sync(app, admin, env_id, "fleet")
+            assert run["state"] == "failed", run
+            assert "a fleet account's remote id is longer" in run["error"]
+            assert "longer than the 128 characters the portal keeps" in run["error"]
+            assert run["counts"]["absent"] == 0
+            with app.app_context():
+                assert db.session.scalar(
+                    select(func.count()).select_from(Credential).where(Credential.present)
+                ) == len(rows)
     finally:
         with app.app_context():
             db.engine.dispose()

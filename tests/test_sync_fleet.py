@@ -12,7 +12,7 @@ import time
 
 import pytest
 from sqlalchemy import select
-from support import PASSWORD, run_sync
+from support import PASSWORD, fleet_body, run_sync
 
 from portal import sync
 from portal.alerts import notifications
@@ -30,19 +30,6 @@ from portal.platform.crypto import LOCKER_PASSWORD, cipher
 from portal.platform.extensions import db
 from portal.simulator import Simulator
 from portal.vcf.fleet import expiry_iso
-
-
-def fleet_body(sim, **extra):
-    """The simulator's fleet management as an endpoint, with its locker root password."""
-    return {
-        "host": sim.host,
-        "port": sim.port,
-        "username": sim.installer_username,
-        "password": sim.installer_password,
-        "ca_pem": sim.ca_pem,
-        "locker_password": sim.fleet_root_password,
-        **extra,
-    }
 
 
 def create_fleet_env(admin, sim, name="sfo-fleet", **extra):
@@ -114,7 +101,8 @@ def test_every_management_appliance_account_synced_with_its_password(app, admin,
         uses = db.session.scalars(
             select(AuditEvent).where(AuditEvent.action == "fleet.locker_password.use")
         ).all()
-        assert len(uses) == 1 and uses[0].actor == "scheduler"
+        # "Sync now": the person who asked is the actor, never "scheduler"
+        assert len(uses) == 1 and uses[0].actor == run["requested_by"] != "scheduler"
         assert json.loads(uses[0].details)["decryptions"] == str(len(truth))
         secret = estate.fleet_root_password
         every = db.session.scalars(select(AuditEvent)).all()
@@ -468,3 +456,67 @@ def test_a_stray_404_on_a_9_1_estate_fails_and_keeps_everything(app, admin):
     assert stored(app) == before
     shown = admin.client.get(f"/api/v1/environments/{env['id']}").json["fleet"]
     assert shown["api_detected"] == "VCF 9.1 fleet password management"
+
+
+@pytest.mark.parametrize(
+    ("mode", "path", "words"),
+    [
+        ("500", "/lcm/locker/api/passwords$", "HTTP 500"),
+        ("403", "/lcm/locker/api/passwords$", "access denied"),
+        ("500", "/lcm/locker/api/v2/passwords/", "HTTP 500"),
+    ],
+)
+def test_9_1_with_a_failing_locker_stores_status_and_expiry_and_keeps_the_values(
+    app, admin, mode, path, words
+):
+    app.config.update(VCF_RETRY_BACKOFF=0.01)
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim)
+        assert run_sync(app, admin, env["id"], "fleet")["state"] == "success"
+        before = stored(app)
+        sim.fleet_rotate(1)
+        sim.inject_failure(mode, count=20, path_prefix=path)
+        run = run_sync(app, admin, env["id"], "fleet")
+    assert run["state"] == "partial", run
+    assert "the fleet management locker at" in run["error"] and words in run["error"]
+    assert "stored passwords are unchanged" in run["error"]
+    assert "decryption password" not in run["error"]
+    assert run["counts"]["changed"] == 0 and run["counts"]["absent"] == 0
+    after = stored(app)
+    assert [row[:4] for row in after[0]] == [row[:4] for row in before[0]]
+    assert after[1] == before[1]
+
+
+@pytest.mark.parametrize("where", ["crash", "store", "interrupted", "finish"])
+def test_every_run_that_decrypted_is_audited_with_who_asked(app, admin, monkeypatch, where):
+    """The locker password's use is audited whatever ends the run after the fetch: a crash,
+    a failed write, an interruption, or an end that cannot be recorded."""
+    from portal.sync import runs
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated")
+
+    if where == "crash":
+        monkeypatch.setattr(runs, "_set_phase", broken)
+    elif where == "store":
+        monkeypatch.setattr(runs, "apply_fetch", broken)
+    elif where == "interrupted":
+
+        def interrupted(*args, **kwargs):
+            raise runs._NoLongerOurs(0)
+
+        monkeypatch.setattr(runs, "apply_fetch", interrupted)
+    else:
+        monkeypatch.setattr(runs, "_finish", lambda *args, **kwargs: False)
+    app.config.update(SYNC_RECORD_FAILURE_SECONDS=0)
+    with Simulator(credentials=30, seed=11, installer_version="9.1") as sim:
+        env = create_fleet_env(admin, sim)
+        run = run_sync(app, admin, env["id"], "fleet")
+        accounts = len(sim.fleet_accounts())
+    with app.app_context():
+        uses = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "fleet.locker_password.use")
+        ).all()
+    assert len(uses) == 1, where
+    assert uses[0].actor == run["requested_by"] != "scheduler"
+    assert json.loads(uses[0].details) == {"run": str(run["id"]), "decryptions": str(accounts)}

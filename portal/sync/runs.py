@@ -25,7 +25,7 @@ from ..platform.clock import iso
 from ..platform.database import changed_rows
 from ..platform.extensions import app_object, db
 from ..vcf import VcfError
-from .sources import SourceFacts, fetch_source, record_facts
+from .sources import SourceFacts, audit_locker_use, fetch_source, fit_columns, record_facts
 from .store import Counts, apply_fetch
 
 log = logging.getLogger("portal.sync")
@@ -345,16 +345,17 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
         return run
     try:
         settings = endpoint_settings(endpoint)
-        if fetch is None:
-            fetched = fetch_source(endpoint, settings, facts)
-        else:
-            fetched = fetch(settings)
+        try:
+            fetched = fetch_source(endpoint, settings, facts) if fetch is None else fetch(settings)
+        finally:
+            audit_locker_use(facts, target, run.id, run.requested_by or "scheduler")
+        fetched = fit_columns(fetched) if run.source == "fleet" else fetched
     except VcfError as exc:
         log.warning("sync %s failed: %s", target, audit.clean(exc))
         db.session.rollback()
         run, endpoint = _claimed_run(run_id), db.session.get(Endpoint, endpoint.id)
         _finish(run, endpoint, "failed", str(exc), None)
-        record_facts(endpoint, facts, target, run.id)
+        record_facts(endpoint, facts)
         audit.record(
             "sync.finish",
             target,
@@ -406,7 +407,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
             "sync %s: run %s was failed as interrupted meanwhile; nothing stored", target, run_id
         )
         return db.session.get(SyncRun, run_id)
-    record_facts(endpoint, facts, target, run.id)
+    record_facts(endpoint, facts)
     audit.record(
         "sync.finish",
         target,

@@ -38,6 +38,10 @@ _METADATA = (
 )
 
 
+# The joined domain names are clipped to their column (PostgreSQL refuses a longer value).
+_DOMAIN_LENGTH = getattr(Credential.__table__.c.domain.type, "length", None) or 512
+
+
 @dataclass
 class Counts:
     """What one sync did."""
@@ -61,7 +65,7 @@ def _metadata(item: FetchedCredential) -> tuple:
         item.resource_type or "",
         item.resource_id,
         item.resource_ip,
-        ", ".join(item.domain_names),
+        ", ".join(item.domain_names)[:_DOMAIN_LENGTH],
         item.remote_id,
         item.modified_at,
         item.expiry_date,

@@ -113,7 +113,8 @@ def test_connection(source: str, settings: EndpointSettings) -> ConnectionTestRe
     elif source == "fleet":
         api = getattr(client, "api_detected", None) or "fleet management"
         what = "accounts" if api == API_91 else "locker entries"
-        message = f"connected to {api} {where}: {count} {what}"
+        shown = f"{count} {what}" if count is not None else f"{what} (count not reported)"
+        message = f"connected to {api} {where}: {shown}"
     else:
         message = f"connected to VCF Installer {where}: {count} passwords in the first spec"
     return ConnectionTestResult(

@@ -10,7 +10,8 @@ from typing import Any
 
 import requests
 
-from ._http import ApiTransport, clean_text, token_lifetime
+from ._http import ApiTransport, token_lifetime
+from .failures import bad_credentials
 from .models import EndpointSettings, VcfError
 
 ACQUIRE_PATH = "/suite-api/api/auth/token/acquire"
@@ -19,6 +20,8 @@ EXCHANGE_PATH = "/suite-api/api/auth/token/exchange"
 
 class OpsTransport(ApiTransport):
     """VCF Operations: an OpsToken from token/acquire, exchanged for the fleet Bearer token."""
+
+    product = "VCF Operations"
 
     def __init__(self, settings: EndpointSettings, session: requests.Session | None) -> None:
         super().__init__("fleet", settings, session)
@@ -48,7 +51,8 @@ class OpsTransport(ApiTransport):
             self._renew_at = time.monotonic() + lifetime - 120.0
             return
         if not 200 <= exchanged.status_code < 300:
-            raise self._status_error(exchanged, "POST", EXCHANGE_PATH)
+            # The OpsToken is not yet the transport's own token: masked by name.
+            raise self._status_error(exchanged, "POST", EXCHANGE_PATH, secrets=(ops_token,))
         body = self._json(exchanged, "POST", EXCHANGE_PATH)
         token = token_in(body, ("token", "accessToken", "access_token"))
         if token is None:
@@ -71,8 +75,7 @@ class OpsTransport(ApiTransport):
                 break
         assert response is not None  # noqa: S101 - the loop runs at least once
         if response.status_code in (400, 401, 403):
-            user = clean_text(self.settings.username, 120)
-            raise VcfError("auth", f"bad credentials for user {user} (VCF Operations)", status=401)
+            raise bad_credentials(self.settings, " (VCF Operations)")
         if not 200 <= response.status_code < 300:
             raise self._status_error(response, "POST", ACQUIRE_PATH)
         body = self._json(response, "POST", ACQUIRE_PATH)
@@ -93,6 +96,8 @@ class OpsTransport(ApiTransport):
 class BasicTransport(ApiTransport):
     """The fleet management locker: HTTP Basic with the endpoint's account on every call."""
 
+    product = "the fleet management locker"
+
     def __init__(self, settings: EndpointSettings, session: requests.Session | None) -> None:
         super().__init__("fleet", settings, session)
         self.auth_scheme = "Basic"
@@ -110,10 +115,7 @@ class BasicTransport(ApiTransport):
             return super().request_json(method, path, **kwargs)
         except VcfError as exc:
             if exc.kind == "auth" and exc.status == 401:
-                user = clean_text(self.settings.username, 120)
-                raise VcfError(
-                    "auth", f"bad credentials for user {user} (fleet management locker)", status=401
-                ) from None
+                raise bad_credentials(self.settings, " (fleet management locker)") from None
             raise
 
 

@@ -79,6 +79,8 @@ class ApiTransport:
     # How the token is sent: "Authorization: <scheme> <token>" (fleet management's transports
     # use OpsToken and Basic).
     auth_scheme = "Bearer"
+    # Who answers, in error messages (the fleet transports name VCF Operations or the locker).
+    product = ""
 
     def __init__(
         self, source: str, settings: EndpointSettings, session: requests.Session | None
@@ -200,9 +202,8 @@ class ApiTransport:
         response = self._send("POST", TOKENS_PATH, json_body=body, auth=False, retry=True)
         if response.status_code in (400, 401, 403):
             log.warning("%s: login refused: HTTP %d", self.source, response.status_code)
-            user = clean_text(self.settings.username, 120)
             suffix = "" if response.status_code == 401 else f" (HTTP {response.status_code})"
-            raise VcfError("auth", f"bad credentials for user {user}{suffix}", status=401)
+            raise failures.bad_credentials(self.settings, suffix)
         if not 200 <= response.status_code < 300:
             raise self._status_error(response, "POST", TOKENS_PATH)
         pair = self._json(response, "POST", TOKENS_PATH)
@@ -386,8 +387,15 @@ class ApiTransport:
         secrets: tuple[str, ...] = (),
     ) -> VcfError:
         log.warning("%s %s %s failed: HTTP %d", self.source, method, path, response.status_code)
+        product = self.product or ("VCF Installer" if self.source == "installer" else "")
         return failures.status_error(
-            response, method, path, self.settings, self._own_secrets(secrets), after_relogin
+            response,
+            method,
+            path,
+            self.settings,
+            self._own_secrets(secrets),
+            after_relogin,
+            product or failures.MANAGER,
         )
 
     def _own_secrets(self, secrets: tuple[str, ...] = ()) -> tuple[str, ...]:

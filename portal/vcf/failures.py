@@ -104,6 +104,15 @@ def tls_error(
     return VcfError("tls", f"TLS error with {where}: {reason}{seen_text}", certificate_sha256=seen)
 
 
+MANAGER = "SDDC Manager"
+
+
+def bad_credentials(settings: EndpointSettings, suffix: str = "") -> VcfError:
+    """A refused login, naming the user (never the password); `suffix` says where or how."""
+    user = clean_text(settings.username, 120)
+    return VcfError("auth", f"bad credentials for user {user}{suffix}", status=401)
+
+
 def status_error(
     response: requests.Response,
     method: str,
@@ -111,8 +120,11 @@ def status_error(
     settings: EndpointSettings,
     secrets: tuple[str, ...] = (),
     after_relogin: bool = False,
+    product: str = "SDDC Manager",
 ) -> VcfError:
-    """An HTTP error answer, with the server's message (secrets masked) where it helps."""
+    """An HTTP error answer, with the server's message (secrets masked) where it helps;
+    `product` names the surface that answered (SDDC Manager, VCF Operations, the fleet
+    management locker)."""
     status = response.status_code
     user = clean_text(settings.username, 120)
     shown_path = clean_text(path, 160)
@@ -131,27 +143,26 @@ def status_error(
             error_code=code,
             retry_after=retry_after,
         )
-    if status == 403 and method != "GET" and "concurrent" in detail.lower():
+    if status == 403 and method != "GET" and "concurrent" in detail.lower() and product == MANAGER:
         # SDDC Manager answers 403 when 10 password operations already run (CONTRACT.md
         # 2.5): not a missing role, but a reason to try again later.
         return VcfError(
             "rate_limited",
-            f"SDDC Manager refused {method} {shown_path} (HTTP 403){detail}",
+            f"{product} refused {method} {shown_path} (HTTP 403){detail}",
             status=status,
             error_code=code,
         )
     if status == 400 and method != "GET":
         return VcfError(
             "rejected",
-            f"SDDC Manager refused {method} {shown_path} (HTTP 400){detail}",
+            f"{product} refused {method} {shown_path} (HTTP 400){detail}",
             status=status,
             error_code=code,
         )
     if status == 403:
+        why = ": the account needs the ADMIN role" if product == MANAGER else f" (HTTP 403){detail}"
         return VcfError(
-            "forbidden",
-            f"access denied for user {user}: the account needs the ADMIN role",
-            status=status,
+            "forbidden", f"access denied for user {user} by {product}{why}", status=status
         )
     if status == 404:
         return VcfError(

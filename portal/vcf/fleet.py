@@ -47,7 +47,7 @@ import requests
 
 from ._fleet_http import BasicTransport, OpsTransport, token_in
 from ._http import clean_text, log
-from .models import EndpointSettings, FetchedCredential, VcfError
+from .models import EndpointSettings, FetchedCredential, VcfError, text_of
 from .paging import PageCheck, reported_int
 
 ACCOUNTS_QUERY_PATH = "/suite-api/api/fleet-management/password-management/accounts/query"
@@ -58,6 +58,12 @@ DECRYPT_PATH = "/lcm/locker/api/v2/passwords/{vmid}/decrypted"
 
 API_91 = "VCF 9.1 fleet password management"
 API_90 = "VCF 9.0 fleet management locker"
+
+# The error_code of the locker's refusal of the decryption password (fails the source).
+DECRYPTION_REFUSED = "LOCKER_DECRYPTION_PASSWORD_REFUSED"
+
+# Transport failures after which a request was certainly not sent.
+NOT_SENT = ("tls", "dns", "refused")
 
 PAGE_SIZE = 200
 MAX_PAGES = 1000  # 200,000 accounts: a server that never ends its pages stops here
@@ -86,7 +92,7 @@ APPLIANCE_LABELS = {
 # 9.0: the locker entry's alias and description name the product; first match wins (the
 # collector before Operations, Operations for Logs and for Networks before Operations).
 _APPLIANCE_WORDS = (
-    ("CLOUD_PROXY", ("cloud proxy", "cloud-proxy", "cloudproxy", "collector", "opsc")),
+    ("CLOUD_PROXY", ("cloud proxy", "cloudproxy", "collector", "opsc")),
     ("LOG_MANAGEMENT", ("for logs", "log management", "loginsight", "log insight", "vrli")),
     ("VCF_OPS_NETWORK", ("for networks", "networks", "vrni", "opsnet")),
     ("VCF_SERVICES_RUNTIME", ("services runtime", "vsp")),
@@ -107,23 +113,39 @@ def appliance_label(appliance: str | None) -> str:
     return APPLIANCE_LABELS.get(appliance, appliance)
 
 
+def _word_pattern(needles: tuple[str, ...]) -> re.Pattern[str]:
+    """Whole words (a number may follow: ``auto01``), never part of another word: "vsp" is
+    not in "vsphere", "ops" not in "devops", "auto" not in "autoscale"."""
+    phrases = (r"[^a-z0-9]+".join(map(re.escape, needle.split())) for needle in needles)
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(phrases) + r")[0-9]*(?![a-z0-9])")
+
+
+_APPLIANCE_PATTERNS = tuple(
+    (appliance, _word_pattern(needles)) for appliance, needles in _APPLIANCE_WORDS
+)
+
+
 def appliance_from_text(*texts: str | None) -> str:
-    """The appliance type a 9.0 locker entry names in its alias or description."""
+    """The appliance type a 9.0 locker entry names in its alias or description (whole
+    words; UNKNOWN when none is named)."""
     words = " ".join(t for t in texts if t).lower()
-    for appliance, needles in _APPLIANCE_WORDS:
-        if any(needle in words for needle in needles):
+    for appliance, pattern in _APPLIANCE_PATTERNS:
+        if pattern.search(words):
             return appliance
     return "UNKNOWN"
 
 
 def fqdn_from_text(*texts: str | None) -> str | None:
-    """The first fully qualified name in a locker entry's alias or description."""
+    """The first fully qualified name in a locker entry's alias or description; a domain
+    that follows ``@`` (``administrator@vsphere.local``) is a user's, not a host."""
     for text in texts:
         if not text:
             continue
-        match = _FQDN.search(text)
-        if match and not match.group(1).replace(".", "").isdigit():
-            return match.group(1).rstrip(".")
+        for match in _FQDN.finditer(text):
+            name = match.group(1)
+            if text[: match.start(1)].endswith("@") or name.replace(".", "").isdigit():
+                continue
+            return name.rstrip(".")
     return None
 
 
@@ -135,7 +157,7 @@ def credential_type(username: str, reported: Any = None) -> str:
     """The account's credential type, part of its key, the same on 9.1 and 9.0: 9.1's
     ``credentialType`` when given, else SSH for the appliances' shell users, API for others
     (so an estate moving from the 9.0 locker to 9.1 keeps its rows and history)."""
-    given = _text(reported)
+    given = text_of(reported)
     if given:
         return given.strip().upper()
     return "SSH" if username in _SSH_USERS else "API"
@@ -180,6 +202,7 @@ class FleetClient:
         self.decryptions = 0
         # What the caller should tell the operator about an incomplete answer.
         self.notes: list[str] = []
+        self._ambiguous: set[str] = set()
 
     def __enter__(self) -> FleetClient:
         return self
@@ -288,7 +311,7 @@ class FleetClient:
         items: list[dict[str, Any]] = []
         for page in range(MAX_PAGES):
             chunk, total = read_page(page, len(items), PAGE_SIZE)
-            check.add(page, [_text(item.get(id_key)) for item in chunk], total)
+            check.add(page, [text_of(item.get(id_key)) for item in chunk], total)
             items.extend(chunk)
             if check.ended(len(chunk), PAGE_SIZE):
                 check.complete()
@@ -351,6 +374,7 @@ class FleetClient:
                 "is not set for this fleet management endpoint",
             )
         path = DECRYPT_PATH.format(vmid=quote(vmid, safe=""))
+        sent = True
         try:
             body = self._locker.request_json(
                 "POST",
@@ -359,17 +383,23 @@ class FleetClient:
                 secrets=(self._locker_password,),
             )
         except VcfError as exc:
-            if exc.kind in ("rejected", "forbidden") or (exc.kind == "auth" and exc.status != 401):
+            # Only the decryption's own refusal (HTTP 400) means a wrong decryption password;
+            # a 403 is the account's, told as such by the transport.
+            if exc.kind == "rejected":
                 raise VcfError(
                     "auth",
                     f"fleet management {self._where} refused the locker decryption password "
                     "(the fleet appliance's root password): nothing was changed; enter the "
                     "current root password of the fleet appliance",
                     status=exc.status,
+                    error_code=DECRYPTION_REFUSED,
                 ) from None
+            # No connection, no name, no TLS: the password never left (nothing to audit).
+            sent = exc.kind not in NOT_SENT
             raise
         finally:
-            self.decryptions += 1
+            if sent:
+                self.decryptions += 1
         value = body.get("password") if isinstance(body, dict) else None
         if not isinstance(value, str):
             raise VcfError("malformed", "the locker's decrypted answer holds no password")
@@ -393,9 +423,11 @@ class FleetClient:
             )
         results = []
         for entry in entries:
-            alias = _text(entry.get("alias"))
-            description = _text(entry.get("passwordDescription")) or _text(entry.get("description"))
-            username = _text(entry.get("userName")) or _text(entry.get("username")) or ""
+            alias = text_of(entry.get("alias"))
+            description = text_of(entry.get("passwordDescription")) or text_of(
+                entry.get("description")
+            )
+            username = text_of(entry.get("userName")) or text_of(entry.get("username")) or ""
             host = fqdn_from_text(alias, description) or alias or self.settings.host
             appliance = appliance_from_text(alias, description)
             results.append(
@@ -418,7 +450,8 @@ class FleetClient:
         accounts = self.password_accounts()
         values: dict[str, str] = {}
         if accounts and self._locker_password:
-            values = self._values_by_alias()
+            wanted = {a for a in (text_of(x.get("passwordAlias")) for x in accounts) if a}
+            values = self._values_by_alias(wanted)
         elif accounts:
             self.notes.append(
                 "fleet password management lists no values: set the locker decryption "
@@ -427,15 +460,15 @@ class FleetClient:
         results = []
         missing = 0
         for index, account in enumerate(accounts):
-            host = _text(account.get("applianceFqdn"))
-            username = _text(account.get("userName"))
+            host = text_of(account.get("applianceFqdn"))
+            username = text_of(account.get("userName"))
             if not host or username is None:
                 raise VcfError("malformed", f"password account {index} has no FQDN or user name")
-            alias = _text(account.get("passwordAlias"))
+            alias = text_of(account.get("passwordAlias"))
             password = values.get(alias) if alias else None
-            if password is None and values:
+            if password is None and values and alias not in self._ambiguous:
                 missing += 1
-            domain = _text(account.get("vcfDomainId"))
+            domain = text_of(account.get("vcfDomainId"))
             results.append(
                 FetchedCredential(
                     source="fleet",
@@ -443,45 +476,66 @@ class FleetClient:
                     username=username,
                     password=password,
                     credential_type=credential_type(username, account.get("credentialType")),
-                    account_type=_text(account.get("accountType")) or "",
-                    resource_type=_text(account.get("appliance")) or "UNKNOWN",
-                    resource_id=_text(account.get("applianceOpsResourceId")),
+                    account_type=text_of(account.get("accountType")) or "",
+                    resource_type=text_of(account.get("appliance")) or "UNKNOWN",
+                    resource_id=text_of(account.get("applianceOpsResourceId")),
                     domain_names=(domain,) if domain else (),
-                    remote_id=_text(account.get("passwordAccountKey")),
+                    remote_id=text_of(account.get("passwordAccountKey")),
                     modified_at=_stamp(account.get("lastPasswordUpdateTimestamp")),
                     expiry_date=expiry_iso(account.get("expiryDate")),
-                    expiry_status=_text(account.get("status")),
+                    expiry_status=text_of(account.get("status")),
                 )
             )
         if missing:
             self.notes.append(f"{missing} accounts have no entry in the locker: no value read")
         return results
 
-    def _values_by_alias(self) -> dict[str, str]:
-        """The locker's values by alias (9.1: password management names them by alias)."""
+    def _values_by_alias(self, wanted: set[str]) -> dict[str, str]:
+        """The locker's values of the aliases `wanted` (9.1: password management names its
+        accounts' values by alias); an alias that several entries share gets no value."""
         try:
-            entries = self.locker_entries()
+            vmids: dict[str, set[str]] = {}
+            for entry in self.locker_entries():
+                alias = text_of(entry.get("alias"))
+                if alias in wanted:
+                    vmids.setdefault(alias, set()).add(entry["vmid"])
+            ambiguous = sorted(alias for alias, found in vmids.items() if len(found) > 1)
+            self._ambiguous = set(ambiguous)
+            if ambiguous:
+                shown = ", ".join(clean_text(a, 80) for a in ambiguous[:3])
+                more = f" and {len(ambiguous) - 3} more" if len(ambiguous) > 3 else ""
+                self.notes.append(
+                    f"{len(ambiguous)} aliases name several locker entries ({shown}{more}): "
+                    "no value read for them"
+                )
+            # Only the aliases the accounts name, each once: the root password is used as
+            # little as possible.
+            return {
+                alias: self.decrypt(next(iter(found)))
+                for alias, found in sorted(vmids.items())
+                if len(found) == 1
+            }
         except VcfError as exc:
-            if exc.kind != "not_found":
-                raise
-            self.notes.append("the locker did not answer (HTTP 404): no values read")
+            if exc.error_code == DECRYPTION_REFUSED:
+                raise  # a wrong decryption password fails the source: nothing is changed
+            # The accounts' status and expiry are still stored; no stored value changes.
+            if exc.kind == "not_found":
+                self.notes.append("the locker did not answer (HTTP 404): no values read")
+            else:
+                self.notes.append(
+                    f"the fleet management locker at {self._where} failed ({exc}): no values "
+                    "read, the stored passwords are unchanged"
+                )
             return {}
-        values: dict[str, str] = {}
-        for entry in entries:
-            alias = _text(entry.get("alias"))
-            if alias and alias not in values:
-                values[alias] = self.decrypt(entry["vmid"])
-        return values
 
-    def probe(self) -> int:
-        """Log in (detecting the API) and count the accounts or locker entries."""
+    def probe(self) -> int | None:
+        """Log in (detecting the API) and read one page of one item: the number of accounts
+        or locker entries reported (None when the page reports none)."""
         if self.detect() == API_91:
-            return len(self.password_accounts())
-        return len(self.locker_entries())
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
+            items, total = self._accounts_page(0, 1)
+        else:
+            items, total = self._locker_page(0, 0, 1)
+        return total if total is not None else (None if items else 0)
 
 
 def _stamp(value: Any) -> str | None:

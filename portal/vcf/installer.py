@@ -65,7 +65,7 @@ from urllib.parse import quote
 import requests
 
 from ._http import ApiTransport, clean_text, log
-from .models import EndpointSettings, FetchedCredential, VcfError
+from .models import EndpointSettings, FetchedCredential, VcfError, text_of
 
 SDDCS_PATH = "/v1/sddcs"
 
@@ -172,8 +172,8 @@ class _SpecReader:
             raise VcfError("malformed", "the deployment spec is not a JSON object")
         self.spec = spec
         dns = _obj(spec.get("dnsSpec"))
-        self.subdomain = _str(dns.get("subdomain"))
-        sddc_id = _str(spec.get("sddcId"))
+        self.subdomain = text_of(dns.get("subdomain"))
+        sddc_id = text_of(spec.get("sddcId"))
         self.domains: tuple[str, ...] = (sddc_id,) if sddc_id else ()
         self.results: list[FetchedCredential] = []
 
@@ -224,8 +224,8 @@ class _SpecReader:
                 entry = _obj(entry)
                 self.add(
                     f"hostSpecs[{index}].credentials.password",
-                    _str(host.get("hostname")),
-                    _str(entry.get("username")) or "root",
+                    text_of(host.get("hostname")),
+                    text_of(entry.get("username")) or "root",
                     entry.get("password"),
                     "ESXI",
                     _OS_ROOT,
@@ -233,7 +233,7 @@ class _SpecReader:
 
     def vcenter(self) -> None:
         vc = _obj(self.spec.get("vcenterSpec"))
-        host = _str(vc.get("vcenterHostname"))
+        host = text_of(vc.get("vcenterHostname"))
         self.add(
             "vcenterSpec.rootVcenterPassword",
             host,
@@ -242,9 +242,9 @@ class _SpecReader:
             "VCENTER",
             _OS_ROOT,
         )
-        sso_user = _str(vc.get("adminUserSsoUsername"))
+        sso_user = text_of(vc.get("adminUserSsoUsername"))
         if not sso_user:
-            sso_user = f"administrator@{_str(vc.get('ssoDomain')) or 'vsphere.local'}"
+            sso_user = f"administrator@{text_of(vc.get('ssoDomain')) or 'vsphere.local'}"
         self.add(
             "vcenterSpec.adminUserSsoPassword",
             host,
@@ -261,10 +261,10 @@ class _SpecReader:
         names: list[str] = []
         managers = nsx.get("nsxtManagers")
         for manager in managers if isinstance(managers, list) else []:
-            name = self.fqdn(_str(_obj(manager).get("hostname")))
+            name = self.fqdn(text_of(_obj(manager).get("hostname")))
             if name and name not in names:
                 names.append(name)
-        vip = self.fqdn(_str(nsx.get("vipFqdn")))
+        vip = self.fqdn(text_of(nsx.get("vipFqdn")))
         if vip and vip not in names:
             names.append(vip)
         accounts = [
@@ -283,7 +283,7 @@ class _SpecReader:
 
     def sddc_manager(self) -> None:
         sm = _obj(self.spec.get("sddcManagerSpec"))
-        host = _str(sm.get("hostname"))
+        host = text_of(sm.get("hostname"))
         for key, user, kinds in (
             ("rootPassword", "root", _OS_ROOT),
             ("sshPassword", "vcf", _OS_ROOT),
@@ -297,9 +297,9 @@ class _SpecReader:
             return
         raw_nodes = ops.get("nodes")
         nodes = [_obj(n) for n in raw_nodes] if isinstance(raw_nodes, list) else []
-        master = next((n for n in nodes if _str(n.get("type")) == "master"), None)
+        master = next((n for n in nodes if text_of(n.get("type")) == "master"), None)
         first = master or (nodes[0] if nodes else {})
-        admin_host = _str(ops.get("loadBalancerFqdn")) or _str(first.get("hostname"))
+        admin_host = text_of(ops.get("loadBalancerFqdn")) or text_of(first.get("hostname"))
         self.add(
             "vcfOperationsSpec.adminUserPassword",
             admin_host,
@@ -311,7 +311,7 @@ class _SpecReader:
         for index, node in enumerate(nodes):
             self.add(
                 f"vcfOperationsSpec.nodes[{index}].rootUserPassword",
-                _str(node.get("hostname")),
+                text_of(node.get("hostname")),
                 "root",
                 node.get("rootUserPassword"),
                 "VROPS",
@@ -324,7 +324,7 @@ class _SpecReader:
             kinds = _OS_ROOT if user == "root" else _WEB_ADMIN
             self.add(
                 f"{key}.{field_name}",
-                _str(part.get("hostname")),
+                text_of(part.get("hostname")),
                 user,
                 part.get(field_name),
                 resource_type,
@@ -333,7 +333,7 @@ class _SpecReader:
 
     def vsp(self) -> None:
         vsp = _obj(self.spec.get("vspClusterSpec"))
-        host = _str(vsp.get("platformFqdn"))
+        host = text_of(vsp.get("platformFqdn"))
         password = vsp.get("systemUserPassword")
         self.add(
             "vspClusterSpec.systemUserPassword",
@@ -355,8 +355,3 @@ class _SpecReader:
 
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _str(value: Any) -> str | None:
-    # Values are kept exactly as sent; only blank ones count as missing.
-    return value if isinstance(value, str) and value.strip() else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .models import CredentialExpiry, ExpirationCheck, VcfError
+from .models import CredentialExpiry, ExpirationCheck, VcfError, text_of
 
 OPERATIONS = ("UPDATE", "ROTATE", "REMEDIATE", "UPDATE_AUTO_ROTATE_POLICY")
 # Resource types an expiry check accepts (CredentialsExpirationSpec.resourceType, 9.1).
@@ -177,13 +177,13 @@ def parse_expiration(body: Any, clean: Callable[[str], str]) -> ExpirationCheck:
         parsed.append(
             CredentialExpiry(
                 credential_id=element["id"],
-                username=_text(element.get("username")),
-                resource_name=_text(resource.get("resourceName")),
-                resource_type=_text(resource.get("resourceType")),
-                expiry_date=_text(expiry.get("expiryDate")),
-                status=_text(expiry.get("status")),
-                connectivity_status=_text(expiry.get("connectivityStatus")),
-                last_checked=_text(expiry.get("lastCheckedDate")),
+                username=text_of(element.get("username")),
+                resource_name=text_of(resource.get("resourceName")),
+                resource_type=text_of(resource.get("resourceType")),
+                expiry_date=text_of(expiry.get("expiryDate")),
+                status=text_of(expiry.get("status")),
+                connectivity_status=text_of(expiry.get("connectivityStatus")),
+                last_checked=text_of(expiry.get("lastCheckedDate")),
                 error=_element_error(element, expiry, clean),
                 connectivity_error=_cleaned(details.get("errorMessage"), clean),
                 remediation=_cleaned(details.get("remediationMessage"), clean),
@@ -208,7 +208,3 @@ def _element_error(element: dict, expiry: dict, clean: Callable[[str], str]) -> 
 
 def _cleaned(value: Any, clean: Callable[[str], str]) -> str | None:
     return clean(value) if isinstance(value, str) and value.strip() else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -26,7 +26,7 @@ import requests
 
 from . import lifecycle
 from ._http import ApiTransport
-from .models import EndpointSettings, ExpirationCheck, FetchedCredential, VcfError
+from .models import EndpointSettings, ExpirationCheck, FetchedCredential, VcfError, text_of
 from .paging import PageCheck, reported_int
 
 CREDENTIALS_PATH = "/v1/credentials"
@@ -309,18 +309,18 @@ def parse_credential(
         hostname=one(hostname),
         username=one(username),
         password=password,
-        credential_type=one(_text(element.get("credentialType")) or ""),
-        account_type=one(_text(element.get("accountType")) or ""),
-        resource_type=one(_text(resource.get("resourceType")) or ""),
-        resource_id=one(_text(resource.get("resourceId"))),
-        resource_ip=one(_text(resource.get("resourceIp"))),
+        credential_type=one(text_of(element.get("credentialType")) or ""),
+        account_type=one(text_of(element.get("accountType")) or ""),
+        resource_type=one(text_of(resource.get("resourceType")) or ""),
+        resource_id=one(text_of(resource.get("resourceId"))),
+        resource_ip=one(text_of(resource.get("resourceIp"))),
         domain_names=one(names),
-        remote_id=_text(element.get("id")),
-        modified_at=_text(element.get("modificationTimestamp")),
-        expiry_date=_text(expiry.get("expiryDate")),
-        expiry_status=one(_text(expiry.get("status"))),
+        remote_id=text_of(element.get("id")),
+        modified_at=text_of(element.get("modificationTimestamp")),
+        expiry_date=text_of(expiry.get("expiryDate")),
+        expiry_status=one(text_of(expiry.get("status"))),
         auto_rotate_days=days if isinstance(days, int) and not isinstance(days, bool) else None,
-        auto_rotate_next=_text(policy.get("nextSchedule")),
+        auto_rotate_next=text_of(policy.get("nextSchedule")),
     )
 
 
@@ -337,7 +337,3 @@ def _page_parts(body: Any, page: int) -> tuple[list[Any], dict[str, Any] | None]
 
 def _metadata_int(metadata: dict[str, Any] | None, key: str) -> int | None:
     return None if metadata is None else reported_int(metadata.get(key))
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

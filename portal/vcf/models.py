@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 ERROR_KINDS = frozenset(
     {
@@ -128,6 +129,12 @@ class ConnectionTestResult:
     message: str
     certificate_sha256: str | None
     credential_count: int | None
+
+
+def text_of(value: Any) -> str | None:
+    """A server's string kept exactly as sent, or None when it is absent, not a string or
+    blank (every client reads optional text fields this way)."""
+    return value if isinstance(value, str) and value.strip() else None
 
 
 class VcfError(Exception):

@@ -325,3 +325,143 @@ def test_the_same_account_keeps_its_key_on_9_0_and_9_1():
     common = types["9.0"].keys() & types["9.1"].keys()
     assert len(common) >= 4
     assert {k: types["9.0"][k] for k in common} == {k: types["9.1"][k] for k in common}
+
+
+def test_an_alias_that_several_locker_entries_share_gets_no_value():
+    with Simulator(credentials=20, seed=4, installer_version="9.1") as sim:
+        accounts = sim.fleet_accounts()
+        shared = accounts[0].alias
+
+        def twin(query, body):
+            if body["passwords"]:
+                first = body["passwords"][0]
+                # a second entry with the first account's alias, and one no account names
+                body["passwords"].append({**first, "vmid": "twin-vmid", "alias": shared})
+                body["passwords"].append({**first, "vmid": "lonely", "alias": "no account"})
+                body["total"] += 2
+            return body
+
+        _altered(sim, "_locker_page", twin)
+        sim.reset_hits()
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            fetched = client.fetch_credentials()
+            decryptions = client.decryptions
+            notes = client.notes
+    by_alias = {(i.hostname, i.username): i.password for i in fetched}
+    assert by_alias[(accounts[0].fqdn, accounts[0].username)] is None
+    assert any("1 aliases name several locker entries" in n and shared in n for n in notes)
+    assert not any("no entry in the locker" in n for n in notes)
+    others = [a for a in accounts[1:]]
+    assert all(by_alias[(a.fqdn, a.username)] == a.password for a in others)
+    assert decryptions == len(others)
+    assert sum(n for k, n in sim.hits.items() if k.endswith("/decrypted")) == len(others)
+
+
+@pytest.mark.parametrize(
+    ("alias", "description", "appliance"),
+    [
+        ("vsphere-admin", "vSphere administrator", "UNKNOWN"),
+        ("devops-svc", "DevOps service user", "UNKNOWN"),
+        ("autoscale-bot", None, "UNKNOWN"),
+        ("sfo-vsp01.sfo.rainpole.io vmware-system-user", None, "VCF_SERVICES_RUNTIME"),
+        ("sfo-auto01.sfo.rainpole.io admin", None, "VCF_AUTOMATION"),
+        ("sfo-ops01 root", None, "VCF_OPERATIONS"),
+        ("x", "Cloud-Proxy root", "CLOUD_PROXY"),
+    ],
+)
+def test_locker_texts_are_read_by_whole_words(alias, description, appliance):
+    assert appliance_from_text(alias, description) == appliance
+
+
+def test_a_domain_after_an_at_sign_is_not_the_host():
+    assert fqdn_from_text("administrator@vsphere.local") is None
+    assert fqdn_from_text("administrator@vsphere.local on sfo-vc01.sfo.rainpole.io") == (
+        "sfo-vc01.sfo.rainpole.io"
+    )
+    assert fqdn_from_text("svc@rainpole.io", "sfo-ops01.sfo.rainpole.io admin") == (
+        "sfo-ops01.sfo.rainpole.io"
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "mode", "path", "words"),
+    [
+        (
+            "9.0",
+            "403",
+            "/lcm/locker/api/v2/passwords/",
+            "by the fleet management locker (HTTP 403)",
+        ),
+        ("9.0", "403", "/lcm/locker/api/passwords$", "by the fleet management locker (HTTP 403)"),
+        ("9.1", "403", "/suite-api/api/fleet-management/", "by VCF Operations (HTTP 403)"),
+    ],
+)
+def test_failures_name_the_surface_and_a_403_is_not_the_decryption_password(
+    version, mode, path, words
+):
+    with Simulator(credentials=20, seed=4, installer_version=version) as sim:
+        sim.inject_failure(mode, count=5, path_prefix=path)
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            with pytest.raises(VcfError) as caught:
+                client.fetch_credentials()
+    message = str(caught.value)
+    assert caught.value.kind == "forbidden"
+    assert words in message
+    assert "SDDC Manager" not in message and "ADMIN role" not in message
+    assert "decryption password" not in message
+
+
+def test_a_refused_update_names_vcf_operations():
+    with Simulator(credentials=20, seed=4, installer_version="9.1") as sim:
+        account = sim.fleet_accounts()[0]
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            with pytest.raises(VcfError) as caught:
+                client.update_password(account.key, "not-current", "New-Passw0rd!x", None)
+    assert str(caught.value).startswith("VCF Operations refused PUT")
+
+
+def test_the_ops_token_is_masked_in_a_failed_exchange():
+    with Simulator(credentials=20, seed=4, installer_version="9.1") as sim:
+        surface = sim._fleet
+        original = surface.route
+        seen = []
+
+        def echo(method, path, query, body, authorization):
+            if path.endswith("/auth/token/exchange"):  # a server that echoes the token
+                seen.append(authorization.split(" ", 1)[1])
+                return 500, {"message": f"cannot exchange {authorization}"}
+            return original(method, path, query, body, authorization)
+
+        surface.route = echo
+        with FleetClient(_settings(sim), sim.fleet_root_password) as client:
+            with pytest.raises(VcfError) as caught:
+                client.detect()
+    assert seen and seen[0] not in str(caught.value)
+    assert "cannot exchange OpsToken" in str(caught.value)
+
+
+def test_the_connection_test_reads_one_page_of_one(monkeypatch, estate):
+    monkeypatch.setattr(fleet_module, "PAGE_SIZE", 2)
+    estate.reset_hits()
+    with FleetClient(_settings(estate), estate.fleet_root_password) as client:
+        assert client.probe() == len(estate.fleet_accounts())
+    hits = estate.hits
+    listed = hits["POST /suite-api/api/fleet-management/password-management/accounts/query"]
+    locker = hits["GET /lcm/locker/api/passwords"]
+    assert (listed, locker) == ((1, 0) if estate.fleet_version == "9.1" else (0, 2))
+    assert not any(key.endswith("/decrypted") for key in hits)
+
+
+def test_a_decryption_never_sent_is_not_counted():
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with Simulator(credentials=20, seed=4, installer_version="9.0") as sim:
+        settings = _settings(sim, port=port, retries=0)
+    with FleetClient(settings, "Root-Pw-1!") as client:
+        with pytest.raises(VcfError) as caught:
+            client.decrypt("some-vmid")
+        assert caught.value.kind == "refused"
+        assert client.decryptions == 0
