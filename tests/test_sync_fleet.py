@@ -29,7 +29,7 @@ from portal.models import (
 from portal.platform.crypto import LOCKER_PASSWORD, cipher
 from portal.platform.extensions import db
 from portal.simulator import Simulator
-from portal.vcf.fleet import expiry_iso
+from portal.vcf.fleet_accounts import expiry_iso
 
 
 def create_fleet_env(admin, sim, name="sfo-fleet", **extra):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Literal, overload
 
-from .fleet import API_90, API_91, APPLIANCE_LABELS, FleetClient, appliance_label
+from .fleet import API_90, API_91, FleetClient
+from .fleet_accounts import APPLIANCE_LABELS, appliance_label
 from .installer import InstallerClient, credentials_from_spec
 from .lifecycle import EXPIRATION_RESOURCE_TYPES, OPERATIONS
 from .manager import SddcManagerClient, parse_credential

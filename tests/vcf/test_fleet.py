@@ -12,7 +12,12 @@ from support import sim_settings
 from portal.simulator import Simulator
 from portal.vcf import API_90, API_91, FleetClient, VcfError, appliance_label
 from portal.vcf import fleet as fleet_module
-from portal.vcf.fleet import appliance_from_text, credential_type, expiry_iso, fqdn_from_text
+from portal.vcf.fleet_accounts import (
+    appliance_from_text,
+    credential_type,
+    expiry_iso,
+    fqdn_from_text,
+)
 
 
 @pytest.fixture(scope="module", params=["9.0", "9.1"])
