@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import case, delete, func, insert, or_, select
@@ -138,16 +138,9 @@ def _status_findings(environment_id: int | None, within: set[int] | None) -> lis
         else:
             kind = "expiry_unknown"
         found.append(
-            Finding(
-                credential_id=row.id,
-                environment_id=row.environment_id,
-                kind=kind,
-                source=row.source,
-                hostname=row.hostname,
-                username=row.username,
-                credential_type=row.credential_type or "",
-                account_type=row.account_type or "",
-                resource_type=row.resource_type or "",
+            _finding(
+                row,
+                kind,
                 expiry_date=row.expiry_date,
                 expiry_status=row.expiry_status,
                 connectivity_status=row.connectivity_status,
@@ -156,6 +149,22 @@ def _status_findings(environment_id: int | None, within: set[int] | None) -> lis
             )
         )
     return found
+
+
+def _finding(row: Any, kind: str, **facts: Any) -> Finding:
+    """A finding about one stored credential (`row` of `_COLUMNS`)."""
+    return Finding(
+        credential_id=row.id,
+        environment_id=row.environment_id,
+        kind=kind,
+        source=row.source,
+        hostname=row.hostname,
+        username=row.username,
+        credential_type=row.credential_type or "",
+        account_type=row.account_type or "",
+        resource_type=row.resource_type or "",
+        **facts,
+    )
 
 
 def _stale_spec_findings(environment_id: int | None, within: set[int] | None) -> list[Finding]:
@@ -185,18 +194,7 @@ def _stale_spec_findings(environment_id: int | None, within: set[int] | None) ->
         .exists(),
     )
     return [
-        Finding(
-            credential_id=row.id,
-            environment_id=row.environment_id,
-            kind="stale_spec",
-            source=row.source,
-            hostname=row.hostname,
-            username=row.username,
-            credential_type=row.credential_type or "",
-            account_type=row.account_type or "",
-            resource_type=row.resource_type or "",
-            current_source="fleet",
-        )
+        _finding(row, "stale_spec", current_source="fleet")
         for row in db.session.execute(
             _scope(query, Credential.environment_id, environment_id, within)
         )

@@ -24,7 +24,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -365,3 +365,21 @@ def record_at(seq: int) -> Any | None:
     return db.session.execute(
         select(AuditEvent.id, AuditEvent.chain, AuditEvent.at).where(AuditEvent.seq == seq)
     ).first()
+
+
+def sealed_rows(first: int, last: int) -> Iterator[Any]:
+    """Sealed records at positions `first` to `last`, in chain order, read in short chunks
+    (each its own short read: verification and the archive run never hold the database)."""
+    after = first - 1
+    while True:
+        rows = db.session.execute(
+            select(*FIELDS)
+            .where(AuditEvent.seq > after, AuditEvent.seq <= last)
+            .order_by(AuditEvent.seq)
+            .limit(VERIFY_CHUNK)
+        ).all()
+        db.session.rollback()
+        yield from rows
+        if len(rows) < VERIFY_CHUNK:
+            return
+        after = rows[-1].seq

@@ -22,7 +22,6 @@ Archive runs take turns with one another and with verifications (`locks.audit_ar
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -122,23 +121,6 @@ def _finish_interrupted(directory: Path, done: ArchiveRun) -> None:
         done.resumed.append(manifest)
 
 
-def _sealed_rows(first: int, last: int) -> Iterator[Any]:
-    """Sealed records at positions first to last, in chain order, read in short chunks."""
-    after = first - 1
-    while True:
-        rows = db.session.execute(
-            select(*chain.FIELDS)
-            .where(AuditEvent.seq > after, AuditEvent.seq <= last)
-            .order_by(AuditEvent.seq)
-            .limit(chain.VERIFY_CHUNK)
-        ).all()
-        db.session.rollback()  # each chunk its own short read
-        yield from rows
-        if len(rows) < chain.VERIFY_CHUNK:
-            return
-        after = rows[-1].seq
-
-
 def _due(cutoff: datetime, anchor_seq: int, file_records: int) -> int:
     """The last position the next archive may hold: the records after the anchor up to the
     first one that is not older than `cutoff`, at most `file_records` of them."""
@@ -176,7 +158,7 @@ def _write_next(directory: Path, done: ArchiveRun, file_records: int) -> Manifes
     problem = None
     try:
         expected, previous = anchor_seq + 1, anchor_chain
-        for row in _sealed_rows(expected, last):
+        for row in chain.sealed_rows(expected, last):
             problem = _unverified(key, row, expected, previous)
             if problem is not None:
                 break

@@ -7,10 +7,8 @@ the same `Report`.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 
@@ -62,23 +60,6 @@ class Report:
         self.problems.sort(key=lambda p: (p.seq is None, p.seq or 0, p.record_id or 0))
 
 
-def _rows_from(start_seq: int, last_seq: int) -> Iterator[Any]:
-    """Sealed records in chain order from `start_seq` to `last_seq`, read in short chunks."""
-    after = start_seq - 1
-    while True:
-        rows = db.session.execute(
-            select(*chain.FIELDS)
-            .where(AuditEvent.seq > after, AuditEvent.seq <= last_seq)
-            .order_by(AuditEvent.seq)
-            .limit(chain.VERIFY_CHUNK)
-        ).all()
-        db.session.rollback()  # each chunk its own short read
-        yield from rows
-        if len(rows) < chain.VERIFY_CHUNK:
-            return
-        after = rows[-1].seq
-
-
 def _start(since: datetime | None, report: Report) -> tuple[int, str | None]:
     """The first seq to check and the chain value before it (None: not checkable)."""
     if since is not None:
@@ -114,7 +95,7 @@ def verify(since: datetime | None = None) -> Report:
     top = chain.head()
     expected, previous = _start(since, report)
     report.first_seq = expected
-    for row in _rows_from(expected, top[0]):
+    for row in chain.sealed_rows(expected, top[0]):
         if row.seq != expected:
             report.add(
                 Problem(
