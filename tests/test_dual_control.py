@@ -413,3 +413,38 @@ def test_approvers_are_read_in_one_query_and_match_the_approve_level(estate):
             expected = sorted(u.username for u in everyone if control.may_approve(u, env.id))
             assert control.approvers(env.id) == expected
         assert "alice" not in control.approvers(sfo.id, besides=_user("alice").id)
+
+
+def test_a_matcher_gives_what_combine_gives_and_remembers_within_its_bound(monkeypatch):
+    """Exports and pages match each distinct combination of fields once; the answers are
+    combine's, and a hostile estate of distinct user names cannot grow the memory unbounded."""
+    from types import SimpleNamespace
+
+    from portal.control import policies
+    from portal.models import AccessPolicy
+
+    rules = [
+        AccessPolicy(resource_type="ESXI", username="root", requires="approval", break_glass=True),
+        AccessPolicy(username="svc-*", requires="checkout", break_glass=False),
+    ]
+    calls = []
+    real = policies.combine
+    monkeypatch.setattr(policies, "combine", lambda r, c: calls.append(c) or real(r, c))
+    monkeypatch.setattr(policies, "MATCHER_MEMORY", 3)
+    match = policies.matcher(rules)
+
+    def cred(rtype, user):
+        return SimpleNamespace(
+            resource_type=rtype, credential_type="SSH", account_type="USER", username=user
+        )
+
+    cases = [("ESXI", "root"), ("ESXI", "svc-vcf"), ("VCENTER", "root"), ("ESXI", "root")]
+    for rtype, user in cases * 3:
+        assert match(cred(rtype, user)) == real(rules, cred(rtype, user))
+    assert match(cred("ESXI", "root")).requires == ("approval",)
+    assert match(cred("ESXI", "svc-vcf")) == policies.Match(("checkout",), False)
+    assert len(calls) == 3  # three distinct combinations, each combined once
+    for n in range(10):
+        match(cred("ESXI", f"user{n}"))
+        match(cred("ESXI", f"user{n}"))
+    assert len(calls) == 3 + 20  # past its bound it combines again rather than remember more

@@ -7,7 +7,7 @@ answers 403 with `details.needs` and is audited under the operation's name (`<ac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import g, has_app_context
@@ -30,12 +30,13 @@ NEEDS_TEXT = {
 }
 
 
-def _rules(environment_ids: set[int]) -> dict[int, list[AccessPolicy]]:
-    """The rules of each environment, cached for the request (or job) in progress."""
-    cache: dict[int, list[AccessPolicy]] = g.setdefault(_CACHE, {}) if has_app_context() else {}
+def _matchers(environment_ids: set[int]) -> dict[int, Callable[[Any], Match]]:
+    """A matcher of each environment's rules, cached for the request (or job) in progress."""
+    cache: dict[int, Callable[[Any], Match]] = g.setdefault(_CACHE, {}) if has_app_context() else {}
     missing = environment_ids - set(cache)
     if missing:
-        cache.update(policies.rules_by_environment(missing))
+        found = policies.rules_by_environment(missing)
+        cache.update({env_id: policies.matcher(found[env_id]) for env_id in missing})
     return {env_id: cache[env_id] for env_id in environment_ids}
 
 
@@ -48,8 +49,8 @@ def forget() -> None:
 def matches_for(creds: Iterable[Any]) -> dict[int, Match]:
     """What each credential's rules ask (credentials or rows with the same fields)."""
     creds = list(creds)
-    rules = _rules({c.environment_id for c in creds})
-    return {c.id: policies.combine(rules[c.environment_id], c) for c in creds}
+    matchers = _matchers({c.environment_id for c in creds})
+    return {c.id: matchers[c.environment_id](c) for c in creds}
 
 
 def requirements_for(creds: Iterable[Any]) -> dict[int, tuple[str, ...]]:

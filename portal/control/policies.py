@@ -9,8 +9,9 @@ and break-glass is allowed only when every matching rule allows it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from flask import g, has_app_context
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,7 +19,7 @@ from sqlalchemy import select
 
 from .. import audit
 from ..alerts import notifications
-from ..models import REQUIREMENTS, AccessPolicy, Credential, Environment
+from ..models import REQUIREMENTS, AccessPolicy, Environment
 from ..platform import clock
 from ..platform.extensions import db
 
@@ -212,7 +213,7 @@ def _same(wanted: str | None, value: str | None) -> bool:
     return wanted is None or wanted.casefold() == (value or "").casefold()
 
 
-def matches(rule: AccessPolicy, cred: Credential) -> bool:
+def matches(rule: AccessPolicy, cred: Any) -> bool:
     """Whether a rule matches a credential."""
     return (
         _same(rule.resource_type, cred.resource_type)
@@ -222,7 +223,7 @@ def matches(rule: AccessPolicy, cred: Credential) -> bool:
     )
 
 
-def combine(rules: list[AccessPolicy], cred: Credential) -> Match:
+def combine(rules: list[AccessPolicy], cred: Any) -> Match:
     """What the rules that match a credential ask together."""
     wanted: set[str] = set()
     glass = True
@@ -233,6 +234,29 @@ def combine(rules: list[AccessPolicy], cred: Credential) -> Match:
     if not wanted:
         return NOTHING
     return Match(tuple(r for r in REQUIREMENTS if r in wanted), glass)
+
+
+# Distinct fields remembered by a matcher at most: an estate's credentials share a few
+# hundred combinations of types and user names; a hostile one cannot grow it without end.
+MATCHER_MEMORY = 20_000
+
+
+def matcher(rules: list[AccessPolicy]) -> Callable[[Any], Match]:
+    """`combine(rules, ·)`, remembered per distinct resource type, credential type, account
+    type and user name: an export or a page of 100,000 credentials matches each combination
+    once."""
+    seen: dict[tuple, Match] = {}
+
+    def match(cred: Any) -> Match:
+        key = (cred.resource_type, cred.credential_type, cred.account_type, cred.username)
+        found = seen.get(key)
+        if found is None:
+            found = combine(rules, cred)
+            if len(seen) < MATCHER_MEMORY:
+                seen[key] = found
+        return found
+
+    return match
 
 
 def rules_by_environment(environment_ids: set[int]) -> dict[int, list[AccessPolicy]]:

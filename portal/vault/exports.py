@@ -6,10 +6,10 @@ import csv
 import io
 import re
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import xlsxwriter
 from flask import Response, abort
@@ -21,7 +21,7 @@ from ..access.guards import visible_ids
 from ..audit import sightings
 from ..control import gate, policies
 from ..identity.users import actor
-from ..models import AccessPolicy, Credential, Environment
+from ..models import AccessPolicy, Environment
 from ..platform import clock
 from ..platform.crypto import CREDENTIAL_PASSWORD, cipher
 from ..platform.extensions import db
@@ -117,6 +117,15 @@ BATCH = 1000
 CHUNK = 64 * 1024
 
 
+class _Fields(NamedTuple):
+    """The fields of a streamed row that dual control's rules match on."""
+
+    resource_type: str
+    credential_type: str
+    account_type: str
+    username: str
+
+
 class _Reader:
     """What reading the rows of an export needs, taken while the request is served: the rows
     themselves are read later, as the answer is sent, outside any Flask context."""
@@ -137,6 +146,7 @@ class _Reader:
         self.requires = marks.requires
         self.withheld = marks.withheld
         self.marks = marks
+        self._matchers: dict[int, Callable[[Any], Any]] = {}
         self.columns = (
             COLUMNS
             + ((REQUIRES_COLUMN,) if self.requires else ())
@@ -158,11 +168,11 @@ class _Reader:
         known = self.withheld.get(cred_id)
         if known is not None or self.marks.rules is None:
             return known
-        fields = Credential(
-            resource_type=rtype, credential_type=ctype, account_type=atype, username=user
-        )
-        rules = self.marks.rules.get(env_id, self.marks.defaults)
-        required = policies.combine(rules, fields).requires
+        match = self._matchers.get(env_id)
+        if match is None:
+            rules = self.marks.rules.get(env_id, self.marks.defaults)
+            match = self._matchers[env_id] = policies.matcher(rules)
+        required = match(_Fields(rtype, ctype, atype, user)).requires
         if not required or self.marks.permitted.get(cred_id) == changed:
             return None
         return list(required)
