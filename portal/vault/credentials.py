@@ -370,31 +370,20 @@ def gate_rows(
     batch: int = 1000,
 ) -> Iterator[Sequence[Any]]:
     """The filtered view's credentials as the fields dual control matches on (no password),
-    in batches by id, each read by a short query of its own: an export of 100,000 credentials
-    never holds them all."""
-    query = (
-        filtered_query(environment_id, filters, within)
-        .with_only_columns(
-            Credential.id,
-            Credential.environment_id,
-            Credential.resource_type,
-            Credential.credential_type,
-            Credential.account_type,
-            Credential.username,
-            Credential.last_changed_at,
-        )
-        .order_by(None)
-        .order_by(Credential.id)
-        .limit(batch)
+    in batches read as they come from one query on a connection of its own (as the export's
+    rows are): an export of 100,000 credentials never holds them all."""
+    query = filtered_query(environment_id, filters, within).with_only_columns(
+        Credential.id,
+        Credential.environment_id,
+        Credential.resource_type,
+        Credential.credential_type,
+        Credential.account_type,
+        Credential.username,
+        Credential.last_changed_at,
     )
-    after = 0
-    while True:
-        rows = db.session.execute(query.where(Credential.id > after)).all()
-        if rows:
-            yield rows
-        if len(rows) < batch:
-            return
-        after = rows[-1].id
+    with db.engine.connect() as connection:
+        result = connection.execution_options(yield_per=batch).execute(query)
+        yield from result.partitions()
 
 
 def count_matching(
