@@ -80,3 +80,18 @@ def raw_fetch_floor(port: int, ca: Path, page_size: int) -> tuple[float, int]:
             pages = body["pageMetadata"]["totalPages"]
             page += 1
     return time.perf_counter() - started, count
+
+
+def sync_now(server, session, env_id: int, source: str = "manager") -> tuple[float, dict]:
+    """From "Sync now" of one source to the run's final state, as the page's button and its
+    polling see it: the seconds and the run's counts."""
+    started = time.perf_counter()
+    run = session.post(
+        f"{server.url}/api/v1/environments/{env_id}/sync", json={"source": source}
+    ).json()
+    while run["state"] in ("queued", "running"):
+        time.sleep(0.02)
+        run = session.get(f"{server.url}/api/v1/sync-runs/{run['id']}").json()
+    elapsed = time.perf_counter() - started
+    assert run["state"] == "success", run
+    return elapsed, run["counts"]

@@ -31,7 +31,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import sim_control  # noqa: E402
+from bench.common import sim_control, sync_now  # noqa: E402
 from portal.simulator.server import DEFAULT_PASSWORD  # noqa: E402
 from tests.support import PortalServer, free_port  # noqa: E402
 
@@ -122,20 +122,6 @@ def floor(port: int, ca: Path) -> tuple[float, int]:
     return time.perf_counter() - started, len(accounts)
 
 
-def _sync(server: PortalServer, session: requests.Session, env_id: int) -> tuple[float, dict]:
-    """From "Sync now" to the run's final state, as the page's button and its polling see it."""
-    started = time.perf_counter()
-    run = session.post(
-        f"{server.url}/api/v1/environments/{env_id}/sync", json={"source": "fleet"}
-    ).json()
-    while run["state"] in ("queued", "running"):
-        time.sleep(0.02)
-        run = session.get(f"{server.url}/api/v1/sync-runs/{run['id']}").json()
-    elapsed = time.perf_counter() - started
-    assert run["state"] == "success", run
-    return elapsed, run["counts"]
-
-
 def measure(appliances: int, accounts: int, rounds: int) -> None:
     """Print the figures of one estate."""
     work = Path(tempfile.mkdtemp(prefix="fleet", dir="/tmp"))
@@ -175,7 +161,7 @@ def measure(appliances: int, accounts: int, rounds: int) -> None:
             for case in CASES:
                 if case.startswith("re-sync after"):
                     sim_control(port, ca, {"action": "fleet_rotate", "count": accounts // 5})
-                elapsed, counts[case] = _sync(server, session, env_id)
+                elapsed, counts[case] = sync_now(server, session, env_id, "fleet")
                 results[case].append(elapsed)
         peak = _peak_mb(server.proc.pid)
         print(

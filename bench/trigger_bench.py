@@ -18,15 +18,19 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import CASES, TODAY, raw_fetch_floor, sim_control, start_simulator  # noqa: E402
+from bench.common import (  # noqa: E402
+    CASES,
+    TODAY,
+    raw_fetch_floor,
+    sim_control,
+    start_simulator,
+    sync_now,
+)
 from portal.simulator.server import DEFAULT_PASSWORD  # noqa: E402
 from tests.support import PortalServer  # noqa: E402
 
@@ -39,19 +43,6 @@ def _peak_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def _sync(server: PortalServer, session: requests.Session, env_id: int) -> tuple[float, dict]:
-    started = time.perf_counter()
-    run = session.post(
-        f"{server.url}/api/v1/environments/{env_id}/sync", json={"source": "manager"}
-    ).json()
-    while run["state"] in ("queued", "running"):
-        time.sleep(0.02)
-        run = session.get(f"{server.url}/api/v1/sync-runs/{run['id']}").json()
-    elapsed = time.perf_counter() - started
-    assert run["state"] == "success", run
-    return elapsed, run["counts"]
 
 
 def measure(size: int, rounds: int) -> None:
@@ -84,7 +75,7 @@ def measure(size: int, rounds: int) -> None:
             for case in CASES:
                 if case.startswith("re-sync after"):
                     sim_control(port, ca, {"action": "rotate", "fraction": 0.2})
-                elapsed, _ = _sync(server, session, env_id)
+                elapsed, _ = sync_now(server, session, env_id)
                 results[case].append(elapsed)
         peak = _peak_mb(server.proc.pid)
         today = TODAY.get(size)
