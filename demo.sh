@@ -17,6 +17,9 @@ SIM_CREDENTIALS=${SIM_CREDENTIALS:-2000}
 SIM_VCF_VERSION=${SIM_VCF_VERSION:-9.1}
 # The simulated fleet appliance's root password: the demo stores it for the locker's decryption.
 SIM_FLEET_ROOT_PASSWORD=${SIM_FLEET_ROOT_PASSWORD:-Fleet-Root-Demo-1!}
+# Management appliance accounts rotated in fleet management since bring-up: the installer's
+# copies of them are stale, as on an estate that has lived a while (Needs attention shows them).
+SIM_FLEET_ROTATED=${SIM_FLEET_ROTATED:-2}
 
 sim_pid=""
 portal_pid=""
@@ -37,7 +40,7 @@ sim_dir="${PORTAL_DATA_DIR:-instance}/simulator"
 mkdir -p "$sim_dir"
 .venv/bin/python -m portal.simulator --port "$SIM_PORT" --credentials "$SIM_CREDENTIALS" \
   --installer-version "$SIM_VCF_VERSION" --fleet-root-password "$SIM_FLEET_ROOT_PASSWORD" \
-  --cert-dir "$sim_dir" > "$sim_dir/simulator.log" 2>&1 &
+  --fleet-rotated "$SIM_FLEET_ROTATED" --cert-dir "$sim_dir" > "$sim_dir/simulator.log" 2>&1 &
 sim_pid=$!
 for _ in $(seq 1 100); do
   [ -s "$sim_dir/sim-ca.pem" ] && grep -q "listening" "$sim_dir/simulator.log" && break

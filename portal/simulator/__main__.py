@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: one generated from the seed)",
     )
     parser.add_argument(
+        "--fleet-rotated",
+        type=int,
+        default=0,
+        help="management appliance accounts whose password fleet management changed since "
+        "bring-up, so that the installer spec's value is stale (default %(default)s)",
+    )
+    parser.add_argument(
         "--password",
         default=DEFAULT_PASSWORD,
         help="password of every simulator login account (default %(default)s)",
@@ -88,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         task_delay=args.task_delay,
         fleet_root_password=args.fleet_root_password,
     ).start()
+    if args.fleet_rotated > 0:
+        sim.fleet_rotate(args.fleet_rotated)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -106,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  fleet management {sim.fleet_version}: {len(sim.fleet_accounts())} management "
         f"appliance accounts; service account {sim.installer_username}"
     )
+    if args.fleet_rotated > 0:
+        print(f"  fleet accounts rotated since bring-up: {args.fleet_rotated}")
     if args.control:
         print(f"  control: POST {sim.url}/_sim/control, GET {sim.url}/_sim/stats")
     if args.host not in ("127.0.0.1", "::1", "localhost"):

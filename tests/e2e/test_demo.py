@@ -153,7 +153,17 @@ def test_the_demo_is_a_vcf_9_estate_read_from_three_surfaces(tmp_path, version, 
                     "AND password_enc IS NOT NULL GROUP BY resource_type"
                 ).fetchall()
             )
+            # Two accounts rotated in fleet management since bring-up (SIM_FLEET_ROTATED):
+            # the installer spec's copies of them hold another password, flagged stale.
+            stale = db.execute(
+                "SELECT COUNT(*) FROM credentials AS spec JOIN credentials AS fleet"
+                " ON fleet.environment_id = spec.environment_id AND fleet.source = 'fleet'"
+                " AND lower(fleet.hostname) = lower(spec.hostname)"
+                " AND fleet.username = spec.username"
+                " WHERE spec.source = 'installer' AND fleet.password_mac != spec.password_mac"
+            ).fetchone()[0]
         assert {"VCF_OPERATIONS", "VCF_AUTOMATION", "CLOUD_PROXY"} <= set(fleet)
+        assert stale == 2
     finally:
         demo.proc.send_signal(signal.SIGTERM)
         demo.proc.wait(timeout=40)
