@@ -140,27 +140,54 @@ def accounts_from_spec(
                 vsp["systemUserPassword"],
             )
         )
-    accounts = []
-    for number, (appliance, fqdn, user, password) in enumerate(rows):
-        # Ages: most recent, one within 14 days of expiry, one past it.
-        age_days = (5, 80, 95, 20, 40)[number % 5]
-        accounts.append(
-            FleetAccount(
-                key=uid(),
-                vmid=uid(),
-                alias=f"{fqdn} {user}",
-                appliance=appliance,
-                fqdn=fqdn,
-                username=user,
-                credential_type="SSH" if user in ("root", "vmware-system-user") else "API",
-                account_type="USER",
-                password=password,
-                updated_ms=now_ms - age_days * DAY_MS,
-                domain=str(spec.get("sddcId") or ""),
-                unknown=version == "9.1" and number == 3,
-            )
+    domain = str(spec.get("sddcId") or "")
+    return [
+        _account(
+            uid,
+            number,
+            appliance,
+            fqdn,
+            user,
+            password,
+            now_ms,
+            domain,
+            unknown=version == "9.1" and number == 3,
         )
-    return accounts
+        for number, (appliance, fqdn, user, password) in enumerate(rows)
+    ]
+
+
+# Password ages in days, in turn: most recent, one within 14 days of expiry, one past it.
+AGES_DAYS = (5, 80, 95, 20, 40)
+
+
+def _account(
+    uid: Callable[[], str],
+    number: int,
+    appliance: str,
+    fqdn: str,
+    user: str,
+    password: str,
+    now_ms: int,
+    domain: str,
+    account_type: str = "USER",
+    unknown: bool = False,
+) -> FleetAccount:
+    """One fleet account, aged by its place in the list (`AGES_DAYS`)."""
+    return FleetAccount(
+        key=uid(),
+        vmid=uid(),
+        alias=f"{fqdn} {user}",
+        appliance=appliance,
+        fqdn=fqdn,
+        username=user,
+        credential_type="SSH" if user in ("root", "vmware-system-user") else "API",
+        account_type=account_type,
+        password=password,
+        updated_ms=now_ms - AGES_DAYS[number % len(AGES_DAYS)] * DAY_MS,
+        domain=domain,
+        unknown=unknown,
+    )
 
 
 # A large estate's appliance types, in turn (benchmarks: "fleet_scale").
@@ -193,20 +220,9 @@ def generated_accounts(
         appliance = SCALE_TYPES[index % len(SCALE_TYPES)]
         fqdn = f"sfo-{appliance.lower().replace('_', '')}{index + 1:03d}.sfo.rainpole.io"
         user = SCALE_USERS[slot] if slot < len(SCALE_USERS) else f"svc-user{slot}"
+        kind = "SERVICE" if user.startswith("svc-") else "USER"
         accounts.append(
-            FleetAccount(
-                key=uid(),
-                vmid=uid(),
-                alias=f"{fqdn} {user}",
-                appliance=appliance,
-                fqdn=fqdn,
-                username=user,
-                credential_type="SSH" if user == "root" else "API",
-                account_type="USER" if not user.startswith("svc-") else "SERVICE",
-                password=password(),
-                updated_ms=now_ms - (5, 80, 95, 20, 40)[number % 5] * DAY_MS,
-                domain=domain,
-            )
+            _account(uid, number, appliance, fqdn, user, password(), now_ms, domain, kind)
         )
     return accounts
 
