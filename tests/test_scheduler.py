@@ -140,13 +140,50 @@ def test_standby_takes_over_when_the_lock_is_freed(app, monkeypatch):
         assert locks.scheduler_lock_holder(settings.data_dir) is not None
         os.close(held)
         held = None
-        assert _wait(lambda: scheduler.running() is not None, timeout=10)
+        # The takeover is done when its dispatcher is published (it is started first).
+        assert _wait(lambda: scheduler._state["dispatcher"] is not None, timeout=10)
+        assert scheduler.running() is not None
         assert {job.id for job in scheduler.running().get_jobs()} >= {"reconcile"}
         assert scheduler._state["dispatcher"][0].is_alive()
     finally:
         if held is not None:
             os.close(held)
         scheduler.stop()
+
+
+def test_a_failed_takeover_gives_the_lead_back_and_tries_again(app, monkeypatch):
+    """A standby whose takeover fails (a locked database) does not keep the lock without a
+    scheduler: it releases it and takes over at its next try."""
+    monkeypatch.setattr(scheduler, "TAKEOVER_SECONDS", 0.2)
+    monkeypatch.setattr(scheduler.sys, "argv", ["gunicorn"])
+    settings = app.config["PORTAL_SETTINGS"]
+    app.config["PORTAL_SETTINGS"] = settings.__class__(
+        **{**settings.__dict__, "scheduler_enabled": True}
+    )
+    tries = []
+    real = sync.fail_interrupted_runs
+
+    def failing_once():
+        tries.append(locks.scheduler_lock_holder(settings.data_dir))
+        if len(tries) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real()
+
+    monkeypatch.setattr(scheduler.sync, "fail_interrupted_runs", failing_once)
+    held = locks.acquire_scheduler_lock(settings.data_dir)
+    try:
+        assert scheduler.start_if_enabled(app) is False
+        os.close(held)
+        held = None
+        assert _wait(lambda: scheduler._state["dispatcher"] is not None, timeout=10)
+        assert len(tries) == 2
+        assert scheduler.running() is not None
+        assert scheduler._state["dispatcher"][0].is_alive()
+    finally:
+        if held is not None:
+            os.close(held)
+        scheduler.stop()
+    assert locks.scheduler_lock_holder(settings.data_dir) is None
 
 
 def test_missed_run_is_due_once_at_start(app):
@@ -231,6 +268,33 @@ def test_the_wake_up_socket_is_removed_on_stop(short_dir, monkeypatch):
     assert path.is_socket()
     scheduler.halt(app)
     assert not path.exists()
+
+
+def test_a_failed_dispatch_does_not_end_the_dispatcher(short_dir, monkeypatch, caplog):
+    """A turn that raises (a locked database, a broken connection) is logged; the next turn
+    runs, so queued syncs are not stranded until a restart."""
+    app = make_app(short_dir, PORTAL_SCHEDULER="on")
+    monkeypatch.setattr(scheduler.sys, "argv", ["gunicorn"])
+    monkeypatch.setattr(scheduler, "DISPATCH_SECONDS", 0.05)
+    turns = []
+    real = sync.fail_stale_runs
+
+    def failing_once():
+        turns.append(time.monotonic())
+        if len(turns) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real()
+
+    monkeypatch.setattr(scheduler.sync, "fail_stale_runs", failing_once)
+    with app.app_context():
+        assert scheduler.start_if_enabled(app)
+    try:
+        assert _wait(lambda: len(turns) >= 3, timeout=10, step=0.02)
+        assert scheduler._state["dispatcher"][0].is_alive()
+        failures = [r for r in caplog.records if "dispatching queued runs failed" in r.message]
+        assert len(failures) == 1 and failures[0].exc_info is not None
+    finally:
+        scheduler.stop()
 
 
 def test_overlapping_and_late_turns_do_not_look_like_errors(caplog):

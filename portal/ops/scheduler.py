@@ -125,12 +125,17 @@ def _start_dispatcher(app: Flask) -> None:
             listener.wait(DISPATCH_SECONDS)
             if stopped.is_set() or _state["scheduler"] is None:
                 break
-            _dispatch(app)
+            try:
+                _dispatch(app)
+            except Exception:  # noqa: BLE001 - a failed turn (a locked database) must not end the loop
+                log.exception(
+                    "dispatching queued runs failed; trying again in %d s", DISPATCH_SECONDS
+                )
         listener.close()
 
     thread = threading.Thread(target=loop, name="sync-dispatcher", daemon=True)
+    thread.start()  # started before it is published: a published dispatcher is running
     _state.update(dispatcher=(thread, stopped, listener))
-    thread.start()
 
 
 def _stop_dispatcher() -> None:
@@ -295,12 +300,27 @@ def _stand_by(app: Flask, leadership) -> None:
         while not stop_event.wait(every):
             if leadership.acquire():
                 log.warning("the scheduler had no leader: this process takes over")
-                _start(app, leadership)
-                return
+                try:
+                    _start(app, leadership)
+                    return
+                except Exception:  # noqa: BLE001 - a lead held without a scheduler helps nobody
+                    log.exception("taking over the scheduler failed; standing by")
+                    _abandon_start(leadership)
 
     thread = threading.Thread(target=wait_for_lock, name="scheduler-standby", daemon=True)
     _state.update(stop=stop_event, standby=thread)
     thread.start()
+
+
+def _abandon_start(leadership) -> None:
+    """Undo a takeover that failed half-way and give the lead back, so another process (or
+    this one, at its next try) can take it."""
+    scheduler = _state["scheduler"]
+    _state.update(scheduler=None, leadership=None, app=None)
+    _stop_dispatcher()
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
+    leadership.release()
 
 
 def _step_down(app: Flask) -> None:
