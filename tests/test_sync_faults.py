@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -311,3 +312,84 @@ def test_a_really_full_disk_fails_the_sync_and_keeps_what_is_stored(tmp_path, sm
         assert sync.execute_run(again, fetch=lambda settings: fetched(2000)).state == "success"
         assert db.session.scalar(select(func.count(Credential.id))) == 2000
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_name_longer_than_its_column_fails_the_sync_alike_on_both_databases(
+    request, tmp_path, database
+):
+    """SDDC Manager's names longer than the portal keeps fail the fetch with a clear error and
+    nothing changed, on SQLite as on PostgreSQL (which refuses the write halfway); a type
+    longer than its column is clipped, the same on both."""
+    env = {"DATABASE_URL": request.getfixturevalue("pg_url")} if database == "postgresql" else {}
+    app = make_app(tmp_path, **env)
+    try:
+        with app.app_context():
+            manager = {"host": "sddc.example.net", "username": "svc", "password": "x"}
+            saved, _ = save_environment({"name": "long", "manager": manager})
+            db.session.commit()
+            first = sync.request_sync(saved.id, "manager", "manual", "alice").id
+            assert sync.execute_run(first, fetch=lambda settings: fetched(1200)).state == "success"
+            before = {
+                remote_id: mac
+                for remote_id, mac in db.session.execute(
+                    select(Credential.remote_id, Credential.password_mac)
+                )
+            }
+
+            # Rotated rows in the first slices, the over-long name after them: nothing of the
+            # first slices may be kept either.
+            hostile = fetched(1200, rotated=600)
+            hostile[1100] = replace(hostile[1100], hostname="long-" + "x" * 600)
+            run = sync.request_sync(saved.id, "manager", "manual", "alice").id
+            failed = sync.execute_run(run, fetch=lambda settings: hostile)
+            assert failed.state == "failed"
+            assert failed.error == (
+                "a manager account's hostname is longer than the 512 characters the portal "
+                "keeps: nothing was stored"
+            )
+            db.session.expire_all()
+            after = {
+                remote_id: mac
+                for remote_id, mac in db.session.execute(
+                    select(Credential.remote_id, Credential.password_mac)
+                )
+            }
+            assert len(after) == len(before)
+            assert [key for key, mac in before.items() if after.get(key) != mac] == []
+            assert db.session.scalar(select(func.count()).where(~Credential.present)) == 0
+
+            typed = fetched(1200)
+            typed[0] = replace(typed[0], resource_type="ESXI_" + "T" * 100)
+            run = sync.request_sync(saved.id, "manager", "manual", "alice").id
+            assert sync.execute_run(run, fetch=lambda settings: typed).state == "success"
+            kept = db.session.scalar(
+                select(Credential.resource_type).where(Credential.remote_id == "id-0")
+            )
+            assert kept == ("ESXI_" + "T" * 100)[:64]
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_a_sync_of_an_environment_gone_meanwhile_is_refused_not_retried_forever(tmp_path):
+    """A "Sync now" racing the environment's deletion: the refused insert is not a queued run
+    of that source, and one retry cannot mend it. The error comes back at once."""
+    from sqlalchemy.exc import IntegrityError
+
+    app = make_app(tmp_path)
+    with app.app_context():
+        tries = []
+        real = sync.runs.wakeup.announce
+
+        def counting(session, settings):
+            tries.append(1)
+            return real(session, settings)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sync.runs.wakeup, "announce", counting)
+            with pytest.raises(IntegrityError):
+                sync.request_sync(987654, "manager", "manual", "alice")
+        assert len(tries) == 2
+        db.session.rollback()
+        assert db.session.scalar(select(func.count(SyncRun.id))) == 0

@@ -36,7 +36,7 @@ HOSTILE_STRINGS = (
     "@import-formula",
     "-2+3",
     "line1\nline2\r\ninjected: true",
-    "long-" + "x" * 2000,
+    "long-" + "x" * 500,  # long, yet within the portal's 512-character names
 )
 HOSTILE_PASSWORDS = (
     "Pa\"ss'w\\rd<b>&1Z",

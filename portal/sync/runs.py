@@ -64,7 +64,9 @@ def run_dict(run: SyncRun) -> dict:
     }
 
 
-def request_sync(environment_id: int, source: str, trigger: str, requested_by: str) -> SyncRun:
+def request_sync(
+    environment_id: int, source: str, trigger: str, requested_by: str, *, again: bool = True
+) -> SyncRun:
     """Queue a sync, or return the one already queued or running for that source."""
     run = SyncRun(
         environment_id=environment_id,
@@ -81,6 +83,8 @@ def request_sync(environment_id: int, source: str, trigger: str, requested_by: s
             db.session.add(run)
             wakeup.announce(db.session, settings)
     except IntegrityError:
+        # Refused: another run of that source is queued or running (the usual case), or
+        # the insert itself is wrong (the environment is gone), which no retry mends.
         existing = db.session.scalar(
             select(SyncRun).where(
                 SyncRun.environment_id == environment_id,
@@ -88,8 +92,10 @@ def request_sync(environment_id: int, source: str, trigger: str, requested_by: s
                 SyncRun.state.in_(("queued", "running")),
             )
         )
-        if existing is None:  # finished between our insert and this read: try once more
-            return request_sync(environment_id, source, trigger, requested_by)
+        if existing is None and again:  # finished between our insert and this read
+            return request_sync(environment_id, source, trigger, requested_by, again=False)
+        if existing is None:
+            raise
         return existing
     db.session.commit()  # the claim is visible to the scheduler at once
     wakeup.poke(settings)
@@ -349,7 +355,7 @@ def _carry_out(run_id: int, fetch) -> SyncRun | None:
             fetched = fetch_source(endpoint, settings, facts) if fetch is None else fetch(settings)
         finally:
             audit_locker_use(facts, target, run.id, run.requested_by or "scheduler")
-        fetched = fit_columns(fetched) if run.source == "fleet" else fetched
+        fetched = fit_columns(fetched)
     except VcfError as exc:
         log.warning("sync %s failed: %s", target, audit.clean(exc))
         db.session.rollback()

@@ -70,8 +70,8 @@ def fit_columns(items: list[FetchedCredential]) -> list[FetchedCredential]:
     """The fetched credentials as the database can hold them: a descriptive value longer than
     its column (a type, a status, a date) is clipped; a name longer than its column (host,
     user, credential type, remote id) fails the fetch cleanly (VcfError) rather than the
-    write halfway (PostgreSQL refuses what SQLite would keep). Applied to fleet management;
-    SDDC Manager's and the installer's rows keep their existing handling."""
+    write halfway (PostgreSQL refuses what SQLite would keep). Applied to every source, so
+    SQLite and PostgreSQL keep the same values and refuse the same fetches."""
     fitted = []
     for item in items:
         for name, column in _IDENTITY.items():
