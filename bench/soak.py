@@ -18,6 +18,11 @@ authenticator-app code (the second step), and signs in again every minute. It pr
 
     .venv/bin/python bench/soak.py [--size 15000] [--minutes 3] [--users 20]
                                    [--database sqlite|postgresql] [--nodes 2]
+                                   [--dual-control]
+
+With --dual-control, rules make ESXi roots need approval and vCenter roots a check-out, and
+requests, approvals, check-outs and the rotations after check-in run beside the operators
+(bench/soak_control.py).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import soak_control  # noqa: E402
 from bench.common import sim_control, start_simulator  # noqa: E402
 from portal.simulator.server import DEFAULT_PASSWORD  # noqa: E402
 from tests.support import PortalServer, ProxiedNodes  # noqa: E402
@@ -202,7 +208,9 @@ def _new_operator(front, admin, number: int) -> tuple[str, Authenticator]:
     return name, otp
 
 
-def _operator(front, figures, username, otp, env_id, ids, stop, export_every: int) -> None:
+def _operator(
+    front, figures, username, otp, env_id, ids, stop, export_every: int, sensitive=()
+) -> None:
     rng = secrets.SystemRandom()
     session = None
     signed_in = 0.0
@@ -226,6 +234,8 @@ def _operator(front, figures, username, otp, env_id, ids, stop, export_every: in
         if rounds % 7 == 0:
             body = {"json": {"source": "manager"}}
             calls.append(("sync now", "post", f"/api/v1/environments/{env_id}/sync", body))
+        if sensitive and rounds % 5 == 0:
+            soak_control.refused_reveal(front.url, session, figures, rng.choice(sensitive))
         for operation, method, path, options in calls:
             figures.timed(
                 operation,
@@ -361,6 +371,12 @@ def main() -> None:
         "unexpected answers are then also counted from that moment",
     )
     parser.add_argument(
+        "--dual-control",
+        action="store_true",
+        help="rules make ESXi roots need approval and vCenter roots a check-out; requests, "
+        "approvals and check-outs run beside the operators",
+    )
+    parser.add_argument(
         "--export-every",
         type=int,
         default=20,
@@ -427,16 +443,32 @@ def main() -> None:
             f"{args.size} credentials synced; {args.users} operators for {args.minutes} min "
             f"on {args.nodes} node(s), {args.database}"
         )
+        extra, sensitive = [], []
+        if args.dual_control:
+            extra_users = [
+                _new_operator(front, admin, number) for number in (args.users + 1, args.users + 2)
+            ]
+            extra, sensitive = soak_control.start(
+                front,
+                admin,
+                extra_users,
+                lambda name, otp: _sign_in(front, figures, name, OPERATOR_PASSWORD, otp),
+                figures,
+                env_id,
+                stop,
+            )
+            ids = [i for i in ids if i not in set(sensitive)]
         figures.times.clear()
         figures.errors.clear()
         threads = [
             threading.Thread(
                 target=_operator,
-                args=(front, figures, name, otp, env_id, ids, stop, args.export_every),
+                args=(front, figures, name, otp, env_id, ids, stop, args.export_every, sensitive),
                 daemon=True,
             )
             for name, otp in operators
         ]
+        threads += extra
         threads.append(threading.Thread(target=_upstream_rotations, args=(port, ca, stop)))
         threads.append(
             threading.Thread(target=_bulk_rotations, args=(front, figures, env_id, ids, stop))
@@ -480,11 +512,13 @@ def _report(args, nodes, figures: Figures) -> None:
         f"\ndatabase: {args.database}, {args.nodes} node(s); "
         f"syncs that succeeded during the run: {runs}"
     )
-    print(f"{'operation':<10} {'count':>7} {'p50 s':>8} {'p95 s':>8} {'p99 s':>8}")
-    for operation in ("sign-in", "search", "reveal", "copy", "export", "sync now"):
+    print(f"{'operation':<24} {'count':>7} {'p50 s':>8} {'p95 s':>8} {'p99 s':>8}")
+    usual = ("sign-in", "search", "reveal", "copy", "export", "sync now")
+    others = sorted(set(figures.times) - set(usual))
+    for operation in (*usual, *others):
         values = figures.times.get(operation) or [0.0]
         print(
-            f"{operation:<10} {len(figures.times.get(operation, [])):>7} "
+            f"{operation:<24} {len(figures.times.get(operation, [])):>7} "
             f"{statistics.median(values):>8.3f} {_percentile(values, 0.95):>8.3f} "
             f"{_percentile(values, 0.99):>8.3f}"
         )
