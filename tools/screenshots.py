@@ -4,7 +4,10 @@ Starts the portal (./start_https.sh) on a scratch data directory and the VCF sim
 in, adds two environments (one healthy, from SDDC Manager and the VCF Installer; one failing),
 syncs, and writes docs/screenshots/<page>-<light|dark>.png at 1280x800, and the dashboard (with
 a search and a revealed password) and the environment page at 1366x768 (a laptop) and 390x844
-(a phone): <page>-<1366|390>-<light|dark>.png.
+(a phone): <page>-<1366|390>-<light|dark>.png. The healthy environment also reads VCF Operations
+fleet management (two appliance accounts rotated since bring-up: stale installer copies, on
+*Needs attention*), a global rule makes ESXi roots need approval and vCenter roots a
+check-out, and a second operator has asked for an ESXi root (the admin's inbox).
 
     .venv/bin/python tools/screenshots.py [--out DIR] [--phone]
 """
@@ -27,6 +30,7 @@ from tests.support import endpoint_body, launch_chromium, running_portal  # noqa
 
 PASSWORD = "Screenshot-admin-passphrase"  # noqa: S105 - throwaway local instance
 WRONG_PASSWORD = "expired-service-password"  # noqa: S105 - makes one environment fail
+NIGHT_SHIFT_PASSWORD = "Night-shift-own-passphrase"  # noqa: S105 - the same
 VIEWPORT = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 # The sizes of the operator's screens (issue 12): a laptop and a phone.
@@ -84,9 +88,16 @@ def prepare(page, url: str, sim: Simulator) -> dict:
             "installer": endpoint_body(
                 sim, username=sim.installer_username, password=sim.installer_password
             ),
+            "fleet": endpoint_body(
+                sim,
+                username=sim.installer_username,
+                password=sim.installer_password,
+                locker_password=sim.fleet_root_password,
+            ),
         },
     )
     api(page, "POST", f"/api/v1/environments/{good['id']}/sync", {"source": "installer"})
+    api(page, "POST", f"/api/v1/environments/{good['id']}/sync", {"source": "fleet"})
     bad = api(
         page,
         "POST",
@@ -127,7 +138,38 @@ def prepare(page, url: str, sim: Simulator) -> dict:
         "enabled": True,
     })  # fmt: skip
     api(page, "POST", "/api/v1/groups", {"name": "VCF-Operators", "source": "ldap"})
+    api(page, "PUT", "/api/v1/policies", {"rules": [
+        {"resource_type": "ESXI", "username": "root", "requires": ["approval"]},
+        {"resource_type": "VCENTER", "username": "root", "requires": ["checkout"],
+         "break_glass": False},
+    ]})  # fmt: skip
+    wait_idle(page, [good["id"], bad["id"]])
     return {"good": good["id"], "bad": bad["id"]}
+
+
+def ask_for_access(browser, url: str, good: int) -> None:
+    """The night shift signs in (and sets its own password), then asks for an ESXi root."""
+    context = browser.new_context(ignore_https_errors=True, viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(url + "/login")
+    page.fill("#username", "night-shift")
+    page.fill("#password", "Night-shift-passphrase")
+    page.click("main button[type=submit]")
+    page.fill("#current_password", "Night-shift-passphrase")
+    page.fill("#new_password", NIGHT_SHIFT_PASSWORD)
+    page.fill("#confirm_password", NIGHT_SHIFT_PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(url + "/")
+    roots = api(
+        page,
+        "GET",
+        f"/api/v1/environments/{good}/credentials?resource_type=ESXI&username=root&per_page=1",
+    )["items"]
+    api(page, "POST", f"/api/v1/credentials/{roots[0]['id']}/access-requests", {
+        "reason": "P1 incident: host not responding after the patch window",
+        "ticket": "INC-20417", "minutes": 30,
+    })  # fmt: skip
+    context.close()
 
 
 def shoot(context, url: str, ids: dict, out: Path, scheme: str, viewport: dict) -> None:
@@ -144,6 +186,9 @@ def shoot(context, url: str, ids: dict, out: Path, scheme: str, viewport: dict) 
         ("settings-certificate", "/settings/certificate", "dl.kv"),
         ("settings-sign-in", "/settings/sign-in", "#ldap-urls"),
         ("settings-about", "/settings/about", "dl.kv"),
+        ("settings-policies", "/settings/policies", "main form"),
+        ("access-requests", "/access-requests", "#inbox table tbody tr"),
+        ("attention", "/attention", "#attention-table tbody tr"),
     ]
     for name, path, ready in shots:
         page.goto(url + path)
@@ -197,7 +242,9 @@ def main() -> None:
         browser = launch_chromium(pw)
         admin = browser.new_context(ignore_https_errors=True, viewport=VIEWPORT)
         page = admin.new_page()
+        sim.fleet_rotate(2)
         ids = prepare(page, server.url, sim)
+        ask_for_access(browser, server.url, ids["good"])
         state = admin.storage_state()
         for scheme in ("light", "dark"):
             anonymous = browser.new_context(
