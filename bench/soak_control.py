@@ -46,9 +46,9 @@ def credentials(url: str, session, env_id: int, query: str) -> list[dict]:
         page += 1
 
 
-def _step(figures, operation: str, call, expect=(200,)):
-    """One timed call; its JSON, or None when it failed (counted by the figures)."""
-    answer = figures.timed(operation, call, expect=expect)
+def _post(figures, operation: str, session, url: str, body: dict, expect=(200,)):
+    """One timed POST; its JSON, or None when it failed (counted by the figures)."""
+    answer = figures.timed(operation, lambda: session.post(url, json=body), expect=expect)
     if answer is None or answer.status_code not in expect:
         return None
     return answer.json()
@@ -59,25 +59,17 @@ def four_eyes(url: str, requester, approver, figures, ids: list[int], stop) -> N
     for cred in itertools.cycle(ids):
         if stop.wait(2):
             return
-        asked = _step(
-            figures,
-            "ask access",
-            lambda c=cred: requester.post(
-                f"{url}/api/v1/credentials/{c}/access-requests",
-                json={"reason": "soak: four eyes", "minutes": 5},
-            ),
-            expect=(201,),
+        ask = {"reason": "soak: four eyes", "minutes": 5}
+        credential = f"{url}/api/v1/credentials/{cred}"
+        asked = _post(
+            figures, "ask access", requester, f"{credential}/access-requests", ask, (201,)
         )
         if asked is None:
             continue
-        base = f"{url}/api/v1/access-requests/{asked['id']}"
-        if _step(figures, "approve", lambda b=base: approver.post(f"{b}/approve", json={})):
-            _step(
-                figures,
-                "reveal in window",
-                lambda c=cred: requester.post(f"{url}/api/v1/credentials/{c}/reveal", json={}),
-            )
-        _step(figures, "end window", lambda b=base: requester.post(f"{b}/revoke", json={}))
+        request = f"{url}/api/v1/access-requests/{asked['id']}"
+        if _post(figures, "approve", approver, f"{request}/approve", {}):
+            _post(figures, "reveal in window", requester, f"{credential}/reveal", {})
+        _post(figures, "end window", requester, f"{request}/revoke", {})
 
 
 def checkouts(url: str, holder, figures, ids: list[int], stop) -> None:
@@ -85,28 +77,14 @@ def checkouts(url: str, holder, figures, ids: list[int], stop) -> None:
     for cred in itertools.cycle(ids):
         if stop.wait(2):
             return
-        taken = _step(
-            figures,
-            "check out",
-            lambda c=cred: holder.post(
-                f"{url}/api/v1/credentials/{c}/checkout",
-                json={"minutes": 5, "reason": "soak: runbook"},
-            ),
-            expect=(201,),
-        )
+        take = {"minutes": 5, "reason": "soak: runbook"}
+        credential = f"{url}/api/v1/credentials/{cred}"
+        taken = _post(figures, "check out", holder, f"{credential}/checkout", take, (201,))
         if taken is None:
             continue
-        _step(
-            figures,
-            "reveal held",
-            lambda c=cred: holder.post(f"{url}/api/v1/credentials/{c}/reveal", json={}),
-        )
-        ended = _step(
-            figures,
-            "check in",
-            lambda t=taken: holder.post(f"{url}/api/v1/checkouts/{t['id']}/checkin", json={}),
-        )
-        if ended is not None:
+        _post(figures, "reveal held", holder, f"{credential}/reveal", {})
+        checkin = f"{url}/api/v1/checkouts/{taken['id']}/checkin"
+        if _post(figures, "check in", holder, checkin, {}) is not None:
             _wait_for_rotation(url, holder, figures, cred, stop)
 
 

@@ -66,17 +66,22 @@ def wait_idle(page, env_ids: list[int], timeout: float = 60) -> None:
     raise RuntimeError("syncs did not finish")
 
 
-def prepare(page, url: str, sim: Simulator) -> dict:
-    """First sign-in, password change, environments, syncs and a few audited actions."""
+def first_sign_in(page, url: str, username: str, given: str, own: str) -> None:
+    """Sign in with the password an admin gave, and replace it as the portal asks."""
     page.goto(url + "/login")
-    page.fill("#username", "admin")
-    page.fill("#password", "admin")
+    page.fill("#username", username)
+    page.fill("#password", given)
     page.click("main button[type=submit]")
-    page.fill("#current_password", "admin")
-    page.fill("#new_password", PASSWORD)
-    page.fill("#confirm_password", PASSWORD)
+    page.fill("#current_password", given)
+    page.fill("#new_password", own)
+    page.fill("#confirm_password", own)
     page.click("main button[type=submit]")
     page.wait_for_url(url + "/")
+
+
+def prepare(page, url: str, sim: Simulator) -> dict:
+    """First sign-in, password change, environments, syncs and a few audited actions."""
+    first_sign_in(page, url, "admin", "admin", PASSWORD)
     good = api(
         page,
         "POST",
@@ -151,15 +156,7 @@ def ask_for_access(browser, url: str, good: int) -> None:
     """The night shift signs in (and sets its own password), then asks for an ESXi root."""
     context = browser.new_context(ignore_https_errors=True, viewport=VIEWPORT)
     page = context.new_page()
-    page.goto(url + "/login")
-    page.fill("#username", "night-shift")
-    page.fill("#password", "Night-shift-passphrase")
-    page.click("main button[type=submit]")
-    page.fill("#current_password", "Night-shift-passphrase")
-    page.fill("#new_password", NIGHT_SHIFT_PASSWORD)
-    page.fill("#confirm_password", NIGHT_SHIFT_PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(url + "/")
+    first_sign_in(page, url, "night-shift", "Night-shift-passphrase", NIGHT_SHIFT_PASSWORD)
     roots = api(
         page,
         "GET",

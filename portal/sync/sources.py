@@ -72,20 +72,22 @@ def fit_columns(items: list[FetchedCredential]) -> list[FetchedCredential]:
     user, credential type, remote id) fails the fetch cleanly (VcfError) rather than the
     write halfway (PostgreSQL refuses what SQLite would keep). Applied to every source, so
     SQLite and PostgreSQL keep the same values and refuse the same fetches."""
+    names = [(name, _length(column)) for name, column in _IDENTITY.items()]
+    descriptive = [(name, _length(column)) for name, column in _DESCRIPTIVE.items()]
     fitted = []
     for item in items:
-        for name, column in _IDENTITY.items():
+        for name, limit in names:
             value = getattr(item, name)
-            if isinstance(value, str) and len(value) > _length(column):
+            if isinstance(value, str) and len(value) > limit:
                 raise VcfError(
                     "malformed",
                     f"a {item.source} account's {name.replace('_', ' ')} is longer than the "
-                    f"{_length(column)} characters the portal keeps: nothing was stored",
+                    f"{limit} characters the portal keeps: nothing was stored",
                 )
         clipped = {
-            name: value[: _length(column)]
-            for name, column in _DESCRIPTIVE.items()
-            if isinstance(value := getattr(item, name), str) and len(value) > _length(column)
+            name: value[:limit]
+            for name, limit in descriptive
+            if isinstance(value := getattr(item, name), str) and len(value) > limit
         }
         fitted.append(replace(item, **clipped) if clipped else item)
     return fitted
