@@ -168,21 +168,22 @@ def _connectivity(item: CredentialExpiry) -> tuple[str, str | None, str | None]:
     return status, (message or "")[:2000] or None, (item.remediation or "")[:2000] or None
 
 
+def _by_remote_id(environment_id: int):
+    """An UPDATE of one environment's SDDC Manager credential named by `_remote_id`."""
+    table = Credential.__table__
+    return update(table).where(
+        table.c.environment_id == environment_id,
+        table.c.source == "manager",
+        table.c.remote_id == bindparam("_remote_id"),
+    )
+
+
 def _write_connectivity(environment_id: int, part) -> int:
     """Store one slice of reported connectivity (by SDDC Manager's credential id)."""
-    table = Credential.__table__
-    statement = (
-        update(table)
-        .where(
-            table.c.environment_id == environment_id,
-            table.c.source == "manager",
-            table.c.remote_id == bindparam("_remote_id"),
-        )
-        .values(
-            connectivity_status=bindparam("_status"),
-            connectivity_error=bindparam("_error"),
-            connectivity_remediation=bindparam("_remediation"),
-        )
+    statement = _by_remote_id(environment_id).values(
+        connectivity_status=bindparam("_status"),
+        connectivity_error=bindparam("_error"),
+        connectivity_remediation=bindparam("_remediation"),
     )
     db.session.connection().execute(
         statement,
@@ -196,15 +197,8 @@ def _write_connectivity(environment_id: int, part) -> int:
 
 def _write_dates(environment_id: int, part) -> int:
     """Store one slice of reported expiry dates (by SDDC Manager's credential id)."""
-    table = Credential.__table__
-    statement = (
-        update(table)
-        .where(
-            table.c.environment_id == environment_id,
-            table.c.source == "manager",
-            table.c.remote_id == bindparam("_remote_id"),
-        )
-        .values(expiry_date=bindparam("_date"), expiry_status=bindparam("_status"))
+    statement = _by_remote_id(environment_id).values(
+        expiry_date=bindparam("_date"), expiry_status=bindparam("_status")
     )
     result = db.session.connection().execute(
         statement,
